@@ -1,0 +1,98 @@
+//! Serde helpers shared by adapter configs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration written as `90s`, `15m`, `1h 30m` (humantime) or a bare number of seconds.
+pub mod duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(de)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+
+    /// Parse `15m`, `1h`, `90s`; whole seconds only.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let d = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("invalid duration `{text}`: {e} (write e.g. 90s, 15m, 1h)"))?;
+        if d.subsec_nanos() != 0 {
+            return Err(format!("invalid duration `{text}`: use whole seconds"));
+        }
+        Ok(d)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(de).map(Some)
+        }
+    }
+}
+
+/// Render a duration the way configs write it (`15m`, `1h`, `90s`).
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A configured name (source, target, rule): 1 to 64 characters of `a-z`, `0-9`, `-`, `_`,
+/// starting with a letter or digit. Names appear in metrics, logs and URLs, so they stay
+/// plain.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_len = (1..=64).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let ok_start = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok_len && ok_chars && ok_start {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name `{name}`: use 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_both_forms() {
+        assert_eq!(duration::parse("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(duration::parse("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(duration::parse("soon").is_err());
+        assert!(duration::parse("1500ms").is_err());
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(with = "duration")]
+            d: Duration,
+        }
+        let t: T = serde_json::from_str(r#"{"d": 60}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.d, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn names_are_plain() {
+        assert!(validate_name("eks-prod").is_ok());
+        assert!(validate_name("aws_prod2").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("Prod").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The normalized identity: one schema for every platform (DESIGN.md "The normalized
+//! identity"). Mapping rules, templates, audit records and issued tokens read only this.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A workload identity, normalized. Optional fields are `None` where the platform has no
+/// such notion. `attributes` holds further verified claims, flattened to strings and
+/// namespaced by provider (`github.ref`, `k8s.pod_uid`, `oidc.email`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Canonical URI, stable and unique per workload (`oidc://corp-idp/svc-42`).
+    pub id: String,
+    /// The adapter kind that verified it (`oidc`, `kubernetes`, ...).
+    pub provider: String,
+    /// The configured source's name.
+    pub source: String,
+    /// Who vouched for it: the token's verified `iss`.
+    pub issuer: String,
+    /// The platform's stable subject.
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// When the presented credential expires, seconds since the Unix epoch.
+    #[serde(default)]
+    pub expires_at: i64,
+}
+
+/// The identity fields a mapping rule can match on or a template can name, other than
+/// `attributes.<key>`.
+pub const FIELDS: &[&str] = &[
+    "id",
+    "provider",
+    "source",
+    "issuer",
+    "subject",
+    "tenant",
+    "namespace",
+    "name",
+    "instance",
+    "region",
+];
+
+impl Identity {
+    /// The value of a field by name: one of [`FIELDS`], or `attributes.<key>`.
+    /// `None` when the field is unknown or has no value for this identity.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        if let Some(key) = name.strip_prefix("attributes.") {
+            return self.attributes.get(key).map(String::as_str);
+        }
+        match name {
+            "id" => Some(&self.id),
+            "provider" => Some(&self.provider),
+            "source" => Some(&self.source),
+            "issuer" => Some(&self.issuer),
+            "subject" => Some(&self.subject),
+            "tenant" => self.tenant.as_deref(),
+            "namespace" => self.namespace.as_deref(),
+            "name" => self.name.as_deref(),
+            "instance" => self.instance.as_deref(),
+            "region" => self.region.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether `name` is a field [`Identity::field`] knows.
+    pub fn is_field(name: &str) -> bool {
+        name.strip_prefix("attributes.").is_some_and(|k| !k.is_empty()) || FIELDS.contains(&name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_lookup_covers_every_named_field_and_attributes() {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("oidc.email".to_string(), "a@example.com".to_string());
+        let id = Identity {
+            id: "oidc://s/x".into(),
+            provider: "oidc".into(),
+            source: "s".into(),
+            issuer: "https://issuer".into(),
+            subject: "x".into(),
+            tenant: Some("t".into()),
+            namespace: None,
+            name: Some("n".into()),
+            instance: None,
+            region: None,
+            attributes,
+            expires_at: 0,
+        };
+        assert_eq!(id.field("tenant"), Some("t"));
+        assert_eq!(id.field("namespace"), None);
+        assert_eq!(id.field("attributes.oidc.email"), Some("a@example.com"));
+        assert_eq!(id.field("attributes.missing"), None);
+        assert_eq!(id.field("bogus"), None);
+        for f in FIELDS {
+            assert!(Identity::is_field(f));
+        }
+        assert!(Identity::is_field("attributes.x"));
+        assert!(!Identity::is_field("attributes."));
+        assert!(!Identity::is_field("bogus"));
+    }
+}

@@ -1,0 +1,33 @@
+//! Tessera's adapter contract and every adapter.
+//!
+//! # Layout
+//! - [`identity`]: the normalized [`Identity`](identity::Identity) every source produces.
+//! - [`source`]: the [`IdentitySource`](source::IdentitySource) trait and the
+//!   [`VerifiedIdentity`](source::VerifiedIdentity) proof type only a source can make.
+//! - [`target`]: the [`CredentialTarget`](target::CredentialTarget) trait, the
+//!   [`Grant`](target::Grant) a target acts on, and the [`Signer`](target::Signer) targets
+//!   sign through.
+//! - [`jwt`]: JWT verification shared by every JWT source: decoding, algorithm pinning,
+//!   claim checks and the JWKS cache.
+//! - [`sources`] and [`targets`]: one folder per adapter kind.
+//! - [`registry`]: one line per adapter kind; the only place the broker learns of kinds.
+//!
+//! This crate knows nothing of HTTP serving or the broker: the broker depends on it, never
+//! the other way round. Sources never issue and targets never verify.
+
+pub mod clock;
+pub mod config;
+pub mod identity;
+pub mod jwt;
+pub mod registry;
+pub mod secret;
+pub mod source;
+pub mod sources;
+pub mod target;
+pub mod targets;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use identity::Identity;
+pub use secret::Secret;
+pub use source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
+pub use target::{CredentialTarget, Grant, IssuedCredential, Signer, TargetError};

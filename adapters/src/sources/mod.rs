@@ -1,0 +1,2 @@
+//! Identity sources, one folder per kind.
+pub mod oidc;

@@ -1,0 +1,2 @@
+//! Credential targets, one folder per kind.
+pub mod jwt;
