@@ -40,18 +40,8 @@ pub struct Identity {
 
 /// The identity fields a mapping rule can match on or a template can name, other than
 /// `attributes.<key>`.
-pub const FIELDS: &[&str] = &[
-    "id",
-    "provider",
-    "source",
-    "issuer",
-    "subject",
-    "tenant",
-    "namespace",
-    "name",
-    "instance",
-    "region",
-];
+pub const FIELDS: &[&str] =
+    &["id", "provider", "source", "issuer", "subject", "tenant", "namespace", "name", "instance", "region"];
 
 impl Identity {
     /// The value of a field by name: one of [`FIELDS`], or `attributes.<key>`.

@@ -23,8 +23,7 @@ pub enum SubjectTokenType {
 impl SubjectTokenType {
     pub const JWT_URI: &'static str = "urn:ietf:params:oauth:token-type:jwt";
     pub const ID_TOKEN_URI: &'static str = "urn:ietf:params:oauth:token-type:id_token";
-    pub const AWS_SIGNED_REQUEST_URI: &'static str =
-        "urn:tessera:params:oauth:token-type:aws-signed-request";
+    pub const AWS_SIGNED_REQUEST_URI: &'static str = "urn:tessera:params:oauth:token-type:aws-signed-request";
 
     pub fn from_uri(uri: &str) -> Option<Self> {
         match uri {

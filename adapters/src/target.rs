@@ -39,15 +39,7 @@ impl Grant {
         claims: serde_json::Map<String, serde_json::Value>,
         params: BTreeMap<String, serde_json::Value>,
     ) -> Self {
-        Self {
-            identity,
-            rule: rule.into(),
-            target: target.into(),
-            scope,
-            ttl,
-            claims,
-            params,
-        }
+        Self { identity, rule: rule.into(), target: target.into(), scope, ttl, claims, params }
     }
 
     pub fn identity(&self) -> &Identity {
@@ -208,6 +200,10 @@ pub trait Signer: Send + Sync + Debug {
     /// The issuer URL (`iss`) of tokens this signer makes.
     fn issuer(&self) -> &str;
 
+    /// The algorithms the issuer has keys for; a target configured for another is a
+    /// build error.
+    fn algorithms(&self) -> Vec<SigningAlgorithm>;
+
     /// Sign `claims` with the active key for `alg`; the header carries `alg`, `kid` and
     /// `typ: JWT`. The caller sets every claim, `iss` included.
     fn sign(
@@ -237,6 +233,10 @@ pub trait CredentialTarget: Send + Sync + Debug {
     fn grant_keys(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// The RFC 8693 `issued_token_type` of what this target issues (see [`token_types`]);
+    /// a request's `requested_token_type`, when given, must equal it.
+    fn issued_token_type(&self) -> &'static str;
 
     /// The grant key whose value is the scope a rule grants (`role_arn` for AWS), when
     /// the rule has no explicit `scope:`. `None`: only `scope:` names a rule's scope.

@@ -1,1 +1,35 @@
-//! Shared JWT verification.
+//! Shared JWT verification for every JWT source (DESIGN.md "JWT rules every JWT source
+//! shares").
+//!
+//! # Layout
+//! - [`alg`]: the pinned-algorithm vocabulary; `none` and HMAC cannot be named.
+//! - `decode`: compact JWS splitting, strict base64url, strict JSON (no duplicate members),
+//!   and [`peek_issuer`] for routing by the unverified `iss`.
+//! - [`keys`]: JWKS documents parsed into aws-lc-rs keys once per `kid`.
+//! - [`jwks`]: where keys come from (discovery, pinned URI, file) and the cache that keeps
+//!   them fresh.
+//! - [`policy`]: a source's rules ([`JwtPolicy`]).
+//! - `verify`: header checks, signature, then claims; [`JwtVerifier`] ties policy and cache.
+//! - [`attributes`]: verified claims flattened into identity attributes.
+//!
+//! A source kind builds a [`JwtVerifier`], calls [`JwtVerifier::verify`], and maps the
+//! [`VerifiedClaims`] to an identity its own way.
+
+pub mod alg;
+pub mod attributes;
+mod decode;
+mod json;
+pub mod jwks;
+pub mod keys;
+pub mod policy;
+mod verify;
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+pub use alg::Algorithm;
+pub use decode::{MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer};
+pub use jwks::{JwksCache, JwksError, JwksLocation, JwksOptions};
+pub use keys::{KeySet, KeySetError};
+pub use policy::JwtPolicy;
+pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};

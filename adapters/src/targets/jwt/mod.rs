@@ -1,10 +1,15 @@
-use std::sync::Arc;
-use crate::registry::{BuildContext, BuildError, BuildTarget};
-use crate::target::CredentialTarget;
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtTargetConfig { pub name: String }
-impl BuildTarget for JwtTargetConfig {
-    fn name(&self) -> &str { &self.name }
-    fn build(&self, _cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> { Err(BuildError::new("in progress")) }
-}
+//! The `jwt` target: a JWT (RFC 7519) signed by Tessera's own issuer, for any service that
+//! trusts Tessera as an OIDC issuer.
+//!
+//! # Layout
+//! - `config.rs`: [`JwtTargetConfig`], the `type: jwt` entry of `broker.yaml`, and its
+//!   validation.
+//! - `issue.rs`: [`JwtTarget`], which builds the claim set from a grant and signs it.
+
+mod config;
+mod issue;
+#[cfg(test)]
+mod tests;
+
+pub use config::{JwtTargetConfig, MAX_TTL_CAP};
+pub use issue::{JwtTarget, RESERVED_CLAIMS};

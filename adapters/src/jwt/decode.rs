@@ -1,0 +1,215 @@
+//! Decoding a compact JWS (RFC 7515 §7.1) without trusting it: size and shape checks, strict
+//! base64url, strict JSON. Nothing here verifies a signature; what comes out is either a
+//! [`Header`] still to be checked against a policy, or [`UnverifiedClaims`].
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::json::{self, JsonError};
+use crate::source::SourceError;
+
+/// The largest token accepted, in bytes (DESIGN.md "The pipeline": token <= 16 KiB).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The three base64url segments of a compact JWS, not yet decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segments<'a> {
+    pub header: &'a str,
+    pub payload: &'a str,
+    pub signature: &'a str,
+    /// `header "." payload`: the JWS signing input (RFC 7515 §5.2 step 8).
+    pub signing_input: &'a str,
+}
+
+/// Split a token into its segments: at most [`MAX_TOKEN_BYTES`], exactly three parts.
+/// Five parts is the JWE compact form (RFC 7516 §7.1), refused as a nested token.
+pub(crate) fn split(token: &str) -> Result<Segments<'_>, SourceError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(SourceError::Malformed("token is larger than 16 KiB"));
+    }
+    if token.is_empty() {
+        return Err(SourceError::Malformed("token is empty"));
+    }
+    let dots = token.bytes().filter(|b| *b == b'.').count();
+    match dots {
+        2 => {}
+        4 => return Err(SourceError::NestedToken),
+        _ => return Err(SourceError::Malformed("token does not have three parts")),
+    }
+    let mut parts = token.splitn(3, '.');
+    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(SourceError::Malformed("token does not have three parts"));
+    };
+    // header.len() + 1 + payload.len() is the index of the second dot, a char boundary.
+    let signing_input = token
+        .get(..header.len() + 1 + payload.len())
+        .ok_or(SourceError::Malformed("token does not have three parts"))?;
+    Ok(Segments { header, payload, signature, signing_input })
+}
+
+/// Strict base64url without padding (RFC 7515 §2, §C): no `=`, no whitespace, no
+/// non-canonical trailing bits.
+pub(crate) fn b64(segment: &str, what: &'static str) -> Result<Vec<u8>, SourceError> {
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| SourceError::Malformed(what))
+}
+
+fn json_object(bytes: &[u8], what: Part) -> Result<Map<String, Value>, SourceError> {
+    json::parse_object(bytes).map_err(|e| {
+        SourceError::Malformed(match (what, e) {
+            (Part::Header, JsonError::DuplicateMember) => "header has a duplicate member",
+            (Part::Header, JsonError::Invalid) => "header is not valid JSON",
+            (Part::Header, JsonError::NotAnObject) => "header is not a JSON object",
+            (Part::Payload, JsonError::DuplicateMember) => "payload has a duplicate member",
+            (Part::Payload, JsonError::Invalid) => "payload is not valid JSON",
+            (Part::Payload, JsonError::NotAnObject) => "payload is not a JSON object",
+        })
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Header,
+    Payload,
+}
+
+/// A decoded JOSE header (RFC 7515 §4), not yet checked against any policy.
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    /// `alg`, exactly as written.
+    pub alg: String,
+    pub kid: Option<String>,
+    pub members: Map<String, Value>,
+}
+
+pub(crate) fn header(segment: &str) -> Result<Header, SourceError> {
+    let members = json_object(&b64(segment, "header is not base64url")?, Part::Header)?;
+    let alg = match members.get("alg") {
+        Some(Value::String(alg)) => alg.clone(),
+        Some(_) => return Err(SourceError::Malformed("header `alg` is not a string")),
+        None => return Err(SourceError::Malformed("header has no `alg`")),
+    };
+    let kid = match members.get("kid") {
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(SourceError::Malformed("header `kid` is not a string")),
+        None => None,
+    };
+    Ok(Header { alg, kid, members })
+}
+
+/// Claims decoded from a payload whose signature has not been checked. Only the verifier
+/// and the routing peek look inside, and neither trusts what it reads.
+#[derive(Debug, Clone)]
+pub struct UnverifiedClaims(Map<String, Value>);
+
+impl UnverifiedClaims {
+    pub(crate) fn decode(segment: &str) -> Result<Self, SourceError> {
+        let bytes = b64(segment, "payload is not base64url")?;
+        json_object(&bytes, Part::Payload).map(Self)
+    }
+
+    /// Decode a payload already base64-decoded (the verifier decodes before checking the
+    /// signature, and parses the JSON only after).
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, SourceError> {
+        json_object(bytes, Part::Payload).map(Self)
+    }
+
+    /// Give up the unverified marker; for the verifier, once the signature has verified.
+    pub(crate) fn into_verified_map(self) -> Map<String, Value> {
+        self.0
+    }
+
+    fn issuer(&self) -> Result<&str, SourceError> {
+        match self.0.get("iss") {
+            Some(Value::String(iss)) => Ok(iss),
+            Some(_) => Err(SourceError::InvalidClaim("iss")),
+            None => Err(SourceError::MissingClaim("iss")),
+        }
+    }
+}
+
+/// The `iss` of a token, UNVERIFIED: for routing a token to the source that names this
+/// issuer before any network call (DESIGN.md "The pipeline"). Applies the same size and
+/// shape checks as verification; never use the result as a fact about the caller.
+pub fn peek_issuer(token: &str) -> Result<String, SourceError> {
+    let segments = split(token)?;
+    header(segments.header)?;
+    let claims = UnverifiedClaims::decode(segments.payload)?;
+    claims.issuer().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.c2ln", enc(header), enc(payload))
+    }
+
+    #[test]
+    fn peek_reads_iss_without_verifying() {
+        let t = token(r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example","sub":"x"}"#);
+        assert_eq!(peek_issuer(&t).unwrap(), "https://idp.example");
+    }
+
+    #[test]
+    fn peek_refuses_junk_as_malformed() {
+        for junk in ["", "abc", "a.b", "a.b.c.d", "...", "!!!.@@@.###", "e30.e30.e30.e30.e30.e30"] {
+            assert!(
+                matches!(peek_issuer(junk), Err(SourceError::Malformed(_))),
+                "{junk}: {:?}",
+                peek_issuer(junk)
+            );
+        }
+        assert!(matches!(peek_issuer("a.b.c.d.e"), Err(SourceError::NestedToken)));
+        let not_object = token(r#"{"alg":"RS256"}"#, "[1]");
+        assert!(matches!(peek_issuer(&not_object), Err(SourceError::Malformed(_))));
+        let bad_header = token("[]", r#"{"iss":"x"}"#);
+        assert!(matches!(peek_issuer(&bad_header), Err(SourceError::Malformed(_))));
+    }
+
+    #[test]
+    fn peek_reports_missing_or_wrongly_typed_iss() {
+        let t = token(r#"{"alg":"RS256"}"#, r#"{"sub":"x"}"#);
+        assert!(matches!(peek_issuer(&t), Err(SourceError::MissingClaim("iss"))));
+        let t = token(r#"{"alg":"RS256"}"#, r#"{"iss":["x"]}"#);
+        assert!(matches!(peek_issuer(&t), Err(SourceError::InvalidClaim("iss"))));
+    }
+
+    #[test]
+    fn peek_applies_size_and_duplicate_checks() {
+        let big = format!("{}.{}.x", enc(r#"{"alg":"RS256"}"#), "A".repeat(MAX_TOKEN_BYTES));
+        assert!(matches!(peek_issuer(&big), Err(SourceError::Malformed(_))));
+        let dup = token(r#"{"alg":"RS256"}"#, r#"{"iss":"a","iss":"b"}"#);
+        assert!(matches!(peek_issuer(&dup), Err(SourceError::Malformed("payload has a duplicate member"))));
+    }
+
+    #[test]
+    fn base64_must_be_strict() {
+        let header = enc(r#"{"alg":"RS256"}"#);
+        // `{"iss":"a"}` encodes to 15 characters; padded with `=` it is standard, not JWS.
+        let payload = enc(r#"{"iss":"a"}"#);
+        assert!(peek_issuer(&format!("{header}.{payload}.x")).is_ok());
+        assert!(peek_issuer(&format!("{header}.{payload}=.x")).is_err());
+        assert!(peek_issuer(&format!("{header}.{payload} .x")).is_err());
+        let standard = payload.replace('-', "+").replace('_', "/");
+        if standard != payload {
+            assert!(peek_issuer(&format!("{header}.{standard}.x")).is_err());
+        }
+        // Non-zero trailing bits: the same bytes, a different (non-canonical) spelling.
+        assert_eq!(b64("QQ", "x").unwrap(), b"A");
+        assert!(b64("QR", "x").is_err());
+    }
+
+    #[test]
+    fn split_finds_the_signing_input() {
+        let s = split("aa.bb.cc").unwrap();
+        assert_eq!((s.header, s.payload, s.signature, s.signing_input), ("aa", "bb", "cc", "aa.bb"));
+        assert!(matches!(split("aa.bb.cc.dd.ee"), Err(SourceError::NestedToken)));
+        assert!(matches!(split("aa.bb"), Err(SourceError::Malformed(_))));
+    }
+}

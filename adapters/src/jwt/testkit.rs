@@ -1,0 +1,260 @@
+//! Test helpers for JWT sources: real keys made with aws-lc-rs, tokens signed by hand, and
+//! a loopback HTTP server that counts requests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `{"keys": [...]}`
+pub fn jwks(keys: &[Value]) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+/// RSA generation is slow; tests share two keys.
+fn rsa_pair(which: usize) -> Arc<RsaKeyPair> {
+    static KEYS: [OnceLock<Arc<RsaKeyPair>>; 2] = [OnceLock::new(), OnceLock::new()];
+    Arc::clone(KEYS[which].get_or_init(|| Arc::new(RsaKeyPair::generate(KeySize::Rsa2048).unwrap())))
+}
+
+enum Pair {
+    Rsa(Arc<RsaKeyPair>),
+    Ec(EcdsaKeyPair, usize),
+    Ed(Ed25519KeyPair),
+}
+
+pub struct TestKey {
+    pub kid: String,
+    pair: Pair,
+}
+
+impl TestKey {
+    pub fn rsa(kid: &str) -> Self {
+        Self { kid: kid.into(), pair: Pair::Rsa(rsa_pair(0)) }
+    }
+
+    /// A second RSA key, different from [`TestKey::rsa`]'s.
+    pub fn rsa_other(kid: &str) -> Self {
+        Self { kid: kid.into(), pair: Pair::Rsa(rsa_pair(1)) }
+    }
+
+    pub fn p256(kid: &str) -> Self {
+        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        Self { kid: kid.into(), pair: Pair::Ec(pair, 32) }
+    }
+
+    pub fn p384(kid: &str) -> Self {
+        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+        Self { kid: kid.into(), pair: Pair::Ec(pair, 48) }
+    }
+
+    pub fn ed25519(kid: &str) -> Self {
+        Self { kid: kid.into(), pair: Pair::Ed(Ed25519KeyPair::generate().unwrap()) }
+    }
+
+    pub fn rsa_modulus(&self) -> Vec<u8> {
+        match &self.pair {
+            Pair::Rsa(pair) => pair.public_key().modulus().big_endian_without_leading_zero().to_vec(),
+            _ => panic!("not an RSA key"),
+        }
+    }
+
+    /// The public JWK, with `kid` and `use: sig`.
+    pub fn jwk(&self) -> Value {
+        match &self.pair {
+            Pair::Rsa(pair) => {
+                let public = pair.public_key();
+                json!({
+                    "kty": "RSA", "kid": self.kid, "use": "sig",
+                    "n": b64(public.modulus().big_endian_without_leading_zero()),
+                    "e": b64(public.exponent().big_endian_without_leading_zero()),
+                })
+            }
+            Pair::Ec(pair, width) => {
+                let point = pair.public_key().as_ref();
+                let crv = if *width == 32 { "P-256" } else { "P-384" };
+                json!({
+                    "kty": "EC", "kid": self.kid, "use": "sig", "crv": crv,
+                    "x": b64(&point[1..1 + width]),
+                    "y": b64(&point[1 + width..]),
+                })
+            }
+            Pair::Ed(pair) => json!({
+                "kty": "OKP", "kid": self.kid, "use": "sig", "crv": "Ed25519",
+                "x": b64(pair.public_key().as_ref()),
+            }),
+        }
+    }
+
+    /// Sign `input` as `alg` says (the key must fit).
+    pub fn sign(&self, alg: &str, input: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match &self.pair {
+            Pair::Rsa(pair) => {
+                let encoding: &'static dyn signature::RsaEncoding = match alg {
+                    "RS256" => &signature::RSA_PKCS1_SHA256,
+                    "RS384" => &signature::RSA_PKCS1_SHA384,
+                    "RS512" => &signature::RSA_PKCS1_SHA512,
+                    "PS256" => &signature::RSA_PSS_SHA256,
+                    "PS384" => &signature::RSA_PSS_SHA384,
+                    "PS512" => &signature::RSA_PSS_SHA512,
+                    _ => panic!("RSA key cannot sign {alg}"),
+                };
+                let mut sig = vec![0; pair.public_modulus_len()];
+                pair.sign(encoding, &rng, input, &mut sig).unwrap();
+                sig
+            }
+            Pair::Ec(pair, _) => pair.sign(&rng, input).unwrap().as_ref().to_vec(),
+            Pair::Ed(pair) => pair.sign(input).as_ref().to_vec(),
+        }
+    }
+
+    /// A token with header `{"alg": alg, "kid": kid}` plus `extra_header`, signed.
+    pub fn token(&self, alg: &str, claims: &Value) -> String {
+        self.token_with(alg, &json!({}), claims)
+    }
+
+    pub fn token_with(&self, alg: &str, extra_header: &Value, claims: &Value) -> String {
+        let mut header = json!({ "alg": alg, "kid": self.kid });
+        for (k, v) in extra_header.as_object().unwrap() {
+            header[k] = v.clone();
+        }
+        sign_raw(&header.to_string(), &claims.to_string(), |input| self.sign(alg, input))
+    }
+}
+
+/// A token from header and payload JSON text as given (so tests can write duplicate
+/// members), signed by `sign`.
+pub fn sign_raw(header: &str, payload: &str, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let sig = sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig))
+}
+
+#[derive(Clone)]
+struct Route {
+    status: u16,
+    body: Vec<u8>,
+    /// Send the body without Content-Length, ended by closing the connection.
+    unframed: bool,
+    delay: Duration,
+}
+
+#[derive(Default)]
+struct ServerState {
+    routes: HashMap<String, Route>,
+    hits: HashMap<String, usize>,
+}
+
+/// A loopback HTTP/1.1 server answering fixed responses per path and counting requests.
+pub struct TestServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<ServerState>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ServerState::default()));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else { return };
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let route = {
+                        let mut state = state.lock().unwrap();
+                        *state.hits.entry(path.clone()).or_default() += 1;
+                        state.routes.get(&path).cloned()
+                    };
+                    let route = route.unwrap_or(Route {
+                        status: 404,
+                        body: b"{}".to_vec(),
+                        unframed: false,
+                        delay: Duration::ZERO,
+                    });
+                    tokio::time::sleep(route.delay).await;
+                    let mut response =
+                        format!("HTTP/1.1 {} Test\r\nContent-Type: application/json\r\n", route.status);
+                    if route.status == 302 {
+                        response.push_str("Location: https://elsewhere.example/jwks\r\n");
+                    }
+                    if !route.unframed {
+                        response.push_str(&format!("Content-Length: {}\r\n", route.body.len()));
+                    }
+                    response.push_str("Connection: close\r\n\r\n");
+                    let _ = conn.write_all(response.as_bytes()).await;
+                    let _ = conn.write_all(&route.body).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:port` (no trailing slash).
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    pub fn set(&self, path: &str, status: u16, body: impl Into<Vec<u8>>) {
+        self.set_route(path, Route { status, body: body.into(), unframed: false, delay: Duration::ZERO });
+    }
+
+    pub fn set_unframed(&self, path: &str, body: impl Into<Vec<u8>>) {
+        self.set_route(path, Route { status: 200, body: body.into(), unframed: true, delay: Duration::ZERO });
+    }
+
+    pub fn set_delayed(&self, path: &str, body: impl Into<Vec<u8>>, delay: Duration) {
+        self.set_route(path, Route { status: 200, body: body.into(), unframed: false, delay });
+    }
+
+    fn set_route(&self, path: &str, route: Route) {
+        self.state.lock().unwrap().routes.insert(path.to_string(), route);
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+    }
+}
+
+/// An HTTP client like the broker's: no redirects, and no proxy from the environment.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
+}

@@ -1,0 +1,313 @@
+//! JWS verification (RFC 7515 §5.2) and JWT claim validation (RFC 7519 §7.2), in the order
+//! RFC 8725 asks for: header checks, key selection, signature, and only then the claims.
+
+use std::sync::Arc;
+
+use aws_lc_rs::signature::ParsedPublicKey;
+use serde_json::{Map, Value};
+
+use super::alg::Algorithm;
+use super::decode::{self, Header, Segments, UnverifiedClaims};
+use super::jwks::JwksCache;
+use super::keys::{KeySet, Selection};
+use super::policy::JwtPolicy;
+use crate::clock::Clock;
+use crate::source::SourceError;
+
+/// Header members that point at keys or certificates outside the source's configured key
+/// set. Trusting them lets a token bring its own key (RFC 8725 §3.10); they are refused,
+/// never fetched.
+const KEY_BEARING_HEADERS: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
+
+/// Claims of a token whose signature, issuer, audience and times have been verified
+/// against a [`JwtPolicy`]. Only the verifier makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedClaims {
+    algorithm: Algorithm,
+    kid: Option<String>,
+    issuer: String,
+    audiences: Vec<String>,
+    expires_at: i64,
+    not_before: Option<i64>,
+    issued_at: Option<i64>,
+    claims: Map<String, Value>,
+}
+
+impl VerifiedClaims {
+    /// The algorithm the signature verified with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The `kid` of the verifying key, as the header named it.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// `iss`, equal to the policy's issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Every `aud` value; at least one is a configured audience.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// `exp`, seconds since the Unix epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
+    pub fn not_before(&self) -> Option<i64> {
+        self.not_before
+    }
+
+    pub fn issued_at(&self) -> Option<i64> {
+        self.issued_at
+    }
+
+    /// Every claim of the payload, registered ones included.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// A claim by name; a name with dots that is not itself a top-level claim walks into
+    /// nested objects (`kubernetes.io.namespace` finds `{"kubernetes.io": {"namespace":
+    /// ...}}` only if no top-level claim is named so; see [`lookup`]).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        lookup(&self.claims, name)
+    }
+}
+
+/// Find `path` in `claims`: an exact top-level name first, else the dotted path through
+/// nested objects, trying the longest name at each level (so `a.b.c` finds `{"a.b":
+/// {"c": 1}}`).
+pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
+    let mut cut = path.len();
+    while let Some(dot) = path.get(..cut).and_then(|p| p.rfind('.')) {
+        let (head, rest) = (path.get(..dot)?, path.get(dot + 1..)?);
+        if let Some(Value::Object(inner)) = claims.get(head)
+            && let Some(found) = lookup(inner, rest)
+        {
+            return Some(found);
+        }
+        cut = dot;
+    }
+    None
+}
+
+/// A token that passed the header checks, split and decoded, signature not yet checked.
+pub(crate) struct Prepared<'a> {
+    segments: Segments<'a>,
+    header: Header,
+    alg: Algorithm,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl Prepared<'_> {
+    pub(crate) fn kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
+
+    pub(crate) fn alg(&self) -> Algorithm {
+        self.alg
+    }
+}
+
+/// Shape and header checks (RFC 7515 §5.2 steps 1-5, RFC 8725 §3.1, §3.10-3.11).
+pub(crate) fn prepare<'a>(token: &'a str, policy: &JwtPolicy) -> Result<Prepared<'a>, SourceError> {
+    let segments = decode::split(token)?;
+    let header = decode::header(segments.header)?;
+    let members = &header.members;
+    // RFC 7519 §5.2: `cty: JWT` announces a nested token; RFC 7516 §4.1.2: `enc` is JWE.
+    if let Some(cty) = members.get("cty") {
+        let cty = cty.as_str().ok_or(SourceError::Malformed("header `cty` is not a string"))?;
+        // RFC 7515 §4.1.10: `application/` may be left out of a media type.
+        let media = match (cty.get(..12), cty.get(12..)) {
+            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("application/") => rest,
+            _ => cty,
+        };
+        if media.eq_ignore_ascii_case("JWT") {
+            return Err(SourceError::NestedToken);
+        }
+    }
+    if members.contains_key("enc") {
+        return Err(SourceError::NestedToken);
+    }
+    for name in KEY_BEARING_HEADERS {
+        if members.contains_key(name) {
+            return Err(SourceError::ForbiddenHeader(name));
+        }
+    }
+    // RFC 7515 §4.1.11: no extension is understood here, so any `crit` must be refused.
+    if members.contains_key("crit") {
+        return Err(SourceError::ForbiddenHeader("crit"));
+    }
+    let alg = Algorithm::from_name(&header.alg)
+        .filter(|alg| policy.algorithms().contains(alg))
+        .ok_or(SourceError::DisallowedAlgorithm)?;
+    let payload = decode::b64(segments.payload, "payload is not base64url")?;
+    let signature = decode::b64(segments.signature, "signature is not base64url")?;
+    if signature.is_empty() {
+        return Err(SourceError::Malformed("signature is empty"));
+    }
+    Ok(Prepared { segments, header, alg, payload, signature })
+}
+
+/// Verify the signature with `key`, then the claims against `policy` at time `now`.
+pub(crate) fn finish(
+    prepared: Prepared<'_>,
+    key: &ParsedPublicKey,
+    policy: &JwtPolicy,
+    now: i64,
+) -> Result<VerifiedClaims, SourceError> {
+    key.verify_sig(prepared.segments.signing_input.as_bytes(), &prepared.signature)
+        .map_err(|_| SourceError::BadSignature)?;
+    let claims = UnverifiedClaims::parse(&prepared.payload)?.into_verified_map();
+    check_claims(claims, prepared.alg, prepared.header.kid, policy, now)
+}
+
+fn check_claims(
+    claims: Map<String, Value>,
+    algorithm: Algorithm,
+    kid: Option<String>,
+    policy: &JwtPolicy,
+    now: i64,
+) -> Result<VerifiedClaims, SourceError> {
+    // RFC 7519 §4.1.1, exact string comparison: no case folding, no trailing-slash games.
+    let issuer = match claims.get("iss") {
+        Some(Value::String(iss)) => iss.clone(),
+        Some(_) => return Err(SourceError::InvalidClaim("iss")),
+        None => return Err(SourceError::MissingClaim("iss")),
+    };
+    if issuer != policy.issuer() {
+        return Err(SourceError::IssuerMismatch);
+    }
+
+    // RFC 7519 §4.1.4-4.1.6: NumericDate. Only JSON integers: a string, a float or a bool
+    // is an invalid claim, never an absent one.
+    let expires_at = numeric_date(&claims, "exp")?.ok_or(SourceError::MissingClaim("exp"))?;
+    let not_before = numeric_date(&claims, "nbf")?;
+    let issued_at = numeric_date(&claims, "iat")?;
+    let leeway = policy.leeway();
+    if now > expires_at.saturating_add(leeway) {
+        return Err(SourceError::Expired);
+    }
+    if not_before.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(SourceError::NotYetValid);
+    }
+    if issued_at.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(SourceError::IssuedInFuture);
+    }
+    let start = issued_at.or(not_before);
+    if start.is_some_and(|start| expires_at < start) {
+        return Err(SourceError::InvalidClaim("exp"));
+    }
+    if expires_at.saturating_sub(start.unwrap_or(now)) > policy.max_lifetime() {
+        return Err(SourceError::LifetimeTooLong);
+    }
+
+    // RFC 7519 §4.1.3: a string or an array of strings; one must be ours.
+    let audiences = match claims.get("aud") {
+        None => return Err(SourceError::MissingClaim("aud")),
+        Some(Value::String(aud)) => vec![aud.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or(SourceError::InvalidClaim("aud")))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(SourceError::InvalidClaim("aud")),
+    };
+    if !audiences.iter().any(|aud| policy.audiences().contains(aud)) {
+        return Err(SourceError::AudienceMismatch);
+    }
+
+    Ok(VerifiedClaims { algorithm, kid, issuer, audiences, expires_at, not_before, issued_at, claims })
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, SourceError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(SourceError::InvalidClaim(name)),
+        Some(_) => Err(SourceError::InvalidClaim(name)),
+    }
+}
+
+fn selection_error(selection: &Selection<'_>) -> SourceError {
+    match selection {
+        // The kid names a key whose type or own `alg` does not fit the token's `alg`.
+        Selection::Incompatible => SourceError::DisallowedAlgorithm,
+        Selection::Found(_) | Selection::Missing | Selection::Ambiguous => SourceError::UnknownKey,
+    }
+}
+
+/// Verify a token against a key set already at hand, with no network: what
+/// [`JwtVerifier::verify`] does once it has keys.
+pub fn verify_with_keys(
+    token: &str,
+    policy: &JwtPolicy,
+    keys: &KeySet,
+    now: i64,
+) -> Result<VerifiedClaims, SourceError> {
+    let prepared = prepare(token, policy)?;
+    match keys.select(prepared.kid(), prepared.alg()) {
+        Selection::Found(key) => finish(prepared, key, policy, now),
+        other => Err(selection_error(&other)),
+    }
+}
+
+/// A source's JWT verifier: its policy plus its key cache. Every JWT source kind holds one
+/// and maps the [`VerifiedClaims`] to an identity its own way.
+#[derive(Debug)]
+pub struct JwtVerifier {
+    policy: JwtPolicy,
+    keys: Arc<JwksCache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl JwtVerifier {
+    /// `keys` must have been built for `policy.algorithms()`.
+    pub fn new(policy: JwtPolicy, keys: Arc<JwksCache>, clock: Arc<dyn Clock>) -> Self {
+        Self { policy, keys, clock }
+    }
+
+    pub fn policy(&self) -> &JwtPolicy {
+        &self.policy
+    }
+
+    pub fn keys(&self) -> &Arc<JwksCache> {
+        &self.keys
+    }
+
+    /// Whether keys are at hand (for readiness).
+    pub fn is_ready(&self) -> bool {
+        self.keys.is_warm()
+    }
+
+    /// Verify a compact JWS. An unknown `kid` refetches the key set (throttled, see
+    /// [`JwksCache::refresh_for_unknown_kid`]) before failing with
+    /// [`SourceError::UnknownKey`].
+    pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, SourceError> {
+        let prepared = prepare(token, &self.policy)?;
+        let mut keys = self.keys.keys().await?;
+        if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
+            match self.keys.refresh_for_unknown_kid(&keys).await {
+                Some(newer) => keys = newer,
+                None => return Err(SourceError::UnknownKey),
+            }
+        }
+        match keys.select(prepared.kid(), prepared.alg()) {
+            // Read the clock after any fetch: a slow fetch must not stretch validity.
+            Selection::Found(key) => finish(prepared, key, &self.policy, self.clock.now()),
+            other => Err(selection_error(&other)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;

@@ -1,0 +1,378 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::jwt::Algorithm;
+use crate::jwt::testkit::{TestKey, TestServer, http_client, jwks};
+use crate::registry::{BuildContext, BuildError, SourceConfig};
+use crate::secret::Secret;
+use crate::target::{SignError, Signer, SigningAlgorithm};
+
+const NOW: i64 = 1_700_000_000;
+const ISS: &str = "https://idp.example.com";
+
+#[derive(Debug)]
+struct NoSigner;
+
+impl Signer for NoSigner {
+    fn issuer(&self) -> &str {
+        "https://tessera.test"
+    }
+
+    fn algorithms(&self) -> Vec<SigningAlgorithm> {
+        Vec::new()
+    }
+
+    fn sign(
+        &self,
+        _: SigningAlgorithm,
+        _: &serde_json::Map<String, Value>,
+    ) -> Result<Secret<String>, SignError> {
+        Err(SignError::Crypto)
+    }
+}
+
+/// A temporary directory holding `jwks.json`, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn with_jwks(keys: &[Value]) -> Self {
+        let dir = std::env::temp_dir().join(format!("tessera-oidc-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("jwks.json"), jwks(keys)).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn context(dir: &Dir, clock: &Arc<ManualClock>) -> BuildContext {
+    BuildContext {
+        clock: clock.clone(),
+        http: http_client(),
+        signer: Arc::new(NoSigner),
+        base_dir: dir.0.clone(),
+    }
+}
+
+fn config(extra: Value) -> SourceConfig {
+    let mut entry = json!({
+        "type": "oidc",
+        "name": "corp-idp",
+        "issuer": ISS,
+        "audiences": ["tessera"],
+        "jwks_file": "jwks.json",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            entry.as_object_mut().unwrap().remove(k);
+        } else {
+            entry[k] = v.clone();
+        }
+    }
+    serde_json::from_value(entry).unwrap()
+}
+
+fn build(extra: Value, dir: &Dir, clock: &Arc<ManualClock>) -> Result<Arc<dyn IdentitySource>, BuildError> {
+    config(extra).build(&context(dir, clock))
+}
+
+fn jwt(value: String) -> SubjectToken {
+    SubjectToken { token_type: SubjectTokenType::Jwt, value: Secret::new(value) }
+}
+
+fn claims(extra: Value) -> Value {
+    let mut c =
+        json!({ "iss": ISS, "sub": "svc-42", "aud": "tessera", "iat": NOW, "exp": NOW + 600, "jti": "j1" });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+#[test]
+fn config_defaults_are_the_documented_ones() {
+    let c: OidcSourceConfig = serde_json::from_value(json!({
+        "name": "corp-idp",
+        "issuer": ISS,
+        "audiences": ["tessera"],
+    }))
+    .unwrap();
+    assert_eq!(c.algorithms, vec![Algorithm::Rs256, Algorithm::Es256]);
+    assert_eq!(c.max_token_lifetime, Duration::from_secs(24 * 3600));
+    assert_eq!(c.leeway, Duration::from_secs(30));
+    assert!(!c.insecure_http);
+    assert_eq!(c.jwks_refresh_interval, Duration::from_secs(300));
+    assert_eq!(c.jwks_max_stale, Duration::from_secs(24 * 3600));
+    assert_eq!(c.subject_claim, "sub");
+    assert_eq!(c.tenant_claim, None);
+    assert_eq!(c.jwks_uri, None);
+}
+
+#[test]
+fn config_refuses_unknown_keys_and_unacceptable_algorithms() {
+    let parse = |extra: Value| {
+        let mut entry = json!({ "type": "oidc", "name": "x", "issuer": ISS, "audiences": ["a"] });
+        for (k, v) in extra.as_object().unwrap() {
+            entry[k] = v.clone();
+        }
+        serde_json::from_value::<SourceConfig>(entry).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(parse(json!({})).is_ok());
+    assert!(
+        parse(
+            json!({ "algorithms": ["ES256", "EdDSA", "PS256"], "leeway": "1m", "max_token_lifetime": 3600 })
+        )
+        .is_ok()
+    );
+    assert!(parse(json!({ "audience": ["a"] })).unwrap_err().contains("unknown field"));
+    for bad in ["none", "HS256", "HS512", "RSA-OAEP"] {
+        assert!(parse(json!({ "algorithms": ["RS256", bad] })).is_err(), "{bad}");
+    }
+    assert!(parse(json!({ "leeway": "soon" })).is_err());
+}
+
+#[test]
+fn build_errors_name_the_field() {
+    let dir = Dir::with_jwks(&[TestKey::p256("a").jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let field = |extra: Value| build(extra, &dir, &clock).unwrap_err().field;
+    assert_eq!(field(json!({ "name": "Corp IdP" })), Some("name"));
+    assert_eq!(field(json!({ "audiences": [] })), Some("audiences"));
+    assert_eq!(field(json!({ "algorithms": [] })), Some("algorithms"));
+    assert_eq!(field(json!({ "leeway": "61s" })), Some("leeway"));
+    assert_eq!(field(json!({ "max_token_lifetime": 0 })), Some("max_token_lifetime"));
+    assert_eq!(field(json!({ "subject_claim": "" })), Some("subject_claim"));
+    assert_eq!(field(json!({ "tenant_claim": "" })), Some("tenant_claim"));
+    assert_eq!(field(json!({ "jwks_uri": "https://idp.example.com/jwks" })), Some("jwks_file"));
+    assert_eq!(field(json!({ "jwks_file": "missing.json" })), Some("jwks_file"));
+    assert_eq!(
+        field(json!({ "jwks_file": null, "jwks_uri": "http://idp.example.com/jwks" })),
+        Some("jwks_uri")
+    );
+    assert_eq!(field(json!({ "jwks_file": null, "jwks_uri": "http://127.0.0.1:9/jwks" })), Some("jwks_uri"));
+    assert_eq!(field(json!({ "jwks_file": null, "issuer": "http://idp.example.com" })), Some("issuer"));
+    assert_eq!(
+        field(json!({ "jwks_file": null, "insecure_http": true, "issuer": "http://idp.example.com" })),
+        Some("issuer")
+    );
+    assert_eq!(
+        field(json!({ "jwks_refresh_interval": "10m", "jwks_max_stale": "5m", "jwks_file": null })),
+        Some("jwks_max_stale")
+    );
+    // Loopback http with insecure_http builds.
+    assert!(
+        build(
+            json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": "http://127.0.0.1:9/jwks" }),
+            &dir,
+            &clock
+        )
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn verifies_and_maps_the_identity() {
+    let key = TestKey::rsa("k1");
+    let dir = Dir::with_jwks(&[key.jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(
+        json!({
+            "tenant_claim": "org",
+            "namespace_claim": "k8s.ns",
+            "name_claim": "svc",
+            "instance_claim": "run",
+        }),
+        &dir,
+        &clock,
+    )
+    .unwrap();
+    assert_eq!(source.kind(), "oidc");
+    assert_eq!(source.name(), "corp-idp");
+    assert_eq!(source.issuers(), vec![ISS.to_string()]);
+    assert!(source.accepts(SubjectTokenType::Jwt));
+    assert!(source.accepts(SubjectTokenType::IdToken));
+    assert!(!source.accepts(SubjectTokenType::AwsSignedRequest));
+    assert!(source.ready());
+
+    let token = key.token(
+        "RS256",
+        &claims(json!({
+            "org": "acme",
+            "k8s": { "ns": "payments", "pod": "api-1" },
+            "svc": "api",
+            "run": 1234,
+            "email": "svc@example.com",
+            "groups": ["a", "b"],
+        })),
+    );
+    let verified = source.verify(&jwt(token.clone())).await.unwrap();
+    let id = verified.identity();
+    assert_eq!(id.id, "oidc://corp-idp/svc-42");
+    assert_eq!(id.provider, "oidc");
+    assert_eq!(id.source, "corp-idp");
+    assert_eq!(id.issuer, ISS);
+    assert_eq!(id.subject, "svc-42");
+    assert_eq!(id.tenant.as_deref(), Some("acme"));
+    assert_eq!(id.namespace.as_deref(), Some("payments"));
+    assert_eq!(id.name.as_deref(), Some("api"));
+    assert_eq!(id.instance.as_deref(), Some("1234"));
+    assert_eq!(id.region, None);
+    assert_eq!(id.expires_at, NOW + 600);
+    let attrs: Vec<(&str, &str)> = id.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        attrs,
+        vec![
+            ("oidc.email", "svc@example.com"),
+            ("oidc.groups", r#"["a","b"]"#),
+            ("oidc.k8s.ns", "payments"),
+            ("oidc.k8s.pod", "api-1"),
+            ("oidc.org", "acme"),
+            ("oidc.run", "1234"),
+            ("oidc.svc", "api"),
+        ]
+    );
+
+    // The same token as an ID token.
+    let as_id_token =
+        SubjectToken { token_type: SubjectTokenType::IdToken, value: Secret::new(token.clone()) };
+    assert!(source.verify(&as_id_token).await.is_ok());
+    let aws = SubjectToken { token_type: SubjectTokenType::AwsSignedRequest, value: Secret::new(token) };
+    assert!(matches!(source.verify(&aws).await, Err(SourceError::UnsupportedTokenType)));
+}
+
+#[tokio::test]
+async fn optional_fields_stay_empty_when_claims_are_absent_or_not_scalars() {
+    let key = TestKey::p256("k1");
+    let dir = Dir::with_jwks(&[key.jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(json!({ "tenant_claim": "org", "name_claim": "obj" }), &dir, &clock).unwrap();
+    let token = key.token("ES256", &claims(json!({ "obj": { "a": 1 } })));
+    let id = source.verify(&jwt(token)).await.unwrap().shared();
+    assert_eq!(id.tenant, None);
+    assert_eq!(id.name, None);
+    assert_eq!(id.attributes.get("oidc.obj.a").map(String::as_str), Some("1"));
+}
+
+#[tokio::test]
+async fn subject_rules() {
+    let key = TestKey::p256("k1");
+    let dir = Dir::with_jwks(&[key.jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(json!({}), &dir, &clock).unwrap();
+    let verify = |c: Value| {
+        let source = Arc::clone(&source);
+        let t = key.token("ES256", &c);
+        async move { source.verify(&jwt(t)).await }
+    };
+    assert!(matches!(verify(claims(json!({ "sub": null }))).await, Err(SourceError::MissingClaim("sub"))));
+    assert!(matches!(verify(claims(json!({ "sub": 42 }))).await, Err(SourceError::InvalidClaim("sub"))));
+    assert!(matches!(verify(claims(json!({ "sub": "" }))).await, Err(SourceError::InvalidClaim("sub"))));
+
+    let custom = build(json!({ "subject_claim": "oid" }), &dir, &clock).unwrap();
+    let t = key.token("ES256", &claims(json!({ "oid": "0000-1111" })));
+    let id = custom.verify(&jwt(t)).await.unwrap().shared();
+    assert_eq!(id.subject, "0000-1111");
+    assert_eq!(id.id, "oidc://corp-idp/0000-1111");
+    // `sub` is still a registered claim, never an attribute; the subject claim is kept.
+    assert!(!id.attributes.contains_key("oidc.sub"));
+    assert_eq!(id.attributes.get("oidc.oid").map(String::as_str), Some("0000-1111"));
+    let t = key.token("ES256", &claims(json!({})));
+    assert!(matches!(custom.verify(&jwt(t)).await, Err(SourceError::MissingClaim("subject"))));
+}
+
+#[tokio::test]
+async fn shared_rules_apply() {
+    let key = TestKey::p256("k1");
+    let dir = Dir::with_jwks(&[key.jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(json!({ "audiences": ["tessera", "other"] }), &dir, &clock).unwrap();
+    let verify = |t: String| {
+        let source = Arc::clone(&source);
+        async move { source.verify(&jwt(t)).await.map(|v| v.shared()) }
+    };
+    assert!(verify(key.token("ES256", &claims(json!({ "aud": ["other"] })))).await.is_ok());
+    let expired = key.token("ES256", &claims(json!({ "iat": NOW - 700, "exp": NOW - 100 })));
+    assert!(matches!(verify(expired).await, Err(SourceError::Expired)));
+    let wrong_iss = key.token("ES256", &claims(json!({ "iss": format!("{ISS}/") })));
+    assert!(matches!(verify(wrong_iss).await, Err(SourceError::IssuerMismatch)));
+    let wrong_aud = key.token("ES256", &claims(json!({ "aud": "elsewhere" })));
+    assert!(matches!(verify(wrong_aud).await, Err(SourceError::AudienceMismatch)));
+    let eddsa = TestKey::ed25519("k1");
+    assert!(matches!(
+        verify(eddsa.token("EdDSA", &claims(json!({})))).await,
+        Err(SourceError::DisallowedAlgorithm)
+    ));
+    let unknown = TestKey::p256("k2");
+    assert!(matches!(verify(unknown.token("ES256", &claims(json!({})))).await, Err(SourceError::UnknownKey)));
+    // Time moves with the injected clock.
+    clock.advance(600 + 31);
+    assert!(matches!(verify(key.token("ES256", &claims(json!({})))).await, Err(SourceError::Expired)));
+}
+
+#[tokio::test]
+async fn eddsa_when_configured() {
+    let key = TestKey::ed25519("ed");
+    let dir = Dir::with_jwks(&[key.jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(json!({ "algorithms": ["EdDSA"] }), &dir, &clock).unwrap();
+    assert!(source.verify(&jwt(key.token("EdDSA", &claims(json!({}))))).await.is_ok());
+}
+
+#[tokio::test]
+async fn discovery_source_becomes_ready_after_its_first_fetch() {
+    let server = TestServer::start().await;
+    let key = TestKey::p256("k1");
+    let issuer = server.base();
+    server.set(
+        "/.well-known/openid-configuration",
+        200,
+        json!({ "issuer": issuer, "jwks_uri": server.url("/jwks") }).to_string(),
+    );
+    server.set("/jwks", 200, jwks(&[key.jwk()]));
+    let dir = Dir::with_jwks(&[]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source =
+        build(json!({ "issuer": issuer, "jwks_file": null, "insecure_http": true }), &dir, &clock).unwrap();
+    for _ in 0..100 {
+        if source.ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(source.ready());
+    let t = key.token("ES256", &claims(json!({ "iss": issuer })));
+    let id = source.verify(&jwt(t)).await.unwrap().shared();
+    assert_eq!(id.issuer, issuer);
+    assert_eq!(server.hits("/jwks"), 1);
+}
+
+#[tokio::test]
+async fn a_down_issuer_with_no_keys_is_retryable() {
+    let server = TestServer::start().await;
+    server.set("/jwks", 503, "");
+    let dir = Dir::with_jwks(&[]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(
+        json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }),
+        &dir,
+        &clock,
+    )
+    .unwrap();
+    let key = TestKey::p256("k1");
+    let err = source.verify(&jwt(key.token("ES256", &claims(json!({}))))).await.unwrap_err();
+    assert!(matches!(err, SourceError::Upstream { retryable: true, .. }), "{err:?}");
+    assert!(!source.ready());
+}

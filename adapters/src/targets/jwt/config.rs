@@ -1,0 +1,136 @@
+//! The `type: jwt` entry of `broker.yaml`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::issue::{JwtTarget, RESERVED_CLAIMS};
+use crate::config::{duration, format_duration, validate_name};
+use crate::registry::{BuildContext, BuildError, BuildTarget};
+use crate::target::{CredentialTarget, SigningAlgorithm};
+
+/// The longest `max_ttl` a `jwt` target may have. A bearer token that outlives a day is a
+/// standing credential, which is what Tessera exists to remove.
+pub const MAX_TTL_CAP: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `jwt` target: Tessera signs a JWT with its own issuer key.
+///
+/// ```yaml
+/// - name: internal-api
+///   type: jwt
+///   audience: https://api.internal
+///   algorithm: ES256
+///   max_ttl: 1h
+///   default_ttl: 15m
+///   claims: { env: prod }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtTargetConfig {
+    /// The target's name; callers request it as `audience`.
+    pub name: String,
+    /// The `aud` claim of issued tokens (RFC 7519 §4.1.3). Default: the target name.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The signing algorithm; the issuer must have keys for it (`issuer.algorithms`).
+    /// Default: `ES256`.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: SigningAlgorithm,
+    /// The longest lifetime of an issued token; rules asking for more are load errors.
+    /// Default: `1h`; at most `24h`.
+    #[serde(default = "default_max_ttl", with = "duration")]
+    pub max_ttl: Duration,
+    /// The lifetime used when a rule names none. Default: `15m`; at most `max_ttl`.
+    #[serde(default = "default_default_ttl", with = "duration")]
+    pub default_ttl: Duration,
+    /// Static claims added to every token. The registered claims Tessera sets itself
+    /// (`iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`) cannot be named here; a rule's
+    /// claims override these. Default: none.
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_algorithm() -> SigningAlgorithm {
+    SigningAlgorithm::Es256
+}
+
+fn default_max_ttl() -> Duration {
+    Duration::from_secs(60 * 60)
+}
+
+fn default_default_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+impl BuildTarget for JwtTargetConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
+        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+
+        let audience = self.audience.clone().unwrap_or_else(|| self.name.clone());
+        if audience.trim().is_empty() {
+            return Err(BuildError::field("audience", "audience must not be empty"));
+        }
+
+        let available = cx.signer.algorithms();
+        if !available.contains(&self.algorithm) {
+            let names: Vec<&str> = available.iter().map(|a| a.as_str()).collect();
+            return Err(BuildError::field(
+                "algorithm",
+                format!(
+                    "the issuer has no {} key (issuer.algorithms: [{}]); add it there or pick one of those",
+                    self.algorithm.as_str(),
+                    names.join(", ")
+                ),
+            ));
+        }
+
+        if self.max_ttl.is_zero() || self.max_ttl > MAX_TTL_CAP {
+            return Err(BuildError::field(
+                "max_ttl",
+                format!(
+                    "max_ttl {} must be between 1s and {}",
+                    format_duration(self.max_ttl),
+                    format_duration(MAX_TTL_CAP)
+                ),
+            ));
+        }
+        if self.default_ttl.is_zero() || self.default_ttl > self.max_ttl {
+            return Err(BuildError::field(
+                "default_ttl",
+                format!(
+                    "default_ttl {} must be between 1s and max_ttl ({})",
+                    format_duration(self.default_ttl),
+                    format_duration(self.max_ttl)
+                ),
+            ));
+        }
+
+        for name in self.claims.keys() {
+            if RESERVED_CLAIMS.contains(&name.as_str()) {
+                return Err(BuildError::field(
+                    "claims",
+                    format!("claim `{name}` is set by Tessera and cannot be configured"),
+                ));
+            }
+            if name.is_empty() {
+                return Err(BuildError::field("claims", "claim names must not be empty"));
+            }
+        }
+
+        Ok(Arc::new(JwtTarget::new(
+            self.name.clone(),
+            audience,
+            self.algorithm,
+            self.max_ttl,
+            self.default_ttl,
+            self.claims.clone(),
+            Arc::clone(&cx.signer),
+            Arc::clone(&cx.clock),
+        )))
+    }
+}

@@ -1,0 +1,136 @@
+//! Building and signing the claim set of a Tessera JWT (RFC 7519 §4).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::clock::Clock;
+use crate::target::{
+    CredentialTarget, Grant, IssuedCredential, Signer, SigningAlgorithm, TargetError, token_types,
+};
+
+/// The registered claims (RFC 7519 §4.1) Tessera always sets itself. Neither a target's
+/// static claims nor a rule's claims may name them: a token whose `sub` or `exp` came from
+/// a template would no longer say who it is for or how long it lives.
+pub const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
+
+/// A configured `jwt` target.
+#[derive(Debug)]
+pub struct JwtTarget {
+    name: String,
+    audience: String,
+    algorithm: SigningAlgorithm,
+    max_ttl: Duration,
+    default_ttl: Duration,
+    claims: Map<String, Value>,
+    signer: Arc<dyn Signer>,
+    clock: Arc<dyn Clock>,
+}
+
+impl JwtTarget {
+    /// Made by [`JwtTargetConfig`](super::JwtTargetConfig) once its values are checked.
+    #[allow(clippy::too_many_arguments)] // one private call site, every value checked there
+    pub(super) fn new(
+        name: String,
+        audience: String,
+        algorithm: SigningAlgorithm,
+        max_ttl: Duration,
+        default_ttl: Duration,
+        claims: Map<String, Value>,
+        signer: Arc<dyn Signer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { name, audience, algorithm, max_ttl, default_ttl, claims, signer, clock }
+    }
+
+    /// The `aud` of issued tokens.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.algorithm
+    }
+
+    /// The claim set for `grant` and its `exp`.
+    ///
+    /// Registered claims first (RFC 7519 §4.1), then `scope` (RFC 8693 §4.2), then the
+    /// target's static claims, then the rule's rendered claims, later ones winning. A
+    /// granted scope is written last: the mapping engine decided it, so no template can
+    /// widen it.
+    pub(super) fn claims(&self, grant: &Grant) -> Result<(Map<String, Value>, i64), TargetError> {
+        if grant.target() != self.name {
+            return Err(TargetError::InvalidGrant(format!(
+                "grant is for target `{}`, not `{}`",
+                grant.target(),
+                self.name
+            )));
+        }
+        if let Some(name) = grant.claims().keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
+            return Err(TargetError::InvalidGrant(format!(
+                "claim `{name}` is set by Tessera and cannot be granted"
+            )));
+        }
+        let ttl = grant.ttl().min(self.max_ttl);
+        if ttl.is_zero() {
+            return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
+        }
+
+        let now = self.clock.now();
+        // `ttl` is at most `max_ttl`, itself capped at a day, so this never saturates.
+        let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+
+        let mut claims = Map::new();
+        claims.insert("iss".into(), Value::from(self.signer.issuer()));
+        claims.insert("sub".into(), Value::from(grant.identity().id.as_str()));
+        claims.insert("aud".into(), Value::from(self.audience.as_str()));
+        claims.insert("iat".into(), Value::from(now));
+        claims.insert("nbf".into(), Value::from(now));
+        claims.insert("exp".into(), Value::from(exp));
+        claims.insert("jti".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+        for (name, value) in self.claims.iter().chain(grant.claims()) {
+            claims.insert(name.clone(), value.clone());
+        }
+        if let Some(scope) = grant.scope() {
+            claims.insert("scope".into(), Value::from(scope));
+        }
+        Ok((claims, exp))
+    }
+}
+
+#[async_trait]
+impl CredentialTarget for JwtTarget {
+    fn kind(&self) -> &'static str {
+        "jwt"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn max_ttl(&self) -> Duration {
+        self.max_ttl
+    }
+
+    fn default_ttl(&self) -> Duration {
+        self.default_ttl
+    }
+
+    fn issued_token_type(&self) -> &'static str {
+        token_types::JWT
+    }
+
+    async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
+        let (claims, expires_at) = self.claims(grant)?;
+        let access_token = self.signer.sign(self.algorithm, &claims)?;
+        Ok(IssuedCredential {
+            access_token,
+            issued_token_type: token_types::JWT,
+            token_type: "Bearer",
+            expires_at,
+            aws_credentials: None,
+        })
+    }
+}
