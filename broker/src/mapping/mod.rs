@@ -1,1 +1,244 @@
-//! mapping
+//! Mapping files: which verified identities may have which credentials.
+//!
+//! # Layout
+//! - `yaml`: a YAML document as a tree of nodes with line and column.
+//! - `file`: the file format, read from that tree (shape checks).
+//! - `compile`: rules checked against the catalog and each other, compiled and indexed.
+//! - `glob`, `template`: match patterns and templated grant values.
+//! - `eval`: the decision, its explanation, and grant rendering.
+//! - `cases`: the files' inline `tests:` cases.
+//!
+//! A directory of `*.yaml` / `*.yml` files is loaded in name order and validated as a
+//! whole: every error in every file is collected, each with file, line, column and a fix
+//! hint, before the set is refused. A loaded [`MappingSet`] is immutable; reloads build a
+//! new one and swap it in.
+//!
+//! ```yaml
+//! version: 1
+//! rules:
+//!   - name: payments-api-reads-invoices
+//!     description: payments API in prod EKS may read the invoices bucket
+//!     effect: allow                  # default; or deny
+//!     match:                         # all must hold; a pattern or a list (any matches)
+//!       source: eks-prod
+//!       namespace: payments
+//!       name: [api, api-canary]
+//!       attributes: { github.ref: "refs/heads/*" }
+//!     grant:
+//!       target: aws-prod             # a target from broker.yaml
+//!       role_arn: arn:aws:iam::123456789012:role/invoices-reader   # target-specific keys
+//!       session_name: "{namespace}-{name}"                          # templated
+//!       ttl: 15m                     # <= the target's max_ttl; default its default_ttl
+//!       claims: { team: payments }
+//! tests:
+//!   - identity: { source: eks-prod, namespace: payments, name: api }
+//!     audience: aws-prod
+//!     expect: { allow: payments-api-reads-invoices }
+//! ```
+//!
+//! - `match` keys are the identity fields ([`FIELDS`](tessera_adapters::identity::FIELDS))
+//!   and `attributes`. A pattern is exact, or a glob with `*` and `?` (`\` escapes them),
+//!   anchored at both ends, without path semantics. A field the identity lacks never matches.
+//! - Strings in `scope`, `claims` and target-specific keys are templates: `{namespace}`,
+//!   `{attributes.github.ref}`; `{{` and `}}` are literal braces. Numbers and booleans in
+//!   `claims` stay as they are.
+//! - A rule grants `scope:` if it has one, else the value of its target's scope key
+//!   (`role_arn` for AWS). Deny rules take only `target`: they refuse every scope.
+//! - `when:` (CEL) is refused at load until it is supported, so no condition is ever
+//!   silently ignored.
+//! - `tests:` cases name an identity (only `source` is required), an `audience`, an
+//!   optional `scope` and one of `expect: { allow: <rule> }`, `{ deny: <rule> }`,
+//!   `{ none: true }`, `{ ambiguous: true }`, `{ invalid_scope: true }`.
+
+mod cases;
+mod compile;
+mod error;
+mod eval;
+mod file;
+mod glob;
+mod template;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tessera_adapters::secret::fingerprint;
+
+pub use cases::{Expectation, TestOutcome};
+pub use error::{Denial, LoadError, LoadErrors};
+pub use eval::{Decision, Evaluation, GrantPreview, GrantableScope, RuleTrace, TraceOutcome};
+pub use file::Effect;
+
+use crate::mapping::cases::TestCase;
+use crate::mapping::compile::{CompiledRule, RuleIndex};
+use crate::mapping::yaml::Pos;
+
+/// What the broker knows of one configured target, for checking rules against it.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    pub name: String,
+    pub kind: &'static str,
+    pub max_ttl: Duration,
+    pub default_ttl: Duration,
+    /// Target-specific grant keys a rule may set, beyond `target`, `scope`, `ttl`, `claims`.
+    pub grant_keys: &'static [&'static str],
+    /// The grant key whose value is the scope a rule grants, when it has no `scope:`.
+    pub scope_param: Option<&'static str>,
+}
+
+/// The sources and targets broker.yaml configures: what rules may name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub targets: Vec<TargetInfo>,
+    pub sources: Vec<String>,
+}
+
+/// A request for a credential: the target (`audience`) and optionally the scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub audience: &'a str,
+    pub scope: Option<&'a str>,
+}
+
+/// A validated, compiled and indexed set of mapping rules. Immutable once built; shared as
+/// `Arc<MappingSet>`.
+#[derive(Debug)]
+pub struct MappingSet {
+    version: String,
+    rules: Vec<CompiledRule>,
+    index: RuleIndex,
+    cases: Vec<TestCase>,
+}
+
+impl MappingSet {
+    /// Load every `*.yaml` / `*.yml` file directly in `dir`, in file name order. Other
+    /// files, dot files and subdirectories are ignored. A directory without mapping files
+    /// is an error: a wrong path would otherwise silently deny everything.
+    pub fn load_dir(dir: &Path, catalog: &Catalog) -> Result<Self, LoadErrors> {
+        let dir_error =
+            |message: String, hint: &str| LoadErrors(vec![LoadError::at(dir, Pos::START, message, hint)]);
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            dir_error(
+                format!("cannot read the mapping directory: {e}"),
+                "check the `mappings` path in broker.yaml and its permissions",
+            )
+        })?;
+        let mut paths = Vec::new();
+        let mut errors = Vec::new();
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    errors.push(LoadError::at(
+                        dir,
+                        Pos::START,
+                        format!("cannot list the mapping directory: {e}"),
+                        "check the directory's permissions",
+                    ));
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+            // Following symlinks: Kubernetes mounts ConfigMap files as links.
+            let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
+            if is_yaml && is_file && !name.starts_with('.') {
+                paths.push(entry.path());
+            }
+        }
+        paths.sort();
+        if paths.is_empty() && errors.is_empty() {
+            return Err(dir_error(
+                "no mapping files (*.yaml, *.yml) in this directory".to_string(),
+                "check the `mappings` path in broker.yaml",
+            ));
+        }
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((path, text)),
+                Err(e) => errors.push(LoadError::at(
+                    &path,
+                    Pos::START,
+                    format!("cannot read the file: {e}"),
+                    "mapping files must be readable UTF-8 text",
+                )),
+            }
+        }
+        match Self::load_files(&files, catalog) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(LoadErrors(errors)),
+            Err(LoadErrors(more)) => {
+                errors.extend(more);
+                Err(LoadErrors(errors))
+            }
+        }
+    }
+
+    /// Load mapping files given as (path, contents), in the order given. The paths are
+    /// used in error messages and locations only.
+    pub fn load_files(files: &[(PathBuf, String)], catalog: &Catalog) -> Result<Self, LoadErrors> {
+        let mut errors = Vec::new();
+        let mut raw = Vec::with_capacity(files.len());
+        for (path, text) in files {
+            match yaml::parse(text) {
+                Ok(root) => {
+                    let parsed = file::Reader::new(path, &mut errors).file(&root);
+                    raw.push((path.clone(), parsed));
+                }
+                Err(e) => errors.push(LoadError::at(
+                    path,
+                    e.pos,
+                    format!("invalid YAML: {}", e.message),
+                    "fix the YAML here; indent with spaces, not tabs, and quote values containing `: ` or starting with `*`, `&`, `{` or `[`",
+                )),
+            }
+        }
+        let compiled = compile::compile(&raw, catalog, &mut errors);
+        if !errors.is_empty() {
+            // File order, then position: the order ops read them in.
+            let order = |p: &Path| files.iter().position(|(f, _)| f == p).unwrap_or(usize::MAX);
+            errors.sort_by_key(|e| (order(&e.file), e.line, e.column));
+            return Err(LoadErrors(errors));
+        }
+        Ok(Self {
+            version: version(files),
+            rules: compiled.rules,
+            index: compiled.index,
+            cases: compiled.cases,
+        })
+    }
+
+    /// `sha256:<hex>` over the files' names and contents: what `/v1/status` and audit
+    /// records report, so a decision can be traced to the exact rules in force.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The number of inline test cases across all files.
+    pub fn test_count(&self) -> usize {
+        self.cases.len()
+    }
+}
+
+/// Each file contributes its name and contents, length-prefixed so no two different sets
+/// hash alike. Names, not full paths: the same files mounted elsewhere have one version.
+fn version(files: &[(PathBuf, String)]) -> String {
+    let mut bytes = Vec::new();
+    for (path, text) in files {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        for part in [name.as_bytes(), text.as_bytes()] {
+            bytes.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(part);
+        }
+    }
+    fingerprint(&bytes)
+}

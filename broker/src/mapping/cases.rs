@@ -1,0 +1,127 @@
+//! The inline `tests:` cases of mapping files: each names an identity, a request and the
+//! expected outcome, and runs through the same decision and rendering as a real exchange.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tessera_adapters::Identity;
+
+use crate::mapping::error::Denial;
+use crate::mapping::eval::GrantPreview;
+use crate::mapping::yaml::Pos;
+use crate::mapping::{MappingSet, Request};
+
+/// What a test case expects (`expect:` in the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    /// `allow: <rule>`: the named rule allows, and its grant renders.
+    Allow(String),
+    /// `deny: <rule>`: the named deny rule applies.
+    Deny(String),
+    /// `none: true`: no rule applies.
+    NoRule,
+    /// `ambiguous: true`: several allow rules apply and no scope picks one.
+    Ambiguous,
+    /// `invalid_scope: true`: allow rules apply, none grants the requested scope.
+    InvalidScope,
+}
+
+impl Expectation {
+    fn holds(&self, actual: &Result<GrantPreview, Denial>) -> bool {
+        match (self, actual) {
+            (Self::Allow(rule), Ok(preview)) => preview.rule == *rule,
+            (Self::Deny(rule), Err(Denial::Denied { rule: got })) => got == rule,
+            (Self::NoRule, Err(Denial::NoRule))
+            | (Self::Ambiguous, Err(Denial::Ambiguous { .. }))
+            | (Self::InvalidScope, Err(Denial::ScopeNotGrantable)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allow(rule) => write!(f, "allow by rule `{rule}`"),
+            Self::Deny(rule) => write!(f, "deny by rule `{rule}`"),
+            Self::NoRule => f.write_str("no applying rule"),
+            Self::Ambiguous => f.write_str("ambiguous"),
+            Self::InvalidScope => f.write_str("scope not grantable"),
+        }
+    }
+}
+
+/// A compiled test case.
+#[derive(Debug)]
+pub(crate) struct TestCase {
+    pub file: Arc<Path>,
+    pub pos: Pos,
+    pub description: Option<String>,
+    pub identity: Identity,
+    pub audience: String,
+    pub scope: Option<String>,
+    pub expect: Expectation,
+}
+
+/// The result of one inline test case.
+#[derive(Debug, Clone)]
+pub struct TestOutcome {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub description: Option<String>,
+    pub audience: String,
+    pub scope: Option<String>,
+    pub expected: Expectation,
+    /// What the rules did: the grant they would make, or why not.
+    pub actual: Result<GrantPreview, Denial>,
+    pub passed: bool,
+}
+
+impl fmt::Display for TestOutcome {
+    /// `file:line:column: ok|FAILED: ...`, one line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        f.write_str(if self.passed { "ok" } else { "FAILED" })?;
+        if let Some(d) = &self.description {
+            write!(f, " ({d})")?;
+        }
+        write!(f, ": audience `{}`", self.audience)?;
+        if let Some(s) = &self.scope {
+            write!(f, ", scope `{s}`")?;
+        }
+        write!(f, ": expected {}", self.expected)?;
+        if !self.passed {
+            match &self.actual {
+                Ok(preview) => write!(f, ", got allow by rule `{}`", preview.rule)?,
+                Err(d) => write!(f, ", got {d} [{}]", d.code())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MappingSet {
+    /// Run every file's inline test cases, in file order.
+    pub fn run_tests(&self) -> Vec<TestOutcome> {
+        self.cases
+            .iter()
+            .map(|case| {
+                let request = Request { audience: &case.audience, scope: case.scope.as_deref() };
+                let actual = self.preview(&case.identity, &request);
+                TestOutcome {
+                    file: case.file.to_path_buf(),
+                    line: case.pos.line,
+                    column: case.pos.column,
+                    description: case.description.clone(),
+                    audience: case.audience.clone(),
+                    scope: case.scope.clone(),
+                    passed: case.expect.holds(&actual),
+                    expected: case.expect.clone(),
+                    actual,
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,495 @@
+//! Rules checked against the broker's catalog and each other, compiled (patterns,
+//! templates, TTLs resolved) and indexed by target.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_adapters::Identity;
+use tessera_adapters::config::{format_duration, validate_name};
+
+use crate::mapping::cases::{Expectation, TestCase};
+use crate::mapping::error::LoadError;
+use crate::mapping::file::{COMMON_GRANT_KEYS, Effect, RawClaim, RawFile, RawParam, RawRule, Sp, list};
+use crate::mapping::glob::Pattern;
+use crate::mapping::template::Template;
+use crate::mapping::yaml::Pos;
+use crate::mapping::{Catalog, TargetInfo};
+
+/// Claims Tessera sets on every token it signs; a rule may not override them.
+pub(crate) const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
+
+const PATTERN_HINT: &str = "`*` matches any run of characters and `?` one; write `\\*`, `\\?` or `\\\\` for the character itself (inside single quotes in YAML)";
+const TEMPLATE_HINT: &str = "`{field}` names an identity field (id, provider, source, issuer, subject, tenant, namespace, name, instance, region or attributes.<key>); write `{{` and `}}` for literal braces";
+
+/// One `match` condition, compiled: the field's value must match one of the patterns.
+/// A field the identity has no value for never matches.
+#[derive(Debug)]
+pub(crate) struct Matcher {
+    pub field: String,
+    pub patterns: Vec<Pattern>,
+}
+
+impl Matcher {
+    pub fn matches(&self, identity: &Identity) -> bool {
+        identity.field(&self.field).is_some_and(|v| self.patterns.iter().any(|p| p.matches(v)))
+    }
+}
+
+/// A rule's compiled `when:` condition. CEL conditions are refused at load for now, so no
+/// value of this type exists yet; evaluation already consults the slot.
+#[derive(Debug)]
+pub(crate) enum Condition {}
+
+#[derive(Debug)]
+pub(crate) enum ClaimTemplate {
+    Str(Template),
+    Literal(serde_json::Value),
+    List(Vec<ClaimTemplate>),
+    Object(Vec<(String, ClaimTemplate)>),
+}
+
+#[derive(Debug)]
+pub(crate) enum ParamTemplate {
+    Str(Template),
+    Map(Vec<(String, Template)>),
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub name: String,
+    pub description: Option<String>,
+    pub effect: Effect,
+    pub file: Arc<Path>,
+    pub pos: Pos,
+    pub matchers: Vec<Matcher>,
+    pub condition: Option<Condition>,
+    pub target: String,
+    /// The scope this rule grants: `grant.scope`, else the target's scope parameter.
+    pub scope: Option<Template>,
+    /// The rule's TTL, or the target's default.
+    pub ttl: Duration,
+    pub claims: Vec<(String, ClaimTemplate)>,
+    pub params: Vec<(String, ParamTemplate)>,
+}
+
+/// Rules by the target they grant, in load order, so a request scans only the rules for
+/// its audience. A struct so further keys (source, provider) can narrow the scan later.
+#[derive(Debug, Default)]
+pub(crate) struct RuleIndex {
+    by_target: HashMap<String, Vec<usize>>,
+}
+
+impl RuleIndex {
+    fn build(rules: &[CompiledRule]) -> Self {
+        let mut by_target: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            by_target.entry(rule.target.clone()).or_default().push(i);
+        }
+        Self { by_target }
+    }
+
+    /// Indexes into the rule list of every rule that grants `target`.
+    pub fn for_target(&self, target: &str) -> &[usize] {
+        self.by_target.get(target).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Compiled {
+    pub rules: Vec<CompiledRule>,
+    pub index: RuleIndex,
+    pub cases: Vec<TestCase>,
+}
+
+struct Compiler<'a> {
+    catalog: &'a Catalog,
+    errors: &'a mut Vec<LoadError>,
+    file: Arc<Path>,
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>, hint: impl Into<String>) {
+        self.errors.push(LoadError::at(&self.file, pos, message, hint));
+    }
+
+    fn target(&mut self, name: &Sp<String>) -> Option<&TargetInfo> {
+        let catalog = self.catalog;
+        let found = catalog.targets.iter().find(|t| t.name == name.value);
+        if found.is_none() {
+            let hint = known_targets(catalog);
+            self.error(name.pos, format!("unknown target `{}`", name.value), hint);
+        }
+        found
+    }
+
+    fn pattern(&mut self, field: &str, p: &Sp<String>) -> Option<Pattern> {
+        if p.value.is_empty() {
+            self.error(
+                p.pos,
+                format!("empty pattern for `{field}` matches only an empty value"),
+                "write a value, or `*` for any value",
+            );
+            return None;
+        }
+        match Pattern::parse(&p.value) {
+            Ok(pattern) => Some(pattern),
+            Err(e) => {
+                self.error(p.pos, format!("bad pattern `{}`: {e}", p.value), PATTERN_HINT);
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, t: &Sp<String>) -> Option<Template> {
+        match Template::parse(&t.value) {
+            Ok(template) => Some(template),
+            Err(e) => {
+                self.error(t.pos, format!("bad template `{}`: {e}", t.value), TEMPLATE_HINT);
+                None
+            }
+        }
+    }
+
+    fn claim(&mut self, raw: &RawClaim) -> Option<ClaimTemplate> {
+        Some(match raw {
+            RawClaim::Str(s) => ClaimTemplate::Str(self.template(s)?),
+            RawClaim::Literal(v) => ClaimTemplate::Literal(v.clone()),
+            RawClaim::List(items) => {
+                let out: Vec<_> = items.iter().map(|i| self.claim(i)).collect();
+                ClaimTemplate::List(out.into_iter().collect::<Option<_>>()?)
+            }
+            RawClaim::Object(entries) => {
+                let out: Vec<_> =
+                    entries.iter().map(|(k, v)| self.claim(v).map(|v| (k.value.clone(), v))).collect();
+                ClaimTemplate::Object(out.into_iter().collect::<Option<_>>()?)
+            }
+        })
+    }
+
+    fn rule(&mut self, raw: &RawRule) -> Option<CompiledRule> {
+        // A set with any error is refused as a whole; still, a rule with a part left out
+        // could be broader than written, so it is never compiled.
+        let mut ok = true;
+        let mut matchers = Vec::with_capacity(raw.matchers.len());
+        for m in &raw.matchers {
+            let patterns: Vec<Option<Pattern>> =
+                m.patterns.iter().map(|p| self.pattern(&m.field, p)).collect();
+            if m.field == "source" {
+                for p in patterns.iter().flatten().zip(&m.patterns) {
+                    self.check_source(p.0, p.1.pos);
+                }
+            }
+            match patterns.into_iter().collect::<Option<Vec<_>>>() {
+                Some(patterns) if !patterns.is_empty() => {
+                    matchers.push(Matcher { field: m.field.clone(), patterns });
+                }
+                _ => ok = false,
+            }
+        }
+
+        let grant = raw.grant.as_ref()?;
+        let target = grant.target.as_ref().and_then(|t| self.target(t)).cloned();
+
+        if raw.effect == Effect::Deny {
+            // Keys that do nothing on a deny rule would suggest a narrower deny than the
+            // one enforced (a deny applies to every scope of its target).
+            let mut inert: Vec<(Pos, &str)> = Vec::new();
+            if let Some(s) = &grant.scope {
+                inert.push((s.pos, "scope"));
+            }
+            if let Some(t) = &grant.ttl {
+                inert.push((t.pos, "ttl"));
+            }
+            if let Some(c) = &grant.claims {
+                inert.push((c.pos, "claims"));
+            }
+            for (k, _) in &grant.params {
+                inert.push((k.pos, &k.value));
+            }
+            for (pos, key) in &inert {
+                self.error(
+                    *pos,
+                    format!("`{key}` has no effect in a deny rule: a deny rule applies to every scope of its target"),
+                    "remove it; to refuse one scope only, narrow the allow rules that grant it",
+                );
+            }
+            let (name, target) = (raw.name.as_ref()?, target?);
+            if !ok || !inert.is_empty() || raw.match_pos.is_none() || matchers.is_empty() {
+                return None;
+            }
+            return Some(CompiledRule {
+                name: name.value.clone(),
+                description: raw.description.clone(),
+                effect: raw.effect,
+                file: Arc::clone(&self.file),
+                pos: raw.pos,
+                matchers,
+                condition: None,
+                ttl: target.default_ttl,
+                target: target.name,
+                scope: None,
+                claims: Vec::new(),
+                params: Vec::new(),
+            });
+        }
+
+        let ttl = match (&grant.ttl, &target) {
+            (Some(ttl), Some(t)) if ttl.value > t.max_ttl => {
+                self.error(
+                    ttl.pos,
+                    format!(
+                        "ttl {} exceeds the maximum of target `{}` ({})",
+                        format_duration(ttl.value),
+                        t.name,
+                        format_duration(t.max_ttl)
+                    ),
+                    format!("lower `ttl`, or raise `max_ttl` of target `{}` in broker.yaml", t.name),
+                );
+                None
+            }
+            (Some(ttl), _) => Some(ttl.value),
+            (None, Some(t)) => Some(t.default_ttl),
+            (None, None) => None,
+        };
+
+        let scope = grant.scope.as_ref().map(|s| self.template(s));
+
+        let mut claims = Vec::new();
+        if let Some(raw_claims) = &grant.claims {
+            for (key, value) in &raw_claims.value {
+                if RESERVED_CLAIMS.contains(&key.value.as_str()) {
+                    self.error(
+                        key.pos,
+                        format!("claim `{}` is set by Tessera and cannot be set by a rule", key.value),
+                        format!("rename the claim; Tessera sets {}", list(RESERVED_CLAIMS)),
+                    );
+                    ok = false;
+                    continue;
+                }
+                match self.claim(value) {
+                    Some(c) => claims.push((key.value.clone(), c)),
+                    None => ok = false,
+                }
+            }
+        }
+
+        let mut params = Vec::new();
+        for (key, value) in &grant.params {
+            if let Some(t) = &target {
+                if !t.grant_keys.contains(&key.value.as_str()) {
+                    let mut takes: Vec<&str> = COMMON_GRANT_KEYS.to_vec();
+                    takes.extend_from_slice(t.grant_keys);
+                    self.error(
+                        key.pos,
+                        format!(
+                            "`{}` is not a grant key of target `{}` (type {})",
+                            key.value, t.name, t.kind
+                        ),
+                        format!("target `{}` takes {}", t.name, list(&takes)),
+                    );
+                    ok = false;
+                    continue;
+                }
+                if t.scope_param == Some(key.value.as_str())
+                    && let RawParam::Map(_) = value
+                {
+                    self.error(
+                        key.pos,
+                        format!(
+                            "`{}` names the scope of target `{}` and must be a string",
+                            key.value, t.name
+                        ),
+                        "write a single value",
+                    );
+                    ok = false;
+                    continue;
+                }
+            }
+            let compiled = match value {
+                RawParam::Str(s) => self.template(s).map(ParamTemplate::Str),
+                RawParam::Map(entries) => {
+                    let out: Vec<_> =
+                        entries.iter().map(|(k, v)| self.template(v).map(|v| (k.value.clone(), v))).collect();
+                    out.into_iter().collect::<Option<Vec<_>>>().map(ParamTemplate::Map)
+                }
+            };
+            match compiled {
+                Some(c) => params.push((key.value.clone(), c)),
+                None => ok = false,
+            }
+        }
+
+        let name = raw.name.as_ref()?;
+        let target = target?;
+        let ttl = ttl?;
+        let scope = match scope {
+            Some(s) => Some(s?),
+            // Without an explicit scope, the target's scope parameter names what the rule grants.
+            None => target.scope_param.and_then(|p| {
+                params.iter().find(|(k, _)| k == p).and_then(|(_, v)| match v {
+                    ParamTemplate::Str(t) => Some(t.clone()),
+                    ParamTemplate::Map(_) => None,
+                })
+            }),
+        };
+        if !ok || raw.match_pos.is_none() || matchers.is_empty() {
+            return None;
+        }
+        Some(CompiledRule {
+            name: name.value.clone(),
+            description: raw.description.clone(),
+            effect: raw.effect,
+            file: Arc::clone(&self.file),
+            pos: raw.pos,
+            matchers,
+            condition: None,
+            target: target.name,
+            scope,
+            ttl,
+            claims,
+            params,
+        })
+    }
+
+    /// A `source` pattern that no configured source can match makes a rule that never
+    /// applies: most likely a typo.
+    fn check_source(&mut self, pattern: &Pattern, pos: Pos) {
+        let catalog = self.catalog;
+        if !catalog.sources.iter().any(|s| pattern.matches(s)) {
+            let hint = if catalog.sources.is_empty() {
+                "broker.yaml configures no sources".to_string()
+            } else {
+                let names: Vec<&str> = catalog.sources.iter().map(String::as_str).collect();
+                format!("sources in broker.yaml: {}", list(&names))
+            };
+            self.error(pos, format!("no configured source matches `{}`", pattern.as_str()), hint);
+        }
+    }
+}
+
+fn known_targets(catalog: &Catalog) -> String {
+    if catalog.targets.is_empty() {
+        "broker.yaml configures no targets".to_string()
+    } else {
+        let names: Vec<&str> = catalog.targets.iter().map(|t| t.name.as_str()).collect();
+        format!("targets in broker.yaml: {}", list(&names))
+    }
+}
+
+/// Check and compile every file's rules and test cases, recording every error.
+pub(crate) fn compile(
+    files: &[(PathBuf, RawFile)],
+    catalog: &Catalog,
+    errors: &mut Vec<LoadError>,
+) -> Compiled {
+    let mut rules = Vec::new();
+    // Rule name -> where it was first defined, across all files.
+    let mut names: HashMap<String, (Arc<Path>, Pos)> = HashMap::new();
+    // Rule name -> (effect, target), for checking test expectations.
+    let mut facts: HashMap<String, (Effect, Option<String>)> = HashMap::new();
+
+    for (path, raw) in files {
+        let file: Arc<Path> = Arc::from(path.as_path());
+        let mut cx = Compiler { catalog, errors, file: Arc::clone(&file) };
+        for rule in &raw.rules {
+            if let Some(name) = &rule.name {
+                if let Err(message) = validate_name(&name.value) {
+                    cx.error(name.pos, message, "use lowercase letters, digits, `-` and `_`");
+                } else if let Some((first_file, first)) = names.get(&name.value) {
+                    let message = format!(
+                        "duplicate rule name `{}`; first defined at {}:{}:{}",
+                        name.value,
+                        first_file.display(),
+                        first.line,
+                        first.column
+                    );
+                    cx.error(
+                        name.pos,
+                        message,
+                        "rule names are unique across all mapping files; rename one of them",
+                    );
+                } else {
+                    names.insert(name.value.clone(), (Arc::clone(&file), name.pos));
+                    let target = rule.grant.as_ref().and_then(|g| g.target.as_ref()).map(|t| t.value.clone());
+                    facts.insert(name.value.clone(), (rule.effect, target));
+                }
+            }
+            if let Some(compiled) = cx.rule(rule) {
+                rules.push(compiled);
+            }
+        }
+    }
+
+    let mut cases = Vec::new();
+    for (path, raw) in files {
+        let file: Arc<Path> = Arc::from(path.as_path());
+        let mut cx = Compiler { catalog, errors, file: Arc::clone(&file) };
+        for case in &raw.tests {
+            let mut ok = true;
+            if !catalog.targets.iter().any(|t| t.name == case.audience.value) {
+                let hint = known_targets(catalog);
+                cx.error(case.audience.pos, format!("unknown target `{}`", case.audience.value), hint);
+                ok = false;
+            }
+            let (named, want) = match &case.expect.value {
+                Expectation::Allow(r) => (Some(r), Effect::Allow),
+                Expectation::Deny(r) => (Some(r), Effect::Deny),
+                Expectation::NoRule | Expectation::Ambiguous | Expectation::InvalidScope => {
+                    (None, Effect::Allow)
+                }
+            };
+            if let Some(rule) = named {
+                match facts.get(rule) {
+                    None => {
+                        cx.error(
+                            case.expect.pos,
+                            format!("the test expects rule `{rule}`, which no mapping file defines"),
+                            "name a rule from any file in the directory",
+                        );
+                        ok = false;
+                    }
+                    Some((effect, _)) if *effect != want => {
+                        cx.error(
+                            case.expect.pos,
+                            format!(
+                                "the test expects `{}: {rule}`, but rule `{rule}` has `effect: {}`",
+                                want.as_str(),
+                                effect.as_str()
+                            ),
+                            format!("write `{}: {rule}`", effect.as_str()),
+                        );
+                        ok = false;
+                    }
+                    Some((_, Some(target))) if *target != case.audience.value => {
+                        cx.error(
+                            case.expect.pos,
+                            format!(
+                                "rule `{rule}` grants target `{target}`, so it cannot decide a request for `{}`",
+                                case.audience.value
+                            ),
+                            format!("set `audience: {target}`, or expect another rule"),
+                        );
+                        ok = false;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if ok {
+                cases.push(TestCase {
+                    file: Arc::clone(&file),
+                    pos: case.pos,
+                    description: case.description.clone(),
+                    identity: case.identity.clone(),
+                    audience: case.audience.value.clone(),
+                    scope: case.scope.clone(),
+                    expect: case.expect.value.clone(),
+                });
+            }
+        }
+    }
+
+    let index = RuleIndex::build(&rules);
+    Compiled { rules, index, cases }
+}

@@ -1,0 +1,302 @@
+//! Evaluation: which rules apply to an identity and request, what that decides, and the
+//! rendering of the allowing rule's grant. `evaluate` (explain), `preview` (tests, tools)
+//! and `authorize` (the exchange) share one decision path.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use tessera_adapters::{Grant, Identity, VerifiedIdentity};
+
+use crate::mapping::compile::{ClaimTemplate, CompiledRule, ParamTemplate};
+use crate::mapping::error::Denial;
+use crate::mapping::file::Effect;
+use crate::mapping::template::MissingField;
+use crate::mapping::{MappingSet, Request};
+
+/// What the rules decide for one identity and request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Allow { rule: String },
+    Deny { rule: String },
+    NoRule,
+    Ambiguous { rules: Vec<String> },
+    ScopeNotGrantable { audience: String, scope: String },
+}
+
+/// The scope an applying allow rule grants this identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GrantableScope {
+    /// The rule names no scope.
+    None,
+    Scope {
+        scope: String,
+    },
+    /// The scope's template names a field this identity has no value for.
+    Unrenderable {
+        field: String,
+    },
+}
+
+/// How one rule for the requested target fared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TraceOutcome {
+    /// `match` held. For allow rules, `scope` is what the rule grants this identity.
+    Applied { scope: GrantableScope },
+    /// The first `match` condition that failed: the field, the identity's value (`None`
+    /// when it has none) and the patterns the rule accepts.
+    NotMatched { field: String, actual: Option<String>, patterns: Vec<String> },
+}
+
+/// One rule considered for a request, where it is defined, and how it fared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleTrace {
+    pub rule: String,
+    pub description: Option<String>,
+    pub effect: Effect,
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub outcome: TraceOutcome,
+}
+
+/// A decision and its explanation: every rule for the requested target, in load order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evaluation {
+    pub decision: Decision,
+    pub trace: Vec<RuleTrace>,
+}
+
+/// What [`MappingSet::authorize`] would grant, as plain data: no [`Grant`] is made, so this
+/// serves explain, inline tests and tools with identities nobody verified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrantPreview {
+    pub rule: String,
+    pub target: String,
+    pub scope: Option<String>,
+    #[serde(with = "seconds")]
+    pub ttl: Duration,
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// The decision, pointing into the rule list.
+enum Decided<'s> {
+    Allow { rule: &'s CompiledRule, scope: GrantableScope },
+    Deny(&'s CompiledRule),
+    NoRule,
+    Ambiguous(Vec<&'s CompiledRule>),
+    ScopeNotGrantable,
+}
+
+impl CompiledRule {
+    /// The first `match` condition `identity` fails, if any.
+    fn mismatch(&self, identity: &Identity) -> Option<usize> {
+        // A compiled `when:` condition would be checked here, after `match` holds.
+        if let Some(condition) = &self.condition {
+            match *condition {}
+        }
+        self.matchers.iter().position(|m| !m.matches(identity))
+    }
+
+    fn grantable_scope(&self, identity: &Identity) -> GrantableScope {
+        match &self.scope {
+            None => GrantableScope::None,
+            Some(t) => match t.render(identity) {
+                Ok(scope) => GrantableScope::Scope { scope },
+                Err(MissingField(field)) => GrantableScope::Unrenderable { field },
+            },
+        }
+    }
+
+    fn trace(&self, outcome: TraceOutcome) -> RuleTrace {
+        RuleTrace {
+            rule: self.name.clone(),
+            description: self.description.clone(),
+            effect: self.effect,
+            file: self.file.to_path_buf(),
+            line: self.pos.line,
+            column: self.pos.column,
+            outcome,
+        }
+    }
+}
+
+fn render_claim(t: &ClaimTemplate, identity: &Identity) -> Result<serde_json::Value, MissingField> {
+    Ok(match t {
+        ClaimTemplate::Str(t) => serde_json::Value::String(t.render(identity)?),
+        ClaimTemplate::Literal(v) => v.clone(),
+        ClaimTemplate::List(items) => serde_json::Value::Array(
+            items.iter().map(|i| render_claim(i, identity)).collect::<Result<_, _>>()?,
+        ),
+        ClaimTemplate::Object(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| render_claim(v, identity).map(|v| (k.clone(), v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn render_param(t: &ParamTemplate, identity: &Identity) -> Result<serde_json::Value, MissingField> {
+    Ok(match t {
+        ParamTemplate::Str(t) => serde_json::Value::String(t.render(identity)?),
+        ParamTemplate::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| v.render(identity).map(|v| (k.clone(), serde_json::Value::String(v))))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+impl MappingSet {
+    /// The one decision path. Semantics (DESIGN.md, "Mapping files"): a rule applies when
+    /// its `match` holds and it grants the requested target; any applying deny rule wins;
+    /// otherwise a requested scope picks the applying allow rule granting exactly it, and
+    /// without one exactly one allow rule must apply.
+    fn decide<'s>(
+        &'s self,
+        identity: &Identity,
+        request: &Request<'_>,
+        mut trace: Option<&mut Vec<RuleTrace>>,
+    ) -> Decided<'s> {
+        let mut deny: Option<&CompiledRule> = None;
+        let mut allows: Vec<(&CompiledRule, GrantableScope)> = Vec::new();
+        for &i in self.index.for_target(request.audience) {
+            let Some(rule) = self.rules.get(i) else { continue };
+            if let Some(failed) = rule.mismatch(identity) {
+                if let (Some(trace), Some(m)) = (trace.as_deref_mut(), rule.matchers.get(failed)) {
+                    trace.push(rule.trace(TraceOutcome::NotMatched {
+                        field: m.field.clone(),
+                        actual: identity.field(&m.field).map(str::to_string),
+                        patterns: m.patterns.iter().map(|p| p.as_str().to_string()).collect(),
+                    }));
+                }
+                continue;
+            }
+            let scope = match rule.effect {
+                Effect::Deny => {
+                    deny = deny.or(Some(rule));
+                    GrantableScope::None
+                }
+                Effect::Allow => {
+                    let scope = rule.grantable_scope(identity);
+                    allows.push((rule, scope.clone()));
+                    scope
+                }
+            };
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.push(rule.trace(TraceOutcome::Applied { scope }));
+            }
+        }
+
+        if let Some(rule) = deny {
+            return Decided::Deny(rule);
+        }
+        match request.scope {
+            Some(wanted) => {
+                let mut picked: Vec<(&CompiledRule, GrantableScope)> = allows
+                    .iter()
+                    .filter(|(_, s)| matches!(s, GrantableScope::Scope { scope } if scope == wanted))
+                    .cloned()
+                    .collect();
+                match picked.len() {
+                    0 if allows.is_empty() => Decided::NoRule,
+                    0 => Decided::ScopeNotGrantable,
+                    1 => match picked.pop() {
+                        Some((rule, scope)) => Decided::Allow { rule, scope },
+                        None => Decided::NoRule,
+                    },
+                    _ => Decided::Ambiguous(picked.into_iter().map(|(r, _)| r).collect()),
+                }
+            }
+            None => match allows.len() {
+                0 => Decided::NoRule,
+                1 => match allows.pop() {
+                    Some((rule, scope)) => Decided::Allow { rule, scope },
+                    None => Decided::NoRule,
+                },
+                _ => Decided::Ambiguous(allows.into_iter().map(|(r, _)| r).collect()),
+            },
+        }
+    }
+
+    /// Decide for `identity` and explain: every rule for the requested target, whether it
+    /// applied and, if not, which `match` condition failed. Makes no grant.
+    pub fn evaluate(&self, identity: &Identity, request: &Request<'_>) -> Evaluation {
+        let mut trace = Vec::new();
+        let decision = match self.decide(identity, request, Some(&mut trace)) {
+            Decided::Allow { rule, .. } => Decision::Allow { rule: rule.name.clone() },
+            Decided::Deny(rule) => Decision::Deny { rule: rule.name.clone() },
+            Decided::NoRule => Decision::NoRule,
+            Decided::Ambiguous(rules) => Decision::Ambiguous { rules: names(&rules) },
+            Decided::ScopeNotGrantable => Decision::ScopeNotGrantable {
+                audience: request.audience.to_string(),
+                scope: request.scope.unwrap_or_default().to_string(),
+            },
+        };
+        Evaluation { decision, trace }
+    }
+
+    /// What [`authorize`](Self::authorize) would grant `identity`, rendered, or why not.
+    pub fn preview(&self, identity: &Identity, request: &Request<'_>) -> Result<GrantPreview, Denial> {
+        let (rule, scope) = match self.decide(identity, request, None) {
+            Decided::Allow { rule, scope } => (rule, scope),
+            Decided::Deny(rule) => return Err(Denial::Denied { rule: rule.name.clone() }),
+            Decided::NoRule => return Err(Denial::NoRule),
+            Decided::Ambiguous(rules) => return Err(Denial::Ambiguous { rules: names(&rules) }),
+            Decided::ScopeNotGrantable => return Err(Denial::ScopeNotGrantable),
+        };
+        let unrenderable = |MissingField(field)| Denial::Unrenderable { rule: rule.name.clone(), field };
+        let scope = match scope {
+            GrantableScope::None => None,
+            GrantableScope::Scope { scope } => Some(scope),
+            GrantableScope::Unrenderable { field } => return Err(unrenderable(MissingField(field))),
+        };
+        let claims = rule
+            .claims
+            .iter()
+            .map(|(k, t)| render_claim(t, identity).map(|v| (k.clone(), v)))
+            .collect::<Result<_, _>>()
+            .map_err(unrenderable)?;
+        let params = rule
+            .params
+            .iter()
+            .map(|(k, t)| render_param(t, identity).map(|v| (k.clone(), v)))
+            .collect::<Result<_, _>>()
+            .map_err(unrenderable)?;
+        Ok(GrantPreview {
+            rule: rule.name.clone(),
+            target: rule.target.clone(),
+            scope,
+            ttl: rule.ttl,
+            claims,
+            params,
+        })
+    }
+
+    /// Decide for a verified identity and, when a rule allows, make the [`Grant`]. The only
+    /// place Grants are made.
+    pub fn authorize(&self, verified: &VerifiedIdentity, request: &Request<'_>) -> Result<Grant, Denial> {
+        let p = self.preview(verified.identity(), request)?;
+        Ok(Grant::new(verified.clone(), p.rule, p.target, p.scope, p.ttl, p.claims, p.params))
+    }
+}
+
+fn names(rules: &[&CompiledRule]) -> Vec<String> {
+    rules.iter().map(|r| r.name.clone()).collect()
+}

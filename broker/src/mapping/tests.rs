@@ -1,0 +1,1037 @@
+//! Mapping sets end to end: loading, validation errors with positions, the decision truth
+//! table, rendering and inline test cases.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use tessera_adapters::Identity;
+
+use super::*;
+
+fn catalog() -> Catalog {
+    Catalog {
+        targets: vec![
+            TargetInfo {
+                name: "internal-api".into(),
+                kind: "jwt",
+                max_ttl: Duration::from_secs(3600),
+                default_ttl: Duration::from_secs(600),
+                grant_keys: &[],
+                scope_param: None,
+            },
+            TargetInfo {
+                name: "aws-prod".into(),
+                kind: "aws_sts",
+                max_ttl: Duration::from_secs(3600),
+                default_ttl: Duration::from_secs(900),
+                grant_keys: &["role_arn", "session_name", "tags"],
+                scope_param: Some("role_arn"),
+            },
+        ],
+        sources: vec!["eks-prod".into(), "github".into(), "gke-dev".into()],
+    }
+}
+
+/// Strip the leading newline and the common indentation, so YAML can be written indented
+/// in the test and line 1 is its first line.
+fn dedent(text: &str) -> String {
+    let text = text.strip_prefix('\n').unwrap_or(text);
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    text.lines().map(|l| l.get(indent..).unwrap_or("")).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+fn load(text: &str) -> MappingSet {
+    MappingSet::load_files(&[(PathBuf::from("m.yaml"), dedent(text))], &catalog())
+        .unwrap_or_else(|e| panic!("load failed:\n{e}"))
+}
+
+fn errors(files: &[(&str, &str)]) -> Vec<LoadError> {
+    let files: Vec<(PathBuf, String)> = files.iter().map(|(p, t)| (PathBuf::from(p), dedent(t))).collect();
+    match MappingSet::load_files(&files, &catalog()) {
+        Ok(_) => panic!("expected load errors"),
+        Err(LoadErrors(errors)) => errors,
+    }
+}
+
+/// The single error for a one-file set, checked for position and message.
+#[track_caller]
+fn one_error(text: &str, line: u64, column: u64, message: &str) -> LoadError {
+    let errors = errors(&[("m.yaml", text)]);
+    assert_eq!(errors.len(), 1, "{}", LoadErrors(errors.clone()));
+    let e = errors.into_iter().next().unwrap();
+    assert_eq!(e.file, PathBuf::from("m.yaml"));
+    assert_eq!((e.line, e.column), (line, column), "{e}");
+    assert!(e.message.contains(message), "{e}");
+    assert!(!e.hint.is_empty(), "{e}");
+    e
+}
+
+fn identity(source: &str, namespace: Option<&str>, name: Option<&str>) -> Identity {
+    Identity {
+        id: format!("test://{source}/x"),
+        provider: "kubernetes".into(),
+        source: source.into(),
+        issuer: "https://issuer.example".into(),
+        subject: "x".into(),
+        tenant: None,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        instance: None,
+        region: None,
+        attributes: BTreeMap::new(),
+        expires_at: 0,
+    }
+}
+
+fn api() -> Identity {
+    identity("eks-prod", Some("payments"), Some("api"))
+}
+
+fn req<'a>(audience: &'a str, scope: Option<&'a str>) -> Request<'a> {
+    Request { audience, scope }
+}
+
+const READER: &str = "arn:aws:iam::123456789012:role/reader";
+const WRITER: &str = "arn:aws:iam::123456789012:role/writer";
+
+/// Two allow rules for the same workload on aws-prod, one per role, and a JWT target rule.
+const TWO_ROLES: &str = r#"
+    version: 1
+    rules:
+      - name: reader
+        match: { source: eks-prod, namespace: payments }
+        grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+      - name: writer
+        match: { source: eks-prod, namespace: payments, name: api }
+        grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/writer" }
+      - name: jwt
+        match: { source: eks-prod, namespace: payments }
+        grant: { target: internal-api }
+"#;
+
+// ---------------------------------------------------------------------------------------
+// The decision truth table
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn deny_wins_over_allow_whatever_the_scope() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: allow-api
+            match: { namespace: payments }
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+          - name: deny-api
+            effect: deny
+            match: { name: api }
+            grant: { target: aws-prod }
+        "#,
+    );
+    for scope in [None, Some(READER), Some("something-else")] {
+        assert_eq!(
+            set.preview(&api(), &req("aws-prod", scope)),
+            Err(Denial::Denied { rule: "deny-api".into() })
+        );
+        assert_eq!(
+            set.evaluate(&api(), &req("aws-prod", scope)).decision,
+            Decision::Deny { rule: "deny-api".into() }
+        );
+    }
+    // The deny rule does not match a different workload, which the allow rule still lets through.
+    let worker = identity("eks-prod", Some("payments"), Some("worker"));
+    assert_eq!(set.preview(&worker, &req("aws-prod", None)).unwrap().rule, "allow-api");
+}
+
+#[test]
+fn a_deny_rule_for_another_target_does_not_apply() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: allow-jwt
+            match: { namespace: payments }
+            grant: { target: internal-api }
+          - name: deny-aws
+            effect: deny
+            match: { namespace: payments }
+            grant: { target: aws-prod }
+        "#,
+    );
+    assert_eq!(set.preview(&api(), &req("internal-api", None)).unwrap().rule, "allow-jwt");
+    assert_eq!(set.preview(&api(), &req("aws-prod", None)), Err(Denial::Denied { rule: "deny-aws".into() }));
+}
+
+#[test]
+fn the_requested_scope_picks_the_rule() {
+    let set = load(TWO_ROLES);
+    let p = set.preview(&api(), &req("aws-prod", Some(WRITER))).unwrap();
+    assert_eq!((p.rule.as_str(), p.scope.as_deref()), ("writer", Some(WRITER)));
+    assert_eq!(p.params.get("role_arn"), Some(&json!(WRITER)));
+    let p = set.preview(&api(), &req("aws-prod", Some(READER))).unwrap();
+    assert_eq!((p.rule.as_str(), p.scope.as_deref()), ("reader", Some(READER)));
+}
+
+#[test]
+fn two_applying_allows_without_a_scope_are_ambiguous() {
+    let set = load(TWO_ROLES);
+    let expected = vec!["reader".to_string(), "writer".to_string()];
+    assert_eq!(
+        set.preview(&api(), &req("aws-prod", None)),
+        Err(Denial::Ambiguous { rules: expected.clone() })
+    );
+    assert_eq!(
+        set.evaluate(&api(), &req("aws-prod", None)).decision,
+        Decision::Ambiguous { rules: expected }
+    );
+}
+
+#[test]
+fn one_applying_allow_without_a_scope_grants_its_own_scope() {
+    let set = load(TWO_ROLES);
+    // Only `reader` matches a workload that is not `api`.
+    let worker = identity("eks-prod", Some("payments"), Some("worker"));
+    let p = set.preview(&worker, &req("aws-prod", None)).unwrap();
+    assert_eq!((p.rule.as_str(), p.scope.as_deref()), ("reader", Some(READER)));
+    // A target without a scope parameter and a rule without `scope:` grant no scope.
+    let p = set.preview(&worker, &req("internal-api", None)).unwrap();
+    assert_eq!((p.rule.as_str(), p.scope), ("jwt", None));
+}
+
+#[test]
+fn a_scope_no_applying_rule_grants_is_not_grantable() {
+    let set = load(TWO_ROLES);
+    let admin = "arn:aws:iam::123456789012:role/admin";
+    assert_eq!(set.preview(&api(), &req("aws-prod", Some(admin))), Err(Denial::ScopeNotGrantable));
+    assert_eq!(
+        set.evaluate(&api(), &req("aws-prod", Some(admin))).decision,
+        Decision::ScopeNotGrantable { audience: "aws-prod".into(), scope: admin.into() }
+    );
+    // A scope asked of a rule that grants none is not grantable either.
+    assert_eq!(set.preview(&api(), &req("internal-api", Some("x"))), Err(Denial::ScopeNotGrantable));
+    // With a scope but no applying allow at all, there is simply no rule.
+    let other = identity("eks-prod", Some("billing"), Some("api"));
+    assert_eq!(set.preview(&other, &req("aws-prod", Some(READER))), Err(Denial::NoRule));
+}
+
+#[test]
+fn two_rules_granting_the_requested_scope_are_ambiguous() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: a
+            match: { namespace: payments }
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+          - name: b
+            match: { name: api }
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+        "#,
+    );
+    assert_eq!(
+        set.preview(&api(), &req("aws-prod", Some(READER))),
+        Err(Denial::Ambiguous { rules: vec!["a".into(), "b".into()] })
+    );
+}
+
+#[test]
+fn no_applying_rule_and_unknown_audiences_are_no_rule() {
+    let set = load(TWO_ROLES);
+    let stranger = identity("gke-dev", Some("payments"), Some("api"));
+    assert_eq!(set.preview(&stranger, &req("aws-prod", None)), Err(Denial::NoRule));
+    assert_eq!(set.preview(&api(), &req("no-such-target", None)), Err(Denial::NoRule));
+    let e = set.evaluate(&api(), &req("no-such-target", None));
+    assert_eq!(e.decision, Decision::NoRule);
+    assert!(e.trace.is_empty());
+}
+
+#[test]
+fn explicit_scope_takes_precedence_over_the_scope_parameter() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: aliased
+            match: { namespace: payments }
+            grant: { target: aws-prod, scope: invoices-reader, role_arn: "arn:aws:iam::123456789012:role/reader" }
+        "#,
+    );
+    assert_eq!(set.preview(&api(), &req("aws-prod", Some(READER))), Err(Denial::ScopeNotGrantable));
+    let p = set.preview(&api(), &req("aws-prod", Some("invoices-reader"))).unwrap();
+    assert_eq!(p.scope.as_deref(), Some("invoices-reader"));
+    assert_eq!(p.params.get("role_arn"), Some(&json!(READER)));
+}
+
+#[test]
+fn the_trace_explains_every_rule_for_the_audience_and_only_those() {
+    let set = load(TWO_ROLES);
+    let worker = identity("eks-prod", Some("payments"), Some("worker"));
+    let e = set.evaluate(&worker, &req("aws-prod", None));
+    assert_eq!(e.decision, Decision::Allow { rule: "reader".into() });
+    assert_eq!(e.trace.len(), 2, "{:?}", e.trace);
+    assert_eq!(e.trace[0].rule, "reader");
+    assert_eq!(
+        e.trace[0].outcome,
+        TraceOutcome::Applied { scope: GrantableScope::Scope { scope: READER.into() } }
+    );
+    assert_eq!((e.trace[0].file.as_path(), e.trace[0].line, e.trace[0].column), (Path::new("m.yaml"), 3, 5));
+    assert_eq!(e.trace[1].rule, "writer");
+    assert_eq!(
+        e.trace[1].outcome,
+        TraceOutcome::NotMatched {
+            field: "name".into(),
+            actual: Some("worker".into()),
+            patterns: vec!["api".into()]
+        }
+    );
+    // A field the identity lacks is reported as such.
+    let anonymous = identity("eks-prod", Some("payments"), None);
+    let e = set.evaluate(&anonymous, &req("aws-prod", None));
+    assert_eq!(
+        e.trace[1].outcome,
+        TraceOutcome::NotMatched { field: "name".into(), actual: None, patterns: vec!["api".into()] }
+    );
+    // The trace serializes for the explain endpoint.
+    let v = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["decision"]["decision"], "allow");
+    assert_eq!(v["trace"][1]["outcome"]["outcome"], "not_matched");
+}
+
+// ---------------------------------------------------------------------------------------
+// Matching: lists, globs, attributes, missing fields
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn lists_globs_and_attributes_match() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match:
+              namespace: [billing, "pay*"]
+              name: "api-??"
+              attributes: { github.ref: ["refs/heads/main", 'refs/tags/v*'] }
+            grant: { target: internal-api }
+        "#,
+    );
+    let with = |ns: &str, name: &str, git_ref: Option<&str>| {
+        let mut id = identity("eks-prod", Some(ns), Some(name));
+        if let Some(r) = git_ref {
+            id.attributes.insert("github.ref".into(), r.into());
+        }
+        set.preview(&id, &req("internal-api", None)).is_ok()
+    };
+    assert!(with("payments", "api-7d", Some("refs/heads/main")));
+    assert!(with("billing", "api-xx", Some("refs/tags/v1.2")));
+    assert!(with("pay", "api-é1", Some("refs/tags/v")));
+    assert!(!with("billing2", "api-7d", Some("refs/heads/main")));
+    assert!(!with("payments", "api-7", Some("refs/heads/main")));
+    assert!(!with("payments", "api-7d", Some("refs/heads/dev")));
+    assert!(!with("payments", "api-7d", None));
+}
+
+#[test]
+fn a_missing_field_never_matches_not_even_a_star() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { source: "*", tenant: "*" }
+            grant: { target: internal-api }
+        "#,
+    );
+    let mut id = api();
+    assert_eq!(set.preview(&id, &req("internal-api", None)), Err(Denial::NoRule));
+    id.tenant = Some(String::new());
+    assert!(set.preview(&id, &req("internal-api", None)).is_ok());
+}
+
+#[test]
+fn numbers_in_match_patterns_are_read_as_written() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { source: eks-prod, tenant: 012345678901 }
+            grant: { target: internal-api }
+        "#,
+    );
+    let mut id = api();
+    id.tenant = Some("012345678901".into());
+    assert!(set.preview(&id, &req("internal-api", None)).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------
+
+const RENDERED: &str = r#"
+    version: 1
+    rules:
+      - name: r
+        match: { namespace: payments }
+        grant:
+          target: aws-prod
+          role_arn: "arn:aws:iam::123456789012:role/{namespace}"
+          session_name: "{namespace}-{name}"
+          tags: { team: payments, pod: "{attributes.k8s.pod_name}", cost: 1234 }
+          claims:
+            ns: "{namespace}"
+            braces: "{{literal}}"
+            level: 3
+            internal: true
+            nested: { who: ["{name}", 1] }
+"#;
+
+#[test]
+fn grants_render_claims_params_scope_and_ttl() {
+    let set = load(RENDERED);
+    let mut id = api();
+    id.attributes.insert("k8s.pod_name".into(), "api-7d".into());
+    let p = set.preview(&id, &req("aws-prod", None)).unwrap();
+    assert_eq!(p.target, "aws-prod");
+    assert_eq!(p.scope.as_deref(), Some("arn:aws:iam::123456789012:role/payments"));
+    assert_eq!(p.ttl, Duration::from_secs(900), "the target's default ttl");
+    assert_eq!(
+        serde_json::Value::Object(p.claims),
+        json!({ "ns": "payments", "braces": "{literal}", "level": 3, "internal": true, "nested": { "who": ["api", 1] } })
+    );
+    assert_eq!(p.params["session_name"], json!("payments-api"));
+    assert_eq!(p.params["tags"], json!({ "team": "payments", "pod": "api-7d", "cost": "1234" }));
+}
+
+#[test]
+fn a_missing_template_value_is_unrenderable_not_a_panic() {
+    let set = load(RENDERED);
+    // No `k8s.pod_name` attribute.
+    assert_eq!(
+        set.preview(&api(), &req("aws-prod", None)),
+        Err(Denial::Unrenderable { rule: "r".into(), field: "attributes.k8s.pod_name".into() })
+    );
+    // A scope template that cannot render grants no scope to this identity.
+    let mut no_ns = identity("eks-prod", None, Some("api"));
+    no_ns.namespace = None;
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { name: api }
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/{namespace}" }
+        "#,
+    );
+    assert_eq!(
+        set.preview(&no_ns, &req("aws-prod", None)),
+        Err(Denial::Unrenderable { rule: "r".into(), field: "namespace".into() })
+    );
+    assert_eq!(set.preview(&no_ns, &req("aws-prod", Some(READER))), Err(Denial::ScopeNotGrantable));
+    let e = set.evaluate(&no_ns, &req("aws-prod", None));
+    assert_eq!(
+        e.trace[0].outcome,
+        TraceOutcome::Applied { scope: GrantableScope::Unrenderable { field: "namespace".into() } }
+    );
+}
+
+#[test]
+fn explicit_ttl_is_kept() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api, ttl: 1h }
+          - name: s
+            match: { namespace: payments }
+            grant: { target: aws-prod, ttl: 90, role_arn: x }
+        "#,
+    );
+    assert_eq!(set.preview(&api(), &req("internal-api", None)).unwrap().ttl, Duration::from_secs(3600));
+    assert_eq!(set.preview(&api(), &req("aws-prod", None)).unwrap().ttl, Duration::from_secs(90));
+}
+
+#[test]
+fn a_mapping_set_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<MappingSet>();
+}
+
+#[test]
+fn test_identities_get_defaults_for_what_they_leave_out() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { provider: test, issuer: "https://tessera.test", subject: test-subject, id: "test://gke-dev/test-subject" }
+            grant: { target: internal-api }
+        tests:
+          - identity: { source: gke-dev }
+            audience: internal-api
+            expect: { allow: r }
+        "#,
+    );
+    assert!(set.run_tests().iter().all(|o| o.passed));
+}
+
+#[test]
+fn denial_codes_are_stable() {
+    let cases = [
+        (Denial::Denied { rule: "r".into() }, "TS-MAP-DENIED", Some("r")),
+        (Denial::NoRule, "TS-MAP-NO-RULE", None),
+        (Denial::Ambiguous { rules: vec!["a".into(), "b".into()] }, "TS-MAP-AMBIGUOUS", None),
+        (Denial::ScopeNotGrantable, "TS-MAP-SCOPE", None),
+        (Denial::Unrenderable { rule: "r".into(), field: "name".into() }, "TS-MAP-UNRENDERABLE", Some("r")),
+    ];
+    for (d, code, rule) in cases {
+        assert_eq!(d.code(), code);
+        assert_eq!(d.rule(), rule);
+        assert!(!d.to_string().is_empty());
+    }
+    assert!(Denial::Ambiguous { rules: vec!["a".into(), "b".into()] }.to_string().contains("`a`, `b`"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Load errors, each with file, line and column
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn yaml_syntax_errors_have_positions() {
+    one_error("version: 1\nrules:\n  - name: \"unclosed\n", 3, 11, "invalid YAML");
+    one_error("version: 1\nrules:\n\t- name: x\n", 3, 2, "tabs");
+}
+
+#[test]
+fn version_must_be_one() {
+    one_error("version: 2\nrules: []\n", 1, 10, "unsupported version `2`");
+    one_error("version: \"1\"\nrules: []\n", 1, 10, "unsupported version");
+    one_error("rules: []\n", 1, 1, "no `version`");
+    one_error("", 1, 1, "empty");
+}
+
+#[test]
+fn unknown_keys_are_errors_wherever_they_are() {
+    one_error("version: 1\nrule: []\n", 2, 1, "unknown key `rule`");
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api }
+            priority: 3
+        "#,
+        6,
+        5,
+        "unknown key `priority` in a rule",
+    );
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments, colour: blue }
+            grant: { target: internal-api }
+        "#,
+        4,
+        35,
+        "unknown key `colour` in `match`",
+    );
+}
+
+#[test]
+fn duplicate_yaml_keys_are_errors() {
+    let e = one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments, namespace: billing }
+            grant: { target: internal-api }
+        "#,
+        4,
+        35,
+        "duplicate key `namespace`",
+    );
+    assert!(e.message.contains("line 4, column 14"), "{e}");
+}
+
+#[test]
+fn when_conditions_are_refused_until_supported() {
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            when: 'identity.attributes["k8s.pod_name"].startsWith("api-")'
+            grant: { target: internal-api }
+        "#,
+        5,
+        5,
+        "not supported yet",
+    );
+}
+
+#[test]
+fn bad_rule_names_are_errors() {
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: Payments API
+            match: { namespace: payments }
+            grant: { target: internal-api }
+        "#,
+        3,
+        11,
+        "invalid name `Payments API`",
+    );
+}
+
+#[test]
+fn duplicate_rule_names_across_files_point_at_the_second() {
+    let rule = r#"
+        version: 1
+        rules:
+          - name: shared
+            match: { namespace: payments }
+            grant: { target: internal-api }
+    "#;
+    let errors = errors(&[("a.yaml", rule), ("b.yaml", rule)]);
+    assert_eq!(errors.len(), 1);
+    let e = &errors[0];
+    assert_eq!((e.file.as_path(), e.line, e.column), (Path::new("b.yaml"), 3, 11));
+    assert!(e.message.contains("duplicate rule name `shared`; first defined at a.yaml:3:11"), "{e}");
+}
+
+#[test]
+fn unknown_targets_are_errors() {
+    let e = one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: aws-staging }
+        "#,
+        5,
+        22,
+        "unknown target `aws-staging`",
+    );
+    assert!(e.hint.contains("`internal-api` or `aws-prod`"), "{e}");
+}
+
+#[test]
+fn grant_keys_must_belong_to_the_target_kind() {
+    let e = one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant:
+              target: internal-api
+              role_arn: arn:aws:iam::123456789012:role/x
+        "#,
+        7,
+        7,
+        "`role_arn` is not a grant key of target `internal-api` (type jwt)",
+    );
+    assert!(e.hint.contains("`claims`"), "{e}");
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: aws-prod, role_arn: { a: b } }
+        "#,
+        5,
+        32,
+        "must be a string",
+    );
+}
+
+#[test]
+fn ttl_above_the_target_maximum_is_an_error() {
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api, ttl: 2h }
+        "#,
+        5,
+        41,
+        "ttl 2h exceeds the maximum of target `internal-api` (1h)",
+    );
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api, ttl: soon }
+        "#,
+        5,
+        41,
+        "invalid duration `soon`",
+    );
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api, ttl: 0 }
+        "#,
+        5,
+        41,
+        "`ttl` is zero",
+    );
+}
+
+#[test]
+fn bad_globs_are_errors() {
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: [payments, 'pay\ments'] }
+            grant: { target: internal-api }
+        "#,
+        4,
+        36,
+        r"bad pattern `pay\ments`",
+    );
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: "" }
+            grant: { target: internal-api }
+        "#,
+        4,
+        25,
+        "empty pattern",
+    );
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: [] }
+            grant: { target: internal-api }
+        "#,
+        4,
+        25,
+        "empty list",
+    );
+}
+
+#[test]
+fn source_patterns_must_match_a_configured_source() {
+    let e = one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { source: [eks-prod, eks-prd] }
+            grant: { target: internal-api }
+        "#,
+        4,
+        33,
+        "no configured source matches `eks-prd`",
+    );
+    assert!(e.hint.contains("`eks-prod`"), "{e}");
+}
+
+#[test]
+fn bad_templates_are_errors() {
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant:
+              target: aws-prod
+              role_arn: x
+              session_name: "{namespace}-{workload}"
+        "#,
+        8,
+        21,
+        "unknown identity field `workload`",
+    );
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api, claims: { ns: "{namespace" } }
+        "#,
+        5,
+        50,
+        "never closed",
+    );
+}
+
+#[test]
+fn reserved_claims_are_errors() {
+    let e = one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant:
+              target: internal-api
+              claims: { team: payments, sub: "{name}" }
+        "#,
+        7,
+        33,
+        "claim `sub` is set by Tessera",
+    );
+    assert!(e.hint.contains("`jti`"), "{e}");
+}
+
+#[test]
+fn grant_keys_on_deny_rules_are_errors() {
+    one_error(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            effect: deny
+            match: { namespace: payments }
+            grant: { target: aws-prod, role_arn: x }
+        "#,
+        6,
+        32,
+        "`role_arn` has no effect in a deny rule",
+    );
+}
+
+#[test]
+fn rules_need_a_name_a_match_and_a_grant() {
+    let errors = errors(&[(
+        "m.yaml",
+        r#"
+        version: 1
+        rules:
+          - description: nothing else
+          - name: r
+            match: {}
+            grant: { ttl: 5m }
+          - name: s
+            effect: maybe
+            match: { namespace: payments }
+            grant: { target: internal-api }
+        "#,
+    )]);
+    let got: Vec<(u64, u64, &str)> = errors.iter().map(|e| (e.line, e.column, e.message.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, 5, "the rule has no `name`"),
+            (3, 5, "the rule has no `match`"),
+            (3, 5, "the rule has no `grant`"),
+            (5, 5, "`match` has no conditions"),
+            (6, 12, "`grant` has no `target`"),
+            (8, 13, "unknown effect `maybe`"),
+        ]
+    );
+}
+
+#[test]
+fn malformed_test_cases_are_errors() {
+    let errors = errors(&[(
+        "m.yaml",
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api }
+          - name: d
+            effect: deny
+            match: { name: bad }
+            grant: { target: internal-api }
+        tests:
+          - identity: { namespace: payments }
+            expect: { allow: r }
+          - identity: { source: eks-prod, nmae: api }
+            audience: internal-api
+            expect: { allow: r, none: true }
+          - identity: { source: eks-prod }
+            audience: aws-prod
+            expect: { allow: missing }
+          - identity: { source: eks-prod }
+            audience: internal-api
+            expect: { allow: d }
+          - identity: { source: eks-prod }
+            audience: internal-api
+            expect: { ambiguous: false }
+          - identity: { source: eks-prod }
+            audience: aws-prod
+            expect: { allow: r }
+        "#,
+    )]);
+    let messages: Vec<String> =
+        errors.iter().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).collect();
+    let expect = [
+        "11:5: the test case has no `audience`",
+        "11:15: the test identity has no `source`",
+        "13:35: unknown key `nmae` in `identity`",
+        "15:25: `expect` names more than one outcome",
+        "18:15: the test expects rule `missing`, which no mapping file defines",
+        "21:15: the test expects `allow: d`, but rule `d` has `effect: deny`",
+        "24:26: `ambiguous` takes only `true`",
+        "27:15: rule `r` grants target `internal-api`, so it cannot decide a request for `aws-prod`",
+    ];
+    assert_eq!(messages, expect);
+}
+
+#[test]
+fn every_error_in_every_file_is_reported_at_once() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/mapping/testdata/broken");
+    let errors = match MappingSet::load_dir(&dir, &catalog()) {
+        Ok(_) => panic!("expected errors"),
+        Err(LoadErrors(e)) => e,
+    };
+    let got: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let file = e.file.file_name().unwrap().to_string_lossy();
+            format!("{file}:{}:{}: {}", e.line, e.column, e.message)
+        })
+        .collect();
+    let a = dir.join("a.yaml");
+    let expect = vec![
+        "a.yaml:3:11: invalid name `Bad Name`: use 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit".to_string(),
+        "a.yaml:5:37: ttl 5h exceeds the maximum of target `aws-prod` (1h)".to_string(),
+        r"a.yaml:7:25: bad pattern `pay\ments`: `\m` is not an escape: only `\*`, `\?` and `\\` are (at character 4)".to_string(),
+        "a.yaml:8:22: unknown target `nowhere`".to_string(),
+        "b.yaml:1:10: unsupported version `2`".to_string(),
+        format!("b.yaml:3:11: duplicate rule name `shared`; first defined at {}:6:11", a.display()),
+        "b.yaml:4:35: unknown key `colour` in `match`".to_string(),
+        "b.yaml:5:46: claim `sub` is set by Tessera and cannot be set by a rule".to_string(),
+    ];
+    assert_eq!(got, expect);
+    // Display: one line per error, `file:line:column: message (hint: ...)`.
+    let shown = LoadErrors(errors).to_string();
+    assert_eq!(shown.lines().count(), 8);
+    let first = shown.lines().next().unwrap();
+    assert!(first.starts_with(&format!("{}:3:11: invalid name", a.display())), "{first}");
+    assert!(first.ends_with(')') && first.contains(" (hint: "), "{first}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Directories, versions, inline tests
+// ---------------------------------------------------------------------------------------
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/mapping/testdata").join(name)
+}
+
+#[test]
+fn the_valid_fixture_loads_and_its_inline_tests_pass() {
+    let set = MappingSet::load_dir(&testdata("valid"), &catalog()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.rule_count(), 5);
+    assert_eq!(set.test_count(), 8);
+    let outcomes = set.run_tests();
+    assert_eq!(outcomes.len(), 8);
+    for o in &outcomes {
+        assert!(o.passed, "{o}");
+    }
+    assert!(outcomes[0].file.ends_with("10-payments.yaml"));
+    assert_eq!((outcomes[0].line, outcomes[0].column), (29, 5));
+    assert!(outcomes[7].file.ends_with("20-ci.yaml"));
+    assert!(set.version().starts_with("sha256:") && set.version().len() == 7 + 64);
+}
+
+#[test]
+fn a_failing_inline_test_is_reported_with_expected_and_actual() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            grant: { target: internal-api, claims: { pod: "{instance}" } }
+        tests:
+          - description: api gets a token
+            identity: { source: eks-prod, namespace: payments, instance: api-1 }
+            audience: internal-api
+            expect: { allow: r }
+          - identity: { source: eks-prod, namespace: billing }
+            audience: internal-api
+            expect: { allow: r }
+          - identity: { source: eks-prod, namespace: payments }
+            audience: internal-api
+            expect: { allow: r }
+        "#,
+    );
+    let outcomes = set.run_tests();
+    assert_eq!(outcomes.iter().map(|o| o.passed).collect::<Vec<_>>(), vec![true, false, false]);
+    let failed = &outcomes[1];
+    assert_eq!((failed.file.as_path(), failed.line, failed.column), (Path::new("m.yaml"), 11, 5));
+    assert_eq!(failed.expected, Expectation::Allow("r".into()));
+    assert_eq!(failed.actual, Err(Denial::NoRule));
+    assert_eq!(
+        failed.to_string(),
+        "m.yaml:11:5: FAILED: audience `internal-api`: expected allow by rule `r`, got no rule allows this identity the requested target [TS-MAP-NO-RULE]"
+    );
+    // A grant that cannot render fails an `allow` expectation, as the exchange would.
+    assert_eq!(outcomes[2].actual, Err(Denial::Unrenderable { rule: "r".into(), field: "instance".into() }));
+    assert!(outcomes[0].to_string().starts_with("m.yaml:7:5: ok (api gets a token)"));
+}
+
+#[test]
+fn load_dir_ignores_other_files_and_refuses_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not yaml: [").unwrap();
+    std::fs::write(dir.path().join(".hidden.yaml"), "not yaml: [").unwrap();
+    std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+    let err = MappingSet::load_dir(dir.path(), &catalog()).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert!(err.0[0].message.contains("no mapping files"), "{err}");
+    assert_eq!((err.0[0].line, err.0[0].column), (1, 1));
+
+    std::fs::write(dir.path().join("b.yml"), "version: 1\nrules: []\n").unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "version: 1\nrules: []\n").unwrap();
+    let set = MappingSet::load_dir(dir.path(), &catalog()).unwrap();
+    assert_eq!(set.rule_count(), 0);
+
+    let missing = MappingSet::load_dir(&dir.path().join("nope"), &catalog()).unwrap_err();
+    assert!(missing.0[0].message.contains("cannot read the mapping directory"), "{missing}");
+}
+
+#[test]
+fn the_version_covers_names_and_contents() {
+    let a = || (PathBuf::from("x/a.yaml"), "version: 1\nrules: []\n".to_string());
+    let b = || (PathBuf::from("x/b.yaml"), "version: 1\nrules: []\n".to_string());
+    let v = |files: Vec<(PathBuf, String)>| {
+        MappingSet::load_files(&files, &catalog()).unwrap().version().to_string()
+    };
+    assert_eq!(v(vec![a(), b()]), v(vec![a(), b()]));
+    assert_eq!(v(vec![a(), b()]), v(vec![(PathBuf::from("elsewhere/a.yaml"), a().1), b()]));
+    assert_ne!(v(vec![a(), b()]), v(vec![a()]));
+    assert_ne!(v(vec![a()]), v(vec![(PathBuf::from("x/c.yaml"), a().1)]));
+    assert_ne!(v(vec![a()]), v(vec![(a().0, "version: 1\nrules: []\n# changed\n".to_string())]));
+}
