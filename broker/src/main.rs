@@ -1,1 +1,182 @@
-fn main(){}
+//! The `tessera` command: a thin shell over the library.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tessera_adapters::clock::format_rfc3339;
+use tessera_adapters::{Clock, SystemClock};
+use tessera_broker::{Broker, config, demo, issuer};
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "Cross-cloud workload identity broker")]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json, env = "TESSERA_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// The broker config file.
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config file (and the mapping files it names) without serving.
+    Check {
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+    },
+    /// Manage Tessera's signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Promote the published next key to signing, retire the current one (it stays
+    /// published longer than the longest TTL it signed) and publish a new next key.
+    Rotate {
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+    },
+    /// List keys with their state and dates (never private material).
+    List {
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            Command::Check { config } => check(config).await,
+            Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config).await,
+            Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<config::LoadedConfig> {
+    config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = load(&path)?;
+    let listen = loaded.config.listen;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let demo = demo::start(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let broker = Broker::build(loaded, clock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(listen = %listen, issuer = broker.issuer().url(), "tessera serving");
+    tessera_broker::run(broker, listener, shutdown_signal()).await?;
+    if let Some(demo) = demo {
+        demo.stop().await;
+    }
+    tracing::info!("tessera stopped");
+    Ok(())
+}
+
+async fn check(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = load(&path)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let broker = Broker::build(loaded, clock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mappings = broker.pipeline().mappings();
+    println!("{}: ok ({} rules, mappings {})", path.display(), mappings.rule_count(), mappings.version());
+    Ok(())
+}
+
+async fn rotate(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = load(&path)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Build the broker's targets to learn the longest TTL any key may have signed.
+    let broker =
+        Broker::build(loaded.clone(), Arc::clone(&clock)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let longest = broker.pipeline().targets().map(|t| t.max_ttl()).max().unwrap_or_default();
+    let grace = longest + Duration::from_secs(300);
+    let report = issuer::rotate(&loaded.config.issuer, &loaded.base_dir, clock, grace)?;
+    for r in &report.rotated {
+        println!(
+            "{}: {} now signs; retired {} (published until {}); next {}",
+            r.alg.as_str(),
+            r.activated,
+            if r.retired.is_empty() { "none".to_string() } else { r.retired.join(", ") },
+            format_rfc3339(r.publish_until),
+            r.next
+        );
+    }
+    for kid in &report.deleted {
+        println!("deleted expired key {kid}");
+    }
+    Ok(())
+}
+
+fn list_keys(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = load(&path)?;
+    let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), format_rfc3339);
+    println!(
+        "{:<44} {:<6} {:<8} {:<21} {:<21} PUBLISHED UNTIL",
+        "KID", "ALG", "STATE", "CREATED", "ACTIVATED"
+    );
+    for key in issuer::list_keys(&loaded.config.issuer, &loaded.base_dir)? {
+        println!(
+            "{:<44} {:<6} {:<8} {:<21} {:<21} {}",
+            key.kid,
+            key.alg.as_str(),
+            key.state.as_str(),
+            format_rfc3339(key.created_at),
+            time(key.activated_at),
+            time(key.publish_until)
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,199 @@
+//! Audit events: one per exchange, allowed or denied, written before any credential is
+//! returned. Tokens never appear here: a SHA-256 fingerprint stands in for each.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use crate::config::{AuditConfig, AuditSinkKind};
+
+/// The outcome recorded for an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// A credential was issued.
+    Allow,
+    /// The request was refused: bad token, no rule, a deny rule, bad scope.
+    Deny,
+    /// Tessera or an upstream failed; the caller may retry.
+    Error,
+}
+
+/// One exchange, as the audit log records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    /// RFC 3339 UTC.
+    pub time: String,
+    pub request_id: String,
+    pub decision: Decision,
+    /// Greppable reason code (`TS-SRC-EXPIRED`, `TS-MAP-DENIED`, `TS-OK`).
+    pub reason: &'static str,
+    /// The detailed reason, for operators; never shown to the caller, never a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<AuditIdentity>,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Lifetime of the issued credential in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_ttl: Option<i64>,
+    pub subject_token_fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    pub latency_ms: f64,
+}
+
+/// The identity fields an audit event keeps.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditIdentity {
+    pub id: String,
+    pub provider: String,
+    pub issuer: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit sink write failed: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("audit event could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Where audit events go.
+#[async_trait]
+pub trait AuditSink: Send + Sync + Debug {
+    /// Returns once the event is written; an error means it was not.
+    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError>;
+}
+
+/// JSON lines on standard output (logs go to standard error).
+#[derive(Debug, Default)]
+pub struct StdoutSink;
+
+#[async_trait]
+impl AuditSink for StdoutSink {
+    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(event)?;
+        line.push(b'\n');
+        let mut out = std::io::stdout().lock();
+        out.write_all(&line)?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// JSON lines appended to a file, one `write` per event so lines never interleave.
+#[derive(Debug)]
+pub struct FileSink {
+    path: PathBuf,
+    file: Mutex<tokio::fs::File>,
+}
+
+impl FileSink {
+    pub async fn open(path: &Path) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(path).await?;
+        Ok(Self { path: path.to_path_buf(), file: Mutex::new(file) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl AuditSink for FileSink {
+    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(event)?;
+        line.push(b'\n');
+        let mut file = self.file.lock().await;
+        file.write_all(&line).await?;
+        file.flush().await?;
+        Ok(())
+    }
+}
+
+/// Build the sink `broker.yaml` asks for; relative paths resolve against `base_dir`.
+pub async fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Arc<dyn AuditSink>, AuditError> {
+    match (config.sink, &config.path) {
+        (AuditSinkKind::Stdout, _) => Ok(Arc::new(StdoutSink)),
+        (AuditSinkKind::File, Some(path)) => {
+            let path = if path.is_absolute() { path.clone() } else { base_dir.join(path) };
+            Ok(Arc::new(FileSink::open(&path).await?))
+        }
+        (AuditSinkKind::File, None) => Err(AuditError::Write(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "audit.path is required for sink: file",
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> AuditEvent {
+        AuditEvent {
+            time: "2026-11-23T08:00:00Z".into(),
+            request_id: "r1".into(),
+            decision: Decision::Deny,
+            reason: "TS-SRC-EXPIRED",
+            detail: Some("token has expired".into()),
+            source: Some("corp".into()),
+            identity: None,
+            target: "api".into(),
+            scope: None,
+            rule: None,
+            issued_ttl: None,
+            subject_token_fingerprint: "sha256:00".into(),
+            issued_token_fingerprint: None,
+            client_addr: Some("127.0.0.1".into()),
+            latency_ms: 1.5,
+        }
+    }
+
+    #[tokio::test]
+    async fn file_sink_appends_one_json_line_per_event_with_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit/events.jsonl");
+        let sink = FileSink::open(&path).await.unwrap();
+        sink.record(&event()).await.unwrap();
+        sink.record(&event()).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["decision"], "deny");
+        assert_eq!(lines[0]["reason"], "TS-SRC-EXPIRED");
+        assert!(lines[0].get("identity").is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+}

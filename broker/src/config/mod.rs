@@ -1,0 +1,431 @@
+//! `broker.yaml`: loading and validation. Every problem found is reported with its file,
+//! line and column, all at once; nothing half-valid is ever served.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use tessera_adapters::config::validate_name;
+use tessera_adapters::registry::{SourceConfig, TargetConfig};
+
+use crate::issuer::IssuerConfig;
+
+/// The broker's configuration file, version 1.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Must be `1`.
+    pub version: Spanned<u32>,
+    /// Public listener for token exchange and issuer metadata. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// HTTP worker threads. Default: one per CPU core.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Tessera as an OIDC issuer: URL, key directory, algorithms.
+    pub issuer: IssuerConfig,
+    /// Identity sources Tessera trusts; each `type:` is an adapter kind.
+    pub sources: Spanned<Vec<Spanned<SourceConfig>>>,
+    /// Credential targets Tessera issues for; callers name one as `audience`.
+    pub targets: Spanned<Vec<Spanned<TargetConfig>>>,
+    /// Directory of mapping files, relative to this file. Default `mappings`.
+    #[serde(default = "default_mappings")]
+    pub mappings: PathBuf,
+    /// Where audit events go. Default: JSON lines on standard output.
+    #[serde(default)]
+    pub audit: Option<Spanned<AuditConfig>>,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Option<Spanned<LimitsConfig>>,
+    /// A local token issuer for trying Tessera out with no cloud account. Off unless set;
+    /// it binds loopback only and must never be enabled in production.
+    #[serde(default)]
+    pub demo_issuer: Option<Spanned<DemoIssuerConfig>>,
+}
+
+impl BrokerConfig {
+    pub fn audit(&self) -> AuditConfig {
+        self.audit.as_ref().map(|a| a.value.clone()).unwrap_or_default()
+    }
+
+    pub fn limits(&self) -> LimitsConfig {
+        self.limits.as_ref().map(|l| l.value).unwrap_or_default()
+    }
+
+    pub fn demo_issuer(&self) -> Option<&DemoIssuerConfig> {
+        self.demo_issuer.as_ref().map(|d| &d.value)
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
+        self.sources.value.iter().map(|s| &s.value)
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &TargetConfig> {
+        self.targets.value.iter().map(|t| &t.value)
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_mappings() -> PathBuf {
+    PathBuf::from("mappings")
+}
+
+/// Audit sink settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `stdout` (default) or `file`.
+    #[serde(default)]
+    pub sink: AuditSinkKind,
+    /// The JSON-lines file, for `sink: file`; relative to this file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// When `false` (default), an exchange whose audit event cannot be written fails
+    /// with `temporarily_unavailable` and no credential is returned.
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { sink: AuditSinkKind::Stdout, path: None, fail_open: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditSinkKind {
+    #[default]
+    Stdout,
+    File,
+}
+
+/// Request size limits. The defaults are also the maxima.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes. Default and maximum 65536.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Largest subject token accepted, in bytes. Default and maximum 16384.
+    #[serde(default = "default_max_token")]
+    pub max_token_bytes: usize,
+}
+
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+fn default_max_body() -> usize {
+    MAX_BODY_BYTES
+}
+
+fn default_max_token() -> usize {
+    MAX_TOKEN_BYTES
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: MAX_BODY_BYTES, max_token_bytes: MAX_TOKEN_BYTES }
+    }
+}
+
+/// The local demo issuer of the quickstart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoIssuerConfig {
+    /// Loopback address to serve discovery, JWKS and `POST /token` on. Its issuer URL is
+    /// `http://<listen>`.
+    pub listen: SocketAddr,
+    /// Where the demo issuer keeps its signing key. Default `.demo-keys`.
+    #[serde(default = "default_demo_keys")]
+    pub key_dir: PathBuf,
+}
+
+fn default_demo_keys() -> PathBuf {
+    PathBuf::from(".demo-keys")
+}
+
+/// A configuration problem at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded, validated configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: BrokerConfig,
+    pub path: PathBuf,
+    /// The config file's directory: relative paths inside it resolve against this.
+    pub base_dir: PathBuf,
+    /// `sha256:<hex>` of the file's bytes.
+    pub version: String,
+}
+
+impl LoadedConfig {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+
+    pub fn mappings_dir(&self) -> PathBuf {
+        self.resolve(&self.config.mappings)
+    }
+}
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Validate config text as if read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
+    let at = |line: u64, column: u64, message: String| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    let config: BrokerConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        ConfigErrors(vec![at(line, column, e.without_snippet().to_string())])
+    })?;
+
+    let mut errors = Vec::new();
+    if config.version.value != 1 {
+        let l = &config.version.referenced;
+        errors.push(at(
+            l.line(),
+            l.column(),
+            format!("unsupported version {}: write `version: 1`", config.version.value),
+        ));
+    }
+    let here = |loc: &serde_saphyr::Location, message: String| at(loc.line(), loc.column(), message);
+    if let Some(limits) = &config.limits {
+        let (l, loc) = (&limits.value, &limits.referenced);
+        if !(1..=MAX_BODY_BYTES).contains(&l.max_body_bytes) {
+            errors.push(here(loc, format!("limits.max_body_bytes must be between 1 and {MAX_BODY_BYTES}")));
+        }
+        if !(1..=MAX_TOKEN_BYTES).contains(&l.max_token_bytes) {
+            errors.push(here(loc, format!("limits.max_token_bytes must be between 1 and {MAX_TOKEN_BYTES}")));
+        }
+    }
+    if let Some(audit) = &config.audit
+        && audit.value.sink == AuditSinkKind::File
+        && audit.value.path.is_none()
+    {
+        errors.push(here(&audit.referenced, "audit.sink is `file` but audit.path is not set".to_string()));
+    }
+    if let Some(demo) = &config.demo_issuer
+        && !demo.value.listen.ip().is_loopback()
+    {
+        errors.push(here(&demo.referenced, "demo_issuer.listen must be a loopback address".to_string()));
+    }
+    if config.sources.value.is_empty() {
+        errors.push(here(
+            &config.sources.referenced,
+            "no sources configured: Tessera would trust nothing".to_string(),
+        ));
+    }
+    if config.targets.value.is_empty() {
+        errors.push(here(
+            &config.targets.referenced,
+            "no targets configured: Tessera would issue nothing".to_string(),
+        ));
+    }
+
+    let mut names: HashMap<&str, (&'static str, u64, u64)> = HashMap::new();
+    let entries = config
+        .sources
+        .value
+        .iter()
+        .map(|s| ("source", s.value.name(), &s.referenced))
+        .chain(config.targets.value.iter().map(|t| ("target", t.value.name(), &t.referenced)));
+    for (what, name, loc) in entries {
+        if let Err(m) = validate_name(name) {
+            errors.push(at(loc.line(), loc.column(), format!("{what} {m}")));
+        }
+        if let Some((first, line, column)) = names.get(name) {
+            errors.push(at(
+                loc.line(),
+                loc.column(),
+                format!(
+                    "{what} name `{name}` is already used by the {first} at line {line}, column {column}"
+                ),
+            ));
+        } else {
+            names.insert(name, (what, loc.line(), loc.column()));
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+        base_dir,
+        version: tessera_adapters::secret::fingerprint(text.as_bytes()),
+    })
+}
+
+impl ConfigErrors {
+    /// An error about a source or target entry, found when building it.
+    pub fn at_entry<T>(path: &Path, entry: &Spanned<T>, message: String) -> ConfigError {
+        ConfigError {
+            file: path.to_path_buf(),
+            line: entry.referenced.line(),
+            column: entry.referenced.column(),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "version: 1
+issuer:
+  url: https://tessera.example.com
+  key_dir: keys
+sources:
+  - name: corp
+    type: oidc
+    issuer: https://idp.example.com
+    audiences: [tessera]
+targets:
+  - name: internal-api
+    type: jwt
+";
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        parse(Path::new("conf/broker.yaml"), text).expect_err("config should be refused").0
+    }
+
+    #[test]
+    fn a_valid_config_loads_with_secure_defaults() {
+        let loaded = parse(Path::new("conf/broker.yaml"), VALID).expect("valid");
+        assert_eq!(loaded.base_dir, PathBuf::from("conf"));
+        assert_eq!(loaded.mappings_dir(), PathBuf::from("conf/mappings"));
+        assert_eq!(loaded.config.listen, default_listen());
+        assert!(loaded.config.listen.ip().is_loopback(), "listens on loopback unless told otherwise");
+        let audit = loaded.config.audit();
+        assert_eq!(audit.sink, AuditSinkKind::Stdout);
+        assert!(!audit.fail_open, "audit failures fail closed by default");
+        assert_eq!(loaded.config.limits().max_body_bytes, 64 * 1024);
+        assert_eq!(loaded.config.limits().max_token_bytes, 16 * 1024);
+        assert!(loaded.config.demo_issuer().is_none(), "no demo issuer unless asked");
+        assert!(loaded.version.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_location() {
+        let text = VALID.replace("  key_dir: keys\n", "  key_dir: keys\n  colour: blue\n");
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].line, e[0].column), (5, 3), "{}", e[0]);
+        assert!(e[0].message.contains("colour"), "{}", e[0]);
+        assert!(e[0].to_string().starts_with("conf/broker.yaml:5:3: "));
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_location() {
+        let e = errors("version: 1\nissuer: [unclosed\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].line >= 2, "{}", e[0]);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_at_once() {
+        let text = "version: 2
+issuer:
+  url: https://tessera.example.com
+  key_dir: keys
+sources:
+  - name: corp
+    type: oidc
+    issuer: https://idp.example.com
+    audiences: [tessera]
+targets:
+  - name: corp
+    type: jwt
+  - name: Bad Name
+    type: jwt
+limits:
+  max_body_bytes: 10000000
+audit:
+  sink: file
+demo_issuer:
+  listen: 0.0.0.0:8081
+";
+        let e = errors(text);
+        let rendered: Vec<String> = e.iter().map(ToString::to_string).collect();
+        let has = |needle: &str, line: u64| e.iter().any(|x| x.message.contains(needle) && x.line == line);
+        assert!(has("unsupported version 2", 1), "{rendered:#?}");
+        assert!(has("already used by the source at line 6", 11), "{rendered:#?}");
+        assert!(has("invalid name `Bad Name`", 13), "{rendered:#?}");
+        assert!(has("max_body_bytes", 16), "{rendered:#?}");
+        assert!(has("audit.path is not set", 18), "{rendered:#?}");
+        assert!(has("loopback", 20), "{rendered:#?}");
+        assert_eq!(e.len(), 6, "{rendered:#?}");
+    }
+
+    #[test]
+    fn empty_source_or_target_lists_are_refused() {
+        let text = VALID
+            .replace("  - name: corp\n    type: oidc\n    issuer: https://idp.example.com\n    audiences: [tessera]\n", "")
+            .replace("sources:\n", "sources: []\n");
+        let e = errors(&text);
+        assert!(e.iter().any(|x| x.message.contains("trust nothing")), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_adapter_kinds_are_refused() {
+        let e = errors(&VALID.replace("type: jwt", "type: carrier_pigeon"));
+        assert!(e[0].message.contains("carrier_pigeon"), "{e:?}");
+    }
+}

@@ -1,0 +1,298 @@
+//! The exchange pipeline: request -> source -> identity -> rule -> target -> response,
+//! with one audit event for every request, allowed or not. No wire format here: `http/`
+//! turns requests into [`ExchangeRequest`]s and [`ExchangeError`]s into RFC 6749 bodies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tessera_adapters::clock::format_rfc3339;
+use tessera_adapters::jwt;
+use tessera_adapters::{
+    Clock, CredentialTarget, IdentitySource, IssuedCredential, SourceError, SubjectToken, SubjectTokenType,
+    TargetError,
+};
+
+use crate::audit::{AuditError, AuditEvent, AuditIdentity, AuditSink, Decision};
+use crate::mapping::{Denial, MappingSet, Request};
+
+/// A token-exchange request, already parsed and size-checked by the HTTP edge.
+#[derive(Debug)]
+pub struct ExchangeRequest {
+    pub request_id: String,
+    pub subject_token: SubjectToken,
+    /// The target name.
+    pub audience: String,
+    pub scope: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+/// Why an exchange did not produce a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("audience `{0}` is not a configured target")]
+    UnknownAudience(String),
+    #[error("requested_token_type `{requested}` is not what target `{target}` issues")]
+    UnsupportedTokenType { requested: String, target: String },
+    #[error(transparent)]
+    Denied(#[from] Denial),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("audit event could not be written: {0}")]
+    Audit(AuditError),
+}
+
+impl ExchangeError {
+    /// The greppable reason code for logs and audit.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Source(e) => e.code(),
+            Self::UnknownAudience(_) => "TS-EXC-UNKNOWN-AUDIENCE",
+            Self::UnsupportedTokenType { .. } => "TS-EXC-TOKEN-TYPE",
+            Self::Denied(d) => d.code(),
+            Self::Target(e) => e.code(),
+            Self::Audit(_) => "TS-AUD-WRITE",
+        }
+    }
+
+    /// Whether the caller may retry: upstream or audit trouble, not a refusal.
+    fn is_failure(&self) -> bool {
+        match self {
+            Self::Source(SourceError::Upstream { .. })
+            | Self::Target(TargetError::Upstream { .. } | TargetError::Signing(_))
+            | Self::Audit(_) => true,
+            Self::Source(_)
+            | Self::UnknownAudience(_)
+            | Self::UnsupportedTokenType { .. }
+            | Self::Denied(_)
+            | Self::Target(_) => false,
+        }
+    }
+}
+
+/// A successful exchange.
+#[derive(Debug)]
+pub struct Exchanged {
+    pub credential: IssuedCredential,
+    /// Seconds from now until the credential expires.
+    pub expires_in: i64,
+}
+
+/// Routes a presented token to the one source that may verify it, using only what can be
+/// read without a network call: the token type and, for JWTs, the unverified `iss`.
+#[derive(Debug, Default)]
+pub struct SourceRouter {
+    by_issuer: HashMap<String, Arc<dyn IdentitySource>>,
+    by_type: HashMap<SubjectTokenType, Arc<dyn IdentitySource>>,
+}
+
+impl SourceRouter {
+    /// Fails with the offending issuer or token type when two sources would both claim
+    /// the same tokens.
+    pub fn new(sources: &[Arc<dyn IdentitySource>]) -> Result<Self, String> {
+        let mut router = Self::default();
+        for source in sources {
+            let issuers = source.issuers();
+            if issuers.is_empty() {
+                for t in
+                    [SubjectTokenType::AwsSignedRequest, SubjectTokenType::Jwt, SubjectTokenType::IdToken]
+                {
+                    if source.accepts(t)
+                        && let Some(other) = router.by_type.insert(t, Arc::clone(source))
+                    {
+                        return Err(format!(
+                            "sources `{}` and `{}` both accept {} tokens",
+                            other.name(),
+                            source.name(),
+                            t.uri()
+                        ));
+                    }
+                }
+            }
+            for issuer in issuers {
+                if let Some(other) = router.by_issuer.insert(issuer.clone(), Arc::clone(source)) {
+                    return Err(format!(
+                        "sources `{}` and `{}` both trust issuer `{issuer}`",
+                        other.name(),
+                        source.name()
+                    ));
+                }
+            }
+        }
+        Ok(router)
+    }
+
+    pub fn route(&self, token: &SubjectToken) -> Result<&Arc<dyn IdentitySource>, SourceError> {
+        let source = if token.token_type.is_jwt() {
+            let issuer = jwt::peek_issuer(token.value.expose())?;
+            self.by_issuer.get(&issuer).or_else(|| self.by_type.get(&token.token_type))
+        } else {
+            self.by_type.get(&token.token_type)
+        };
+        match source {
+            Some(s) if s.accepts(token.token_type) => Ok(s),
+            Some(_) => Err(SourceError::UnsupportedTokenType),
+            None => Err(SourceError::UntrustedIssuer),
+        }
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<dyn IdentitySource>> {
+        self.by_issuer.values().chain(self.by_type.values())
+    }
+}
+
+/// Everything an exchange needs, built once from the config.
+#[derive(Debug)]
+pub struct Pipeline {
+    clock: Arc<dyn Clock>,
+    router: SourceRouter,
+    targets: HashMap<String, Arc<dyn CredentialTarget>>,
+    mappings: ArcSwap<MappingSet>,
+    audit: Arc<dyn AuditSink>,
+    audit_fail_open: bool,
+}
+
+/// What is known about an exchange so far, for its audit event.
+#[derive(Debug, Default)]
+struct Trail {
+    source: Option<String>,
+    identity: Option<AuditIdentity>,
+    rule: Option<String>,
+    scope: Option<String>,
+}
+
+impl Pipeline {
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        router: SourceRouter,
+        targets: Vec<Arc<dyn CredentialTarget>>,
+        mappings: Arc<MappingSet>,
+        audit: Arc<dyn AuditSink>,
+        audit_fail_open: bool,
+    ) -> Self {
+        Self {
+            clock,
+            router,
+            targets: targets.into_iter().map(|t| (t.name().to_string(), t)).collect(),
+            mappings: ArcSwap::new(mappings),
+            audit,
+            audit_fail_open,
+        }
+    }
+
+    /// The rules currently serving.
+    pub fn mappings(&self) -> Arc<MappingSet> {
+        self.mappings.load_full()
+    }
+
+    /// Swap in a new, fully validated rule set; exchanges in flight keep the one they
+    /// started with.
+    pub fn replace_mappings(&self, set: Arc<MappingSet>) {
+        self.mappings.store(set);
+    }
+
+    pub fn router(&self) -> &SourceRouter {
+        &self.router
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<dyn CredentialTarget>> {
+        self.targets.values()
+    }
+
+    /// Run one exchange and audit it. A credential is returned only once its audit event
+    /// is written (unless `audit.fail_open`).
+    pub async fn exchange(&self, req: ExchangeRequest) -> Result<Exchanged, ExchangeError> {
+        let started = Instant::now();
+        let mut trail = Trail { scope: req.scope.clone(), ..Trail::default() };
+        let result = self.run(&req, &mut trail).await;
+        let event = self.audit_event(&req, trail, &result, started);
+        match &result {
+            Ok(_) => {
+                tracing::info!(request_id = %req.request_id, target = %req.audience, reason = event.reason, "exchange allowed")
+            }
+            Err(e) => {
+                tracing::info!(request_id = %req.request_id, target = %req.audience, reason = e.code(), detail = %e, "exchange refused")
+            }
+        }
+        if let Err(e) = self.audit.record(&event).await {
+            tracing::error!(request_id = %req.request_id, error = %e, reason = "TS-AUD-WRITE", "audit write failed");
+            if !self.audit_fail_open {
+                return Err(ExchangeError::Audit(e));
+            }
+        }
+        result
+    }
+
+    async fn run(&self, req: &ExchangeRequest, trail: &mut Trail) -> Result<Exchanged, ExchangeError> {
+        let target = self
+            .targets
+            .get(&req.audience)
+            .ok_or_else(|| ExchangeError::UnknownAudience(req.audience.clone()))?;
+        if let Some(requested) = &req.requested_token_type
+            && requested != target.issued_token_type()
+        {
+            return Err(ExchangeError::UnsupportedTokenType {
+                requested: requested.clone(),
+                target: req.audience.clone(),
+            });
+        }
+        let source = self.router.route(&req.subject_token)?;
+        trail.source = Some(source.name().to_string());
+        let verified = source.verify(&req.subject_token).await?;
+        let identity = verified.identity();
+        trail.identity = Some(AuditIdentity {
+            id: identity.id.clone(),
+            provider: identity.provider.clone(),
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+            attributes: identity.attributes.clone(),
+        });
+        let mappings = self.mappings.load();
+        let request = Request { audience: &req.audience, scope: req.scope.as_deref() };
+        let grant = mappings.authorize(&verified, &request).map_err(|d| {
+            trail.rule = d.rule().map(str::to_string);
+            ExchangeError::Denied(d)
+        })?;
+        trail.rule = Some(grant.rule().to_string());
+        trail.scope = grant.scope().map(str::to_string);
+        let credential = target.issue(&grant).await?;
+        let expires_in = (credential.expires_at - self.clock.now()).max(0);
+        Ok(Exchanged { credential, expires_in })
+    }
+
+    fn audit_event(
+        &self,
+        req: &ExchangeRequest,
+        trail: Trail,
+        result: &Result<Exchanged, ExchangeError>,
+        started: Instant,
+    ) -> AuditEvent {
+        let (decision, reason, detail) = match result {
+            Ok(_) => (Decision::Allow, "TS-OK", None),
+            Err(e) if e.is_failure() => (Decision::Error, e.code(), Some(e.to_string())),
+            Err(e) => (Decision::Deny, e.code(), Some(e.to_string())),
+        };
+        let issued = result.as_ref().ok();
+        AuditEvent {
+            time: format_rfc3339(self.clock.now()),
+            request_id: req.request_id.clone(),
+            decision,
+            reason,
+            detail,
+            source: trail.source,
+            identity: trail.identity,
+            target: req.audience.clone(),
+            scope: trail.scope,
+            rule: trail.rule,
+            issued_ttl: issued.map(|x| x.expires_in),
+            subject_token_fingerprint: req.subject_token.value.fingerprint(),
+            issued_token_fingerprint: issued.map(|x| x.credential.access_token.fingerprint()),
+            client_addr: req.client_addr.clone(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+}

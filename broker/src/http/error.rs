@@ -1,0 +1,196 @@
+//! RFC 6749 §5.2 error bodies, from one exhaustive mapping. `error_description` is fixed
+//! text per cause; the detailed reason goes to logs and the audit record only.
+
+use actix_web::http::StatusCode;
+use serde::Serialize;
+use tessera_adapters::{SourceError, TargetError};
+
+use crate::exchange::ExchangeError;
+use crate::mapping::Denial;
+
+/// Every refusal the edge can send, each with one fixed status, code and text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    /// Body is not form-encoded or JSON.
+    ContentType,
+    /// Body over the size limit.
+    BodyTooLarge,
+    /// Subject token over the size limit.
+    TokenTooLarge,
+    /// Body could not be parsed.
+    MalformedBody,
+    /// A parameter appears more than once (RFC 6749 §3.2).
+    RepeatedParameter,
+    MissingGrantType,
+    UnsupportedGrantType,
+    MissingSubjectToken,
+    MissingSubjectTokenType,
+    UnsupportedSubjectTokenType,
+    MissingAudience,
+    /// `actor_token` / `resource`: delegation and resource indicators are not offered.
+    UnsupportedParameter,
+    /// `requested_token_type` the target does not issue.
+    UnsupportedRequestedTokenType,
+    /// Several values in `scope`; Tessera grants one scope per exchange.
+    MultipleScopes,
+    /// The subject token is invalid, expired, untrusted or forged (RFC 8693 §2.2.2).
+    InvalidSubjectToken,
+    /// No rule allows this identity this target, or a deny rule applies.
+    NotAllowed,
+    /// Several rules apply and no scope chose between them.
+    Ambiguous,
+    /// The requested scope is not granted to this identity.
+    ScopeNotGrantable,
+    /// An upstream (JWKS, STS, audit store) is unavailable.
+    Unavailable,
+    /// A bug or misconfiguration.
+    Internal,
+    MethodNotAllowed,
+}
+
+impl WireError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BodyTooLarge | Self::TokenTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ContentType
+            | Self::MalformedBody
+            | Self::RepeatedParameter
+            | Self::MissingGrantType
+            | Self::UnsupportedGrantType
+            | Self::MissingSubjectToken
+            | Self::MissingSubjectTokenType
+            | Self::UnsupportedSubjectTokenType
+            | Self::MissingAudience
+            | Self::UnsupportedParameter
+            | Self::UnsupportedRequestedTokenType
+            | Self::MultipleScopes
+            | Self::InvalidSubjectToken
+            | Self::NotAllowed
+            | Self::Ambiguous
+            | Self::ScopeNotGrantable => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The RFC 6749 / RFC 8693 `error` code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::NotAllowed => "invalid_target",
+            Self::ScopeNotGrantable | Self::MultipleScopes => "invalid_scope",
+            Self::Unavailable => "temporarily_unavailable",
+            Self::Internal => "server_error",
+            Self::ContentType
+            | Self::BodyTooLarge
+            | Self::TokenTooLarge
+            | Self::MalformedBody
+            | Self::RepeatedParameter
+            | Self::MissingGrantType
+            | Self::MissingSubjectToken
+            | Self::MissingSubjectTokenType
+            | Self::UnsupportedSubjectTokenType
+            | Self::MissingAudience
+            | Self::UnsupportedParameter
+            | Self::UnsupportedRequestedTokenType
+            | Self::InvalidSubjectToken
+            | Self::Ambiguous
+            | Self::MethodNotAllowed => "invalid_request",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::ContentType => {
+                "Content-Type must be application/x-www-form-urlencoded or application/json."
+            }
+            Self::BodyTooLarge => "The request body is too large.",
+            Self::TokenTooLarge => "The subject token is too large.",
+            Self::MalformedBody => "The request body could not be parsed.",
+            Self::RepeatedParameter => "A request parameter was included more than once.",
+            Self::MissingGrantType => "The grant_type parameter is required.",
+            Self::UnsupportedGrantType => {
+                "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange."
+            }
+            Self::MissingSubjectToken => "The subject_token parameter is required.",
+            Self::MissingSubjectTokenType => "The subject_token_type parameter is required.",
+            Self::UnsupportedSubjectTokenType => "The subject_token_type is not supported.",
+            Self::MissingAudience => "The audience parameter is required.",
+            Self::UnsupportedParameter => {
+                "actor_token and resource are not supported; name the target in audience."
+            }
+            Self::UnsupportedRequestedTokenType => {
+                "The requested_token_type is not issued for this audience."
+            }
+            Self::MultipleScopes => "Request a single scope.",
+            Self::InvalidSubjectToken => "The subject token is invalid, expired, or not trusted.",
+            Self::NotAllowed => "No rule allows this identity to obtain a credential for this audience.",
+            Self::Ambiguous => "More than one rule applies; name a scope to choose one.",
+            Self::ScopeNotGrantable => {
+                "The requested scope is not granted to this identity for this audience."
+            }
+            Self::Unavailable => "A service Tessera depends on is unavailable; retry later.",
+            Self::Internal => "Internal error.",
+            Self::MethodNotAllowed => "Use POST.",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, where retrying can help.
+    pub fn retry_after(self) -> Option<u32> {
+        (self == Self::Unavailable).then_some(5)
+    }
+}
+
+impl From<&ExchangeError> for WireError {
+    fn from(e: &ExchangeError) -> Self {
+        match e {
+            ExchangeError::Source(s) => match s {
+                SourceError::Upstream { .. } => Self::Unavailable,
+                SourceError::UnsupportedTokenType => Self::UnsupportedSubjectTokenType,
+                SourceError::Malformed(_)
+                | SourceError::UntrustedIssuer
+                | SourceError::DisallowedAlgorithm
+                | SourceError::ForbiddenHeader(_)
+                | SourceError::NestedToken
+                | SourceError::UnknownKey
+                | SourceError::BadSignature
+                | SourceError::IssuerMismatch
+                | SourceError::AudienceMismatch
+                | SourceError::MissingClaim(_)
+                | SourceError::InvalidClaim(_)
+                | SourceError::Expired
+                | SourceError::NotYetValid
+                | SourceError::IssuedInFuture
+                | SourceError::LifetimeTooLong
+                | SourceError::Policy(_) => Self::InvalidSubjectToken,
+            },
+            ExchangeError::UnknownAudience(_) => Self::NotAllowed,
+            ExchangeError::UnsupportedTokenType { .. } => Self::UnsupportedRequestedTokenType,
+            ExchangeError::Denied(d) => match d {
+                Denial::Denied { .. } | Denial::NoRule | Denial::Unrenderable { .. } => Self::NotAllowed,
+                Denial::Ambiguous { .. } => Self::Ambiguous,
+                Denial::ScopeNotGrantable => Self::ScopeNotGrantable,
+            },
+            ExchangeError::Target(t) => match t {
+                TargetError::UpstreamRejected(_) => Self::NotAllowed,
+                TargetError::Upstream { .. } => Self::Unavailable,
+                TargetError::InvalidGrant(_) | TargetError::Signing(_) => Self::Internal,
+            },
+            ExchangeError::Audit(_) => Self::Unavailable,
+        }
+    }
+}
+
+/// The RFC 6749 §5.2 JSON body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: &'static str,
+    pub error_description: &'static str,
+}
+
+impl ErrorBody {
+    pub fn fixed(e: WireError) -> Self {
+        Self { error: e.code(), error_description: e.description() }
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP edge: actix-web routes, request limits, and the one mapping from errors to
+//! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format.
+
+mod error;
+mod token;
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::Broker;
+
+pub use error::{ErrorBody, WireError};
+
+/// Register every public route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/token", web::post().to(token::exchange))
+        .route("/v1/token", web::to(method_not_allowed))
+        .route("/.well-known/openid-configuration", web::get().to(discovery))
+        .route("/.well-known/jwks.json", web::get().to(jwks))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/v1/status", web::get().to(status));
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "POST"))
+        .json(ErrorBody::fixed(WireError::MethodNotAllowed))
+}
+
+async fn discovery(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    metadata(broker.issuer().discovery_json())
+}
+
+async fn jwks(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    metadata(broker.issuer().jwks_json())
+}
+
+/// Issuer metadata may be cached briefly: a key is published long before it signs.
+fn metadata(body: Arc<[u8]>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(body.to_vec())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    if broker.ready() {
+        HttpResponse::Ok().json(json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({ "status": "not ready" }))
+    }
+}
+
+async fn status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    HttpResponse::Ok().json(broker.status())
+}
