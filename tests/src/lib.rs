@@ -1,1 +1,22 @@
+//! Tessera's testkit: what end-to-end tests need to drive a real broker.
+//!
+//! # Layout
+//! - [`keys`]: test signing keys (RSA, EC, Ed25519) and a JWS builder that can also forge
+//!   (`alg: none`, HS256 keyed with a public key, arbitrary headers).
+//! - [`issuer`]: [`TestIssuer`](issuer::TestIssuer), an OIDC issuer on loopback serving
+//!   discovery and a JWKS, counting fetches, and able to go down on demand.
+//! - [`broker`]: [`spawn_broker`](broker::spawn_broker), the real broker on `127.0.0.1:0`
+//!   with a fixed clock, a temporary directory and a file audit sink.
+//! - [`python`]: runs the Python peers (PyJWT and friends) from the project's virtualenv.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // test support
+
+pub mod broker;
+pub mod issuer;
+pub mod keys;
+pub mod python;
+
+pub use broker::{BrokerOptions, TestBroker, spawn_broker};
+pub use issuer::TestIssuer;
+pub use keys::{TestKey, jws};
+pub use tessera_adapters::ManualClock;

@@ -1,0 +1,169 @@
+//! The real broker on `127.0.0.1:0`, configured from YAML snippets, with a manual clock,
+//! its own temporary directory (keys, mappings, audit file) and a stop switch.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tessera_adapters::{Clock, ManualClock};
+use tessera_broker::Broker;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// What to run a broker with. `sources` and `targets` are YAML list items (`- name: ...`)
+/// indented by two spaces or not at all; `mappings` are (file name, content) pairs.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    pub sources: String,
+    pub targets: String,
+    pub mappings: Vec<(String, String)>,
+    pub algorithms: Vec<String>,
+    /// Extra top-level YAML appended to the config.
+    pub extra: String,
+    pub clock: Arc<ManualClock>,
+    /// Reuse this directory (keys survive a restart); a fresh one when `None`.
+    pub dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl BrokerOptions {
+    pub fn new(sources: &str, targets: &str) -> Self {
+        Self {
+            sources: sources.to_string(),
+            targets: targets.to_string(),
+            mappings: Vec::new(),
+            algorithms: vec!["ES256".into(), "RS256".into()],
+            extra: String::new(),
+            clock: Arc::new(ManualClock::starting_now()),
+            dir: None,
+        }
+    }
+
+    pub fn mapping(mut self, file: &str, content: &str) -> Self {
+        self.mappings.push((file.to_string(), content.to_string()));
+        self
+    }
+}
+
+/// A running broker. `stop` shuts it down; dropping it leaves the server to the runtime.
+#[derive(Debug)]
+pub struct TestBroker {
+    pub url: String,
+    pub dir: Arc<tempfile::TempDir>,
+    pub clock: Arc<ManualClock>,
+    pub broker: Arc<Broker>,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+fn indent(items: &str) -> String {
+    items.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Write the config and mapping files into the broker's directory and start it.
+pub async fn spawn_broker(options: BrokerOptions) -> TestBroker {
+    try_spawn_broker(options).await.unwrap_or_else(|e| panic!("broker failed to start:\n{e}"))
+}
+
+/// Like [`spawn_broker`], but returns the start error (config, mappings) instead.
+pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, String> {
+    let dir = options.dir.clone().unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir_all(&mappings).expect("mappings dir");
+    for entry in std::fs::read_dir(&mappings).expect("read mappings") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("clear mappings");
+    }
+    for (name, content) in &options.mappings {
+        std::fs::write(mappings.join(name), content).expect("write mapping");
+    }
+    let config = format!(
+        "version: 1\nlisten: 127.0.0.1:0\nissuer:\n  url: {url}\n  key_dir: keys\n  algorithms: [{algs}]\n  key_reload_interval: 1s\nsources:\n{sources}targets:\n{targets}mappings: mappings\naudit:\n  sink: file\n  path: audit.jsonl\n{extra}",
+        algs = options.algorithms.join(", "),
+        sources = indent(&options.sources),
+        targets = indent(&options.targets),
+        extra = options.extra,
+    );
+    let path = dir.path().join("broker.yaml");
+    std::fs::write(&path, &config).expect("write config");
+    let loaded = tessera_broker::config::load(&path).map_err(|e| e.to_string())?;
+    let clock: Arc<dyn Clock> = options.clock.clone();
+    let broker = Broker::build(loaded, clock).await.map_err(|e| e.to_string())?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(tessera_broker::run(Arc::clone(&broker), listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(TestBroker {
+        url,
+        dir,
+        clock: options.clock,
+        broker,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl TestBroker {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// POST a form to `/v1/token`; returns status, headers and the JSON body.
+    pub async fn post_form(&self, form: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Value) {
+        let resp =
+            self.http.post(format!("{}/v1/token", self.url)).form(form).send().await.expect("POST /v1/token");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    /// A standard JWT-for-JWT exchange of `token` for `audience`.
+    pub async fn exchange(&self, token: &str, audience: &str) -> (u16, Value) {
+        let (status, _, body) = self
+            .post_form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                ("subject_token", token),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("audience", audience),
+            ])
+            .await;
+        (status, body)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(format!("{}{path}", self.url)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// Every audit event written so far.
+    pub fn audit_events(&self) -> Vec<Value> {
+        let path: PathBuf = self.dir.path().join("audit.jsonl");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    /// The raw audit file, for asserting what never appears in it.
+    pub fn audit_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default()
+    }
+
+    /// Stop serving and wait for the server to finish.
+    pub async fn stop(mut self) {
+        // Close pooled keep-alive connections first, or a graceful stop waits them out.
+        self.http = reqwest::Client::new();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP edge: limits, content types, parameters, and the fixed RFC 6749 bodies.
+
+use serde_json::{Value, json};
+use tessera_adapters::Clock as _;
+
+use crate::{JWT_TYPE, TOKEN_EXCHANGE, standard};
+
+async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/token"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_get_fixed_rfc6749_bodies() {
+    let (issuer, broker) = standard().await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-a", "tessera", broker.clock.now()));
+    let base = vec![
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", token.as_str()),
+        ("subject_token_type", JWT_TYPE),
+        ("audience", "internal-api"),
+    ];
+    let without = |name: &str| base.iter().filter(|(k, _)| *k != name).cloned().collect::<Vec<_>>();
+    let replacing = |name: &str, value: &'static str| {
+        base.iter().map(|(k, v)| if *k == name { (*k, value) } else { (*k, *v) }).collect::<Vec<_>>()
+    };
+    let plus = |name: &'static str, value: &'static str| {
+        let mut f = base.clone();
+        f.push((name, value));
+        f
+    };
+
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, Value);
+    let cases: Vec<Case> = vec![
+        (
+            without("grant_type"),
+            400,
+            json!({"error": "invalid_request", "error_description": "The grant_type parameter is required."}),
+        ),
+        (
+            replacing("grant_type", "client_credentials"),
+            400,
+            json!({"error": "unsupported_grant_type", "error_description": "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange."}),
+        ),
+        (
+            without("subject_token"),
+            400,
+            json!({"error": "invalid_request", "error_description": "The subject_token parameter is required."}),
+        ),
+        (
+            without("subject_token_type"),
+            400,
+            json!({"error": "invalid_request", "error_description": "The subject_token_type parameter is required."}),
+        ),
+        (
+            replacing("subject_token_type", "urn:ietf:params:oauth:token-type:saml2"),
+            400,
+            json!({"error": "invalid_request", "error_description": "The subject_token_type is not supported."}),
+        ),
+        (
+            without("audience"),
+            400,
+            json!({"error": "invalid_request", "error_description": "The audience parameter is required."}),
+        ),
+        (
+            plus("audience", "internal-api"),
+            400,
+            json!({"error": "invalid_request", "error_description": "A request parameter was included more than once."}),
+        ),
+        (
+            plus("actor_token", "x"),
+            400,
+            json!({"error": "invalid_request", "error_description": "actor_token and resource are not supported; name the target in audience."}),
+        ),
+        (
+            plus("scope", "read write"),
+            400,
+            json!({"error": "invalid_scope", "error_description": "Request a single scope."}),
+        ),
+        (
+            plus("requested_token_type", "urn:ietf:params:oauth:token-type:saml2"),
+            400,
+            json!({"error": "invalid_request", "error_description": "The requested_token_type is not issued for this audience."}),
+        ),
+    ];
+    for (form, status, expected) in cases {
+        let (got_status, headers, body) = broker.post_form(&form).await;
+        assert_eq!((got_status, &body), (status, &expected), "{form:?}");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert!(headers.contains_key("x-request-id"));
+    }
+    // The well-formed request still succeeds, and asking for a JWT explicitly is fine.
+    assert_eq!(broker.post_form(&base).await.0, 200);
+    assert_eq!(broker.post_form(&plus("requested_token_type", JWT_TYPE)).await.0, 200);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_type_and_size_limits() {
+    let (_issuer, broker) = standard().await;
+    let (status, body) = post_raw(&broker.url, "text/plain", b"grant_type=x".to_vec()).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(
+        body["error_description"],
+        "Content-Type must be application/x-www-form-urlencoded or application/json."
+    );
+
+    let big = vec![b'a'; 64 * 1024 + 1];
+    let (status, body) = post_raw(&broker.url, "application/x-www-form-urlencoded", big).await;
+    assert_eq!((status, body["error"].as_str()), (413, Some("invalid_request")));
+
+    let huge_token = "a".repeat(16 * 1024 + 1);
+    let (status, _, body) = broker
+        .post_form(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", &huge_token),
+            ("subject_token_type", JWT_TYPE),
+            ("audience", "internal-api"),
+        ])
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error_description"], "The subject token is too large.");
+
+    let (status, body) = post_raw(&broker.url, "application/json", b"{\"grant_type\": 5}".to_vec()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+    let (status, _) = post_raw(&broker.url, "application/json; charset=utf-8", b"[1,2]".to_vec()).await;
+    assert_eq!(status, 400);
+
+    let resp = reqwest::get(format!("{}/v1/token", broker.url)).await.unwrap();
+    assert_eq!(resp.status(), 405);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_status_and_issuer_metadata() {
+    let (_issuer, broker) = standard().await;
+    assert_eq!(broker.get_json("/healthz").await, (200, json!({"status": "ok"})));
+    assert_eq!(broker.get_json("/readyz").await, (200, json!({"status": "ready"})));
+
+    let (status, s) = broker.get_json("/v1/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(s["mappings"]["rules"], 2);
+    assert!(s["mappings"]["version"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(s["sources"][0]["name"], "corp");
+    assert_eq!(s["targets"][0]["type"], "jwt");
+
+    let (status, mut discovery) = broker.get_json("/.well-known/openid-configuration").await;
+    assert_eq!(status, 200);
+    assert_eq!(discovery["issuer"], broker.url);
+    assert_eq!(discovery["jwks_uri"], format!("{}/.well-known/jwks.json", broker.url));
+    for key in ["issuer", "jwks_uri", "token_endpoint"] {
+        discovery[key] = json!("[url]");
+    }
+    insta::assert_json_snapshot!("discovery", discovery);
+
+    let (status, jwks) = broker.get_json("/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    let keys = jwks["keys"].as_array().unwrap();
+    // ES256 and RS256, each with an active and a published next key.
+    assert_eq!(keys.len(), 4, "{jwks}");
+    for k in keys {
+        assert_eq!(k["use"], "sig");
+        assert!(k.get("d").is_none() && k.get("p").is_none(), "no private material: {k}");
+    }
+    broker.stop().await;
+}

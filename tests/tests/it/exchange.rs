@@ -1,0 +1,161 @@
+//! The whole path: a token from a trusted issuer becomes a Tessera-signed JWT, and every
+//! decision is audited.
+
+use serde_json::json;
+use tessera_adapters::Clock as _;
+use tessera_tests::keys::verify_with_jwks;
+
+use crate::{JWT_TYPE, TOKEN_EXCHANGE, last_reason, standard};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rs256_token_is_exchanged_for_a_tessera_jwt_that_verifies_against_its_jwks() {
+    let (issuer, broker) = standard().await;
+    let now = broker.clock.now();
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", now));
+
+    let (status, body) = broker.exchange(&token, "internal-api").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["issued_token_type"], JWT_TYPE);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600, "rule ttl 10m");
+
+    let (_, jwks) = broker.get_json("/.well-known/jwks.json").await;
+    let issued = body["access_token"].as_str().unwrap();
+    let claims = verify_with_jwks(&jwks, issued);
+    assert_eq!(claims["iss"], broker.url);
+    assert_eq!(claims["sub"], "oidc://corp/svc-payments");
+    assert_eq!(claims["aud"], "https://internal-api.example");
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+    assert_eq!(claims["workload"], "svc-payments", "templated claim");
+    assert_eq!(claims["tier"], "gold");
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    assert_eq!(tessera_tests::keys::header_of(issued)["alg"], "ES256", "ES256 by default");
+
+    let events = broker.audit_events();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e["decision"], "allow");
+    assert_eq!(e["reason"], "TS-OK");
+    assert_eq!(e["source"], "corp");
+    assert_eq!(e["rule"], "services-call-internal-api");
+    assert_eq!(e["target"], "internal-api");
+    assert_eq!(e["identity"]["id"], "oidc://corp/svc-payments");
+    assert_eq!(e["issued_ttl"], 600);
+    assert!(e["subject_token_fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(e["issued_token_fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    let audit = broker.audit_text();
+    assert!(!audit.contains(&token), "the subject token never reaches the audit log");
+    assert!(!audit.contains(issued), "the issued token never reaches the audit log");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_bodies_are_accepted_too() {
+    let (issuer, broker) = standard().await;
+    let token = issuer.key(1).sign(&issuer.claims("svc-orders", "tessera", broker.clock.now()));
+    let resp = broker
+        .http
+        .post(format!("{}/v1/token", broker.url))
+        .json(&json!({
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": token,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+            "audience": "internal-api",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["issued_token_type"], JWT_TYPE);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_decide_and_every_refusal_is_audited() {
+    let (issuer, broker) = standard().await;
+    let now = broker.clock.now();
+    let sign = |sub: &str| issuer.key(0).sign(&issuer.claims(sub, "tessera", now));
+
+    // A deny rule wins over the allow rule that also matches.
+    let (status, body) = broker.exchange(&sign("svc-intern-7"), "internal-api").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")));
+    assert_eq!(last_reason(&broker), "TS-MAP-DENIED");
+    assert_eq!(broker.audit_events().last().unwrap()["rule"], "no-interns");
+
+    // No rule matches this subject.
+    let (status, body) = broker.exchange(&sign("human-alice"), "internal-api").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")));
+    assert_eq!(last_reason(&broker), "TS-MAP-NO-RULE");
+
+    // An audience that is no configured target.
+    let (status, body) = broker.exchange(&sign("svc-payments"), "nowhere").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")));
+    assert_eq!(last_reason(&broker), "TS-EXC-UNKNOWN-AUDIENCE");
+
+    let events = broker.audit_events();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["decision"] == "deny"));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scope_picks_among_rules_and_ambiguity_is_refused() {
+    let (issuer, broker) = {
+        let issuer = tessera_tests::TestIssuer::start(vec![tessera_tests::TestKey::rsa("rsa-1")]);
+        let rules = r#"version: 1
+rules:
+  - name: read
+    match: { source: corp }
+    grant: { target: internal-api, scope: read }
+  - name: write
+    match: { source: corp, subject: "svc-writer-*" }
+    grant: { target: internal-api, scope: write }
+"#;
+        let broker = tessera_tests::spawn_broker(
+            tessera_tests::BrokerOptions::new(&crate::oidc_source(&issuer), crate::JWT_TARGET)
+                .mapping("rules.yaml", rules),
+        )
+        .await;
+        (issuer, broker)
+    };
+    let now = broker.clock.now();
+    let writer = issuer.key(0).sign(&issuer.claims("svc-writer-1", "tessera", now));
+    let reader = issuer.key(0).sign(&issuer.claims("svc-reader-1", "tessera", now));
+    let exchange = |token: String, scope: Option<&'static str>| {
+        let broker = &broker;
+        async move {
+            let mut form = vec![
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token_type", JWT_TYPE),
+                ("audience", "internal-api"),
+            ];
+            form.push(("subject_token", token.as_str()));
+            if let Some(s) = scope {
+                form.push(("scope", s));
+            }
+            let (status, _, body) = broker.post_form(&form).await;
+            (status, body)
+        }
+    };
+
+    // Two rules apply to the writer: without a scope that is ambiguous.
+    let (status, body) = exchange(writer.clone(), None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(last_reason(&broker), "TS-MAP-AMBIGUOUS");
+
+    // The scope picks one, and the issued token carries it.
+    let (status, body) = exchange(writer.clone(), Some("write")).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = tessera_tests::keys::claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["scope"], "write");
+
+    // One rule applies to the reader: no scope needed, and `write` is not grantable.
+    let (status, _) = exchange(reader.clone(), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = exchange(reader, Some("write")).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
+    assert_eq!(last_reason(&broker), "TS-MAP-SCOPE");
+    broker.stop().await;
+}
