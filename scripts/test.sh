@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run Tessera's whole test suite on a fresh machine: installs the Python test peers into
+# ./.venv, makes sure the local PostgreSQL and Redis are up, then checks formatting,
+# lints, and runs every Rust test (unit, integration, mapping-file tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python test peers (.venv)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum tests/peers/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+step "Local services (PostgreSQL, Redis)"
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+fi
+
+step "Formatting"
+cargo fmt --all -- --check
+
+step "Lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Tests"
+export TESSERA_PYTHON="$PWD/.venv/bin/python"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
