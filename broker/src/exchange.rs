@@ -10,11 +10,11 @@ use arc_swap::ArcSwap;
 use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::jwt;
 use tessera_adapters::{
-    Clock, CredentialTarget, IdentitySource, IssuedCredential, SourceError, SubjectToken, SubjectTokenType,
-    TargetError,
+    Clock, CredentialTarget, Identity, IdentitySource, IssuedCredential, SourceError, SubjectToken,
+    SubjectTokenType, TargetError,
 };
 
-use crate::audit::{AuditError, AuditEvent, AuditIdentity, AuditSink, Decision};
+use crate::audit::{AuditError, AuditEvent, AuditSink, Decision};
 use crate::mapping::{Denial, MappingSet, Request};
 
 /// A token-exchange request, already parsed and size-checked by the HTTP edge.
@@ -160,7 +160,7 @@ pub struct Pipeline {
 #[derive(Debug, Default)]
 struct Trail {
     source: Option<String>,
-    identity: Option<AuditIdentity>,
+    identity: Option<Arc<Identity>>,
     rule: Option<String>,
     scope: Option<String>,
 }
@@ -243,14 +243,7 @@ impl Pipeline {
         let source = self.router.route(&req.subject_token)?;
         trail.source = Some(source.name().to_string());
         let verified = source.verify(&req.subject_token).await?;
-        let identity = verified.identity();
-        trail.identity = Some(AuditIdentity {
-            id: identity.id.clone(),
-            provider: identity.provider.clone(),
-            issuer: identity.issuer.clone(),
-            subject: identity.subject.clone(),
-            attributes: identity.attributes.clone(),
-        });
+        trail.identity = Some(verified.shared());
         let mappings = self.mappings.load();
         let request = Request { audience: &req.audience, scope: req.scope.as_deref() };
         let grant = mappings.authorize(&verified, &request).map_err(|d| {

@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod config;
 pub mod demo;
+mod diagnostic;
 pub mod exchange;
 pub mod http;
 pub mod issuer;
@@ -113,7 +114,7 @@ impl Broker {
         let catalog = catalog(&sources, &targets);
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
         let audit_config = config.config.audit();
-        let sink = audit::open_sink(&audit_config, &config.base_dir).await?;
+        let sink = audit::open_sink(&audit_config, &config.base_dir)?;
         let pipeline = Pipeline::new(
             Arc::clone(&clock),
             router,

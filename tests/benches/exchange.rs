@@ -3,8 +3,9 @@
 //! Baseline, measured in the same run with the same library (aws-lc-rs) on every core:
 //! one RS256 verification of a ~1 KB subject token plus one ES256 signature, the
 //! cryptographic floor of an exchange. Then the real broker (source `oidc`, target `jwt`,
-//! file audit sink) serves `POST /v1/token` while a load generator in this process keeps
-//! CONCURRENCY requests in flight on the same two cores. The figure that matters is the
+//! file audit sink) serves `POST /v1/token` while a load generator in this process (one
+//! thread, raw HTTP/1.1 keep-alive connections) keeps CONCURRENCY requests in flight on
+//! the same cores. The figure that matters is the
 //! ratio exchanges/s ÷ (verify+sign)/s.
 //!
 //!     cargo bench -p tessera-tests --bench exchange [-- SECONDS]
@@ -34,7 +35,7 @@ fn subject_claims(issuer: &str, now: i64) -> serde_json::Value {
         "workflow_ref": "octo-org/payments-api/.github/workflows/deploy.yml@refs/heads/main",
         "sha": "0123456789abcdef0123456789abcdef01234567", "run_id": "9876543210",
         "environment": "production", "runner_environment": "github-hosted",
-        "padding": "x".repeat(360),
+        "padding": "x".repeat(40),
     })
 }
 
@@ -81,6 +82,92 @@ fn raw_ops_per_second(token: &str, jwk: &serde_json::Value, seconds: f64, thread
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// A minimal HTTP/1.1 keep-alive client, so the load generator costs the two shared cores
+/// as little as possible (the broker, not the client, is what is measured).
+struct Conn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self { stream, buf: Vec::with_capacity(16 * 1024) }
+    }
+
+    /// Send one request and read its whole response; returns the status code.
+    async fn roundtrip(&mut self, request: &[u8]) -> u16 {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(request).await.unwrap();
+        self.buf.clear();
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
+                let status: u16 = head[9..12].parse().unwrap();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + length {
+                    self.read_more().await;
+                }
+                return status;
+            }
+            self.read_more().await;
+        }
+    }
+
+    async fn read_more(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The exchange pipeline called directly, on its own runtime with one thread per core:
+/// what the broker does per exchange without the HTTP edge and the kernel's TCP work.
+fn pipeline_rate(broker: &Arc<tessera_broker::Broker>, token: &str, seconds: f64, threads: usize) -> f64 {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..threads * 4)
+            .map(|_| {
+                let (broker, token, count) = (broker.clone(), token.to_string(), count.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let request = tessera_broker::exchange::ExchangeRequest {
+                            request_id: uuid::Uuid::new_v4().to_string(),
+                            subject_token: tessera_adapters::SubjectToken {
+                                token_type: tessera_adapters::SubjectTokenType::Jwt,
+                                value: tessera_adapters::Secret::new(token.clone()),
+                            },
+                            audience: "internal-api".into(),
+                            scope: None,
+                            requested_token_type: None,
+                            client_addr: Some("127.0.0.1".into()),
+                        };
+                        broker.pipeline().exchange(request).await.unwrap();
+                        count.fetch_add(1, Ordering::Relaxed);
+                        // Let the other tasks of this thread run, as connections would.
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
 fn main() {
     let seconds: f64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5.0);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -103,46 +190,40 @@ fn main() {
         let raw = raw_ops_per_second(&token, &jwk, seconds, cores);
         println!("baseline: RS256 verify + ES256 sign on {cores} threads: {raw:.0} ops/s");
 
-        let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
-        let url = format!("{}/v1/token", broker.url);
-        let form = Arc::new(
-            serde_urlencoded::to_string([
-                ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-                ("subject_token", token.as_str()),
-                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ("audience", "internal-api"),
-            ])
-            .unwrap(),
+        let addr: std::net::SocketAddr = broker.url.trim_start_matches("http://").parse().unwrap();
+        let body = serde_urlencoded::to_string([
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", token.as_str()),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("audience", "internal-api"),
+        ])
+        .unwrap();
+        let request = Arc::new(
+            format!(
+                "POST /v1/token HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
         );
-        // Warm up: key set fetched, connections open.
+        // Warm up: the key set is fetched and every connection has answered once.
+        let mut conns = Vec::new();
         for _ in 0..CONCURRENCY {
-            let r = client.post(&url).header("content-type", "application/x-www-form-urlencoded").body(form.to_string()).send().await.unwrap();
-            assert_eq!(r.status(), 200);
+            let mut c = Conn::open(addr).await;
+            assert_eq!(c.roundtrip(&request).await, 200);
+            conns.push(c);
         }
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs_f64(seconds);
         let start = Instant::now();
-        let tasks: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let (client, url, form, ok, failed) = (client.clone(), url.clone(), form.clone(), ok.clone(), failed.clone());
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|mut conn| {
+                let (request, ok, failed) = (request.clone(), ok.clone(), failed.clone());
                 tokio::spawn(async move {
                     while Instant::now() < deadline {
-                        let r = client
-                            .post(&url)
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(form.to_string())
-                            .send()
-                            .await;
-                        match r {
-                            Ok(r) if r.status() == 200 => {
-                                let _ = r.bytes().await;
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                        let counter = if conn.roundtrip(&request).await == 200 { &ok } else { &failed };
+                        counter.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             })
@@ -158,6 +239,14 @@ fn main() {
             failed.load(Ordering::Relaxed)
         );
         println!("ratio: exchanges/s / (verify+sign)/s = {:.2}", rate / raw);
+
+        let (shared, token_copy) = (broker.broker.clone(), token.clone());
+        let in_process =
+            tokio::task::spawn_blocking(move || pipeline_rate(&shared, &token_copy, seconds, cores)).await.unwrap();
+        println!(
+            "pipeline in process (no HTTP, same verify/rules/sign/audit) on {cores} threads: {in_process:.0} exchanges/s, ratio {:.2}",
+            in_process / raw
+        );
         broker.stop().await;
     });
 }

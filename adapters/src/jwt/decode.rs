@@ -103,11 +103,6 @@ pub(crate) fn header(segment: &str) -> Result<Header, SourceError> {
 pub struct UnverifiedClaims(Map<String, Value>);
 
 impl UnverifiedClaims {
-    pub(crate) fn decode(segment: &str) -> Result<Self, SourceError> {
-        let bytes = b64(segment, "payload is not base64url")?;
-        json_object(&bytes, Part::Payload).map(Self)
-    }
-
     /// Decode a payload already base64-decoded (the verifier decodes before checking the
     /// signature, and parses the JSON only after).
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, SourceError> {
@@ -118,24 +113,39 @@ impl UnverifiedClaims {
     pub(crate) fn into_verified_map(self) -> Map<String, Value> {
         self.0
     }
-
-    fn issuer(&self) -> Result<&str, SourceError> {
-        match self.0.get("iss") {
-            Some(Value::String(iss)) => Ok(iss),
-            Some(_) => Err(SourceError::InvalidClaim("iss")),
-            None => Err(SourceError::MissingClaim("iss")),
-        }
-    }
 }
 
 /// The `iss` of a token, UNVERIFIED: for routing a token to the source that names this
 /// issuer before any network call (DESIGN.md "The pipeline"). Applies the same size and
 /// shape checks as verification; never use the result as a fact about the caller.
+///
+/// Only `iss` is read: the other members are skipped, not built, because the source's
+/// verifier parses the whole payload strictly (duplicates refused) once it has chosen.
 pub fn peek_issuer(token: &str) -> Result<String, SourceError> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        // serde refuses a duplicate `iss`, so the routing key is never ambiguous.
+        iss: Option<Value>,
+    }
     let segments = split(token)?;
     header(segments.header)?;
-    let claims = UnverifiedClaims::decode(segments.payload)?;
-    claims.issuer().map(str::to_owned)
+    let bytes = b64(segments.payload, "payload is not base64url")?;
+    // A derived struct would also accept a JSON array; the payload must be an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(SourceError::Malformed("payload is not a JSON object"));
+    }
+    let peek: Peek = serde_json::from_slice(&bytes).map_err(|e| {
+        if e.to_string().starts_with("duplicate field") {
+            SourceError::Malformed("payload has a duplicate member")
+        } else {
+            SourceError::Malformed("payload is not a JSON object")
+        }
+    })?;
+    match peek.iss {
+        Some(Value::String(iss)) => Ok(iss),
+        Some(_) => Err(SourceError::InvalidClaim("iss")),
+        None => Err(SourceError::MissingClaim("iss")),
+    }
 }
 
 #[cfg(test)]

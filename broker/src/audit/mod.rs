@@ -1,7 +1,6 @@
 //! Audit events: one per exchange, allowed or denied, written before any credential is
 //! returned. Tokens never appear here: a SHA-256 fingerprint stands in for each.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,8 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+use tessera_adapters::Identity;
 
 use crate::config::{AuditConfig, AuditSinkKind};
 
@@ -40,8 +38,9 @@ pub struct AuditEvent {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The verified identity, when verification got that far.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<AuditIdentity>,
+    pub identity: Option<Arc<Identity>>,
     pub target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -56,17 +55,6 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
     pub latency_ms: f64,
-}
-
-/// The identity fields an audit event keeps.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditIdentity {
-    pub id: String,
-    pub provider: String,
-    pub issuer: String,
-    pub subject: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,23 +89,25 @@ impl AuditSink for StdoutSink {
 }
 
 /// JSON lines appended to a file, one `write` per event so lines never interleave.
+/// The write is a short synchronous append to the page cache: cheaper than handing every
+/// event to a blocking thread pool and back.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
-    file: Mutex<tokio::fs::File>,
+    file: std::sync::Mutex<std::fs::File>,
 }
 
 impl FileSink {
-    pub async fn open(path: &Path) -> Result<Self, AuditError> {
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await?;
+            std::fs::create_dir_all(dir)?;
         }
-        let mut options = tokio::fs::OpenOptions::new();
+        let mut options = std::fs::OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
-        options.mode(0o600);
-        let file = options.open(path).await?;
-        Ok(Self { path: path.to_path_buf(), file: Mutex::new(file) })
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        Ok(Self { path: path.to_path_buf(), file: std::sync::Mutex::new(file) })
     }
 
     pub fn path(&self) -> &Path {
@@ -130,20 +120,20 @@ impl AuditSink for FileSink {
     async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
-        let mut file = self.file.lock().await;
-        file.write_all(&line).await?;
-        file.flush().await?;
+        // A poisoned lock only means another writer panicked mid-call; the file is intact.
+        let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        file.write_all(&line)?;
         Ok(())
     }
 }
 
 /// Build the sink `broker.yaml` asks for; relative paths resolve against `base_dir`.
-pub async fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Arc<dyn AuditSink>, AuditError> {
+pub fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Arc<dyn AuditSink>, AuditError> {
     match (config.sink, &config.path) {
         (AuditSinkKind::Stdout, _) => Ok(Arc::new(StdoutSink)),
         (AuditSinkKind::File, Some(path)) => {
             let path = if path.is_absolute() { path.clone() } else { base_dir.join(path) };
-            Ok(Arc::new(FileSink::open(&path).await?))
+            Ok(Arc::new(FileSink::open(&path)?))
         }
         (AuditSinkKind::File, None) => Err(AuditError::Write(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -180,7 +170,7 @@ mod tests {
     async fn file_sink_appends_one_json_line_per_event_with_private_mode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit/events.jsonl");
-        let sink = FileSink::open(&path).await.unwrap();
+        let sink = FileSink::open(&path).unwrap();
         sink.record(&event()).await.unwrap();
         sink.record(&event()).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
