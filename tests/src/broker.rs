@@ -163,7 +163,12 @@ impl TestBroker {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server result");
+            // Graceful shutdown drains within the server's 10 s shutdown timeout; waiting
+            // longer means it hung, which must fail the test rather than stall the suite.
+            match tokio::time::timeout(std::time::Duration::from_secs(30), task).await {
+                Ok(joined) => joined.expect("server task").expect("server result"),
+                Err(_) => panic!("the broker did not stop within 30 s of a graceful shutdown"),
+            }
         }
     }
 }
