@@ -33,6 +33,12 @@ cargo fmt --all -- --check
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Mapping files (tessera mappings check, every example config)"
+for config in examples/*/broker.yaml; do
+  cargo run --quiet --locked -p tessera-broker --bin tessera -- --log-format text \
+    mappings check --strict --config "$config"
+done
+
 step "Tests"
 export TESSERA_PYTHON="$PWD/.venv/bin/python"
 if cargo nextest --version >/dev/null 2>&1; then

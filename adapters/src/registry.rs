@@ -95,7 +95,14 @@ macro_rules! registry {
 registry! {
     /// A source entry of `broker.yaml`, chosen by its `type:`.
     SourceConfig, BuildSource, IdentitySource, SOURCE_KINDS;
+    aws_iam => AwsIam(crate::sources::aws_iam::AwsIamSourceConfig),
+    azure => Azure(crate::sources::azure::AzureSourceConfig),
+    gcp => Gcp(crate::sources::gcp::GcpSourceConfig),
+    github_actions => GithubActions(crate::sources::github_actions::GithubActionsSourceConfig),
+    gitlab_ci => GitlabCi(crate::sources::gitlab_ci::GitlabCiSourceConfig),
+    kubernetes => Kubernetes(crate::sources::kubernetes::KubernetesSourceConfig),
     oidc => Oidc(crate::sources::oidc::OidcSourceConfig),
+    spiffe => Spiffe(crate::sources::spiffe::SpiffeSourceConfig),
 }
 
 registry! {

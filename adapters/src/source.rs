@@ -160,7 +160,9 @@ pub trait IdentitySource: Send + Sync + Debug {
     fn accepts(&self, token_type: SubjectTokenType) -> bool;
 
     /// The exact issuer strings this source trusts, for routing JWTs by their unverified
-    /// `iss` before any network call. Empty for sources that are not JWT-based.
+    /// `iss` before any network call. Empty for sources that are not JWT-based, and for a
+    /// JWT source whose tokens carry no `iss` (a `spiffe` source without `issuer`): those
+    /// are routed to by token type.
     fn issuers(&self) -> Vec<String>;
 
     /// Verify a presented token. Only a fully verified token yields a [`VerifiedIdentity`].

@@ -86,6 +86,8 @@ pub struct Exchanged {
 /// read without a network call: the token type and, for JWTs, the unverified `iss`.
 #[derive(Debug, Default)]
 pub struct SourceRouter {
+    /// Every source once, in config order (a source may trust several issuers).
+    all: Vec<Arc<dyn IdentitySource>>,
     by_issuer: HashMap<String, Arc<dyn IdentitySource>>,
     by_type: HashMap<SubjectTokenType, Arc<dyn IdentitySource>>,
 }
@@ -96,6 +98,7 @@ impl SourceRouter {
     pub fn new(sources: &[Arc<dyn IdentitySource>]) -> Result<Self, String> {
         let mut router = Self::default();
         for source in sources {
+            router.all.push(Arc::clone(source));
             let issuers = source.issuers();
             if issuers.is_empty() {
                 for t in
@@ -128,8 +131,15 @@ impl SourceRouter {
 
     pub fn route(&self, token: &SubjectToken) -> Result<&Arc<dyn IdentitySource>, SourceError> {
         let source = if token.token_type.is_jwt() {
-            let issuer = jwt::peek_issuer(token.value.expose())?;
-            self.by_issuer.get(&issuer).or_else(|| self.by_type.get(&token.token_type))
+            match jwt::peek_issuer(token.value.expose()) {
+                Ok(issuer) => self.by_issuer.get(&issuer).or_else(|| self.by_type.get(&token.token_type)),
+                // A JWT without `iss` (a JWT-SVID) can only go to a source taking JWTs by
+                // type; with none, the missing claim is the reason.
+                Err(SourceError::MissingClaim("iss")) => {
+                    Some(self.by_type.get(&token.token_type).ok_or(SourceError::MissingClaim("iss"))?)
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             self.by_type.get(&token.token_type)
         };
@@ -140,8 +150,9 @@ impl SourceRouter {
         }
     }
 
+    /// Every source, once each.
     pub fn sources(&self) -> impl Iterator<Item = &Arc<dyn IdentitySource>> {
-        self.by_issuer.values().chain(self.by_type.values())
+        self.all.iter()
     }
 }
 
@@ -245,7 +256,12 @@ impl Pipeline {
         let verified = source.verify(&req.subject_token).await?;
         trail.identity = Some(verified.shared());
         let mappings = self.mappings.load();
-        let request = Request { audience: &req.audience, scope: req.scope.as_deref() };
+        let request = Request {
+            audience: &req.audience,
+            scope: req.scope.as_deref(),
+            client_addr: req.client_addr.as_deref(),
+            now: self.clock.now(),
+        };
         let grant = mappings.authorize(&verified, &request).map_err(|d| {
             trail.rule = d.rule().map(str::to_string);
             ExchangeError::Denied(d)

@@ -6,13 +6,18 @@
 //! - [`exchange`]: the pipeline, request -> source -> identity -> rule -> target -> response,
 //!   audited whatever the outcome.
 //! - [`issuer`]: Tessera's own signing keys, rotation, JWKS and discovery document.
-//! - [`http`]: actix-web routes, request limits and the one error -> RFC 6749 mapping.
+//! - [`explain`]: why an identity (given, or verified from a token) gets which decision.
+//! - [`http`]: actix-web routes, request limits and the one error -> RFC 6749 mapping; the
+//!   admin listener's routes.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`audit`]: audit events and sinks.
 //! - [`demo`]: the quickstart's local token issuer (loopback only, off by default).
 //!
 //! [`Broker::build`] turns a loaded config into a ready broker; [`run`] serves it on a
 //! listener until a shutdown future resolves, which is how tests start the real server on
-//! `127.0.0.1:0`. A configured demo issuer is started with [`demo::start`] before the
+//! `127.0.0.1:0` ([`run_with_admin`] takes the admin listener too). While serving, the
+//! mapping directory is watched and valid changes swap in. [`Adapters::build`] makes the
+//! sources and targets alone, for the `tessera mappings` commands. A configured demo issuer is started with [`demo::start`] before the
 //! broker is built, so the sources trusting it find it up.
 
 pub mod audit;
@@ -20,9 +25,11 @@ pub mod config;
 pub mod demo;
 mod diagnostic;
 pub mod exchange;
+pub mod explain;
 pub mod http;
 pub mod issuer;
 pub mod mapping;
+pub mod metrics;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -32,12 +39,14 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use serde_json::json;
 use tessera_adapters::registry::BuildContext;
-use tessera_adapters::{Clock, CredentialTarget, IdentitySource, Signer};
+use tessera_adapters::target::{SignError, SigningAlgorithm};
+use tessera_adapters::{Clock, CredentialTarget, IdentitySource, Secret, Signer};
 
 use crate::config::{ConfigError, ConfigErrors, LimitsConfig, LoadedConfig};
 use crate::exchange::{Pipeline, SourceRouter};
 use crate::issuer::Issuer;
-use crate::mapping::{Catalog, MappingSet, TargetInfo};
+use crate::mapping::{Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo, WatchOptions};
+use crate::metrics::Metrics;
 
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,13 +69,38 @@ pub struct Broker {
     config: LoadedConfig,
     issuer: Arc<Issuer>,
     pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    reloader: Arc<Reloader>,
+    clock: Arc<dyn Clock>,
 }
 
-impl Broker {
-    /// Build everything the config names. Signing keys are created on first start; no
-    /// network call is made here (key sets are fetched in the background).
-    pub async fn build(config: LoadedConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
-        let issuer = Issuer::open(&config.config.issuer, &config.base_dir, Arc::clone(&clock))?;
+/// The configured sources and targets, built, with the router that picks a source for a
+/// token and the catalog mapping files are checked against.
+#[derive(Debug)]
+pub struct Adapters {
+    pub sources: Vec<Arc<dyn IdentitySource>>,
+    pub targets: Vec<Arc<dyn CredentialTarget>>,
+    pub router: SourceRouter,
+    pub catalog: Catalog,
+}
+
+impl Adapters {
+    /// Build the sources and targets `config` names without Tessera's signing keys, for
+    /// tools that check or explain mapping files: targets are built against a signer that
+    /// refuses to sign. No key or audit file is touched and no network call is made here.
+    pub fn build(config: &LoadedConfig, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let signer = Arc::new(NoSigner {
+            issuer: config.config.issuer.url.to_string(),
+            algorithms: config.config.issuer.algorithms.clone(),
+        });
+        Self::build_with(config, clock, signer)
+    }
+
+    fn build_with(
+        config: &LoadedConfig,
+        clock: Arc<dyn Clock>,
+        signer: Arc<dyn Signer>,
+    ) -> Result<Self, StartError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -74,26 +108,21 @@ impl Broker {
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let cx = BuildContext {
-            clock: Arc::clone(&clock),
-            http,
-            signer: Arc::clone(&issuer) as Arc<dyn Signer>,
-            base_dir: config.base_dir.clone(),
-        };
+        let cx = BuildContext { clock, http, signer, base_dir: config.base_dir.clone() };
 
         let mut errors: Vec<ConfigError> = Vec::new();
         let mut sources: Vec<Arc<dyn IdentitySource>> = Vec::new();
         for entry in &config.config.sources.value {
             match entry.value.build(&cx) {
                 Ok(s) => sources.push(s),
-                Err(e) => errors.push(entry_error(&config, entry, "source", entry.value.name(), &e)),
+                Err(e) => errors.push(entry_error(config, entry, "source", entry.value.name(), &e)),
             }
         }
         let mut targets: Vec<Arc<dyn CredentialTarget>> = Vec::new();
         for entry in &config.config.targets.value {
             match entry.value.build(&cx) {
                 Ok(t) => targets.push(t),
-                Err(e) => errors.push(entry_error(&config, entry, "target", entry.value.name(), &e)),
+                Err(e) => errors.push(entry_error(config, entry, "target", entry.value.name(), &e)),
             }
         }
         let router = SourceRouter::new(&sources).map_err(|m| {
@@ -110,9 +139,49 @@ impl Broker {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors).into());
         }
-
         let catalog = catalog(&sources, &targets);
+        Ok(Self { sources, targets, router, catalog })
+    }
+}
+
+/// The signer of [`Adapters::build`]: targets can be built and checked, never sign.
+#[derive(Debug)]
+struct NoSigner {
+    issuer: String,
+    algorithms: Vec<SigningAlgorithm>,
+}
+
+impl Signer for NoSigner {
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn algorithms(&self) -> Vec<SigningAlgorithm> {
+        self.algorithms.clone()
+    }
+
+    fn sign(
+        &self,
+        alg: SigningAlgorithm,
+        _claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Secret<String>, SignError> {
+        Err(SignError::NoActiveKey(alg.as_str()))
+    }
+}
+
+impl Broker {
+    /// Build everything the config names. Signing keys are created on first start; no
+    /// network call is made here (key sets are fetched in the background).
+    pub async fn build(config: LoadedConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
+        let issuer = Issuer::open(&config.config.issuer, &config.base_dir, Arc::clone(&clock))?;
+        let adapters =
+            Adapters::build_with(&config, Arc::clone(&clock), Arc::clone(&issuer) as Arc<dyn Signer>)?;
+        let Adapters { targets, router, catalog, .. } = adapters;
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_mapping_rules(mappings.rule_count());
+        let reloader =
+            Arc::new(Reloader::new(config.mappings_dir(), catalog, Arc::clone(&clock), Arc::clone(&metrics)));
         let audit_config = config.config.audit();
         let sink = audit::open_sink(&audit_config, &config.base_dir)?;
         let pipeline = Pipeline::new(
@@ -123,7 +192,7 @@ impl Broker {
             sink,
             audit_config.fail_open,
         );
-        Ok(Arc::new(Self { config, issuer, pipeline }))
+        Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock }))
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {
@@ -142,6 +211,35 @@ impl Broker {
         self.config.config.limits()
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Reloads the mapping directory; see [`mapping::Reloader`].
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// Reload the mapping directory now, off the async runtime; `force` reports an
+    /// invalid directory again even when unchanged.
+    pub async fn reload_mappings(self: &Arc<Self>, force: bool) -> mapping::ReloadOutcome {
+        let me = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || me.reloader.reload(me.as_ref(), force)).await {
+            Ok(outcome) => outcome,
+            Err(e) => mapping::ReloadOutcome::Refused(mapping::LoadErrors(vec![mapping::LoadError {
+                file: self.reloader.dir().to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!("the reload failed: {e}"),
+                hint: "see the broker's log".to_string(),
+            }])),
+        }
+    }
+
     /// Config, keys and rules are loaded. (Source key sets warming up is reported by
     /// `/v1/status`, not here: one issuer being down must not take every replica out.)
     pub fn ready(&self) -> bool {
@@ -151,6 +249,7 @@ impl Broker {
     /// What `/v1/status` reports.
     pub fn status(&self) -> serde_json::Value {
         let mappings = self.pipeline.mappings();
+        let reload = self.reloader.status();
         let mut sources: Vec<serde_json::Value> = self
             .pipeline
             .router()
@@ -168,7 +267,12 @@ impl Broker {
             "mappings": {
                 "version": mappings.version(),
                 "rules": mappings.rule_count(),
-                "last_reload_error": serde_json::Value::Null,
+                "files": mappings.file_count(),
+                "dir": self.reloader.dir(),
+                "last_reload_at": reload.last_reload_at,
+                "last_reload_error": reload.last_reload_error,
+                "reloads_ok": reload.reloads_ok,
+                "reloads_failed": reload.reloads_failed,
             },
             "sources": sources,
             "targets": targets,
@@ -200,20 +304,62 @@ fn catalog(sources: &[Arc<dyn IdentitySource>], targets: &[Arc<dyn CredentialTar
                 scope_param: t.scope_param(),
             })
             .collect(),
-        sources: sources.iter().map(|s| s.name().to_string()).collect(),
+        sources: sources
+            .iter()
+            .map(|s| SourceInfo { name: s.name().to_string(), kind: s.kind().to_string() })
+            .collect(),
     }
 }
 
-/// Serve `broker` on `listener` until `shutdown` resolves, then drain gracefully.
-/// Starts the signing-key reloader.
+impl RuleSlot for Broker {
+    fn current(&self) -> Arc<MappingSet> {
+        self.pipeline.mappings()
+    }
+
+    fn replace(&self, set: Arc<MappingSet>) {
+        self.metrics.set_mapping_rules(set.rule_count());
+        self.pipeline.replace_mappings(set);
+    }
+}
+
+/// Serve `broker` on `listener` until `shutdown` resolves, then drain gracefully. Binds
+/// the admin listener if the config has one. Starts the signing-key reloader and the
+/// mapping directory watcher (which also reloads on `SIGHUP`).
 pub async fn run(
     broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let admin = match broker.config.config.admin() {
+        Some(admin) => Some(TcpListener::bind(admin.listen).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {} (admin): {e}", admin.listen))
+        })?),
+        None => None,
+    };
+    run_with_admin(broker, listener, admin, shutdown).await
+}
+
+/// [`run`], with the admin listener given (tests bind `127.0.0.1:0`); `None` serves no
+/// admin API whatever the config says.
+pub async fn run_with_admin(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if let Err(e) = broker.issuer.spawn_reloader() {
         tracing::error!(error = %e, "signing-key reloader not started");
     }
+    let reload = broker.config.config.reload();
+    let watcher = Arc::clone(&broker.reloader).spawn(
+        Arc::clone(&broker) as Arc<dyn RuleSlot>,
+        WatchOptions {
+            watch: reload.watch,
+            debounce: reload.debounce,
+            poll_interval: Some(reload.poll_interval).filter(|d| !d.is_zero()),
+            sighup: true,
+        },
+    );
     let workers = broker
         .config
         .config
@@ -232,10 +378,44 @@ pub async fn run(
     .shutdown_timeout(10)
     .listen(listener)?
     .run();
+    let admin_server = match admin {
+        Some(listener) => {
+            let shared = Arc::clone(&broker);
+            tracing::info!(listen = %listener.local_addr()?, "admin API serving");
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(web::Data::new(Arc::clone(&shared)))
+                    .app_data(web::PayloadConfig::new(limit))
+                    .app_data(web::JsonConfig::default().limit(limit))
+                    .configure(http::admin::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(listener)?
+            .run();
+            Some(server)
+        }
+        None => None,
+    };
     let handle = server.handle();
+    let admin_handle = admin_server.as_ref().map(actix_web::dev::Server::handle);
     tokio::spawn(async move {
         shutdown.await;
+        if let Some(admin) = admin_handle {
+            admin.stop(true).await;
+        }
         handle.stop(true).await;
     });
-    server.await
+    let admin_task = admin_server.map(tokio::spawn);
+    let result = server.await;
+    watcher.abort();
+    if let Some(task) = admin_task {
+        match task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),
+            Err(e) => tracing::error!(error = %e, "admin API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    result
 }

@@ -11,6 +11,9 @@ use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::{Clock, SystemClock};
 use tessera_broker::{Broker, config, demo, issuer};
 
+mod aws_cli;
+mod mappings_cli;
+
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "Cross-cloud workload identity broker")]
 struct Cli {
@@ -45,6 +48,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Check mapping files and explain decisions.
+    Mappings {
+        #[command(subcommand)]
+        command: mappings_cli::MappingsCommand,
+    },
+    /// Helpers for workloads on AWS.
+    Aws {
+        #[command(subcommand)]
+        command: aws_cli::AwsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +85,8 @@ fn main() -> anyhow::Result<()> {
             Command::Check { config } => check(config).await,
             Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config).await,
             Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
+            Command::Mappings { command } => mappings_cli::run(command).await,
+            Command::Aws { command } => aws_cli::run(command).await,
         }
     })
 }

@@ -24,6 +24,8 @@ pub struct BrokerOptions {
     pub clock: Arc<ManualClock>,
     /// Reuse this directory (keys survive a restart); a fresh one when `None`.
     pub dir: Option<Arc<tempfile::TempDir>>,
+    /// Also serve the admin API, on its own `127.0.0.1:0` listener.
+    pub admin: bool,
 }
 
 impl BrokerOptions {
@@ -36,7 +38,14 @@ impl BrokerOptions {
             extra: String::new(),
             clock: Arc::new(ManualClock::starting_now()),
             dir: None,
+            admin: false,
         }
+    }
+
+    /// Serve the admin API too; its address is [`TestBroker::admin_url`].
+    pub fn with_admin(mut self) -> Self {
+        self.admin = true;
+        self
     }
 
     pub fn mapping(mut self, file: &str, content: &str) -> Self {
@@ -49,6 +58,8 @@ impl BrokerOptions {
 #[derive(Debug)]
 pub struct TestBroker {
     pub url: String,
+    /// The admin API's base URL, when [`BrokerOptions::admin`] asked for it.
+    pub admin_url: Option<String>,
     pub dir: Arc<tempfile::TempDir>,
     pub clock: Arc<ManualClock>,
     pub broker: Arc<Broker>,
@@ -91,12 +102,16 @@ pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, Stri
     let loaded = tessera_broker::config::load(&path).map_err(|e| e.to_string())?;
     let clock: Arc<dyn Clock> = options.clock.clone();
     let broker = Broker::build(loaded, clock).await.map_err(|e| e.to_string())?;
+    let admin = options.admin.then(|| TcpListener::bind("127.0.0.1:0").expect("bind loopback"));
+    let admin_url = admin.as_ref().map(|l| format!("http://{}", l.local_addr().expect("addr")));
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(tessera_broker::run(Arc::clone(&broker), listener, async move {
-        let _ = stopped.await;
-    }));
+    let task =
+        tokio::spawn(tessera_broker::run_with_admin(Arc::clone(&broker), listener, admin, async move {
+            let _ = stopped.await;
+        }));
     Ok(TestBroker {
         url,
+        admin_url,
         dir,
         clock: options.clock,
         broker,
@@ -132,6 +147,31 @@ impl TestBroker {
             ])
             .await;
         (status, body)
+    }
+
+    /// POST JSON to the admin API; returns status and JSON body.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let base = self.admin_url.as_deref().expect("spawned with_admin()");
+        let resp = self.http.post(format!("{base}{path}")).json(body).send().await.expect("POST admin");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// Replace the mapping directory's files with `files` (name, content), each written
+    /// whole to a temporary name and renamed into place, as deploy tools do.
+    pub fn write_mappings(&self, files: &[(&str, &str)]) {
+        let dir = self.dir.path().join("mappings");
+        for entry in std::fs::read_dir(&dir).expect("read mappings") {
+            let path = entry.expect("entry").path();
+            if !files.iter().any(|(name, _)| path.file_name().is_some_and(|n| n == *name)) {
+                std::fs::remove_file(path).expect("remove mapping");
+            }
+        }
+        for (name, content) in files {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, content).expect("write mapping");
+            std::fs::rename(&tmp, dir.join(name)).expect("rename mapping");
+        }
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {

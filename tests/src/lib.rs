@@ -7,13 +7,20 @@
 //!   discovery and a JWKS, counting fetches, and able to go down on demand.
 //! - [`broker`]: [`spawn_broker`](broker::spawn_broker), the real broker on `127.0.0.1:0`
 //!   with a fixed clock, a temporary directory and a file audit sink.
+//! - [`moto`]: moto's server as the AWS peer (STS and IAM with SigV4 checking on), set up
+//!   by boto3 with users and roles in two accounts.
+//! - [`conformance`]: the conformance kit every JWT source kind runs
+//!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)) and each kind's
+//!   description.
 //! - [`python`]: runs the Python peers (PyJWT and friends) from the project's virtualenv.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // test support
 
 pub mod broker;
+pub mod conformance;
 pub mod issuer;
 pub mod keys;
+pub mod moto;
 pub mod python;
 
 pub use broker::{BrokerOptions, TestBroker, spawn_broker};

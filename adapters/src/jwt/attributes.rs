@@ -1,11 +1,21 @@
-//! Verified claims flattened into identity attributes (DESIGN.md "The normalized
-//! identity"): `prefix.claim`, nested objects as dotted keys, scalars as text, arrays as
-//! compact JSON text. Caps keep one token from bloating audit records and rule
-//! evaluation; what exceeds them is dropped (and logged at debug), never an error.
+//! Verified claims turned into identity attributes (DESIGN.md "The normalized identity").
+//!
+//! - [`flatten_claims`]: a provider's claims as `prefix.claim`, nested objects as dotted
+//!   keys, scalars as text, arrays as compact JSON text.
+//! - [`AttributeMapping`]: a source config's own `attributes:` (`team:
+//!   claims.labels.team`), like the attribute mapping of GCP Workload Identity
+//!   Federation, but limited to claim paths.
+//!
+//! Caps keep one token from bloating audit records and rule evaluation; what exceeds them
+//! is dropped (and logged at debug), never an error.
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use super::VerifiedClaims;
+use crate::registry::BuildError;
 
 /// At most this many attributes per identity.
 pub const MAX_ATTRIBUTES: usize = 128;
@@ -74,6 +84,106 @@ impl Flattened {
     }
 }
 
+/// At most this many entries in a source's `attributes:`.
+pub const MAX_MAPPED_ATTRIBUTES: usize = 64;
+/// The longest `claims.<path>` expression.
+const MAX_EXPRESSION_BYTES: usize = 256;
+
+/// A source config's `attributes:`: plain keys mapped from verified claims.
+///
+/// ```yaml
+/// attributes:
+///   team: claims.labels.team        # nested objects by dotted path
+///   env: claims.environment
+/// ```
+///
+/// Keys match `[a-z][a-z0-9_]{0,63}`: they have no dot, so they can never collide with a
+/// provider's namespaced attributes (`github.ref`). Values are `claims.` followed by a
+/// claim name or dotted path, looked up like [`VerifiedClaims::get`] (an exact top-level
+/// name first, so `claims.kubernetes.io.namespace` reaches into `{"kubernetes.io":
+/// {...}}`). A claim the token lacks (or that is null) leaves the attribute absent;
+/// strings are kept as they are, numbers and booleans as text, objects and arrays as
+/// compact JSON. Checked by [`AttributeMapping::check`] when the source is built.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AttributeMapping {
+    entries: BTreeMap<String, String>,
+}
+
+impl AttributeMapping {
+    /// Every key and expression valid, at most [`MAX_MAPPED_ATTRIBUTES`] of them. The error
+    /// names the field `attributes` and, in its message, the entry at fault.
+    pub fn check(&self) -> Result<(), BuildError> {
+        if self.entries.len() > MAX_MAPPED_ATTRIBUTES {
+            return Err(BuildError::field(
+                "attributes",
+                format!("attributes may map at most {MAX_MAPPED_ATTRIBUTES} keys"),
+            ));
+        }
+        for (key, expression) in &self.entries {
+            if !valid_key(key) {
+                return Err(BuildError::field(
+                    "attributes",
+                    format!(
+                        "attributes key `{key}` is invalid: use 1-64 characters of a-z, 0-9 and '_', \
+                         starting with a letter (no dots: dotted keys belong to the provider)"
+                    ),
+                ));
+            }
+            if claim_path(expression).is_none() {
+                return Err(BuildError::field(
+                    "attributes",
+                    format!(
+                        "attributes.{key}: `{expression}` is not a claim expression: write \
+                         claims.<name> or claims.<name>.<nested name>"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Add the mapped attributes found in `claims` to `attributes`.
+    pub fn apply(&self, claims: &VerifiedClaims, attributes: &mut BTreeMap<String, String>) {
+        for (key, expression) in &self.entries {
+            let Some(path) = claim_path(expression) else { continue };
+            let text = match claims.get(path) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Number(n)) => n.to_string(),
+                // `Display` of a Value is its compact JSON text.
+                Some(other @ (Value::Array(_) | Value::Object(_))) => other.to_string(),
+            };
+            if text.len() > MAX_ATTRIBUTE_BYTES {
+                tracing::debug!(attribute = %key, "mapped attribute dropped: over the size limit");
+                continue;
+            }
+            attributes.insert(key.clone(), text);
+        }
+    }
+}
+
+fn valid_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    key.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The claim path of `claims.<path>`: non-empty dot-separated names of printable
+/// characters, no whitespace.
+fn claim_path(expression: &str) -> Option<&str> {
+    let path = expression.strip_prefix("claims.")?;
+    let printable = path.chars().all(|c| !c.is_whitespace() && !c.is_control());
+    let segments_ok = path.split('.').all(|segment| !segment.is_empty());
+    (expression.len() <= MAX_EXPRESSION_BYTES && printable && segments_ok).then_some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +236,112 @@ mod tests {
         assert_eq!(attrs.len(), MAX_ATTRIBUTES);
         assert!(!attrs.contains_key("oidc.big"));
         assert!(attrs.values().all(|v| v.len() <= MAX_ATTRIBUTE_BYTES));
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+    use crate::jwt::testkit::{TestKey, jwks};
+    use crate::jwt::{Algorithm, JwtPolicy, KeySet, verify_with_keys};
+    use serde_json::json;
+
+    fn mapping(entries: Value) -> AttributeMapping {
+        serde_json::from_value(entries).unwrap()
+    }
+
+    fn verified(claims: Value) -> VerifiedClaims {
+        let key = TestKey::p256("k");
+        let keys = KeySet::from_json(jwks(&[key.jwk()]).as_bytes(), &[Algorithm::Es256]).unwrap();
+        let policy = JwtPolicy::new(
+            "https://i",
+            vec!["a".into()],
+            vec![Algorithm::Es256],
+            crate::jwt::policy::DEFAULT_LEEWAY,
+            crate::jwt::policy::DEFAULT_MAX_LIFETIME,
+        )
+        .unwrap();
+        let mut all = json!({ "iss": "https://i", "aud": "a", "sub": "s", "iat": 100, "exp": 200 });
+        for (k, v) in claims.as_object().unwrap() {
+            all[k] = v.clone();
+        }
+        verify_with_keys(&key.token("ES256", &all), &policy, &keys, 150).unwrap()
+    }
+
+    #[test]
+    fn keys_and_expressions_are_checked() {
+        let field = |m: Value| mapping(m).check().map_err(|e| (e.field, e.message));
+        assert!(field(json!({ "team": "claims.labels.team", "env_2": "claims.environment" })).is_ok());
+        assert!(field(json!({ "url": "claims.https://example.com/claims/team" })).is_ok());
+        for bad_key in ["Team", "2team", "_team", "team.name", "team-name", "", &"a".repeat(65)] {
+            let err = field(json!({ bad_key: "claims.x" })).unwrap_err();
+            assert_eq!(err.0, Some("attributes"), "{bad_key}");
+            assert!(err.1.contains("key"), "{bad_key}: {}", err.1);
+        }
+        assert!(field(json!({ &"a".repeat(64): "claims.x" })).is_ok());
+        for bad in [
+            "labels.team",
+            "claims.",
+            "claims",
+            "claims..x",
+            "claims.x.",
+            "claim.x",
+            "claims.a b",
+            "{claims.x}",
+        ] {
+            let err = field(json!({ "team": bad })).unwrap_err();
+            assert_eq!(err.0, Some("attributes"), "{bad}");
+            assert!(err.1.contains("attributes.team"), "{bad}: {}", err.1);
+        }
+        let many: Map<String, Value> =
+            (0..=MAX_MAPPED_ATTRIBUTES).map(|i| (format!("k{i}"), json!("claims.x"))).collect();
+        assert_eq!(field(Value::Object(many)).unwrap_err().0, Some("attributes"));
+        // Only a map of strings deserializes.
+        assert!(serde_json::from_value::<AttributeMapping>(json!({ "team": 1 })).is_err());
+        assert!(serde_json::from_value::<AttributeMapping>(json!(["claims.x"])).is_err());
+    }
+
+    #[test]
+    fn apply_renders_claims_and_skips_missing_ones() {
+        let m = mapping(json!({
+            "team": "claims.labels.team",
+            "env": "claims.environment",
+            "ns": "claims.kubernetes.io.namespace",
+            "labels": "claims.labels",
+            "groups": "claims.groups",
+            "n": "claims.n",
+            "ok": "claims.ok",
+            "gone": "claims.missing",
+            "null": "claims.nothing",
+            "big": "claims.big",
+        }));
+        m.check().unwrap();
+        let claims = verified(json!({
+            "labels": { "team": "payments", "tier": 1 },
+            "environment": "prod",
+            "kubernetes.io": { "namespace": "payments" },
+            "groups": ["a", "b"],
+            "n": 42,
+            "ok": true,
+            "nothing": null,
+            "big": "x".repeat(MAX_ATTRIBUTE_BYTES + 1),
+        }));
+        let mut attrs = BTreeMap::from([("github.ref".to_string(), "refs/heads/main".to_string())]);
+        m.apply(&claims, &mut attrs);
+        let expected: BTreeMap<String, String> = [
+            ("github.ref", "refs/heads/main"),
+            ("team", "payments"),
+            ("env", "prod"),
+            ("ns", "payments"),
+            ("labels", r#"{"team":"payments","tier":1}"#),
+            ("groups", r#"["a","b"]"#),
+            ("n", "42"),
+            ("ok", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(attrs, expected);
+        assert!(AttributeMapping::default().is_empty());
     }
 }

@@ -19,7 +19,7 @@ use url::{Host, Url};
 
 use super::alg::Algorithm;
 use super::json;
-use super::keys::{KeySet, KeySetError};
+use super::keys::{KeySet, KeySetError, KeyUse};
 use crate::clock::Clock;
 use crate::registry::BuildError;
 use crate::source::SourceError;
@@ -61,6 +61,9 @@ pub struct JwksOptions {
     /// Refresh in a background task (spawned when the cache is built inside a Tokio
     /// runtime, else on first use). Default `true`.
     pub background_refresh: bool,
+    /// Which keys of a fetched or loaded document verify tokens. Default
+    /// [`KeyUse::Sig`]; [`KeyUse::JwtSvid`] for SPIFFE bundles.
+    pub key_use: KeyUse,
 }
 
 impl Default for JwksOptions {
@@ -74,6 +77,7 @@ impl Default for JwksOptions {
             unknown_kid_interval: Duration::from_secs(30),
             retry_after_failure: Duration::from_secs(5),
             background_refresh: true,
+            key_use: KeyUse::Sig,
         }
     }
 }
@@ -248,7 +252,9 @@ impl JwksCache {
         }
         let location = match location {
             JwksLocation::Static(keys) => Location::Static(keys),
-            JwksLocation::File(path) => Location::Static(Arc::new(load_file(&path, algorithms)?)),
+            JwksLocation::File(path) => {
+                Location::Static(Arc::new(load_file(&path, algorithms, options.key_use)?))
+            }
             JwksLocation::Discovery { issuer } => {
                 let url = discovery_url(&issuer).map_err(|m| BuildError::field("issuer", m))?;
                 check_fetch_url(&url, options.insecure_http).map_err(|m| BuildError::field("issuer", m))?;
@@ -420,7 +426,7 @@ impl JwksCache {
             Remote::Uri(url) => url.clone(),
         };
         let body = self.get(&jwks_url).await?;
-        KeySet::from_json(&body, &self.algorithms)
+        KeySet::from_json_for(&body, &self.algorithms, self.options.key_use)
             .map_err(|source| JwksError::KeySet { url: jwks_url.to_string(), source })
     }
 
@@ -496,10 +502,10 @@ async fn refresh_loop(cache: Weak<JwksCache>, every: Duration) {
     }
 }
 
-fn load_file(path: &Path, algorithms: &[Algorithm]) -> Result<KeySet, BuildError> {
+fn load_file(path: &Path, algorithms: &[Algorithm], key_use: KeyUse) -> Result<KeySet, BuildError> {
     let bytes = std::fs::read(path)
         .map_err(|e| BuildError::field("jwks_file", format!("cannot read `{}`: {e}", path.display())))?;
-    KeySet::from_json(&bytes, algorithms)
+    KeySet::from_json_for(&bytes, algorithms, key_use)
         .map_err(|e| BuildError::field("jwks_file", format!("`{}`: {e}", path.display())))
 }
 

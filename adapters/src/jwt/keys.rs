@@ -30,6 +30,17 @@ pub enum KeySetError {
     DuplicateKid(String),
 }
 
+/// Which JWK `use` values (RFC 7517 §4.2) a key set's keys may carry to verify tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyUse {
+    /// `sig`, or no `use` at all: a JWKS document.
+    #[default]
+    Sig,
+    /// `jwt-svid` only, with a `kid`: the JWT-SVID keys of a SPIFFE bundle (SPIFFE
+    /// JWT-SVID §6.2). Bundle entries for other SVID types (`x509-svid`) are skipped.
+    JwtSvid,
+}
+
 /// One verification key: its `kid` and the parsed key for each algorithm it may verify.
 struct VerifyingKey {
     kid: Option<String>,
@@ -72,6 +83,15 @@ impl KeySet {
     /// modulus, bad encoding) are skipped with a debug log: one odd key must not take the
     /// whole set down. A set with no usable key at all is an error.
     pub fn from_json(bytes: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeySetError> {
+        Self::from_json_for(bytes, algorithms, KeyUse::Sig)
+    }
+
+    /// [`KeySet::from_json`], keeping only keys whose `use` fits `key_use`.
+    pub fn from_json_for(
+        bytes: &[u8],
+        algorithms: &[Algorithm],
+        key_use: KeyUse,
+    ) -> Result<Self, KeySetError> {
         let doc = json::parse_object(bytes).map_err(|e| {
             KeySetError::Json(match e {
                 json::JsonError::DuplicateMember => "duplicate member",
@@ -91,7 +111,7 @@ impl KeySet {
                 tracing::debug!(index, "skipping JWKS entry that is not an object");
                 continue;
             };
-            match parse_jwk(jwk, algorithms) {
+            match parse_jwk(jwk, algorithms, key_use) {
                 Ok(key) => keys.push(key),
                 Err(reason) => {
                     let kid = jwk.get("kid").and_then(Value::as_str).unwrap_or("");
@@ -161,17 +181,28 @@ impl KeySet {
 }
 
 /// Parse one JWK (RFC 7517 §4, RFC 7518 §6, RFC 8037 §2) for the pinned algorithms it fits.
-fn parse_jwk(jwk: &Map<String, Value>, algorithms: &[Algorithm]) -> Result<VerifyingKey, &'static str> {
+fn parse_jwk(
+    jwk: &Map<String, Value>,
+    algorithms: &[Algorithm],
+    key_use: KeyUse,
+) -> Result<VerifyingKey, &'static str> {
     let kid = match jwk.get("kid") {
         None => None,
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err("kid is not a string"),
     };
-    // §4.2: a key published for encryption must not verify signatures.
-    match jwk.get("use") {
-        None => {}
-        Some(Value::String(u)) if u == "sig" => {}
-        Some(_) => return Err("use is not sig"),
+    // §4.2: a key published for encryption (or for X.509-SVIDs) must not verify tokens.
+    match (key_use, jwk.get("use")) {
+        (KeyUse::Sig, None) => {}
+        (KeyUse::Sig, Some(Value::String(u))) if u == "sig" => {}
+        (KeyUse::Sig, Some(_)) => return Err("use is not sig"),
+        // JWT-SVID §6.1: JWT-SVID keys carry `use: jwt-svid` and a `kid`.
+        (KeyUse::JwtSvid, Some(Value::String(u))) if u == "jwt-svid" => {
+            if kid.is_none() {
+                return Err("jwt-svid key has no kid");
+            }
+        }
+        (KeyUse::JwtSvid, _) => return Err("use is not jwt-svid"),
     }
     // §4.3: when key_ops is given, it must allow verification.
     if let Some(ops) = jwk.get("key_ops") {
@@ -422,6 +453,36 @@ mod tests {
             KeySet::from_json(many.as_bytes(), &Algorithm::ALL).unwrap_err(),
             KeySetError::TooManyKeys
         );
+    }
+
+    #[test]
+    fn key_use_selects_jwks_or_jwt_svid_keys() {
+        let mut svid = TestKey::p256("svid").jwk();
+        svid["use"] = "jwt-svid".into();
+        let mut x509 = TestKey::p256("x509").jwk();
+        x509["use"] = "x509-svid".into();
+        let sig = TestKey::p256("sig").jwk();
+        let mut bare = TestKey::p256("bare").jwk();
+        bare.as_object_mut().unwrap().remove("use");
+        let mut anonymous = TestKey::p256("").jwk();
+        anonymous["use"] = "jwt-svid".into();
+        anonymous.as_object_mut().unwrap().remove("kid");
+        let doc = jwks(&[svid, x509, sig, bare, anonymous]);
+
+        let plain = KeySet::from_json(doc.as_bytes(), &Algorithm::ALL).unwrap();
+        assert_eq!(plain.usable_len(), 2);
+        assert!(matches!(plain.select(Some("sig"), Algorithm::Es256), Selection::Found(_)));
+        assert!(matches!(plain.select(Some("bare"), Algorithm::Es256), Selection::Found(_)));
+        assert!(matches!(plain.select(Some("svid"), Algorithm::Es256), Selection::Incompatible));
+
+        // JWT-SVID §6.2: only `use: jwt-svid` keys, and §6.1: each with a kid.
+        let bundle = KeySet::from_json_for(doc.as_bytes(), &Algorithm::ALL, KeyUse::JwtSvid).unwrap();
+        assert_eq!(bundle.usable_len(), 1);
+        assert!(matches!(bundle.select(Some("svid"), Algorithm::Es256), Selection::Found(_)));
+        for kid in ["x509", "sig", "bare"] {
+            assert!(matches!(bundle.select(Some(kid), Algorithm::Es256), Selection::Incompatible), "{kid}");
+        }
+        assert!(matches!(bundle.select(None, Algorithm::Es256), Selection::Found(_)));
     }
 
     #[test]

@@ -10,10 +10,13 @@
 //!   them fresh.
 //! - [`policy`]: a source's rules ([`JwtPolicy`]).
 //! - `verify`: header checks, signature, then claims; [`JwtVerifier`] ties policy and cache.
-//! - [`attributes`]: verified claims flattened into identity attributes.
+//! - [`attributes`]: verified claims flattened into identity attributes, and the
+//!   per-source `attributes:` mapping.
+//! - [`source`]: the config keys every JWT kind shares and the generic [`JwtSource`].
 //!
-//! A source kind builds a [`JwtVerifier`], calls [`JwtVerifier::verify`], and maps the
-//! [`VerifiedClaims`] to an identity its own way.
+//! A source kind flattens [`JwtSourceSettings`] into its config, builds a [`JwtVerifier`]
+//! from it with its [`KindRules`], and maps the [`VerifiedClaims`] to an identity its own
+//! way (a [`ClaimsMapper`]).
 
 pub mod alg;
 pub mod attributes;
@@ -22,14 +25,17 @@ mod json;
 pub mod jwks;
 pub mod keys;
 pub mod policy;
+pub mod source;
 mod verify;
 
 #[cfg(test)]
 pub(crate) mod testkit;
 
 pub use alg::Algorithm;
+pub use attributes::AttributeMapping;
 pub use decode::{MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer};
 pub use jwks::{JwksCache, JwksError, JwksLocation, JwksOptions};
-pub use keys::{KeySet, KeySetError};
-pub use policy::JwtPolicy;
+pub use keys::{KeySet, KeySetError, KeyUse};
+pub use policy::{HeaderRule, IssuerRule, JwtPolicy};
+pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base};
 pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};

@@ -258,3 +258,94 @@ impl TestServer {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
 }
+
+/// A signer for build contexts of sources, which never sign.
+#[derive(Debug)]
+pub struct NoSigner;
+
+impl crate::target::Signer for NoSigner {
+    fn issuer(&self) -> &str {
+        "https://tessera.test"
+    }
+
+    fn algorithms(&self) -> Vec<crate::target::SigningAlgorithm> {
+        Vec::new()
+    }
+
+    fn sign(
+        &self,
+        _: crate::target::SigningAlgorithm,
+        _: &serde_json::Map<String, Value>,
+    ) -> Result<crate::secret::Secret<String>, crate::target::SignError> {
+        Err(crate::target::SignError::Crypto)
+    }
+}
+
+/// A temporary directory for source configs, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("tessera-src-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// A directory holding `jwks.json` with `keys`.
+    pub fn with_jwks(keys: &[Value]) -> Self {
+        let dir = Self::new();
+        dir.write("jwks.json", &jwks(keys));
+        dir
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        std::fs::write(self.0.join(name), content).unwrap();
+    }
+
+    pub fn context(&self, clock: Arc<crate::clock::ManualClock>) -> crate::registry::BuildContext {
+        crate::registry::BuildContext {
+            clock,
+            http: http_client(),
+            signer: Arc::new(NoSigner),
+            base_dir: self.0.clone(),
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `base` with the members of `changes` set, and those set to null removed.
+pub fn merged(mut base: Value, changes: &Value) -> Value {
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            base.as_object_mut().unwrap().remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    base
+}
+
+/// A presented JWT.
+pub fn subject_jwt(token: String) -> crate::source::SubjectToken {
+    crate::source::SubjectToken {
+        token_type: crate::source::SubjectTokenType::Jwt,
+        value: crate::secret::Secret::new(token),
+    }
+}
+
+/// Build a source from a `sources:` entry given as JSON.
+pub fn build_source(
+    entry: Value,
+    dir: &TempDir,
+    clock: &Arc<crate::clock::ManualClock>,
+) -> Result<Arc<dyn crate::source::IdentitySource>, crate::registry::BuildError> {
+    use crate::registry::SourceConfig;
+    let config: SourceConfig =
+        serde_json::from_value(entry).map_err(|e| crate::registry::BuildError::new(e.to_string()))?;
+    config.build(&dir.context(Arc::clone(clock)))
+}

@@ -10,7 +10,7 @@ use super::alg::Algorithm;
 use super::decode::{self, Header, Segments, UnverifiedClaims};
 use super::jwks::JwksCache;
 use super::keys::{KeySet, Selection};
-use super::policy::JwtPolicy;
+use super::policy::{HeaderRule, IssuerRule, JwtPolicy};
 use crate::clock::Clock;
 use crate::source::SourceError;
 
@@ -25,7 +25,7 @@ const KEY_BEARING_HEADERS: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
 pub struct VerifiedClaims {
     algorithm: Algorithm,
     kid: Option<String>,
-    issuer: String,
+    issuer: Option<String>,
     audiences: Vec<String>,
     expires_at: i64,
     not_before: Option<i64>,
@@ -44,9 +44,9 @@ impl VerifiedClaims {
         self.kid.as_deref()
     }
 
-    /// `iss`, equal to the policy's issuer.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
+    /// `iss`, one of the policy's issuers; `None` only under [`IssuerRule::Absent`].
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
     }
 
     /// Every `aud` value; at least one is a configured audience.
@@ -77,6 +77,38 @@ impl VerifiedClaims {
     /// ...}}` only if no top-level claim is named so; see [`lookup`]).
     pub fn get(&self, name: &str) -> Option<&Value> {
         lookup(&self.claims, name)
+    }
+
+    /// A claim that must be a non-empty string: [`SourceError::MissingClaim`] when absent
+    /// (or null), [`SourceError::InvalidClaim`] when of another type or empty.
+    pub fn required_str(&self, name: &'static str) -> Result<&str, SourceError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Err(SourceError::MissingClaim(name)),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+            Some(_) => Err(SourceError::InvalidClaim(name)),
+        }
+    }
+
+    /// A claim that must be a non-empty string or an integer (platforms disagree on how
+    /// they spell numeric ids: GitHub and GitLab send `"74"`, Google sends `74`), as text.
+    pub fn required_id(&self, name: &'static str) -> Result<String, SourceError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Err(SourceError::MissingClaim(name)),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+            Some(_) => Err(SourceError::InvalidClaim(name)),
+        }
+    }
+
+    /// A scalar claim as text (strings, numbers, booleans); `None` when absent, null,
+    /// empty, an object or an array, so an identity field built from it stays empty.
+    pub fn text(&self, name: &str) -> Option<String> {
+        match self.get(name)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
     }
 }
 
@@ -148,6 +180,9 @@ pub(crate) fn prepare<'a>(token: &'a str, policy: &JwtPolicy) -> Result<Prepared
     if members.contains_key("crit") {
         return Err(SourceError::ForbiddenHeader("crit"));
     }
+    if policy.header_rule() == HeaderRule::JwtSvid {
+        check_jwt_svid_header(members)?;
+    }
     let alg = Algorithm::from_name(&header.alg)
         .filter(|alg| policy.algorithms().contains(alg))
         .ok_or(SourceError::DisallowedAlgorithm)?;
@@ -157,6 +192,19 @@ pub(crate) fn prepare<'a>(token: &'a str, policy: &JwtPolicy) -> Result<Prepared
         return Err(SourceError::Malformed("signature is empty"));
     }
     Ok(Prepared { segments, header, alg, payload, signature })
+}
+
+/// SPIFFE JWT-SVID §2: "Any header not described here, registered or private, MUST NOT
+/// be included"; §2.3: `typ`, if set, is `JWT` or `JOSE`.
+fn check_jwt_svid_header(members: &Map<String, Value>) -> Result<(), SourceError> {
+    if members.keys().any(|name| !matches!(name.as_str(), "alg" | "kid" | "typ")) {
+        return Err(SourceError::ForbiddenHeader("other than alg, kid, typ (JWT-SVID)"));
+    }
+    match members.get("typ") {
+        None => Ok(()),
+        Some(Value::String(typ)) if typ == "JWT" || typ == "JOSE" => Ok(()),
+        Some(_) => Err(SourceError::Malformed("header `typ` is not JWT or JOSE (JWT-SVID)")),
+    }
 }
 
 /// Verify the signature with `key`, then the claims against `policy` at time `now`.
@@ -180,14 +228,18 @@ fn check_claims(
     now: i64,
 ) -> Result<VerifiedClaims, SourceError> {
     // RFC 7519 §4.1.1, exact string comparison: no case folding, no trailing-slash games.
-    let issuer = match claims.get("iss") {
-        Some(Value::String(iss)) => iss.clone(),
-        Some(_) => return Err(SourceError::InvalidClaim("iss")),
-        None => return Err(SourceError::MissingClaim("iss")),
+    let issuer = match (policy.issuer_rule(), claims.get("iss")) {
+        (IssuerRule::OneOf(issuers), Some(Value::String(iss))) => {
+            if !issuers.contains(iss) {
+                return Err(SourceError::IssuerMismatch);
+            }
+            Some(iss.clone())
+        }
+        (IssuerRule::OneOf(_), Some(_)) => return Err(SourceError::InvalidClaim("iss")),
+        (IssuerRule::OneOf(_), None) => return Err(SourceError::MissingClaim("iss")),
+        (IssuerRule::Absent, None) => None,
+        (IssuerRule::Absent, Some(_)) => return Err(SourceError::IssuerMismatch),
     };
-    if issuer != policy.issuer() {
-        return Err(SourceError::IssuerMismatch);
-    }
 
     // RFC 7519 §4.1.4-4.1.6: NumericDate. Only JSON integers: a string, a float or a bool
     // is an invalid claim, never an absent one.
@@ -293,6 +345,16 @@ impl JwtVerifier {
     /// [`SourceError::UnknownKey`].
     pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, SourceError> {
         let prepared = prepare(token, &self.policy)?;
+        // A source requiring no `iss` is routed to by token type, so routing cannot turn
+        // away tokens that name an issuer: do it here, before any key fetch they could
+        // cause (DESIGN.md "The pipeline": no network call for issuers nobody trusts).
+        if *self.policy.issuer_rule() == IssuerRule::Absent {
+            match decode::peek_issuer(token) {
+                Err(SourceError::MissingClaim("iss")) => {}
+                Ok(_) | Err(SourceError::InvalidClaim("iss")) => return Err(SourceError::IssuerMismatch),
+                Err(other) => return Err(other),
+            }
+        }
         let mut keys = self.keys.keys().await?;
         if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
             match self.keys.refresh_for_unknown_kid(&keys).await {

@@ -7,6 +7,7 @@ use super::*;
 use crate::jwt::MAX_TOKEN_BYTES;
 use crate::jwt::keys::KeySet;
 use crate::jwt::policy::{DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME};
+use crate::jwt::policy::{HeaderRule, IssuerRule};
 use crate::jwt::testkit::{TestKey, b64, jwks, sign_raw};
 
 const NOW: i64 = 1_700_000_000;
@@ -80,7 +81,7 @@ fn accepts_every_supported_algorithm() {
         let verified = check(&f, &key.token(alg, &claims())).unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(verified.algorithm().as_str(), alg);
         assert_eq!(verified.kid(), Some(key.kid.as_str()));
-        assert_eq!(verified.issuer(), ISS);
+        assert_eq!(verified.issuer(), Some(ISS));
         assert_eq!(verified.audiences(), ["tessera"]);
         assert_eq!(verified.expires_at(), NOW + 600);
         assert_eq!(verified.issued_at(), Some(NOW - 10));
@@ -429,4 +430,90 @@ fn lookup_walks_dotted_paths() {
     assert_eq!(lookup(map, "k8s.ns.deeper"), None);
     assert_eq!(lookup(map, ""), None);
     assert_eq!(lookup(map, "."), None);
+}
+
+fn ruled(issuer: IssuerRule, headers: HeaderRule) -> JwtPolicy {
+    JwtPolicy::with_rules(
+        issuer,
+        headers,
+        vec!["tessera".into()],
+        Algorithm::ALL.to_vec(),
+        DEFAULT_LEEWAY,
+        DEFAULT_MAX_LIFETIME,
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_issuer_rule_may_name_several_issuers_or_require_none() {
+    let f = fixture();
+    let two = ruled(IssuerRule::OneOf(vec![ISS.into(), "accounts.example".into()]), HeaderRule::Open);
+    for iss in [ISS, "accounts.example"] {
+        let token = f.ec.token("ES256", &with(claims(), json!({ "iss": iss })));
+        assert_eq!(verify_with_keys(&token, &two, &f.keys, NOW).unwrap().issuer(), Some(iss));
+    }
+    let other = f.ec.token("ES256", &with(claims(), json!({ "iss": "https://other.example" })));
+    assert_err(verify_with_keys(&other, &two, &f.keys, NOW), SourceError::IssuerMismatch);
+
+    let absent = ruled(IssuerRule::Absent, HeaderRule::Open);
+    let none = f.ec.token("ES256", &with(claims(), json!({ "iss": null })));
+    assert_eq!(verify_with_keys(&none, &absent, &f.keys, NOW).unwrap().issuer(), None);
+    let named = f.ec.token("ES256", &claims());
+    assert_err(verify_with_keys(&named, &absent, &f.keys, NOW), SourceError::IssuerMismatch);
+    let typed = f.ec.token("ES256", &with(claims(), json!({ "iss": 7 })));
+    assert_err(verify_with_keys(&typed, &absent, &f.keys, NOW), SourceError::IssuerMismatch);
+}
+
+#[test]
+fn the_jwt_svid_header_rule_allows_alg_kid_typ_only() {
+    let f = fixture();
+    let svid = ruled(IssuerRule::OneOf(vec![ISS.into()]), HeaderRule::JwtSvid);
+    let open = ruled(IssuerRule::OneOf(vec![ISS.into()]), HeaderRule::Open);
+    let token = |extra: Value| f.ec.token_with("ES256", &extra, &claims());
+    for ok in [json!({}), json!({ "typ": "JWT" }), json!({ "typ": "JOSE" })] {
+        assert!(verify_with_keys(&token(ok.clone()), &svid, &f.keys, NOW).is_ok(), "{ok}");
+    }
+    for (extra, expected) in [
+        (json!({ "typ": "jwt" }), SourceError::Malformed("header `typ` is not JWT or JOSE (JWT-SVID)")),
+        (json!({ "typ": 1 }), SourceError::Malformed("header `typ` is not JWT or JOSE (JWT-SVID)")),
+        (json!({ "cty": "json" }), SourceError::ForbiddenHeader("other than alg, kid, typ (JWT-SVID)")),
+        (json!({ "x": 1 }), SourceError::ForbiddenHeader("other than alg, kid, typ (JWT-SVID)")),
+    ] {
+        assert_err(verify_with_keys(&token(extra.clone()), &svid, &f.keys, NOW), expected);
+        // The same headers pass an open policy: the restriction is the rule's.
+        assert!(verify_with_keys(&token(extra.clone()), &open, &f.keys, NOW).is_ok(), "{extra}");
+    }
+    // Key-bearing headers keep their own, earlier refusal.
+    assert_err(
+        verify_with_keys(&token(json!({ "jku": "https://x" })), &svid, &f.keys, NOW),
+        SourceError::ForbiddenHeader("jku"),
+    );
+}
+
+#[test]
+fn claim_accessors() {
+    let f = fixture();
+    let token = f.ec.token(
+        "ES256",
+        &with(
+            claims(),
+            json!({ "s": "x", "e": "", "n": 74, "f": 1.5, "b": true, "o": { "k": "v" }, "z": null }),
+        ),
+    );
+    let c = check(&f, &token).unwrap();
+    assert_eq!(c.required_str("s").unwrap(), "x");
+    assert_err(c.required_str("e").map(|_| c.clone()), SourceError::InvalidClaim("e"));
+    assert_err(c.required_str("n").map(|_| c.clone()), SourceError::InvalidClaim("n"));
+    assert_err(c.required_str("z").map(|_| c.clone()), SourceError::MissingClaim("z"));
+    assert_err(c.required_str("nope").map(|_| c.clone()), SourceError::MissingClaim("nope"));
+    assert_eq!(c.required_id("n").unwrap(), "74");
+    assert_eq!(c.required_id("s").unwrap(), "x");
+    assert_err(c.required_id("f").map(|_| c.clone()), SourceError::InvalidClaim("f"));
+    assert_err(c.required_id("b").map(|_| c.clone()), SourceError::InvalidClaim("b"));
+    assert_eq!(c.text("n").as_deref(), Some("74"));
+    assert_eq!(c.text("b").as_deref(), Some("true"));
+    assert_eq!(c.text("o.k").as_deref(), Some("v"));
+    assert_eq!(c.text("o"), None);
+    assert_eq!(c.text("e"), None);
+    assert_eq!(c.text("z"), None);
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -44,6 +45,14 @@ pub struct BrokerConfig {
     /// it binds loopback only and must never be enabled in production.
     #[serde(default)]
     pub demo_issuer: Option<Spanned<DemoIssuerConfig>>,
+    /// The admin listener (`POST /v1/explain`, `GET /v1/status`, `POST /v1/reload`). Off
+    /// unless set; loopback addresses only.
+    #[serde(default)]
+    pub admin: Option<Spanned<AdminConfig>>,
+    /// How a running broker picks up changed mapping files. Default: watched, 300ms
+    /// debounce, polled every 30s.
+    #[serde(default)]
+    pub reload: Option<Spanned<ReloadConfig>>,
 }
 
 impl BrokerConfig {
@@ -57,6 +66,14 @@ impl BrokerConfig {
 
     pub fn demo_issuer(&self) -> Option<&DemoIssuerConfig> {
         self.demo_issuer.as_ref().map(|d| &d.value)
+    }
+
+    pub fn admin(&self) -> Option<&AdminConfig> {
+        self.admin.as_ref().map(|a| &a.value)
+    }
+
+    pub fn reload(&self) -> ReloadConfig {
+        self.reload.as_ref().map(|r| r.value).unwrap_or_default()
     }
 
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
@@ -149,6 +166,72 @@ pub struct DemoIssuerConfig {
 
 fn default_demo_keys() -> PathBuf {
     PathBuf::from(".demo-keys")
+}
+
+/// The admin listener: operator endpoints, kept off the public listener.
+///
+/// ```yaml
+/// admin:
+///   listen: 127.0.0.1:8090
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback address to serve on. Default `127.0.0.1:8090`. The admin API has no
+    /// authentication yet, so other addresses are refused.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+
+/// How a running broker notices changed mapping files. Every change is validated whole
+/// before it serves; see docs/mappings.md, "Reload".
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Watch the directory for changes. Default `true`.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Quiet time after the last change before reloading, so an editor's or a deploy's
+    /// several writes make one reload. Between 10ms and 10s. Default `300ms`.
+    #[serde(default = "default_debounce", deserialize_with = "deserialize_fine_duration")]
+    pub debounce: Duration,
+    /// Also look for changes this often, for file systems that report none (some network
+    /// mounts). Whole seconds; `0s` never. Default `30s`.
+    #[serde(
+        default = "default_poll_interval",
+        deserialize_with = "tessera_adapters::config::duration::deserialize"
+    )]
+    pub poll_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { watch: true, debounce: default_debounce(), poll_interval: default_poll_interval() }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_debounce() -> Duration {
+    Duration::from_millis(300)
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A duration that may be below a second: `300ms`, `1s`.
+fn deserialize_fine_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!("invalid duration `{text}`: {e} (write e.g. 300ms, 1s)"))
+    })
 }
 
 /// A configuration problem at a place in a file.
@@ -253,6 +336,20 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     {
         errors.push(here(&demo.referenced, "demo_issuer.listen must be a loopback address".to_string()));
     }
+    if let Some(admin) = &config.admin
+        && !admin.value.listen.ip().is_loopback()
+    {
+        errors.push(here(
+            &admin.referenced,
+            "admin.listen must be a loopback address: the admin API is not authenticated yet (authenticated non-loopback admin comes later)".to_string(),
+        ));
+    }
+    if let Some(reload) = &config.reload {
+        let r = &reload.value;
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&r.debounce) {
+            errors.push(here(&reload.referenced, "reload.debounce must be between 10ms and 10s".to_string()));
+        }
+    }
     if config.sources.value.is_empty() {
         errors.push(here(
             &config.sources.referenced,
@@ -353,6 +450,11 @@ targets:
         assert_eq!(loaded.config.limits().max_body_bytes, 64 * 1024);
         assert_eq!(loaded.config.limits().max_token_bytes, 16 * 1024);
         assert!(loaded.config.demo_issuer().is_none(), "no demo issuer unless asked");
+        assert!(loaded.config.admin().is_none(), "no admin listener unless asked");
+        let reload = loaded.config.reload();
+        assert!(reload.watch);
+        assert_eq!(reload.debounce, Duration::from_millis(300));
+        assert_eq!(reload.poll_interval, Duration::from_secs(30));
         assert!(loaded.version.starts_with("sha256:"));
     }
 
@@ -406,6 +508,27 @@ demo_issuer:
         assert!(has("audit.path is not set", 18), "{rendered:#?}");
         assert!(has("loopback", 20), "{rendered:#?}");
         assert_eq!(e.len(), 6, "{rendered:#?}");
+    }
+
+    #[test]
+    fn admin_and_reload_settings_are_checked() {
+        let ok =
+            format!("{VALID}admin: {{}}\nreload: {{ debounce: 50ms, poll_interval: 0s, watch: false }}\n");
+        let loaded = parse(Path::new("broker.yaml"), &ok).expect("valid");
+        assert_eq!(loaded.config.admin().unwrap().listen, SocketAddr::from(([127, 0, 0, 1], 8090)));
+        let reload = loaded.config.reload();
+        assert_eq!(
+            (reload.watch, reload.debounce, reload.poll_interval),
+            (false, Duration::from_millis(50), Duration::ZERO)
+        );
+
+        let e = errors(&format!("{VALID}admin: {{ listen: 0.0.0.0:8090 }}\n"));
+        assert!(e[0].message.contains("loopback") && e[0].message.contains("authenticated"), "{e:?}");
+        let e = errors(&format!("{VALID}reload: {{ debounce: 1ms }}\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.contains("reload.debounce must be between 10ms and 10s"), "{e:?}");
+        let e = errors(&format!("{VALID}reload: {{ poll_interval: 500ms }}\n"));
+        assert!(e[0].message.contains("whole seconds"), "{e:?}");
     }
 
     #[test]

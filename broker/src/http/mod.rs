@@ -1,6 +1,8 @@
 //! The HTTP edge: actix-web routes, request limits, and the one mapping from errors to
-//! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format.
+//! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format. [`admin`] holds
+//! the admin listener's routes.
 
+pub mod admin;
 mod error;
 mod token;
 
@@ -22,7 +24,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/v1/status", web::get().to(status));
+        .route("/v1/status", web::get().to(status))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    match broker.metrics().encode() {
+        Ok(text) => HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(text),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
 }
 
 async fn method_not_allowed() -> HttpResponse {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tessera_adapters::Identity;
+use tessera_adapters::{Clock, Identity, SystemClock};
 
 use crate::mapping::error::Denial;
 use crate::mapping::eval::GrantPreview;
@@ -61,6 +61,8 @@ pub(crate) struct TestCase {
     pub identity: Identity,
     pub audience: String,
     pub scope: Option<String>,
+    pub client_addr: Option<String>,
+    pub now: Option<i64>,
     pub expect: Expectation,
 }
 
@@ -103,12 +105,24 @@ impl fmt::Display for TestOutcome {
 }
 
 impl MappingSet {
-    /// Run every file's inline test cases, in file order.
+    /// Run every file's inline test cases, in file order; cases without `now:` run at the
+    /// current time.
     pub fn run_tests(&self) -> Vec<TestOutcome> {
+        self.run_tests_at(SystemClock.now())
+    }
+
+    /// Run every file's inline test cases; cases without `now:` run at `now` (seconds
+    /// since the epoch).
+    pub fn run_tests_at(&self, now: i64) -> Vec<TestOutcome> {
         self.cases
             .iter()
             .map(|case| {
-                let request = Request { audience: &case.audience, scope: case.scope.as_deref() };
+                let request = Request {
+                    audience: &case.audience,
+                    scope: case.scope.as_deref(),
+                    client_addr: case.client_addr.as_deref(),
+                    now: case.now.unwrap_or(now),
+                };
                 let actual = self.preview(&case.identity, &request);
                 TestOutcome {
                     file: case.file.to_path_buf(),

@@ -1,5 +1,5 @@
 //! Rules checked against the broker's catalog and each other, compiled (patterns,
-//! templates, TTLs resolved) and indexed by target.
+//! templates, conditions, TTLs resolved) and indexed by target and identity field.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use tessera_adapters::Identity;
 use tessera_adapters::config::{format_duration, validate_name};
 
 use crate::mapping::cases::{Expectation, TestCase};
+use crate::mapping::condition::Condition;
 use crate::mapping::error::LoadError;
 use crate::mapping::file::{COMMON_GRANT_KEYS, Effect, RawClaim, RawFile, RawParam, RawRule, Sp, list};
 use crate::mapping::glob::Pattern;
@@ -35,12 +36,12 @@ impl Matcher {
     pub fn matches(&self, identity: &Identity) -> bool {
         identity.field(&self.field).is_some_and(|v| self.patterns.iter().any(|p| p.matches(v)))
     }
-}
 
-/// A rule's compiled `when:` condition. CEL conditions are refused at load for now, so no
-/// value of this type exists yet; evaluation already consults the slot.
-#[derive(Debug)]
-pub(crate) enum Condition {}
+    /// The values this condition accepts when all its patterns are exact.
+    pub fn exact_values(&self) -> Option<Vec<&str>> {
+        self.patterns.iter().map(Pattern::exact).collect()
+    }
+}
 
 #[derive(Debug)]
 pub(crate) enum ClaimTemplate {
@@ -74,25 +75,104 @@ pub(crate) struct CompiledRule {
     pub params: Vec<(String, ParamTemplate)>,
 }
 
-/// Rules by the target they grant, in load order, so a request scans only the rules for
-/// its audience. A struct so further keys (source, provider) can narrow the scan later.
+/// Rules by the target they grant and, within a target, by one identity field each rule
+/// requires an exact value of, so a request looks only at rules that could match it and
+/// the cost of a decision stays flat however many rules there are.
+///
+/// Each rule is filed under one of its exact `match` conditions (field and values): the
+/// one whose values the fewest other rules of the target share, so buckets stay small
+/// (a rule for `source: eks-prod, namespace: payments, name: api` is found by `name` if
+/// many rules name the source). Rules with no exact condition (globs only) are looked at
+/// for every request of their target.
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
-    by_target: HashMap<String, Vec<usize>>,
+    by_target: HashMap<String, TargetRules>,
+}
+
+#[derive(Debug, Default)]
+struct TargetRules {
+    /// Every rule for the target, in load order: what an explanation walks.
+    all: Vec<usize>,
+    /// Field -> value -> rules filed under it, each list in load order.
+    keyed: Vec<(String, HashMap<String, Vec<usize>>)>,
+    /// Rules without an exact condition, in load order.
+    rest: Vec<usize>,
 }
 
 impl RuleIndex {
     fn build(rules: &[CompiledRule]) -> Self {
-        let mut by_target: HashMap<String, Vec<usize>> = HashMap::new();
+        // How many rules of each target require each (field, value).
+        let mut shared: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        for rule in rules {
+            for m in &rule.matchers {
+                if let Some(values) = m.exact_values() {
+                    for v in values {
+                        *shared.entry((&rule.target, &m.field, v)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut by_target: HashMap<String, TargetRules> = HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
-            by_target.entry(rule.target.clone()).or_default().push(i);
+            let entry = by_target.entry(rule.target.clone()).or_default();
+            entry.all.push(i);
+            let best = rule
+                .matchers
+                .iter()
+                .filter_map(|m| {
+                    let values = m.exact_values()?;
+                    let cost: usize = values
+                        .iter()
+                        .map(|v| {
+                            shared.get(&(rule.target.as_str(), m.field.as_str(), *v)).copied().unwrap_or(0)
+                        })
+                        .sum();
+                    Some((cost, m, values))
+                })
+                .min_by_key(|(cost, _, _)| *cost);
+            let Some((_, matcher, values)) = best else {
+                entry.rest.push(i);
+                continue;
+            };
+            let pos = match entry.keyed.iter().position(|(f, _)| *f == matcher.field) {
+                Some(pos) => pos,
+                None => {
+                    entry.keyed.push((matcher.field.clone(), HashMap::new()));
+                    entry.keyed.len() - 1
+                }
+            };
+            if let Some((_, buckets)) = entry.keyed.get_mut(pos) {
+                for v in values {
+                    let bucket = buckets.entry(v.to_string()).or_default();
+                    // `name: [api, api]` files the rule once.
+                    if bucket.last() != Some(&i) {
+                        bucket.push(i);
+                    }
+                }
+            }
         }
         Self { by_target }
     }
 
-    /// Indexes into the rule list of every rule that grants `target`.
+    /// Every rule that grants `target`, in load order.
     pub fn for_target(&self, target: &str) -> &[usize] {
-        self.by_target.get(target).map_or(&[], Vec::as_slice)
+        self.by_target.get(target).map_or(&[], |t| t.all.as_slice())
+    }
+
+    /// The rules for `target` that could match `identity`, in load order, into `out`.
+    /// Every rule left out has an exact condition `identity` fails.
+    pub fn candidates(&self, target: &str, identity: &Identity, out: &mut Vec<usize>) {
+        out.clear();
+        let Some(t) = self.by_target.get(target) else { return };
+        out.extend_from_slice(&t.rest);
+        for (field, buckets) in &t.keyed {
+            if let Some(bucket) = identity.field(field).and_then(|v| buckets.get(v)) {
+                out.extend_from_slice(bucket);
+            }
+        }
+        // A rule is filed under one field only, so there are no duplicates to remove;
+        // sorting restores load order, which decisions and explanations report in.
+        out.sort_unstable();
     }
 }
 
@@ -168,10 +248,32 @@ impl Compiler<'_> {
         })
     }
 
+    fn condition(&mut self, when: &Sp<String>) -> Option<Condition> {
+        match Condition::compile(&when.value) {
+            Ok(c) => Some(c),
+            Err(problems) => {
+                for p in problems {
+                    self.error(when.pos, p.message, p.hint);
+                }
+                None
+            }
+        }
+    }
+
     fn rule(&mut self, raw: &RawRule) -> Option<CompiledRule> {
         // A set with any error is refused as a whole; still, a rule with a part left out
         // could be broader than written, so it is never compiled.
         let mut ok = true;
+        let condition = match &raw.when {
+            Some(when) => match self.condition(when) {
+                Some(c) => Some(c),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         let mut matchers = Vec::with_capacity(raw.matchers.len());
         for m in &raw.matchers {
             let patterns: Vec<Option<Pattern>> =
@@ -226,7 +328,7 @@ impl Compiler<'_> {
                 file: Arc::clone(&self.file),
                 pos: raw.pos,
                 matchers,
-                condition: None,
+                condition,
                 ttl: target.default_ttl,
                 target: target.name,
                 scope: None,
@@ -344,7 +446,7 @@ impl Compiler<'_> {
             file: Arc::clone(&self.file),
             pos: raw.pos,
             matchers,
-            condition: None,
+            condition,
             target: target.name,
             scope,
             ttl,
@@ -357,11 +459,11 @@ impl Compiler<'_> {
     /// applies: most likely a typo.
     fn check_source(&mut self, pattern: &Pattern, pos: Pos) {
         let catalog = self.catalog;
-        if !catalog.sources.iter().any(|s| pattern.matches(s)) {
+        if !catalog.sources.iter().any(|s| pattern.matches(&s.name)) {
             let hint = if catalog.sources.is_empty() {
                 "broker.yaml configures no sources".to_string()
             } else {
-                let names: Vec<&str> = catalog.sources.iter().map(String::as_str).collect();
+                let names: Vec<&str> = catalog.sources.iter().map(|s| s.name.as_str()).collect();
                 format!("sources in broker.yaml: {}", list(&names))
             };
             self.error(pos, format!("no configured source matches `{}`", pattern.as_str()), hint);
@@ -484,6 +586,8 @@ pub(crate) fn compile(
                     identity: case.identity.clone(),
                     audience: case.audience.value.clone(),
                     scope: case.scope.clone(),
+                    client_addr: case.client_addr.clone(),
+                    now: case.now,
                     expect: case.expect.value.clone(),
                 });
             }

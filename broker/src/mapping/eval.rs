@@ -10,6 +10,7 @@ use serde::Serialize;
 use tessera_adapters::{Grant, Identity, VerifiedIdentity};
 
 use crate::mapping::compile::{ClaimTemplate, CompiledRule, ParamTemplate};
+use crate::mapping::condition::{Outcome, Vars};
 use crate::mapping::error::Denial;
 use crate::mapping::file::Effect;
 use crate::mapping::template::MissingField;
@@ -51,6 +52,11 @@ pub enum TraceOutcome {
     /// The first `match` condition that failed: the field, the identity's value (`None`
     /// when it has none) and the patterns the rule accepts.
     NotMatched { field: String, actual: Option<String>, patterns: Vec<String> },
+    /// `match` held but the `when:` condition was false.
+    ConditionFalse { condition: String },
+    /// `match` held but the `when:` condition failed (a missing attribute, a type error)
+    /// or did not yield a bool, so the rule does not apply.
+    ConditionError { condition: String, error: String },
 }
 
 /// One rule considered for a request, where it is defined, and how it fared.
@@ -102,14 +108,47 @@ enum Decided<'s> {
     ScopeNotGrantable,
 }
 
+/// Why a rule does not apply.
+enum Miss {
+    /// Index of the first `match` condition that failed.
+    Match(usize),
+    ConditionFalse,
+    ConditionError(String),
+}
+
 impl CompiledRule {
-    /// The first `match` condition `identity` fails, if any.
-    fn mismatch(&self, identity: &Identity) -> Option<usize> {
-        // A compiled `when:` condition would be checked here, after `match` holds.
-        if let Some(condition) = &self.condition {
-            match *condition {}
+    /// Whether the rule applies to `identity`: every `match` condition, then `when:`.
+    /// `vars` are built on the first condition met and reused for the rest.
+    fn check(&self, identity: &Identity, request: &Request<'_>, vars: &mut Option<Vars>) -> Result<(), Miss> {
+        if let Some(failed) = self.matchers.iter().position(|m| !m.matches(identity)) {
+            return Err(Miss::Match(failed));
         }
-        self.matchers.iter().position(|m| !m.matches(identity))
+        let Some(condition) = &self.condition else { return Ok(()) };
+        let vars = vars.get_or_insert_with(|| Vars::new(identity, request));
+        match condition.evaluate(vars) {
+            Outcome::True => Ok(()),
+            Outcome::False => Err(Miss::ConditionFalse),
+            Outcome::Error(error) => {
+                tracing::debug!(rule = %self.name, error = %error, "condition failed: the rule does not apply");
+                Err(Miss::ConditionError(error))
+            }
+        }
+    }
+
+    fn miss_outcome(&self, miss: Miss, identity: &Identity) -> Option<TraceOutcome> {
+        let condition = || self.condition.as_ref().map(|c| c.source().to_string()).unwrap_or_default();
+        Some(match miss {
+            Miss::Match(failed) => {
+                let m = self.matchers.get(failed)?;
+                TraceOutcome::NotMatched {
+                    field: m.field.clone(),
+                    actual: identity.field(&m.field).map(str::to_string),
+                    patterns: m.patterns.iter().map(|p| p.as_str().to_string()).collect(),
+                }
+            }
+            Miss::ConditionFalse => TraceOutcome::ConditionFalse { condition: condition() },
+            Miss::ConditionError(error) => TraceOutcome::ConditionError { condition: condition(), error },
+        })
     }
 
     fn grantable_scope(&self, identity: &Identity) -> GrantableScope {
@@ -165,9 +204,13 @@ fn render_param(t: &ParamTemplate, identity: &Identity) -> Result<serde_json::Va
 
 impl MappingSet {
     /// The one decision path. Semantics (DESIGN.md, "Mapping files"): a rule applies when
-    /// its `match` holds and it grants the requested target; any applying deny rule wins;
-    /// otherwise a requested scope picks the applying allow rule granting exactly it, and
-    /// without one exactly one allow rule must apply.
+    /// its `match` and `when` hold and it grants the requested target; any applying deny
+    /// rule wins; otherwise a requested scope picks the applying allow rule granting
+    /// exactly it, and without one exactly one allow rule must apply.
+    ///
+    /// Without a trace only the index's candidates are looked at; with one, every rule
+    /// for the target, so an explanation also says why the others did not apply. Both
+    /// decide alike: a rule the index leaves out fails one of its exact conditions.
     fn decide<'s>(
         &'s self,
         identity: &Identity,
@@ -176,15 +219,21 @@ impl MappingSet {
     ) -> Decided<'s> {
         let mut deny: Option<&CompiledRule> = None;
         let mut allows: Vec<(&CompiledRule, GrantableScope)> = Vec::new();
-        for &i in self.index.for_target(request.audience) {
+        let mut candidates = Vec::new();
+        let considered: &[usize] = if trace.is_some() {
+            self.index.for_target(request.audience)
+        } else {
+            self.index.candidates(request.audience, identity, &mut candidates);
+            &candidates
+        };
+        let mut vars: Option<Vars> = None;
+        for &i in considered {
             let Some(rule) = self.rules.get(i) else { continue };
-            if let Some(failed) = rule.mismatch(identity) {
-                if let (Some(trace), Some(m)) = (trace.as_deref_mut(), rule.matchers.get(failed)) {
-                    trace.push(rule.trace(TraceOutcome::NotMatched {
-                        field: m.field.clone(),
-                        actual: identity.field(&m.field).map(str::to_string),
-                        patterns: m.patterns.iter().map(|p| p.as_str().to_string()).collect(),
-                    }));
+            if let Err(miss) = rule.check(identity, request, &mut vars) {
+                if let (Some(trace), Some(outcome)) =
+                    (trace.as_deref_mut(), rule.miss_outcome(miss, identity))
+                {
+                    trace.push(rule.trace(outcome));
                 }
                 continue;
             }
@@ -236,7 +285,8 @@ impl MappingSet {
     }
 
     /// Decide for `identity` and explain: every rule for the requested target, whether it
-    /// applied and, if not, which `match` condition failed. Makes no grant.
+    /// applied and, if not, which `match` condition failed or how `when` fared. Makes no
+    /// grant.
     pub fn evaluate(&self, identity: &Identity, request: &Request<'_>) -> Evaluation {
         let mut trace = Vec::new();
         let decision = match self.decide(identity, request, Some(&mut trace)) {

@@ -54,6 +54,8 @@ pub(crate) struct RawRule {
     /// Where `match:` is, or `None` when the rule has none.
     pub match_pos: Option<Pos>,
     pub matchers: Vec<RawMatcher>,
+    /// The `when:` CEL condition as written.
+    pub when: Option<Sp<String>>,
     pub grant: Option<RawGrant>,
 }
 
@@ -101,12 +103,15 @@ pub(crate) struct RawCase {
     pub identity: Identity,
     pub audience: Sp<String>,
     pub scope: Option<String>,
+    pub client_addr: Option<String>,
+    /// The time the case is evaluated at, seconds since the epoch; default: the checker's clock.
+    pub now: Option<i64>,
     pub expect: Sp<Expectation>,
 }
 
 const FILE_KEYS: &[&str] = &["version", "rules", "tests"];
 const RULE_KEYS: &[&str] = &["name", "description", "effect", "match", "when", "grant"];
-const CASE_KEYS: &[&str] = &["description", "identity", "audience", "scope", "expect"];
+const CASE_KEYS: &[&str] = &["description", "identity", "audience", "scope", "client_addr", "now", "expect"];
 const EXPECT_KEYS: &[&str] = &["allow", "deny", "none", "ambiguous", "invalid_scope"];
 /// `grant` keys every target reads; any other key is target-specific.
 pub(crate) const COMMON_GRANT_KEYS: &[&str] = &["target", "scope", "ttl", "claims"];
@@ -263,6 +268,7 @@ impl<'a> Reader<'a> {
             effect: Effect::Allow,
             match_pos: None,
             matchers: Vec::new(),
+            when: None,
             grant: None,
         };
         match get(&entries, "name") {
@@ -288,11 +294,17 @@ impl<'a> Reader<'a> {
             }
         }
         if let Some(e) = get(&entries, "when") {
-            self.error(
-                e.key_pos,
-                "`when:` (CEL conditions) is not supported yet, so this rule would not be enforced as written",
-                "express the condition with `match:` patterns, or keep this rule out of the directory until CEL conditions are supported",
-            );
+            rule.when = match &e.node.value {
+                Value::Str(s) => Some(Sp { value: s.clone(), pos: e.node.pos }),
+                _ => {
+                    self.error(
+                        e.node.pos,
+                        format!("`when` must be a CEL expression in a string, found {}", e.node.kind()),
+                        "quote the expression: `when: 'identity.name == \"api\"'`",
+                    );
+                    None
+                }
+            };
         }
         match get(&entries, "match") {
             Some(e) => {
@@ -515,6 +527,9 @@ impl<'a> Reader<'a> {
             }
         };
         let scope = get(&entries, "scope").and_then(|e| self.string(e.node, "`scope`")).map(|s| s.value);
+        let client_addr =
+            get(&entries, "client_addr").and_then(|e| self.string(e.node, "`client_addr`")).map(|s| s.value);
+        let now = get(&entries, "now").and_then(|e| self.time(e.node, "`now`"));
         let expect = match get(&entries, "expect") {
             Some(e) => self.expect(e.node),
             None => {
@@ -535,14 +550,34 @@ impl<'a> Reader<'a> {
             identity: identity?,
             audience: audience?,
             scope,
+            client_addr,
+            now,
             expect: expect?,
         })
+    }
+
+    /// A point in time: whole seconds since the epoch, or RFC 3339 (`2026-01-05T09:00:00Z`).
+    fn time(&mut self, node: &Node, what: &str) -> Option<i64> {
+        let parsed = match &node.value {
+            Value::Number(n) => n.as_i64(),
+            Value::Str(s) => chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp()),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(
+                node.pos,
+                format!("{what} must be an RFC 3339 time or whole seconds since the epoch"),
+                "write e.g. `2026-01-05T09:00:00Z`",
+            );
+        }
+        parsed
     }
 
     /// A test case's identity. `source` is required; `provider`, `issuer` and `subject`
     /// default to `test`, `https://tessera.test` and `test-subject`, and `id` to
     /// `test://<source>/<subject>`, so cases name only what their rules match on.
-    fn identity(&mut self, node: &Node) -> Option<Identity> {
+    /// `expires_at` is whole seconds or RFC 3339.
+    pub fn identity(&mut self, node: &Node) -> Option<Identity> {
         let mut allowed: Vec<&str> = FIELDS.to_vec();
         allowed.extend(["attributes", "expires_at"]);
         let entries = self.map(node, "`identity`", Some(&allowed))?;
@@ -559,17 +594,8 @@ impl<'a> Reader<'a> {
                     }
                 }
                 "expires_at" => {
-                    let seconds = match &e.node.value {
-                        Value::Number(n) => n.as_i64(),
-                        _ => None,
-                    };
-                    match seconds {
-                        Some(v) => expires_at = v,
-                        None => self.error(
-                            e.node.pos,
-                            "`expires_at` must be whole seconds since the epoch",
-                            "write an integer, or leave it out",
-                        ),
+                    if let Some(v) = self.time(e.node, "`expires_at`") {
+                        expires_at = v;
                     }
                 }
                 key => {

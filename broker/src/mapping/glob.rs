@@ -12,6 +12,15 @@ enum Token {
     AnyRun,
 }
 
+impl Token {
+    fn literal(&self) -> Option<char> {
+        match self {
+            Self::Literal(c) => Some(*c),
+            Self::AnyOne | Self::AnyRun => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     /// No wildcard: compared for equality (the common case, and the fast one).
@@ -96,6 +105,77 @@ impl Pattern {
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// The one string an exact pattern (no wildcard) matches; `None` for a glob.
+    pub fn exact(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Exact(s) => Some(s),
+            Kind::Glob(_) => None,
+        }
+    }
+
+    /// The literal characters before the first wildcard (all of them for an exact pattern).
+    pub fn literal_prefix(&self) -> String {
+        match &self.kind {
+            Kind::Exact(s) => s.clone(),
+            Kind::Glob(tokens) => tokens.iter().map_while(Token::literal).collect(),
+        }
+    }
+
+    /// The literal characters after the last wildcard (all of them for an exact pattern).
+    pub fn literal_suffix(&self) -> String {
+        match &self.kind {
+            Kind::Exact(s) => s.clone(),
+            Kind::Glob(tokens) => {
+                let mut rev: Vec<char> = tokens.iter().rev().map_while(Token::literal).collect();
+                rev.reverse();
+                rev.into_iter().collect()
+            }
+        }
+    }
+
+    /// Whether every string `other` matches is matched by `self` too. Exact for exact
+    /// patterns and the common glob shapes (`*`, `prefix*`, `*suffix`); otherwise `false`
+    /// when unsure, so a warning built on it is never a false alarm.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        if let Some(text) = other.exact() {
+            return self.matches(text);
+        }
+        let Kind::Glob(tokens) = &self.kind else {
+            return false;
+        };
+        if self.source == other.source {
+            return true;
+        }
+        let wildcards = tokens.iter().filter(|t| t.literal().is_none()).count();
+        match (tokens.first(), tokens.last()) {
+            (Some(Token::AnyRun), _) if tokens.len() == 1 => true,
+            // `prefix*`: other's literal prefix must start with it.
+            (_, Some(Token::AnyRun)) if wildcards == 1 => {
+                other.literal_prefix().starts_with(&self.literal_prefix())
+            }
+            // `*suffix`: other's literal suffix must end with it.
+            (Some(Token::AnyRun), _) if wildcards == 1 => {
+                other.literal_suffix().ends_with(&self.literal_suffix())
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether no string can match both patterns. Exact when either is exact; for two
+    /// globs, only their literal prefixes and suffixes are compared, so `false` when unsure.
+    pub fn disjoint(&self, other: &Pattern) -> bool {
+        match (self.exact(), other.exact()) {
+            (Some(a), Some(b)) => a != b,
+            (Some(a), None) => !other.matches(a),
+            (None, Some(b)) => !self.matches(b),
+            (None, None) => {
+                let (p, q) = (self.literal_prefix(), other.literal_prefix());
+                let (s, t) = (self.literal_suffix(), other.literal_suffix());
+                !(p.starts_with(&q) || q.starts_with(&p)) || !(s.ends_with(&t) || t.ends_with(&s))
+            }
+        }
     }
 
     /// Whether `text` matches the whole pattern.
@@ -263,7 +343,67 @@ mod tests {
         assert!(e.message.contains(r"\n"));
     }
 
+    fn p(pattern: &str) -> Pattern {
+        Pattern::parse(pattern).unwrap()
+    }
+
+    #[test]
+    fn literal_prefixes_and_suffixes() {
+        assert_eq!(p("refs/heads/*").literal_prefix(), "refs/heads/");
+        assert_eq!(p("refs/heads/*").literal_suffix(), "");
+        assert_eq!(p("*-api").literal_suffix(), "-api");
+        assert_eq!(p("a?b*c").literal_prefix(), "a");
+        assert_eq!(p("a?b*c").literal_suffix(), "c");
+        assert_eq!(p(r"a\*b").literal_prefix(), "a*b");
+        assert_eq!(p("exact").exact(), Some("exact"));
+        assert_eq!(p("ex*").exact(), None);
+    }
+
+    #[test]
+    fn coverage_of_common_shapes() {
+        assert!(p("*").covers(&p("anything*")));
+        assert!(p("payments-*").covers(&p("payments-batch-*")));
+        assert!(p("payments-*").covers(&p("payments-api")));
+        assert!(!p("payments-*").covers(&p("pay*")));
+        assert!(p("*-api").covers(&p("*payments-api")));
+        assert!(!p("*-api").covers(&p("*-api-*")));
+        assert!(p("a").covers(&p("a")));
+        assert!(!p("a").covers(&p("a*")));
+        assert!(p("a?c").covers(&p("abc")));
+        // Unsure shapes answer no.
+        assert!(!p("a*b*").covers(&p("ab*")));
+    }
+
+    #[test]
+    fn disjointness() {
+        assert!(p("a").disjoint(&p("b")));
+        assert!(!p("a").disjoint(&p("a")));
+        assert!(p("api-*").disjoint(&p("web")));
+        assert!(!p("api-*").disjoint(&p("api-1")));
+        assert!(p("api-*").disjoint(&p("web-*")));
+        assert!(!p("api-*").disjoint(&p("api-v*")));
+        assert!(p("*-prod").disjoint(&p("*-dev")));
+        assert!(!p("*").disjoint(&p("x*")));
+    }
+
     proptest! {
+        #[test]
+        fn covers_and_disjoint_never_lie(
+            a in proptest::collection::vec(prop::sample::select(vec!['a', 'b', '*', '?']), 0..5),
+            b in proptest::collection::vec(prop::sample::select(vec!['a', 'b', '*', '?']), 0..5),
+            t in proptest::collection::vec(prop::sample::select(vec!['a', 'b']), 0..6),
+        ) {
+            let (a, b): (String, String) = (a.iter().collect(), b.iter().collect());
+            let text: String = t.iter().collect();
+            let (pa, pb) = (p(&a), p(&b));
+            if pa.covers(&pb) && pb.matches(&text) {
+                prop_assert!(pa.matches(&text), "{a} covers {b} but not {text}");
+            }
+            if pa.disjoint(&pb) {
+                prop_assert!(!(pa.matches(&text) && pb.matches(&text)), "{a} and {b} both match {text}");
+            }
+        }
+
         #[test]
         fn agrees_with_the_reference(
             p in proptest::collection::vec(prop::sample::select(vec!['a', 'b', 'é', '*', '?', '\\']), 0..8),

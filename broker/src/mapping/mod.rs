@@ -5,8 +5,11 @@
 //! - `file`: the file format, read from that tree (shape checks).
 //! - `compile`: rules checked against the catalog and each other, compiled and indexed.
 //! - `glob`, `template`: match patterns and templated grant values.
+//! - `condition`: `when:` CEL conditions, checked at load and evaluated per request.
 //! - `eval`: the decision, its explanation, and grant rendering.
 //! - `cases`: the files' inline `tests:` cases.
+//! - `lint`, `check`: warnings, and the report of `tessera mappings check`.
+//! - `reload`: watching the directory and swapping valid changes in.
 //!
 //! A directory of `*.yaml` / `*.yml` files is loaded in name order and validated as a
 //! whole: every error in every file is collected, each with file, line, column and a fix
@@ -44,18 +47,22 @@
 //!   `claims` stay as they are.
 //! - A rule grants `scope:` if it has one, else the value of its target's scope key
 //!   (`role_arn` for AWS). Deny rules take only `target`: they refuse every scope.
-//! - `when:` (CEL) is refused at load until it is supported, so no condition is ever
-//!   silently ignored.
+//! - `when:` is a CEL condition over `identity`, `request` and `now` (see `condition`);
+//!   false, failing or non-bool means the rule does not apply.
 //! - `tests:` cases name an identity (only `source` is required), an `audience`, an
-//!   optional `scope` and one of `expect: { allow: <rule> }`, `{ deny: <rule> }`,
+//!   optional `scope`, `client_addr` and `now`, and one of `expect: { allow: <rule> }`, `{ deny: <rule> }`,
 //!   `{ none: true }`, `{ ambiguous: true }`, `{ invalid_scope: true }`.
 
 mod cases;
+mod check;
 mod compile;
+mod condition;
 mod error;
 mod eval;
 mod file;
 mod glob;
+mod lint;
+mod reload;
 mod template;
 mod yaml;
 
@@ -65,12 +72,16 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tessera_adapters::Identity;
 use tessera_adapters::secret::fingerprint;
 
 pub use cases::{Expectation, TestOutcome};
+pub use check::{CheckReport, Diagnostic, Severity, TestResult};
 pub use error::{Denial, LoadError, LoadErrors};
 pub use eval::{Decision, Evaluation, GrantPreview, GrantableScope, RuleTrace, TraceOutcome};
 pub use file::Effect;
+pub use lint::Warning;
+pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
 
 use crate::mapping::cases::TestCase;
 use crate::mapping::compile::{CompiledRule, RuleIndex};
@@ -89,18 +100,31 @@ pub struct TargetInfo {
     pub scope_param: Option<&'static str>,
 }
 
+/// What the broker knows of one configured source.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub name: String,
+    /// The adapter kind, which is the `provider` of every identity the source verifies.
+    pub kind: String,
+}
+
 /// The sources and targets broker.yaml configures: what rules may name.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub targets: Vec<TargetInfo>,
-    pub sources: Vec<String>,
+    pub sources: Vec<SourceInfo>,
 }
 
-/// A request for a credential: the target (`audience`) and optionally the scope.
+/// A request for a credential: the target (`audience`), optionally the scope, and what
+/// `when:` conditions may also look at.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub audience: &'a str,
     pub scope: Option<&'a str>,
+    /// The caller's IP address, when known (`request.client_addr` in conditions).
+    pub client_addr: Option<&'a str>,
+    /// Seconds since the Unix epoch, from the broker's clock (`now` in conditions).
+    pub now: i64,
 }
 
 /// A validated, compiled and indexed set of mapping rules. Immutable once built; shared as
@@ -108,6 +132,7 @@ pub struct Request<'a> {
 #[derive(Debug)]
 pub struct MappingSet {
     version: String,
+    files: usize,
     rules: Vec<CompiledRule>,
     index: RuleIndex,
     cases: Vec<TestCase>,
@@ -118,57 +143,7 @@ impl MappingSet {
     /// files, dot files and subdirectories are ignored. A directory without mapping files
     /// is an error: a wrong path would otherwise silently deny everything.
     pub fn load_dir(dir: &Path, catalog: &Catalog) -> Result<Self, LoadErrors> {
-        let dir_error =
-            |message: String, hint: &str| LoadErrors(vec![LoadError::at(dir, Pos::START, message, hint)]);
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            dir_error(
-                format!("cannot read the mapping directory: {e}"),
-                "check the `mappings` path in broker.yaml and its permissions",
-            )
-        })?;
-        let mut paths = Vec::new();
-        let mut errors = Vec::new();
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    errors.push(LoadError::at(
-                        dir,
-                        Pos::START,
-                        format!("cannot list the mapping directory: {e}"),
-                        "check the directory's permissions",
-                    ));
-                    continue;
-                }
-            };
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-            // Following symlinks: Kubernetes mounts ConfigMap files as links.
-            let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
-            if is_yaml && is_file && !name.starts_with('.') {
-                paths.push(entry.path());
-            }
-        }
-        paths.sort();
-        if paths.is_empty() && errors.is_empty() {
-            return Err(dir_error(
-                "no mapping files (*.yaml, *.yml) in this directory".to_string(),
-                "check the `mappings` path in broker.yaml",
-            ));
-        }
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => files.push((path, text)),
-                Err(e) => errors.push(LoadError::at(
-                    &path,
-                    Pos::START,
-                    format!("cannot read the file: {e}"),
-                    "mapping files must be readable UTF-8 text",
-                )),
-            }
-        }
+        let (files, mut errors) = read_dir(dir);
         match Self::load_files(&files, catalog) {
             Ok(set) if errors.is_empty() => Ok(set),
             Ok(_) => Err(LoadErrors(errors)),
@@ -207,6 +182,7 @@ impl MappingSet {
         }
         Ok(Self {
             version: version(files),
+            files: files.len(),
             rules: compiled.rules,
             index: compiled.index,
             cases: compiled.cases,
@@ -223,15 +199,101 @@ impl MappingSet {
         self.rules.len()
     }
 
+    /// The number of mapping files the set was loaded from.
+    pub fn file_count(&self) -> usize {
+        self.files
+    }
+
     /// The number of inline test cases across all files.
     pub fn test_count(&self) -> usize {
         self.cases.len()
     }
 }
 
+/// The mapping files of `dir` as (path, contents), in name order, and any problem reading
+/// them. See [`MappingSet::load_dir`] for which files count.
+pub(crate) fn read_dir(dir: &Path) -> (Vec<(PathBuf, String)>, Vec<LoadError>) {
+    let dir_error = |message: String, hint: &str| vec![LoadError::at(dir, Pos::START, message, hint)];
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let errors = dir_error(
+                format!("cannot read the mapping directory: {e}"),
+                "check the `mappings` path in broker.yaml and its permissions",
+            );
+            return (Vec::new(), errors);
+        }
+    };
+    let mut paths = Vec::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(LoadError::at(
+                    dir,
+                    Pos::START,
+                    format!("cannot list the mapping directory: {e}"),
+                    "check the directory's permissions",
+                ));
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        // Following symlinks: Kubernetes mounts ConfigMap files as links.
+        let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
+        if is_yaml && is_file && !name.starts_with('.') {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    if paths.is_empty() && errors.is_empty() {
+        let errors = dir_error(
+            "no mapping files (*.yaml, *.yml) in this directory".to_string(),
+            "check the `mappings` path in broker.yaml",
+        );
+        return (Vec::new(), errors);
+    }
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((path, text)),
+            Err(e) => errors.push(LoadError::at(
+                &path,
+                Pos::START,
+                format!("cannot read the file: {e}"),
+                "mapping files must be readable UTF-8 text",
+            )),
+        }
+    }
+    (files, errors)
+}
+
+/// Parse an identity written as in a test case (YAML or JSON; only `source` is required,
+/// see the module documentation), as `tessera mappings explain` and `/v1/explain` take it.
+/// `file` names the input in error messages.
+pub fn parse_identity(file: &Path, text: &str) -> Result<Identity, LoadErrors> {
+    let root = yaml::parse(text).map_err(|e| {
+        LoadErrors(vec![LoadError::at(
+            file,
+            e.pos,
+            format!("invalid YAML: {}", e.message),
+            "fix the YAML here",
+        )])
+    })?;
+    let mut errors = Vec::new();
+    let identity = file::Reader::new(file, &mut errors).identity(&root);
+    match identity {
+        Some(identity) if errors.is_empty() => Ok(identity),
+        _ => Err(LoadErrors(errors)),
+    }
+}
+
 /// Each file contributes its name and contents, length-prefixed so no two different sets
 /// hash alike. Names, not full paths: the same files mounted elsewhere have one version.
-fn version(files: &[(PathBuf, String)]) -> String {
+pub(crate) fn version(files: &[(PathBuf, String)]) -> String {
     let mut bytes = Vec::new();
     for (path, text) in files {
         let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();

@@ -30,7 +30,11 @@ fn catalog() -> Catalog {
                 scope_param: Some("role_arn"),
             },
         ],
-        sources: vec!["eks-prod".into(), "github".into(), "gke-dev".into()],
+        sources: vec![
+            SourceInfo { name: "eks-prod".into(), kind: "kubernetes".into() },
+            SourceInfo { name: "github".into(), kind: "github_actions".into() },
+            SourceInfo { name: "gke-dev".into(), kind: "kubernetes".into() },
+        ],
     }
 }
 
@@ -94,8 +98,11 @@ fn api() -> Identity {
     identity("eks-prod", Some("payments"), Some("api"))
 }
 
+/// 2027-01-15T08:00:00Z, a Friday.
+const NOW: i64 = 1_800_000_000;
+
 fn req<'a>(audience: &'a str, scope: Option<&'a str>) -> Request<'a> {
-    Request { audience, scope }
+    Request { audience, scope, client_addr: Some("10.0.0.7"), now: NOW }
 }
 
 const READER: &str = "arn:aws:iam::123456789012:role/reader";
@@ -567,19 +574,44 @@ fn duplicate_yaml_keys_are_errors() {
 }
 
 #[test]
-fn when_conditions_are_refused_until_supported() {
-    one_error(
+fn cel_errors_are_load_errors_at_the_condition() {
+    let e = one_error(
         r#"
         version: 1
         rules:
           - name: r
             match: { namespace: payments }
-            when: 'identity.attributes["k8s.pod_name"].startsWith("api-")'
+            when: 'identity.attributes["k8s.pod_name"].startsWith("api-") &&'
             grant: { target: internal-api }
         "#,
         5,
-        5,
-        "not supported yet",
+        11,
+        "CEL syntax error at line 1, column 58 of the condition",
+    );
+    assert!(e.hint.contains("quotes"), "{e}");
+    let errors = errors(&[(
+        "m.yaml",
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { namespace: payments }
+            when: identty.name == "api" || identity.nmae == "x" || size(identity.name)
+            grant: { target: internal-api }
+          - name: s
+            match: { namespace: payments }
+            when: [not, a, string]
+            grant: { target: internal-api }
+        "#,
+    )]);
+    let got: Vec<String> = errors.iter().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).collect();
+    assert_eq!(
+        got,
+        vec![
+            "5:11: unknown variable `identty` in the condition",
+            "5:11: `identity` has no field `nmae`",
+            "9:11: `when` must be a CEL expression in a string, found a list",
+        ]
     );
 }
 
@@ -1034,4 +1066,611 @@ fn the_version_covers_names_and_contents() {
     assert_ne!(v(vec![a(), b()]), v(vec![a()]));
     assert_ne!(v(vec![a()]), v(vec![(PathBuf::from("x/c.yaml"), a().1)]));
     assert_ne!(v(vec![a()]), v(vec![(a().0, "version: 1\nrules: []\n# changed\n".to_string())]));
+}
+
+// ---------------------------------------------------------------------------------------
+// `when:` conditions in decisions
+// ---------------------------------------------------------------------------------------
+
+const CONDITIONS: &str = r#"
+    version: 1
+    rules:
+      - name: api-pods
+        match: { source: eks-prod, namespace: payments }
+        when: 'identity.attributes["k8s.pod_name"].startsWith("api-")'
+        grant: { target: internal-api }
+      - name: office-hours-only
+        effect: deny
+        match: { source: eks-prod }
+        when: 'now.getHours() < 7 || now.getHours() >= 19'
+        grant: { target: internal-api }
+"#;
+
+#[test]
+fn a_condition_true_false_or_failing_decides_whether_the_rule_applies() {
+    let set = load(CONDITIONS);
+    let with_pod = |pod: Option<&str>| {
+        let mut id = api();
+        if let Some(p) = pod {
+            id.attributes.insert("k8s.pod_name".into(), p.into());
+        }
+        id
+    };
+    // NOW is 08:00 UTC: the deny rule's condition is false, so only the allow can apply.
+    let cases: [(Option<&str>, Result<&str, Denial>, TraceOutcome); 3] = [
+        (Some("api-7d"), Ok("api-pods"), TraceOutcome::Applied { scope: GrantableScope::None }),
+        (
+            Some("worker-1"),
+            Err(Denial::NoRule),
+            TraceOutcome::ConditionFalse {
+                condition: r#"identity.attributes["k8s.pod_name"].startsWith("api-")"#.into(),
+            },
+        ),
+        (
+            None,
+            Err(Denial::NoRule),
+            TraceOutcome::ConditionError {
+                condition: r#"identity.attributes["k8s.pod_name"].startsWith("api-")"#.into(),
+                error: "no such key: `k8s.pod_name` (guard it with `has()` or `in`)".into(),
+            },
+        ),
+    ];
+    for (pod, want, outcome) in cases {
+        let id = with_pod(pod);
+        let got = set.preview(&id, &req("internal-api", None)).map(|p| p.rule);
+        assert_eq!(got.as_deref().map_err(Clone::clone), want, "{pod:?}");
+        let e = set.evaluate(&id, &req("internal-api", None));
+        assert_eq!(e.trace[0].outcome, outcome, "{pod:?}");
+        assert_eq!(
+            e.trace[1].outcome,
+            TraceOutcome::ConditionFalse { condition: "now.getHours() < 7 || now.getHours() >= 19".into() }
+        );
+    }
+    // At 20:00 the deny rule's condition holds, and deny wins.
+    let evening = Request { now: NOW + 12 * 3600, ..req("internal-api", None) };
+    assert_eq!(
+        set.preview(&with_pod(Some("api-7d")), &evening),
+        Err(Denial::Denied { rule: "office-hours-only".into() })
+    );
+}
+
+#[test]
+fn conditions_see_the_request_scope_and_client_address() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: internal-network
+            match: { namespace: payments }
+            when: 'request.client_addr.startsWith("10.") && request.audience == "aws-prod"'
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+        "#,
+    );
+    assert!(set.preview(&api(), &req("aws-prod", None)).is_ok());
+    let outside = Request { client_addr: Some("203.0.113.9"), ..req("aws-prod", None) };
+    assert_eq!(set.preview(&api(), &outside), Err(Denial::NoRule));
+    let unknown = Request { client_addr: None, ..req("aws-prod", None) };
+    assert_eq!(set.preview(&api(), &unknown), Err(Denial::NoRule), "an unknown address fails the condition");
+}
+
+#[test]
+fn inline_tests_can_set_the_time_and_client_address() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: business-hours
+            match: { namespace: payments }
+            when: 'now.getHours("Europe/Paris") >= 8 && now.getHours("Europe/Paris") < 18 && request.client_addr == "10.0.0.1"'
+            grant: { target: internal-api }
+        tests:
+          - identity: { source: eks-prod, namespace: payments }
+            audience: internal-api
+            now: 2026-01-05T09:00:00Z
+            client_addr: 10.0.0.1
+            expect: { allow: business-hours }
+          - identity: { source: eks-prod, namespace: payments }
+            audience: internal-api
+            now: 2026-01-05T17:30:00Z
+            client_addr: 10.0.0.1
+            expect: { none: true }
+          - identity: { source: eks-prod, namespace: payments, expires_at: 2026-01-05T10:00:00Z }
+            audience: internal-api
+            now: 1767603600
+            expect: { none: true }
+        "#,
+    );
+    let outcomes = set.run_tests_at(0);
+    assert!(outcomes.iter().all(|o| o.passed), "{outcomes:#?}");
+    let e = errors(&[(
+        "m.yaml",
+        r#"
+        version: 1
+        rules: []
+        tests:
+          - identity: { source: eks-prod }
+            audience: internal-api
+            now: tomorrow
+            expect: { none: true }
+        "#,
+    )]);
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("`now` must be an RFC 3339 time"), "{}", e[0]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The index decides as a full scan would
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_index_never_changes_a_decision() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let values = ["a", "b", "c"];
+    let pattern =
+        prop::sample::select(vec!["a", "b", "c", "\"*\"", "\"a*\"", "\"?\"", "[a, b]", "[b, \"c*\"]"]);
+    let rule = (
+        prop::collection::vec((prop::sample::select(vec!["namespace", "name", "tenant"]), pattern), 0..3),
+        any::<bool>(),
+        prop::sample::select(vec!["eks-prod", "gke-dev", "\"*\""]),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config { cases: 200, ..Config::default() });
+    runner
+        .run(&prop::collection::vec(rule, 1..8), |rules| {
+            let mut text = String::from("version: 1\nrules:\n");
+            for (i, (conditions, deny, source, when)) in rules.iter().enumerate() {
+                let mut m = format!("source: {source}");
+                for (field, p) in conditions {
+                    if !m.contains(&format!("{field}:")) {
+                        m.push_str(&format!(", {field}: {p}"));
+                    }
+                }
+                text.push_str(&format!("  - name: r{i}\n    match: {{ {m} }}\n"));
+                if *when {
+                    text.push_str("    when: 'identity.name != \"c\"'\n");
+                }
+                if *deny {
+                    text.push_str("    effect: deny\n");
+                }
+                text.push_str("    grant: { target: internal-api }\n");
+            }
+            let set = MappingSet::load_files(&[(PathBuf::from("p.yaml"), text.clone())], &catalog())
+                .unwrap_or_else(|e| panic!("{text}\n{e}"));
+            for source in ["eks-prod", "gke-dev"] {
+                for ns in values {
+                    for name in values {
+                        for tenant in [None, Some("a"), Some("b")] {
+                            let mut id = identity(source, Some(ns), Some(name));
+                            id.tenant = tenant.map(str::to_string);
+                            let r = req("internal-api", None);
+                            // `preview` goes through the index, `evaluate` scans every rule.
+                            let indexed = match set.preview(&id, &r) {
+                                Ok(p) => Decision::Allow { rule: p.rule },
+                                Err(Denial::Denied { rule }) => Decision::Deny { rule },
+                                Err(Denial::NoRule) => Decision::NoRule,
+                                Err(Denial::Ambiguous { rules }) => Decision::Ambiguous { rules },
+                                Err(other) => panic!("{other}"),
+                            };
+                            prop_assert_eq!(indexed, set.evaluate(&id, &r).decision, "{}\n{:?}", text, id);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn rules_are_filed_under_their_most_selective_exact_field() {
+    let mut text = String::from("version: 1\nrules:\n");
+    for i in 0..50 {
+        text.push_str(&format!(
+            "  - name: r{i}\n    match: {{ source: eks-prod, namespace: payments, name: svc-{i} }}\n    grant: {{ target: internal-api }}\n"
+        ));
+    }
+    text.push_str("  - name: any-api\n    match: { name: \"api-*\" }\n    grant: { target: internal-api }\n");
+    let set = MappingSet::load_files(&[(PathBuf::from("m.yaml"), text)], &catalog()).unwrap();
+    let mut out = Vec::new();
+    set.index.candidates("internal-api", &identity("eks-prod", Some("payments"), Some("svc-7")), &mut out);
+    // `svc-7` by name, plus the glob rule every request of the target looks at.
+    assert_eq!(out, vec![7, 50]);
+    set.index.candidates("aws-prod", &api(), &mut out);
+    assert!(out.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Warnings, the check report, identities for explain
+// ---------------------------------------------------------------------------------------
+
+fn warnings(text: &str) -> Vec<String> {
+    load(text)
+        .lint(&catalog())
+        .into_iter()
+        .map(|w| format!("{}:{}: {}", w.line, w.column, w.message))
+        .collect()
+}
+
+#[test]
+fn allow_rules_shadowed_by_a_deny_are_warned_about() {
+    let w = warnings(
+        r#"
+        version: 1
+        rules:
+          - name: batch
+            match: { source: eks-prod, namespace: payments, name: "batch-*" }
+            grant: { target: internal-api }
+          - name: nightly
+            match: { source: eks-prod, namespace: payments, name: "batch-nightly" }
+            grant: { target: aws-prod, role_arn: x }
+          - name: no-batch
+            effect: deny
+            match: { name: "batch-*" }
+            grant: { target: internal-api }
+          - name: no-batch-when
+            effect: deny
+            match: { name: "batch-*" }
+            when: 'identity.namespace == "payments"'
+            grant: { target: aws-prod }
+        "#,
+    );
+    assert_eq!(
+        w,
+        vec![
+            "3:5: rule `batch` can never apply: deny rule `no-batch` (m.yaml:9:5) matches every identity it matches"
+        ]
+    );
+    // A deny naming only the source covers rules of that source.
+    let w = warnings(
+        r#"
+        version: 1
+        rules:
+          - name: a
+            match: { source: gke-dev, name: x }
+            grant: { target: internal-api }
+          - name: b
+            match: { provider: kubernetes, name: y }
+            grant: { target: internal-api }
+          - name: dev-off
+            effect: deny
+            match: { source: [gke-dev, eks-prod] }
+            grant: { target: internal-api }
+        "#,
+    );
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].starts_with("3:5: rule `a` can never apply"), "{w:?}");
+    assert!(w[1].starts_with("6:5: rule `b` can never apply"), "{w:?}");
+}
+
+#[test]
+fn rules_for_no_configured_source_kind_are_warned_about() {
+    let w = warnings(
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { source: eks-prod, provider: github_actions }
+            grant: { target: internal-api }
+        "#,
+    );
+    assert_eq!(
+        w,
+        vec![
+            "3:5: rule `r` can never apply: no configured source satisfies both its `source` and `provider`"
+        ]
+    );
+}
+
+#[test]
+fn overlapping_allow_rules_are_warned_about_unless_a_scope_picks() {
+    let w = warnings(TWO_ROLES);
+    assert!(w.is_empty(), "different scopes are picked by the request: {w:?}");
+    let w = warnings(
+        r#"
+        version: 1
+        rules:
+          - name: a
+            match: { source: eks-prod, namespace: payments }
+            grant: { target: internal-api }
+          - name: b
+            match: { name: "api-*" }
+            grant: { target: internal-api }
+          - name: c
+            match: { source: gke-dev, namespace: payments }
+            grant: { target: internal-api }
+          - name: d
+            match: { source: eks-prod, namespace: billing }
+            grant: { target: internal-api }
+          - name: e
+            match: { source: eks-prod, namespace: payments, name: worker }
+            grant: { target: aws-prod, role_arn: x }
+          - name: f
+            match: { source: eks-prod, namespace: payments }
+            grant: { target: aws-prod, role_arn: y, scope: "{name}" }
+        "#,
+    );
+    assert_eq!(
+        w,
+        vec![
+            "6:5: rules `a` (m.yaml:3:5) and `b` can apply to the same identity and both grant no scope: such requests are refused as ambiguous",
+            "9:5: rules `b` (m.yaml:6:5) and `c` can apply to the same identity and both grant no scope: such requests are refused as ambiguous",
+            "12:5: rules `b` (m.yaml:6:5) and `d` can apply to the same identity and both grant no scope: such requests are refused as ambiguous",
+        ],
+        "a/c differ by source, a/d by namespace, e/f by scope"
+    );
+}
+
+#[test]
+fn the_check_report_reads_like_a_compiler_and_fails_on_errors_and_failed_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"version: 1
+rules:
+  - name: a
+    match: { source: eks-prod, namespace: payments }
+    grant: { target: internal-api }
+  - name: b
+    match: { name: "api-*" }
+    grant: { target: internal-api }
+tests:
+  - identity: { source: eks-prod, namespace: payments, name: worker }
+    audience: internal-api
+    expect: { allow: a }
+  - identity: { source: eks-prod, namespace: payments, name: api-1 }
+    audience: internal-api
+    expect: { allow: a }
+"#;
+    std::fs::write(dir.path().join("a.yaml"), good).unwrap();
+    let report = CheckReport::run(dir.path(), &catalog(), NOW);
+    let text = report.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let file = dir.path().join("a.yaml");
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with(&format!("{}:6:5: warning: rules `a`", file.display())), "{text}");
+    assert!(lines[1].starts_with(&format!("{}:10:5: ok:", file.display())), "{text}");
+    assert!(lines[2].starts_with(&format!("{}:13:5: FAILED:", file.display())), "{text}");
+    assert!(lines[2].contains("got ambiguous"), "{text}");
+    assert!(lines[3].ends_with(": 1 file, 2 rules, 2 tests (1 failed), 0 errors, 1 warning"), "{text}");
+    assert!(!report.passed(false));
+
+    std::fs::write(dir.path().join("a.yaml"), good.replace("name: api-1", "name: other")).unwrap();
+    let report = CheckReport::run(dir.path(), &catalog(), NOW);
+    assert!(report.passed(false) && !report.passed(true), "{report}");
+
+    std::fs::write(dir.path().join("b.yaml"), "version: 1\nrules:\n  - name: a\n    match: {}\n").unwrap();
+    let report = CheckReport::run(dir.path(), &catalog(), NOW);
+    assert!(!report.passed(false));
+    assert_eq!(report.rules, 0);
+    assert!(report.tests.is_empty(), "no test runs on a set that would not load");
+    let text = report.to_string();
+    assert!(text.contains("b.yaml:3:11: error: duplicate rule name `a`"), "{text}");
+    assert!(text.contains("b.yaml:3:5: error: the rule has no `grant`"), "{text}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["errors"][0]["severity"], "error");
+    assert_eq!(json["files"], 2);
+}
+
+#[test]
+fn explain_identities_parse_like_test_case_identities() {
+    let id = parse_identity(
+        Path::new("id.json"),
+        r#"{"source": "eks-prod", "namespace": "payments", "attributes": {"k8s.pod_name": "api-1"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (id.source.as_str(), id.namespace.as_deref(), id.provider.as_str()),
+        ("eks-prod", Some("payments"), "test")
+    );
+    assert_eq!(id.attributes["k8s.pod_name"], "api-1");
+    let e = parse_identity(Path::new("id.yaml"), "source: eks-prod\nnmae: x\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "id.yaml:2:1: unknown key `nmae` in `identity` (hint: `identity` takes `id`, `provider`, `source`, `issuer`, `subject`, `tenant`, `namespace`, `name`, `instance`, `region`, `attributes` or `expires_at`)"
+    );
+}
+
+/// The catalog the examples of docs/mappings.md are written against.
+fn docs_catalog() -> Catalog {
+    let jwt = |name: &str| TargetInfo {
+        name: name.into(),
+        kind: "jwt",
+        max_ttl: Duration::from_secs(3600),
+        default_ttl: Duration::from_secs(600),
+        grant_keys: &[],
+        scope_param: None,
+    };
+    let mut targets = vec![jwt("internal-api"), jwt("gcp-prod"), jwt("warehouse-api"), jwt("ledger-api")];
+    targets.push(TargetInfo {
+        name: "aws-prod".into(),
+        kind: "aws_sts",
+        max_ttl: Duration::from_secs(3600),
+        default_ttl: Duration::from_secs(900),
+        grant_keys: &["role_arn", "session_name", "tags"],
+        scope_param: Some("role_arn"),
+    });
+    let sources = [
+        ("corp-idp", "oidc"),
+        ("demo", "oidc"),
+        ("eks-prod", "kubernetes"),
+        ("github", "github_actions"),
+        ("gitlab", "gitlab_ci"),
+        ("gcp-data", "gcp"),
+        ("azure-prod", "azure"),
+        ("spire", "spiffe"),
+        ("aws-workloads", "aws_iam"),
+    ];
+    Catalog {
+        targets,
+        sources: sources.iter().map(|(n, k)| SourceInfo { name: (*n).into(), kind: (*k).into() }).collect(),
+    }
+}
+
+#[test]
+fn every_example_in_the_reference_documentation_loads_and_its_tests_pass() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/mappings.md")).unwrap();
+    let blocks: Vec<&str> = docs
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.starts_with("version: 1"))
+        .collect();
+    assert!(blocks.len() >= 9, "{} examples", blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let file = PathBuf::from(format!("docs-example-{i}.yaml"));
+        let set = MappingSet::load_files(&[(file, block.to_string())], &docs_catalog())
+            .unwrap_or_else(|e| panic!("example {i}:\n{block}\n{e}"));
+        let outcomes = set.run_tests_at(NOW);
+        assert!(!outcomes.is_empty(), "example {i} has tests");
+        for o in &outcomes {
+            assert!(o.passed, "example {i}: {o}");
+        }
+        let warnings = set.lint(&docs_catalog());
+        assert!(warnings.is_empty(), "example {i}: {warnings:?}");
+    }
+}
+
+/// One rule set, every outcome: each row is an identity and a request, and the decision.
+#[test]
+fn decision_truth_table() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: reader
+            match: { source: eks-prod, namespace: payments }
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+          - name: writer
+            match: { source: eks-prod, namespace: payments, name: api }
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/writer" }
+          - name: canary-only
+            match: { source: eks-prod, namespace: payments }
+            when: 'identity.attributes["k8s.pod_name"].startsWith("canary-")'
+            grant: { target: internal-api }
+          - name: no-batch
+            effect: deny
+            match: { name: "batch-*" }
+            grant: { target: aws-prod }
+          - name: globbed
+            match: { source: gke-dev, name: 'job-??', namespace: 'team-\*' }
+            grant: { target: internal-api }
+        "#,
+    );
+    let id = |source: &str, ns: &str, name: &str, pod: Option<&str>| {
+        let mut id = identity(source, Some(ns), Some(name));
+        if let Some(p) = pod {
+            id.attributes.insert("k8s.pod_name".into(), p.into());
+        }
+        id
+    };
+    let allow = |r: &str| Decision::Allow { rule: r.into() };
+    let rows: Vec<(&str, Identity, &str, Option<&str>, Decision)> = vec![
+        ("one allow applies", id("eks-prod", "payments", "worker", None), "aws-prod", None, allow("reader")),
+        (
+            "two allows, no scope",
+            id("eks-prod", "payments", "api", None),
+            "aws-prod",
+            None,
+            Decision::Ambiguous { rules: vec!["reader".into(), "writer".into()] },
+        ),
+        ("scope picks", id("eks-prod", "payments", "api", None), "aws-prod", Some(WRITER), allow("writer")),
+        (
+            "scope nobody grants",
+            id("eks-prod", "payments", "api", None),
+            "aws-prod",
+            Some("arn:aws:iam::123456789012:role/admin"),
+            Decision::ScopeNotGrantable {
+                audience: "aws-prod".into(),
+                scope: "arn:aws:iam::123456789012:role/admin".into(),
+            },
+        ),
+        (
+            "deny wins",
+            id("eks-prod", "payments", "batch-1", None),
+            "aws-prod",
+            Some(READER),
+            Decision::Deny { rule: "no-batch".into() },
+        ),
+        ("no rule matches", id("eks-prod", "billing", "api", None), "aws-prod", None, Decision::NoRule),
+        ("unknown audience", id("eks-prod", "payments", "api", None), "nowhere", None, Decision::NoRule),
+        (
+            "condition true",
+            id("eks-prod", "payments", "x", Some("canary-1")),
+            "internal-api",
+            None,
+            allow("canary-only"),
+        ),
+        (
+            "condition false",
+            id("eks-prod", "payments", "x", Some("main-1")),
+            "internal-api",
+            None,
+            Decision::NoRule,
+        ),
+        ("condition error", id("eks-prod", "payments", "x", None), "internal-api", None, Decision::NoRule),
+        ("glob and escape", id("gke-dev", "team-*", "job-42", None), "internal-api", None, allow("globbed")),
+        (
+            "escaped star is literal",
+            id("gke-dev", "team-a", "job-42", None),
+            "internal-api",
+            None,
+            Decision::NoRule,
+        ),
+        (
+            "? is one character",
+            id("gke-dev", "team-*", "job-4", None),
+            "internal-api",
+            None,
+            Decision::NoRule,
+        ),
+    ];
+    for (what, identity, audience, scope, want) in rows {
+        let r = req(audience, scope);
+        assert_eq!(set.evaluate(&identity, &r).decision, want, "{what}");
+        // The indexed path agrees.
+        let indexed = match set.preview(&identity, &r) {
+            Ok(p) => allow(&p.rule),
+            Err(Denial::Denied { rule }) => Decision::Deny { rule },
+            Err(Denial::NoRule) => Decision::NoRule,
+            Err(Denial::Ambiguous { rules }) => Decision::Ambiguous { rules },
+            Err(Denial::ScopeNotGrantable) => Decision::ScopeNotGrantable {
+                audience: audience.into(),
+                scope: scope.unwrap_or_default().into(),
+            },
+            Err(other) => panic!("{what}: {other}"),
+        };
+        assert_eq!(indexed, want, "{what} (indexed)");
+    }
+}
+
+/// A condition that fails is logged with the rule and the reason.
+#[test]
+fn a_failing_condition_is_logged_with_its_reason() {
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let set = load(CONDITIONS);
+    tracing::subscriber::with_default(subscriber, || {
+        assert_eq!(set.preview(&api(), &req("internal-api", None)), Err(Denial::NoRule));
+    });
+    let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("condition failed: the rule does not apply"), "{logged}");
+    assert!(logged.contains("rule=api-pods"), "{logged}");
+    assert!(logged.contains("no such key: `k8s.pod_name`"), "{logged}");
 }

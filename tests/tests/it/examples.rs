@@ -71,11 +71,12 @@ async fn the_quickstart_works_as_the_readme_says() {
     copy_tree(&root().join("examples"), &scratch.path().join("examples"));
     copy_tree(&root().join("mappings"), &scratch.path().join("mappings"));
     let config_path = scratch.path().join("examples/quickstart/broker.yaml");
-    let (broker_port, demo_port) = (free_port(), free_port());
+    let (broker_port, demo_port, admin_port) = (free_port(), free_port(), free_port());
     let text = std::fs::read_to_string(&config_path)
         .unwrap()
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{broker_port}"))
-        .replace("127.0.0.1:8081", &format!("127.0.0.1:{demo_port}"));
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{demo_port}"))
+        .replace("127.0.0.1:8090", &format!("127.0.0.1:{admin_port}"));
     std::fs::write(&config_path, text).unwrap();
 
     let loaded = tessera_broker::config::load(&config_path).unwrap();
@@ -150,6 +151,20 @@ async fn the_quickstart_works_as_the_readme_says() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+
+    // README step: ask the admin API why.
+    let explained: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{admin_port}/v1/explain"))
+        .json(&serde_json::json!({ "subject_token": batch.trim(), "audience": "internal-api" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(explained["decision"]["decision"], "deny", "{explained}");
+    assert_eq!(explained["decision"]["rule"], "no-payments-batch");
+    assert_eq!(explained["verified_by"], "demo");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     demo.stop().await;

@@ -2,12 +2,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code
 
+mod aws_iam;
+mod conformance;
 mod edge;
 mod examples;
 mod exchange;
 mod issuer;
 mod jwt_rules;
+mod mappings;
 mod peers;
+mod platform_peers;
+mod reload;
 
 use serde_json::Value;
 use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::jwt::Algorithm;
 use crate::jwt::testkit::{TestKey, TestServer, http_client, jwks};
 use crate::registry::{BuildContext, BuildError, SourceConfig};
 use crate::secret::Secret;
+use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType};
 use crate::target::{SignError, Signer, SigningAlgorithm};
 
 const NOW: i64 = 1_700_000_000;
@@ -110,15 +110,65 @@ fn config_defaults_are_the_documented_ones() {
         "audiences": ["tessera"],
     }))
     .unwrap();
-    assert_eq!(c.algorithms, vec![Algorithm::Rs256, Algorithm::Es256]);
-    assert_eq!(c.max_token_lifetime, Duration::from_secs(24 * 3600));
-    assert_eq!(c.leeway, Duration::from_secs(30));
-    assert!(!c.insecure_http);
-    assert_eq!(c.jwks_refresh_interval, Duration::from_secs(300));
-    assert_eq!(c.jwks_max_stale, Duration::from_secs(24 * 3600));
+    // Kind-specific defaults are applied at build: the config holds `None`.
+    assert_eq!(c.jwt.algorithms, None);
+    assert_eq!(c.jwt.max_token_lifetime, None);
+    assert_eq!(c.jwt.leeway, Duration::from_secs(30));
+    assert!(!c.jwt.insecure_http);
+    assert_eq!(c.jwt.jwks_refresh_interval, Duration::from_secs(300));
+    assert_eq!(c.jwt.jwks_max_stale, Duration::from_secs(24 * 3600));
+    assert!(c.jwt.attributes.is_empty());
     assert_eq!(c.subject_claim, "sub");
     assert_eq!(c.tenant_claim, None);
-    assert_eq!(c.jwks_uri, None);
+    assert_eq!(c.jwt.jwks_uri, None);
+}
+
+#[tokio::test]
+async fn kind_defaults_apply_at_build() {
+    let rsa = TestKey::rsa("r");
+    let ed = TestKey::ed25519("e");
+    let dir = Dir::with_jwks(&[rsa.jwk(), ed.jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(json!({}), &dir, &clock).unwrap();
+    // Default algorithms are RS256 and ES256: EdDSA is refused.
+    assert!(source.verify(&jwt(rsa.token("RS256", &claims(json!({}))))).await.is_ok());
+    assert!(matches!(
+        source.verify(&jwt(ed.token("EdDSA", &claims(json!({}))))).await,
+        Err(SourceError::DisallowedAlgorithm)
+    ));
+    // Default max_token_lifetime is 24h.
+    let day = claims(json!({ "exp": NOW + 24 * 3600 }));
+    assert!(source.verify(&jwt(rsa.token("RS256", &day))).await.is_ok());
+    let longer = claims(json!({ "exp": NOW + 24 * 3600 + 1 }));
+    assert!(matches!(
+        source.verify(&jwt(rsa.token("RS256", &longer))).await,
+        Err(SourceError::LifetimeTooLong)
+    ));
+}
+
+#[tokio::test]
+async fn mapped_attributes_are_added() {
+    let key = TestKey::p256("k1");
+    let dir = Dir::with_jwks(&[key.jwk()]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source = build(
+        json!({ "attributes": { "team": "claims.labels.team", "env": "claims.environment", "absent": "claims.nope" } }),
+        &dir,
+        &clock,
+    )
+    .unwrap();
+    let token =
+        key.token("ES256", &claims(json!({ "labels": { "team": "payments" }, "environment": "prod" })));
+    let id = source.verify(&jwt(token)).await.unwrap().shared();
+    assert_eq!(id.attributes.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(id.attributes.get("env").map(String::as_str), Some("prod"));
+    assert!(!id.attributes.contains_key("absent"));
+    // The provider's own flattened attributes are still there.
+    assert_eq!(id.attributes.get("oidc.labels.team").map(String::as_str), Some("payments"));
+    let err = build(json!({ "attributes": { "Team": "claims.x" } }), &dir, &clock).unwrap_err();
+    assert_eq!(err.field, Some("attributes"));
+    let err = build(json!({ "attributes": { "team": "labels.team" } }), &dir, &clock).unwrap_err();
+    assert_eq!(err.field, Some("attributes"));
 }
 
 #[test]

@@ -1,0 +1,247 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::clock::ManualClock;
+use crate::jwt::testkit::{TempDir, TestKey, TestServer, build_source, merged, subject_jwt};
+use crate::secret::Secret;
+use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType};
+
+const NOW: i64 = 1_700_000_000;
+const ID: &str = "spiffe://example.org/ns/payments/sa/api";
+
+fn entry(extra: Value) -> Value {
+    merged(
+        json!({
+            "type": "spiffe",
+            "name": "spire",
+            "trust_domains": ["example.org"],
+            "audiences": ["tessera"],
+            "jwks_file": "jwks.json",
+        }),
+        &extra,
+    )
+}
+
+/// A JWT-SVID as SPIRE mints it (no `iss` unless `jwt_issuer` is set).
+fn svid(extra: Value) -> Value {
+    merged(json!({ "sub": ID, "aud": ["tessera"], "iat": NOW, "exp": NOW + 300 }), &extra)
+}
+
+/// A SPIFFE bundle (Trust Domain and Bundle §4): a JWT-SVID key, an X.509-SVID entry and
+/// the sequence and refresh hint members.
+fn bundle(jwt_key: &TestKey, x509_key: &TestKey) -> String {
+    let mut jwt = jwt_key.jwk();
+    jwt["use"] = json!("jwt-svid");
+    let mut x509 = x509_key.jwk();
+    x509["use"] = json!("x509-svid");
+    x509.as_object_mut().unwrap().remove("kid");
+    x509["x5c"] = json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]);
+    json!({ "keys": [jwt, x509], "spiffe_sequence": 12, "spiffe_refresh_hint": 300 }).to_string()
+}
+
+struct Fixture {
+    key: TestKey,
+    dir: TempDir,
+    clock: Arc<ManualClock>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let key = TestKey::p256("spire-1");
+        let dir = TempDir::with_jwks(&[key.jwk()]);
+        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
+    }
+
+    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
+        build_source(entry(extra), &self.dir, &self.clock).unwrap()
+    }
+
+    fn field(&self, extra: Value) -> Option<&'static str> {
+        build_source(entry(extra), &self.dir, &self.clock).unwrap_err().field
+    }
+
+    async fn verify_with(
+        &self,
+        source: &Arc<dyn IdentitySource>,
+        header: Value,
+        claims: &Value,
+    ) -> Result<crate::Identity, SourceError> {
+        let token = self.key.token_with("ES256", &header, claims);
+        source.verify(&subject_jwt(token)).await.map(|v| v.identity().clone())
+    }
+
+    async fn verify(
+        &self,
+        source: &Arc<dyn IdentitySource>,
+        claims: &Value,
+    ) -> Result<crate::Identity, SourceError> {
+        self.verify_with(source, json!({ "typ": "JWT" }), claims).await
+    }
+}
+
+#[test]
+fn config_checks() {
+    let f = Fixture::new();
+    assert_eq!(f.field(json!({ "trust_domains": [] })), Some("trust_domains"));
+    for bad in ["Example.org", "example.org:443", "spiffe://example.org/x", ""] {
+        assert_eq!(f.field(json!({ "trust_domains": [bad] })), Some("trust_domains"), "{bad}");
+    }
+    assert!(
+        build_source(entry(json!({ "trust_domains": ["spiffe://example.org"] })), &f.dir, &f.clock).is_ok()
+    );
+    assert_eq!(f.field(json!({ "jwks_file": null })), Some("bundle_endpoint"));
+    assert_eq!(
+        f.field(json!({ "bundle_endpoint": "https://spire.example.org/bundle" })),
+        Some("bundle_endpoint")
+    );
+    assert_eq!(
+        f.field(
+            json!({ "jwks_file": null, "bundle_endpoint": "https://x.example/b", "bundle_file": "b.json" })
+        ),
+        Some("bundle_file")
+    );
+    assert_eq!(
+        f.field(json!({ "jwks_file": null, "bundle_endpoint": "http://spire.example.org/b" })),
+        Some("bundle_endpoint")
+    );
+    assert_eq!(f.field(json!({ "jwks_file": null, "bundle_file": "missing.json" })), Some("bundle_file"));
+    assert_eq!(f.field(json!({ "algorithms": ["ES256", "EdDSA"] })), Some("algorithms"));
+    assert_eq!(f.field(json!({ "audiences": [] })), Some("audiences"));
+    assert_eq!(f.field(json!({ "issuer": "" })), Some("issuer"));
+}
+
+#[tokio::test]
+async fn jwt_svid_maps_to_the_identity_and_routes_by_type() {
+    let f = Fixture::new();
+    let source = f.source(json!({ "attributes": { "workload": "claims.sub" } }));
+    assert_eq!(source.kind(), "spiffe");
+    assert!(source.issuers().is_empty(), "no issuer: routed by token type");
+    assert!(source.accepts(SubjectTokenType::Jwt));
+    assert!(!source.accepts(SubjectTokenType::IdToken));
+    let id = f.verify(&source, &svid(json!({}))).await.unwrap();
+    assert_eq!(id.id, ID);
+    assert_eq!(id.subject, ID);
+    assert_eq!(id.issuer, "spiffe://example.org");
+    assert_eq!(id.tenant.as_deref(), Some("example.org"));
+    assert_eq!(id.name.as_deref(), Some("/ns/payments/sa/api"));
+    assert_eq!(id.namespace, None);
+    let attrs: Vec<(&str, &str)> = id.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        attrs,
+        vec![
+            ("spiffe.path", "/ns/payments/sa/api"),
+            ("spiffe.trust_domain", "example.org"),
+            ("workload", ID)
+        ]
+    );
+    let as_id_token = SubjectToken {
+        token_type: SubjectTokenType::IdToken,
+        value: Secret::new(f.key.token("ES256", &svid(json!({})))),
+    };
+    assert!(matches!(source.verify(&as_id_token).await, Err(SourceError::UnsupportedTokenType)));
+
+    // With an issuer configured, tokens must carry exactly it.
+    let with_iss = f.source(json!({ "issuer": "https://spire.example.org" }));
+    assert_eq!(with_iss.issuers(), vec!["https://spire.example.org".to_string()]);
+    let id = f.verify(&with_iss, &svid(json!({ "iss": "https://spire.example.org" }))).await.unwrap();
+    assert_eq!(id.issuer, "https://spire.example.org");
+    assert!(matches!(f.verify(&with_iss, &svid(json!({}))).await, Err(SourceError::MissingClaim("iss"))));
+    // Without one, a token naming an issuer is refused.
+    let named = svid(json!({ "iss": "https://elsewhere.example" }));
+    assert!(matches!(f.verify(&source, &named).await, Err(SourceError::IssuerMismatch)));
+}
+
+#[tokio::test]
+async fn the_subject_must_be_a_spiffe_id_of_an_allowed_trust_domain() {
+    let f = Fixture::new();
+    let source = f.source(json!({}));
+    for bad in [
+        "api",
+        "https://example.org/api",
+        "spiffe://example.org",
+        "spiffe://example.org/a/../b",
+        "spiffe://EXAMPLE.org/a",
+    ] {
+        let err = f.verify(&source, &svid(json!({ "sub": bad }))).await.unwrap_err();
+        assert!(matches!(err, SourceError::InvalidClaim("sub")), "{bad}: {err:?}");
+    }
+    let foreign = svid(json!({ "sub": "spiffe://evil.example/ns/payments/sa/api" }));
+    assert!(matches!(f.verify(&source, &foreign).await, Err(SourceError::Policy(_))));
+    // A prefix of an allowed domain is another domain.
+    let longer = svid(json!({ "sub": "spiffe://example.org.evil/x" }));
+    assert!(matches!(f.verify(&source, &longer).await, Err(SourceError::Policy(_))));
+    assert!(matches!(
+        f.verify(&source, &svid(json!({ "aud": null }))).await,
+        Err(SourceError::MissingClaim("aud"))
+    ));
+    assert!(matches!(
+        f.verify(&source, &svid(json!({ "exp": null }))).await,
+        Err(SourceError::MissingClaim("exp"))
+    ));
+}
+
+#[tokio::test]
+async fn only_the_headers_jwt_svid_allows() {
+    let f = Fixture::new();
+    let source = f.source(json!({}));
+    assert!(f.verify_with(&source, json!({}), &svid(json!({}))).await.is_ok());
+    assert!(f.verify_with(&source, json!({ "typ": "JOSE" }), &svid(json!({}))).await.is_ok());
+    let err = f.verify_with(&source, json!({ "typ": "at+jwt" }), &svid(json!({}))).await.unwrap_err();
+    assert!(matches!(err, SourceError::Malformed(_)), "{err:?}");
+    for extra in [json!({ "cty": "json" }), json!({ "x-private": 1 }), json!({ "b64": true })] {
+        let err = f.verify_with(&source, extra.clone(), &svid(json!({}))).await.unwrap_err();
+        assert!(matches!(err, SourceError::ForbiddenHeader(_)), "{extra}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn bundle_files_verify_with_their_jwt_svid_keys_only() {
+    let f = Fixture::new();
+    let x509 = TestKey::p256("x509");
+    f.dir.write("bundle.json", &bundle(&f.key, &x509));
+    let source = f.source(json!({ "jwks_file": null, "bundle_file": "bundle.json" }));
+    assert!(f.verify(&source, &svid(json!({}))).await.is_ok());
+    // A key published with `use: sig` in a bundle does not verify JWT-SVIDs.
+    let sig_key = TestKey::p256("plain");
+    let mut sig = sig_key.jwk();
+    sig["use"] = json!("sig");
+    let mut jwt = f.key.jwk();
+    jwt["use"] = json!("jwt-svid");
+    f.dir.write("mixed.json", &json!({ "keys": [jwt, sig] }).to_string());
+    let mixed = f.source(json!({ "jwks_file": null, "bundle_file": "mixed.json" }));
+    let token = sig_key.token("ES256", &svid(json!({})));
+    assert!(mixed.verify(&subject_jwt(token)).await.is_err());
+    // A bundle with no JWT-SVID key does not load.
+    f.dir.write("x509-only.json", &json!({ "keys": [sig_key.jwk()] }).to_string());
+    assert_eq!(f.field(json!({ "jwks_file": null, "bundle_file": "x509-only.json" })), Some("bundle_file"));
+}
+
+#[tokio::test]
+async fn bundle_endpoints_are_fetched() {
+    let f = Fixture::new();
+    let server = TestServer::start().await;
+    server.set("/bundle", 200, bundle(&f.key, &TestKey::p256("x509")));
+    let source = f.source(
+        json!({ "jwks_file": null, "bundle_endpoint": server.url("/bundle"), "insecure_http": true }),
+    );
+    for _ in 0..100 {
+        if source.ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(f.verify(&source, &svid(json!({}))).await.is_ok());
+    let hits = server.hits("/bundle");
+    assert!(hits >= 1);
+    // A token naming an issuer, under a kid the bundle lacks: refused before the unknown
+    // kid could cause a refetch.
+    let stranger = TestKey::p256("stranger").token("ES256", &svid(json!({ "iss": "https://evil.example" })));
+    assert!(matches!(source.verify(&subject_jwt(stranger)).await, Err(SourceError::IssuerMismatch)));
+    assert_eq!(server.hits("/bundle"), hits);
+    // Without the issuer the same unknown kid does refetch (once).
+    let unknown = TestKey::p256("stranger").token("ES256", &svid(json!({})));
+    assert!(matches!(source.verify(&subject_jwt(unknown)).await, Err(SourceError::UnknownKey)));
+    assert_eq!(server.hits("/bundle"), hits + 1);
+}

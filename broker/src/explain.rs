@@ -1,0 +1,243 @@
+//! Why a workload gets the decision it gets: every rule for the requested target, whether
+//! it applied and why not, the decision, and the grant it would make. Shared by
+//! `tessera mappings explain` and the admin API's `POST /v1/explain`.
+//!
+//! The identity is given as written in a test case, or comes from a real subject token,
+//! verified by the configured source exactly as an exchange would verify it. Nothing is
+//! issued and nothing is audited.
+
+use std::fmt;
+
+use serde::Serialize;
+use tessera_adapters::clock::format_rfc3339;
+use tessera_adapters::config::format_duration;
+use tessera_adapters::{Identity, SourceError, SubjectToken};
+
+use crate::exchange::SourceRouter;
+use crate::mapping::{Decision, GrantPreview, GrantableScope, MappingSet, Request, RuleTrace, TraceOutcome};
+
+/// Who to explain for.
+#[derive(Debug)]
+pub enum Subject {
+    /// An identity as given; nobody verified it.
+    Identity(Box<Identity>),
+    /// A subject token, verified by the configured source that trusts its issuer.
+    Token(SubjectToken),
+}
+
+/// What to explain.
+#[derive(Debug)]
+pub struct ExplainRequest {
+    pub subject: Subject,
+    pub audience: String,
+    pub scope: Option<String>,
+    pub client_addr: Option<String>,
+    /// Seconds since the epoch the conditions see as `now`.
+    pub now: i64,
+}
+
+/// Why no explanation could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The token was refused before any rule was looked at.
+    #[error("the subject token was refused: {0} [{code}]", code = .0.code())]
+    Source(#[from] SourceError),
+}
+
+/// The request as explained.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainedRequest {
+    pub audience: String,
+    pub scope: Option<String>,
+    pub client_addr: Option<String>,
+    /// RFC 3339.
+    pub now: String,
+}
+
+/// A refusal, as the exchange would record it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub identity: Identity,
+    /// The source that verified the token; `None` for an identity given as is.
+    pub verified_by: Option<String>,
+    pub request: ExplainedRequest,
+    /// The rule set's version (`sha256:...`).
+    pub mappings_version: String,
+    pub decision: Decision,
+    /// Every rule for the requested target, in load order.
+    pub trace: Vec<RuleTrace>,
+    /// What an exchange would be granted.
+    pub grant: Option<GrantPreview>,
+    /// Why an exchange would be refused.
+    pub refusal: Option<Refusal>,
+}
+
+/// Verify the token if there is one, then decide and explain against `mappings`.
+pub async fn explain(
+    router: &SourceRouter,
+    mappings: &MappingSet,
+    req: ExplainRequest,
+) -> Result<Explanation, ExplainError> {
+    let (identity, verified_by) = match req.subject {
+        Subject::Identity(identity) => (*identity, None),
+        Subject::Token(token) => {
+            let source = router.route(&token)?;
+            let verified = source.verify(&token).await?;
+            (verified.identity().clone(), Some(source.name().to_string()))
+        }
+    };
+    let request = Request {
+        audience: &req.audience,
+        scope: req.scope.as_deref(),
+        client_addr: req.client_addr.as_deref(),
+        now: req.now,
+    };
+    let evaluation = mappings.evaluate(&identity, &request);
+    let (grant, refusal) = match mappings.preview(&identity, &request) {
+        Ok(grant) => (Some(grant), None),
+        Err(d) => (None, Some(Refusal { code: d.code(), message: d.to_string() })),
+    };
+    Ok(Explanation {
+        verified_by,
+        request: ExplainedRequest {
+            audience: req.audience.clone(),
+            scope: req.scope.clone(),
+            client_addr: req.client_addr.clone(),
+            now: format_rfc3339(req.now),
+        },
+        mappings_version: mappings.version().to_string(),
+        decision: evaluation.decision,
+        trace: evaluation.trace,
+        grant,
+        refusal,
+        identity,
+    })
+}
+
+impl fmt::Display for Explanation {
+    /// A report for people: the identity, the request, one block per rule, the decision.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = &self.identity;
+        writeln!(f, "identity  {}", id.id)?;
+        writeln!(
+            f,
+            "          provider {}, source {}, issuer {}, subject {}",
+            id.provider, id.source, id.issuer, id.subject
+        )?;
+        let optional = [
+            ("tenant", &id.tenant),
+            ("namespace", &id.namespace),
+            ("name", &id.name),
+            ("instance", &id.instance),
+            ("region", &id.region),
+        ];
+        let present: Vec<String> =
+            optional.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}"))).collect();
+        if !present.is_empty() {
+            writeln!(f, "          {}", present.join(", "))?;
+        }
+        for (k, v) in &id.attributes {
+            writeln!(f, "          attributes.{k} = {v}")?;
+        }
+        match &self.verified_by {
+            Some(source) => writeln!(f, "          verified by source `{source}`")?,
+            None => writeln!(f, "          as given (not verified)")?,
+        }
+        let r = &self.request;
+        write!(f, "request   audience {}", r.audience)?;
+        match &r.scope {
+            Some(s) => write!(f, ", scope {s}")?,
+            None => write!(f, ", no scope")?,
+        }
+        if let Some(addr) = &r.client_addr {
+            write!(f, ", from {addr}")?;
+        }
+        writeln!(f, ", at {}", r.now)?;
+        writeln!(f, "mappings  {}", self.mappings_version)?;
+        if self.trace.is_empty() {
+            writeln!(f, "rules     none grants target `{}`", r.audience)?;
+        } else {
+            writeln!(f, "rules for target `{}`, in load order:", r.audience)?;
+        }
+        for t in &self.trace {
+            let (verdict, detail) = describe(t);
+            writeln!(
+                f,
+                "  {verdict:<16} {} ({}) at {}:{}:{}",
+                t.rule,
+                t.effect.as_str(),
+                t.file.display(),
+                t.line,
+                t.column
+            )?;
+            for line in detail {
+                writeln!(f, "  {:<16} {line}", "")?;
+            }
+        }
+        let decision = match &self.decision {
+            Decision::Allow { rule } => format!("allow by rule `{rule}`"),
+            Decision::Deny { rule } => format!("deny by rule `{rule}` (deny rules win)"),
+            Decision::NoRule => "no rule applies: refused (invalid_target)".to_string(),
+            Decision::Ambiguous { rules } => format!(
+                "ambiguous: {} all apply; request a scope to pick one (invalid_request)",
+                rules.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+            ),
+            Decision::ScopeNotGrantable { scope, .. } => {
+                format!("no applying rule grants scope `{scope}`: refused (invalid_scope)")
+            }
+        };
+        writeln!(f, "decision  {decision}")?;
+        if let Some(g) = &self.grant {
+            write!(f, "grant     target {}, ttl {}", g.target, format_duration(g.ttl))?;
+            if let Some(s) = &g.scope {
+                write!(f, ", scope {s}")?;
+            }
+            writeln!(f)?;
+            if !g.claims.is_empty() {
+                writeln!(f, "          claims {}", serde_json::Value::Object(g.claims.clone()))?;
+            }
+            for (k, v) in &g.params {
+                writeln!(f, "          {k} {v}")?;
+            }
+        }
+        if let Some(refusal) = &self.refusal {
+            write!(f, "refused   {} [{}]", refusal.message, refusal.code)?;
+        }
+        Ok(())
+    }
+}
+
+/// A rule's verdict and the lines that say why.
+fn describe(t: &RuleTrace) -> (&'static str, Vec<String>) {
+    match &t.outcome {
+        TraceOutcome::Applied { scope } => {
+            let detail = match scope {
+                GrantableScope::None => Vec::new(),
+                GrantableScope::Scope { scope } => vec![format!("grants scope {scope}")],
+                GrantableScope::Unrenderable { field } => {
+                    vec![format!("its scope names `{field}`, which this identity has no value for")]
+                }
+            };
+            ("applies", detail)
+        }
+        TraceOutcome::NotMatched { field, actual, patterns } => {
+            let wanted = patterns.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ");
+            let detail = match actual {
+                Some(v) => format!("`{field}` is `{v}`; the rule wants {wanted}"),
+                None => format!("the identity has no `{field}`; the rule wants {wanted}"),
+            };
+            ("does not match", vec![detail])
+        }
+        TraceOutcome::ConditionFalse { condition } => ("condition false", vec![format!("when: {condition}")]),
+        TraceOutcome::ConditionError { condition, error } => {
+            ("condition failed", vec![format!("when: {condition}"), format!("error: {error}")])
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! `tessera mappings check` and `tessera mappings explain`.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use tessera_adapters::{Clock, Secret, SubjectToken, SubjectTokenType, SystemClock};
+use tessera_broker::explain::{self, ExplainRequest, Subject};
+use tessera_broker::mapping::{CheckReport, MappingSet, parse_identity};
+use tessera_broker::{Adapters, config};
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingsCommand {
+    /// Validate a mapping directory against broker.yaml's sources and targets, run every
+    /// file's inline `tests:`, and warn about rules that can never apply or overlap.
+    /// Exits 1 on any error or failed test (with --strict, on any warning too).
+    Check {
+        /// The mapping directory. Default: the `mappings` directory broker.yaml names.
+        dir: Option<PathBuf>,
+        /// The broker config whose sources and targets the rules may name.
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Fail on warnings as well.
+        #[arg(long)]
+        strict: bool,
+        /// Run test cases that set no `now:` at this time (RFC 3339). Default: now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Explain the decision for an identity (as in a test case) or a real subject token
+    /// (verified by the configured source): every rule for the audience and why it
+    /// applied or not, the decision, and the grant.
+    Explain {
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+        /// A YAML or JSON file holding the identity; `-` reads standard input.
+        #[arg(long, conflicts_with = "token", required_unless_present = "token")]
+        identity: Option<PathBuf>,
+        /// The subject token; `@FILE` reads it from a file and `-` from standard input
+        /// (which keeps it out of shell history).
+        #[arg(long)]
+        token: Option<String>,
+        /// `jwt`, `id_token`, `aws-signed-request`, or a token type URI.
+        #[arg(long, default_value = "jwt")]
+        token_type: String,
+        /// The target name, as a workload would send it.
+        #[arg(long)]
+        audience: String,
+        #[arg(long)]
+        scope: Option<String>,
+        /// The client address conditions see as `request.client_addr`.
+        #[arg(long)]
+        client_addr: Option<String>,
+        /// The time conditions see as `now` (RFC 3339). Default: now.
+        #[arg(long)]
+        now: Option<String>,
+        /// The mapping directory. Default: the one broker.yaml names.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+pub async fn run(command: MappingsCommand) -> anyhow::Result<()> {
+    match command {
+        MappingsCommand::Check { dir, config, format, strict, now } => {
+            check(dir, &config, format, strict, now)
+        }
+        MappingsCommand::Explain {
+            config,
+            identity,
+            token,
+            token_type,
+            audience,
+            scope,
+            client_addr,
+            now,
+            dir,
+            format,
+        } => {
+            let subject = match (identity, token) {
+                (Some(path), _) => Subject::Identity(Box::new(read_identity(&path)?)),
+                (None, Some(token)) => Subject::Token(SubjectToken {
+                    token_type: token_type_of(&token_type)?,
+                    value: Secret::new(read_token(&token)?),
+                }),
+                (None, None) => anyhow::bail!("give --identity or --token"),
+            };
+            let loaded = load(&config)?;
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let adapters =
+                Adapters::build(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let dir = dir.unwrap_or_else(|| loaded.mappings_dir());
+            let set = MappingSet::load_dir(&dir, &adapters.catalog)
+                .map_err(|e| anyhow::anyhow!("the mapping files do not load:\n{e}"))?;
+            let request = ExplainRequest {
+                subject,
+                audience,
+                scope,
+                client_addr,
+                now: time(now.as_deref(), clock.as_ref())?,
+            };
+            let explanation = explain::explain(&adapters.router, &set, request).await?;
+            match format {
+                Format::Text => println!("{explanation}"),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<config::LoadedConfig> {
+    config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+fn time(text: Option<&str>, clock: &dyn Clock) -> anyhow::Result<i64> {
+    match text {
+        None => Ok(clock.now()),
+        Some(t) => Ok(chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| format!("--now `{t}` is not an RFC 3339 time (e.g. 2026-01-05T09:00:00Z)"))?
+            .timestamp()),
+    }
+}
+
+fn check(
+    dir: Option<PathBuf>,
+    config: &Path,
+    format: Format,
+    strict: bool,
+    now: Option<String>,
+) -> anyhow::Result<()> {
+    let loaded = load(config)?;
+    let clock = SystemClock;
+    // Built on a thread outside the async runtime, so sources start no background key-set
+    // refresh: checking needs only names and limits, never the network.
+    let adapters = std::thread::scope(|s| s.spawn(|| Adapters::build(&loaded, Arc::new(clock))).join())
+        .map_err(|_| anyhow::anyhow!("building the sources and targets failed"))?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = dir.unwrap_or_else(|| loaded.mappings_dir());
+    let report = CheckReport::run(&dir, &adapters.catalog, time(now.as_deref(), &clock)?);
+    match format {
+        Format::Text => println!("{report}"),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if report.passed(strict) { Ok(()) } else { anyhow::bail!("{}: mapping check failed", dir.display()) }
+}
+
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn read_identity(path: &Path) -> anyhow::Result<tessera_adapters::Identity> {
+    let text = read_input(path)?;
+    parse_identity(path, &text).map_err(|e| anyhow::anyhow!("invalid identity:\n{e}"))
+}
+
+fn read_token(arg: &str) -> anyhow::Result<String> {
+    let text = match arg.strip_prefix('@') {
+        Some(file) => read_input(Path::new(file))?,
+        None if arg == "-" => read_input(Path::new("-"))?,
+        None => arg.to_string(),
+    };
+    Ok(text.trim().to_string())
+}
+
+fn token_type_of(name: &str) -> anyhow::Result<SubjectTokenType> {
+    let uri = match name {
+        "jwt" => SubjectTokenType::JWT_URI,
+        "id_token" => SubjectTokenType::ID_TOKEN_URI,
+        "aws-signed-request" => SubjectTokenType::AWS_SIGNED_REQUEST_URI,
+        other => other,
+    };
+    SubjectTokenType::from_uri(uri).with_context(|| format!("unknown token type `{name}`"))
+}
