@@ -97,6 +97,7 @@ registry! {
     SourceConfig, BuildSource, IdentitySource, SOURCE_KINDS;
     aws_iam => AwsIam(crate::sources::aws_iam::AwsIamSourceConfig),
     azure => Azure(crate::sources::azure::AzureSourceConfig),
+    circleci => Circleci(crate::sources::circleci::CircleciSourceConfig),
     gcp => Gcp(crate::sources::gcp::GcpSourceConfig),
     github_actions => GithubActions(crate::sources::github_actions::GithubActionsSourceConfig),
     gitlab_ci => GitlabCi(crate::sources::gitlab_ci::GitlabCiSourceConfig),

@@ -140,6 +140,21 @@ def gitlab_ci(iss: str, aud: str, now: int) -> dict:
     }
 
 
+def circleci(iss: str, aud: str, now: int) -> dict:
+    # CircleCI docs, "Using OpenID Connect tokens in jobs", format of the ID token.
+    org = iss.rsplit("/", 1)[-1]
+    project = "4f5a2c1e-0b8d-4e7f-9a6b-3c2d1e0f9a8b"
+    return {
+        "iss": iss, "aud": aud, "iat": now, "exp": now + 3600,
+        "sub": f"org/{org}/project/{project}/user/2a5b7c1d-0000-4000-8000-000000000001",
+        "oidc.circleci.com/project-id": project,
+        "oidc.circleci.com/context-ids": ["c1a2b3c4-0000-4000-8000-00000000000a"],
+        "oidc.circleci.com/vcs-origin": "github.com/octo-org/payments-api",
+        "oidc.circleci.com/vcs-ref": "refs/heads/main",
+        "oidc.circleci.com/ssh-rerun": False,
+    }
+
+
 def gcp(iss: str, aud: str, now: int) -> dict:
     # Google Cloud docs, "Verifying the identity of instances", format=full.
     return {
@@ -209,6 +224,8 @@ def mint(kind: str, directory: str, iss: str, aud: str, now: str) -> None:
         print(sign_pyjwt(d, gitlab_ci(iss, aud, t), {}))
     elif kind == "gcp":
         print(sign_pyjwt(d, gcp(iss, aud, t), {}))
+    elif kind == "circleci":
+        print(sign_pyjwt(d, circleci(iss, aud, t), {}))
     elif kind in ("azure_v1", "azure_v2"):
         version = "1.0" if kind == "azure_v1" else "2.0"
         header = {"typ": "JWT", "alg": "RS256", "x5t": "L1KfKFI_jnXbwWc22xZxw1sUHH0", "kid": RSA_KID}

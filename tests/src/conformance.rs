@@ -362,6 +362,27 @@ pub const GITLAB_CI: KindUnderTest = KindUnderTest {
     expected_id: "gitlab://gitlab.com/my-group/my-project",
 };
 
+pub const CIRCLECI_ORG: &str = "9d9ad8e3-1c53-4d6b-8e6a-2a2e0c6f1b1e";
+pub const CIRCLECI_PROJECT: &str = "4f5a2c1e-0b8d-4e7f-9a6b-3c2d1e0f9a8b";
+
+pub const CIRCLECI: KindUnderTest = KindUnderTest {
+    kind: "circleci",
+    label: "circleci, organization issuer, pinned jwks_uri",
+    source: |issuer| format!("organization_id: {CIRCLECI_ORG}\njwks_uri: {}\n", issuer.jwks_uri()),
+    token_issuer: |_| Some(format!("https://oidc.circleci.com/org/{CIRCLECI_ORG}")),
+    claims: || {
+        json!({
+            "sub": format!("org/{CIRCLECI_ORG}/project/{CIRCLECI_PROJECT}/user/2a5b7c1d-0000-4000-8000-000000000001"),
+            "oidc.circleci.com/project-id": CIRCLECI_PROJECT,
+            "oidc.circleci.com/context-ids": [],
+            "oidc.circleci.com/vcs-origin": "github.com/octo-org/payments-api",
+            "oidc.circleci.com/vcs-ref": "refs/heads/main",
+            "oidc.circleci.com/ssh-rerun": false,
+        })
+    },
+    expected_id: "circleci://9d9ad8e3-1c53-4d6b-8e6a-2a2e0c6f1b1e/project/4f5a2c1e-0b8d-4e7f-9a6b-3c2d1e0f9a8b",
+};
+
 pub const GCP: KindUnderTest = KindUnderTest {
     kind: "gcp",
     label: "gcp, accounts.google.com issuer, pinned jwks_uri",

@@ -1,6 +1,7 @@
 //! Identity sources, one folder per kind.
 pub mod aws_iam;
 pub mod azure;
+pub mod circleci;
 pub mod gcp;
 pub mod github_actions;
 pub mod gitlab_ci;

@@ -1495,6 +1495,7 @@ fn docs_catalog() -> Catalog {
         ("eks-prod", "kubernetes"),
         ("github", "github_actions"),
         ("gitlab", "gitlab_ci"),
+        ("circleci", "circleci"),
         ("gcp-data", "gcp"),
         ("azure-prod", "azure"),
         ("spire", "spiffe"),

@@ -26,6 +26,7 @@ kit! {
     kubernetes => conformance::KUBERNETES,
     github_actions => conformance::GITHUB_ACTIONS,
     gitlab_ci => conformance::GITLAB_CI,
+    circleci => conformance::CIRCLECI,
     gcp => conformance::GCP,
     azure => conformance::AZURE,
     spiffe_routed_by_type => conformance::SPIFFE,

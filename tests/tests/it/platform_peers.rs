@@ -237,6 +237,43 @@ async fn gitlab_ci_id_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn circleci_oidc_token() {
+    let keys = PeerKeys::new().await;
+    let org = tessera_tests::conformance::CIRCLECI_ORG;
+    let project = tessera_tests::conformance::CIRCLECI_PROJECT;
+    let source = format!(
+        "- name: circleci\n  type: circleci\n  organization_id: {org}\n  audiences: [{AUD}]\n  jwks_file: {dir}/jwks.json\n  allowed_project_ids: [{project}]\n",
+        dir = keys.path()
+    );
+    let broker = broker(&source, &["circleci"]).await;
+    let issuer = format!("https://oidc.circleci.com/org/{org}");
+    let token = keys.mint("circleci", &issuer, broker.clock.now()).await;
+    let identity = exchanged_identity(&broker, &token).await;
+    assert_fields(
+        &identity,
+        json!({
+            "id": format!("circleci://{org}/project/{project}"),
+            "provider": "circleci",
+            "issuer": issuer,
+            "subject": format!("org/{org}/project/{project}/user/2a5b7c1d-0000-4000-8000-000000000001"),
+            "tenant": org,
+            "namespace": project,
+            "name": "github.com/octo-org/payments-api",
+        }),
+    );
+    assert_attributes(
+        &identity,
+        &[
+            ("circleci.project-id", project),
+            ("circleci.vcs-ref", "refs/heads/main"),
+            ("circleci.ssh-rerun", "false"),
+            ("circleci.context-ids", r#"["c1a2b3c4-0000-4000-8000-00000000000a"]"#),
+        ],
+    );
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn gcp_metadata_id_token() {
     let keys = PeerKeys::new().await;
     let broker = broker(&gcp_source(&keys), &["gcp"]).await;

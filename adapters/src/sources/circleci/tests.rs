@@ -1,0 +1,128 @@
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::clock::ManualClock;
+use crate::jwt::testkit::{TempDir, TestKey, build_source, merged, subject_jwt};
+use crate::source::{IdentitySource, SourceError};
+
+const NOW: i64 = 1_700_000_000;
+const ORG: &str = "9d9ad8e3-1c53-4d6b-8e6a-2a2e0c6f1b1e";
+const PROJECT: &str = "4f5a2c1e-0b8d-4e7f-9a6b-3c2d1e0f9a8b";
+
+fn entry(extra: Value) -> Value {
+    merged(
+        json!({
+            "type": "circleci",
+            "name": "circleci",
+            "organization_id": ORG,
+            "audiences": [ORG],
+            "jwks_file": "jwks.json",
+        }),
+        &extra,
+    )
+}
+
+/// A token in the shape of CircleCI's "Format of the OpenID Connect ID token".
+fn token(extra: Value) -> Value {
+    merged(
+        json!({
+            "iss": format!("https://oidc.circleci.com/org/{ORG}"),
+            "sub": format!("org/{ORG}/project/{PROJECT}/user/2a5b7c1d-0000-4000-8000-000000000001"),
+            "aud": ORG,
+            "iat": NOW,
+            "exp": NOW + 3600,
+            "oidc.circleci.com/project-id": PROJECT,
+            "oidc.circleci.com/context-ids": ["c1a2b3c4-0000-4000-8000-00000000000a"],
+            "oidc.circleci.com/vcs-origin": "github.com/octo-org/payments-api",
+            "oidc.circleci.com/vcs-ref": "refs/heads/main",
+            "oidc.circleci.com/ssh-rerun": false,
+        }),
+        &extra,
+    )
+}
+
+struct Fixture {
+    key: TestKey,
+    dir: TempDir,
+    clock: Arc<ManualClock>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let key = TestKey::rsa("cci-1");
+        let dir = TempDir::with_jwks(&[key.jwk()]);
+        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
+    }
+
+    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
+        build_source(entry(extra), &self.dir, &self.clock).unwrap()
+    }
+
+    async fn verify(
+        &self,
+        source: &Arc<dyn IdentitySource>,
+        claims: &Value,
+    ) -> Result<crate::Identity, SourceError> {
+        source.verify(&subject_jwt(self.key.token("RS256", claims))).await.map(|v| v.identity().clone())
+    }
+}
+
+#[test]
+fn config_names_the_organization_and_sets_its_issuer() {
+    let f = Fixture::new();
+    let field = |extra: Value| build_source(entry(extra), &f.dir, &f.clock).unwrap_err().field;
+    assert_eq!(field(json!({ "organization_id": "" })), Some("organization_id"));
+    assert_eq!(field(json!({ "organization_id": "acme/../x" })), Some("organization_id"));
+    assert_eq!(field(json!({ "allowed_project_ids": [""] })), Some("allowed_project_ids"));
+    assert_eq!(field(json!({ "audiences": [] })), Some("audiences"));
+    let source = f.source(json!({}));
+    assert_eq!(source.kind(), "circleci");
+    assert_eq!(source.issuers(), vec![format!("https://oidc.circleci.com/org/{ORG}")]);
+}
+
+#[tokio::test]
+async fn token_maps_to_the_identity() {
+    let f = Fixture::new();
+    let source = f.source(json!({ "attributes": { "branch": "claims.oidc.circleci.com/vcs-ref" } }));
+    let id = f.verify(&source, &token(json!({}))).await.unwrap();
+    assert_eq!(id.id, format!("circleci://{ORG}/project/{PROJECT}"));
+    assert_eq!(id.provider, "circleci");
+    assert_eq!(id.issuer, format!("https://oidc.circleci.com/org/{ORG}"));
+    assert!(id.subject.starts_with(&format!("org/{ORG}/project/{PROJECT}/user/")));
+    assert_eq!(id.tenant.as_deref(), Some(ORG));
+    assert_eq!(id.namespace.as_deref(), Some(PROJECT));
+    assert_eq!(id.name.as_deref(), Some("github.com/octo-org/payments-api"));
+    let attr = |k: &str| id.attributes.get(k).map(String::as_str);
+    assert_eq!(attr("circleci.project-id"), Some(PROJECT));
+    assert_eq!(attr("circleci.vcs-ref"), Some("refs/heads/main"));
+    assert_eq!(attr("circleci.ssh-rerun"), Some("false"));
+    assert_eq!(attr("circleci.context-ids"), Some(r#"["c1a2b3c4-0000-4000-8000-00000000000a"]"#));
+    assert_eq!(attr("branch"), Some("refs/heads/main"));
+}
+
+#[tokio::test]
+async fn projects_ssh_reruns_and_subject_are_enforced() {
+    let f = Fixture::new();
+    let source = f.source(json!({ "allowed_project_ids": [PROJECT] }));
+    assert!(f.verify(&source, &token(json!({}))).await.is_ok());
+    let other = "0f0f0f0f-0000-4000-8000-000000000000";
+    let other_project = token(json!({
+        "oidc.circleci.com/project-id": other,
+        "sub": format!("org/{ORG}/project/{other}/user/u"),
+    }));
+    assert!(matches!(f.verify(&source, &other_project).await, Err(SourceError::Policy(_))));
+
+    let rerun = token(json!({ "oidc.circleci.com/ssh-rerun": true }));
+    assert!(matches!(f.verify(&source, &rerun).await, Err(SourceError::Policy(_))));
+    let lenient = f.source(json!({ "allow_ssh_rerun": true }));
+    assert!(f.verify(&lenient, &rerun).await.is_ok());
+
+    // The subject must name this organization and the token's own project.
+    let mismatched = token(json!({ "sub": format!("org/{ORG}/project/{other}/user/u") }));
+    assert!(matches!(f.verify(&source, &mismatched).await, Err(SourceError::InvalidClaim("sub"))));
+    let foreign_org = token(json!({ "sub": format!("org/{other}/project/{PROJECT}/user/u") }));
+    assert!(matches!(f.verify(&source, &foreign_org).await, Err(SourceError::InvalidClaim("sub"))));
+    let no_project = token(json!({ "oidc.circleci.com/project-id": null }));
+    assert!(matches!(f.verify(&source, &no_project).await, Err(SourceError::MissingClaim(_))));
+}
