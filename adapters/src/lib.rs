@@ -30,4 +30,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use identity::Identity;
 pub use secret::Secret;
 pub use source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
-pub use target::{CredentialTarget, Grant, IssuedCredential, Signer, TargetError};
+pub use target::{CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, TargetError};

@@ -109,6 +109,9 @@ registry! {
 registry! {
     /// A target entry of `broker.yaml`, chosen by its `type:`.
     TargetConfig, BuildTarget, CredentialTarget, TARGET_KINDS;
+    aws_sts => AwsSts(crate::targets::aws_sts::AwsStsTargetConfig),
+    azure => Azure(crate::targets::azure::AzureTargetConfig),
+    gcp => Gcp(crate::targets::gcp::GcpTargetConfig),
     jwt => Jwt(crate::targets::jwt::JwtTargetConfig),
 }
 

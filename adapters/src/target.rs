@@ -127,8 +127,9 @@ pub mod token_types {
     pub const AWS_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:aws-credentials";
 }
 
-/// Why a target could not issue. Only the HTTP edge maps these to wire codes.
-#[derive(Debug, thiserror::Error)]
+/// Why a target could not issue. Only the HTTP edge maps these to wire codes. Clone, so
+/// one upstream failure can answer every exchange that was waiting on the same call.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetError {
     /// The grant's parameters are not acceptable to this target (e.g. a rendered session
     /// name with characters AWS refuses).
@@ -184,7 +185,7 @@ impl SigningAlgorithm {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SignError {
     #[error("no active signing key for {0}")]
     NoActiveKey(&'static str),
@@ -213,6 +214,22 @@ pub trait Signer: Send + Sync + Debug {
     ) -> Result<Secret<String>, SignError>;
 }
 
+/// A value of a rule's grant key as the mapping file writes it, checked when the file
+/// loads: a literal, or a template with `{field}` references whose value is known only
+/// once rendered for an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleText<'a> {
+    Literal(&'a str),
+    Template,
+}
+
+/// A rule's grant key value: a string, or a map of strings (`tags: {team: "{namespace}"}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleParam<'a> {
+    Text(RuleText<'a>),
+    Map(Vec<(&'a str, RuleText<'a>)>),
+}
+
 /// A credential target: one configured instance of a target kind.
 #[async_trait]
 pub trait CredentialTarget: Send + Sync + Debug {
@@ -234,6 +251,15 @@ pub trait CredentialTarget: Send + Sync + Debug {
         &[]
     }
 
+    /// Check the value a rule gives grant key `key` (one of [`grant_keys`](Self::grant_keys))
+    /// when the mapping file loads, so a value the platform would refuse is a load error
+    /// with its position rather than a failed exchange. Literals can be checked whole;
+    /// templates are checked again once rendered, in [`issue`](Self::issue).
+    fn check_grant_param(&self, key: &str, value: &RuleParam<'_>) -> Result<(), String> {
+        let _ = (key, value);
+        Ok(())
+    }
+
     /// The RFC 8693 `issued_token_type` of what this target issues (see [`token_types`]);
     /// a request's `requested_token_type`, when given, must equal it.
     fn issued_token_type(&self) -> &'static str;
@@ -242,6 +268,14 @@ pub trait CredentialTarget: Send + Sync + Debug {
     /// the rule has no explicit `scope:`. `None`: only `scope:` names a rule's scope.
     fn scope_param(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Whether the broker may serve a credential this target issued to repeated identical
+    /// exchanges (same identity, rule, target and scope) until shortly before it expires.
+    /// Targets that call an upstream service say yes, sparing its quotas; a target whose
+    /// credentials must differ per request says no.
+    fn cacheable(&self) -> bool {
+        true
     }
 
     /// Issue a credential for a grant.

@@ -50,6 +50,7 @@ fn catalog() -> Catalog {
             default_ttl: Duration::from_secs(900),
             grant_keys: &["role_arn", "session_name", "tags"],
             scope_param: Some("role_arn"),
+            target: None,
         });
     }
     for i in 0..6 {
@@ -60,6 +61,7 @@ fn catalog() -> Catalog {
             default_ttl: Duration::from_secs(600),
             grant_keys: &[],
             scope_param: None,
+            target: None,
         });
     }
     let sources = SOURCES.iter().map(|(n, k)| SourceInfo { name: (*n).into(), kind: (*k).into() }).collect();

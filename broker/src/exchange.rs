@@ -15,7 +15,9 @@ use tessera_adapters::{
 };
 
 use crate::audit::{AuditError, AuditEvent, AuditSink, Decision};
+use crate::cache::{CacheOutcome, CredentialCache, DEFAULT_MAX_ENTRIES};
 use crate::mapping::{Denial, MappingSet, Request};
+use crate::metrics::Metrics;
 
 /// A token-exchange request, already parsed and size-checked by the HTTP edge.
 #[derive(Debug)]
@@ -165,6 +167,8 @@ pub struct Pipeline {
     mappings: ArcSwap<MappingSet>,
     audit: Arc<dyn AuditSink>,
     audit_fail_open: bool,
+    cache: CredentialCache,
+    metrics: Arc<Metrics>,
 }
 
 /// What is known about an exchange so far, for its audit event.
@@ -174,6 +178,7 @@ struct Trail {
     identity: Option<Arc<Identity>>,
     rule: Option<String>,
     scope: Option<String>,
+    cache: Option<CacheOutcome>,
 }
 
 impl Pipeline {
@@ -184,15 +189,23 @@ impl Pipeline {
         mappings: Arc<MappingSet>,
         audit: Arc<dyn AuditSink>,
         audit_fail_open: bool,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            cache: CredentialCache::new(Arc::clone(&clock), DEFAULT_MAX_ENTRIES),
             clock,
             router,
             targets: targets.into_iter().map(|t| (t.name().to_string(), t)).collect(),
             mappings: ArcSwap::new(mappings),
             audit,
             audit_fail_open,
+            metrics,
         }
+    }
+
+    /// The credential cache (cacheable targets only).
+    pub fn cache(&self) -> &CredentialCache {
+        &self.cache
     }
 
     /// The rules currently serving.
@@ -268,7 +281,14 @@ impl Pipeline {
         })?;
         trail.rule = Some(grant.rule().to_string());
         trail.scope = grant.scope().map(str::to_string);
-        let credential = target.issue(&grant).await?;
+        let credential = if target.cacheable() {
+            let (credential, outcome) = self.cache.get_or_issue(target, &grant).await;
+            trail.cache = Some(outcome);
+            self.metrics.credential_cache(outcome.as_str());
+            credential?
+        } else {
+            target.issue(&grant).await?
+        };
         let expires_in = (credential.expires_at - self.clock.now()).max(0);
         Ok(Exchanged { credential, expires_in })
     }
@@ -297,6 +317,7 @@ impl Pipeline {
             target: req.audience.clone(),
             scope: trail.scope,
             rule: trail.rule,
+            cache: trail.cache.map(CacheOutcome::as_str),
             issued_ttl: issued.map(|x| x.expires_in),
             subject_token_fingerprint: req.subject_token.value.fingerprint(),
             issued_token_fingerprint: issued.map(|x| x.credential.access_token.fingerprint()),

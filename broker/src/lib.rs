@@ -21,6 +21,7 @@
 //! broker is built, so the sources trusting it find it up.
 
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod demo;
 mod diagnostic;
@@ -191,6 +192,7 @@ impl Broker {
             Arc::new(mappings),
             sink,
             audit_config.fail_open,
+            Arc::clone(&metrics),
         );
         Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock }))
     }
@@ -302,6 +304,7 @@ fn catalog(sources: &[Arc<dyn IdentitySource>], targets: &[Arc<dyn CredentialTar
                 default_ttl: t.default_ttl(),
                 grant_keys: t.grant_keys(),
                 scope_param: t.scope_param(),
+                target: Some(Arc::clone(t)),
             })
             .collect(),
         sources: sources

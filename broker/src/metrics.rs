@@ -26,6 +26,7 @@ pub struct Metrics {
     mapping_reloads: Family<ResultLabel, Counter>,
     mapping_rules: Gauge,
     mapping_last_reload_success: Gauge,
+    credential_cache: Family<ResultLabel, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -57,12 +58,26 @@ impl Metrics {
             "1 when the mapping files on disk are the ones serving, 0 after a refused reload",
             mapping_last_reload_success.clone(),
         );
-        // Both outcomes exist from the start, so a rate() over them never sees a gap.
+        let credential_cache = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "credential_cache",
+            "Exchanges for cacheable targets, by result (hit: served without an upstream call; miss: one upstream call)",
+            credential_cache.clone(),
+        );
+        // Every outcome exists from the start, so a rate() over them never sees a gap.
         for result in ["ok", "error"] {
             let _ = mapping_reloads.get_or_create(&ResultLabel { result });
         }
+        for result in ["hit", "miss"] {
+            let _ = credential_cache.get_or_create(&ResultLabel { result });
+        }
         mapping_last_reload_success.set(1);
-        Self { registry, mapping_reloads, mapping_rules, mapping_last_reload_success }
+        Self { registry, mapping_reloads, mapping_rules, mapping_last_reload_success, credential_cache }
+    }
+
+    /// An exchange for a cacheable target was served from the cache or made a call.
+    pub fn credential_cache(&self, result: &'static str) {
+        self.credential_cache.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// A reload was swapped in (`ok`) or refused.
@@ -105,6 +120,9 @@ mod tests {
         assert!(text.contains("tessera_mapping_reloads_total{result=\"error\"} 2"), "{text}");
         assert!(text.contains("tessera_mapping_rules 7"), "{text}");
         assert!(text.contains("tessera_mapping_last_reload_success 0"), "{text}");
+        assert!(text.contains("tessera_credential_cache_total{result=\"hit\"} 0"), "{text}");
+        m.credential_cache("miss");
+        assert!(m.encode().unwrap().contains("tessera_credential_cache_total{result=\"miss\"} 1"));
         assert!(text.ends_with("# EOF\n"), "{text}");
         m.mapping_in_sync();
         assert!(m.encode().unwrap().contains("tessera_mapping_last_reload_success 1"));

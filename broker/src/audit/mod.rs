@@ -46,6 +46,10 @@ pub struct AuditEvent {
     pub scope: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// For targets whose credentials are cached: `hit` (no upstream call) or `miss` (this
+    /// exchange made the one upstream call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
     /// Lifetime of the issued credential in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_ttl: Option<i64>,
@@ -158,6 +162,7 @@ mod tests {
             target: "api".into(),
             scope: None,
             rule: None,
+            cache: None,
             issued_ttl: None,
             subject_token_fingerprint: "sha256:00".into(),
             issued_token_fingerprint: None,

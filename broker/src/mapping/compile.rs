@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_adapters::Identity;
 use tessera_adapters::config::{format_duration, validate_name};
+use tessera_adapters::{Identity, RuleParam, RuleText};
 
 use crate::mapping::cases::{Expectation, TestCase};
 use crate::mapping::condition::Condition;
@@ -55,6 +55,24 @@ pub(crate) enum ClaimTemplate {
 pub(crate) enum ParamTemplate {
     Str(Template),
     Map(Vec<(String, Template)>),
+}
+
+impl ParamTemplate {
+    /// What a target's load-time check sees: literals whole, templates as such.
+    fn view(&self) -> RuleParam<'_> {
+        fn text(t: &Template) -> RuleText<'_> {
+            match t.literal() {
+                Some(s) => RuleText::Literal(s),
+                None => RuleText::Template,
+            }
+        }
+        match self {
+            Self::Str(t) => RuleParam::Text(text(t)),
+            Self::Map(entries) => {
+                RuleParam::Map(entries.iter().map(|(k, v)| (k.as_str(), text(v))).collect())
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -417,10 +435,26 @@ impl Compiler<'_> {
                     out.into_iter().collect::<Option<Vec<_>>>().map(ParamTemplate::Map)
                 }
             };
-            match compiled {
-                Some(c) => params.push((key.value.clone(), c)),
-                None => ok = false,
+            let Some(compiled) = compiled else {
+                ok = false;
+                continue;
+            };
+            if let Some(checker) = target.as_ref().and_then(|t| t.target.as_ref()) {
+                let pos = match value {
+                    RawParam::Str(s) => s.pos,
+                    RawParam::Map(_) => key.pos,
+                };
+                if let Err(e) = checker.check_grant_param(&key.value, &compiled.view()) {
+                    self.error(
+                        pos,
+                        format!("`{}` is not valid for target `{}`: {e}", key.value, checker.name()),
+                        format!("see the `{}` target's grant keys in docs/targets.md", checker.kind()),
+                    );
+                    ok = false;
+                    continue;
+                }
             }
+            params.push((key.value.clone(), compiled));
         }
 
         let name = raw.name.as_ref()?;

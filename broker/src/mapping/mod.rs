@@ -70,10 +70,11 @@ mod yaml;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_adapters::Identity;
 use tessera_adapters::secret::fingerprint;
+use tessera_adapters::{CredentialTarget, Identity};
 
 pub use cases::{Expectation, TestOutcome};
 pub use check::{CheckReport, Diagnostic, Severity, TestResult};
@@ -98,6 +99,9 @@ pub struct TargetInfo {
     pub grant_keys: &'static [&'static str],
     /// The grant key whose value is the scope a rule grants, when it has no `scope:`.
     pub scope_param: Option<&'static str>,
+    /// The built target, whose load-time checks of grant values run on every rule for it
+    /// ([`CredentialTarget::check_grant_param`]); `None` checks nothing beyond the keys.
+    pub target: Option<Arc<dyn CredentialTarget>>,
 }
 
 /// What the broker knows of one configured source.

@@ -348,6 +348,7 @@ mod tests {
                 default_ttl: Duration::from_secs(600),
                 grant_keys: &[],
                 scope_param: None,
+                target: None,
             }],
             sources: vec![SourceInfo { name: "corp".into(), kind: "oidc".into() }],
         }

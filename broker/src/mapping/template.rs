@@ -104,6 +104,15 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// The template's text when it references no field: the same for every identity.
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+
     /// Render for `identity`, or name the first field it has no value for.
     pub fn render(&self, identity: &Identity) -> Result<String, MissingField> {
         let mut out = String::new();

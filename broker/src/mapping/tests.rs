@@ -20,6 +20,7 @@ fn catalog() -> Catalog {
                 default_ttl: Duration::from_secs(600),
                 grant_keys: &[],
                 scope_param: None,
+                target: None,
             },
             TargetInfo {
                 name: "aws-prod".into(),
@@ -28,6 +29,7 @@ fn catalog() -> Catalog {
                 default_ttl: Duration::from_secs(900),
                 grant_keys: &["role_arn", "session_name", "tags"],
                 scope_param: Some("role_arn"),
+                target: None,
             },
         ],
         sources: vec![
@@ -1479,6 +1481,7 @@ fn docs_catalog() -> Catalog {
         default_ttl: Duration::from_secs(600),
         grant_keys: &[],
         scope_param: None,
+        target: None,
     };
     let mut targets = vec![jwt("internal-api"), jwt("gcp-prod"), jwt("warehouse-api"), jwt("ledger-api")];
     targets.push(TargetInfo {
@@ -1488,6 +1491,7 @@ fn docs_catalog() -> Catalog {
         default_ttl: Duration::from_secs(900),
         grant_keys: &["role_arn", "session_name", "tags"],
         scope_param: Some("role_arn"),
+        target: None,
     });
     let sources = [
         ("corp-idp", "oidc"),

@@ -122,6 +122,12 @@ impl CredentialTarget for JwtTarget {
         token_types::JWT
     }
 
+    /// Signing is local and cheap, and each token has its own `jti` for replay
+    /// detection, which a cached token would repeat.
+    fn cacheable(&self) -> bool {
+        false
+    }
+
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
         let (claims, expires_at) = self.claims(grant)?;
         let access_token = self.signer.sign(self.algorithm, &claims)?;

@@ -58,6 +58,7 @@ fn context(signer: Arc<RecordingSigner>) -> BuildContext {
 fn config(yaml_like: Value) -> JwtTargetConfig {
     match serde_json::from_value::<TargetConfig>(yaml_like).unwrap() {
         TargetConfig::Jwt(c) => c,
+        other => panic!("not a jwt target: {other:?}"),
     }
 }
 

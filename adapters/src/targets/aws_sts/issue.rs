@@ -1,0 +1,404 @@
+//! The web identity token, the `AssumeRoleWithWebIdentity` call and its errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sts::config::retry::RetryConfig;
+use aws_sdk_sts::config::timeout::TimeoutConfig;
+use aws_sdk_sts::config::{BehaviorVersion, Region};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role_with_web_identity::{
+    AssumeRoleWithWebIdentityError, AssumeRoleWithWebIdentityOutput,
+};
+use serde_json::{Map, Value, json};
+
+use crate::clock::{Clock, format_rfc3339};
+use crate::secret::Secret;
+use crate::target::{
+    AwsCredentials, CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, SigningAlgorithm,
+    TargetError, token_types,
+};
+use crate::targets::upstream::{self, UpstreamSettings};
+
+/// The claim AWS reads session tags from (IAM User Guide, "Passing session tags using
+/// AssumeRoleWithWebIdentity").
+pub const TAGS_CLAIM: &str = "https://aws.amazon.com/tags";
+/// STS limits on session tags: count, key and value length (in characters).
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_KEY_LEN: usize = 128;
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+/// The grant keys a rule for this target may set.
+const GRANT_KEYS: &[&str] = &["role_arn", "session_name", "tags"];
+
+/// Everything [`AwsStsTargetConfig`](super::AwsStsTargetConfig) checked.
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub name: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub audience: String,
+    pub algorithm: SigningAlgorithm,
+    pub max_ttl: Duration,
+    pub default_ttl: Duration,
+    pub transitive_tag_keys: Vec<String>,
+    pub upstream: UpstreamSettings,
+}
+
+/// A configured `aws_sts` target.
+#[derive(Debug)]
+pub struct AwsStsTarget {
+    settings: Settings,
+    client: aws_sdk_sts::Client,
+    signer: Arc<dyn Signer>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What one `AssumeRoleWithWebIdentity` call asks for.
+#[derive(Debug, Clone)]
+pub(super) struct StsRequest {
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration_seconds: i32,
+    pub token: Secret<String>,
+}
+
+impl AwsStsTarget {
+    pub(super) fn new(settings: Settings, signer: Arc<dyn Signer>, clock: Arc<dyn Clock>) -> Self {
+        let timeout = settings.upstream.timeout;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(timeout)
+            .operation_attempt_timeout(timeout)
+            .operation_timeout(timeout)
+            .build();
+        let mut config = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::v2026_01_12())
+            .region(Region::new(settings.region.clone()))
+            // Retries are Tessera's own (`upstream::with_retries`), so that only failures
+            // a retry can fix are retried and the attempt count is the configured one.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts);
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint.clone());
+        }
+        let client = aws_sdk_sts::Client::from_conf(config.build());
+        Self { settings, client, signer, clock }
+    }
+
+    /// The `aud` of web identity tokens.
+    pub fn audience(&self) -> &str {
+        &self.settings.audience
+    }
+
+    /// The request for `grant`: the role, session name, duration and the signed web
+    /// identity token. Every check a grant can fail happens here, before any network call.
+    pub(super) fn request(&self, grant: &Grant) -> Result<StsRequest, TargetError> {
+        upstream::check_grant_target(grant, &self.settings.name)?;
+        let role_arn = grant
+            .param_str("role_arn")
+            .ok_or_else(|| TargetError::InvalidGrant("the rule grants no `role_arn`".into()))?;
+        check_role_arn(role_arn).map_err(TargetError::InvalidGrant)?;
+        let session_name = match grant.param_str("session_name") {
+            Some(rendered) => session_name(rendered),
+            None => grant.identity().name.as_deref().and_then(session_name),
+        }
+        .or_else(|| session_name(&grant.identity().id))
+        .ok_or_else(|| {
+            TargetError::InvalidGrant("no valid session name (2-64 of [A-Za-z0-9_+=,.@-])".into())
+        })?;
+        let tags = tags(grant.params().get("tags"))?;
+
+        let duration = grant.ttl().min(self.settings.max_ttl).clamp(super::MIN_DURATION, super::MAX_DURATION);
+        let duration_seconds = i32::try_from(duration.as_secs())
+            .map_err(|_| TargetError::InvalidGrant("session duration out of range".into()))?;
+
+        let now = self.clock.now();
+        let mut claims = upstream::presented_claims(
+            self.signer.as_ref(),
+            &grant.identity().id,
+            &self.settings.audience,
+            now,
+        );
+        if !tags.is_empty() {
+            let principal_tags: Map<String, Value> =
+                tags.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
+            let transitive: Vec<&String> =
+                self.settings.transitive_tag_keys.iter().filter(|k| tags.contains_key(*k)).collect();
+            let mut claim = Map::new();
+            claim.insert("principal_tags".into(), Value::Object(principal_tags));
+            if !transitive.is_empty() {
+                claim.insert("transitive_tag_keys".into(), json!(transitive));
+            }
+            claims.insert(TAGS_CLAIM.into(), Value::Object(claim));
+        }
+        let token = self.signer.sign(self.settings.algorithm, &claims)?;
+        Ok(StsRequest { role_arn: role_arn.to_string(), session_name, duration_seconds, token })
+    }
+
+    async fn call(&self, req: &StsRequest) -> Result<AssumeRoleWithWebIdentityOutput, TargetError> {
+        let send = self
+            .client
+            .assume_role_with_web_identity()
+            .role_arn(&req.role_arn)
+            .role_session_name(&req.session_name)
+            .duration_seconds(req.duration_seconds)
+            .web_identity_token(req.token.expose())
+            .send();
+        // The SDK's own timeouts cover connect and each attempt; this one also bounds
+        // anything they do not (DNS, a stalled body).
+        let timeout = self.settings.upstream.timeout;
+        match tokio::time::timeout(timeout, send).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(sdk_error(&e)),
+            Err(_) => Err(TargetError::Upstream {
+                retryable: true,
+                cause: format!("STS did not answer within {}s", timeout.as_secs()),
+            }),
+        }
+    }
+}
+
+/// STS's limits on `RoleSessionName`: 2 to 64 characters of `[\w+=,.@-]`.
+fn valid_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+}
+
+/// A session name STS accepts, made from `raw`: characters STS refuses become `-`, and
+/// the result is cut to 64 characters. `None` when fewer than 2 remain.
+pub fn session_name(raw: &str) -> Option<String> {
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' })
+        .take(64)
+        .collect();
+    valid_session_name(&cleaned).then_some(cleaned)
+}
+
+/// An IAM role ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
+fn check_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = match parts.as_slice() {
+        [prefix, partition, service, region, account, resource] => {
+            *prefix == "arn"
+                && partition.starts_with("aws")
+                && *service == "iam"
+                && region.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.strip_prefix("role/").is_some_and(|r| !r.is_empty())
+                && arn.len() <= 2048
+        }
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(format!("`{arn}` is not an IAM role ARN")) }
+}
+
+/// Characters STS takes in session tag keys and values: Unicode letters, digits and
+/// spaces, and `_ . : / = + - @` (STS `Tag` reference).
+fn tag_chars_ok(text: &str) -> bool {
+    text.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+}
+
+/// A session tag key: 1 to 128 allowed characters, not in the reserved `aws:` namespace.
+pub(super) fn check_tag_key(key: &str) -> Result<(), String> {
+    let len_ok = (1..=MAX_TAG_KEY_LEN).contains(&key.chars().count());
+    if !len_ok || !tag_chars_ok(key) || key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(format!(
+            "tag key `{key}` must be 1 to {MAX_TAG_KEY_LEN} of letters, digits, spaces and _.:/=+-@, not starting with aws:"
+        ));
+    }
+    Ok(())
+}
+
+/// A session tag value: up to 256 allowed characters.
+fn check_tag_value(key: &str, value: &str) -> Result<(), String> {
+    if value.chars().count() > MAX_TAG_VALUE_LEN || !tag_chars_ok(value) {
+        return Err(format!(
+            "the value of tag `{key}` must be at most {MAX_TAG_VALUE_LEN} of letters, digits, spaces and _.:/=+-@"
+        ));
+    }
+    Ok(())
+}
+
+/// The load-time check of a rule's grant key (see
+/// [`CredentialTarget::check_grant_param`]).
+pub(super) fn check_rule_param(key: &str, value: &RuleParam<'_>) -> Result<(), String> {
+    match (key, value) {
+        ("role_arn", RuleParam::Text(RuleText::Literal(arn))) => check_role_arn(arn),
+        ("session_name", RuleParam::Text(RuleText::Literal(name))) => session_name(name)
+            .map(|_| ())
+            .ok_or_else(|| format!("`{name}` leaves fewer than 2 characters STS takes in a session name")),
+        ("tags", RuleParam::Text(_)) => Err("`tags` must be a map of tag keys to values".into()),
+        ("tags", RuleParam::Map(entries)) => {
+            if entries.len() > MAX_TAGS {
+                return Err(format!("{} session tags; STS takes at most {MAX_TAGS}", entries.len()));
+            }
+            for (k, v) in entries {
+                check_tag_key(k)?;
+                if let RuleText::Literal(v) = v {
+                    check_tag_value(k, v)?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The rule's rendered `tags`, checked against STS's limits.
+fn tags(value: Option<&Value>) -> Result<BTreeMap<String, String>, TargetError> {
+    let Some(value) = value else { return Ok(BTreeMap::new()) };
+    let Value::Object(map) = value else {
+        return Err(TargetError::InvalidGrant("`tags` must be a map of tag keys to values".into()));
+    };
+    if map.len() > MAX_TAGS {
+        return Err(TargetError::InvalidGrant(format!(
+            "{} session tags; STS takes at most {MAX_TAGS}",
+            map.len()
+        )));
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        let Some(v) = v.as_str() else {
+            return Err(TargetError::InvalidGrant(format!("tag `{k}` must be a string")));
+        };
+        check_tag_key(k).and_then(|()| check_tag_value(k, v)).map_err(TargetError::InvalidGrant)?;
+        out.insert(k.clone(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// What an STS failure means for the caller: a refusal (the trust policy, the token, the
+/// request) or a failure a retry may fix.
+pub(super) fn classify(code: Option<&str>, status: Option<u16>, message: Option<&str>) -> TargetError {
+    let cause = format!(
+        "STS {}{}: {}",
+        code.unwrap_or("error"),
+        status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(),
+        message.unwrap_or("no message")
+    );
+    let retryable = matches!(
+        code,
+        Some(
+            "Throttling"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "IDPCommunicationError"
+                | "ServiceUnavailable"
+                | "InternalFailure"
+                | "InternalError"
+        )
+    ) || status.is_some_and(|s| s == 429 || s >= 500);
+    if retryable {
+        TargetError::Upstream { retryable: true, cause }
+    } else {
+        TargetError::UpstreamRejected(cause)
+    }
+}
+
+fn sdk_error(e: &SdkError<AssumeRoleWithWebIdentityError>) -> TargetError {
+    match e {
+        SdkError::ServiceError(ctx) => {
+            let err = ctx.err();
+            classify(err.code(), Some(ctx.raw().status().as_u16()), err.message())
+        }
+        SdkError::TimeoutError(_) => {
+            TargetError::Upstream { retryable: true, cause: "STS call timed out".into() }
+        }
+        SdkError::DispatchFailure(d) => TargetError::Upstream {
+            retryable: true,
+            cause: format!(
+                "STS could not be reached ({})",
+                if d.is_timeout() {
+                    "timeout"
+                } else if d.is_io() {
+                    "connection failed"
+                } else {
+                    "dispatch failed"
+                }
+            ),
+        },
+        SdkError::ResponseError(r) => TargetError::Upstream {
+            retryable: true,
+            cause: format!("STS answered with an unreadable response (HTTP {})", r.raw().status().as_u16()),
+        },
+        SdkError::ConstructionFailure(_) => {
+            TargetError::Upstream { retryable: false, cause: "the STS request could not be built".into() }
+        }
+        other => TargetError::Upstream { retryable: false, cause: format!("STS call failed: {other}") },
+    }
+}
+
+/// The credential from a complete STS answer; an answer lacking any part is an error,
+/// never a partial credential.
+pub(super) fn credential(out: &AssumeRoleWithWebIdentityOutput) -> Result<IssuedCredential, TargetError> {
+    let incomplete = || TargetError::Upstream {
+        retryable: false,
+        cause: "STS answered without complete credentials".into(),
+    };
+    let c = out.credentials().ok_or_else(incomplete)?;
+    if c.access_key_id().is_empty() || c.secret_access_key().is_empty() || c.session_token().is_empty() {
+        return Err(incomplete());
+    }
+    let expires_at = c.expiration().secs();
+    Ok(IssuedCredential {
+        access_token: Secret::new(c.session_token().to_string()),
+        issued_token_type: token_types::AWS_CREDENTIALS,
+        token_type: "N_A",
+        expires_at,
+        aws_credentials: Some(AwsCredentials {
+            access_key_id: c.access_key_id().to_string(),
+            secret_access_key: Secret::new(c.secret_access_key().to_string()),
+            session_token: Secret::new(c.session_token().to_string()),
+            expiration: format_rfc3339(expires_at),
+        }),
+    })
+}
+
+#[async_trait]
+impl CredentialTarget for AwsStsTarget {
+    fn kind(&self) -> &'static str {
+        "aws_sts"
+    }
+
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn max_ttl(&self) -> Duration {
+        self.settings.max_ttl
+    }
+
+    fn default_ttl(&self) -> Duration {
+        self.settings.default_ttl
+    }
+
+    fn grant_keys(&self) -> &'static [&'static str] {
+        GRANT_KEYS
+    }
+
+    fn check_grant_param(&self, key: &str, value: &RuleParam<'_>) -> Result<(), String> {
+        check_rule_param(key, value)
+    }
+
+    fn issued_token_type(&self) -> &'static str {
+        token_types::AWS_CREDENTIALS
+    }
+
+    fn scope_param(&self) -> Option<&'static str> {
+        Some("role_arn")
+    }
+
+    fn cacheable(&self) -> bool {
+        self.settings.upstream.cache
+    }
+
+    async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
+        let req = self.request(grant)?;
+        let out = upstream::with_retries(self.settings.upstream.max_attempts, || self.call(&req)).await?;
+        credential(&out)
+    }
+}

@@ -1,0 +1,464 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::issue::classify;
+use super::*;
+use crate::clock::ManualClock;
+use crate::identity::Identity;
+use crate::registry::{BuildContext, BuildTarget, TargetConfig};
+use crate::secret::Secret;
+use crate::source::VerifiedIdentity;
+use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
+
+const NOW: i64 = 1_700_000_000;
+const ROLE: &str = "arn:aws:iam::123456789012:role/invoices-reader";
+
+/// A signer whose "token" is the claim set as JSON, so tests can read back what was signed.
+#[derive(Debug)]
+struct JsonSigner(Vec<SigningAlgorithm>);
+
+impl Signer for JsonSigner {
+    fn issuer(&self) -> &str {
+        "https://tessera.test"
+    }
+
+    fn algorithms(&self) -> Vec<SigningAlgorithm> {
+        self.0.clone()
+    }
+
+    fn sign(&self, alg: SigningAlgorithm, claims: &Map<String, Value>) -> Result<Secret<String>, SignError> {
+        if !self.0.contains(&alg) {
+            return Err(SignError::NoActiveKey(alg.as_str()));
+        }
+        serde_json::to_string(claims).map(Secret::new).map_err(|_| SignError::Encoding)
+    }
+}
+
+fn context() -> BuildContext {
+    BuildContext {
+        clock: Arc::new(ManualClock::new(NOW)),
+        http: reqwest::Client::new(),
+        signer: Arc::new(JsonSigner(vec![SigningAlgorithm::Es256, SigningAlgorithm::Rs256])),
+        base_dir: PathBuf::from("."),
+    }
+}
+
+fn config(value: Value) -> AwsStsTargetConfig {
+    match serde_json::from_value::<TargetConfig>(value).unwrap() {
+        TargetConfig::AwsSts(c) => c,
+        other => panic!("not an aws_sts target: {other:?}"),
+    }
+}
+
+fn target(value: Value) -> AwsStsTarget {
+    config(value).target(&context()).unwrap()
+}
+
+fn identity(name: Option<&str>) -> Identity {
+    Identity {
+        id: "k8s://eks-prod/ns/payments/sa/api".into(),
+        provider: "kubernetes".into(),
+        source: "eks-prod".into(),
+        issuer: "https://oidc.eks.example".into(),
+        subject: "system:serviceaccount:payments:api".into(),
+        tenant: Some("eks-prod".into()),
+        namespace: Some("payments".into()),
+        name: name.map(str::to_string),
+        instance: None,
+        region: None,
+        attributes: BTreeMap::new(),
+        expires_at: NOW + 600,
+    }
+}
+
+fn grant(target: &str, ttl: Duration, name: Option<&str>, params: Value) -> Grant {
+    let Value::Object(params) = params else { panic!("params must be an object") };
+    Grant::new(
+        VerifiedIdentity::new(identity(name)),
+        "rule-1",
+        target,
+        params.get("role_arn").and_then(Value::as_str).map(str::to_string),
+        ttl,
+        Map::new(),
+        params.into_iter().collect(),
+    )
+}
+
+fn signed_claims(t: &AwsStsTarget, g: &Grant) -> Map<String, Value> {
+    let req = t.request(g).unwrap();
+    serde_json::from_str(req.token.expose()).unwrap()
+}
+
+#[test]
+fn defaults_are_documented_values() {
+    let c = config(json!({ "type": "aws_sts", "name": "aws-prod" }));
+    assert_eq!(c.region, "us-east-1");
+    assert_eq!(c.endpoint, None);
+    assert!(!c.upstream.insecure_http);
+    assert_eq!(c.audience, "sts.amazonaws.com");
+    assert_eq!(c.algorithm, SigningAlgorithm::Rs256);
+    assert_eq!(c.max_ttl, Duration::from_secs(3600));
+    assert_eq!(c.default_ttl, Duration::from_secs(3600));
+    assert!(c.transitive_tag_keys.is_empty());
+    assert_eq!(c.upstream.timeout, Duration::from_secs(5));
+    assert_eq!(c.upstream.max_attempts, 3);
+    assert!(c.upstream.cache);
+    let t = c.build(&context()).unwrap();
+    assert_eq!(t.kind(), "aws_sts");
+    assert_eq!(t.name(), "aws-prod");
+    assert_eq!(t.grant_keys(), &["role_arn", "session_name", "tags"]);
+    assert_eq!(t.scope_param(), Some("role_arn"));
+    assert_eq!(t.issued_token_type(), token_types::AWS_CREDENTIALS);
+    assert!(t.cacheable());
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "aws_sts", "name": "x", "role": "r" }))
+        .unwrap_err();
+    assert!(err.to_string().contains("role"), "{err}");
+}
+
+#[test]
+fn build_errors_name_the_field() {
+    let cases = [
+        (json!({ "name": "Bad Name" }), "name"),
+        (json!({ "name": "a", "region": "US East" }), "region"),
+        (json!({ "name": "a", "endpoint": "http://127.0.0.1:1" }), "endpoint"),
+        (json!({ "name": "a", "endpoint": "ftp://sts.example" }), "endpoint"),
+        (json!({ "name": "a", "endpoint": "not a url" }), "endpoint"),
+        (json!({ "name": "a", "endpoint": "https://user:pw@sts.example" }), "endpoint"),
+        (json!({ "name": "a", "endpoint": "http://sts.example", "insecure_http": true }), "endpoint"),
+        (json!({ "name": "a", "audience": " " }), "audience"),
+        (json!({ "name": "a", "algorithm": "EdDSA" }), "algorithm"),
+        (json!({ "name": "a", "max_ttl": "10m" }), "max_ttl"),
+        (json!({ "name": "a", "max_ttl": "13h" }), "max_ttl"),
+        (json!({ "name": "a", "default_ttl": "5m" }), "default_ttl"),
+        (json!({ "name": "a", "max_ttl": "30m", "default_ttl": "1h" }), "default_ttl"),
+        (json!({ "name": "a", "transitive_tag_keys": [""] }), "transitive_tag_keys"),
+        (json!({ "name": "a", "timeout": 0 }), "timeout"),
+        (json!({ "name": "a", "max_attempts": 0 }), "max_attempts"),
+        (json!({ "name": "a", "max_attempts": 9 }), "max_attempts"),
+    ];
+    for (mut value, field) in cases {
+        value["type"] = json!("aws_sts");
+        let err = config(value.clone()).build(&context()).unwrap_err();
+        assert_eq!(err.field, Some(field), "{value}: {err}");
+    }
+    let ok = config(
+        json!({ "type": "aws_sts", "name": "a", "endpoint": "http://127.0.0.1:1/", "insecure_http": true }),
+    );
+    assert!(ok.build(&context()).is_ok(), "plain http is allowed when asked for");
+}
+
+#[test]
+fn the_algorithm_must_be_one_the_issuer_has() {
+    let c = config(json!({ "type": "aws_sts", "name": "a", "algorithm": "ES256" }));
+    let cx = BuildContext { signer: Arc::new(JsonSigner(vec![SigningAlgorithm::Rs256])), ..context() };
+    let err = c.build(&cx).unwrap_err();
+    assert_eq!(err.field, Some("algorithm"));
+    assert!(err.message.contains("ES256"), "{err}");
+}
+
+#[test]
+fn the_web_identity_token_says_who_for_whom_and_briefly() {
+    let t = target(json!({ "type": "aws_sts", "name": "aws-prod" }));
+    let g = grant("aws-prod", Duration::from_secs(1800), Some("api"), json!({ "role_arn": ROLE }));
+    let req = t.request(&g).unwrap();
+    assert_eq!(req.role_arn, ROLE);
+    assert_eq!(req.session_name, "api", "the identity's name by default");
+    assert_eq!(req.duration_seconds, 1800);
+    let claims: Map<String, Value> = serde_json::from_str(req.token.expose()).unwrap();
+    assert_eq!(claims["iss"], "https://tessera.test");
+    assert_eq!(claims["sub"], "k8s://eks-prod/ns/payments/sa/api");
+    assert_eq!(claims["aud"], "sts.amazonaws.com");
+    assert_eq!(claims["iat"], NOW);
+    assert_eq!(claims["exp"], NOW + 300);
+    assert!(uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
+    assert!(!claims.contains_key(TAGS_CLAIM), "no tags, no tags claim");
+
+    let again = signed_claims(&t, &g);
+    assert_ne!(again["jti"], claims["jti"]);
+
+    let custom = target(json!({ "type": "aws_sts", "name": "aws-prod", "audience": "tessera-client" }));
+    assert_eq!(signed_claims(&custom, &g)["aud"], "tessera-client");
+}
+
+#[test]
+fn session_tags_travel_in_the_aws_tags_claim() {
+    let t = target(json!({ "type": "aws_sts", "name": "a", "transitive_tag_keys": ["team", "absent"] }));
+    let g = grant(
+        "a",
+        Duration::from_secs(900),
+        Some("api"),
+        json!({ "role_arn": ROLE, "tags": { "team": "payments", "env": "prod" } }),
+    );
+    let claims = signed_claims(&t, &g);
+    assert_eq!(
+        claims[TAGS_CLAIM],
+        json!({
+            "principal_tags": { "env": ["prod"], "team": ["payments"] },
+            "transitive_tag_keys": ["team"],
+        })
+    );
+}
+
+#[test]
+fn tags_beyond_sts_limits_are_invalid_grants() {
+    let t = target(json!({ "type": "aws_sts", "name": "a" }));
+    let many: Map<String, Value> = (0..=MAX_TAGS).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let cases = [
+        json!(many),
+        json!({ "k".repeat(MAX_TAG_KEY_LEN + 1): "v" }),
+        json!({ "": "v" }),
+        json!({ "k": "v".repeat(MAX_TAG_VALUE_LEN + 1) }),
+        json!("not-a-map"),
+    ];
+    for tags in cases {
+        let g = grant("a", Duration::from_secs(900), Some("api"), json!({ "role_arn": ROLE, "tags": tags }));
+        assert!(matches!(t.request(&g), Err(TargetError::InvalidGrant(_))), "{tags}");
+    }
+    let fifty: Map<String, Value> = (0..MAX_TAGS).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let g = grant("a", Duration::from_secs(900), Some("api"), json!({ "role_arn": ROLE, "tags": fifty }));
+    assert!(t.request(&g).is_ok(), "exactly 50 tags are fine");
+}
+
+#[test]
+fn duration_is_clamped_to_sts_limits_and_max_ttl() {
+    let t = target(json!({ "type": "aws_sts", "name": "a", "max_ttl": "2h" }));
+    for (ttl, expected) in [(60, 900), (900, 900), (3600, 3600), (5 * 3600, 7200)] {
+        let g = grant("a", Duration::from_secs(ttl), Some("api"), json!({ "role_arn": ROLE }));
+        assert_eq!(t.request(&g).unwrap().duration_seconds, expected, "ttl {ttl}");
+    }
+}
+
+#[test]
+fn session_names_are_made_acceptable_to_sts() {
+    assert_eq!(session_name("payments-api").as_deref(), Some("payments-api"));
+    assert_eq!(session_name("k8s://eks/ns/p/sa/api").as_deref(), Some("k8s---eks-ns-p-sa-api"));
+    assert_eq!(session_name("a@b.c,d=e+f_g").as_deref(), Some("a@b.c,d=e+f_g"));
+    assert_eq!(session_name(&"x".repeat(100)).map(|s| s.len()), Some(64));
+    assert_eq!(session_name("x"), None);
+    assert_eq!(session_name(""), None);
+
+    let t = target(json!({ "type": "aws_sts", "name": "a" }));
+    let templated = grant(
+        "a",
+        Duration::from_secs(900),
+        Some("api"),
+        json!({ "role_arn": ROLE, "session_name": "payments/api" }),
+    );
+    assert_eq!(t.request(&templated).unwrap().session_name, "payments-api");
+    let nameless = grant("a", Duration::from_secs(900), None, json!({ "role_arn": ROLE }));
+    assert_eq!(
+        t.request(&nameless).unwrap().session_name,
+        "k8s---eks-prod-ns-payments-sa-api",
+        "the id when there is no name"
+    );
+    let short_name = grant("a", Duration::from_secs(900), Some("x"), json!({ "role_arn": ROLE }));
+    assert_eq!(t.request(&short_name).unwrap().session_name, "k8s---eks-prod-ns-payments-sa-api");
+}
+
+#[test]
+fn role_arns_are_checked_before_any_call() {
+    let t = target(json!({ "type": "aws_sts", "name": "a" }));
+    for arn in [
+        "",
+        "invoices-reader",
+        "arn:aws:iam::12345:role/x",
+        "arn:aws:iam::123456789012:user/x",
+        "arn:aws:s3:::bucket",
+        "arn:aws:iam::123456789012:role/",
+    ] {
+        let g = grant("a", Duration::from_secs(900), Some("api"), json!({ "role_arn": arn }));
+        assert!(matches!(t.request(&g), Err(TargetError::InvalidGrant(_))), "{arn}");
+    }
+    let missing = grant("a", Duration::from_secs(900), Some("api"), json!({}));
+    assert!(matches!(t.request(&missing), Err(TargetError::InvalidGrant(_))));
+    let other = grant("b", Duration::from_secs(900), Some("api"), json!({ "role_arn": ROLE }));
+    assert!(matches!(t.request(&other), Err(TargetError::InvalidGrant(_))));
+    let path = grant(
+        "a",
+        Duration::from_secs(900),
+        Some("api"),
+        json!({ "role_arn": "arn:aws-cn:iam::123456789012:role/team/x" }),
+    );
+    assert!(t.request(&path).is_ok());
+}
+
+#[test]
+fn sts_errors_are_refusals_or_retryable_failures() {
+    for code in [
+        "AccessDenied",
+        "InvalidIdentityToken",
+        "ExpiredTokenException",
+        "IDPRejectedClaim",
+        "ValidationError",
+    ] {
+        assert!(
+            matches!(classify(Some(code), Some(400), Some("no")), TargetError::UpstreamRejected(_)),
+            "{code}"
+        );
+    }
+    for (code, status) in [
+        (Some("Throttling"), 400),
+        (Some("IDPCommunicationError"), 400),
+        (None, 503),
+        (Some("InternalFailure"), 500),
+    ] {
+        assert!(
+            matches!(classify(code, Some(status), None), TargetError::Upstream { retryable: true, .. }),
+            "{code:?} {status}"
+        );
+    }
+}
+
+/// A loopback STS that answers each request with the next of `answers` (status, body),
+/// repeating the last, and counts requests.
+async fn scripted_sts(answers: Vec<(u16, String)>) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = answers.get(n).or(answers.last()).cloned().unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut read = 0;
+                // Read the head and the body the Content-Length announces.
+                loop {
+                    let k = stream.read(&mut buf[read..]).await.unwrap_or(0);
+                    if k == 0 {
+                        break;
+                    }
+                    read += k;
+                    let text = String::from_utf8_lossy(&buf[..read]).to_string();
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if read >= head_end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (url, count)
+}
+
+fn sts_error(code: &str) -> String {
+    format!(
+        r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{code}</Code><Message>nope</Message></Error><RequestId>r</RequestId></ErrorResponse>"#
+    )
+}
+
+fn sts_ok() -> String {
+    r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIAEXAMPLE</AccessKeyId><SecretAccessKey>secret</SecretAccessKey><SessionToken>session</SessionToken><Expiration>2023-11-14T23:13:20Z</Expiration></Credentials><SubjectFromWebIdentityToken>k8s://x</SubjectFromWebIdentityToken><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/invoices-reader/api</Arn><AssumedRoleId>AROA:api</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"#.into()
+}
+
+fn sts_target(url: &str, attempts: u32) -> AwsStsTarget {
+    target(json!({
+        "type": "aws_sts", "name": "a", "endpoint": url, "insecure_http": true,
+        "max_attempts": attempts, "timeout": 2,
+    }))
+}
+
+fn any_grant() -> Grant {
+    grant("a", Duration::from_secs(900), Some("api"), json!({ "role_arn": ROLE }))
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_then_succeed() {
+    let (url, count) =
+        scripted_sts(vec![(400, sts_error("Throttling")), (503, String::new()), (200, sts_ok())]).await;
+    let issued = sts_target(&url, 3).issue(&any_grant()).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    assert_eq!(issued.issued_token_type, token_types::AWS_CREDENTIALS);
+    assert_eq!(issued.token_type, "N_A");
+    assert_eq!(issued.access_token.expose(), "session");
+    let aws = issued.aws_credentials.unwrap();
+    assert_eq!(aws.access_key_id, "ASIAEXAMPLE");
+    assert_eq!(aws.secret_access_key.expose(), "secret");
+    assert_eq!(aws.session_token.expose(), "session");
+    assert_eq!(aws.expiration, "2023-11-14T23:13:20Z");
+    assert_eq!(issued.expires_at, 1_700_003_600);
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let (url, count) = scripted_sts(vec![(500, sts_error("InternalFailure"))]).await;
+    let err = sts_target(&url, 3).issue(&any_grant()).await.unwrap_err();
+    assert!(matches!(err, TargetError::Upstream { retryable: true, .. }), "{err:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn refusals_are_not_retried() {
+    for code in ["AccessDenied", "InvalidIdentityToken", "ExpiredTokenException"] {
+        let (url, count) = scripted_sts(vec![(400, sts_error(code))]).await;
+        let err = sts_target(&url, 3).issue(&any_grant()).await.unwrap_err();
+        match err {
+            TargetError::UpstreamRejected(cause) => assert!(cause.contains(code), "{cause}"),
+            other => panic!("{code}: {other:?}"),
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_without_credentials_is_no_credential() {
+    let empty = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
+    let (url, _) = scripted_sts(vec![(200, empty.into())]).await;
+    let err = sts_target(&url, 1).issue(&any_grant()).await.unwrap_err();
+    assert!(matches!(err, TargetError::Upstream { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_retryable_failure() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = sts_target(&format!("http://127.0.0.1:{port}"), 2).issue(&any_grant()).await.unwrap_err();
+    match err {
+        TargetError::Upstream { retryable: true, cause } => assert!(cause.contains("2 attempt"), "{cause}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_silent_endpoint_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            open.push(s);
+        }
+    });
+    let t = target(json!({
+        "type": "aws_sts", "name": "a", "endpoint": url, "insecure_http": true, "max_attempts": 1, "timeout": 1,
+    }));
+    let started = std::time::Instant::now();
+    let err = t.issue(&any_grant()).await.unwrap_err();
+    assert!(matches!(err, TargetError::Upstream { retryable: true, .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}

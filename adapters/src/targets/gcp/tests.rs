@@ -1,0 +1,267 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::config::MAX_TTL_CAP;
+use super::issue::{read_generate_answer, read_sts_answer};
+use super::*;
+use crate::clock::ManualClock;
+use crate::identity::Identity;
+use crate::registry::{BuildContext, BuildError, BuildTarget, TargetConfig};
+use crate::secret::Secret;
+use crate::source::VerifiedIdentity;
+use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
+
+const NOW: i64 = 1_700_000_000;
+const PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera";
+
+#[derive(Debug)]
+struct JsonSigner(Vec<SigningAlgorithm>);
+
+impl Signer for JsonSigner {
+    fn issuer(&self) -> &str {
+        "https://tessera.test"
+    }
+    fn algorithms(&self) -> Vec<SigningAlgorithm> {
+        self.0.clone()
+    }
+    fn sign(&self, _: SigningAlgorithm, claims: &Map<String, Value>) -> Result<Secret<String>, SignError> {
+        serde_json::to_string(claims).map(Secret::new).map_err(|_| SignError::Encoding)
+    }
+}
+
+fn context(algs: &[SigningAlgorithm]) -> BuildContext {
+    BuildContext {
+        clock: Arc::new(ManualClock::new(NOW)),
+        http: reqwest::Client::new(),
+        signer: Arc::new(JsonSigner(algs.to_vec())),
+        base_dir: PathBuf::from("."),
+    }
+}
+
+fn config(value: Value) -> GcpTargetConfig {
+    match serde_json::from_value::<TargetConfig>(value).unwrap() {
+        TargetConfig::Gcp(c) => c,
+        other => panic!("not a gcp target: {other:?}"),
+    }
+}
+
+fn build(value: Value) -> Result<Arc<dyn CredentialTarget>, BuildError> {
+    config(value).build(&context(&[SigningAlgorithm::Es256, SigningAlgorithm::Rs256]))
+}
+
+fn grant(params: Value) -> Grant {
+    let identity = Identity {
+        id: "github://octo-org/payments".into(),
+        provider: "github_actions".into(),
+        source: "github".into(),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        subject: "repo:octo-org/payments:ref:refs/heads/main".into(),
+        tenant: Some("octo-org".into()),
+        namespace: Some("payments".into()),
+        name: None,
+        instance: None,
+        region: None,
+        attributes: BTreeMap::new(),
+        expires_at: NOW + 600,
+    };
+    let Value::Object(params) = params else { panic!("params must be an object") };
+    Grant::new(
+        VerifiedIdentity::new(identity),
+        "rule-1",
+        "gcp",
+        None,
+        Duration::from_secs(900),
+        Map::new(),
+        params.into_iter().collect(),
+    )
+}
+
+#[test]
+fn defaults_are_documented_values() {
+    let c = config(json!({ "type": "gcp", "name": "gcp" }));
+    assert_eq!(c.provider, None);
+    assert_eq!(c.audience, None);
+    assert_eq!(c.algorithm, SigningAlgorithm::Es256);
+    assert_eq!(c.scopes, vec![CLOUD_PLATFORM_SCOPE.to_string()]);
+    assert_eq!(c.sts_endpoint, DEFAULT_STS_ENDPOINT);
+    assert_eq!(c.iamcredentials_endpoint, DEFAULT_IAMCREDENTIALS_ENDPOINT);
+    assert_eq!(c.upstream.timeout, Duration::from_secs(5));
+    assert_eq!(c.upstream.max_attempts, 3);
+    assert!(!c.upstream.insecure_http);
+    assert!(c.upstream.cache);
+    assert_eq!(c.max_ttl, Duration::from_secs(3600));
+    assert_eq!(c.default_ttl, Duration::from_secs(3600));
+    let t = build(json!({ "type": "gcp", "name": "gcp" })).unwrap();
+    assert_eq!(t.kind(), "gcp");
+    assert_eq!(t.issued_token_type(), token_types::ACCESS_TOKEN);
+    assert_eq!(t.grant_keys(), &["service_account", "scopes", "provider"]);
+    assert_eq!(t.scope_param(), Some("service_account"));
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "gcp", "name": "g", "pool": "x" }))
+        .unwrap_err();
+    assert!(err.to_string().contains("pool"), "{err}");
+}
+
+#[test]
+fn build_errors_name_the_field() {
+    let cases = [
+        (json!({ "type": "gcp", "name": "Bad" }), "name"),
+        (json!({ "type": "gcp", "name": "g", "provider": "projects/1/pools/x" }), "provider"),
+        (
+            json!({ "type": "gcp", "name": "g", "provider": "//iam.googleapis.com/projects/abc/locations/global/workloadIdentityPools/pool/providers/prov" }),
+            "provider",
+        ),
+        (
+            json!({ "type": "gcp", "name": "g", "provider": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/prov" }),
+            "provider",
+        ),
+        (json!({ "type": "gcp", "name": "g", "audience": "" }), "audience"),
+        (json!({ "type": "gcp", "name": "g", "algorithm": "EdDSA" }), "algorithm"),
+        (json!({ "type": "gcp", "name": "g", "scopes": [] }), "scopes"),
+        (json!({ "type": "gcp", "name": "g", "scopes": ["a b"] }), "scopes"),
+        (json!({ "type": "gcp", "name": "g", "sts_endpoint": "http://sts.googleapis.com" }), "sts_endpoint"),
+        (
+            json!({ "type": "gcp", "name": "g", "sts_endpoint": "http://10.0.0.1", "insecure_http": true }),
+            "sts_endpoint",
+        ),
+        (
+            json!({ "type": "gcp", "name": "g", "iamcredentials_endpoint": "ftp://x" }),
+            "iamcredentials_endpoint",
+        ),
+        (json!({ "type": "gcp", "name": "g", "timeout": 0 }), "timeout"),
+        (json!({ "type": "gcp", "name": "g", "max_ttl": "2h" }), "max_ttl"),
+        (json!({ "type": "gcp", "name": "g", "max_ttl": "10m" }), "default_ttl"),
+    ];
+    for (value, field) in cases {
+        let err = build(value.clone()).unwrap_err();
+        assert_eq!(err.field, Some(field), "{value}: {err}");
+    }
+    assert_eq!(MAX_TTL_CAP, Duration::from_secs(3600));
+    assert!(build(json!({ "type": "gcp", "name": "g", "provider": PROVIDER, "sts_endpoint": "http://127.0.0.1:1", "insecure_http": true })).is_ok());
+}
+
+#[test]
+fn the_algorithm_must_be_one_the_issuer_has() {
+    let err = config(json!({ "type": "gcp", "name": "g", "algorithm": "RS256" }))
+        .build(&context(&[SigningAlgorithm::Es256]))
+        .unwrap_err();
+    assert_eq!(err.field, Some("algorithm"));
+}
+
+#[tokio::test]
+async fn grants_without_a_provider_or_with_bad_values_are_refused_before_any_call() {
+    // Port 9 on loopback: nothing listens, so a call would fail as Upstream, not InvalidGrant.
+    let base = json!({ "type": "gcp", "name": "gcp", "sts_endpoint": "http://127.0.0.1:9", "iamcredentials_endpoint": "http://127.0.0.1:9", "insecure_http": true });
+    let t = build(base.clone()).unwrap();
+    assert!(matches!(t.issue(&grant(json!({}))).await, Err(TargetError::InvalidGrant(_))));
+    let mut with_provider = base;
+    with_provider["provider"] = json!(PROVIDER);
+    let t = build(with_provider).unwrap();
+    for params in [
+        json!({ "provider": "//iam.googleapis.com/projects/1/x" }),
+        json!({ "service_account": "../../evil" }),
+        json!({ "service_account": "a@b@c.com" }),
+        json!({ "scopes": "   " }),
+    ] {
+        let r = t.issue(&grant(params.clone())).await;
+        assert!(matches!(r, Err(TargetError::InvalidGrant(_))), "{params}: {r:?}");
+    }
+    // A good grant reaches the (absent) upstream: a retryable upstream failure.
+    let r = t.issue(&grant(json!({ "service_account": "app@proj.iam.gserviceaccount.com" }))).await;
+    assert!(matches!(r, Err(TargetError::Upstream { retryable: true, .. })), "{r:?}");
+}
+
+#[test]
+fn sts_answers_are_read_strictly() {
+    let ok = json!({ "access_token": "ya29.fed", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3599 });
+    let (token, expires_in) = read_sts_answer(200, ok.to_string().as_bytes()).unwrap();
+    assert_eq!(token.expose(), "ya29.fed");
+    assert_eq!(expires_in, 3599);
+
+    for bad in [
+        json!({ "access_token": "", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 1 }),
+        json!({ "access_token": "t", "issued_token_type": token_types::JWT, "token_type": "Bearer", "expires_in": 1 }),
+        json!({ "access_token": "t", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "N_A", "expires_in": 1 }),
+        json!({ "access_token": "t", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 0 }),
+        json!({ "access_token": "t" }),
+    ] {
+        let r = read_sts_answer(200, bad.to_string().as_bytes());
+        assert!(matches!(r, Err(TargetError::Upstream { retryable: false, .. })), "{bad}");
+    }
+
+    let refused = json!({ "error": "invalid_grant", "error_description": "The audience in ID Token [x] does not match the expected audience. token=eyJhbGci" });
+    match read_sts_answer(400, refused.to_string().as_bytes()) {
+        Err(TargetError::UpstreamRejected(m)) => {
+            assert_eq!(m, "Google STS: invalid_grant");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(read_sts_answer(400, b"<html>"), Err(TargetError::UpstreamRejected(m)) if m == "Google STS: unknown")
+    );
+    assert!(matches!(read_sts_answer(503, b""), Err(TargetError::Upstream { retryable: true, .. })));
+    assert!(matches!(read_sts_answer(429, b""), Err(TargetError::Upstream { retryable: true, .. })));
+    assert!(matches!(read_sts_answer(302, b""), Err(TargetError::Upstream { retryable: false, .. })));
+}
+
+#[test]
+fn generate_access_token_answers_are_read_strictly() {
+    let ok = json!({ "accessToken": "ya29.sa", "expireTime": "2023-11-14T22:13:20Z" });
+    let (token, expires_at) = read_generate_answer(200, ok.to_string().as_bytes()).unwrap();
+    assert_eq!(token.expose(), "ya29.sa");
+    assert_eq!(expires_at, NOW);
+    for bad in [
+        json!({ "accessToken": "t", "expireTime": "tomorrow" }),
+        json!({ "accessToken": "", "expireTime": "2023-11-14T22:13:20Z" }),
+        json!({ "expireTime": "2023-11-14T22:13:20Z" }),
+    ] {
+        let r = read_generate_answer(200, bad.to_string().as_bytes());
+        assert!(matches!(r, Err(TargetError::Upstream { retryable: false, .. })), "{bad}");
+    }
+    let denied = json!({ "error": { "code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied", "status": "PERMISSION_DENIED" } });
+    assert!(matches!(
+        read_generate_answer(403, denied.to_string().as_bytes()),
+        Err(TargetError::UpstreamRejected(m)) if m == "IAM Credentials: PERMISSION_DENIED"
+    ));
+    assert!(matches!(read_generate_answer(404, b"{}"), Err(TargetError::UpstreamRejected(_))));
+    assert!(matches!(read_generate_answer(500, b""), Err(TargetError::Upstream { retryable: true, .. })));
+}
+
+#[tokio::test]
+async fn the_subject_token_names_the_identity_and_the_provider_audience() {
+    let cx = context(&[SigningAlgorithm::Es256]);
+    let c = config(json!({ "type": "gcp", "name": "gcp", "provider": PROVIDER }));
+    let target = GcpTarget::new(
+        super::issue::Settings {
+            name: "gcp".into(),
+            provider: c.provider.clone(),
+            audience: None,
+            algorithm: SigningAlgorithm::Es256,
+            scopes: c.scopes.clone(),
+            sts_endpoint: DEFAULT_STS_ENDPOINT.into(),
+            iamcredentials_endpoint: DEFAULT_IAMCREDENTIALS_ENDPOINT.into(),
+            upstream: crate::targets::upstream::UpstreamSettings::default(),
+            max_ttl: Duration::from_secs(3600),
+            default_ttl: Duration::from_secs(3600),
+        },
+        cx.http.clone(),
+        Arc::clone(&cx.signer),
+        Arc::clone(&cx.clock),
+    );
+    let claims = target.subject_claims(&grant(json!({})), PROVIDER, NOW);
+    assert_eq!(claims["iss"], "https://tessera.test");
+    assert_eq!(claims["sub"], "github://octo-org/payments");
+    assert_eq!(
+        claims["aud"],
+        "https://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera"
+    );
+    assert_eq!(claims["exp"], NOW + 300);
+    assert_eq!(claims["iat"], NOW);
+}
