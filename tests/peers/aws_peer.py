@@ -134,6 +134,20 @@ def sign(args):
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def whoami(args):
+    """GetCallerIdentity with the given credentials, as any boto3 program would call it."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=args.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=args.access_key,
+        aws_secret_access_key=args.secret_key,
+        aws_session_token=args.session_token,
+    )
+    answer = sts.get_caller_identity()
+    return {k: answer[k] for k in ("UserId", "Account", "Arn")}
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +167,11 @@ def main():
     g.add_argument("--wrong-secret", action="store_true")
     g.add_argument("--no-server-id", action="store_true")
     g.add_argument("--unsigned-server-id", action="store_true")
+    w = sub.add_parser("whoami")
+    w.add_argument("endpoint")
+    w.add_argument("--access-key", required=True)
+    w.add_argument("--secret-key", required=True)
+    w.add_argument("--session-token", required=True)
     b = sub.add_parser("sign-batch")
     b.add_argument("requests", help="a JSON list of `sign` argument lists")
     args = parser.parse_args()
@@ -160,6 +179,8 @@ def main():
         setup(args.endpoint, args.other_account)
     elif args.command == "sign":
         print(sign(args))
+    elif args.command == "whoami":
+        print(json.dumps(whoami(args)))
     else:
         for argv in json.loads(args.requests):
             print(sign(parser.parse_args(["sign", *argv])))

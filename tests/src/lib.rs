@@ -9,6 +9,9 @@
 //!   with a fixed clock, a temporary directory and a file audit sink.
 //! - [`moto`]: moto's server as the AWS peer (STS and IAM with SigV4 checking on), set up
 //!   by boto3 with users and roles in two accounts.
+//! - [`sts`]: [`StsPeer`](sts::StsPeer), moto's STS (signature checking off, as real STS
+//!   takes `AssumeRoleWithWebIdentity` unsigned) behind a proxy that records, delays and
+//!   fails calls.
 //! - [`conformance`]: the conformance kit every JWT source kind runs
 //!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)) and each kind's
 //!   description.
@@ -22,6 +25,7 @@ pub mod issuer;
 pub mod keys;
 pub mod moto;
 pub mod python;
+pub mod sts;
 
 pub use broker::{BrokerOptions, TestBroker, spawn_broker};
 pub use issuer::TestIssuer;

@@ -13,6 +13,7 @@ mod mappings;
 mod peers;
 mod platform_peers;
 mod reload;
+mod targets_aws;
 
 use serde_json::Value;
 use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};

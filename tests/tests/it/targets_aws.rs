@@ -1,0 +1,333 @@
+//! The `aws_sts` target against moto's STS: the credentials Tessera returns work for a later
+//! boto3 call, the web identity token it sent verifies against its JWKS, the cache makes
+//! one upstream call for many identical exchanges, and upstream failures are retried or
+//! refused as they should be.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tessera_adapters::Clock as _;
+use tessera_tests::sts::StsPeer;
+use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, python, spawn_broker};
+
+use crate::{last_reason, oidc_source};
+
+const AWS_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:aws-credentials";
+const ROLE: &str = "arn:aws:iam::123456789012:role/workloads/payments-api";
+
+fn target(sts: &StsPeer, extra: &str) -> String {
+    format!(
+        "- name: aws-prod\n  type: aws_sts\n  endpoint: {}\n  insecure_http: true\n  max_ttl: 1h\n  default_ttl: 15m\n  transitive_tag_keys: [team]\n  timeout: 2s\n{extra}",
+        sts.url
+    )
+}
+
+const RULES: &str = r#"version: 1
+rules:
+  - name: payments-assume-role
+    match:
+      source: corp
+      subject: "svc-*"
+    grant:
+      target: aws-prod
+      role_arn: arn:aws:iam::123456789012:role/workloads/payments-api
+      session_name: "{subject}"
+      ttl: 15m
+      tags:
+        team: payments
+        workload: "{subject}"
+"#;
+
+async fn setup(extra_target: &str) -> (StsPeer, TestIssuer, TestBroker) {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, extra_target)).mapping("10-aws.yaml", RULES),
+    )
+    .await;
+    (sts, issuer, broker)
+}
+
+fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
+    issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
+}
+
+async fn exchange(broker: &TestBroker, token: &str) -> (u16, Value) {
+    broker.exchange(token, "aws-prod").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_from_tessera_work_for_a_later_boto3_call() {
+    let (sts, issuer, broker) = setup("").await;
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 200, "{body}\n{}", sts.log());
+    assert_eq!(body["issued_token_type"], AWS_CREDENTIALS);
+    assert_eq!(body["token_type"], "N_A");
+    let creds = &body["aws_credentials"];
+    let (key, secret, session) = (
+        creds["AccessKeyId"].as_str().unwrap(),
+        creds["SecretAccessKey"].as_str().unwrap(),
+        creds["SessionToken"].as_str().unwrap(),
+    );
+    assert_eq!(body["access_token"], session, "the session token is the access token");
+    let expires_in = body["expires_in"].as_i64().unwrap();
+    // moto dates the session by its own clock; the broker's is fixed when it starts.
+    assert!((880..=910).contains(&expires_in), "a 15 minute session: {expires_in}");
+    assert!(creds["Expiration"].as_str().unwrap().ends_with('Z'));
+
+    let who = sts.caller_identity(key, secret, session).await;
+    assert_eq!(who.arn, "arn:aws:sts::123456789012:assumed-role/payments-api/svc-payments");
+    assert_eq!(who.account, "123456789012");
+
+    let calls = sts.calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.role_arn, ROLE);
+    assert_eq!(call.role_session_name, "svc-payments", "session name from the template");
+    assert_eq!(call.duration_seconds.as_deref(), Some("900"), "the rule's ttl");
+    assert!(!call.signed, "AssumeRoleWithWebIdentity is unsigned: the token is the credential");
+
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["decision"], "allow");
+    assert_eq!(event["cache"], "miss");
+    assert_eq!(event["scope"], ROLE, "the role is the granted scope");
+    let audit = broker.audit_text();
+    for secret_value in [secret, session, call.web_identity_token.as_str()] {
+        assert!(!audit.contains(secret_value), "no credential or token in the audit log");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_identity_token_verifies_against_tesseras_jwks_with_aud_sub_and_tags() {
+    let (sts, issuer, broker) = setup("").await;
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = sts.calls().pop().unwrap().web_identity_token;
+
+    // PyJWT, as any relying party would: keys from Tessera's JWKS, aud and iss required.
+    let jwks = format!("{}/.well-known/jwks.json", broker.url);
+    let url = broker.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        python::run("pyjwt_peer.py", &["verify", &jwks, &sent, "sts.amazonaws.com", &url])
+    })
+    .await
+    .unwrap();
+    let verified: Value = serde_json::from_str(&out).unwrap();
+    let (header, claims) = (&verified["header"], &verified["claims"]);
+    assert_eq!(header["alg"], "RS256", "AWS's default: RS256");
+    assert_eq!(claims["sub"], "oidc://corp/svc-payments", "the identity id");
+    assert_eq!(claims["aud"], "sts.amazonaws.com");
+    assert_eq!(claims["iss"], broker.url);
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300, "short-lived");
+    let tags = &claims["https://aws.amazon.com/tags"];
+    assert_eq!(tags["principal_tags"]["team"], serde_json::json!(["payments"]));
+    assert_eq!(tags["principal_tags"]["workload"], serde_json::json!(["svc-payments"]));
+    assert_eq!(tags["transitive_tag_keys"], serde_json::json!(["team"]));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_concurrent_identical_exchanges_make_one_sts_call() {
+    let (sts, issuer, broker) = setup("").await;
+    // Hold the call long enough that every exchange arrives while it is in flight.
+    sts.set_delay(Duration::from_millis(500));
+    let token = token(&issuer, &broker, "svc-payments");
+    let exchanges = (0..100).map(|_| exchange(&broker, &token));
+    let answers = futures::future::join_all(exchanges).await;
+    let mut keys = std::collections::HashSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        keys.insert(body["aws_credentials"]["AccessKeyId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(sts.call_count(), 1, "one upstream call for all of them");
+    assert_eq!(keys.len(), 1, "every exchange got the same session");
+    let events = broker.audit_events();
+    assert_eq!(events.len(), 100);
+    assert_eq!(events.iter().filter(|e| e["cache"] == "miss").count(), 1);
+    assert_eq!(events.iter().filter(|e| e["cache"] == "hit").count(), 99);
+    let (_, metrics) = get_text(&broker, "/metrics").await;
+    assert!(metrics.contains("tessera_credential_cache_total{result=\"hit\"} 99"), "{metrics}");
+    assert!(metrics.contains("tessera_credential_cache_total{result=\"miss\"} 1"), "{metrics}");
+
+    // Another workload is another credential.
+    let (status, _) = exchange(&broker, &self::token(&issuer, &broker, "svc-ledger")).await;
+    assert_eq!(status, 200);
+    assert_eq!(sts.call_count(), 2);
+    broker.stop().await;
+}
+
+async fn get_text(broker: &TestBroker, path: &str) -> (u16, String) {
+    let resp = broker.http.get(format!("{}{path}", broker.url)).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_credential_is_served_until_its_margin_and_never_past_a_revoked_rule() {
+    let (sts, issuer, broker) = setup("").await;
+    let first = token(&issuer, &broker, "svc-payments");
+    let (status, body) = exchange(&broker, &first).await;
+    assert_eq!(status, 200, "{body}");
+    let key = body["aws_credentials"]["AccessKeyId"].clone();
+    // Served until a fifth of its lifetime is left.
+    let lifetime = body["expires_in"].as_i64().unwrap();
+    let served_for = lifetime - lifetime / 5;
+
+    // A new subject token for the same workload: a hit, whose expires_in is the truth.
+    broker.clock.advance(60);
+    let (status, again) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["aws_credentials"]["AccessKeyId"], key);
+    assert!(again["expires_in"].as_i64().unwrap() <= 840, "{again}");
+    assert_eq!(sts.call_count(), 1);
+    assert_eq!(broker.audit_events().pop().unwrap()["cache"], "hit");
+
+    // A hit still verifies the subject token.
+    broker.clock.advance(400);
+    let (status, _) = exchange(&broker, &first).await;
+    assert_eq!(status, 400, "the first token has expired; the cache does not matter");
+    assert_eq!(last_reason(&broker), "TS-SRC-EXPIRED");
+
+    // The rule is revoked: the next exchange is refused though a credential is cached.
+    broker.write_mappings(&[("10-aws.yaml", "version: 1\nrules: []\n")]);
+    wait_for_rules(&broker, 0).await;
+    let fresh = token(&issuer, &broker, "svc-payments");
+    let (status, body) = exchange(&broker, &fresh).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_target");
+    assert_eq!(sts.call_count(), 1);
+
+    // Restored, the same rule renders the same grant: the cached session serves again.
+    broker.write_mappings(&[("10-aws.yaml", RULES)]);
+    wait_for_rules(&broker, 1).await;
+    let (status, body) = exchange(&broker, &fresh).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["aws_credentials"]["AccessKeyId"], key);
+    assert_eq!(sts.call_count(), 1);
+
+    // Up to the safety margin it serves; within it, a new session is made.
+    broker.clock.advance(served_for - 460 - 1);
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["aws_credentials"]["AccessKeyId"], key, "one second before the margin");
+    assert_eq!(sts.call_count(), 1);
+    broker.clock.advance(1);
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["aws_credentials"]["AccessKeyId"], key);
+    assert_eq!(sts.call_count(), 2);
+    assert_eq!(broker.audit_events().pop().unwrap()["cache"], "miss");
+    broker.stop().await;
+}
+
+async fn wait_for_rules(broker: &TestBroker, count: usize) {
+    for _ in 0..100 {
+        if broker.broker.pipeline().mappings().rule_count() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the mappings never reached {count} rules");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_false_calls_sts_for_every_exchange() {
+    let (sts, issuer, broker) = setup("  cache: false\n").await;
+    let token = token(&issuer, &broker, "svc-payments");
+    for _ in 0..3 {
+        let (status, body) = exchange(&broker, &token).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(sts.call_count(), 3);
+    assert!(broker.audit_events().iter().all(|e| e.get("cache").is_none()));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_and_a_refusal_is_not() {
+    let (sts, issuer, broker) = setup("").await;
+    sts.fail_next(&[(400, "Throttling"), (503, "ServiceUnavailable")]);
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 200, "the third attempt succeeds: {body}");
+    assert_eq!(sts.call_count(), 3);
+
+    sts.fail_next(&[(403, "AccessDenied")]);
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-ledger")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_target", "STS refusing the role is no permission");
+    assert_eq!(sts.call_count(), 4, "a refusal is never retried");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["reason"], "TS-TGT-UPSTREAM-REJECTED");
+    assert_eq!(event["decision"], "deny");
+    assert!(event["detail"].as_str().unwrap().contains("AccessDenied"), "{event}");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_sts_is_temporarily_unavailable_with_its_cause_audited_and_nothing_cached() {
+    let (sts, issuer, broker) = setup("").await;
+    sts.set_down(Some((503, "ServiceUnavailable")));
+    let token = token(&issuer, &broker, "svc-payments");
+    let (status, headers, body) = broker
+        .post_form(&[
+            ("grant_type", crate::TOKEN_EXCHANGE),
+            ("subject_token", &token),
+            ("subject_token_type", crate::JWT_TYPE),
+            ("audience", "aws-prod"),
+        ])
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(headers.contains_key("retry-after"));
+    assert!(body.get("aws_credentials").is_none() && body.get("access_token").is_none(), "{body}");
+    assert_eq!(sts.call_count(), 3, "max_attempts");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["decision"], "error");
+    assert_eq!(event["reason"], "TS-TGT-UPSTREAM");
+    let detail = event["detail"].as_str().unwrap();
+    assert!(detail.contains("ServiceUnavailable") && detail.contains("after 3 attempts"), "{detail}");
+
+    // The failure was not cached: STS back, the next exchange succeeds.
+    sts.set_down(None);
+    let (status, body) = exchange(&broker, &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sts.call_count(), 4);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_sts_is_temporarily_unavailable() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let target = format!(
+        "- name: aws-prod\n  type: aws_sts\n  endpoint: http://127.0.0.1:{closed}\n  insecure_http: true\n  max_attempts: 2\n  timeout: 1s\n"
+    );
+    let broker =
+        spawn_broker(BrokerOptions::new(&oidc_source(&issuer), &target).mapping("10-aws.yaml", RULES)).await;
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(last_reason(&broker), "TS-TGT-UPSTREAM");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_sts_would_refuse_is_a_load_error_with_its_position() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let bad = RULES
+        .replace("role/workloads/payments-api", "user/deployer")
+        .replace("team: payments", "aws:team: x");
+    let err = tessera_tests::broker::try_spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", &bad),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("10-aws.yaml:9:17"), "role_arn value position: {err}");
+    assert!(err.contains("is not an IAM role ARN"), "{err}");
+    assert!(err.contains("not starting with aws:"), "{err}");
+    assert_eq!(sts.call_count(), 0);
+}
