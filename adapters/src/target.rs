@@ -251,6 +251,13 @@ pub trait CredentialTarget: Send + Sync + Debug {
         &[]
     }
 
+    /// Grant keys every rule for this target must set, because neither the target's config
+    /// nor a default supplies them (`role_arn` for AWS). `scope` names the rule's `scope:`.
+    /// Checked when mapping files load.
+    fn required_grant_keys(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// Check the value a rule gives grant key `key` (one of [`grant_keys`](Self::grant_keys))
     /// when the mapping file loads, so a value the platform would refuse is a load error
     /// with its position rather than a failed exchange. Literals can be checked whole;

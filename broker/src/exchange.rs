@@ -61,11 +61,14 @@ impl ExchangeError {
         }
     }
 
-    /// Whether the caller may retry: upstream or audit trouble, not a refusal.
+    /// Whether Tessera or an upstream failed (upstream or audit trouble, a grant the
+    /// target cannot use), rather than the request being refused.
     fn is_failure(&self) -> bool {
         match self {
             Self::Source(SourceError::Upstream { .. })
-            | Self::Target(TargetError::Upstream { .. } | TargetError::Signing(_))
+            | Self::Target(
+                TargetError::Upstream { .. } | TargetError::Signing(_) | TargetError::InvalidGrant(_),
+            )
             | Self::Audit(_) => true,
             Self::Source(_)
             | Self::UnknownAudience(_)

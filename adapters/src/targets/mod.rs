@@ -3,5 +3,7 @@ pub mod aws_sts;
 pub mod azure;
 pub mod gcp;
 pub mod jwt;
-/// HTTP calls shared by the targets that reach a token endpoint (`gcp`, `azure`).
+#[cfg(test)]
+mod testkit;
+/// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`).
 pub(crate) mod upstream;

@@ -195,7 +195,7 @@ pub(crate) fn endpoint(text: &str, insecure_http: bool) -> Result<String, String
 }
 
 /// A request body.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Body<'a> {
     /// `application/x-www-form-urlencoded`.
     Form(&'a [(&'a str, &'a str)]),
@@ -256,6 +256,27 @@ pub(crate) async fn post(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| upstream(true, format!("{what}: no answer within {}s", timeout.as_secs())))?
+}
+
+/// One POST as [`post`] makes it, retried per `settings` while it fails in a way a retry
+/// may fix: a transport failure, a timeout, or an answer of 429 or 5xx. Other answers are
+/// returned for the caller to read.
+pub(crate) async fn post_with_retries(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&Secret<String>>,
+    body: Body<'_>,
+    settings: &UpstreamSettings,
+    what: &str,
+) -> Result<Answer, TargetError> {
+    with_retries(settings.max_attempts, || async {
+        let answer = post(http, url, bearer, body, settings.timeout, what).await?;
+        if retryable_status(answer.status) {
+            return Err(upstream(true, format!("{what} answered {}", answer.status)));
+        }
+        Ok(answer)
+    })
+    .await
 }
 
 /// Run `call` up to `attempts` times, retrying only `Upstream { retryable: true }`. The

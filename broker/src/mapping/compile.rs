@@ -457,6 +457,25 @@ impl Compiler<'_> {
             params.push((key.value.clone(), compiled));
         }
 
+        if let (Some(checker), Some(target_key)) =
+            (target.as_ref().and_then(|t| t.target.as_ref()), grant.target.as_ref())
+        {
+            for key in checker.required_grant_keys() {
+                let present = match key {
+                    "scope" => grant.scope.is_some(),
+                    key => grant.params.iter().any(|(k, _)| k.value == key),
+                };
+                if !present {
+                    self.error(
+                        target_key.pos,
+                        format!("target `{}` needs `{key}` in every rule granting it", checker.name()),
+                        format!("add `{key}:` to the grant, or set it on the target in broker.yaml"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+
         let name = raw.name.as_ref()?;
         let target = target?;
         let ttl = ttl?;

@@ -329,5 +329,15 @@ async fn a_grant_sts_would_refuse_is_a_load_error_with_its_position() {
     assert!(err.contains("10-aws.yaml:9:17"), "role_arn value position: {err}");
     assert!(err.contains("is not an IAM role ARN"), "{err}");
     assert!(err.contains("not starting with aws:"), "{err}");
+
+    let without_role =
+        RULES.replace("      role_arn: arn:aws:iam::123456789012:role/workloads/payments-api\n", "");
+    let err = tessera_tests::broker::try_spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", &without_role),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("10-aws.yaml:8:15"), "the grant's target position: {err}");
+    assert!(err.contains("needs `role_arn` in every rule"), "{err}");
     assert_eq!(sts.call_count(), 0);
 }

@@ -272,12 +272,13 @@ fn tags(value: Option<&Value>) -> Result<BTreeMap<String, String>, TargetError> 
 
 /// What an STS failure means for the caller: a refusal (the trust policy, the token, the
 /// request) or a failure a retry may fix.
-pub(super) fn classify(code: Option<&str>, status: Option<u16>, message: Option<&str>) -> TargetError {
+/// Only STS's error code is kept: its message is free text that may quote request values,
+/// and nothing from a request may reach logs or audit.
+pub(super) fn classify(code: Option<&str>, status: Option<u16>) -> TargetError {
     let cause = format!(
-        "STS {}{}: {}",
-        code.unwrap_or("error"),
+        "STS {}{}",
+        upstream::plain_code(code).as_deref().unwrap_or("error"),
         status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(),
-        message.unwrap_or("no message")
     );
     let retryable = matches!(
         code,
@@ -303,7 +304,7 @@ fn sdk_error(e: &SdkError<AssumeRoleWithWebIdentityError>) -> TargetError {
     match e {
         SdkError::ServiceError(ctx) => {
             let err = ctx.err();
-            classify(err.code(), Some(ctx.raw().status().as_u16()), err.message())
+            classify(err.code(), Some(ctx.raw().status().as_u16()))
         }
         SdkError::TimeoutError(_) => {
             TargetError::Upstream { retryable: true, cause: "STS call timed out".into() }
@@ -378,6 +379,10 @@ impl CredentialTarget for AwsStsTarget {
 
     fn grant_keys(&self) -> &'static [&'static str] {
         GRANT_KEYS
+    }
+
+    fn required_grant_keys(&self) -> Vec<&'static str> {
+        vec!["role_arn"]
     }
 
     fn check_grant_param(&self, key: &str, value: &RuleParam<'_>) -> Result<(), String> {

@@ -1,52 +1,19 @@
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::issue::classify;
 use super::*;
-use crate::clock::ManualClock;
-use crate::identity::Identity;
 use crate::registry::{BuildContext, BuildTarget, TargetConfig};
-use crate::secret::Secret;
-use crate::source::VerifiedIdentity;
-use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
+use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
+use crate::targets::testkit::{self, JsonSigner, NOW};
 
-const NOW: i64 = 1_700_000_000;
 const ROLE: &str = "arn:aws:iam::123456789012:role/invoices-reader";
 
-/// A signer whose "token" is the claim set as JSON, so tests can read back what was signed.
-#[derive(Debug)]
-struct JsonSigner(Vec<SigningAlgorithm>);
-
-impl Signer for JsonSigner {
-    fn issuer(&self) -> &str {
-        "https://tessera.test"
-    }
-
-    fn algorithms(&self) -> Vec<SigningAlgorithm> {
-        self.0.clone()
-    }
-
-    fn sign(&self, alg: SigningAlgorithm, claims: &Map<String, Value>) -> Result<Secret<String>, SignError> {
-        if !self.0.contains(&alg) {
-            return Err(SignError::NoActiveKey(alg.as_str()));
-        }
-        serde_json::to_string(claims).map(Secret::new).map_err(|_| SignError::Encoding)
-    }
-}
-
 fn context() -> BuildContext {
-    BuildContext {
-        clock: Arc::new(ManualClock::new(NOW)),
-        http: reqwest::Client::new(),
-        signer: Arc::new(JsonSigner(vec![SigningAlgorithm::Es256, SigningAlgorithm::Rs256])),
-        base_dir: PathBuf::from("."),
-    }
+    testkit::context(&[SigningAlgorithm::Es256, SigningAlgorithm::Rs256])
 }
 
 fn config(value: Value) -> AwsStsTargetConfig {
@@ -60,34 +27,9 @@ fn target(value: Value) -> AwsStsTarget {
     config(value).target(&context()).unwrap()
 }
 
-fn identity(name: Option<&str>) -> Identity {
-    Identity {
-        id: "k8s://eks-prod/ns/payments/sa/api".into(),
-        provider: "kubernetes".into(),
-        source: "eks-prod".into(),
-        issuer: "https://oidc.eks.example".into(),
-        subject: "system:serviceaccount:payments:api".into(),
-        tenant: Some("eks-prod".into()),
-        namespace: Some("payments".into()),
-        name: name.map(str::to_string),
-        instance: None,
-        region: None,
-        attributes: BTreeMap::new(),
-        expires_at: NOW + 600,
-    }
-}
-
 fn grant(target: &str, ttl: Duration, name: Option<&str>, params: Value) -> Grant {
-    let Value::Object(params) = params else { panic!("params must be an object") };
-    Grant::new(
-        VerifiedIdentity::new(identity(name)),
-        "rule-1",
-        target,
-        params.get("role_arn").and_then(Value::as_str).map(str::to_string),
-        ttl,
-        Map::new(),
-        params.into_iter().collect(),
-    )
+    let scope = params.get("role_arn").and_then(Value::as_str).map(str::to_string);
+    testkit::grant(testkit::identity(name), target, scope.as_deref(), ttl, params)
 }
 
 fn signed_claims(t: &AwsStsTarget, g: &Grant) -> Map<String, Value> {
@@ -293,6 +235,18 @@ fn role_arns_are_checked_before_any_call() {
 }
 
 #[test]
+fn sts_errors_keep_only_the_code() {
+    match classify(Some("InvalidIdentityToken"), Some(400)) {
+        TargetError::UpstreamRejected(cause) => assert_eq!(cause, "STS InvalidIdentityToken (HTTP 400)"),
+        other => panic!("{other:?}"),
+    }
+    match classify(Some("token eyJhbGci.x.y was bad"), Some(400)) {
+        TargetError::UpstreamRejected(cause) => assert_eq!(cause, "STS error (HTTP 400)"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn sts_errors_are_refusals_or_retryable_failures() {
     for code in [
         "AccessDenied",
@@ -301,10 +255,7 @@ fn sts_errors_are_refusals_or_retryable_failures() {
         "IDPRejectedClaim",
         "ValidationError",
     ] {
-        assert!(
-            matches!(classify(Some(code), Some(400), Some("no")), TargetError::UpstreamRejected(_)),
-            "{code}"
-        );
+        assert!(matches!(classify(Some(code), Some(400)), TargetError::UpstreamRejected(_)), "{code}");
     }
     for (code, status) in [
         (Some("Throttling"), 400),
@@ -313,58 +264,15 @@ fn sts_errors_are_refusals_or_retryable_failures() {
         (Some("InternalFailure"), 500),
     ] {
         assert!(
-            matches!(classify(code, Some(status), None), TargetError::Upstream { retryable: true, .. }),
+            matches!(classify(code, Some(status)), TargetError::Upstream { retryable: true, .. }),
             "{code:?} {status}"
         );
     }
 }
 
-/// A loopback STS that answers each request with the next of `answers` (status, body),
-/// repeating the last, and counts requests.
 async fn scripted_sts(answers: Vec<(u16, String)>) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            let (status, body) = answers.get(n).or(answers.last()).cloned().unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut read = 0;
-                // Read the head and the body the Content-Length announces.
-                loop {
-                    let k = stream.read(&mut buf[read..]).await.unwrap_or(0);
-                    if k == 0 {
-                        break;
-                    }
-                    read += k;
-                    let text = String::from_utf8_lossy(&buf[..read]).to_string();
-                    if let Some(head_end) = text.find("\r\n\r\n") {
-                        let len = text[..head_end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if read >= head_end + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    (url, count)
+    let server = testkit::scripted_server("text/xml", answers).await;
+    (server.url, server.count)
 }
 
 fn sts_error(code: &str) -> String {

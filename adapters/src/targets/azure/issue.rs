@@ -182,6 +182,14 @@ impl CredentialTarget for AzureTarget {
         &["tenant", "client_id", "subject"]
     }
 
+    fn required_grant_keys(&self) -> Vec<&'static str> {
+        let s = &self.settings;
+        [("tenant", s.tenant.is_none()), ("client_id", s.client_id.is_none()), ("scope", s.scope.is_none())]
+            .into_iter()
+            .filter_map(|(key, missing)| missing.then_some(key))
+            .collect()
+    }
+
     fn check_grant_param(&self, key: &str, value: &RuleParam<'_>) -> Result<(), String> {
         match (key, value) {
             (_, RuleParam::Map(_)) => Err("must be a string".into()),
@@ -226,9 +234,14 @@ impl CredentialTarget for AzureTarget {
             ("client_assertion_type", CLIENT_ASSERTION_TYPE),
             ("client_assertion", assertion.expose().as_str()),
         ];
-        let answer = upstream::with_retries(self.settings.upstream.max_attempts, || {
-            upstream::post(&self.http, &url, None, Body::Form(&form), self.settings.upstream.timeout, "Entra")
-        })
+        let answer = upstream::post_with_retries(
+            &self.http,
+            &url,
+            None,
+            Body::Form(&form),
+            &self.settings.upstream,
+            "Entra",
+        )
         .await?;
         let (access_token, expires_in) = read_answer(answer.status, &answer.body)?;
         Ok(IssuedCredential {

@@ -210,16 +210,14 @@ impl GcpTarget {
             ("subject_token", subject_token.expose().as_str()),
             ("subject_token_type", SUBJECT_TOKEN_TYPE),
         ];
-        let answer = upstream::with_retries(self.settings.upstream.max_attempts, || {
-            upstream::post(
-                &self.http,
-                &url,
-                None,
-                Body::Form(&form),
-                self.settings.upstream.timeout,
-                "Google STS",
-            )
-        })
+        let answer = upstream::post_with_retries(
+            &self.http,
+            &url,
+            None,
+            Body::Form(&form),
+            &self.settings.upstream,
+            "Google STS",
+        )
         .await?;
         read_sts_answer(answer.status, &answer.body)
     }
@@ -236,16 +234,14 @@ impl GcpTarget {
             self.settings.iamcredentials_endpoint
         );
         let body = json!({ "scope": scopes, "lifetime": format!("{}s", lifetime.as_secs()) });
-        let answer = upstream::with_retries(self.settings.upstream.max_attempts, || {
-            upstream::post(
-                &self.http,
-                &url,
-                Some(federated),
-                Body::Json(&body),
-                self.settings.upstream.timeout,
-                "IAM Credentials",
-            )
-        })
+        let answer = upstream::post_with_retries(
+            &self.http,
+            &url,
+            Some(federated),
+            Body::Json(&body),
+            &self.settings.upstream,
+            "IAM Credentials",
+        )
         .await?;
         read_generate_answer(answer.status, &answer.body)
     }
@@ -327,6 +323,10 @@ impl CredentialTarget for GcpTarget {
     /// `provider`: the workload identity pool provider resource name.
     fn grant_keys(&self) -> &'static [&'static str] {
         &["service_account", "scopes", "provider"]
+    }
+
+    fn required_grant_keys(&self) -> Vec<&'static str> {
+        if self.settings.provider.is_none() { vec!["provider"] } else { Vec::new() }
     }
 
     fn check_grant_param(&self, key: &str, value: &RuleParam<'_>) -> Result<(), String> {

@@ -1,45 +1,19 @@
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::config::MAX_TTL_CAP;
 use super::issue::{read_generate_answer, read_sts_answer};
 use super::*;
-use crate::clock::ManualClock;
-use crate::identity::Identity;
 use crate::registry::{BuildContext, BuildError, BuildTarget, TargetConfig};
-use crate::secret::Secret;
-use crate::source::VerifiedIdentity;
-use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
+use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
+use crate::targets::testkit::{self, NOW};
 
-const NOW: i64 = 1_700_000_000;
 const PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera";
 
-#[derive(Debug)]
-struct JsonSigner(Vec<SigningAlgorithm>);
-
-impl Signer for JsonSigner {
-    fn issuer(&self) -> &str {
-        "https://tessera.test"
-    }
-    fn algorithms(&self) -> Vec<SigningAlgorithm> {
-        self.0.clone()
-    }
-    fn sign(&self, _: SigningAlgorithm, claims: &Map<String, Value>) -> Result<Secret<String>, SignError> {
-        serde_json::to_string(claims).map(Secret::new).map_err(|_| SignError::Encoding)
-    }
-}
-
 fn context(algs: &[SigningAlgorithm]) -> BuildContext {
-    BuildContext {
-        clock: Arc::new(ManualClock::new(NOW)),
-        http: reqwest::Client::new(),
-        signer: Arc::new(JsonSigner(algs.to_vec())),
-        base_dir: PathBuf::from("."),
-    }
+    testkit::context(algs)
 }
 
 fn config(value: Value) -> GcpTargetConfig {
@@ -54,30 +28,7 @@ fn build(value: Value) -> Result<Arc<dyn CredentialTarget>, BuildError> {
 }
 
 fn grant(params: Value) -> Grant {
-    let identity = Identity {
-        id: "github://octo-org/payments".into(),
-        provider: "github_actions".into(),
-        source: "github".into(),
-        issuer: "https://token.actions.githubusercontent.com".into(),
-        subject: "repo:octo-org/payments:ref:refs/heads/main".into(),
-        tenant: Some("octo-org".into()),
-        namespace: Some("payments".into()),
-        name: None,
-        instance: None,
-        region: None,
-        attributes: BTreeMap::new(),
-        expires_at: NOW + 600,
-    };
-    let Value::Object(params) = params else { panic!("params must be an object") };
-    Grant::new(
-        VerifiedIdentity::new(identity),
-        "rule-1",
-        "gcp",
-        None,
-        Duration::from_secs(900),
-        Map::new(),
-        params.into_iter().collect(),
-    )
+    testkit::grant(testkit::identity(None), "gcp", None, Duration::from_secs(900), params)
 }
 
 #[test]
@@ -100,6 +51,9 @@ fn defaults_are_documented_values() {
     assert_eq!(t.issued_token_type(), token_types::ACCESS_TOKEN);
     assert_eq!(t.grant_keys(), &["service_account", "scopes", "provider"]);
     assert_eq!(t.scope_param(), Some("service_account"));
+    assert_eq!(t.required_grant_keys(), ["provider"], "no provider configured");
+    let t = build(json!({ "type": "gcp", "name": "gcp", "provider": PROVIDER })).unwrap();
+    assert!(t.required_grant_keys().is_empty());
 }
 
 #[test]
@@ -257,7 +211,7 @@ async fn the_subject_token_names_the_identity_and_the_provider_audience() {
     );
     let claims = target.subject_claims(&grant(json!({})), PROVIDER, NOW);
     assert_eq!(claims["iss"], "https://tessera.test");
-    assert_eq!(claims["sub"], "github://octo-org/payments");
+    assert_eq!(claims["sub"], "k8s://eks-prod/ns/payments/sa/api");
     assert_eq!(
         claims["aud"],
         "https://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera"
