@@ -16,15 +16,25 @@
 //!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)) and each kind's
 //!   description.
 //! - [`python`]: runs the Python peers (PyJWT and friends) from the project's virtualenv.
+//! - [`google`]: [`FakeGoogle`](google::FakeGoogle), Google's STS and IAM Credentials APIs on
+//!   loopback, verifying subject tokens against the issuer's JWKS as a workload identity pool
+//!   provider does.
+//! - [`relying_party`]: what both fakes do as relying parties of an OIDC issuer (JWS
+//!   decoding, discovery and JWKS, signature checks).
+//! - [`entra`]: [`FakeEntra`](entra::FakeEntra), Entra ID's v2.0 token endpoint on loopback,
+//!   taking client assertions through federated identity credentials.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // test support
 
 pub mod broker;
 pub mod conformance;
+pub mod entra;
+pub mod google;
 pub mod issuer;
 pub mod keys;
 pub mod moto;
 pub mod python;
+pub mod relying_party;
 pub mod sts;
 
 pub use broker::{BrokerOptions, TestBroker, spawn_broker};

@@ -7,6 +7,7 @@ mod conformance;
 mod edge;
 mod examples;
 mod exchange;
+mod fakes;
 mod issuer;
 mod jwt_rules;
 mod mappings;
@@ -14,6 +15,7 @@ mod peers;
 mod platform_peers;
 mod reload;
 mod targets_aws;
+mod targets_cloud;
 
 use serde_json::Value;
 use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};

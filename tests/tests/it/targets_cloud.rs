@@ -1,0 +1,247 @@
+//! The `gcp` and `azure` targets end to end, against the testkit's fakes of Google's STS and
+//! IAM Credentials APIs and of Entra's token endpoint. The fakes verify every JWT Tessera
+//! presents the way the real services do: discovery at the `iss`, then its JWKS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tessera_adapters::Clock;
+use tessera_tests::entra::{FakeEntra, FederatedCredential};
+use tessera_tests::google::{FakeGoogle, WorkloadIdentityProvider};
+use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};
+
+use crate::{last_reason, oidc_source};
+
+const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+const PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera";
+const SERVICE_ACCOUNT: &str = "app@payments-prod.iam.gserviceaccount.com";
+const STORAGE_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT_ID: &str = "6731de76-14a6-49ae-97bc-6eba6914391e";
+const GRAPH: &str = "https://graph.microsoft.com/.default";
+
+const GCP_RULES: &str = r#"version: 1
+rules:
+  - name: payments-reads-buckets
+    match: { source: corp, subject: "svc-*" }
+    grant:
+      target: gcp-prod
+      service_account: app@payments-prod.iam.gserviceaccount.com
+      scopes: https://www.googleapis.com/auth/devstorage.read_only
+      ttl: 30m
+"#;
+
+const AZURE_RULES: &str = r#"version: 1
+rules:
+  - name: payments-calls-graph
+    match: { source: corp, subject: "svc-*" }
+    grant:
+      target: graph
+      scope: https://graph.microsoft.com/.default
+"#;
+
+/// A broker trusting `issuer`, with `targets` and `rules`, on a clock the fake shares.
+async fn broker_with(
+    issuer: &TestIssuer,
+    clock_user: impl FnOnce(Arc<dyn Clock>) -> String,
+    rules: &str,
+) -> TestBroker {
+    let mut options = BrokerOptions::new(&oidc_source(issuer), "");
+    options.targets = clock_user(options.clock.clone());
+    spawn_broker(options.mapping("10-rules.yaml", rules)).await
+}
+
+fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
+    issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
+}
+
+async fn gcp_setup() -> (TestIssuer, FakeGoogle, TestBroker) {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let mut fake = None;
+    let broker = broker_with(
+        &issuer,
+        |clock| {
+            let google = FakeGoogle::start(Vec::new(), clock);
+            let target = format!(
+                "- name: gcp-prod\n  type: gcp\n  provider: {PROVIDER}\n  sts_endpoint: {url}\n  iamcredentials_endpoint: {url}\n  insecure_http: true\n  timeout: 2s\n",
+                url = google.url()
+            );
+            fake = Some(google);
+            target
+        },
+        GCP_RULES,
+    )
+    .await;
+    let google = fake.unwrap();
+    // The provider trusts the broker's issuer URL, known once it listens.
+    let provider = WorkloadIdentityProvider::new(PROVIDER, &broker.url);
+    google.allow_impersonation(&provider.principal("oidc://corp/svc-payments"), SERVICE_ACCOUNT);
+    google.add_provider(provider);
+    (issuer, google, broker)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_exchanges_at_google_sts_then_impersonates_the_service_account() {
+    let (issuer, google, broker) = gcp_setup().await;
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-payments"), "gcp-prod").await;
+    assert_eq!(status, 200, "{body}\n{:?}", google.refusals());
+    assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 1800, "the rule's ttl is the impersonation lifetime");
+
+    let issued = google.issued_access_tokens();
+    let impersonated = issued.iter().find(|t| t.service_account.is_some()).unwrap();
+    assert_eq!(body["access_token"], impersonated.access_token.as_str());
+    assert_eq!(impersonated.service_account.as_deref(), Some(SERVICE_ACCOUNT));
+    assert_eq!(impersonated.scopes, vec![STORAGE_SCOPE.to_string()]);
+
+    let sts = google.last_sts_request().unwrap();
+    assert_eq!(sts.field("audience"), Some(PROVIDER));
+    assert_eq!(
+        sts.field("scope"),
+        Some("https://www.googleapis.com/auth/cloud-platform"),
+        "the federated token only has to call generateAccessToken"
+    );
+    let claims = sts.claims.as_ref().expect("the fake verified the subject token");
+    assert_eq!(claims["iss"], broker.url);
+    assert_eq!(claims["sub"], "oidc://corp/svc-payments");
+    assert_eq!(claims["aud"], format!("https:{PROVIDER}"), "the provider's default audience");
+    let generate = google.last_generate_request().unwrap();
+    assert_eq!(generate.service_account, SERVICE_ACCOUNT);
+    assert_eq!(generate.body.as_ref().unwrap()["lifetime"], "1800s");
+
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["decision"], "allow");
+    assert_eq!(event["cache"], "miss");
+    assert_eq!(event["scope"], SERVICE_ACCOUNT);
+    let audit = broker.audit_text();
+    for t in &issued {
+        assert!(!audit.contains(&t.access_token), "no Google token in the audit log");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_serves_a_hundred_concurrent_exchanges_with_one_call_to_each_api() {
+    let (issuer, google, broker) = gcp_setup().await;
+    google.set_delay(Duration::from_millis(300));
+    let token = token(&issuer, &broker, "svc-payments");
+    let answers = futures::future::join_all((0..100).map(|_| broker.exchange(&token, "gcp-prod"))).await;
+    let tokens: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["access_token"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!((google.sts_calls(), google.generate_calls()), (1, 1));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_refusals_and_outages_reach_the_caller_as_rfc_6749_errors() {
+    let (issuer, google, broker) = gcp_setup().await;
+    // No IAM binding lets this identity impersonate the service account.
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-ledger"), "gcp-prod").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_target");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["reason"], "TS-TGT-UPSTREAM-REJECTED");
+    assert_eq!(event["detail"], "upstream refused: IAM Credentials: PERMISSION_DENIED");
+
+    // 503 twice, then served: retried within max_attempts.
+    google.fail_next_sts(2, 503);
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-payments"), "gcp-prod").await;
+    assert_eq!(status, 200, "{body}");
+
+    google.set_down(true);
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-other"), "gcp-prod").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(last_reason(&broker), "TS-TGT-UPSTREAM");
+    broker.stop().await;
+}
+
+async fn azure_setup() -> (TestIssuer, FakeEntra, TestBroker) {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let mut fake = None;
+    let broker = broker_with(
+        &issuer,
+        |clock| {
+            let entra = FakeEntra::start(clock);
+            let target = format!(
+                "- name: graph\n  type: azure\n  tenant: {TENANT}\n  client_id: {CLIENT_ID}\n  authority: {}\n  insecure_http: true\n  timeout: 2s\n",
+                entra.url()
+            );
+            fake = Some(entra);
+            target
+        },
+        AZURE_RULES,
+    )
+    .await;
+    let entra = fake.unwrap();
+    entra.add_federated_credential(
+        TENANT,
+        CLIENT_ID,
+        FederatedCredential::new(&broker.url, "oidc://corp/svc-payments"),
+    );
+    (issuer, entra, broker)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_presents_a_client_assertion_entra_accepts_for_the_federated_credential() {
+    let (issuer, entra, broker) = azure_setup().await;
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-payments"), "graph").await;
+    assert_eq!(status, 200, "{body}\n{:?}", entra.refusals());
+    assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
+    assert_eq!(body["token_type"], "Bearer");
+    let issued = entra.issued_access_tokens().pop().unwrap();
+    assert_eq!(body["access_token"], issued.access_token.as_str());
+    assert_eq!(body["expires_in"], issued.expires_at - broker.clock.now());
+    assert_eq!((issued.tenant.as_str(), issued.client_id.as_str()), (TENANT, CLIENT_ID));
+    assert_eq!(issued.scope, GRAPH);
+
+    let request = entra.last_token_request().unwrap();
+    assert_eq!(request.field("grant_type"), Some("client_credentials"));
+    let claims: &Value = request.claims.as_ref().expect("the fake verified the assertion");
+    assert_eq!(claims["sub"], "oidc://corp/svc-payments");
+    assert_eq!(claims["aud"], "api://AzureADTokenExchange");
+    assert_eq!(claims["iss"], broker.url);
+    assert_eq!(broker.audit_events().pop().unwrap()["cache"], "miss");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_serves_a_hundred_concurrent_exchanges_with_one_token_request() {
+    let (issuer, entra, broker) = azure_setup().await;
+    entra.set_delay(Duration::from_millis(300));
+    let token = token(&issuer, &broker, "svc-payments");
+    let answers = futures::future::join_all((0..100).map(|_| broker.exchange(&token, "graph"))).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{:?}", answers.first());
+    assert_eq!(entra.token_calls(), 1);
+    let events = broker.audit_events();
+    assert_eq!(events.iter().filter(|e| e["cache"] == "hit").count(), 99);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_refusals_name_the_aadsts_code_only_in_the_audit_record() {
+    let (issuer, entra, broker) = azure_setup().await;
+    // No federated credential names this subject.
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-ledger"), "graph").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_target");
+    assert!(!body.to_string().contains("AADSTS"), "{body}");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["reason"], "TS-TGT-UPSTREAM-REJECTED");
+    assert_eq!(event["detail"], "upstream refused: Entra: invalid_client AADSTS700213");
+    assert_eq!(entra.token_calls(), 1, "a refusal is not retried");
+
+    entra.fail_next(2, 503);
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-payments"), "graph").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(entra.token_calls(), 4);
+    broker.stop().await;
+}
