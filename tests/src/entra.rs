@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tessera_adapters::Clock;
 use tessera_adapters::clock::format_rfc3339;
 
-use crate::relying_party::{content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
+use crate::relying_party::{Faults, content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
 
 /// RFC 7523 §2.2: a JWT as client authentication.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -245,40 +245,10 @@ struct State {
     refusals: Mutex<Vec<Refusal>>,
     calls: AtomicUsize,
     fail: Mutex<VecDeque<u16>>,
-    down: AtomicBool,
-    delay: Mutex<Duration>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-}
-
-/// A request being answered; counts itself in [`State::in_flight`] until dropped.
-struct InFlight<'a>(&'a State);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
+    faults: Faults,
 }
 
 impl State {
-    fn enter(&self) -> InFlight<'_> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(self)
-    }
-
-    /// Wait the configured delay, then the failure a test injected, if any.
-    async fn hold(&self) -> Option<u16> {
-        let delay = *self.delay.lock().expect("lock");
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if self.down.load(Ordering::SeqCst) {
-            return Some(503);
-        }
-        self.fail.lock().expect("lock").pop_front()
-    }
-
     /// The application registration (a tenant is known once it has one).
     fn application(&self, tenant: &str, client_id: &str) -> Result<Application, Refused> {
         let applications = self.applications.lock().expect("lock");
@@ -335,10 +305,7 @@ impl FakeEntra {
             refusals: Mutex::default(),
             calls: AtomicUsize::new(0),
             fail: Mutex::default(),
-            down: AtomicBool::new(false),
-            delay: Mutex::new(Duration::ZERO),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
+            faults: Faults::default(),
         });
         let shared = Arc::clone(&state);
         let server = HttpServer::new(move || {
@@ -416,24 +383,9 @@ impl FakeEntra {
         self.state.fail.lock().expect("lock").extend(std::iter::repeat_n(status, times));
     }
 
-    /// Answer every request with 503 (`true`) or serve again (`false`).
-    pub fn set_down(&self, down: bool) {
-        self.state.down.store(down, Ordering::SeqCst);
-    }
-
-    /// Hold every request this long before answering it.
-    pub fn set_delay(&self, delay: Duration) {
-        *self.state.delay.lock().expect("lock") = delay;
-    }
-
-    /// Requests being answered now.
-    pub fn in_flight(&self) -> usize {
-        self.state.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// The most requests answered at once so far.
-    pub fn max_in_flight(&self) -> usize {
-        self.state.max_in_flight.load(Ordering::SeqCst)
+    /// Delays, outages and concurrency (see [`Faults`]).
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
     }
 }
 
@@ -447,7 +399,7 @@ impl Drop for FakeEntra {
 
 async fn token(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     state.calls.fetch_add(1, Ordering::SeqCst);
-    let _flight = state.enter();
+    let _flight = state.faults.enter();
     let mut request = TokenRequest {
         tenant: req.match_info().get("tenant").unwrap_or_default().to_string(),
         content_type: content_type(&req),
@@ -456,7 +408,7 @@ async fn token(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> H
         status: 200,
         refusal: None,
     };
-    let result = match state.hold().await {
+    let result = match state.faults.hold(&state.fail).await {
         Some(status) => refuse(Refusal::Injected(status), "The service is temporarily unavailable."),
         None => client_credentials(&state, &body, &mut request).await,
     };

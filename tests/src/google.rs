@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ use serde_json::{Map, Value, json};
 use tessera_adapters::Clock;
 use tessera_adapters::clock::format_rfc3339;
 
-use crate::relying_party::{content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
+use crate::relying_party::{Faults, content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
 
 /// RFC 8693 §2.1 `grant_type`.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -401,40 +401,10 @@ struct State {
     generate_calls: AtomicUsize,
     fail_sts: Mutex<VecDeque<u16>>,
     fail_generate: Mutex<VecDeque<u16>>,
-    down: AtomicBool,
-    delay: Mutex<Duration>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-}
-
-/// A request being answered; counts itself in [`State::in_flight`] until dropped.
-struct InFlight<'a>(&'a State);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
+    faults: Faults,
 }
 
 impl State {
-    fn enter(&self) -> InFlight<'_> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(self)
-    }
-
-    /// Wait the configured delay, then the failure a test injected, if any.
-    async fn hold(&self, injected: &Mutex<VecDeque<u16>>) -> Option<u16> {
-        let delay = *self.delay.lock().expect("lock");
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if self.down.load(Ordering::SeqCst) {
-            return Some(503);
-        }
-        injected.lock().expect("lock").pop_front()
-    }
-
     /// Whether `principal`, or a principal set it belongs to, holds
     /// `roles/iam.workloadIdentityUser` on `service_account`.
     fn may_impersonate(&self, principal: &str, service_account: &str) -> bool {
@@ -484,10 +454,7 @@ impl FakeGoogle {
             generate_calls: AtomicUsize::new(0),
             fail_sts: Mutex::default(),
             fail_generate: Mutex::default(),
-            down: AtomicBool::new(false),
-            delay: Mutex::new(Duration::ZERO),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
+            faults: Faults::default(),
         });
         let shared = Arc::clone(&state);
         let server = HttpServer::new(move || {
@@ -572,24 +539,9 @@ impl FakeGoogle {
         self.state.fail_generate.lock().expect("lock").extend(std::iter::repeat_n(status, times));
     }
 
-    /// Answer every request with 503 (`true`) or serve again (`false`).
-    pub fn set_down(&self, down: bool) {
-        self.state.down.store(down, Ordering::SeqCst);
-    }
-
-    /// Hold every request this long before answering it.
-    pub fn set_delay(&self, delay: Duration) {
-        *self.state.delay.lock().expect("lock") = delay;
-    }
-
-    /// Requests being answered now.
-    pub fn in_flight(&self) -> usize {
-        self.state.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// The most requests answered at once so far.
-    pub fn max_in_flight(&self) -> usize {
-        self.state.max_in_flight.load(Ordering::SeqCst)
+    /// Delays, outages and concurrency (see [`Faults`]).
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
     }
 }
 
@@ -603,7 +555,7 @@ impl Drop for FakeGoogle {
 
 async fn sts(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     state.sts_calls.fetch_add(1, Ordering::SeqCst);
-    let _flight = state.enter();
+    let _flight = state.faults.enter();
     let mut request = StsRequest {
         content_type: content_type(&req),
         form: Vec::new(),
@@ -611,7 +563,7 @@ async fn sts(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> Htt
         status: 200,
         refusal: None,
     };
-    let result = match state.hold(&state.fail_sts).await {
+    let result = match state.faults.hold(&state.fail_sts).await {
         Some(status) => refuse(Refusal::Injected(status), "The service is currently unavailable."),
         None => exchange(&state, &body, &mut request).await,
     };
@@ -827,7 +779,7 @@ async fn generate(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -
         return not_found(state, req).await;
     };
     state.generate_calls.fetch_add(1, Ordering::SeqCst);
-    let _flight = state.enter();
+    let _flight = state.faults.enter();
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -844,7 +796,7 @@ async fn generate(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -
         status: 200,
         refusal: None,
     };
-    let result = match state.hold(&state.fail_generate).await {
+    let result = match state.faults.hold(&state.fail_generate).await {
         Some(status) => refuse(Refusal::Injected(status), "The service is currently unavailable."),
         None => impersonate(&state, &project, &body, &mut request),
     };

@@ -407,16 +407,16 @@ async fn google_fails_on_demand_and_holds_calls_in_flight() {
         [google::Refusal::Injected(503), google::Refusal::Injected(503), google::Refusal::Injected(429)]
     );
 
-    google.set_down(true);
+    google.faults().set_down(true);
     assert_eq!(post_form(&url, &form).await.0, 503);
     let down =
         post_raw(&generate_url(&google, SERVICE_ACCOUNT), "application/json", body, Some(&federated)).await;
     assert_eq!(down.0, 503);
-    google.set_down(false);
+    google.faults().set_down(false);
     assert_eq!(post_form(&url, &form).await.0, 200);
 
     // A slow Google holds a hundred exchanges at once.
-    google.set_delay(Duration::from_secs(1));
+    google.faults().set_delay(Duration::from_secs(1));
     let http = reqwest::Client::new();
     let body = serde_urlencoded::to_string(&form).unwrap();
     let calls = (0..100).map(|_| {
@@ -426,8 +426,8 @@ async fn google_fails_on_demand_and_holds_calls_in_flight() {
     for call in calls.collect::<Vec<_>>() {
         assert_eq!(call.await.unwrap(), 200);
     }
-    assert_eq!(google.max_in_flight(), 100);
-    assert_eq!(google.in_flight(), 0);
+    assert_eq!(google.faults().max_in_flight(), 100);
+    assert_eq!(google.faults().in_flight(), 0);
     assert_eq!(google.sts_calls(), 105);
 }
 
@@ -629,11 +629,11 @@ async fn entra_fails_on_demand_and_holds_calls_in_flight() {
     assert_eq!(post_form(&url, &form).await.0, 200);
     assert_eq!(entra.refusals(), [entra::Refusal::Injected(503), entra::Refusal::Injected(429)]);
 
-    entra.set_down(true);
+    entra.faults().set_down(true);
     assert_eq!(post_form(&url, &form).await.0, 503);
-    entra.set_down(false);
+    entra.faults().set_down(false);
 
-    entra.set_delay(Duration::from_secs(1));
+    entra.faults().set_delay(Duration::from_secs(1));
     let http = reqwest::Client::new();
     let body = serde_urlencoded::to_string(&form).unwrap();
     let calls = (0..100).map(|_| {
@@ -643,7 +643,7 @@ async fn entra_fails_on_demand_and_holds_calls_in_flight() {
     for call in calls.collect::<Vec<_>>() {
         assert_eq!(call.await.unwrap(), 200);
     }
-    assert_eq!(entra.max_in_flight(), 100);
-    assert_eq!(entra.in_flight(), 0);
+    assert_eq!(entra.faults().max_in_flight(), 100);
+    assert_eq!(entra.faults().in_flight(), 0);
     assert_eq!(entra.token_calls(), 104);
 }

@@ -125,7 +125,7 @@ async fn gcp_exchanges_at_google_sts_then_impersonates_the_service_account() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gcp_serves_a_hundred_concurrent_exchanges_with_one_call_to_each_api() {
     let (issuer, google, broker) = gcp_setup().await;
-    google.set_delay(Duration::from_millis(300));
+    google.faults().set_delay(Duration::from_millis(300));
     let token = token(&issuer, &broker, "svc-payments");
     let answers = futures::future::join_all((0..100).map(|_| broker.exchange(&token, "gcp-prod"))).await;
     let tokens: std::collections::HashSet<String> = answers
@@ -156,7 +156,7 @@ async fn gcp_refusals_and_outages_reach_the_caller_as_rfc_6749_errors() {
     let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-payments"), "gcp-prod").await;
     assert_eq!(status, 200, "{body}");
 
-    google.set_down(true);
+    google.faults().set_down(true);
     let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-other"), "gcp-prod").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
@@ -216,7 +216,7 @@ async fn azure_presents_a_client_assertion_entra_accepts_for_the_federated_crede
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_serves_a_hundred_concurrent_exchanges_with_one_token_request() {
     let (issuer, entra, broker) = azure_setup().await;
-    entra.set_delay(Duration::from_millis(300));
+    entra.faults().set_delay(Duration::from_millis(300));
     let token = token(&issuer, &broker, "svc-payments");
     let answers = futures::future::join_all((0..100).map(|_| broker.exchange(&token, "graph"))).await;
     assert!(answers.iter().all(|(status, _)| *status == 200), "{:?}", answers.first());
