@@ -242,6 +242,12 @@ pub trait CredentialTarget: Send + Sync + Debug {
     /// The longest lifetime this target issues; rules asking for more are load errors.
     fn max_ttl(&self) -> Duration;
 
+    /// The shortest lifetime this target issues; rules asking for less are load errors
+    /// (AWS sessions last at least 15 minutes).
+    fn min_ttl(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// The lifetime used when a rule names none.
     fn default_ttl(&self) -> Duration;
 

@@ -4,10 +4,10 @@
 //! Tessera's verifier, so the fakes are an independent check); and as test servers they
 //! take [`Faults`] (delays, outages).
 
-use std::time::Duration;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header;

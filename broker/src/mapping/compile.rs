@@ -369,6 +369,22 @@ impl Compiler<'_> {
                 );
                 None
             }
+            (Some(ttl), Some(t))
+                if t.target.as_ref().is_some_and(|checker| ttl.value < checker.min_ttl()) =>
+            {
+                let min = t.target.as_ref().map(|checker| checker.min_ttl()).unwrap_or_default();
+                self.error(
+                    ttl.pos,
+                    format!(
+                        "ttl {} is below the minimum of target `{}` ({})",
+                        format_duration(ttl.value),
+                        t.name,
+                        format_duration(min)
+                    ),
+                    format!("the platform behind `{}` issues nothing shorter; raise `ttl`", t.name),
+                );
+                None
+            }
             (Some(ttl), _) => Some(ttl.value),
             (None, Some(t)) => Some(t.default_ttl),
             (None, None) => None,

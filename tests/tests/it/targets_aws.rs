@@ -339,5 +339,13 @@ async fn a_grant_sts_would_refuse_is_a_load_error_with_its_position() {
     .unwrap_err();
     assert!(err.contains("10-aws.yaml:8:15"), "the grant's target position: {err}");
     assert!(err.contains("needs `role_arn` in every rule"), "{err}");
+
+    let too_short = RULES.replace("ttl: 15m", "ttl: 5m");
+    let err = tessera_tests::broker::try_spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", &too_short),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("ttl 5m is below the minimum of target `aws-prod` (15m)"), "{err}");
     assert_eq!(sts.call_count(), 0);
 }

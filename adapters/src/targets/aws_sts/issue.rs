@@ -381,6 +381,10 @@ impl CredentialTarget for AwsStsTarget {
         GRANT_KEYS
     }
 
+    fn min_ttl(&self) -> Duration {
+        super::MIN_DURATION
+    }
+
     fn required_grant_keys(&self) -> Vec<&'static str> {
         vec!["role_arn"]
     }
