@@ -15,9 +15,11 @@ use tessera_adapters::{
 };
 
 use crate::audit::{AuditError, AuditEvent, AuditSink, Decision};
+use crate::cache::shared::SharedCache;
 use crate::cache::{CacheOutcome, CredentialCache, DEFAULT_MAX_ENTRIES};
 use crate::mapping::{Denial, MappingSet, Request};
 use crate::metrics::Metrics;
+use crate::ratelimit::{RateLimited, RateLimiter};
 
 /// A token-exchange request, already parsed and size-checked by the HTTP edge.
 #[derive(Debug)]
@@ -41,6 +43,8 @@ pub enum ExchangeError {
     #[error("requested_token_type `{requested}` is not what target `{target}` issues")]
     UnsupportedTokenType { requested: String, target: String },
     #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
     Denied(#[from] Denial),
     #[error(transparent)]
     Target(#[from] TargetError),
@@ -55,6 +59,7 @@ impl ExchangeError {
             Self::Source(e) => e.code(),
             Self::UnknownAudience(_) => "TS-EXC-UNKNOWN-AUDIENCE",
             Self::UnsupportedTokenType { .. } => "TS-EXC-TOKEN-TYPE",
+            Self::RateLimited(_) => "TS-EXC-RATE-LIMITED",
             Self::Denied(d) => d.code(),
             Self::Target(e) => e.code(),
             Self::Audit(_) => "TS-AUD-WRITE",
@@ -73,6 +78,7 @@ impl ExchangeError {
             Self::Source(_)
             | Self::UnknownAudience(_)
             | Self::UnsupportedTokenType { .. }
+            | Self::RateLimited(_)
             | Self::Denied(_)
             | Self::Target(_) => false,
         }
@@ -171,6 +177,7 @@ pub struct Pipeline {
     audit: Arc<dyn AuditSink>,
     audit_fail_open: bool,
     cache: CredentialCache,
+    rate_limit: Option<RateLimiter>,
     metrics: Arc<Metrics>,
 }
 
@@ -202,8 +209,21 @@ impl Pipeline {
             mappings: ArcSwap::new(mappings),
             audit,
             audit_fail_open,
+            rate_limit: None,
             metrics,
         }
+    }
+
+    /// Also use the cache replicas share, behind this process's own.
+    pub fn with_shared_cache(mut self, shared: SharedCache) -> Self {
+        self.cache = self.cache.with_shared(shared);
+        self
+    }
+
+    /// Limit how often each identity may exchange.
+    pub fn with_rate_limit(mut self, limiter: RateLimiter) -> Self {
+        self.rate_limit = Some(limiter);
+        self
     }
 
     /// The credential cache (cacheable targets only).
@@ -271,6 +291,11 @@ impl Pipeline {
         trail.source = Some(source.name().to_string());
         let verified = source.verify(&req.subject_token).await?;
         trail.identity = Some(verified.shared());
+        // Counted once the identity is proven, so a forged token cannot spend another
+        // workload's budget; before the rules, so a refused identity still counts.
+        if let Some(limiter) = &self.rate_limit {
+            limiter.check(&verified.identity().id).await?;
+        }
         let mappings = self.mappings.load();
         let request = Request {
             audience: &req.audience,

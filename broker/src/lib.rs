@@ -31,6 +31,8 @@ pub mod http;
 pub mod issuer;
 pub mod mapping;
 pub mod metrics;
+pub mod ratelimit;
+pub mod redis;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -62,6 +64,10 @@ pub enum StartError {
     Audit(#[from] audit::AuditError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("credential cache key in the key directory: {0}")]
+    CacheKey(std::io::Error),
 }
 
 /// A built broker: issuer, sources, targets, rules and audit sink, ready to serve.
@@ -185,7 +191,7 @@ impl Broker {
             Arc::new(Reloader::new(config.mappings_dir(), catalog, Arc::clone(&clock), Arc::clone(&metrics)));
         let audit_config = config.config.audit();
         let sink = audit::open_sink(&audit_config, &config.base_dir)?;
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             Arc::clone(&clock),
             router,
             targets,
@@ -194,6 +200,17 @@ impl Broker {
             audit_config.fail_open,
             Arc::clone(&metrics),
         );
+        let shared = config.config.redis().map(redis::SharedRedis::connect).transpose()?;
+        if let Some(redis) = &shared {
+            let key = cache::shared::load_or_create_key(issuer.key_dir()).map_err(StartError::CacheKey)?;
+            let cache = cache::shared::SharedCache::new(redis.clone(), &key).map_err(StartError::CacheKey)?;
+            pipeline = pipeline.with_shared_cache(cache);
+            tracing::info!(redis = redis.url(), "credential cache and rate limits shared through redis");
+        }
+        if let Some(rate) = config.config.rate_limit() {
+            pipeline =
+                pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
+        }
         Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock }))
     }
 

@@ -26,6 +26,10 @@ pub struct BrokerOptions {
     pub dir: Option<Arc<tempfile::TempDir>>,
     /// Also serve the admin API, on its own `127.0.0.1:0` listener.
     pub admin: bool,
+    /// The issuer URL, when replicas share one (default: this broker's own URL).
+    pub issuer_url: Option<String>,
+    /// A key directory shared with other brokers (default: `keys` in the broker's directory).
+    pub key_dir: Option<PathBuf>,
 }
 
 impl BrokerOptions {
@@ -39,7 +43,16 @@ impl BrokerOptions {
             clock: Arc::new(ManualClock::starting_now()),
             dir: None,
             admin: false,
+            issuer_url: None,
+            key_dir: None,
         }
+    }
+
+    /// Run as one replica of several: `issuer_url` and `key_dir` shared with the others.
+    pub fn replica_of(mut self, issuer_url: &str, key_dir: &Path) -> Self {
+        self.issuer_url = Some(issuer_url.to_string());
+        self.key_dir = Some(key_dir.to_path_buf());
+        self
     }
 
     /// Serve the admin API too; its address is [`TestBroker::admin_url`].
@@ -91,7 +104,9 @@ pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, Stri
         std::fs::write(mappings.join(name), content).expect("write mapping");
     }
     let config = format!(
-        "version: 1\nlisten: 127.0.0.1:0\nissuer:\n  url: {url}\n  key_dir: keys\n  algorithms: [{algs}]\n  key_reload_interval: 1s\nsources:\n{sources}targets:\n{targets}mappings: mappings\naudit:\n  sink: file\n  path: audit.jsonl\n{extra}",
+        "version: 1\nlisten: 127.0.0.1:0\nissuer:\n  url: {issuer}\n  key_dir: {keys}\n  algorithms: [{algs}]\n  key_reload_interval: 1s\nsources:\n{sources}targets:\n{targets}mappings: mappings\naudit:\n  sink: file\n  path: audit.jsonl\n{extra}",
+        issuer = options.issuer_url.as_deref().unwrap_or(&url),
+        keys = options.key_dir.as_deref().unwrap_or(Path::new("keys")).display(),
         algs = options.algorithms.join(", "),
         sources = indent(&options.sources),
         targets = indent(&options.targets),

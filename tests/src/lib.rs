@@ -21,6 +21,8 @@
 //!   provider does.
 //! - [`relying_party`]: what both fakes do as relying parties of an OIDC issuer (JWS
 //!   decoding, discovery and JWKS, signature checks).
+//! - [`redis`]: [`TestRedis`](redis::TestRedis), the machine's Redis under a key prefix of
+//!   the test's own, read raw and cleaned up afterwards.
 //! - [`entra`]: [`FakeEntra`](entra::FakeEntra), Entra ID's v2.0 token endpoint on loopback,
 //!   taking client assertions through federated identity credentials.
 
@@ -34,6 +36,7 @@ pub mod issuer;
 pub mod keys;
 pub mod moto;
 pub mod python;
+pub mod redis;
 pub mod relying_party;
 pub mod sts;
 

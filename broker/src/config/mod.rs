@@ -14,6 +14,10 @@ use tessera_adapters::registry::{SourceConfig, TargetConfig};
 
 use crate::issuer::IssuerConfig;
 
+mod scale;
+
+pub use scale::{RateLimitConfig, RedisConfig, RedisUrl};
+
 /// The broker's configuration file, version 1.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +57,13 @@ pub struct BrokerConfig {
     /// debounce, polled every 30s.
     #[serde(default)]
     pub reload: Option<Spanned<ReloadConfig>>,
+    /// Redis shared by replicas: the credential cache and rate-limit counters. Off unless
+    /// set (each replica then caches and counts alone).
+    #[serde(default)]
+    pub redis: Option<Spanned<RedisConfig>>,
+    /// Per-identity exchange rate limit. Off unless set.
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RateLimitConfig>>,
 }
 
 impl BrokerConfig {
@@ -74,6 +85,14 @@ impl BrokerConfig {
 
     pub fn reload(&self) -> ReloadConfig {
         self.reload.as_ref().map(|r| r.value).unwrap_or_default()
+    }
+
+    pub fn redis(&self) -> Option<&RedisConfig> {
+        self.redis.as_ref().map(|r| &r.value)
+    }
+
+    pub fn rate_limit(&self) -> Option<RateLimitConfig> {
+        self.rate_limit.as_ref().map(|r| r.value)
     }
 
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
@@ -227,7 +246,9 @@ fn default_poll_interval() -> Duration {
 }
 
 /// A duration that may be below a second: `300ms`, `1s`.
-fn deserialize_fine_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+pub(crate) fn deserialize_fine_duration<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
     humantime::parse_duration(text.trim()).map_err(|e| {
         serde::de::Error::custom(format!("invalid duration `{text}`: {e} (write e.g. 300ms, 1s)"))
@@ -349,6 +370,12 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&r.debounce) {
             errors.push(here(&reload.referenced, "reload.debounce must be between 10ms and 10s".to_string()));
         }
+    }
+    if let Some(redis) = &config.redis {
+        errors.extend(redis.value.problems().into_iter().map(|m| here(&redis.referenced, m)));
+    }
+    if let Some(rate) = &config.rate_limit {
+        errors.extend(rate.value.problems().into_iter().map(|m| here(&rate.referenced, m)));
     }
     if config.sources.value.is_empty() {
         errors.push(here(

@@ -41,6 +41,10 @@ pub enum WireError {
     Ambiguous,
     /// The requested scope is not granted to this identity.
     ScopeNotGrantable,
+    /// The identity made too many exchanges; retry after this many seconds.
+    RateLimited {
+        retry_after: u32,
+    },
     /// An upstream (JWKS, STS, audit store) is unavailable.
     Unavailable,
     /// A bug or misconfiguration.
@@ -52,6 +56,7 @@ impl WireError {
     pub fn status(self) -> StatusCode {
         match self {
             Self::BodyTooLarge | Self::TokenTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -80,7 +85,7 @@ impl WireError {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::NotAllowed => "invalid_target",
             Self::ScopeNotGrantable | Self::MultipleScopes => "invalid_scope",
-            Self::Unavailable => "temporarily_unavailable",
+            Self::RateLimited { .. } | Self::Unavailable => "temporarily_unavailable",
             Self::Internal => "server_error",
             Self::ContentType
             | Self::BodyTooLarge
@@ -130,6 +135,7 @@ impl WireError {
             Self::ScopeNotGrantable => {
                 "The requested scope is not granted to this identity for this audience."
             }
+            Self::RateLimited { .. } => "Too many exchanges for this identity; retry after the given time.",
             Self::Unavailable => "A service Tessera depends on is unavailable; retry later.",
             Self::Internal => "Internal error.",
             Self::MethodNotAllowed => "Use POST.",
@@ -138,7 +144,11 @@ impl WireError {
 
     /// Seconds a client should wait before retrying, where retrying can help.
     pub fn retry_after(self) -> Option<u32> {
-        (self == Self::Unavailable).then_some(5)
+        match self {
+            Self::RateLimited { retry_after } => Some(retry_after),
+            Self::Unavailable => Some(5),
+            _ => None,
+        }
     }
 }
 
@@ -167,6 +177,7 @@ impl From<&ExchangeError> for WireError {
             },
             ExchangeError::UnknownAudience(_) => Self::NotAllowed,
             ExchangeError::UnsupportedTokenType { .. } => Self::UnsupportedRequestedTokenType,
+            ExchangeError::RateLimited(r) => Self::RateLimited { retry_after: r.retry_after_secs() },
             ExchangeError::Denied(d) => match d {
                 Denial::Denied { .. } | Denial::NoRule | Denial::Unrenderable { .. } => Self::NotAllowed,
                 Denial::Ambiguous { .. } => Self::Ambiguous,

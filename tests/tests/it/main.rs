@@ -14,6 +14,7 @@ mod mappings;
 mod peers;
 mod platform_peers;
 mod reload;
+mod replicas;
 mod targets_aws;
 mod targets_cloud;
 

@@ -15,14 +15,14 @@ use crate::{last_reason, oidc_source};
 const AWS_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:aws-credentials";
 const ROLE: &str = "arn:aws:iam::123456789012:role/workloads/payments-api";
 
-fn target(sts: &StsPeer, extra: &str) -> String {
+pub(crate) fn target(sts: &StsPeer, extra: &str) -> String {
     format!(
         "- name: aws-prod\n  type: aws_sts\n  endpoint: {}\n  insecure_http: true\n  max_ttl: 1h\n  default_ttl: 15m\n  transitive_tag_keys: [team]\n  timeout: 2s\n{extra}",
         sts.url
     )
 }
 
-const RULES: &str = r#"version: 1
+pub(crate) const RULES: &str = r#"version: 1
 rules:
   - name: payments-assume-role
     match:
@@ -48,7 +48,7 @@ async fn setup(extra_target: &str) -> (StsPeer, TestIssuer, TestBroker) {
     (sts, issuer, broker)
 }
 
-fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
+pub(crate) fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
     issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
 }
 

@@ -12,15 +12,26 @@
 //! Upstream quotas are why this exists: AWS STS throttles `AssumeRoleWithWebIdentity` at a
 //! few requests per second per account, and a fleet of workloads starting together would
 //! otherwise hit it once each.
+//!
+//! With `redis:` configured, a miss here asks the [`shared`] cache before calling
+//! upstream, and a lock there makes concurrent misses on different replicas one call: N
+//! replicas make one upstream call per credential lifetime. When Redis does not answer,
+//! each replica carries on alone (and says so in its log): a cache is never a reason to
+//! refuse an exchange.
+
+pub mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{Context, SHA256};
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 use tessera_adapters::{Clock, CredentialTarget, Grant, IssuedCredential, TargetError};
+
+use self::shared::SharedCache;
 
 /// The longest safety margin: a credential is never served from the cache when it has
 /// less than this left (or less than a fifth of its lifetime, for short ones).
@@ -29,6 +40,13 @@ pub const MAX_MARGIN_SECS: i64 = 300;
 /// Entries kept at most; beyond it, expired entries are dropped first and, if the cache
 /// is still full, a new credential is returned uncached.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+/// How long a replica holds the shared lock while it calls upstream: longer than a
+/// target's timeouts and retries take. If the holder dies, others wait at most this long.
+const SHARED_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// How often a replica waiting on another's upstream call looks for its credential.
+const SHARED_POLL: Duration = Duration::from_millis(50);
 
 /// How an exchange's credential was obtained, for its audit event and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +69,9 @@ impl CacheOutcome {
 /// SHA-256 over the length-prefixed parts of a grant that decide the credential.
 type Key = [u8; 32];
 
-type Issuing = Shared<BoxFuture<'static, Result<IssuedCredential, TargetError>>>;
+/// An upstream call in flight: the credential and whether a call was made (`false` when
+/// the shared cache had it).
+type Issuing = Shared<BoxFuture<'static, Result<(IssuedCredential, bool), TargetError>>>;
 
 /// A cached credential and the last second it may be served.
 #[derive(Clone)]
@@ -71,6 +91,7 @@ pub struct CredentialCache {
     clock: Arc<dyn Clock>,
     max_entries: usize,
     state: Arc<Mutex<State>>,
+    shared: Option<Arc<SharedCache>>,
 }
 
 impl fmt::Debug for CredentialCache {
@@ -110,7 +131,13 @@ fn key(grant: &Grant) -> Key {
 
 impl CredentialCache {
     pub fn new(clock: Arc<dyn Clock>, max_entries: usize) -> Self {
-        Self { clock, max_entries, state: Arc::new(Mutex::new(State::default())) }
+        Self { clock, max_entries, state: Arc::new(Mutex::new(State::default())), shared: None }
+    }
+
+    /// Also look in, and fill, the cache replicas share.
+    pub fn with_shared(mut self, shared: SharedCache) -> Self {
+        self.shared = Some(Arc::new(shared));
+        self
     }
 
     /// Entries held now (fresh or not yet dropped).
@@ -155,26 +182,28 @@ impl CredentialCache {
                 }
             }
         };
-        (issuing.await, outcome)
+        match issuing.await {
+            // The call this exchange started found the credential in the shared cache.
+            Ok((credential, false)) => (Ok(credential), CacheOutcome::Hit),
+            Ok((credential, true)) => (Ok(credential), outcome),
+            Err(e) => (Err(e), outcome),
+        }
     }
 
     fn spawn_issue(&self, key: Key, target: Arc<dyn CredentialTarget>, grant: Grant) -> Issuing {
         let state = Arc::clone(&self.state);
         let clock = Arc::clone(&self.clock);
         let max_entries = self.max_entries;
+        let shared = self.shared.clone();
         let task = tokio::spawn(async move {
-            let issued_at = clock.now();
-            let result = target.issue(&grant).await;
+            let result = obtain(shared.as_deref(), &key, target.as_ref(), &grant, clock.as_ref()).await;
             let mut state = lock(&state);
             state.in_flight.remove(&key);
-            if let Ok(credential) = &result {
-                let entry = Entry {
-                    credential: credential.clone(),
-                    fresh_until: fresh_until(issued_at, credential.expires_at),
-                };
+            result.map(|(entry, called)| {
+                let credential = entry.credential.clone();
                 insert(&mut state, key, entry, clock.now(), max_entries);
-            }
-            result
+                (credential, called)
+            })
         });
         async move {
             task.await.unwrap_or_else(|e| {
@@ -184,6 +213,67 @@ impl CredentialCache {
         }
         .boxed()
         .shared()
+    }
+}
+
+/// The credential for `key`, from the shared cache or from `target`; and whether
+/// `target` was called. Without a shared cache, or when it does not answer, `target` is
+/// called. With one, the replica that takes the shared lock calls `target` and stores the
+/// result; the others wait for it (at most [`SHARED_LOCK_TTL`], in case the holder died).
+async fn obtain(
+    shared: Option<&SharedCache>,
+    key: &Key,
+    target: &dyn CredentialTarget,
+    grant: &Grant,
+    clock: &dyn Clock,
+) -> Result<(Entry, bool), TargetError> {
+    let issue = || async {
+        let issued_at = clock.now();
+        let credential = target.issue(grant).await?;
+        let fresh_until = fresh_until(issued_at, credential.expires_at);
+        Ok::<_, TargetError>(Entry { credential, fresh_until })
+    };
+    let Some(shared) = shared else { return Ok((issue().await?, true)) };
+    let unshared = |e: crate::redis::RedisError| {
+        tracing::warn!(error = %e, reason = "TS-CACHE-SHARED-DOWN", "shared credential cache unavailable; calling upstream");
+    };
+    let ttl_ms = u64::try_from(SHARED_LOCK_TTL.as_millis()).unwrap_or(u64::MAX);
+    let give_up = Instant::now() + SHARED_LOCK_TTL;
+    loop {
+        match shared.get(key, target.issued_token_type(), clock.now()).await {
+            Ok(Some(entry)) => return Ok((entry, false)),
+            Ok(None) => {}
+            Err(e) => {
+                unshared(e);
+                return Ok((issue().await?, true));
+            }
+        }
+        match shared.lock(key, ttl_ms).await {
+            Ok(Some(held)) => {
+                let result = issue().await;
+                if let Ok(entry) = &result
+                    && let Err(e) = shared.put(key, entry, clock.now()).await
+                {
+                    unshared(e);
+                }
+                if let Err(e) = shared.unlock(key, held).await {
+                    tracing::debug!(error = %e, "shared cache lock left to expire");
+                }
+                return Ok((result?, true));
+            }
+            Ok(None) if Instant::now() < give_up => tokio::time::sleep(SHARED_POLL).await,
+            Ok(None) => {
+                tracing::warn!(
+                    reason = "TS-CACHE-LOCK-TIMEOUT",
+                    "another replica held the credential lock too long; calling upstream"
+                );
+                return Ok((issue().await?, true));
+            }
+            Err(e) => {
+                unshared(e);
+                return Ok((issue().await?, true));
+            }
+        }
     }
 }
 

@@ -1,0 +1,181 @@
+//! Settings for running several replicas: the Redis they share and the per-identity
+//! rate limit it enforces across them. See docs/operations.md, "Several replicas".
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Redis, shared by every replica: the credential cache (so N replicas still make one
+/// upstream call per credential lifetime) and the rate-limit counters.
+///
+/// ```yaml
+/// redis:
+///   url: rediss://tessera:${password}@redis.internal:6380/0
+///   key_prefix: "tessera:"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. The password is
+    /// never logged.
+    pub url: RedisUrl,
+    /// Prefix of every key Tessera writes, so brokers of different deployments can share
+    /// one Redis. Default `tessera:`.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// How long one Redis command (or connecting) may take before Tessera carries on
+    /// without it: the cache is skipped, the rate limit falls back to this replica's own
+    /// count. Between 10ms and 10s. Default `500ms`.
+    #[serde(default = "default_timeout", deserialize_with = "super::deserialize_fine_duration")]
+    pub timeout: Duration,
+}
+
+fn default_prefix() -> String {
+    "tessera:".to_string()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+
+impl RedisConfig {
+    /// What is wrong with these settings, if anything.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.url.check() {
+            problems.push(e);
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.len() > 64 {
+            problems.push("redis.key_prefix must be 1 to 64 characters".to_string());
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.timeout) {
+            problems.push("redis.timeout must be between 10ms and 10s".to_string());
+        }
+        problems
+    }
+}
+
+/// A Redis URL. `Debug` and [`RedisUrl::redacted`] hide the password.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for logs and status.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                url.to_string()
+            }
+            Err(_) => "<invalid redis url>".to_string(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.0).map_err(|e| format!("redis.url is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "redis" | "rediss") {
+            return Err(format!("redis.url must start with redis:// or rediss://, not {}://", url.scheme()));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("redis.url has no host".to_string());
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// How many exchanges one workload identity may make, across all replicas when `redis` is
+/// set (each replica counts alone otherwise). A burst of `requests` is allowed at once;
+/// after that, one more every `per / requests`. An exchange over the limit gets 429
+/// `temporarily_unavailable` with `Retry-After`, and is audited.
+///
+/// ```yaml
+/// rate_limit:
+///   requests: 60
+///   per: 1m
+/// ```
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Exchanges allowed per `per`, from 1 to 1000000.
+    pub requests: u32,
+    /// The period, in whole seconds (`1s`, `1m`, `1h`). Default `1m`.
+    #[serde(default = "default_per", deserialize_with = "tessera_adapters::config::duration::deserialize")]
+    pub per: Duration,
+}
+
+fn default_per() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl RateLimitConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=1_000_000).contains(&self.requests) {
+            problems.push("rate_limit.requests must be between 1 and 1000000".to_string());
+        }
+        if self.per.is_zero() || self.per > Duration::from_secs(86_400) {
+            problems.push("rate_limit.per must be between 1s and 24h".to_string());
+        }
+        problems
+    }
+
+    /// Milliseconds between two exchanges at the steady rate.
+    pub fn interval_millis(&self) -> i64 {
+        let per = i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX);
+        (per / i64::from(self.requests.max(1))).max(1)
+    }
+
+    /// How far ahead of now the schedule may run: the burst allowance, in milliseconds.
+    pub fn tolerance_millis(&self) -> i64 {
+        let per = i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX);
+        (per - self.interval_millis()).max(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_password_never_shows() {
+        let url = RedisUrl::new("rediss://tessera:hunter2@redis.internal:6380/1");
+        assert_eq!(url.redacted(), "rediss://tessera:***@redis.internal:6380/1");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(RedisUrl::new("redis://127.0.0.1:6379").redacted(), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn redis_urls_are_checked() {
+        assert!(RedisUrl::new("redis://127.0.0.1:6379").check().is_ok());
+        assert!(RedisUrl::new("http://127.0.0.1:6379").check().unwrap_err().contains("redis://"));
+        assert!(RedisUrl::new("not a url").check().is_err());
+    }
+
+    #[test]
+    fn the_rate_allows_a_burst_of_requests_then_one_per_interval() {
+        let rate = RateLimitConfig { requests: 10, per: Duration::from_secs(1) };
+        assert_eq!(rate.interval_millis(), 100);
+        assert_eq!(rate.tolerance_millis(), 900);
+        assert!(RateLimitConfig { requests: 0, per: Duration::from_secs(1) }.problems().len() == 1);
+        assert!(RateLimitConfig { requests: 1, per: Duration::ZERO }.problems().len() == 1);
+    }
+}

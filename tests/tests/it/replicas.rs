@@ -1,0 +1,189 @@
+//! Several replicas: brokers sharing one issuer URL, one key directory and the real Redis
+//! serve as one. A credential one obtained is a hit on the other, concurrent misses on
+//! both make one upstream call, a token one signed verifies with the other's JWKS, and the
+//! per-identity rate limit holds across them. Without Redis each carries on alone.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tessera_adapters::{Clock as _, ManualClock};
+use tessera_tests::redis::TestRedis;
+use tessera_tests::relying_party::{decode_jws, get_json, signature_verifies};
+use tessera_tests::sts::StsPeer;
+use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};
+
+use crate::targets_aws::{RULES, target, token};
+use crate::{JWT_TARGET, oidc_source};
+
+const ISSUER: &str = "https://tessera.replicas.example";
+
+/// Two replicas of one deployment: same issuer URL, key directory, clock and `extra`.
+async fn replicas(
+    issuer: &TestIssuer,
+    targets: &str,
+    rules: &str,
+    extra: &str,
+) -> (tempfile::TempDir, TestBroker, TestBroker) {
+    let keys = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::starting_now());
+    let options = || {
+        let mut options = BrokerOptions::new(&oidc_source(issuer), targets)
+            .mapping("10-rules.yaml", rules)
+            .replica_of(ISSUER, keys.path());
+        options.clock = Arc::clone(&clock);
+        options.extra = extra.to_string();
+        options
+    };
+    let a = spawn_broker(options()).await;
+    let b = spawn_broker(options()).await;
+    (keys, a, b)
+}
+
+fn access_key(body: &Value) -> String {
+    body["aws_credentials"]["AccessKeyId"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_one_replica_obtained_is_a_hit_on_the_other_and_sealed_in_redis() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let redis = TestRedis::new();
+    let (_keys, a, b) = replicas(&issuer, &target(&sts, ""), RULES, &redis.config()).await;
+    let token = token(&issuer, &a, "svc-payments");
+
+    let (status, first) = a.exchange(&token, "aws-prod").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = b.exchange(&token, "aws-prod").await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(access_key(&first), access_key(&second), "the other replica served the same session");
+    assert_eq!(sts.call_count(), 1, "one upstream call for both replicas");
+    assert_eq!(a.audit_events().pop().unwrap()["cache"], "miss");
+    assert_eq!(b.audit_events().pop().unwrap()["cache"], "hit");
+
+    // Redis holds only ciphertext: no part of the credential appears in any value.
+    let entries = redis.entries();
+    assert!(entries.iter().any(|(k, _)| k.contains(":credential:")), "{entries:?}");
+    let creds = &first["aws_credentials"];
+    for field in ["AccessKeyId", "SecretAccessKey", "SessionToken"] {
+        let secret = creds[field].as_str().unwrap().as_bytes();
+        for (key, value) in &entries {
+            assert!(!value.windows(secret.len()).any(|w| w == secret), "{field} readable in {key}");
+        }
+    }
+
+    // Another workload is another credential, wherever it asks.
+    let (status, other) = b.exchange(&self::token(&issuer, &a, "svc-ledger"), "aws-prod").await;
+    assert_eq!(status, 200, "{other}");
+    assert_ne!(access_key(&other), access_key(&first));
+    assert_eq!(sts.call_count(), 2);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_on_two_replicas_make_one_upstream_call() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let redis = TestRedis::new();
+    let (_keys, a, b) = replicas(&issuer, &target(&sts, ""), RULES, &redis.config()).await;
+    // Hold the call so every exchange, on both replicas, arrives while it is in flight.
+    sts.set_delay(Duration::from_millis(500));
+    let token = token(&issuer, &a, "svc-payments");
+    let exchanges = (0..100).map(|i| {
+        let broker = if i % 2 == 0 { &a } else { &b };
+        broker.exchange(&token, "aws-prod")
+    });
+    let answers = futures::future::join_all(exchanges).await;
+    let mut keys = HashSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        keys.insert(access_key(body));
+    }
+    assert_eq!(sts.call_count(), 1, "one upstream call for 100 exchanges on two replicas");
+    assert_eq!(keys.len(), 1);
+    let events: Vec<Value> = a.audit_events().into_iter().chain(b.audit_events()).collect();
+    assert_eq!(events.len(), 100);
+    assert_eq!(events.iter().filter(|e| e["cache"] == "miss").count(), 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_one_replica_signed_verifies_with_the_others_jwks() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let redis = TestRedis::new();
+    let (_keys, a, b) = replicas(&issuer, JWT_TARGET, crate::RULES, &redis.config()).await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", a.clock.now()));
+    let (status, body) = a.exchange(&token, "internal-api").await;
+    assert_eq!(status, 200, "{body}");
+    let jws = decode_jws(body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(jws.claims["iss"], ISSUER, "both replicas are one issuer");
+    let kid = jws.header["kid"].as_str().unwrap();
+    let alg = jws.header["alg"].as_str().unwrap();
+    let jwks = get_json(&b.http, &format!("{}/.well-known/jwks.json", b.url)).await.unwrap();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("kid published by B");
+    assert!(signature_verifies(jwk, alg, jws.signing_input.as_bytes(), &jws.signature));
+    a.stop().await;
+    b.stop().await;
+}
+
+const RATE: &str = "rate_limit:\n  requests: 3\n  per: 1m\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_holds_across_replicas() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let redis = TestRedis::new();
+    let (_keys, a, b) =
+        replicas(&issuer, JWT_TARGET, crate::RULES, &format!("{}{RATE}", redis.config())).await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", a.clock.now()));
+    for broker in [&a, &b, &a] {
+        assert_eq!(broker.exchange(&token, "internal-api").await.0, 200, "within the burst of 3");
+    }
+    for broker in [&b, &a] {
+        let (status, headers, body) = broker
+            .post_form(&[
+                ("grant_type", crate::TOKEN_EXCHANGE),
+                ("subject_token", &token),
+                ("subject_token_type", crate::JWT_TYPE),
+                ("audience", "internal-api"),
+            ])
+            .await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"], "temporarily_unavailable");
+        assert_eq!(headers["retry-after"], "20", "one more every 60s / 3");
+    }
+    let event = b.audit_events().pop().unwrap();
+    assert_eq!((&event["decision"], &event["reason"]), (&"deny".into(), &"TS-EXC-RATE-LIMITED".into()));
+    assert!(event["identity"]["id"].is_string(), "the limited identity is audited");
+
+    let other = issuer.key(0).sign(&issuer.claims("svc-ledger", "tessera", a.clock.now()));
+    assert_eq!(b.exchange(&other, "internal-api").await.0, 200, "each identity has its own budget");
+    a.clock.advance(20);
+    assert_eq!(b.exchange(&token, "internal-api").await.0, 200, "one more after the interval");
+    assert_eq!(a.exchange(&token, "internal-api").await.0, 429);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_each_replica_caches_and_counts_alone() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    // Nothing listens on port 1: every Redis call fails at once.
+    let down = format!("redis:\n  url: redis://127.0.0.1:1\n  timeout: 200ms\n{RATE}");
+    let (_keys, a, b) = replicas(&issuer, &target(&sts, ""), RULES, &down).await;
+    let token = token(&issuer, &a, "svc-payments");
+    for broker in [&a, &a, &b] {
+        let (status, body) = broker.exchange(&token, "aws-prod").await;
+        assert_eq!(status, 200, "a Redis outage refuses nothing: {body}");
+    }
+    assert_eq!(sts.call_count(), 2, "each replica made its own call, and cached it");
+    assert_eq!(a.audit_events().pop().unwrap()["cache"], "hit");
+    assert_eq!(a.exchange(&token, "aws-prod").await.0, 200);
+    assert_eq!(a.exchange(&token, "aws-prod").await.0, 429, "A counted its own 3");
+    assert_eq!(b.exchange(&token, "aws-prod").await.0, 200, "B has counted only 1");
+    a.stop().await;
+    b.stop().await;
+}
