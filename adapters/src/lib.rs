@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod jwt;
+pub mod observe;
 pub mod registry;
 pub mod secret;
 pub mod source;

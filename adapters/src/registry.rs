@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::observe::Observer;
 use crate::source::IdentitySource;
 use crate::target::{CredentialTarget, Signer};
 
@@ -21,6 +22,8 @@ pub struct BuildContext {
     /// Relative file paths in adapter configs resolve against this (the config file's
     /// directory).
     pub base_dir: PathBuf,
+    /// Told about upstream traffic (key set fetches), for metrics.
+    pub observer: Arc<dyn Observer>,
 }
 
 impl BuildContext {

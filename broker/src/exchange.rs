@@ -202,7 +202,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            cache: CredentialCache::new(Arc::clone(&clock), DEFAULT_MAX_ENTRIES),
+            cache: CredentialCache::new(Arc::clone(&clock), DEFAULT_MAX_ENTRIES, Arc::clone(&metrics)),
             clock,
             router,
             targets: targets.into_iter().map(|t| (t.name().to_string(), t)).collect(),
@@ -256,6 +256,7 @@ impl Pipeline {
         let started = Instant::now();
         let mut trail = Trail { scope: req.scope.clone(), ..Trail::default() };
         let result = self.run(&req, &mut trail).await;
+        let source = trail.source.clone();
         let event = self.audit_event(&req, trail, &result, started);
         match &result {
             Ok(_) => {
@@ -265,12 +266,26 @@ impl Pipeline {
                 tracing::info!(request_id = %req.request_id, target = %req.audience, reason = e.code(), detail = %e, "exchange refused")
             }
         }
-        if let Err(e) = self.audit.record(&event).await {
-            tracing::error!(request_id = %req.request_id, error = %e, reason = "TS-AUD-WRITE", "audit write failed");
-            if !self.audit_fail_open {
-                return Err(ExchangeError::Audit(e));
+        let result = match self.audit.record(&event).await {
+            Err(e) => {
+                tracing::error!(request_id = %req.request_id, error = %e, reason = "TS-AUD-WRITE", "audit write failed");
+                if self.audit_fail_open { result } else { Err(ExchangeError::Audit(e)) }
             }
-        }
+            Ok(()) => result,
+        };
+        // Labels are configured names only: an unknown audience is counted as `none`.
+        let target = if self.targets.contains_key(&req.audience) { req.audience.as_str() } else { "none" };
+        let (decision, reason) = match &result {
+            Ok(_) => (Decision::Allow, "TS-OK"),
+            Err(e) => (if e.is_failure() { Decision::Error } else { Decision::Deny }, e.code()),
+        };
+        self.metrics.exchange(
+            source.as_deref().unwrap_or("none"),
+            target,
+            decision.as_str(),
+            reason,
+            started.elapsed(),
+        );
         result
     }
 
@@ -315,7 +330,7 @@ impl Pipeline {
             self.metrics.credential_cache(outcome.as_str());
             credential?
         } else {
-            target.issue(&grant).await?
+            crate::cache::issue_measured(target.as_ref(), &grant, &self.metrics).await?
         };
         let expires_in = (credential.expires_at - self.clock.now()).max(0);
         Ok(Exchanged { credential, expires_in })

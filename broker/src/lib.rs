@@ -100,13 +100,14 @@ impl Adapters {
             issuer: config.config.issuer.url.to_string(),
             algorithms: config.config.issuer.algorithms.clone(),
         });
-        Self::build_with(config, clock, signer)
+        Self::build_with(config, clock, signer, Arc::new(tessera_adapters::observe::NoObserver))
     }
 
     fn build_with(
         config: &LoadedConfig,
         clock: Arc<dyn Clock>,
         signer: Arc<dyn Signer>,
+        observer: Arc<dyn tessera_adapters::observe::Observer>,
     ) -> Result<Self, StartError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -115,7 +116,7 @@ impl Adapters {
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let cx = BuildContext { clock, http, signer, base_dir: config.base_dir.clone() };
+        let cx = BuildContext { clock, http, signer, base_dir: config.base_dir.clone(), observer };
 
         let mut errors: Vec<ConfigError> = Vec::new();
         let mut sources: Vec<Arc<dyn IdentitySource>> = Vec::new();
@@ -181,11 +182,15 @@ impl Broker {
     /// network call is made here (key sets are fetched in the background).
     pub async fn build(config: LoadedConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
         let issuer = Issuer::open(&config.config.issuer, &config.base_dir, Arc::clone(&clock))?;
-        let adapters =
-            Adapters::build_with(&config, Arc::clone(&clock), Arc::clone(&issuer) as Arc<dyn Signer>)?;
+        let metrics = Arc::new(Metrics::new());
+        let adapters = Adapters::build_with(
+            &config,
+            Arc::clone(&clock),
+            Arc::clone(&issuer) as Arc<dyn Signer>,
+            Arc::clone(&metrics) as Arc<dyn tessera_adapters::observe::Observer>,
+        )?;
         let Adapters { targets, router, catalog, .. } = adapters;
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
-        let metrics = Arc::new(Metrics::new());
         metrics.set_mapping_rules(mappings.rule_count());
         let reloader =
             Arc::new(Reloader::new(config.mappings_dir(), catalog, Arc::clone(&clock), Arc::clone(&metrics)));

@@ -4,13 +4,18 @@
 //! brokers in one test process do not mix their counts). A new metric is a field here,
 //! registered in [`Metrics::new`], and a method that records it.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tessera_adapters::observe::Observer;
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -20,6 +25,46 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExchangeLabels {
+    source: String,
+    target: String,
+    decision: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    target: String,
+    decision: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    target: String,
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceResultLabels {
+    source: String,
+    result: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Exchange latency buckets, in seconds: a cached or local exchange takes a millisecond
+/// or so, an upstream call up to the target's timeout.
+fn latency_buckets() -> Histogram {
+    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
 /// The broker's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -27,6 +72,14 @@ pub struct Metrics {
     mapping_rules: Gauge,
     mapping_last_reload_success: Gauge,
     credential_cache: Family<ResultLabel, Counter>,
+    exchanges: Family<ExchangeLabels, Counter>,
+    exchange_seconds: Histograms<LatencyLabels>,
+    upstream_seconds: Histograms<UpstreamLabels>,
+    jwks_fetches: Family<SourceResultLabels, Counter>,
+    jwks_last_success: Family<SourceLabels, Gauge>,
+    jwks_age: Family<SourceLabels, Gauge>,
+    /// Last successful key set fetch per source, to compute the age at scrape time.
+    jwks_fetched_at: Mutex<HashMap<String, i64>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -71,8 +124,92 @@ impl Metrics {
         for result in ["hit", "miss"] {
             let _ = credential_cache.get_or_create(&ResultLabel { result });
         }
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        registry.register(
+            "exchanges",
+            "Token exchanges by source, target, decision (allow, deny, error) and reason code",
+            exchanges.clone(),
+        );
+        let exchange_seconds: Histograms<LatencyLabels> = Family::new_with_constructor(latency_buckets);
+        registry.register(
+            "exchange_duration_seconds",
+            "Time from a parsed request to its audited answer, by target and decision",
+            exchange_seconds.clone(),
+        );
+        let upstream_seconds: Histograms<UpstreamLabels> = Family::new_with_constructor(latency_buckets);
+        registry.register(
+            "target_issue_duration_seconds",
+            "Credential issuing by target, kind and result (ok, rejected, unavailable, error): for aws_sts, gcp and azure the upstream calls, retries included; for jwt local signing",
+            upstream_seconds.clone(),
+        );
+        let jwks_fetches = Family::<SourceResultLabels, Counter>::default();
+        registry.register(
+            "jwks_fetches",
+            "Key set fetches (discovery and JWKS) by source and result",
+            jwks_fetches.clone(),
+        );
+        let jwks_last_success = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "jwks_last_success_timestamp_seconds",
+            "When each source's key set was last fetched successfully (Unix time)",
+            jwks_last_success.clone(),
+        );
+        let jwks_age = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "jwks_age_seconds",
+            "Age of the key set each source verifies with, at scrape time",
+            jwks_age.clone(),
+        );
         mapping_last_reload_success.set(1);
-        Self { registry, mapping_reloads, mapping_rules, mapping_last_reload_success, credential_cache }
+        Self {
+            registry,
+            mapping_reloads,
+            mapping_rules,
+            mapping_last_reload_success,
+            credential_cache,
+            exchanges,
+            exchange_seconds,
+            upstream_seconds,
+            jwks_fetches,
+            jwks_last_success,
+            jwks_age,
+            jwks_fetched_at: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One exchange, answered. `source` and `target` are configured names (or `none`),
+    /// never caller input, so the label sets stay bounded.
+    pub fn exchange(
+        &self,
+        source: &str,
+        target: &str,
+        decision: &'static str,
+        reason: &'static str,
+        took: Duration,
+    ) {
+        let labels =
+            ExchangeLabels { source: source.to_string(), target: target.to_string(), decision, reason };
+        self.exchanges.get_or_create(&labels).inc();
+        self.exchange_seconds
+            .get_or_create(&LatencyLabels { target: target.to_string(), decision })
+            .observe(took.as_secs_f64());
+    }
+
+    /// One call of a target to its upstream, retries included.
+    pub fn upstream_call(&self, target: &str, kind: &'static str, result: &'static str, took: Duration) {
+        self.upstream_seconds
+            .get_or_create(&UpstreamLabels { target: target.to_string(), kind, result })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Set each source's key set age from `now`; called just before a scrape.
+    pub fn refresh_ages(&self, now: i64) {
+        let fetched = self.jwks_fetched_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (source, at) in fetched.iter() {
+            self.jwks_age
+                .get_or_create(&SourceLabels { source: source.clone() })
+                .set(now.saturating_sub(*at));
+        }
     }
 
     /// An exchange for a cacheable target was served from the cache or made a call.
@@ -101,6 +238,20 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+impl Observer for Metrics {
+    fn jwks_fetch(&self, source: &str, ok: bool, at: i64) {
+        let result = if ok { "ok" } else { "error" };
+        self.jwks_fetches.get_or_create(&SourceResultLabels { source: source.to_string(), result }).inc();
+        if ok {
+            self.jwks_last_success.get_or_create(&SourceLabels { source: source.to_string() }).set(at);
+            self.jwks_fetched_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(source.to_string(), at);
+        }
     }
 }
 

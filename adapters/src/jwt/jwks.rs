@@ -21,6 +21,7 @@ use super::alg::Algorithm;
 use super::json;
 use super::keys::{KeySet, KeySetError, KeyUse};
 use crate::clock::Clock;
+use crate::observe::{NoObserver, Observer};
 use crate::registry::BuildError;
 use crate::source::SourceError;
 
@@ -64,6 +65,8 @@ pub struct JwksOptions {
     /// Which keys of a fetched or loaded document verify tokens. Default
     /// [`KeyUse::Sig`]; [`KeyUse::JwtSvid`] for SPIFFE bundles.
     pub key_use: KeyUse,
+    /// Told of every fetch, for metrics. Default: nobody.
+    pub observer: Arc<dyn Observer>,
 }
 
 impl Default for JwksOptions {
@@ -78,6 +81,7 @@ impl Default for JwksOptions {
             retry_after_failure: Duration::from_secs(5),
             background_refresh: true,
             key_use: KeyUse::Sig,
+            observer: Arc::new(NoObserver),
         }
     }
 }
@@ -402,6 +406,7 @@ impl JwksCache {
         let now = self.clock.now();
         match result {
             Ok(keys) => {
+                self.options.observer.jwks_fetch(&self.source, true, now);
                 let keys = Arc::new(keys);
                 tracing::debug!(source = %self.source, kids = ?keys.kids(), "key set fetched");
                 self.current.store(Some(Arc::new(Snapshot { keys: Arc::clone(&keys), fetched_at: now })));
@@ -409,6 +414,7 @@ impl JwksCache {
                 Ok(keys)
             }
             Err(error) => {
+                self.options.observer.jwks_fetch(&self.source, false, now);
                 tracing::warn!(
                     source = %self.source,
                     error = %error,

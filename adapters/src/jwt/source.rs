@@ -150,6 +150,7 @@ impl JwtSourceSettings {
             refresh_interval: self.jwks_refresh_interval,
             max_stale: self.jwks_max_stale,
             key_use: rules.key_use,
+            observer: Arc::clone(&cx.observer),
             ..JwksOptions::default()
         };
         let keys = JwksCache::new(

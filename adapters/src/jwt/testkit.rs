@@ -308,6 +308,7 @@ impl TempDir {
             http: http_client(),
             signer: Arc::new(NoSigner),
             base_dir: self.0.clone(),
+            observer: std::sync::Arc::new(crate::observe::NoObserver),
         }
     }
 }

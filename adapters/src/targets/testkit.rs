@@ -48,6 +48,7 @@ pub fn context(algs: &[SigningAlgorithm]) -> BuildContext {
         http: reqwest::Client::new(),
         signer: Arc::new(JsonSigner(algs.to_vec())),
         base_dir: PathBuf::from("."),
+        observer: std::sync::Arc::new(crate::observe::NoObserver),
     }
 }
 

@@ -24,6 +24,16 @@ pub enum Decision {
     Error,
 }
 
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Error => "error",
+        }
+    }
+}
+
 /// One exchange, as the audit log records it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {

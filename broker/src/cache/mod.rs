@@ -32,6 +32,7 @@ use futures::future::{BoxFuture, Shared};
 use tessera_adapters::{Clock, CredentialTarget, Grant, IssuedCredential, TargetError};
 
 use self::shared::SharedCache;
+use crate::metrics::Metrics;
 
 /// The longest safety margin: a credential is never served from the cache when it has
 /// less than this left (or less than a fifth of its lifetime, for short ones).
@@ -92,6 +93,7 @@ pub struct CredentialCache {
     max_entries: usize,
     state: Arc<Mutex<State>>,
     shared: Option<Arc<SharedCache>>,
+    metrics: Arc<Metrics>,
 }
 
 impl fmt::Debug for CredentialCache {
@@ -130,8 +132,8 @@ fn key(grant: &Grant) -> Key {
 }
 
 impl CredentialCache {
-    pub fn new(clock: Arc<dyn Clock>, max_entries: usize) -> Self {
-        Self { clock, max_entries, state: Arc::new(Mutex::new(State::default())), shared: None }
+    pub fn new(clock: Arc<dyn Clock>, max_entries: usize, metrics: Arc<Metrics>) -> Self {
+        Self { clock, max_entries, state: Arc::new(Mutex::new(State::default())), shared: None, metrics }
     }
 
     /// Also look in, and fill, the cache replicas share.
@@ -195,8 +197,11 @@ impl CredentialCache {
         let clock = Arc::clone(&self.clock);
         let max_entries = self.max_entries;
         let shared = self.shared.clone();
+        let metrics = Arc::clone(&self.metrics);
         let task = tokio::spawn(async move {
-            let result = obtain(shared.as_deref(), &key, target.as_ref(), &grant, clock.as_ref()).await;
+            let issuer =
+                Issuer { target: target.as_ref(), grant: &grant, clock: clock.as_ref(), metrics: &metrics };
+            let result = obtain(shared.as_deref(), &key, &issuer).await;
             let mut state = lock(&state);
             state.in_flight.remove(&key);
             result.map(|(entry, called)| {
@@ -223,16 +228,10 @@ impl CredentialCache {
 async fn obtain(
     shared: Option<&SharedCache>,
     key: &Key,
-    target: &dyn CredentialTarget,
-    grant: &Grant,
-    clock: &dyn Clock,
+    issuer: &Issuer<'_>,
 ) -> Result<(Entry, bool), TargetError> {
-    let issue = || async {
-        let issued_at = clock.now();
-        let credential = target.issue(grant).await?;
-        let fresh_until = fresh_until(issued_at, credential.expires_at);
-        Ok::<_, TargetError>(Entry { credential, fresh_until })
-    };
+    let Issuer { target, clock, .. } = *issuer;
+    let issue = || issuer.issue();
     let Some(shared) = shared else { return Ok((issue().await?, true)) };
     let unshared = |e: crate::redis::RedisError| {
         tracing::warn!(error = %e, reason = "TS-CACHE-SHARED-DOWN", "shared credential cache unavailable; calling upstream");
@@ -275,6 +274,41 @@ async fn obtain(
             }
         }
     }
+}
+
+/// What a cache miss needs to call its target.
+struct Issuer<'a> {
+    target: &'a dyn CredentialTarget,
+    grant: &'a Grant,
+    clock: &'a dyn Clock,
+    metrics: &'a Metrics,
+}
+
+impl Issuer<'_> {
+    async fn issue(&self) -> Result<Entry, TargetError> {
+        let issued_at = self.clock.now();
+        let credential = issue_measured(self.target, self.grant, self.metrics).await?;
+        let fresh_until = fresh_until(issued_at, credential.expires_at);
+        Ok(Entry { credential, fresh_until })
+    }
+}
+
+/// `target.issue(grant)`, its time and result counted in `tessera_target_issue_duration_seconds`.
+pub async fn issue_measured(
+    target: &dyn CredentialTarget,
+    grant: &Grant,
+    metrics: &Metrics,
+) -> Result<IssuedCredential, TargetError> {
+    let started = Instant::now();
+    let result = target.issue(grant).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(TargetError::UpstreamRejected(_)) => "rejected",
+        Err(TargetError::Upstream { .. }) => "unavailable",
+        Err(TargetError::InvalidGrant(_) | TargetError::Signing(_)) => "error",
+    };
+    metrics.upstream_call(target.name(), target.kind(), outcome, started.elapsed());
+    result
 }
 
 /// Store `entry` unless it is already stale; when full, drop stale entries first, and if

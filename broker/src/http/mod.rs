@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    broker.metrics().refresh_ages(broker.clock().now());
     match broker.metrics().encode() {
         Ok(text) => HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(text),
         Err(_) => HttpResponse::InternalServerError().finish(),

@@ -159,3 +159,36 @@ rules:
     assert_eq!(last_reason(&broker), "TS-MAP-SCOPE");
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_exchanges_latency_issuing_and_key_set_age() {
+    let (issuer, broker) = standard().await;
+    let now = broker.clock.now();
+    let allowed = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", now));
+    let denied = issuer.key(0).sign(&issuer.claims("svc-intern-1", "tessera", now));
+    assert_eq!(broker.exchange(&allowed, "internal-api").await.0, 200);
+    assert_eq!(broker.exchange(&denied, "internal-api").await.0, 400);
+    let deny_reason = last_reason(&broker);
+    assert_eq!(broker.exchange(&allowed, "made-up-audience").await.0, 400);
+    assert_eq!(broker.exchange("not a token", "internal-api").await.0, 400);
+    broker.clock.advance(100);
+
+    let text = broker.http.get(format!("{}/metrics", broker.url)).send().await.unwrap().text().await.unwrap();
+    let has = |line: &str| assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+    has(r#"tessera_exchanges_total{source="corp",target="internal-api",decision="allow",reason="TS-OK"} 1"#);
+    has(&format!(
+        r#"tessera_exchanges_total{{source="corp",target="internal-api",decision="deny",reason="{deny_reason}"}} 1"#
+    ));
+    // Caller input never becomes a label: the unknown audience is `none`.
+    assert!(!text.contains("made-up-audience"), "{text}");
+    has(
+        r#"tessera_exchanges_total{source="none",target="none",decision="deny",reason="TS-EXC-UNKNOWN-AUDIENCE"} 1"#,
+    );
+    assert!(text.contains(r#"tessera_exchanges_total{source="none",target="internal-api",decision="deny""#));
+    has(r#"tessera_exchange_duration_seconds_count{target="internal-api",decision="allow"} 1"#);
+    has(r#"tessera_target_issue_duration_seconds_count{target="internal-api",kind="jwt",result="ok"} 1"#);
+    has(r#"tessera_jwks_fetches_total{source="corp",result="ok"} 1"#);
+    has(&format!(r#"tessera_jwks_last_success_timestamp_seconds{{source="corp"}} {now}"#));
+    has(r#"tessera_jwks_age_seconds{source="corp"} 100"#);
+    broker.stop().await;
+}

@@ -630,6 +630,7 @@ fn context(clock: &Arc<ManualClock>) -> BuildContext {
         http: http_client(),
         signer: Arc::new(NoSigner),
         base_dir: std::env::temp_dir(),
+        observer: std::sync::Arc::new(crate::observe::NoObserver),
     }
 }
 

@@ -60,6 +60,7 @@ fn context(dir: &Dir, clock: &Arc<ManualClock>) -> BuildContext {
         http: http_client(),
         signer: Arc::new(NoSigner),
         base_dir: dir.0.clone(),
+        observer: std::sync::Arc::new(crate::observe::NoObserver),
     }
 }
 

@@ -52,6 +52,7 @@ fn context(signer: Arc<RecordingSigner>) -> BuildContext {
         http: reqwest::Client::new(),
         signer,
         base_dir: PathBuf::from("."),
+        observer: std::sync::Arc::new(crate::observe::NoObserver),
     }
 }
 
