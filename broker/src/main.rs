@@ -62,6 +62,13 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
+    /// Create the key directory: signing keys for every configured algorithm (current and
+    /// next) and the credential-cache key replicas share. Existing keys are kept. For
+    /// filling a read-only volume (a Kubernetes Secret) before replicas start.
+    Init {
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+    },
     /// Promote the published next key to signing, retire the current one (it stays
     /// published longer than the longest TTL it signed) and publish a new next key.
     Rotate {
@@ -83,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { config } => serve(config).await,
             Command::Check { config } => check(config).await,
+            Command::Keys { command: KeysCommand::Init { config } } => init_keys(config),
             Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config).await,
             Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
             Command::Mappings { command } => mappings_cli::run(command).await,
@@ -153,6 +161,16 @@ async fn rotate(path: PathBuf) -> anyhow::Result<()> {
         println!("deleted expired key {kid}");
     }
     Ok(())
+}
+
+fn init_keys(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = load(&path)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let issuer = issuer::Issuer::open(&loaded.config.issuer, &loaded.base_dir, clock)?;
+    tessera_broker::cache::shared::load_or_create_key(issuer.key_dir())
+        .with_context(|| format!("credential cache key in {}", issuer.key_dir().display()))?;
+    println!("{}: ready", issuer.key_dir().display());
+    list_keys(path)
 }
 
 fn list_keys(path: PathBuf) -> anyhow::Result<()> {
