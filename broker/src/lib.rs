@@ -47,6 +47,7 @@ use tessera_adapters::{Clock, CredentialTarget, IdentitySource, Secret, Signer};
 
 use crate::config::{ConfigError, ConfigErrors, LimitsConfig, LoadedConfig};
 use crate::exchange::{Pipeline, SourceRouter};
+use crate::http::admin_auth::AdminAuth;
 use crate::issuer::Issuer;
 use crate::mapping::{Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo, WatchOptions};
 use crate::metrics::Metrics;
@@ -79,6 +80,7 @@ pub struct Broker {
     metrics: Arc<Metrics>,
     reloader: Arc<Reloader>,
     clock: Arc<dyn Clock>,
+    admin_auth: Option<Arc<AdminAuth>>,
 }
 
 /// The configured sources and targets, built, with the router that picks a source for a
@@ -190,6 +192,7 @@ impl Broker {
             Arc::clone(&metrics) as Arc<dyn tessera_adapters::observe::Observer>,
         )?;
         let Adapters { targets, router, catalog, .. } = adapters;
+        let admin_auth = AdminAuth::build(&config, &issuer, &clock)?;
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
         metrics.set_mapping_rules(mappings.rule_count());
         let reloader =
@@ -216,7 +219,7 @@ impl Broker {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
         }
-        Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock }))
+        Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock, admin_auth }))
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {
@@ -241,6 +244,11 @@ impl Broker {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The admin listener's authentication; `None` when `admin.auth` is not set.
+    pub fn admin_auth(&self) -> Option<&Arc<AdminAuth>> {
+        self.admin_auth.as_ref()
     }
 
     /// Reloads the mapping directory; see [`mapping::Reloader`].
@@ -406,9 +414,24 @@ pub async fn run_with_admin(
     let admin_server = match admin {
         Some(listener) => {
             let shared = Arc::clone(&broker);
-            tracing::info!(listen = %listener.local_addr()?, "admin API serving");
+            let tls = broker.admin_auth.as_ref().and_then(|auth| auth.tls());
+            let addr = listener.local_addr()?;
+            let authenticated = broker.admin_auth.is_some();
+            if !authenticated {
+                tracing::info!(listen = %addr, "admin API serving, unauthenticated (loopback only)");
+            } else if tls.is_none() && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    listen = %addr,
+                    "admin API serving plain HTTP off loopback: bearer tokens cross the network in clear unless a TLS proxy fronts it"
+                );
+            } else {
+                tracing::info!(listen = %addr, https = tls.is_some(), "admin API serving, authenticated");
+            }
+            // The authentication middleware wraps the whole app, so every admin route,
+            // whoever registers it in `configure`, is behind it.
             let server = HttpServer::new(move || {
                 App::new()
+                    .wrap(actix_web::middleware::from_fn(http::admin_auth::authenticate))
                     .app_data(web::Data::new(Arc::clone(&shared)))
                     .app_data(web::PayloadConfig::new(limit))
                     .app_data(web::JsonConfig::default().limit(limit))
@@ -416,10 +439,14 @@ pub async fn run_with_admin(
             })
             .workers(1)
             .disable_signals()
-            .shutdown_timeout(5)
-            .listen(listener)?
-            .run();
-            Some(server)
+            .shutdown_timeout(5);
+            let server = match tls {
+                Some(tls) => server
+                    .on_connect(http::admin_auth::client_certificate)
+                    .listen_rustls_0_23(listener, (*tls).clone())?,
+                None => server.listen(listener)?,
+            };
+            Some(server.run())
         }
         None => None,
     };

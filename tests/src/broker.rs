@@ -118,7 +118,9 @@ pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, Stri
     let clock: Arc<dyn Clock> = options.clock.clone();
     let broker = Broker::build(loaded, clock).await.map_err(|e| e.to_string())?;
     let admin = options.admin.then(|| TcpListener::bind("127.0.0.1:0").expect("bind loopback"));
-    let admin_url = admin.as_ref().map(|l| format!("http://{}", l.local_addr().expect("addr")));
+    // `admin.auth.tls` makes the admin listener serve HTTPS.
+    let scheme = if broker.admin_auth().and_then(|a| a.tls()).is_some() { "https" } else { "http" };
+    let admin_url = admin.as_ref().map(|l| format!("{scheme}://{}", l.local_addr().expect("addr")));
     let (stop, stopped) = oneshot::channel::<()>();
     let task =
         tokio::spawn(tessera_broker::run_with_admin(Arc::clone(&broker), listener, admin, async move {

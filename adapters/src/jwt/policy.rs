@@ -33,6 +33,10 @@ pub enum HeaderRule {
     /// Only these members (SPIFFE JWT-SVID §2: `alg`, `kid`, `typ`; `typ`, if present,
     /// `JWT` or `JOSE`).
     JwtSvid,
+    /// `typ` present and equal to this media type, compared ignoring ASCII case (RFC 7515
+    /// §4.1.9), so a verifier of one issuer's tokens refuses other JWS kinds it signs
+    /// (RFC 8725 §3.11, explicit typing). Otherwise as [`HeaderRule::Open`].
+    Typ(&'static str),
 }
 
 /// A source's JWT rules (DESIGN.md "JWT rules every JWT source shares"). Only

@@ -180,8 +180,13 @@ pub(crate) fn prepare<'a>(token: &'a str, policy: &JwtPolicy) -> Result<Prepared
     if members.contains_key("crit") {
         return Err(SourceError::ForbiddenHeader("crit"));
     }
-    if policy.header_rule() == HeaderRule::JwtSvid {
-        check_jwt_svid_header(members)?;
+    match policy.header_rule() {
+        HeaderRule::Open => {}
+        HeaderRule::JwtSvid => check_jwt_svid_header(members)?,
+        HeaderRule::Typ(expected) => match members.get("typ") {
+            Some(Value::String(typ)) if typ.eq_ignore_ascii_case(expected) => {}
+            _ => return Err(SourceError::Malformed("header `typ` is not the expected type")),
+        },
     }
     let alg = Algorithm::from_name(&header.alg)
         .filter(|alg| policy.algorithms().contains(alg))

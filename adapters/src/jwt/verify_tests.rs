@@ -491,6 +491,22 @@ fn the_jwt_svid_header_rule_allows_alg_kid_typ_only() {
 }
 
 #[test]
+fn the_typ_header_rule_requires_that_media_type() {
+    let f = fixture();
+    let typed = ruled(IssuerRule::OneOf(vec![ISS.into()]), HeaderRule::Typ("JWT"));
+    let token = |extra: Value| f.ec.token_with("ES256", &extra, &claims());
+    for ok in [json!({ "typ": "JWT" }), json!({ "typ": "jwt" })] {
+        assert!(verify_with_keys(&token(ok.clone()), &typed, &f.keys, NOW).is_ok(), "{ok}");
+    }
+    for bad in [json!({}), json!({ "typ": "at+jwt" }), json!({ "typ": 1 }), json!({ "typ": null })] {
+        assert_err(
+            verify_with_keys(&token(bad), &typed, &f.keys, NOW),
+            SourceError::Malformed("header `typ` is not the expected type"),
+        );
+    }
+}
+
+#[test]
 fn claim_accessors() {
     let f = fixture();
     let token = f.ec.token(

@@ -50,7 +50,7 @@ pub struct BrokerConfig {
     #[serde(default)]
     pub demo_issuer: Option<Spanned<DemoIssuerConfig>>,
     /// The admin listener (`POST /v1/explain`, `GET /v1/status`, `POST /v1/reload`). Off
-    /// unless set; loopback addresses only.
+    /// unless set; loopback addresses only unless `admin.auth` is set.
     #[serde(default)]
     pub admin: Option<Spanned<AdminConfig>>,
     /// How a running broker picks up changed mapping files. Default: watched, 300ms
@@ -191,15 +191,94 @@ fn default_demo_keys() -> PathBuf {
 ///
 /// ```yaml
 /// admin:
-///   listen: 127.0.0.1:8090
+///   listen: 0.0.0.0:8090
+///   auth:
+///     jwt:
+///       target: admin            # a `jwt` target of this file
+///     tls:
+///       cert: /etc/tessera/admin/tls.crt
+///       key: /etc/tessera/admin/tls.key
+///       client_ca: /etc/tessera/admin/clients-ca.crt
+///     require: all               # with both: `all` (default) or `any`
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Loopback address to serve on. Default `127.0.0.1:8090`. The admin API has no
-    /// authentication yet, so other addresses are refused.
+    /// Address to serve on. Default `127.0.0.1:8090`. Without `auth` only loopback
+    /// addresses are accepted; any other address requires `auth`.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// How callers authenticate. Default: no authentication, which is allowed on loopback
+    /// only. When set, every admin route but `GET /healthz` requires it, whatever the
+    /// listen address.
+    #[serde(default)]
+    pub auth: Option<Spanned<AdminAuthConfig>>,
+}
+
+impl AdminConfig {
+    pub fn auth(&self) -> Option<&AdminAuthConfig> {
+        self.auth.as_ref().map(|a| &a.value)
+    }
+}
+
+/// The admin listener's authentication: a Tessera-issued bearer JWT, a client
+/// certificate (mTLS), or both. At least one must be set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAuthConfig {
+    /// Bearer tokens Tessera issued for a `jwt` target. Default: not accepted.
+    #[serde(default)]
+    pub jwt: Option<Spanned<AdminJwtConfig>>,
+    /// Serve HTTPS and verify client certificates. Default: plain HTTP, no client
+    /// certificates.
+    #[serde(default)]
+    pub tls: Option<Spanned<AdminTlsConfig>>,
+    /// With both `jwt` and `tls`: `all` (default) requires a valid client certificate
+    /// and a valid token; `any` accepts either. Only meaningful with both set.
+    #[serde(default)]
+    pub require: Option<Spanned<AdminAuthRequire>>,
+}
+
+impl AdminAuthConfig {
+    /// The effective rule: `all` unless `any` was written.
+    pub fn require(&self) -> AdminAuthRequire {
+        self.require.as_ref().map(|r| r.value).unwrap_or_default()
+    }
+}
+
+/// Admin bearer tokens: JWTs this broker issued for a `jwt` target, granted by the
+/// mapping rules like any other target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminJwtConfig {
+    /// The `jwt` target whose tokens open the admin API; its `audience` must be in the
+    /// token's `aud`, its `algorithm` signed it, and its `max_ttl` bounds the token's
+    /// lifetime. Required.
+    pub target: Spanned<String>,
+}
+
+/// The admin listener's TLS: its certificate and the CA client certificates must chain
+/// to. Paths are relative to the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTlsConfig {
+    /// PEM certificate chain the listener presents, leaf first. Required.
+    pub cert: Spanned<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert`. Required.
+    pub key: Spanned<PathBuf>,
+    /// PEM CA certificate(s) a client certificate must chain to. Required.
+    pub client_ca: Spanned<PathBuf>,
+}
+
+/// Whether a caller needs every configured admin authentication method or any one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminAuthRequire {
+    /// A valid client certificate and a valid token.
+    #[default]
+    All,
+    /// A valid client certificate or a valid token; a token that is sent must be valid.
+    Any,
 }
 
 fn default_admin_listen() -> SocketAddr {
@@ -357,13 +436,8 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     {
         errors.push(here(&demo.referenced, "demo_issuer.listen must be a loopback address".to_string()));
     }
-    if let Some(admin) = &config.admin
-        && !admin.value.listen.ip().is_loopback()
-    {
-        errors.push(here(
-            &admin.referenced,
-            "admin.listen must be a loopback address: the admin API is not authenticated yet (authenticated non-loopback admin comes later)".to_string(),
-        ));
+    if let Some(admin) = &config.admin {
+        check_admin(&admin.value, &admin.referenced, &config, &mut |loc, m| errors.push(here(loc, m)));
     }
     if let Some(reload) = &config.reload {
         let r = &reload.value;
@@ -428,6 +502,55 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
         base_dir,
         version: tessera_adapters::secret::fingerprint(text.as_bytes()),
     })
+}
+
+/// The admin block's rules: no unauthenticated admin API off loopback, at least one
+/// method in `auth`, `require` only with both, and `jwt.target` naming a `jwt` target.
+fn check_admin(
+    admin: &AdminConfig,
+    at: &serde_saphyr::Location,
+    config: &BrokerConfig,
+    error: &mut dyn FnMut(&serde_saphyr::Location, String),
+) {
+    let Some(auth) = &admin.auth else {
+        if !admin.listen.ip().is_loopback() {
+            error(
+                at,
+                format!(
+                    "admin.listen {} is not a loopback address, so admin.auth is required: set auth.jwt, auth.tls or both",
+                    admin.listen
+                ),
+            );
+        }
+        return;
+    };
+    let (loc, auth) = (&auth.referenced, &auth.value);
+    match (&auth.jwt, &auth.tls, &auth.require) {
+        (None, None, _) => error(loc, "admin.auth must set jwt, tls or both".to_string()),
+        (Some(_), None, Some(r)) | (None, Some(_), Some(r)) => error(
+            &r.referenced,
+            "admin.auth.require chooses between jwt and tls: it needs both set".to_string(),
+        ),
+        _ => {}
+    }
+    if let Some(jwt) = &auth.jwt {
+        let target = &jwt.value.target;
+        let found = config.targets.value.iter().find(|t| t.value.name() == target.value);
+        match found.map(|t| t.value.kind()) {
+            None => error(
+                &target.referenced,
+                format!("admin.auth.jwt.target `{}` is not a configured target", target.value),
+            ),
+            Some("jwt") => {}
+            Some(kind) => error(
+                &target.referenced,
+                format!(
+                    "admin.auth.jwt.target `{}` is a `{kind}` target: admin tokens come from a `jwt` target",
+                    target.value
+                ),
+            ),
+        }
+    }
 }
 
 impl ConfigErrors {
@@ -550,12 +673,66 @@ demo_issuer:
         );
 
         let e = errors(&format!("{VALID}admin: {{ listen: 0.0.0.0:8090 }}\n"));
-        assert!(e[0].message.contains("loopback") && e[0].message.contains("authenticated"), "{e:?}");
+        assert!(e[0].message.contains("loopback") && e[0].message.contains("admin.auth"), "{e:?}");
         let e = errors(&format!("{VALID}reload: {{ debounce: 1ms }}\n"));
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].message.contains("reload.debounce must be between 10ms and 10s"), "{e:?}");
         let e = errors(&format!("{VALID}reload: {{ poll_interval: 500ms }}\n"));
         assert!(e[0].message.contains("whole seconds"), "{e:?}");
+    }
+
+    const ADMIN_TARGETS: &str = "  - name: admin
+    type: jwt
+  - name: aws
+    type: aws_sts
+";
+
+    #[test]
+    fn authenticated_admin_may_listen_anywhere() {
+        let text = format!(
+            "{VALID}{ADMIN_TARGETS}admin:\n  listen: 0.0.0.0:8090\n  auth:\n    jwt: {{ target: admin }}\n"
+        );
+        let loaded = parse(Path::new("broker.yaml"), &text).expect("valid");
+        let auth = loaded.config.admin().and_then(AdminConfig::auth).expect("auth");
+        assert_eq!(auth.jwt.as_ref().map(|j| j.value.target.value.as_str()), Some("admin"));
+        assert!(auth.tls.is_none());
+        assert_eq!(auth.require(), AdminAuthRequire::All, "both methods required unless `any` is written");
+
+        let text = format!(
+            "{VALID}admin:\n  listen: 0.0.0.0:8090\n  auth:\n    tls: {{ cert: c.pem, key: k.pem, client_ca: ca.pem }}\n"
+        );
+        let loaded = parse(Path::new("broker.yaml"), &text).expect("valid");
+        let auth = loaded.config.admin().and_then(AdminConfig::auth).expect("auth");
+        assert_eq!(auth.tls.as_ref().map(|t| t.value.client_ca.value.clone()), Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn admin_auth_mistakes_are_refused_where_they_are() {
+        let base = format!("{VALID}{ADMIN_TARGETS}");
+        let e = errors(&format!("{base}admin:\n  listen: 10.0.0.1:8090\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 18, 3), "{e:?}");
+        assert!(e[0].message.contains("admin.auth is required"), "{e:?}");
+
+        let e = errors(&format!("{base}admin:\n  auth: {{}}\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 18, 9), "{e:?}");
+        assert!(e[0].message.contains("must set jwt, tls or both"), "{e:?}");
+
+        let e = errors(&format!("{base}admin:\n  auth:\n    jwt:\n      target: nowhere\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 20, 15), "{e:?}");
+        assert!(e[0].message.contains("`nowhere` is not a configured target"), "{e:?}");
+
+        let e = errors(&format!("{base}admin:\n  auth:\n    jwt:\n      target: aws\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 20, 15), "{e:?}");
+        assert!(e[0].message.contains("is a `aws_sts` target"), "{e:?}");
+
+        let e = errors(&format!("{base}admin:\n  auth:\n    jwt: {{ target: admin }}\n    require: any\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 20, 14), "{e:?}");
+        assert!(e[0].message.contains("needs both"), "{e:?}");
+
+        let e = errors(&format!("{base}admin:\n  auth:\n    tls: {{ cert: c.pem }}\n"));
+        assert!(e[0].message.contains("key"), "{e:?}");
+        let e = errors(&format!("{base}admin:\n  auth:\n    jwt: {{ target: admin }}\n    require: some\n"));
+        assert!(e[0].message.contains("some"), "{e:?}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! The admin listener: operator endpoints, served apart from the public listener and on
-//! loopback only (no authentication yet).
+//! The admin listener: operator endpoints, served apart from the public listener; on
+//! loopback only unless `admin.auth` is set. Authentication wraps the whole admin app
+//! (see [`super::admin_auth`]): a route registered in [`configure`] is covered by it with
+//! nothing more to do, and its handler finds the caller as an
+//! [`AdminCaller`](super::admin_auth::AdminCaller) in the request's extensions.
 //!
 //! - `POST /v1/explain`: why an identity, or the holder of a subject token, gets which
 //!   decision for an audience and scope (see [`crate::explain`]).

@@ -1,8 +1,10 @@
 //! The HTTP edge: actix-web routes, request limits, and the one mapping from errors to
 //! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format. [`admin`] holds
-//! the admin listener's routes.
+//! the admin listener's routes,
+//! [`admin_auth`] its authentication.
 
 pub mod admin;
+pub mod admin_auth;
 mod error;
 mod token;
 
