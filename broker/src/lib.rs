@@ -20,6 +20,7 @@
 //! sources and targets alone, for the `tessera mappings` commands. A configured demo issuer is started with [`demo::start`] before the
 //! broker is built, so the sources trusting it find it up.
 
+pub mod agent;
 pub mod audit;
 pub mod cache;
 pub mod config;
