@@ -26,6 +26,9 @@ pub struct BrokerOptions {
     pub dir: Option<Arc<tempfile::TempDir>>,
     /// Also serve the admin API, on its own `127.0.0.1:0` listener.
     pub admin: bool,
+    /// Listen on this loopback port (a restarted broker keeps its URL); any free port when
+    /// `None`.
+    pub port: Option<u16>,
 }
 
 impl BrokerOptions {
@@ -39,6 +42,7 @@ impl BrokerOptions {
             clock: Arc::new(ManualClock::starting_now()),
             dir: None,
             admin: false,
+            port: None,
         }
     }
 
@@ -80,7 +84,7 @@ pub async fn spawn_broker(options: BrokerOptions) -> TestBroker {
 /// Like [`spawn_broker`], but returns the start error (config, mappings) instead.
 pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, String> {
     let dir = options.dir.clone().unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let listener = TcpListener::bind(("127.0.0.1", options.port.unwrap_or(0))).map_err(|e| e.to_string())?;
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let mappings = dir.path().join("mappings");
     std::fs::create_dir_all(&mappings).expect("mappings dir");

@@ -21,11 +21,15 @@
 //!   provider does.
 //! - [`relying_party`]: what both fakes do as relying parties of an OIDC issuer (JWS
 //!   decoding, discovery and JWKS, signature checks).
+//! - [`agent`]: [`spawn_agent`](agent::spawn_agent), the real `tessera agent` on loopback,
+//!   the Python SDK peers run against it with environment variables only, and the `tessera`
+//!   binary.
 //! - [`entra`]: [`FakeEntra`](entra::FakeEntra), Entra ID's v2.0 token endpoint on loopback,
 //!   taking client assertions through federated identity credentials.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // test support
 
+pub mod agent;
 pub mod broker;
 pub mod conformance;
 pub mod entra;

@@ -149,8 +149,10 @@ pub struct AwsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GcpConfig {
-    /// The broker's `gcp` target for access tokens.
-    pub target: String,
+    /// The broker's `gcp` target for access tokens. Unset: the agent serves ID tokens only
+    /// and the token path answers 404.
+    #[serde(default)]
+    pub target: Option<String>,
     /// The service account to impersonate (the exchange's `scope`). Default: the one the
     /// mapping rules grant.
     #[serde(default)]
@@ -374,7 +376,9 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors>
         check_target(&aws.value.target, &aws.referenced, "aws.target");
     }
     if let Some(gcp) = &config.gcp {
-        check_target(&gcp.value.target, &gcp.referenced, "gcp.target");
+        if let Some(target) = &gcp.value.target {
+            check_target(target, &gcp.referenced, "gcp.target");
+        }
         for target in gcp.value.id_token_targets.values() {
             check_target(target, &gcp.referenced, "gcp.id_token_targets");
         }
@@ -391,6 +395,9 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors>
         let g = &gcp.value;
         if !g.email.contains('@') {
             errors.push(at(&gcp.referenced, format!("gcp.email `{}` is not an email address", g.email)));
+        }
+        if g.target.is_none() && g.id_token_targets.is_empty() {
+            errors.push(at(&gcp.referenced, "gcp: set `target`, `id_token_targets` or both".to_string()));
         }
         if g.id_token_targets.keys().any(String::is_empty) {
             errors.push(at(&gcp.referenced, "gcp.id_token_targets: an audience is empty".to_string()));

@@ -138,7 +138,9 @@ pub async fn run(
         wants.push((Want { target: a.target.clone(), scope: a.scope.clone() }, None));
     }
     if let Some(g) = c.gcp() {
-        wants.push((Want { target: g.target.clone(), scope: g.scope.clone() }, None));
+        if let Some(target) = &g.target {
+            wants.push((Want { target: target.clone(), scope: g.scope.clone() }, None));
+        }
         for target in g.id_token_targets.values() {
             wants.push((Want { target: target.clone(), scope: None }, None));
         }
@@ -157,6 +159,9 @@ pub async fn run(
 
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // Refreshes are minutes apart: an idle pooled connection saves nothing and would
+        // hold a draining broker replica open through a rolling restart.
+        .pool_max_idle_per_host(0)
         .connect_timeout(Duration::from_secs(5).min(c.timeout))
         .timeout(c.timeout)
         .user_agent(concat!("tessera-agent/", env!("CARGO_PKG_VERSION")))

@@ -215,7 +215,10 @@ fn service_account(
         "aliases" => gce_text(StatusCode::OK, "default\n"),
         "scopes" => gce_text(StatusCode::OK, gcp.scopes.iter().map(|s| format!("{s}\n")).collect::<String>()),
         "token" => {
-            let want = Want { target: gcp.target.clone(), scope: gcp.scope.clone() };
+            let Some(target) = &gcp.target else {
+                return gce_text(StatusCode::NOT_FOUND, "this agent serves no access token\n");
+            };
+            let want = Want { target: target.clone(), scope: gcp.scope.clone() };
             match store.get(&want) {
                 Ok(issued) => gce_response(StatusCode::OK).json(json!({
                     "access_token": issued.access_token.expose(),
