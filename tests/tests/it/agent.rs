@@ -603,7 +603,7 @@ rules:
 }
 
 #[test]
-fn every_example_agent_config_loads() {
+fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
     let root = tessera_tests::python::root();
     let mut found = 0;
     for entry in std::fs::read_dir(root.join("examples")).unwrap() {
@@ -614,4 +614,53 @@ fn every_example_agent_config_loads() {
         }
     }
     assert!(found >= 2, "the Kubernetes sidecar and GitHub Actions examples");
+
+    // The sidecar: the app container's environment names the agent's endpoint, both
+    // containers take the ECS token from one Secret, and the agent reads the projected token.
+    let dir = root.join("examples/agent-kubernetes-sidecar");
+    let agent = tessera_broker::agent::load(&dir.join("agent.yaml")).unwrap();
+    let listen = agent.config.listen.value;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(dir.join("deployment.yaml")).unwrap()).unwrap();
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let sidecar = &pod["initContainers"][0];
+    assert_eq!(sidecar["restartPolicy"], "Always");
+    let env = |container: &Value, name: &str| -> Value {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let app = &pod["containers"][0];
+    assert_eq!(
+        env(app, "AWS_CONTAINER_CREDENTIALS_FULL_URI")["value"],
+        format!("http://{listen}/v1/aws/credentials")
+    );
+    assert_eq!(
+        env(app, "AWS_CONTAINER_AUTHORIZATION_TOKEN")["valueFrom"],
+        env(sidecar, "AWS_CONTAINER_AUTHORIZATION_TOKEN")["valueFrom"]
+    );
+    let tessera_broker::agent::config::SubjectTokenConfig::File(token) = &agent.config.subject_token.value
+    else {
+        panic!("the sidecar reads the projected token file");
+    };
+    let mount =
+        sidecar["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "tessera-token").unwrap();
+    assert_eq!(token.parent().unwrap(), std::path::Path::new(mount["mountPath"].as_str().unwrap()));
+    let kustomization: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap()).unwrap();
+    assert_eq!(kustomization["configMapGenerator"][0]["files"][0], "agent.yaml");
+
+    // The workflow exports the agent's address as the metadata host.
+    let dir = root.join("examples/agent-github-actions");
+    let agent = tessera_broker::agent::load(&dir.join("agent.yaml")).unwrap();
+    let workflow = std::fs::read_to_string(dir.join("workflow.yml")).unwrap();
+    let parsed: Value = serde_saphyr::from_str(&workflow).unwrap();
+    assert!(parsed["jobs"]["release"]["steps"].as_array().unwrap().len() >= 4);
+    assert_eq!(parsed["permissions"]["id-token"], "write");
+    assert!(workflow.contains(&format!("GCE_METADATA_HOST={}", agent.config.listen.value)), "{workflow}");
 }
