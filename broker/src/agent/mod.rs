@@ -105,6 +105,16 @@ fn secret(
     Ok(Secret::new(value))
 }
 
+/// `{broker}/v1/token`, keeping a base path (`https://example.com/tessera` ->
+/// `https://example.com/tessera/v1/token`).
+fn token_url(broker: &url::Url) -> Result<url::Url, url::ParseError> {
+    let mut base = broker.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base.join("v1/token")
+}
+
 /// Serve the agent described by `loaded` on `listener` until `shutdown` resolves. Each
 /// configured credential is obtained at once and kept fresh in the background.
 pub async fn run(
@@ -167,7 +177,7 @@ pub async fn run(
         .user_agent(concat!("tessera-agent/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| AgentError::Http(e.to_string()))?;
-    let token_url = loaded.broker.join("v1/token").map_err(|e| AgentError::Http(e.to_string()))?;
+    let token_url = token_url(&loaded.broker).map_err(|e| AgentError::Http(e.to_string()))?;
     let client = BrokerClient { http, token_url, subject: Arc::new(Subject::from_config(&loaded)) };
     let tasks: Vec<_> = store
         .slots()
@@ -194,4 +204,17 @@ pub async fn run(
         task.abort();
     }
     Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_url_keeps_the_brokers_base_path() {
+        let url = |s: &str| token_url(&url::Url::parse(s).unwrap()).unwrap().to_string();
+        assert_eq!(url("https://tessera.example.com"), "https://tessera.example.com/v1/token");
+        assert_eq!(url("https://example.com/tessera"), "https://example.com/tessera/v1/token");
+        assert_eq!(url("https://example.com/tessera/"), "https://example.com/tessera/v1/token");
+    }
 }

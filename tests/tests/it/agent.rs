@@ -664,3 +664,72 @@ fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
     assert_eq!(parsed["permissions"]["id-token"], "write");
     assert!(workflow.contains(&format!("GCE_METADATA_HOST={}", agent.config.listen.value)), "{workflow}");
 }
+
+/// Kills the child process when dropped, so a failing test leaves no agent behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tessera_agent_binary_signs_get_caller_identity_with_ambient_aws_credentials() {
+    use tessera_tests::moto::Moto;
+    let moto = Moto::start().await;
+    let source = format!(
+        "- name: aws\n  type: aws_iam\n  server_id: tessera.test\n  sts_endpoints: [\"{}\"]\n  insecure_http: true\n",
+        moto.origin
+    );
+    let rules = "version: 1\nrules:\n  - name: aws-workloads\n    match: { source: aws }\n    grant: { target: internal-api, ttl: 10m }\n";
+    let broker = spawn_broker(BrokerOptions::new(&source, JWT_TARGET).mapping("aws.yaml", rules)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nbroker: {}\nlisten: 127.0.0.1:{port}\nsubject_token:\n  aws: {{ server_id: tessera.test, region: us-east-1, endpoint: '{}' }}\ntoken_files:\n  - {{ target: internal-api, path: internal-api.jwt }}\n",
+            broker.url,
+            moto.url()
+        ),
+    )
+    .unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let role = &moto.principals.role;
+    // The real binary, whose AWS SDK default chain finds the role session in its
+    // environment, as on a host with ambient credentials.
+    let mut cmd = std::process::Command::new(tessera_binary());
+    cmd.args(["--log-format", "text", "agent", "--config", config.to_str().unwrap()])
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", &role.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &role.secret_key)
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(token) = &role.session_token {
+        cmd.env("AWS_SESSION_TOKEN", token);
+    }
+    let _agent = KillOnDrop(cmd.spawn().unwrap());
+
+    let file = dir.path().join("internal-api.jwt");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no token file; audit: {}", broker.audit_text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let claims = verify_with_jwks(&jwks(&broker.url).await, &std::fs::read_to_string(&file).unwrap());
+    assert_eq!(claims["sub"], "aws://123456789012/role/payments-api", "{claims}");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["decision"], "allow");
+    assert_eq!(event["identity"]["provider"], "aws_iam");
+    let health: Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    broker.stop().await;
+}
