@@ -638,6 +638,20 @@ refresh: { after: 0.95, min_backoff: 5ms }
     }
 
     #[test]
+    fn exactly_one_known_subject_token_kind_is_accepted() {
+        let e = errors(&VALID.replace("  file: /var/run/secrets/tokens/tessera", "  carrier_pigeon: {}"));
+        assert!(e[0].message.contains("carrier_pigeon"), "{e:?}");
+        assert_eq!(e[0].line, 4, "{e:?}");
+        let both = VALID.replace(
+            "  file: /var/run/secrets/tokens/tessera",
+            "  file: /var/run/secrets/tokens/tessera\n  aws: { server_id: x }",
+        );
+        let e = errors(&both);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].line >= 3, "{e:?}");
+    }
+
+    #[test]
     fn a_config_that_serves_nothing_is_refused() {
         let e = errors("version: 1\nbroker: https://tessera.example.com\nsubject_token: { file: /t }\n");
         assert!(e[0].message.contains("no credentials configured"), "{e:?}");
