@@ -14,7 +14,7 @@ fi
 stamp=.venv/.requirements.sha256
 want=$(sha256sum tests/peers/requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
   echo "$want" > "$stamp"
 fi
 

@@ -58,6 +58,15 @@ enum Command {
         #[command(subcommand)]
         command: aws_cli::AwsCommand,
     },
+    /// Run beside a workload: exchange its native credential at the broker and serve the
+    /// results where unmodified AWS, Google and Azure SDKs look (docs/agent.md).
+    Agent {
+        /// The agent config file.
+        #[arg(long, short, env = "TESSERA_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print AWS credentials from a running agent in the AWS `credential_process` format.
+    CredentialProcess(tessera_broker::agent::credential_process::CredentialProcessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +104,12 @@ fn main() -> anyhow::Result<()> {
             Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
             Command::Mappings { command } => mappings_cli::run(command).await,
             Command::Aws { command } => aws_cli::run(command).await,
+            Command::Agent { config } => {
+                Ok(tessera_broker::agent::run_file(&config, shutdown_signal()).await?)
+            }
+            Command::CredentialProcess(args) => {
+                Ok(tessera_broker::agent::credential_process::run(&args).await?)
+            }
         }
     })
 }

@@ -30,6 +30,9 @@ pub struct BrokerOptions {
     pub issuer_url: Option<String>,
     /// A key directory shared with other brokers (default: `keys` in the broker's directory).
     pub key_dir: Option<PathBuf>,
+    /// Listen on this loopback port (a restarted broker keeps its URL); any free port when
+    /// `None`.
+    pub port: Option<u16>,
 }
 
 impl BrokerOptions {
@@ -45,6 +48,7 @@ impl BrokerOptions {
             admin: false,
             issuer_url: None,
             key_dir: None,
+            port: None,
         }
     }
 
@@ -93,7 +97,7 @@ pub async fn spawn_broker(options: BrokerOptions) -> TestBroker {
 /// Like [`spawn_broker`], but returns the start error (config, mappings) instead.
 pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, String> {
     let dir = options.dir.clone().unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let listener = TcpListener::bind(("127.0.0.1", options.port.unwrap_or(0))).map_err(|e| e.to_string())?;
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let mappings = dir.path().join("mappings");
     std::fs::create_dir_all(&mappings).expect("mappings dir");

@@ -23,11 +23,15 @@
 //!   decoding, discovery and JWKS, signature checks).
 //! - [`redis`]: [`TestRedis`](redis::TestRedis), the machine's Redis under a key prefix of
 //!   the test's own, read raw and cleaned up afterwards.
+//! - [`agent`]: [`spawn_agent`](agent::spawn_agent), the real `tessera agent` on loopback,
+//!   the Python SDK peers run against it with environment variables only, and the `tessera`
+//!   binary.
 //! - [`entra`]: [`FakeEntra`](entra::FakeEntra), Entra ID's v2.0 token endpoint on loopback,
 //!   taking client assertions through federated identity credentials.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // test support
 
+pub mod agent;
 pub mod broker;
 pub mod conformance;
 pub mod entra;

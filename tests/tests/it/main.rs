@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code
 
 mod admin_auth;
+mod agent;
 mod aws_iam;
 mod conformance;
 mod edge;

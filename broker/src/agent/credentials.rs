@@ -1,0 +1,500 @@
+//! The credentials the agent keeps: one slot per (target, scope), each refreshed by its own
+//! task ahead of expiry, with jittered exponential backoff on failure, and served until it
+//! actually expires (minus a margin) whatever the broker is doing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_adapters::clock::format_rfc3339;
+use tessera_adapters::target::AwsCredentials;
+use tessera_adapters::{Clock, Secret};
+use tokio::io::AsyncWriteExt as _;
+use url::Url;
+
+use super::config::RefreshConfig;
+use super::set;
+use super::subject::{Subject, SubjectError};
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// How often a waiting refresh task looks at the clock again, so a clock that jumps (or a
+/// test's manual clock) is noticed promptly.
+const CLOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// What to ask the broker for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Want {
+    pub target: String,
+    pub scope: Option<String>,
+}
+
+/// A credential the broker issued.
+#[derive(Debug)]
+pub struct Issued {
+    pub access_token: Secret<String>,
+    pub token_type: String,
+    /// Agent clock, seconds since the epoch.
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub aws: Option<AwsCredentials>,
+}
+
+/// Why a refresh failed. Messages never carry a token or credential.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    #[error("the broker is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the broker refused: {error} (HTTP {status})")]
+    Refused { status: u16, error: String },
+    #[error("the broker is unavailable: {error} (HTTP {status})")]
+    Unavailable { status: u16, error: String },
+    #[error("the broker answered something that is not a token response")]
+    Malformed,
+}
+
+impl RefreshError {
+    /// The greppable code `/healthz` reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Subject(e) => e.code(),
+            Self::Unreachable(_) => "TS-AGENT-BROKER-UNREACHABLE",
+            Self::Refused { .. } => "TS-AGENT-BROKER-REFUSED",
+            Self::Unavailable { .. } => "TS-AGENT-BROKER-UNAVAILABLE",
+            Self::Malformed => "TS-AGENT-BROKER-MALFORMED",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    current: Option<Arc<Issued>>,
+    last_error: Option<(&'static str, String)>,
+    failures: u32,
+    refreshes: u64,
+    last_refresh_at: Option<i64>,
+    file_error: Option<String>,
+}
+
+/// One kept credential.
+#[derive(Debug)]
+pub struct Slot {
+    pub want: Want,
+    files: Vec<PathBuf>,
+    state: Mutex<SlotState>,
+}
+
+/// Why no credential can be served right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Nothing is configured for this (target, scope).
+    Unknown,
+    /// Not obtained yet, or expired and not renewed; the last error's code, if any.
+    NotReady(Option<&'static str>),
+}
+
+/// Every slot, the clock and the refresh policy.
+#[derive(Debug)]
+pub struct Store {
+    slots: BTreeMap<Want, Arc<Slot>>,
+    clock: Arc<dyn Clock>,
+    refresh: RefreshConfig,
+}
+
+impl Store {
+    /// One slot per distinct want; `files` are the token files each one writes.
+    pub fn new(wants: Vec<(Want, Option<PathBuf>)>, clock: Arc<dyn Clock>, refresh: RefreshConfig) -> Self {
+        let mut files: BTreeMap<Want, Vec<PathBuf>> = BTreeMap::new();
+        for (want, file) in wants {
+            let entry = files.entry(want).or_default();
+            entry.extend(file);
+        }
+        let slots = files
+            .into_iter()
+            .map(|(want, files)| {
+                let slot = Slot { want: want.clone(), files, state: Mutex::new(SlotState::default()) };
+                (want, Arc::new(slot))
+            })
+            .collect();
+        Self { slots, clock, refresh }
+    }
+
+    pub fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.slots.values()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The credential for `want` if it may still be served (it expires more than the
+    /// margin from now).
+    pub fn get(&self, want: &Want) -> Result<Arc<Issued>, Unavailable> {
+        let slot = self.slots.get(want).ok_or(Unavailable::Unknown)?;
+        let state = lock(&slot.state);
+        let now = self.clock.now();
+        match &state.current {
+            Some(c) if self.servable(c, now) => Ok(Arc::clone(c)),
+            _ => Err(Unavailable::NotReady(state.last_error.as_ref().map(|(code, _)| *code))),
+        }
+    }
+
+    fn servable(&self, c: &Issued, now: i64) -> bool {
+        now < c.expires_at - secs(self.refresh.margin)
+    }
+
+    /// When `c` is due for renewal: once `after` of its lifetime has passed, and never later
+    /// than the margin before expiry.
+    fn refresh_at(&self, c: &Issued) -> i64 {
+        let lifetime = (c.expires_at - c.issued_at).max(0);
+        // `after` is within 0.1..=0.9, so the product fits comfortably.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let due = c.issued_at + (lifetime as f64 * self.refresh.after).ceil() as i64;
+        due.min(c.expires_at - secs(self.refresh.margin))
+    }
+
+    /// `/healthz`: every slot's state, and whether all of them can serve.
+    pub fn health(&self) -> (bool, Value) {
+        let now = self.clock.now();
+        let mut all_servable = true;
+        let mut all_fresh = true;
+        let credentials: Vec<Value> = self
+            .slots
+            .values()
+            .map(|slot| {
+                let s = lock(&slot.state);
+                let servable = s.current.as_ref().is_some_and(|c| self.servable(c, now));
+                let fresh = s.current.as_ref().is_some_and(|c| now < self.refresh_at(c));
+                let state = match (servable, fresh, s.last_error.is_some()) {
+                    (true, true, _) => "fresh",
+                    (true, false, _) => "stale",
+                    (false, _, true) => "failing",
+                    (false, _, false) => "pending",
+                };
+                all_servable &= servable;
+                all_fresh &= fresh;
+                let mut v = json!({
+                    "target": slot.want.target,
+                    "scope": slot.want.scope,
+                    "state": state,
+                    "refreshes": s.refreshes,
+                    "consecutive_failures": s.failures,
+                });
+                if let Some(c) = &s.current {
+                    set(&mut v, "expires_at", json!(format_rfc3339(c.expires_at)));
+                    set(&mut v, "refresh_at", json!(format_rfc3339(self.refresh_at(c))));
+                }
+                if let Some(at) = s.last_refresh_at {
+                    set(&mut v, "last_refresh_at", json!(format_rfc3339(at)));
+                }
+                if let Some((code, message)) = &s.last_error {
+                    set(&mut v, "last_error", json!({ "code": code, "message": message }));
+                }
+                if let Some(e) = &s.file_error {
+                    set(&mut v, "token_file_error", json!(e));
+                }
+                v
+            })
+            .collect();
+        let status = if !all_servable {
+            "unavailable"
+        } else if all_fresh {
+            "ok"
+        } else {
+            "degraded"
+        };
+        (all_servable, json!({ "status": status, "credentials": credentials }))
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Talks to the broker's token endpoint.
+#[derive(Debug, Clone)]
+pub struct BrokerClient {
+    pub http: reqwest::Client,
+    pub token_url: Url,
+    pub subject: Arc<Subject>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: String,
+    expires_in: i64,
+    #[serde(default)]
+    aws_credentials: Option<AwsCredentials>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+}
+
+impl BrokerClient {
+    /// One RFC 8693 exchange of the current native credential for `want`.
+    pub async fn exchange(&self, want: &Want, now: impl Fn() -> i64) -> Result<Issued, RefreshError> {
+        let subject = self.subject.fetch(&self.http, now()).await?;
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject.expose().as_str()),
+            ("subject_token_type", self.subject.token_type()),
+            ("audience", want.target.as_str()),
+        ];
+        if let Some(scope) = &want.scope {
+            form.push(("scope", scope.as_str()));
+        }
+        let resp = self
+            .http
+            .post(self.token_url.clone())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| RefreshError::Unreachable(without_url(&e)))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let error = resp.json::<ErrorResponse>().await.map(|e| e.error).unwrap_or_else(|_| "-".into());
+            return Err(if status == 429 || status >= 500 {
+                RefreshError::Unavailable { status, error }
+            } else {
+                RefreshError::Refused { status, error }
+            });
+        }
+        let body: TokenResponse = resp.json().await.map_err(|_| RefreshError::Malformed)?;
+        if body.access_token.is_empty() || body.expires_in <= 0 {
+            return Err(RefreshError::Malformed);
+        }
+        let issued_at = now();
+        Ok(Issued {
+            access_token: Secret::new(body.access_token),
+            token_type: body.token_type,
+            issued_at,
+            expires_at: issued_at + body.expires_in,
+            aws: body.aws_credentials,
+        })
+    }
+}
+
+/// A reqwest error's text without its URL (which names only the broker, but keep it short).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}
+
+/// Keep `slot` fresh until the task is aborted.
+pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClient) {
+    let clock = Arc::clone(&store.clock);
+    loop {
+        let outcome = client.exchange(&slot.want, || clock.now()).await;
+        let wait = match outcome {
+            Ok(issued) => {
+                let issued = Arc::new(issued);
+                let file_error = write_files(&slot.files, &issued.access_token).await.err();
+                if let Some(e) = &file_error {
+                    tracing::error!(target_name = %slot.want.target, error = %e, "token file not written");
+                }
+                let refresh_at = store.refresh_at(&issued);
+                {
+                    let mut s = lock(&slot.state);
+                    s.current = Some(Arc::clone(&issued));
+                    s.last_error = None;
+                    s.failures = 0;
+                    s.refreshes += 1;
+                    s.last_refresh_at = Some(issued.issued_at);
+                    s.file_error = file_error;
+                }
+                tracing::info!(
+                    target_name = %slot.want.target,
+                    expires_at = %format_rfc3339(issued.expires_at),
+                    refresh_at = %format_rfc3339(refresh_at),
+                    "credential refreshed"
+                );
+                wait_until(&*clock, refresh_at, store.refresh.min_backoff).await;
+                continue;
+            }
+            Err(e) => {
+                let failures = {
+                    let mut s = lock(&slot.state);
+                    s.failures = s.failures.saturating_add(1);
+                    s.last_error = Some((e.code(), e.to_string()));
+                    s.failures
+                };
+                tracing::warn!(target_name = %slot.want.target, code = e.code(), error = %e, failures, "credential refresh failed");
+                backoff(&store.refresh, failures)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Sleep until the clock reads `at`, looking at it every [`CLOCK_CHECK`]; at least `floor`
+/// so a credential that is due at once does not spin.
+async fn wait_until(clock: &dyn Clock, at: i64, floor: Duration) {
+    tokio::time::sleep(floor).await;
+    loop {
+        let left = at - clock.now();
+        if left <= 0 {
+            return;
+        }
+        let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+        tokio::time::sleep(left.min(CLOCK_CHECK)).await;
+    }
+}
+
+/// Exponential backoff with jitter: `min * 2^(failures-1)`, capped at `max`, then a random
+/// point in its upper half, so many agents that failed together do not retry together.
+fn backoff(refresh: &RefreshConfig, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let base = refresh.min_backoff.saturating_mul(1u32 << exp).min(refresh.max_backoff);
+    let jitter = random_fraction();
+    base.mul_f64(0.5 + 0.5 * jitter)
+}
+
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return 1.0;
+    }
+    f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX)
+}
+
+/// Write `token` to each file: a temporary file in the same directory, mode 0600, synced,
+/// then renamed over the old one, so readers see the old token or the new one, never half.
+async fn write_files(files: &[PathBuf], token: &Secret<String>) -> Result<(), String> {
+    for path in files {
+        write_atomically(path, token.expose().as_bytes())
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let result = async {
+        let mut file = options.open(&tmp).await?;
+        file.write_all(bytes).await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_adapters::ManualClock;
+
+    use super::*;
+
+    fn store(clock: Arc<ManualClock>) -> Store {
+        let want = Want { target: "api".into(), scope: None };
+        Store::new(vec![(want, None)], clock, RefreshConfig::default())
+    }
+
+    fn issued(at: i64, lifetime: i64) -> Issued {
+        Issued {
+            access_token: Secret::new("t".into()),
+            token_type: "Bearer".into(),
+            issued_at: at,
+            expires_at: at + lifetime,
+            aws: None,
+        }
+    }
+
+    #[test]
+    fn refresh_is_due_halfway_and_serving_stops_at_the_margin() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let store = store(Arc::clone(&clock));
+        let c = issued(1_000, 600);
+        assert_eq!(store.refresh_at(&c), 1_300);
+        assert!(store.servable(&c, 1_569));
+        assert!(!store.servable(&c, 1_570), "30s margin");
+        // A credential shorter than twice the margin is renewed at the margin.
+        let short = issued(1_000, 40);
+        assert_eq!(store.refresh_at(&short), 1_010);
+    }
+
+    #[test]
+    fn health_reports_pending_then_fresh_stale_and_failing() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let store = store(Arc::clone(&clock));
+        let want = Want { target: "api".into(), scope: None };
+        let (ok, body) = store.health();
+        assert!(!ok);
+        assert_eq!(body["credentials"][0]["state"], "pending");
+        assert_eq!(store.get(&want).unwrap_err(), Unavailable::NotReady(None));
+        let slot = Arc::clone(store.slots().next().unwrap());
+        lock(&slot.state).current = Some(Arc::new(issued(1_000, 600)));
+        let (ok, body) = store.health();
+        assert!(ok);
+        assert_eq!(
+            (body["status"].as_str(), body["credentials"][0]["state"].as_str()),
+            (Some("ok"), Some("fresh"))
+        );
+        clock.set(1_400);
+        lock(&slot.state).last_error = Some(("TS-AGENT-BROKER-UNREACHABLE", "down".into()));
+        let (ok, body) = store.health();
+        assert!(ok, "still servable");
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["credentials"][0]["state"], "stale");
+        assert_eq!(body["credentials"][0]["last_error"]["code"], "TS-AGENT-BROKER-UNREACHABLE");
+        clock.set(1_570);
+        let (ok, body) = store.health();
+        assert!(!ok);
+        assert_eq!(body["credentials"][0]["state"], "failing");
+        assert_eq!(store.get(&want).unwrap_err(), Unavailable::NotReady(Some("TS-AGENT-BROKER-UNREACHABLE")));
+        assert!(!body.to_string().contains("\"t\""), "no token in health");
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let r = RefreshConfig::default();
+        for failures in 1..=10u32 {
+            let d = backoff(&r, failures);
+            let base = Duration::from_secs(1u64 << (failures - 1)).min(Duration::from_secs(60));
+            assert!(d >= base / 2 && d <= base, "{failures}: {d:?} vs {base:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn token_files_are_replaced_whole_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        write_atomically(&path, b"one").await.unwrap();
+        write_atomically(&path, b"two").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+}
