@@ -187,3 +187,60 @@ async fn without_redis_each_replica_caches_and_counts_alone() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_init_fills_the_directory_replicas_start_from() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nissuer:\n  url: {ISSUER}\n  key_dir: keys\n  algorithms: [ES256, RS256]\nsources:\n{}targets:\n{}",
+            indent(&oidc_source(&issuer)),
+            indent(JWT_TARGET)
+        ),
+    )
+    .unwrap();
+    let init = || {
+        let out = std::process::Command::new(tessera_tests::agent::tessera_binary())
+            .args(["--log-format", "text", "keys", "init", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut files: Vec<String> = std::fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        files.sort();
+        files
+    };
+    let first = init();
+    assert_eq!(first.len(), 5, "current and next key per algorithm, and the cache key: {first:?}");
+    assert!(first.contains(&"credential-cache.key".to_string()));
+    assert_eq!(init(), first, "a second init keeps every key");
+
+    // A replica started on the directory publishes exactly those keys.
+    let options = BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
+        .mapping("10-rules.yaml", crate::RULES)
+        .replica_of(ISSUER, &dir.path().join("keys"));
+    let broker = spawn_broker(options).await;
+    let (_, jwks) = broker.get_json("/.well-known/jwks.json").await;
+    let mut published: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| format!("{}.json", k["kid"].as_str().unwrap()))
+        .collect();
+    published.sort();
+    let mut key_files: Vec<String> = first.into_iter().filter(|n| n.ends_with(".json")).collect();
+    key_files.sort();
+    assert_eq!(published, key_files);
+    broker.stop().await;
+}
+
+fn indent(items: &str) -> String {
+    items.lines().map(|l| format!("  {l}\n")).collect()
+}
