@@ -351,6 +351,7 @@ impl Pipeline {
         let issued = result.as_ref().ok();
         AuditEvent {
             time: format_rfc3339(self.clock.now()),
+            time_ms: self.clock.now_millis(),
             request_id: req.request_id.clone(),
             decision,
             reason,

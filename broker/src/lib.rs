@@ -84,6 +84,7 @@ pub struct Broker {
     reloader: Arc<Reloader>,
     clock: Arc<dyn Clock>,
     admin_auth: Option<Arc<AdminAuth>>,
+    audit_store: Option<audit::store::AuditStore>,
 }
 
 /// The configured sources and targets, built, with the router that picks a source for a
@@ -200,15 +201,14 @@ impl Broker {
         metrics.set_mapping_rules(mappings.rule_count());
         let reloader =
             Arc::new(Reloader::new(config.mappings_dir(), catalog, Arc::clone(&clock), Arc::clone(&metrics)));
-        let audit_config = config.config.audit();
-        let sink = audit::open_sink(&audit_config, &config.base_dir)?;
+        let (sink, audit_store) = audit::open(&config, Arc::clone(&metrics)).await?;
         let mut pipeline = Pipeline::new(
             Arc::clone(&clock),
             router,
             targets,
             Arc::new(mappings),
             sink,
-            audit_config.fail_open,
+            config.config.audit().fail_open,
             Arc::clone(&metrics),
         );
         let shared = config.config.redis().map(redis::SharedRedis::connect).transpose()?;
@@ -222,7 +222,7 @@ impl Broker {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
         }
-        Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock, admin_auth }))
+        Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock, admin_auth, audit_store }))
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {
@@ -252,6 +252,11 @@ impl Broker {
     /// The admin listener's authentication; `None` when `admin.auth` is not set.
     pub fn admin_auth(&self) -> Option<&Arc<AdminAuth>> {
         self.admin_auth.as_ref()
+    }
+
+    /// The SQL audit store, unless `audit.store.enabled: false`.
+    pub fn audit_store(&self) -> Option<&audit::store::AuditStore> {
+        self.audit_store.as_ref()
     }
 
     /// Reloads the mapping directory; see [`mapping::Reloader`].
@@ -311,6 +316,7 @@ impl Broker {
             },
             "sources": sources,
             "targets": targets,
+            "audit": { "store": self.audit_store.as_ref().map(|s| s.backend().as_str()) },
         })
     }
 }

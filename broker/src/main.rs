@@ -13,6 +13,7 @@ use tessera_broker::{Broker, config, demo, issuer};
 
 mod aws_cli;
 mod mappings_cli;
+mod workloads_cli;
 
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "Cross-cloud workload identity broker")]
@@ -65,6 +66,8 @@ enum Command {
         #[arg(long, short, env = "TESSERA_AGENT_CONFIG")]
         config: PathBuf,
     },
+    /// The workload directory: every workload identity seen, from the audit store.
+    Workloads(workloads_cli::WorkloadsArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format.
     CredentialProcess(tessera_broker::agent::credential_process::CredentialProcessArgs),
 }
@@ -107,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent { config } => {
                 Ok(tessera_broker::agent::run_file(&config, shutdown_signal()).await?)
             }
+            Command::Workloads(args) => workloads_cli::run(args).await,
             Command::CredentialProcess(args) => {
                 Ok(tessera_broker::agent::credential_process::run(&args).await?)
             }

@@ -80,6 +80,10 @@ pub struct Metrics {
     jwks_age: Family<SourceLabels, Gauge>,
     /// Last successful key set fetch per source, to compute the age at scrape time.
     jwks_fetched_at: Mutex<HashMap<String, i64>>,
+    audit_queue: Gauge,
+    audit_commits: Family<ResultLabel, Counter>,
+    audit_committed_events: Counter,
+    audit_commit_seconds: Histograms<ResultLabel>,
 }
 
 impl fmt::Debug for Metrics {
@@ -160,6 +164,33 @@ impl Metrics {
             "Age of the key set each source verifies with, at scrape time",
             jwks_age.clone(),
         );
+        let audit_queue = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Audit events waiting for the store's writer or in its current commit",
+            audit_queue.clone(),
+        );
+        let audit_commits = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "audit_store_commits",
+            "Group commits to the audit store, by result (ok, error: those events' exchanges failed closed)",
+            audit_commits.clone(),
+        );
+        for result in ["ok", "error"] {
+            let _ = audit_commits.get_or_create(&ResultLabel { result });
+        }
+        let audit_committed_events = Counter::default();
+        registry.register(
+            "audit_store_events",
+            "Audit events committed to the store",
+            audit_committed_events.clone(),
+        );
+        let audit_commit_seconds: Histograms<ResultLabel> = Family::new_with_constructor(latency_buckets);
+        registry.register(
+            "audit_store_commit_duration_seconds",
+            "Time to commit one group of audit events, by result",
+            audit_commit_seconds.clone(),
+        );
         mapping_last_reload_success.set(1);
         Self {
             registry,
@@ -174,7 +205,26 @@ impl Metrics {
             jwks_last_success,
             jwks_age,
             jwks_fetched_at: Mutex::new(HashMap::new()),
+            audit_queue,
+            audit_commits,
+            audit_committed_events,
+            audit_commit_seconds,
         }
+    }
+
+    /// Events queued for the audit store, the batch being committed included.
+    pub fn audit_queue_depth(&self, events: usize) {
+        self.audit_queue.set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
+    /// One group commit of `events` to the audit store.
+    pub fn audit_commit(&self, ok: bool, events: usize, took: Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.audit_commits.get_or_create(&ResultLabel { result }).inc();
+        if ok {
+            self.audit_committed_events.inc_by(u64::try_from(events).unwrap_or(u64::MAX));
+        }
+        self.audit_commit_seconds.get_or_create(&ResultLabel { result }).observe(took.as_secs_f64());
     }
 
     /// One exchange, answered. `source` and `target` are configured names (or `none`),

@@ -21,6 +21,8 @@ pub struct BrokerOptions {
     pub algorithms: Vec<String>,
     /// Extra top-level YAML appended to the config.
     pub extra: String,
+    /// Extra lines of the `audit:` block (`fail_open: true`, a `store:`), unindented.
+    pub audit: String,
     pub clock: Arc<ManualClock>,
     /// Reuse this directory (keys survive a restart); a fresh one when `None`.
     pub dir: Option<Arc<tempfile::TempDir>>,
@@ -43,6 +45,7 @@ impl BrokerOptions {
             mappings: Vec::new(),
             algorithms: vec!["ES256".into(), "RS256".into()],
             extra: String::new(),
+            audit: String::new(),
             clock: Arc::new(ManualClock::starting_now()),
             dir: None,
             admin: false,
@@ -108,12 +111,13 @@ pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, Stri
         std::fs::write(mappings.join(name), content).expect("write mapping");
     }
     let config = format!(
-        "version: 1\nlisten: 127.0.0.1:0\nissuer:\n  url: {issuer}\n  key_dir: {keys}\n  algorithms: [{algs}]\n  key_reload_interval: 1s\nsources:\n{sources}targets:\n{targets}mappings: mappings\naudit:\n  sink: file\n  path: audit.jsonl\n{extra}",
+        "version: 1\nlisten: 127.0.0.1:0\nissuer:\n  url: {issuer}\n  key_dir: {keys}\n  algorithms: [{algs}]\n  key_reload_interval: 1s\nsources:\n{sources}targets:\n{targets}mappings: mappings\naudit:\n  sink: file\n  path: audit.jsonl\n{audit}{extra}",
         issuer = options.issuer_url.as_deref().unwrap_or(&url),
         keys = options.key_dir.as_deref().unwrap_or(Path::new("keys")).display(),
         algs = options.algorithms.join(", "),
         sources = indent(&options.sources),
         targets = indent(&options.targets),
+        audit = indent(&options.audit),
         extra = options.extra,
     );
     let path = dir.path().join("broker.yaml");
@@ -178,6 +182,14 @@ impl TestBroker {
         (status, resp.json::<Value>().await.unwrap_or(Value::Null))
     }
 
+    /// GET from the admin API; returns status and JSON body.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let base = self.admin_url.as_deref().expect("spawned with_admin()");
+        let resp = self.http.get(format!("{base}{path}")).send().await.expect("GET admin");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     /// Replace the mapping directory's files with `files` (name, content), each written
     /// whole to a temporary name and renamed into place, as deploy tools do.
     pub fn write_mappings(&self, files: &[(&str, &str)]) {
@@ -231,5 +243,59 @@ impl TestBroker {
                 Err(_) => panic!("the broker did not stop within 30 s of a graceful shutdown"),
             }
         }
+    }
+}
+
+/// `tessera serve` as a child process, for what only a process can show (being killed).
+/// Killed when dropped.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl BrokerProcess {
+    /// Write `config` (with `listen:` and the issuer URL left to this function: the text
+    /// must not set them) into `dir` as broker.yaml, start the binary, wait until ready.
+    pub async fn start(dir: &Path, config: &str) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let text = format!("version: 1\nlisten: 127.0.0.1:{port}\nissuer:\n  url: {url}\n{config}");
+        let path = dir.join("broker.yaml");
+        std::fs::write(&path, text).expect("write config");
+        let log = std::fs::File::create(dir.join("broker.log")).expect("log file");
+        let child = std::process::Command::new(crate::agent::tessera_binary())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tessera serve");
+        let me = Self { url, child };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(resp) = http.get(format!("{}/readyz", me.url)).send().await
+                && resp.status().is_success()
+            {
+                return me;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "tessera serve did not get ready:\n{}",
+            std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default()
+        );
+    }
+
+    /// SIGKILL: no shutdown, no flushing, as when a node dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -6,7 +6,8 @@
 //! - [`issuer`]: [`TestIssuer`](issuer::TestIssuer), an OIDC issuer on loopback serving
 //!   discovery and a JWKS, counting fetches, and able to go down on demand.
 //! - [`broker`]: [`spawn_broker`](broker::spawn_broker), the real broker on `127.0.0.1:0`
-//!   with a fixed clock, a temporary directory and a file audit sink.
+//!   with a fixed clock, a temporary directory, a file audit sink and the SQLite audit store;
+//!   [`BrokerProcess`](broker::BrokerProcess), the `tessera serve` binary, for killing.
 //! - [`moto`]: moto's server as the AWS peer (STS and IAM with SigV4 checking on), set up
 //!   by boto3 with users and roles in two accounts.
 //! - [`sts`]: [`StsPeer`](sts::StsPeer), moto's STS (signature checking off, as real STS
@@ -21,6 +22,8 @@
 //!   provider does.
 //! - [`relying_party`]: what both fakes do as relying parties of an OIDC issuer (JWS
 //!   decoding, discovery and JWKS, signature checks).
+//! - [`postgres`]: [`TestPostgres`](postgres::TestPostgres), a database of the test's own on
+//!   the machine's PostgreSQL, which the test can also take offline.
 //! - [`redis`]: [`TestRedis`](redis::TestRedis), the machine's Redis under a key prefix of
 //!   the test's own, read raw and cleaned up afterwards.
 //! - [`agent`]: [`spawn_agent`](agent::spawn_agent), the real `tessera agent` on loopback,
@@ -39,6 +42,7 @@ pub mod google;
 pub mod issuer;
 pub mod keys;
 pub mod moto;
+pub mod postgres;
 pub mod python;
 pub mod redis;
 pub mod relying_party;

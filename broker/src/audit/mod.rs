@@ -1,5 +1,11 @@
 //! Audit events: one per exchange, allowed or denied, written before any credential is
 //! returned. Tokens never appear here: a SHA-256 fingerprint stands in for each.
+//!
+//! Each event goes to the SQL [`store`] first, then to the JSON-lines sink (`stdout`,
+//! `file`, or `none`) with the exchange's final outcome: when the store refuses an event
+//! and the exchange fails closed, the line says so. The exchange waits for both.
+
+pub mod store;
 
 use std::fmt::Debug;
 use std::io::Write as _;
@@ -39,6 +45,9 @@ impl Decision {
 pub struct AuditEvent {
     /// RFC 3339 UTC.
     pub time: String,
+    /// The same instant in milliseconds, for the store's ordering.
+    #[serde(skip)]
+    pub time_ms: i64,
     pub request_id: String,
     pub decision: Decision,
     /// Greppable reason code (`TS-SRC-EXPIRED`, `TS-MAP-DENIED`, `TS-OK`).
@@ -77,6 +86,10 @@ pub enum AuditError {
     Write(#[from] std::io::Error),
     #[error("audit event could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("audit store write failed: {0}")]
+    Store(String),
+    #[error(transparent)]
+    Open(#[from] store::StoreError),
 }
 
 /// Where audit events go.
@@ -141,19 +154,72 @@ impl AuditSink for FileSink {
     }
 }
 
-/// Build the sink `broker.yaml` asks for; relative paths resolve against `base_dir`.
-pub fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Arc<dyn AuditSink>, AuditError> {
+/// The store, then the JSON-lines sink. See the module documentation.
+#[derive(Debug)]
+pub struct Recorder {
+    store: Option<store::AuditStore>,
+    sink: Option<Arc<dyn AuditSink>>,
+    fail_open: bool,
+}
+
+#[async_trait]
+impl AuditSink for Recorder {
+    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let stored = match &self.store {
+            Some(store) => store.write(event).await.map_err(AuditError::Store),
+            None => Ok(()),
+        };
+        let Some(sink) = &self.sink else { return stored };
+        match &stored {
+            Err(e) if !self.fail_open && event.decision == Decision::Allow => {
+                // No credential leaves: the line records the failure, not the grant.
+                let mut failed = event.clone();
+                failed.decision = Decision::Error;
+                failed.reason = "TS-AUD-WRITE";
+                failed.detail = Some(e.to_string());
+                failed.issued_ttl = None;
+                failed.issued_token_fingerprint = None;
+                sink.record(&failed).await?;
+            }
+            _ => sink.record(event).await?,
+        }
+        stored
+    }
+}
+
+/// The JSON-lines sink `broker.yaml` asks for, if any; relative paths resolve against
+/// `base_dir`.
+pub fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Option<Arc<dyn AuditSink>>, AuditError> {
     match (config.sink, &config.path) {
-        (AuditSinkKind::Stdout, _) => Ok(Arc::new(StdoutSink)),
+        (AuditSinkKind::None, _) => Ok(None),
+        (AuditSinkKind::Stdout, _) => Ok(Some(Arc::new(StdoutSink))),
         (AuditSinkKind::File, Some(path)) => {
             let path = if path.is_absolute() { path.clone() } else { base_dir.join(path) };
-            Ok(Arc::new(FileSink::open(&path)?))
+            Ok(Some(Arc::new(FileSink::open(&path)?)))
         }
         (AuditSinkKind::File, None) => Err(AuditError::Write(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "audit.path is required for sink: file",
         ))),
     }
+}
+
+/// Open the sink and the store `config` asks for: the fan-out exchanges record to, and
+/// the store for the directory and `GET /v1/audit` to read (`None` if disabled).
+pub async fn open(
+    config: &crate::config::LoadedConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<(Arc<dyn AuditSink>, Option<store::AuditStore>), AuditError> {
+    let audit = config.config.audit();
+    let sink = open_sink(&audit, &config.base_dir)?;
+    let store = if audit.store.enabled {
+        let store = store::AuditStore::open(&audit.store, &config.data_dir(), metrics, true).await?;
+        tracing::info!(store = store.location(), "audit store open");
+        Some(store)
+    } else {
+        None
+    };
+    Ok((Arc::new(Recorder { store: store.clone(), sink, fail_open: audit.fail_open }), store))
 }
 
 #[cfg(test)]
@@ -163,6 +229,7 @@ mod tests {
     fn event() -> AuditEvent {
         AuditEvent {
             time: "2026-11-23T08:00:00Z".into(),
+            time_ms: 1_795_420_800_000,
             request_id: "r1".into(),
             decision: Decision::Deny,
             reason: "TS-SRC-EXPIRED",

@@ -232,11 +232,11 @@ fn read_key(path: &Path) -> io::Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RedisConfig, RedisUrl};
+    use crate::config::{RedisConfig, SecretUrl};
 
     fn cache(key: [u8; 32]) -> SharedCache {
         let config = RedisConfig {
-            url: RedisUrl::new("redis://127.0.0.1:1"),
+            url: SecretUrl::new("redis://127.0.0.1:1"),
             key_prefix: "t:".into(),
             timeout: std::time::Duration::from_millis(50),
         };

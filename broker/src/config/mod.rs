@@ -16,7 +16,7 @@ use crate::issuer::IssuerConfig;
 
 mod scale;
 
-pub use scale::{RateLimitConfig, RedisConfig, RedisUrl};
+pub use scale::{RateLimitConfig, RedisConfig, SecretUrl};
 
 /// The broker's configuration file, version 1.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +39,10 @@ pub struct BrokerConfig {
     /// Directory of mapping files, relative to this file. Default `mappings`.
     #[serde(default = "default_mappings")]
     pub mappings: PathBuf,
+    /// Where the broker keeps what it writes itself (the embedded audit store), relative
+    /// to this file. Default `data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
     /// Where audit events go. Default: JSON lines on standard output.
     #[serde(default)]
     pub audit: Option<Spanned<AuditConfig>>,
@@ -112,11 +116,16 @@ fn default_mappings() -> PathBuf {
     PathBuf::from("mappings")
 }
 
-/// Audit sink settings.
-#[derive(Debug, Clone, Deserialize)]
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// Where audit events go: a JSON-lines sink and the SQL store, both written before a
+/// credential is returned.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// `stdout` (default) or `file`.
+    /// `stdout` (default), `file` or `none` (the store only).
     #[serde(default)]
     pub sink: AuditSinkKind,
     /// The JSON-lines file, for `sink: file`; relative to this file.
@@ -126,12 +135,78 @@ pub struct AuditConfig {
     /// with `temporarily_unavailable` and no credential is returned.
     #[serde(default)]
     pub fail_open: bool,
+    /// The SQL store the workload directory and `GET /v1/audit` read. Default: SQLite in
+    /// `data_dir`.
+    #[serde(default)]
+    pub store: AuditStoreConfig,
 }
 
-impl Default for AuditConfig {
+/// The SQL audit store.
+///
+/// ```yaml
+/// audit:
+///   store:
+///     url: postgres://tessera:${password}@postgres.internal:5432/tessera
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditStoreConfig {
+    /// `false` keeps no store: no workload directory, no `GET /v1/audit`. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `postgres://user:password@host:port/db` (replicas share it) or `sqlite://path`.
+    /// Default: `sqlite://<data_dir>/audit.db`. The password is never logged.
+    #[serde(default)]
+    pub url: Option<SecretUrl>,
+    /// How long one event may wait to be committed (connecting included) before its
+    /// exchange fails, or, with `fail_open`, goes ahead unrecorded. Between 100ms and
+    /// 60s. Default `5s`.
+    #[serde(default = "default_store_timeout", deserialize_with = "deserialize_fine_duration")]
+    pub timeout: Duration,
+    /// Connections to the store, from 1 to 100. Default 8.
+    #[serde(default = "default_store_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for AuditStoreConfig {
     fn default() -> Self {
-        Self { sink: AuditSinkKind::Stdout, path: None, fail_open: false }
+        Self {
+            enabled: true,
+            url: None,
+            timeout: default_store_timeout(),
+            max_connections: default_store_connections(),
+        }
     }
+}
+
+impl AuditStoreConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(url) = &self.url
+            && let Err(e) = url.check("audit.store.url", &["postgres", "postgresql", "sqlite"])
+        {
+            problems.push(e);
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.timeout) {
+            problems.push("audit.store.timeout must be between 100ms and 60s".to_string());
+        }
+        if !(1..=100).contains(&self.max_connections) {
+            problems.push("audit.store.max_connections must be between 1 and 100".to_string());
+        }
+        problems
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_store_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_store_connections() -> u32 {
+    8
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -140,6 +215,7 @@ pub enum AuditSinkKind {
     #[default]
     Stdout,
     File,
+    None,
 }
 
 /// Request size limits. The defaults are also the maxima.
@@ -312,10 +388,6 @@ impl Default for ReloadConfig {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-
 fn default_debounce() -> Duration {
     Duration::from_millis(300)
 }
@@ -378,6 +450,10 @@ impl LoadedConfig {
     pub fn mappings_dir(&self) -> PathBuf {
         self.resolve(&self.config.mappings)
     }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.config.data_dir)
+    }
 }
 
 /// Read and validate a config file.
@@ -430,6 +506,9 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
         && audit.value.path.is_none()
     {
         errors.push(here(&audit.referenced, "audit.sink is `file` but audit.path is not set".to_string()));
+    }
+    if let Some(audit) = &config.audit {
+        errors.extend(audit.value.store.problems().into_iter().map(|m| here(&audit.referenced, m)));
     }
     if let Some(demo) = &config.demo_issuer
         && !demo.value.listen.ip().is_loopback()

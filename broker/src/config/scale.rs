@@ -19,7 +19,7 @@ use serde::Deserialize;
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. The password is
     /// never logged.
-    pub url: RedisUrl,
+    pub url: SecretUrl,
     /// Prefix of every key Tessera writes, so brokers of different deployments can share
     /// one Redis. Default `tessera:`.
     #[serde(default = "default_prefix")]
@@ -43,7 +43,7 @@ impl RedisConfig {
     /// What is wrong with these settings, if anything.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = self.url.check() {
+        if let Err(e) = self.url.check("redis.url", &["redis", "rediss"]) {
             problems.push(e);
         }
         if self.key_prefix.is_empty() || self.key_prefix.len() > 64 {
@@ -56,12 +56,13 @@ impl RedisConfig {
     }
 }
 
-/// A Redis URL. `Debug` and [`RedisUrl::redacted`] hide the password.
+/// The URL of a service Tessera connects to (Redis, PostgreSQL). `Debug` and
+/// [`SecretUrl::redacted`] hide the password.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct RedisUrl(String);
+pub struct SecretUrl(String);
 
-impl RedisUrl {
+impl SecretUrl {
     pub fn new(url: impl Into<String>) -> Self {
         Self(url.into())
     }
@@ -80,23 +81,31 @@ impl RedisUrl {
                 }
                 url.to_string()
             }
-            Err(_) => "<invalid redis url>".to_string(),
+            Err(_) => "<invalid url>".to_string(),
         }
     }
 
-    fn check(&self) -> Result<(), String> {
-        let url = url::Url::parse(&self.0).map_err(|e| format!("redis.url is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "redis" | "rediss") {
-            return Err(format!("redis.url must start with redis:// or rediss://, not {}://", url.scheme()));
+    /// The scheme, lowercased.
+    pub fn scheme(&self) -> String {
+        url::Url::parse(&self.0).map(|u| u.scheme().to_string()).unwrap_or_default()
+    }
+
+    /// Whether this is a URL `field` accepts: one of `schemes`, and a host unless SQLite
+    /// (whose URL is a file path).
+    pub(crate) fn check(&self, field: &str, schemes: &[&str]) -> Result<(), String> {
+        let url = url::Url::parse(&self.0).map_err(|e| format!("{field} is not a URL: {e}"))?;
+        if !schemes.contains(&url.scheme()) {
+            let allowed: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+            return Err(format!("{field} must start with {}, not {}://", allowed.join(" or "), url.scheme()));
         }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err("redis.url has no host".to_string());
+        if url.scheme() != "sqlite" && url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{field} has no host"));
         }
         Ok(())
     }
 }
 
-impl fmt::Debug for RedisUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
@@ -157,17 +166,22 @@ mod tests {
 
     #[test]
     fn a_redis_password_never_shows() {
-        let url = RedisUrl::new("rediss://tessera:hunter2@redis.internal:6380/1");
+        let url = SecretUrl::new("rediss://tessera:hunter2@redis.internal:6380/1");
         assert_eq!(url.redacted(), "rediss://tessera:***@redis.internal:6380/1");
         assert!(!format!("{url:?}").contains("hunter2"));
-        assert_eq!(RedisUrl::new("redis://127.0.0.1:6379").redacted(), "redis://127.0.0.1:6379");
+        assert_eq!(SecretUrl::new("redis://127.0.0.1:6379").redacted(), "redis://127.0.0.1:6379");
     }
 
     #[test]
-    fn redis_urls_are_checked() {
-        assert!(RedisUrl::new("redis://127.0.0.1:6379").check().is_ok());
-        assert!(RedisUrl::new("http://127.0.0.1:6379").check().unwrap_err().contains("redis://"));
-        assert!(RedisUrl::new("not a url").check().is_err());
+    fn service_urls_are_checked() {
+        let redis = ["redis", "rediss"];
+        assert!(SecretUrl::new("redis://127.0.0.1:6379").check("redis.url", &redis).is_ok());
+        let wrong = SecretUrl::new("http://127.0.0.1:6379").check("redis.url", &redis).unwrap_err();
+        assert_eq!(wrong, "redis.url must start with redis:// or rediss://, not http://");
+        assert!(SecretUrl::new("not a url").check("redis.url", &redis).is_err());
+        let store = ["postgres", "sqlite"];
+        assert!(SecretUrl::new("sqlite:///var/lib/tessera/audit.db").check("s", &store).is_ok());
+        assert_eq!(SecretUrl::new("postgres:///db").check("s", &store).unwrap_err(), "s has no host");
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   decision for an audience and scope (see [`crate::explain`]).
 //! - `POST /v1/reload`: reload the mapping directory now; the result in the body.
 //! - `GET /v1/status`: as on the public listener.
+//! - `GET /v1/workloads`: the workload directory (`source`, `identity`, `seen_since`,
+//!   `limit`).
+//! - `GET /v1/audit`: audit events, newest first (`since`, `until`, `identity`, `target`,
+//!   `source`, `decision`, `issued_token` (a fingerprint), `limit`, `cursor`).
 //!
 //! Answers are JSON. Errors are `{"error": <code>, "message": <detail>}`: this API is
 //! for operators, so details are not withheld as they are from workloads.
@@ -21,15 +25,23 @@ use serde_json::json;
 use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 
 use crate::Broker;
+use crate::audit::store::{AuditStore, Cursor, EventQuery, WorkloadQuery};
 use crate::explain::{self, ExplainRequest, Subject};
 use crate::mapping::{ReloadOutcome, parse_identity};
 
 /// Register the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/explain", web::post().to(explain))
-        .route("/v1/reload", web::post().to(reload))
-        .route("/v1/status", web::get().to(status))
-        .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({ "status": "ok" })) }));
+    // A query string that does not parse gets this API's JSON error, not actix's text.
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        let body = bad_request("invalid_request", e.to_string());
+        actix_web::error::InternalError::from_response(e, body).into()
+    }))
+    .route("/v1/explain", web::post().to(explain))
+    .route("/v1/reload", web::post().to(reload))
+    .route("/v1/status", web::get().to(status))
+    .route("/v1/workloads", web::get().to(workloads))
+    .route("/v1/audit", web::get().to(audit_events))
+    .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({ "status": "ok" })) }));
 }
 
 fn bad_request(error: &str, message: impl Into<String>) -> HttpResponse {
@@ -124,4 +136,130 @@ async fn reload(broker: web::Data<Arc<Broker>>) -> HttpResponse {
 
 async fn status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     HttpResponse::Ok().json(broker.status())
+}
+
+/// Default page size of `/v1/workloads` and `/v1/audit`.
+const DEFAULT_PAGE: u32 = 100;
+
+fn store(broker: &Broker) -> Result<&AuditStore, HttpResponse> {
+    broker.audit_store().ok_or_else(|| {
+        HttpResponse::NotFound().json(json!({
+            "error": "no_audit_store",
+            "message": "this broker keeps no audit store (audit.store.enabled is false)",
+        }))
+    })
+}
+
+fn store_failed(e: &crate::audit::store::StoreError) -> HttpResponse {
+    tracing::error!(error = %e, "audit store query failed");
+    HttpResponse::ServiceUnavailable().json(json!({ "error": "store_unavailable", "message": e.to_string() }))
+}
+
+/// An instant in a query string: RFC 3339, or seconds since the epoch; in milliseconds.
+fn instant_ms(name: &str, value: Option<&str>) -> Result<Option<i64>, HttpResponse> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(seconds) = value.parse::<i64>() {
+        return Ok(Some(seconds.saturating_mul(1000)));
+    }
+    chrono::DateTime::parse_from_rfc3339(value).map(|t| Some(t.timestamp_millis())).map_err(|_| {
+        bad_request("invalid_request", format!("`{name}` must be RFC 3339 or seconds since the epoch"))
+    })
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32, HttpResponse> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=crate::audit::store::MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(bad_request(
+            "invalid_request",
+            format!("`limit` must be between 1 and {}", crate::audit::store::MAX_PAGE),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadParams {
+    source: Option<String>,
+    identity: Option<String>,
+    seen_since: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn workloads(broker: web::Data<Arc<Broker>>, params: web::Query<WorkloadParams>) -> HttpResponse {
+    let store = match store(broker.get_ref()) {
+        Ok(store) => store,
+        Err(response) => return response,
+    };
+    let params = params.into_inner();
+    let query = (|| {
+        Ok(WorkloadQuery {
+            source: params.source,
+            identity: params.identity,
+            seen_since_ms: instant_ms("seen_since", params.seen_since.as_deref())?,
+            limit: page_limit(params.limit)?,
+        })
+    })();
+    let query: WorkloadQuery = match query {
+        Ok(q) => q,
+        Err(response) => return response,
+    };
+    match store.workloads(&query).await {
+        Ok(workloads) => HttpResponse::Ok().json(json!({ "workloads": workloads })),
+        Err(e) => store_failed(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    since: Option<String>,
+    until: Option<String>,
+    identity: Option<String>,
+    target: Option<String>,
+    source: Option<String>,
+    decision: Option<String>,
+    issued_token: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn audit_events(broker: web::Data<Arc<Broker>>, params: web::Query<AuditParams>) -> HttpResponse {
+    let store = match store(broker.get_ref()) {
+        Ok(store) => store,
+        Err(response) => return response,
+    };
+    let params = params.into_inner();
+    let query = (|| {
+        if let Some(d) = params.decision.as_deref()
+            && !matches!(d, "allow" | "deny" | "error")
+        {
+            return Err(bad_request("invalid_request", "`decision` must be allow, deny or error"));
+        }
+        let cursor = params
+            .cursor
+            .as_deref()
+            .map(str::parse::<Cursor>)
+            .transpose()
+            .map_err(|e| bad_request("invalid_request", e))?;
+        Ok(EventQuery {
+            since_ms: instant_ms("since", params.since.as_deref())?,
+            until_ms: instant_ms("until", params.until.as_deref())?,
+            identity: params.identity,
+            target: params.target,
+            source: params.source,
+            decision: params.decision,
+            issued_token_fingerprint: params.issued_token,
+            limit: page_limit(params.limit)?,
+            cursor,
+        })
+    })();
+    let query: EventQuery = match query {
+        Ok(q) => q,
+        Err(response) => return response,
+    };
+    match store.events(&query).await {
+        Ok(page) => HttpResponse::Ok().json(page),
+        Err(e) => store_failed(&e),
+    }
 }

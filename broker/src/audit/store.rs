@@ -1,0 +1,929 @@
+//! The SQL audit store: every exchange event, durable before its credential is returned,
+//! and the workload directory kept from them in the same transaction. SQLite (a file in
+//! the data directory, nothing to install) or PostgreSQL (shared by replicas), through one
+//! set of portable SQL statements.
+//!
+//! Writes are group-committed: exchanges hand their event to one writer task and wait;
+//! the writer takes every event queued since its last commit and commits them in one
+//! transaction, so concurrent exchanges share one commit (one fsync on SQLite, one round
+//! of WAL flushing on PostgreSQL) instead of queueing behind one each.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row as _};
+use tokio::sync::{mpsc, oneshot};
+
+use super::AuditEvent;
+use crate::config::{AuditStoreConfig, SecretUrl};
+use crate::metrics::Metrics;
+
+/// Events committed in one transaction at most; more wait for the next one.
+const MAX_BATCH: usize = 512;
+/// Events waiting for the writer at most; beyond, exchanges wait to enqueue.
+const QUEUE: usize = 8192;
+
+/// Which database the store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Schema versions, applied in order at start, each once, under a lock on PostgreSQL so
+/// replicas starting together do not race. Statements are portable SQL.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE tessera_audit_events (
+            event_id TEXT PRIMARY KEY,
+            time_ms BIGINT NOT NULL,
+            event_time TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT,
+            source TEXT,
+            identity_id TEXT,
+            identity TEXT,
+            target TEXT NOT NULL,
+            scope TEXT,
+            rule TEXT,
+            cache TEXT,
+            issued_ttl BIGINT,
+            subject_token_fingerprint TEXT NOT NULL,
+            issued_token_fingerprint TEXT,
+            client_addr TEXT,
+            latency_ms DOUBLE PRECISION NOT NULL
+        )",
+        "CREATE INDEX tessera_audit_events_time ON tessera_audit_events (time_ms, event_id)",
+        "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms)",
+        "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms)",
+        "CREATE TABLE tessera_workloads (
+            identity_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            identity TEXT NOT NULL,
+            first_seen_ms BIGINT NOT NULL,
+            last_seen_ms BIGINT NOT NULL,
+            allowed BIGINT NOT NULL,
+            denied BIGINT NOT NULL,
+            errors BIGINT NOT NULL
+        )",
+        "CREATE INDEX tessera_workloads_last_seen ON tessera_workloads (last_seen_ms)",
+        "CREATE TABLE tessera_workload_outcomes (
+            identity_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            exchanges BIGINT NOT NULL,
+            first_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            PRIMARY KEY (identity_id, target, decision, reason)
+        )",
+    ],
+)];
+
+/// An arbitrary constant naming Tessera's migration lock among PostgreSQL advisory locks.
+const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("audit store {location}: {message}")]
+    Open { location: String, message: String },
+    #[error("audit store query failed: {0}")]
+    Query(String),
+}
+
+impl StoreError {
+    fn query(e: &sqlx::Error) -> Self {
+        Self::Query(describe(e))
+    }
+}
+
+/// A database error in words, without the connection string (sqlx never puts the
+/// password in its errors; the URL is not in them either).
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_string(),
+        },
+        sqlx::Error::PoolTimedOut => "no connection to the store within the timeout".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// One event waiting for the writer, and who waits for its commit.
+struct Pending {
+    row: EventRow,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The SQL store. Cloning is cheap; every clone writes through the same writer task.
+#[derive(Clone)]
+pub struct AuditStore {
+    pool: AnyPool,
+    backend: Backend,
+    location: String,
+    queue: mpsc::Sender<Pending>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditStore").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+/// The store's URL: the configured one, or SQLite in `data_dir`.
+pub fn store_url(config: &AuditStoreConfig, data_dir: &Path) -> SecretUrl {
+    match &config.url {
+        Some(url) => url.clone(),
+        None => SecretUrl::new(format!("sqlite://{}", data_dir.join("audit.db").display())),
+    }
+}
+
+impl AuditStore {
+    /// Connect, run the migrations and start the writer. `create`: make a missing SQLite
+    /// file (the broker does; read-only tools do not).
+    pub async fn open(
+        config: &AuditStoreConfig,
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+        create: bool,
+    ) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let url = store_url(config, data_dir);
+        let location = url.redacted();
+        let open_error = |message: String| StoreError::Open { location: location.clone(), message };
+        let backend = match url.scheme().as_str() {
+            "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" => Backend::Postgres,
+            other => return Err(open_error(format!("unsupported scheme {other}://"))),
+        };
+        let mut connect = url.expose().to_string();
+        if backend == Backend::Sqlite {
+            let path =
+                Path::new(connect.trim_start_matches("sqlite://").split('?').next().unwrap_or_default());
+            if create {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| open_error(format!("{}: {e}", dir.display())))?;
+                }
+            } else if !path.exists() {
+                return Err(open_error("no such file: has the broker run with this config?".to_string()));
+            }
+            if !connect.contains('?') {
+                connect.push_str(if create { "?mode=rwc" } else { "?mode=rw" });
+            }
+        }
+        let options: AnyConnectOptions =
+            connect.parse().map_err(|e: sqlx::Error| open_error(describe(&e)))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never block the writer. FULL: a commit is on disk
+                        // before the exchange it records returns.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 5000",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(describe(&e)))?;
+        migrate(&pool, backend).await.map_err(|e| open_error(describe(&e)))?;
+
+        let (queue, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(pool.clone(), pending, metrics, config.timeout));
+        Ok(Self { pool, backend, location, queue, timeout: config.timeout })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Where the store is, password redacted.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Store one event; returns once it is committed.
+    pub async fn write(&self, event: &AuditEvent) -> Result<(), String> {
+        let (done, committed) = oneshot::channel();
+        let pending = Pending { row: EventRow::from(event), done };
+        let wait = async {
+            self.queue.send(pending).await.map_err(|_| "the audit writer has stopped".to_string())?;
+            committed.await.map_err(|_| "the audit writer has stopped".to_string())?
+        };
+        match tokio::time::timeout(self.timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("not committed within {:?}", self.timeout)),
+        }
+    }
+
+    /// Audit events, newest first, one page at a time.
+    pub async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let mut sql = Sql::new(
+            "SELECT event_id, time_ms, event_time, request_id, decision, reason, detail, source, identity, target, \
+             scope, rule, cache, issued_ttl, subject_token_fingerprint, issued_token_fingerprint, client_addr, \
+             latency_ms FROM tessera_audit_events WHERE 1 = 1",
+        );
+        if let Some(since) = query.since_ms {
+            sql.and("time_ms >=", Param::Int(since));
+        }
+        if let Some(until) = query.until_ms {
+            sql.and("time_ms <", Param::Int(until));
+        }
+        if let Some(identity) = &query.identity {
+            sql.and("identity_id =", Param::Text(identity.clone()));
+        }
+        if let Some(target) = &query.target {
+            sql.and("target =", Param::Text(target.clone()));
+        }
+        if let Some(source) = &query.source {
+            sql.and("source =", Param::Text(source.clone()));
+        }
+        if let Some(decision) = &query.decision {
+            sql.and("decision =", Param::Text(decision.clone()));
+        }
+        if let Some(fingerprint) = &query.issued_token_fingerprint {
+            sql.and("issued_token_fingerprint =", Param::Text(fingerprint.clone()));
+        }
+        if let Some(cursor) = &query.cursor {
+            let time = sql.param(Param::Int(cursor.time_ms));
+            let time_again = sql.param(Param::Int(cursor.time_ms));
+            let id = sql.param(Param::Text(cursor.event_id.clone()));
+            sql.text.push_str(&format!(
+                " AND (time_ms < {time} OR (time_ms = {time_again} AND event_id < {id}))"
+            ));
+        }
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let fetch = sql.param(Param::Int(i64::from(limit) + 1));
+        sql.text.push_str(&format!(" ORDER BY time_ms DESC, event_id DESC LIMIT {fetch}"));
+        let rows = sql.fetch_all(&self.pool).await?;
+        let mut events = rows.iter().map(stored_event).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if events.len() > limit as usize {
+            events.truncate(limit as usize);
+            events.last().map(|e| Cursor { time_ms: e.time_ms, event_id: e.event_id.clone() }.to_string())
+        } else {
+            None
+        };
+        Ok(EventPage { events, next_cursor })
+    }
+
+    /// The workload directory, most recently seen first.
+    pub async fn workloads(&self, query: &WorkloadQuery) -> Result<Vec<Workload>, StoreError> {
+        let mut sql = Sql::new(
+            "SELECT identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, denied, errors \
+             FROM tessera_workloads WHERE 1 = 1",
+        );
+        if let Some(source) = &query.source {
+            sql.and("source =", Param::Text(source.clone()));
+        }
+        if let Some(identity) = &query.identity {
+            sql.and("identity_id =", Param::Text(identity.clone()));
+        }
+        if let Some(seen) = query.seen_since_ms {
+            sql.and("last_seen_ms >=", Param::Int(seen));
+        }
+        let limit = sql.param(Param::Int(i64::from(query.limit.clamp(1, MAX_PAGE))));
+        sql.text.push_str(&format!(" ORDER BY last_seen_ms DESC, identity_id LIMIT {limit}"));
+        let rows = sql.fetch_all(&self.pool).await?;
+        let mut workloads = Vec::with_capacity(rows.len());
+        let mut index = BTreeMap::new();
+        for row in &rows {
+            let workload = workload(row)?;
+            index.insert(workload.id.clone(), workloads.len());
+            workloads.push(workload);
+        }
+        if workloads.is_empty() {
+            return Ok(workloads);
+        }
+        let mut sql = Sql::new(
+            "SELECT identity_id, target, decision, reason, exchanges, first_ms, last_ms \
+             FROM tessera_workload_outcomes WHERE identity_id IN (",
+        );
+        for (i, w) in workloads.iter().enumerate() {
+            let p = sql.param(Param::Text(w.id.clone()));
+            sql.text.push_str(if i == 0 { "" } else { ", " });
+            sql.text.push_str(&p);
+        }
+        sql.text.push_str(") ORDER BY identity_id, last_ms DESC, target, reason");
+        for row in sql.fetch_all(&self.pool).await? {
+            let id: String = get(&row, "identity_id")?;
+            let outcome = Outcome {
+                target: get(&row, "target")?,
+                decision: get(&row, "decision")?,
+                reason: get(&row, "reason")?,
+                exchanges: get(&row, "exchanges")?,
+                first: rfc3339_ms(get(&row, "first_ms")?),
+                last: rfc3339_ms(get(&row, "last_ms")?),
+            };
+            if let Some(w) = index.get(&id).and_then(|&i| workloads.get_mut(i)) {
+                if outcome.decision == "allow" {
+                    w.targets.push(outcome);
+                } else {
+                    w.refusals.push(outcome);
+                }
+            }
+        }
+        Ok(workloads)
+    }
+}
+
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+    }
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS tessera_schema (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM tessera_schema")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("v")?;
+    let now = chrono::Utc::now().timestamp_millis();
+    for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| Some(*v) > current) {
+        for statement in *statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO tessera_schema (version, applied_ms) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(version, "audit store migrated");
+    }
+    tx.commit().await
+}
+
+/// The writer: commit whatever is queued, in one transaction, and tell every waiter.
+async fn write_loop(
+    pool: AnyPool,
+    mut queue: mpsc::Receiver<Pending>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics.audit_queue_depth(queue.len() + batch.len());
+        let started = Instant::now();
+        let rows: Vec<&EventRow> = batch.iter().map(|p| &p.row).collect();
+        let mut result = commit(&pool, &rows, timeout).await;
+        // One retry: a connection the server closed is replaced by the pool.
+        if result.is_err() && started.elapsed() < timeout / 2 {
+            result = commit(&pool, &rows, timeout.saturating_sub(started.elapsed())).await;
+        }
+        metrics.audit_commit(result.is_ok(), batch.len(), started.elapsed());
+        if let Err(e) = &result {
+            tracing::error!(events = batch.len(), error = %e, reason = "TS-AUD-STORE", "audit store commit failed");
+        }
+        for pending in batch.drain(..) {
+            let _ = pending.done.send(result.clone());
+        }
+        metrics.audit_queue_depth(queue.len());
+    }
+}
+
+async fn commit(pool: &AnyPool, rows: &[&EventRow], timeout: Duration) -> Result<(), String> {
+    let work = async {
+        let mut tx = pool.begin().await?;
+        for chunk in rows.chunks(INSERT_ROWS) {
+            insert_events(&mut tx, chunk).await?;
+        }
+        upsert_directory(&mut tx, rows).await?;
+        tx.commit().await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result.map_err(|e| describe(&e)),
+        Err(_) => Err(format!("no commit within {timeout:?}")),
+    }
+}
+
+/// Rows per INSERT statement: 19 parameters each, well under SQLite's and PostgreSQL's
+/// parameter limits.
+const INSERT_ROWS: usize = 128;
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[&EventRow],
+) -> Result<(), sqlx::Error> {
+    let mut sql = Sql::new(
+        "INSERT INTO tessera_audit_events (event_id, time_ms, event_time, request_id, decision, reason, detail, \
+         source, identity_id, identity, target, scope, rule, cache, issued_ttl, subject_token_fingerprint, \
+         issued_token_fingerprint, client_addr, latency_ms) VALUES ",
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let values = [
+            Param::Text(row.event_id.clone()),
+            Param::Int(row.time_ms),
+            Param::Text(row.time.clone()),
+            Param::Text(row.request_id.clone()),
+            Param::Text(row.decision.to_string()),
+            Param::Text(row.reason.to_string()),
+            Param::OptText(row.detail.clone()),
+            Param::OptText(row.source.clone()),
+            Param::OptText(row.identity_id.clone()),
+            Param::OptText(row.identity.clone()),
+            Param::Text(row.target.clone()),
+            Param::OptText(row.scope.clone()),
+            Param::OptText(row.rule.clone()),
+            Param::OptText(row.cache.map(str::to_string)),
+            Param::OptInt(row.issued_ttl),
+            Param::Text(row.subject_token_fingerprint.clone()),
+            Param::OptText(row.issued_token_fingerprint.clone()),
+            Param::OptText(row.client_addr.clone()),
+            Param::Float(row.latency_ms),
+        ];
+        sql.tuple(i, values);
+    }
+    sql.execute(tx).await
+}
+
+/// Fold the batch into the directory: per workload, per (workload, target, outcome). Keys
+/// go in sorted order, so replicas committing at once lock rows in the same order and
+/// never deadlock.
+async fn upsert_directory(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[&EventRow],
+) -> Result<(), sqlx::Error> {
+    let mut workloads: BTreeMap<&str, WorkloadFold<'_>> = BTreeMap::new();
+    // (workload, target, decision, reason) -> (exchanges, first, last)
+    type OutcomeKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+    let mut outcomes: BTreeMap<OutcomeKey<'_>, (i64, i64, i64)> = BTreeMap::new();
+    for row in rows {
+        let (Some(id), Some(identity), Some(source)) = (&row.identity_id, &row.identity, &row.source) else {
+            continue;
+        };
+        let w = workloads.entry(id).or_insert(WorkloadFold {
+            source,
+            identity,
+            first: row.time_ms,
+            last: row.time_ms,
+            counts: [0; 3],
+        });
+        if row.time_ms >= w.last {
+            (w.source, w.identity, w.last) = (source, identity, row.time_ms);
+        }
+        w.first = w.first.min(row.time_ms);
+        let slot = match row.decision {
+            "allow" => 0,
+            "deny" => 1,
+            _ => 2,
+        };
+        if let Some(count) = w.counts.get_mut(slot) {
+            *count += 1;
+        }
+        let o = outcomes.entry((id, &row.target, row.decision, row.reason)).or_insert((
+            0,
+            row.time_ms,
+            row.time_ms,
+        ));
+        o.0 += 1;
+        o.1 = o.1.min(row.time_ms);
+        o.2 = o.2.max(row.time_ms);
+    }
+    if workloads.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(
+        "INSERT INTO tessera_workloads (identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, \
+         denied, errors) VALUES ",
+    );
+    for (i, (id, w)) in workloads.iter().enumerate() {
+        let [allowed, denied, errors] = w.counts;
+        sql.tuple(
+            i,
+            [
+                Param::Text((*id).to_string()),
+                Param::Text(w.source.to_string()),
+                Param::Text(w.identity.to_string()),
+                Param::Int(w.first),
+                Param::Int(w.last),
+                Param::Int(allowed),
+                Param::Int(denied),
+                Param::Int(errors),
+            ],
+        );
+    }
+    // Within SET, both databases read the row's values from before the update.
+    sql.text.push_str(
+        " ON CONFLICT (identity_id) DO UPDATE SET \
+         source = CASE WHEN excluded.last_seen_ms >= tessera_workloads.last_seen_ms \
+             THEN excluded.source ELSE tessera_workloads.source END, \
+         identity = CASE WHEN excluded.last_seen_ms >= tessera_workloads.last_seen_ms \
+             THEN excluded.identity ELSE tessera_workloads.identity END, \
+         first_seen_ms = CASE WHEN excluded.first_seen_ms < tessera_workloads.first_seen_ms \
+             THEN excluded.first_seen_ms ELSE tessera_workloads.first_seen_ms END, \
+         last_seen_ms = CASE WHEN excluded.last_seen_ms > tessera_workloads.last_seen_ms \
+             THEN excluded.last_seen_ms ELSE tessera_workloads.last_seen_ms END, \
+         allowed = tessera_workloads.allowed + excluded.allowed, \
+         denied = tessera_workloads.denied + excluded.denied, \
+         errors = tessera_workloads.errors + excluded.errors",
+    );
+    sql.execute(tx).await?;
+
+    let mut sql = Sql::new(
+        "INSERT INTO tessera_workload_outcomes (identity_id, target, decision, reason, exchanges, first_ms, \
+         last_ms) VALUES ",
+    );
+    for (i, ((id, target, decision, reason), (count, first, last))) in outcomes.iter().enumerate() {
+        sql.tuple(
+            i,
+            [
+                Param::Text((*id).to_string()),
+                Param::Text((*target).to_string()),
+                Param::Text((*decision).to_string()),
+                Param::Text((*reason).to_string()),
+                Param::Int(*count),
+                Param::Int(*first),
+                Param::Int(*last),
+            ],
+        );
+    }
+    sql.text.push_str(
+        " ON CONFLICT (identity_id, target, decision, reason) DO UPDATE SET \
+         exchanges = tessera_workload_outcomes.exchanges + excluded.exchanges, \
+         first_ms = CASE WHEN excluded.first_ms < tessera_workload_outcomes.first_ms \
+             THEN excluded.first_ms ELSE tessera_workload_outcomes.first_ms END, \
+         last_ms = CASE WHEN excluded.last_ms > tessera_workload_outcomes.last_ms \
+             THEN excluded.last_ms ELSE tessera_workload_outcomes.last_ms END",
+    );
+    sql.execute(tx).await
+}
+
+struct WorkloadFold<'a> {
+    source: &'a str,
+    identity: &'a str,
+    first: i64,
+    last: i64,
+    /// allow, deny, error
+    counts: [i64; 3],
+}
+
+/// An audit event as a row: owned, so it can wait in the writer's queue.
+#[derive(Debug, Clone)]
+struct EventRow {
+    event_id: String,
+    time_ms: i64,
+    time: String,
+    request_id: String,
+    decision: &'static str,
+    reason: &'static str,
+    detail: Option<String>,
+    source: Option<String>,
+    identity_id: Option<String>,
+    identity: Option<String>,
+    target: String,
+    scope: Option<String>,
+    rule: Option<String>,
+    cache: Option<&'static str>,
+    issued_ttl: Option<i64>,
+    subject_token_fingerprint: String,
+    issued_token_fingerprint: Option<String>,
+    client_addr: Option<String>,
+    latency_ms: f64,
+}
+
+impl From<&AuditEvent> for EventRow {
+    fn from(e: &AuditEvent) -> Self {
+        Self {
+            // Time-ordered and, within one process, increasing: events of one millisecond
+            // page in the order they were written.
+            event_id: uuid::Uuid::now_v7().to_string(),
+            time_ms: e.time_ms,
+            time: e.time.clone(),
+            request_id: e.request_id.clone(),
+            decision: e.decision.as_str(),
+            reason: e.reason,
+            detail: e.detail.clone(),
+            source: e.source.clone(),
+            identity_id: e.identity.as_ref().map(|i| i.id.clone()),
+            identity: e.identity.as_ref().and_then(|i| serde_json::to_string(i.as_ref()).ok()),
+            target: e.target.clone(),
+            scope: e.scope.clone(),
+            rule: e.rule.clone(),
+            cache: e.cache,
+            issued_ttl: e.issued_ttl,
+            subject_token_fingerprint: e.subject_token_fingerprint.clone(),
+            issued_token_fingerprint: e.issued_token_fingerprint.clone(),
+            client_addr: e.client_addr.clone(),
+            latency_ms: e.latency_ms,
+        }
+    }
+}
+
+/// Largest page of events or workloads one query returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Filters of `GET /v1/audit`; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub identity: Option<String>,
+    pub target: Option<String>,
+    pub source: Option<String>,
+    pub decision: Option<String>,
+    /// The event that issued a token, found by the token's fingerprint (`sha256:...`), as
+    /// when a leaked token must be traced to its workload.
+    pub issued_token_fingerprint: Option<String>,
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+/// Where the next page starts: after the last event of this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_ms: i64,
+    pub event_id: String,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.time_ms, self.event_id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || "cursor is not one this API returned".to_string();
+        let (time, id) = s.split_once('.').ok_or_else(bad)?;
+        let time_ms = time.parse().map_err(|_| bad())?;
+        uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+        Ok(Self { time_ms, event_id: id.to_string() })
+    }
+}
+
+/// One page of events and where the next starts (`None`: this was the last).
+#[derive(Debug, Serialize)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    pub next_cursor: Option<String>,
+}
+
+/// An audit event read back: the JSON-lines event's fields, and the store's id.
+#[derive(Debug, Serialize)]
+pub struct StoredEvent {
+    pub event_id: String,
+    #[serde(skip)]
+    pub time_ms: i64,
+    pub time: String,
+    pub request_id: String,
+    pub decision: String,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<serde_json::Value>,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_ttl: Option<i64>,
+    pub subject_token_fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    pub latency_ms: f64,
+}
+
+/// Filters of `GET /v1/workloads`.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadQuery {
+    pub source: Option<String>,
+    pub identity: Option<String>,
+    pub seen_since_ms: Option<i64>,
+    pub limit: u32,
+}
+
+/// One workload identity as the directory knows it.
+#[derive(Debug, Serialize)]
+pub struct Workload {
+    pub id: String,
+    pub source: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// The identity as last verified: normalized fields and attributes.
+    pub identity: serde_json::Value,
+    pub exchanges: Counts,
+    /// Targets it obtained credentials for.
+    pub targets: Vec<Outcome>,
+    /// Exchanges refused (`deny`) or failed (`error`), by target and reason.
+    pub refusals: Vec<Outcome>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub allow: i64,
+    pub deny: i64,
+    pub error: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub target: String,
+    pub decision: String,
+    pub reason: String,
+    pub exchanges: i64,
+    pub first: String,
+    pub last: String,
+}
+
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column).map_err(|e| StoreError::query(&e))
+}
+
+fn json(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        event_id: get(row, "event_id")?,
+        time_ms: get(row, "time_ms")?,
+        time: get(row, "event_time")?,
+        request_id: get(row, "request_id")?,
+        decision: get(row, "decision")?,
+        reason: get(row, "reason")?,
+        detail: get(row, "detail")?,
+        source: get(row, "source")?,
+        identity: json(get(row, "identity")?),
+        target: get(row, "target")?,
+        scope: get(row, "scope")?,
+        rule: get(row, "rule")?,
+        cache: get(row, "cache")?,
+        issued_ttl: get(row, "issued_ttl")?,
+        subject_token_fingerprint: get(row, "subject_token_fingerprint")?,
+        issued_token_fingerprint: get(row, "issued_token_fingerprint")?,
+        client_addr: get(row, "client_addr")?,
+        latency_ms: get(row, "latency_ms")?,
+    })
+}
+
+fn workload(row: &AnyRow) -> Result<Workload, StoreError> {
+    Ok(Workload {
+        id: get(row, "identity_id")?,
+        source: get(row, "source")?,
+        first_seen: rfc3339_ms(get(row, "first_seen_ms")?),
+        last_seen: rfc3339_ms(get(row, "last_seen_ms")?),
+        identity: json(get(row, "identity")?).unwrap_or_default(),
+        exchanges: Counts {
+            allow: get(row, "allowed")?,
+            deny: get(row, "denied")?,
+            error: get(row, "errors")?,
+        },
+        targets: Vec::new(),
+        refusals: Vec::new(),
+    })
+}
+
+/// A bound value. Statements are built with `$n` placeholders, which both databases take.
+#[derive(Debug, Clone)]
+enum Param {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Float(f64),
+}
+
+/// SQL text with its parameters, numbered as they are added.
+struct Sql {
+    text: String,
+    params: Vec<Param>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Self { text: text.to_string(), params: Vec::new() }
+    }
+
+    /// Add a parameter; returns its placeholder.
+    fn param(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    /// ` AND <condition> $n`.
+    fn and(&mut self, condition: &str, value: Param) {
+        let p = self.param(value);
+        self.text.push_str(&format!(" AND {condition} {p}"));
+    }
+
+    /// One `(…)` of a multi-row VALUES list; the `i`-th.
+    fn tuple<const N: usize>(&mut self, i: usize, values: [Param; N]) {
+        if i > 0 {
+            self.text.push_str(", ");
+        }
+        self.text.push('(');
+        for (j, value) in values.into_iter().enumerate() {
+            let p = self.param(value);
+            if j > 0 {
+                self.text.push_str(", ");
+            }
+            self.text.push_str(&p);
+        }
+        self.text.push(')');
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        // Not prepared and kept: batch statements differ by their row count.
+        let mut query = sqlx::query(&self.text).persistent(false);
+        for param in &self.params {
+            query = match param {
+                Param::Text(v) => query.bind(v.as_str()),
+                Param::OptText(v) => query.bind(v.as_deref()),
+                Param::Int(v) => query.bind(*v),
+                Param::OptInt(v) => query.bind(*v),
+                Param::Float(v) => query.bind(*v),
+            };
+        }
+        query
+    }
+
+    async fn execute(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
+        self.query().execute(&mut **tx).await.map(|_| ())
+    }
+
+    async fn fetch_all(&self, pool: &AnyPool) -> Result<Vec<AnyRow>, StoreError> {
+        self.query().fetch_all(pool).await.map_err(|e| StoreError::query(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_what_it_wrote_and_refuses_anything_else() {
+        let cursor = Cursor { time_ms: 1_790_000_000_123, event_id: uuid::Uuid::new_v4().to_string() };
+        assert_eq!(cursor.to_string().parse::<Cursor>().unwrap(), cursor);
+        assert!("1790000000123".parse::<Cursor>().is_err());
+        assert!("abc.5b0e4a3e-0000-4000-8000-000000000000".parse::<Cursor>().is_err());
+        assert!("1.not-a-uuid".parse::<Cursor>().is_err());
+    }
+
+    #[test]
+    fn parameters_are_numbered_in_order_across_tuples() {
+        let mut sql = Sql::new("INSERT INTO t (a, b) VALUES ");
+        sql.tuple(0, [Param::Int(1), Param::Text("x".into())]);
+        sql.tuple(1, [Param::Int(2), Param::OptText(None)]);
+        sql.and("c =", Param::Float(1.5));
+        assert_eq!(sql.text, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) AND c = $5");
+        assert_eq!(sql.params.len(), 5);
+    }
+
+    #[test]
+    fn the_default_store_is_sqlite_in_the_data_directory() {
+        let url = store_url(&AuditStoreConfig::default(), Path::new("/var/lib/tessera"));
+        assert_eq!(url.expose(), "sqlite:///var/lib/tessera/audit.db");
+    }
+}
