@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::{Clock, SystemClock};
-use tessera_broker::{Broker, config, demo, issuer};
+use tessera_broker::{Adapters, Broker, config, demo, issuer};
 
 mod aws_cli;
 mod mappings_cli;
@@ -160,10 +160,10 @@ async fn check(path: PathBuf) -> anyhow::Result<()> {
 async fn rotate(path: PathBuf) -> anyhow::Result<()> {
     let loaded = load(&path)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // Build the broker's targets to learn the longest TTL any key may have signed.
-    let broker =
-        Broker::build(loaded.clone(), Arc::clone(&clock)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let longest = broker.pipeline().targets().map(|t| t.max_ttl()).max().unwrap_or_default();
+    // Build the targets to learn the longest TTL any key may have signed (without the
+    // audit store or Redis: rotating touches only the key directory).
+    let adapters = Adapters::build(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let longest = adapters.targets.iter().map(|t| t.max_ttl()).max().unwrap_or_default();
     let grace = longest + Duration::from_secs(300);
     let report = issuer::rotate(&loaded.config.issuer, &loaded.base_dir, clock, grace)?;
     for r in &report.rotated {

@@ -18,10 +18,10 @@ pub enum IssuerError {
         #[source]
         source: io::Error,
     },
-    /// A private key file others could read. Refused rather than fixed: whoever made it
-    /// so should know the key may have leaked.
+    /// A private key file others could read, or the group write. Refused rather than
+    /// fixed: whoever made it so should know the key may have leaked.
     #[error(
-        "refusing to load {}: the private key file is accessible by group or others (mode {mode:04o}); make it 0600 and consider the key exposed",
+        "refusing to load {}: the private key file is readable by others or writable by its group (mode {mode:04o}); make it 0600 (0440 for a Secret volume) and consider the key exposed",
         path.display()
     )]
     InsecurePermissions { path: PathBuf, mode: u32 },

@@ -151,8 +151,10 @@ impl KeyDir {
         if !meta.is_file() {
             return Ok(None);
         }
+        // The group may read (Kubernetes gives Secret files group read when the pod sets
+        // `fsGroup`, so the non-root broker can read them); nothing more.
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if mode & 0o037 != 0 {
             return Err(IssuerError::InsecurePermissions { path: path.to_path_buf(), mode });
         }
         if meta.len() > MAX_KEY_FILE_BYTES {

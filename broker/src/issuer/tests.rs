@@ -134,7 +134,7 @@ fn adding_an_algorithm_adds_its_keys_and_keeps_the_others() {
 }
 
 #[test]
-fn a_group_readable_key_file_is_refused() {
+fn a_key_file_others_can_read_or_the_group_can_write_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let c = config(tmp.path(), &[ES256]);
     let issuer = Issuer::open(&c, tmp.path(), Arc::new(ManualClock::new(NOW))).unwrap();
@@ -144,13 +144,21 @@ fn a_group_readable_key_file_is_refused() {
         .as_str()
         .unwrap()
         .to_string();
-    fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+    // Read-only for the group, as a Kubernetes Secret mounted with `fsGroup`: accepted.
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o440)).unwrap();
+    assert!(Issuer::open(&c, tmp.path(), Arc::new(ManualClock::new(NOW))).is_ok());
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o660)).unwrap();
+    assert!(matches!(
+        Issuer::open(&c, tmp.path(), Arc::new(ManualClock::new(NOW))),
+        Err(IssuerError::InsecurePermissions { mode: 0o660, .. })
+    ));
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
 
     let err = Issuer::open(&c, tmp.path(), Arc::new(ManualClock::new(NOW))).unwrap_err();
     match &err {
         IssuerError::InsecurePermissions { path, mode } => {
             assert_eq!(path, &file);
-            assert_eq!(*mode, 0o640);
+            assert_eq!(*mode, 0o644);
         }
         other => panic!("{other:?}"),
     }

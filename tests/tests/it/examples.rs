@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tessera_adapters::{Clock, ManualClock};
 use tessera_broker::Broker;
 use tessera_tests::keys::verify_with_jwks;
+use tessera_tests::postgres::TestPostgres;
 use tessera_tests::python::root;
 
 fn example_configs() -> Vec<PathBuf> {
@@ -37,6 +38,16 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Replace a `postgres://` store URL in `config` with a fresh local database's.
+fn point_store_at_local_postgres(config: &Path) -> Option<TestPostgres> {
+    let text = std::fs::read_to_string(config).unwrap();
+    let line = text.lines().find(|l| l.trim_start().starts_with("url: postgres://"))?;
+    let db = TestPostgres::new();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    std::fs::write(config, text.replace(line, &format!("{indent}url: {}", db.url()))).unwrap();
+    Some(db)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -51,6 +62,9 @@ async fn every_example_config_builds_and_its_mapping_tests_pass() {
         copy_tree(&root().join("examples"), &scratch.path().join("examples"));
         copy_tree(&root().join("mappings"), &scratch.path().join("mappings"));
         let rel = config.strip_prefix(root()).unwrap();
+        // An audit store on a cluster's PostgreSQL is this machine's, in a database of
+        // this test's own: the example's store is created and migrated for real.
+        let _db = point_store_at_local_postgres(&scratch.path().join(rel));
         let loaded = tessera_broker::config::load(&scratch.path().join(rel))
             .unwrap_or_else(|e| panic!("{}:\n{e}", config.display()));
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::starting_now());
