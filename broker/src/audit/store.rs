@@ -141,6 +141,7 @@ pub struct AuditStore {
     location: String,
     queue: mpsc::Sender<Pending>,
     timeout: Duration,
+    runtime: tokio::runtime::Handle,
 }
 
 impl fmt::Debug for AuditStore {
@@ -221,7 +222,8 @@ impl AuditStore {
 
         let (queue, pending) = mpsc::channel(QUEUE);
         tokio::spawn(write_loop(pool.clone(), pending, metrics, config.timeout));
-        Ok(Self { pool, backend, location, queue, timeout: config.timeout })
+        let runtime = tokio::runtime::Handle::current();
+        Ok(Self { pool, backend, location, queue, timeout: config.timeout, runtime })
     }
 
     pub fn backend(&self) -> Backend {
@@ -249,112 +251,136 @@ impl AuditStore {
 
     /// Audit events, newest first, one page at a time.
     pub async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let mut sql = Sql::new(
-            "SELECT event_id, time_ms, event_time, request_id, decision, reason, detail, source, identity, target, \
-             scope, rule, cache, issued_ttl, subject_token_fingerprint, issued_token_fingerprint, client_addr, \
-             latency_ms FROM tessera_audit_events WHERE 1 = 1",
-        );
-        if let Some(since) = query.since_ms {
-            sql.and("time_ms >=", Param::Int(since));
-        }
-        if let Some(until) = query.until_ms {
-            sql.and("time_ms <", Param::Int(until));
-        }
-        if let Some(identity) = &query.identity {
-            sql.and("identity_id =", Param::Text(identity.clone()));
-        }
-        if let Some(target) = &query.target {
-            sql.and("target =", Param::Text(target.clone()));
-        }
-        if let Some(source) = &query.source {
-            sql.and("source =", Param::Text(source.clone()));
-        }
-        if let Some(decision) = &query.decision {
-            sql.and("decision =", Param::Text(decision.clone()));
-        }
-        if let Some(fingerprint) = &query.issued_token_fingerprint {
-            sql.and("issued_token_fingerprint =", Param::Text(fingerprint.clone()));
-        }
-        if let Some(cursor) = &query.cursor {
-            let time = sql.param(Param::Int(cursor.time_ms));
-            let time_again = sql.param(Param::Int(cursor.time_ms));
-            let id = sql.param(Param::Text(cursor.event_id.clone()));
-            sql.text.push_str(&format!(
-                " AND (time_ms < {time} OR (time_ms = {time_again} AND event_id < {id}))"
-            ));
-        }
-        let limit = query.limit.clamp(1, MAX_PAGE);
-        let fetch = sql.param(Param::Int(i64::from(limit) + 1));
-        sql.text.push_str(&format!(" ORDER BY time_ms DESC, event_id DESC LIMIT {fetch}"));
-        let rows = sql.fetch_all(&self.pool).await?;
-        let mut events = rows.iter().map(stored_event).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if events.len() > limit as usize {
-            events.truncate(limit as usize);
-            events.last().map(|e| Cursor { time_ms: e.time_ms, event_id: e.event_id.clone() }.to_string())
-        } else {
-            None
-        };
-        Ok(EventPage { events, next_cursor })
+        let query = query.clone();
+        self.on_store_runtime(move |pool| async move { events(&pool, &query).await }).await
     }
 
     /// The workload directory, most recently seen first.
     pub async fn workloads(&self, query: &WorkloadQuery) -> Result<Vec<Workload>, StoreError> {
-        let mut sql = Sql::new(
-            "SELECT identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, denied, errors \
-             FROM tessera_workloads WHERE 1 = 1",
-        );
-        if let Some(source) = &query.source {
-            sql.and("source =", Param::Text(source.clone()));
-        }
-        if let Some(identity) = &query.identity {
-            sql.and("identity_id =", Param::Text(identity.clone()));
-        }
-        if let Some(seen) = query.seen_since_ms {
-            sql.and("last_seen_ms >=", Param::Int(seen));
-        }
-        let limit = sql.param(Param::Int(i64::from(query.limit.clamp(1, MAX_PAGE))));
-        sql.text.push_str(&format!(" ORDER BY last_seen_ms DESC, identity_id LIMIT {limit}"));
-        let rows = sql.fetch_all(&self.pool).await?;
-        let mut workloads = Vec::with_capacity(rows.len());
-        let mut index = BTreeMap::new();
-        for row in &rows {
-            let workload = workload(row)?;
-            index.insert(workload.id.clone(), workloads.len());
-            workloads.push(workload);
-        }
-        if workloads.is_empty() {
-            return Ok(workloads);
-        }
-        let mut sql = Sql::new(
-            "SELECT identity_id, target, decision, reason, exchanges, first_ms, last_ms \
-             FROM tessera_workload_outcomes WHERE identity_id IN (",
-        );
-        for (i, w) in workloads.iter().enumerate() {
-            let p = sql.param(Param::Text(w.id.clone()));
-            sql.text.push_str(if i == 0 { "" } else { ", " });
-            sql.text.push_str(&p);
-        }
-        sql.text.push_str(") ORDER BY identity_id, last_ms DESC, target, reason");
-        for row in sql.fetch_all(&self.pool).await? {
-            let id: String = get(&row, "identity_id")?;
-            let outcome = Outcome {
-                target: get(&row, "target")?,
-                decision: get(&row, "decision")?,
-                reason: get(&row, "reason")?,
-                exchanges: get(&row, "exchanges")?,
-                first: rfc3339_ms(get(&row, "first_ms")?),
-                last: rfc3339_ms(get(&row, "last_ms")?),
-            };
-            if let Some(w) = index.get(&id).and_then(|&i| workloads.get_mut(i)) {
-                if outcome.decision == "allow" {
-                    w.targets.push(outcome);
-                } else {
-                    w.refusals.push(outcome);
-                }
+        let query = query.clone();
+        self.on_store_runtime(move |pool| async move { workloads(&pool, &query).await }).await
+    }
+
+    /// Run a query on the runtime the store was opened on. Connections are sockets of
+    /// that runtime; one opened on an HTTP worker's runtime would die with the worker.
+    async fn on_store_runtime<T, F>(&self, query: impl FnOnce(AnyPool) -> F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.runtime
+            .spawn(query(self.pool.clone()))
+            .await
+            .map_err(|e| StoreError::Query(format!("the query task failed: {e}")))?
+    }
+}
+
+/// See [`AuditStore::events`].
+async fn events(pool: &AnyPool, query: &EventQuery) -> Result<EventPage, StoreError> {
+    let mut sql = Sql::new(
+        "SELECT event_id, time_ms, event_time, request_id, decision, reason, detail, source, identity, target, \
+         scope, rule, cache, issued_ttl, subject_token_fingerprint, issued_token_fingerprint, client_addr, \
+         latency_ms FROM tessera_audit_events WHERE 1 = 1",
+    );
+    if let Some(since) = query.since_ms {
+        sql.and("time_ms >=", Param::Int(since));
+    }
+    if let Some(until) = query.until_ms {
+        sql.and("time_ms <", Param::Int(until));
+    }
+    if let Some(identity) = &query.identity {
+        sql.and("identity_id =", Param::Text(identity.clone()));
+    }
+    if let Some(target) = &query.target {
+        sql.and("target =", Param::Text(target.clone()));
+    }
+    if let Some(source) = &query.source {
+        sql.and("source =", Param::Text(source.clone()));
+    }
+    if let Some(decision) = &query.decision {
+        sql.and("decision =", Param::Text(decision.clone()));
+    }
+    if let Some(fingerprint) = &query.issued_token_fingerprint {
+        sql.and("issued_token_fingerprint =", Param::Text(fingerprint.clone()));
+    }
+    if let Some(cursor) = &query.cursor {
+        let time = sql.param(Param::Int(cursor.time_ms));
+        let time_again = sql.param(Param::Int(cursor.time_ms));
+        let id = sql.param(Param::Text(cursor.event_id.clone()));
+        sql.text
+            .push_str(&format!(" AND (time_ms < {time} OR (time_ms = {time_again} AND event_id < {id}))"));
+    }
+    let limit = query.limit.clamp(1, MAX_PAGE);
+    let fetch = sql.param(Param::Int(i64::from(limit) + 1));
+    sql.text.push_str(&format!(" ORDER BY time_ms DESC, event_id DESC LIMIT {fetch}"));
+    let rows = sql.fetch_all(pool).await?;
+    let mut events = rows.iter().map(stored_event).collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if events.len() > limit as usize {
+        events.truncate(limit as usize);
+        events.last().map(|e| Cursor { time_ms: e.time_ms, event_id: e.event_id.clone() }.to_string())
+    } else {
+        None
+    };
+    Ok(EventPage { events, next_cursor })
+}
+
+/// See [`AuditStore::workloads`].
+async fn workloads(pool: &AnyPool, query: &WorkloadQuery) -> Result<Vec<Workload>, StoreError> {
+    let mut sql = Sql::new(
+        "SELECT identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, denied, errors \
+         FROM tessera_workloads WHERE 1 = 1",
+    );
+    if let Some(source) = &query.source {
+        sql.and("source =", Param::Text(source.clone()));
+    }
+    if let Some(identity) = &query.identity {
+        sql.and("identity_id =", Param::Text(identity.clone()));
+    }
+    if let Some(seen) = query.seen_since_ms {
+        sql.and("last_seen_ms >=", Param::Int(seen));
+    }
+    let limit = sql.param(Param::Int(i64::from(query.limit.clamp(1, MAX_PAGE))));
+    sql.text.push_str(&format!(" ORDER BY last_seen_ms DESC, identity_id LIMIT {limit}"));
+    let rows = sql.fetch_all(pool).await?;
+    let mut workloads = Vec::with_capacity(rows.len());
+    let mut index = BTreeMap::new();
+    for row in &rows {
+        let workload = workload(row)?;
+        index.insert(workload.id.clone(), workloads.len());
+        workloads.push(workload);
+    }
+    if workloads.is_empty() {
+        return Ok(workloads);
+    }
+    let mut sql = Sql::new(
+        "SELECT identity_id, target, decision, reason, exchanges, first_ms, last_ms \
+         FROM tessera_workload_outcomes WHERE identity_id IN (",
+    );
+    for (i, w) in workloads.iter().enumerate() {
+        let p = sql.param(Param::Text(w.id.clone()));
+        sql.text.push_str(if i == 0 { "" } else { ", " });
+        sql.text.push_str(&p);
+    }
+    sql.text.push_str(") ORDER BY identity_id, last_ms DESC, target, reason");
+    for row in sql.fetch_all(pool).await? {
+        let id: String = get(&row, "identity_id")?;
+        let outcome = Outcome {
+            target: get(&row, "target")?,
+            decision: get(&row, "decision")?,
+            reason: get(&row, "reason")?,
+            exchanges: get(&row, "exchanges")?,
+            first: rfc3339_ms(get(&row, "first_ms")?),
+            last: rfc3339_ms(get(&row, "last_ms")?),
+        };
+        if let Some(w) = index.get(&id).and_then(|&i| workloads.get_mut(i)) {
+            if outcome.decision == "allow" {
+                w.targets.push(outcome);
+            } else {
+                w.refusals.push(outcome);
             }
         }
-        Ok(workloads)
     }
+    Ok(workloads)
 }
 
 async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::Error> {

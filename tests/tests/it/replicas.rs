@@ -1,7 +1,8 @@
 //! Several replicas: brokers sharing one issuer URL, one key directory and the real Redis
 //! serve as one. A credential one obtained is a hit on the other, concurrent misses on
 //! both make one upstream call, a token one signed verifies with the other's JWKS, and the
-//! per-identity rate limit holds across them. Without Redis each carries on alone.
+//! per-identity rate limit holds across them, and both write one PostgreSQL audit store
+//! whose directory is the union. Without Redis each carries on alone.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tessera_adapters::{Clock as _, ManualClock};
+use tessera_tests::postgres::TestPostgres;
 use tessera_tests::redis::TestRedis;
 use tessera_tests::relying_party::{decode_jws, get_json, signature_verifies};
 use tessera_tests::sts::StsPeer;
@@ -26,6 +28,17 @@ async fn replicas(
     rules: &str,
     extra: &str,
 ) -> (tempfile::TempDir, TestBroker, TestBroker) {
+    replicas_with_audit(issuer, targets, rules, extra, "").await
+}
+
+/// [`replicas`], both with the admin API and the same `audit:` lines.
+async fn replicas_with_audit(
+    issuer: &TestIssuer,
+    targets: &str,
+    rules: &str,
+    extra: &str,
+    audit: &str,
+) -> (tempfile::TempDir, TestBroker, TestBroker) {
     let keys = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::starting_now());
     let options = || {
@@ -34,7 +47,8 @@ async fn replicas(
             .replica_of(ISSUER, keys.path());
         options.clock = Arc::clone(&clock);
         options.extra = extra.to_string();
-        options
+        options.audit = audit.to_string();
+        options.with_admin()
     };
     let a = spawn_broker(options()).await;
     let b = spawn_broker(options()).await;
@@ -243,4 +257,58 @@ async fn keys_init_fills_the_directory_replicas_start_from() {
 
 fn indent(items: &str) -> String {
     items.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_replicas_write_one_audit_store_and_the_directory_is_the_union() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let redis = TestRedis::new();
+    let db = TestPostgres::new();
+    let (_keys, a, b) =
+        replicas_with_audit(&issuer, &target(&sts, ""), RULES, &redis.config(), &db.store_config()).await;
+
+    let (status, _) = a.exchange(&token(&issuer, &a, "svc-payments"), "aws-prod").await;
+    assert_eq!(status, 200);
+    let (status, _) = b.exchange(&token(&issuer, &a, "svc-payments"), "aws-prod").await;
+    assert_eq!(status, 200);
+    let (status, _) = b.exchange(&token(&issuer, &a, "svc-ledger"), "aws-prod").await;
+    assert_eq!(status, 200);
+    let (status, _) = a.exchange(&token(&issuer, &a, "intruder"), "aws-prod").await;
+    assert_eq!(status, 400);
+    assert_eq!(sts.call_count(), 2, "one STS call per workload across both replicas");
+
+    let (status, from_a) = a.admin_get("/v1/workloads").await;
+    assert_eq!(status, 200, "{from_a}");
+    let (_, from_b) = b.admin_get("/v1/workloads").await;
+    assert_eq!(from_a, from_b, "one directory, whichever replica answers");
+    let by_subject = |sub: &str| {
+        from_a["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["identity"]["subject"] == sub)
+            .unwrap_or_else(|| panic!("{sub} missing: {from_a:#}"))
+            .clone()
+    };
+    assert_eq!(from_a["workloads"].as_array().unwrap().len(), 3, "{from_a:#}");
+    let payments = by_subject("svc-payments");
+    assert_eq!(payments["exchanges"]["allow"], 2, "one exchange on each replica: {payments}");
+    assert_eq!(payments["targets"][0]["target"], "aws-prod");
+    assert_eq!(payments["targets"][0]["exchanges"], 2);
+    assert_eq!(by_subject("svc-ledger")["exchanges"]["allow"], 1);
+    assert_eq!(by_subject("intruder")["exchanges"]["deny"], 1);
+
+    // Both replicas' events, in one trail: the miss on one and the hit on the other.
+    let (_, trail) = b.admin_get("/v1/audit?target=aws-prod").await;
+    let events = trail["events"].as_array().unwrap();
+    assert_eq!(events.len(), 4, "{trail:#}");
+    let payments_cache: HashSet<&str> = events
+        .iter()
+        .filter(|e| e["identity"]["subject"] == "svc-payments")
+        .map(|e| e["cache"].as_str().unwrap())
+        .collect();
+    assert_eq!(payments_cache, HashSet::from(["miss", "hit"]));
+    a.stop().await;
+    b.stop().await;
 }
