@@ -179,6 +179,21 @@ async fn the_quickstart_works_as_the_readme_says() {
     assert_eq!(explained["decision"]["decision"], "deny", "{explained}");
     assert_eq!(explained["decision"]["rule"], "no-payments-batch");
     assert_eq!(explained["verified_by"], "demo");
+
+    // README step: the workload directory, from the embedded store in `.data/`.
+    let directory: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{admin_port}/v1/workloads"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> =
+        directory["workloads"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{directory}");
+    assert!(ids.contains(&"oidc://demo/payments-api"), "{directory}");
+    assert!(scratch.path().join("examples/quickstart/.data/audit.db").exists());
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     demo.stop().await;
