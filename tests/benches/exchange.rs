@@ -8,6 +8,11 @@
 //! the same cores. The figure that matters is the
 //! ratio exchanges/s ÷ (verify+sign)/s.
 //!
+//! The broker runs three times: without the SQL audit store, with the embedded SQLite
+//! store, and with the machine's PostgreSQL (a database of its own). Every answered
+//! exchange waits for its event's commit, so the store runs show what group commit keeps
+//! of the rate: their ratio to the run without a store.
+//!
 //!     cargo bench -p tessera-tests --bench exchange [-- SECONDS]
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // bench code
@@ -168,6 +173,52 @@ fn pipeline_rate(broker: &Arc<tessera_broker::Broker>, token: &str, seconds: f64
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Exchanges/s over HTTP against `broker`, CONCURRENCY requests in flight.
+async fn http_rate(broker: &tessera_tests::TestBroker, token: &str, seconds: f64) -> (f64, u64) {
+    let addr: std::net::SocketAddr = broker.url.trim_start_matches("http://").parse().unwrap();
+    let body = serde_urlencoded::to_string([
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", token),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("audience", "internal-api"),
+    ])
+    .unwrap();
+    let request = Arc::new(
+        format!(
+            "POST /v1/token HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    );
+    // Warm up: the key set is fetched and every connection has answered once.
+    let mut conns = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let mut c = Conn::open(addr).await;
+        assert_eq!(c.roundtrip(&request).await, 200);
+        conns.push(c);
+    }
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let (request, ok, failed) = (request.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let counter = if conn.roundtrip(&request).await == 200 { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64(), failed.load(Ordering::Relaxed))
+}
+
 fn main() {
     let seconds: f64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5.0);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -180,73 +231,48 @@ fn main() {
         );
         let target = "- name: internal-api\n  type: jwt\n  max_ttl: 1h\n";
         let rules = "version: 1\nrules:\n  - name: all\n    match: { source: corp }\n    grant: { target: internal-api }\n";
-        let mut options = BrokerOptions::new(source.as_str(), target).mapping("r.yaml", rules);
-        options.extra = format!("workers: {cores}\n");
-        let broker = spawn_broker(options).await;
-        let token = issuer.key(0).sign(&subject_claims(issuer.url(), broker.clock.now()));
-        let jwk = issuer.key(0).jwk();
-        println!("subject token: RS256, {} bytes; issued token: ES256", token.len());
-
-        let raw = raw_ops_per_second(&token, &jwk, seconds, cores);
-        println!("baseline: RS256 verify + ES256 sign on {cores} threads: {raw:.0} ops/s");
-
-        let addr: std::net::SocketAddr = broker.url.trim_start_matches("http://").parse().unwrap();
-        let body = serde_urlencoded::to_string([
-            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-            ("subject_token", token.as_str()),
-            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-            ("audience", "internal-api"),
-        ])
-        .unwrap();
-        let request = Arc::new(
-            format!(
-                "POST /v1/token HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes(),
-        );
-        // Warm up: the key set is fetched and every connection has answered once.
-        let mut conns = Vec::new();
-        for _ in 0..CONCURRENCY {
-            let mut c = Conn::open(addr).await;
-            assert_eq!(c.roundtrip(&request).await, 200);
-            conns.push(c);
+        let postgres = tessera_tests::postgres::TestPostgres::new();
+        // The JSON-lines file sink in every run; the SQL store varies.
+        let stores = [
+            ("no SQL store", "store:\n  enabled: false\n".to_string()),
+            ("SQLite store (default)", String::new()),
+            ("PostgreSQL store", postgres.store_config()),
+        ];
+        let mut baseline = None;
+        let mut no_store_rate = 0.0;
+        for (i, (name, store)) in stores.iter().enumerate() {
+            let mut options = BrokerOptions::new(source.as_str(), target).mapping("r.yaml", rules);
+            options.extra = format!("workers: {cores}\n");
+            options.audit = store.clone();
+            let broker = spawn_broker(options).await;
+            let token = issuer.key(0).sign(&subject_claims(issuer.url(), broker.clock.now()));
+            if i == 0 {
+                let jwk = issuer.key(0).jwk();
+                println!("subject token: RS256, {} bytes; issued token: ES256", token.len());
+                let raw = raw_ops_per_second(&token, &jwk, seconds, cores);
+                println!("baseline: RS256 verify + ES256 sign on {cores} threads: {raw:.0} ops/s");
+                baseline = Some(raw);
+            }
+            let raw = baseline.unwrap();
+            let (rate, failed) = http_rate(&broker, &token, seconds).await;
+            println!(
+                "broker, {name}: {rate:.0} exchanges/s over HTTP ({failed} failed, {CONCURRENCY} in flight, load generator on the same {cores} cores); ratio to verify+sign {:.2}",
+                rate / raw
+            );
+            if i == 0 {
+                let (shared, token_copy) = (broker.broker.clone(), token.clone());
+                let in_process = tokio::task::spawn_blocking(move || pipeline_rate(&shared, &token_copy, seconds, cores))
+                    .await
+                    .unwrap();
+                println!(
+                    "pipeline in process, {name} (no HTTP, same verify/rules/sign/audit) on {cores} threads: {in_process:.0} exchanges/s, ratio {:.2}",
+                    in_process / raw
+                );
+                no_store_rate = rate;
+            } else {
+                println!("  {name} ÷ no SQL store: {:.2}", rate / no_store_rate);
+            }
+            broker.stop().await;
         }
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-        let start = Instant::now();
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .map(|mut conn| {
-                let (request, ok, failed) = (request.clone(), ok.clone(), failed.clone());
-                tokio::spawn(async move {
-                    while Instant::now() < deadline {
-                        let counter = if conn.roundtrip(&request).await == 200 { &ok } else { &failed };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        let rate = ok.load(Ordering::Relaxed) as f64 / elapsed;
-        println!(
-            "broker: {rate:.0} exchanges/s over HTTP ({} ok, {} failed, {CONCURRENCY} in flight, load generator on the same {cores} cores)",
-            ok.load(Ordering::Relaxed),
-            failed.load(Ordering::Relaxed)
-        );
-        println!("ratio: exchanges/s / (verify+sign)/s = {:.2}", rate / raw);
-
-        let (shared, token_copy) = (broker.broker.clone(), token.clone());
-        let in_process =
-            tokio::task::spawn_blocking(move || pipeline_rate(&shared, &token_copy, seconds, cores)).await.unwrap();
-        println!(
-            "pipeline in process (no HTTP, same verify/rules/sign/audit) on {cores} threads: {in_process:.0} exchanges/s, ratio {:.2}",
-            in_process / raw
-        );
-        broker.stop().await;
     });
 }
