@@ -41,7 +41,8 @@ pub async fn run(args: WorkloadsArgs) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("--seen-since must be RFC 3339"))
         })
         .transpose()?;
-    let store = AuditStore::open(&audit.store, &loaded.data_dir(), Arc::new(Metrics::new()), false).await?;
+    let url = tessera_broker::audit::store::store_url(&loaded);
+    let store = AuditStore::open(&audit.store, &url, Arc::new(Metrics::new()), false).await?;
     let query = WorkloadQuery { source: args.source, identity: None, seen_since_ms, limit: args.limit };
     let workloads = store.workloads(&query).await?;
     match args.format {

@@ -213,7 +213,7 @@ pub async fn open(
     let audit = config.config.audit();
     let sink = open_sink(&audit, &config.base_dir)?;
     let store = if audit.store.enabled {
-        let store = store::AuditStore::open(&audit.store, &config.data_dir(), metrics, true).await?;
+        let store = store::AuditStore::open(&audit.store, &store::store_url(config), metrics, true).await?;
         tracing::info!(store = store.location(), "audit store open");
         Some(store)
     } else {

@@ -150,27 +150,63 @@ impl fmt::Debug for AuditStore {
     }
 }
 
-/// The store's URL: the configured one, or SQLite in `data_dir`.
-pub fn store_url(config: &AuditStoreConfig, data_dir: &Path) -> SecretUrl {
-    match &config.url {
-        Some(url) => url.clone(),
-        None => SecretUrl::new(format!("sqlite://{}", data_dir.join("audit.db").display())),
+/// The store's URL: the configured one, or SQLite in the config's `data_dir`. A relative
+/// SQLite path is relative to the config file, like every other path in it.
+pub fn store_url(config: &crate::config::LoadedConfig) -> SecretUrl {
+    let store = config.config.audit().store;
+    match store.url {
+        None => SecretUrl::new(format!("sqlite://{}", config.data_dir().join("audit.db").display())),
+        Some(url) if url.scheme() == "sqlite" => {
+            let (path, query) = sqlite_path(url.expose());
+            if path.is_absolute() {
+                url
+            } else {
+                let absolute = config.base_dir.join(path);
+                SecretUrl::new(format!(
+                    "sqlite://{}{}",
+                    absolute.display(),
+                    query.map(|q| format!("?{q}")).unwrap_or_default()
+                ))
+            }
+        }
+        Some(url) => url,
+    }
+}
+
+/// The file path and query of a `sqlite://` URL.
+fn sqlite_path(url: &str) -> (&Path, Option<&str>) {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    match rest.split_once('?') {
+        Some((path, query)) => (Path::new(path), Some(query)),
+        None => (Path::new(rest), None),
+    }
+}
+
+/// Make the SQLite file and its directory private before SQLite opens it (its WAL and
+/// shared-memory files take the database file's mode).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
     }
 }
 
 impl AuditStore {
-    /// Connect, run the migrations and start the writer. `create`: make a missing SQLite
-    /// file (the broker does; read-only tools do not).
+    /// Connect to `url` (see [`store_url`]), run the migrations and start the writer.
+    /// `create`: make a missing SQLite file (the broker does; read-only tools do not).
     pub async fn open(
         config: &AuditStoreConfig,
-        data_dir: &Path,
+        url: &SecretUrl,
         metrics: Arc<Metrics>,
         create: bool,
     ) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
-        let url = store_url(config, data_dir);
         let location = url.redacted();
         let open_error = |message: String| StoreError::Open { location: location.clone(), message };
         let backend = match url.scheme().as_str() {
@@ -180,17 +216,13 @@ impl AuditStore {
         };
         let mut connect = url.expose().to_string();
         if backend == Backend::Sqlite {
-            let path =
-                Path::new(connect.trim_start_matches("sqlite://").split('?').next().unwrap_or_default());
+            let (path, query) = sqlite_path(url.expose());
             if create {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| open_error(format!("{}: {e}", dir.display())))?;
-                }
+                create_private(path).map_err(|e| open_error(e.to_string()))?;
             } else if !path.exists() {
                 return Err(open_error("no such file: has the broker run with this config?".to_string()));
             }
-            if !connect.contains('?') {
+            if query.is_none() {
                 connect.push_str(if create { "?mode=rwc" } else { "?mode=rw" });
             }
         }
@@ -948,8 +980,39 @@ mod tests {
     }
 
     #[test]
-    fn the_default_store_is_sqlite_in_the_data_directory() {
-        let url = store_url(&AuditStoreConfig::default(), Path::new("/var/lib/tessera"));
-        assert_eq!(url.expose(), "sqlite:///var/lib/tessera/audit.db");
+    fn the_default_store_is_sqlite_in_the_data_directory_and_relative_paths_follow_the_config() {
+        let config = |audit: &str| {
+            let text = format!(
+                "version: 1\nissuer: {{ url: 'https://tessera.example' }}\nsources:\n  - {{ name: corp, type: oidc, issuer: 'https://idp.example', audiences: [tessera] }}\ntargets:\n  - {{ name: api, type: jwt }}\n{audit}"
+            );
+            crate::config::parse(Path::new("/etc/tessera/broker.yaml"), &text).unwrap()
+        };
+        assert_eq!(store_url(&config("")).expose(), "sqlite:///etc/tessera/data/audit.db");
+        assert_eq!(
+            store_url(&config("data_dir: /var/lib/tessera\n")).expose(),
+            "sqlite:///var/lib/tessera/audit.db"
+        );
+        let relative = config("audit:\n  store:\n    url: sqlite://state/audit.db?mode=rwc\n");
+        assert_eq!(store_url(&relative).expose(), "sqlite:///etc/tessera/state/audit.db?mode=rwc");
+        let absolute = config("audit:\n  store:\n    url: sqlite:///srv/audit.db\n");
+        assert_eq!(store_url(&absolute).expose(), "sqlite:///srv/audit.db");
+        let pg = config("audit:\n  store:\n    url: postgres://u:p@db.internal/tessera\n");
+        assert_eq!(store_url(&pg).expose(), "postgres://u:p@db.internal/tessera");
+    }
+
+    #[tokio::test]
+    async fn the_embedded_store_is_private_to_the_broker() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("data/audit.db");
+        let url = SecretUrl::new(format!("sqlite://{}", db.display()));
+        let store = AuditStore::open(&AuditStoreConfig::default(), &url, Arc::new(Metrics::new()), true)
+            .await
+            .unwrap();
+        assert_eq!(store.backend(), Backend::Sqlite);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(db.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join("data/audit.db-wal")), 0o600);
     }
 }

@@ -146,7 +146,7 @@ pub struct AuditConfig {
 /// ```yaml
 /// audit:
 ///   store:
-///     url: postgres://tessera:${password}@postgres.internal:5432/tessera
+///     url: postgres://tessera:CHANGE-ME@postgres.internal:5432/tessera
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -509,6 +509,13 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     }
     if let Some(audit) = &config.audit {
         errors.extend(audit.value.store.problems().into_iter().map(|m| here(&audit.referenced, m)));
+        if audit.value.sink == AuditSinkKind::None && !audit.value.store.enabled {
+            errors.push(here(
+                &audit.referenced,
+                "audit.sink is `none` and audit.store.enabled is false: exchanges would go unaudited"
+                    .to_string(),
+            ));
+        }
     }
     if let Some(demo) = &config.demo_issuer
         && !demo.value.listen.ip().is_loopback()
@@ -685,6 +692,29 @@ targets:
         assert_eq!(reload.debounce, Duration::from_millis(300));
         assert_eq!(reload.poll_interval, Duration::from_secs(30));
         assert!(loaded.version.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn the_audit_store_is_on_by_default_and_its_settings_are_checked() {
+        let loaded = parse(Path::new("conf/broker.yaml"), VALID).expect("valid");
+        let store = loaded.config.audit().store;
+        assert!(store.enabled && store.url.is_none(), "SQLite in data_dir unless told otherwise");
+        assert_eq!(loaded.data_dir(), PathBuf::from("conf/data"));
+        let unaudited = format!("{VALID}audit:\n  sink: none\n  store:\n    enabled: false\n");
+        let e = errors(&unaudited);
+        assert!(e[0].message.contains("exchanges would go unaudited"), "{}", e[0]);
+        let bad = format!(
+            "{VALID}audit:\n  store:\n    url: mysql://db/tessera\n    timeout: 10ms\n    max_connections: 0\n"
+        );
+        let messages: Vec<String> = errors(&bad).into_iter().map(|e| e.message).collect();
+        assert_eq!(
+            messages,
+            [
+                "audit.store.url must start with postgres:// or postgresql:// or sqlite://, not mysql://",
+                "audit.store.timeout must be between 100ms and 60s",
+                "audit.store.max_connections must be between 1 and 100",
+            ]
+        );
     }
 
     #[test]

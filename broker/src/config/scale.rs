@@ -11,7 +11,7 @@ use serde::Deserialize;
 ///
 /// ```yaml
 /// redis:
-///   url: rediss://tessera:${password}@redis.internal:6380/0
+///   url: rediss://tessera:CHANGE-ME@redis.internal:6380/0
 ///   key_prefix: "tessera:"
 /// ```
 #[derive(Debug, Clone, Deserialize)]

@@ -324,7 +324,7 @@ async fn a_broker_killed_mid_load_lost_no_exchange_it_answered_sqlite() {
         let config = tessera_broker::config::load(&dir.join("broker.yaml")).unwrap();
         let store = tessera_broker::audit::store::AuditStore::open(
             &config.config.audit().store,
-            &config.data_dir(),
+            &tessera_broker::audit::store::store_url(&config),
             Arc::new(tessera_broker::metrics::Metrics::new()),
             false,
         )
