@@ -285,9 +285,15 @@ async fn killed_mid_load_loses_nothing(store: &str, verify: impl AsyncFnOnce(&Pa
             })
         })
         .collect();
-    while answered.lock().unwrap().len() < 300 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let load = async {
+        while answered.lock().unwrap().len() < 300 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), load).await.unwrap_or_else(|_| {
+        let log = std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default();
+        panic!("fewer than 300 exchanges answered within 60 s; the broker's log:\n{log}")
+    });
     broker.kill();
     for client in clients {
         client.await.unwrap();
