@@ -186,23 +186,21 @@ struct WorkloadParams {
     limit: Option<u32>,
 }
 
-async fn workloads(broker: web::Data<Arc<Broker>>, params: web::Query<WorkloadParams>) -> HttpResponse {
-    let store = match store(broker.get_ref()) {
-        Ok(store) => store,
-        Err(response) => return response,
-    };
-    let params = params.into_inner();
-    let query = (|| {
+impl WorkloadParams {
+    fn query(self) -> Result<WorkloadQuery, HttpResponse> {
         Ok(WorkloadQuery {
-            source: params.source,
-            identity: params.identity,
-            seen_since_ms: instant_ms("seen_since", params.seen_since.as_deref())?,
-            limit: page_limit(params.limit)?,
+            source: self.source,
+            identity: self.identity,
+            seen_since_ms: instant_ms("seen_since", self.seen_since.as_deref())?,
+            limit: page_limit(self.limit)?,
         })
-    })();
-    let query: WorkloadQuery = match query {
-        Ok(q) => q,
-        Err(response) => return response,
+    }
+}
+
+async fn workloads(broker: web::Data<Arc<Broker>>, params: web::Query<WorkloadParams>) -> HttpResponse {
+    let (store, query) = match (store(broker.get_ref()), params.into_inner().query()) {
+        (Ok(store), Ok(query)) => (store, query),
+        (Err(response), _) | (_, Err(response)) => return response,
     };
     match store.workloads(&query).await {
         Ok(workloads) => HttpResponse::Ok().json(json!({ "workloads": workloads })),
@@ -224,39 +222,37 @@ struct AuditParams {
     cursor: Option<String>,
 }
 
-async fn audit_events(broker: web::Data<Arc<Broker>>, params: web::Query<AuditParams>) -> HttpResponse {
-    let store = match store(broker.get_ref()) {
-        Ok(store) => store,
-        Err(response) => return response,
-    };
-    let params = params.into_inner();
-    let query = (|| {
-        if let Some(d) = params.decision.as_deref()
+impl AuditParams {
+    fn query(self) -> Result<EventQuery, HttpResponse> {
+        if let Some(d) = self.decision.as_deref()
             && !matches!(d, "allow" | "deny" | "error")
         {
             return Err(bad_request("invalid_request", "`decision` must be allow, deny or error"));
         }
-        let cursor = params
+        let cursor = self
             .cursor
             .as_deref()
             .map(str::parse::<Cursor>)
             .transpose()
             .map_err(|e| bad_request("invalid_request", e))?;
         Ok(EventQuery {
-            since_ms: instant_ms("since", params.since.as_deref())?,
-            until_ms: instant_ms("until", params.until.as_deref())?,
-            identity: params.identity,
-            target: params.target,
-            source: params.source,
-            decision: params.decision,
-            issued_token_fingerprint: params.issued_token,
-            limit: page_limit(params.limit)?,
+            since_ms: instant_ms("since", self.since.as_deref())?,
+            until_ms: instant_ms("until", self.until.as_deref())?,
+            identity: self.identity,
+            target: self.target,
+            source: self.source,
+            decision: self.decision,
+            issued_token_fingerprint: self.issued_token,
+            limit: page_limit(self.limit)?,
             cursor,
         })
-    })();
-    let query: EventQuery = match query {
-        Ok(q) => q,
-        Err(response) => return response,
+    }
+}
+
+async fn audit_events(broker: web::Data<Arc<Broker>>, params: web::Query<AuditParams>) -> HttpResponse {
+    let (store, query) = match (store(broker.get_ref()), params.into_inner().query()) {
+        (Ok(store), Ok(query)) => (store, query),
+        (Err(response), _) | (_, Err(response)) => return response,
     };
     match store.events(&query).await {
         Ok(page) => HttpResponse::Ok().json(page),
