@@ -163,15 +163,23 @@ impl TestBroker {
 
     /// A standard JWT-for-JWT exchange of `token` for `audience`.
     pub async fn exchange(&self, token: &str, audience: &str) -> (u16, Value) {
-        let (status, _, body) = self
-            .post_form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-                ("subject_token", token),
-                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ("audience", audience),
-            ])
-            .await;
+        let (status, _, body) = self.exchange_with_headers(token, audience).await;
         (status, body)
+    }
+
+    /// [`TestBroker::exchange`], with the response headers (`Retry-After`, ...).
+    pub async fn exchange_with_headers(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.post_form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", token),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("audience", audience),
+        ])
+        .await
     }
 
     /// POST JSON to the admin API; returns status and JSON body.

@@ -118,14 +118,7 @@ async fn content_type_and_size_limits() {
     assert_eq!((status, body["error"].as_str()), (413, Some("invalid_request")));
 
     let huge_token = "a".repeat(16 * 1024 + 1);
-    let (status, _, body) = broker
-        .post_form(&[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("subject_token", &huge_token),
-            ("subject_token_type", JWT_TYPE),
-            ("audience", "internal-api"),
-        ])
-        .await;
+    let (status, body) = broker.exchange(&huge_token, "internal-api").await;
     assert_eq!(status, 413);
     assert_eq!(body["error_description"], "The subject token is too large.");
 

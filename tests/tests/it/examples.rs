@@ -10,6 +10,7 @@ use tessera_broker::Broker;
 use tessera_tests::keys::verify_with_jwks;
 use tessera_tests::postgres::TestPostgres;
 use tessera_tests::python::root;
+use tessera_tests::relying_party::get_json;
 
 fn example_configs() -> Vec<PathBuf> {
     let mut configs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
@@ -131,14 +132,8 @@ async fn the_quickstart_works_as_the_readme_says() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
-    let jwks: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{broker_port}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks =
+        get_json(&http, &format!("http://127.0.0.1:{broker_port}/.well-known/jwks.json")).await.unwrap();
     let claims = verify_with_jwks(&jwks, body["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], "oidc://demo/payments-api");
     assert_eq!(claims["team"], "payments");
@@ -181,14 +176,7 @@ async fn the_quickstart_works_as_the_readme_says() {
     assert_eq!(explained["verified_by"], "demo");
 
     // README step: the workload directory, from the embedded store in `.data/`.
-    let directory: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{admin_port}/v1/workloads"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let directory = get_json(&http, &format!("http://127.0.0.1:{admin_port}/v1/workloads")).await.unwrap();
     let ids: Vec<&str> =
         directory["workloads"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2, "{directory}");

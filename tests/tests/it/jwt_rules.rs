@@ -200,14 +200,7 @@ async fn cached_keys_serve_while_the_issuer_is_down_and_a_cold_cache_is_503() {
         spawn_broker(BrokerOptions::new(&oidc_source(&cold_issuer), JWT_TARGET).mapping("r.yaml", RULES))
             .await;
     let token = cold_issuer.key(0).sign(&cold_issuer.claims("svc-a", "tessera", cold.clock.now()));
-    let (status, headers, body) = cold
-        .post_form(&[
-            ("grant_type", crate::TOKEN_EXCHANGE),
-            ("subject_token", &token),
-            ("subject_token_type", crate::JWT_TYPE),
-            ("audience", "internal-api"),
-        ])
-        .await;
+    let (status, headers, body) = cold.exchange_with_headers(&token, "internal-api").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
     assert!(headers.contains_key("retry-after"));

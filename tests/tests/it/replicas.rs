@@ -156,14 +156,7 @@ async fn the_rate_limit_holds_across_replicas() {
         assert_eq!(broker.exchange(&token, "internal-api").await.0, 200, "within the burst of 3");
     }
     for broker in [&b, &a] {
-        let (status, headers, body) = broker
-            .post_form(&[
-                ("grant_type", crate::TOKEN_EXCHANGE),
-                ("subject_token", &token),
-                ("subject_token_type", crate::JWT_TYPE),
-                ("audience", "internal-api"),
-            ])
-            .await;
+        let (status, headers, body) = broker.exchange_with_headers(&token, "internal-api").await;
         assert_eq!(status, 429, "{body}");
         assert_eq!(body["error"], "temporarily_unavailable");
         assert_eq!(headers["retry-after"], "20", "one more every 60s / 3");

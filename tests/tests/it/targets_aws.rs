@@ -268,14 +268,7 @@ async fn a_failing_sts_is_temporarily_unavailable_with_its_cause_audited_and_not
     let (sts, issuer, broker) = setup("").await;
     sts.set_down(Some((503, "ServiceUnavailable")));
     let token = token(&issuer, &broker, "svc-payments");
-    let (status, headers, body) = broker
-        .post_form(&[
-            ("grant_type", crate::TOKEN_EXCHANGE),
-            ("subject_token", &token),
-            ("subject_token_type", crate::JWT_TYPE),
-            ("audience", "aws-prod"),
-        ])
-        .await;
+    let (status, headers, body) = broker.exchange_with_headers(&token, "aws-prod").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
     assert!(headers.contains_key("retry-after"));
