@@ -12,8 +12,6 @@
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`audit`]: audit events and sinks.
 //! - [`demo`]: the quickstart's local token issuer (loopback only, off by default).
-//! - [`agent`]: `tessera agent`, a client of the broker over HTTP that serves credentials
-//!   to unmodified SDKs; [`agent::run`] serves one on a listener until shutdown.
 //!
 //! [`Broker::build`] turns a loaded config into a ready broker; [`run`] serves it on a
 //! listener until a shutdown future resolves, which is how tests start the real server on
@@ -22,12 +20,10 @@
 //! sources and targets alone, for the `tessera mappings` commands. A configured demo issuer is started with [`demo::start`] before the
 //! broker is built, so the sources trusting it find it up.
 
-pub mod agent;
 pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod demo;
-mod diagnostic;
 pub mod exchange;
 pub mod explain;
 pub mod http;

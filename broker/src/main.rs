@@ -69,7 +69,7 @@ enum Command {
     /// The workload directory: every workload identity seen, from the audit store.
     Workloads(workloads_cli::WorkloadsArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format.
-    CredentialProcess(tessera_broker::agent::credential_process::CredentialProcessArgs),
+    CredentialProcess(tessera_agent::credential_process::CredentialProcessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,13 +107,9 @@ fn main() -> anyhow::Result<()> {
             Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
             Command::Mappings { command } => mappings_cli::run(command).await,
             Command::Aws { command } => aws_cli::run(command).await,
-            Command::Agent { config } => {
-                Ok(tessera_broker::agent::run_file(&config, shutdown_signal()).await?)
-            }
+            Command::Agent { config } => Ok(tessera_agent::run_file(&config, shutdown_signal()).await?),
             Command::Workloads(args) => workloads_cli::run(args).await,
-            Command::CredentialProcess(args) => {
-                Ok(tessera_broker::agent::credential_process::run(&args).await?)
-            }
+            Command::CredentialProcess(args) => Ok(tessera_agent::credential_process::run(&args).await?),
         }
     })
 }

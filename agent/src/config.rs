@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
-use tessera_adapters::config::validate_name;
+use tessera_adapters::config::{ConfigError, ConfigErrors, validate_name};
 use url::Url;
-
-use crate::config::{ConfigError, ConfigErrors};
 
 /// The agent's configuration file, version 1.
 #[derive(Debug, Clone, Deserialize)]

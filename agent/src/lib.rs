@@ -1,9 +1,11 @@
 //! `tessera agent`: credentials for unmodified AWS, Google and Azure SDKs.
 //!
 //! The agent runs beside a workload. It reads the workload's native credential, exchanges
-//! it at the broker's `POST /v1/token` like any other client (it never reaches into the
-//! broker), keeps each configured credential fresh, and serves them, on loopback only,
-//! where SDKs already look (docs/agent.md).
+//! it at the broker's `POST /v1/token` like any other client, keeps each configured
+//! credential fresh, and serves them, on loopback only, where SDKs already look
+//! (docs/agent.md). It is a crate of its own, depending on `tessera-adapters` and never on
+//! the broker, so the compiler keeps it a client; the `tessera` binary links it for
+//! `tessera agent` and `tessera credential-process`.
 //!
 //! # Layout
 //! - [`config`]: `agent.yaml`, loaded with file:line:column errors.
@@ -13,6 +15,9 @@
 //! - [`serve`]: the ECS, GCE metadata, App Service and IMDS endpoints and `/healthz`.
 //! - [`credential_process`]: `tessera credential-process` for the AWS `credential_process`
 //!   setting.
+//!
+//! [`run`] serves a loaded config on a listener until a shutdown future resolves, which is
+//! how tests start a real agent on `127.0.0.1:0`; [`run_file`] is `tessera agent --config`.
 
 pub mod config;
 pub mod credential_process;
@@ -53,7 +58,7 @@ pub enum AgentError {
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
     #[error("invalid agent configuration:\n{0}")]
-    Config(#[from] crate::config::ConfigErrors),
+    Config(#[from] tessera_adapters::config::ConfigErrors),
 }
 
 /// `tessera agent --config <path>`: load, bind the configured loopback address, serve with

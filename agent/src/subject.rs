@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tessera_adapters::Secret;
 use tessera_adapters::sources::aws_iam::sign::{regional_endpoint, signed_request};
 
-use super::config::{
+use crate::config::{
     AwsSubjectConfig, AzureImdsConfig, GceMetadataConfig, LoadedAgentConfig, SubjectTokenConfig,
 };
 
