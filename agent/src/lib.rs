@@ -27,7 +27,7 @@ pub mod subject;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +120,51 @@ fn token_url(broker: &url::Url) -> Result<url::Url, url::ParseError> {
     base.join("v1/token")
 }
 
+/// Every credential the config keeps, with the file it is written to, if any.
+fn wants(loaded: &LoadedAgentConfig) -> Vec<(Want, Option<PathBuf>)> {
+    let c = &loaded.config;
+    let mut wants = Vec::new();
+    if let Some(a) = c.aws() {
+        wants.push((Want { target: a.target.clone(), scope: a.scope.clone() }, None));
+    }
+    if let Some(g) = c.gcp() {
+        if let Some(target) = &g.target {
+            wants.push((Want { target: target.clone(), scope: g.scope.clone() }, None));
+        }
+        for target in g.id_token_targets.values() {
+            wants.push((Want { target: target.clone(), scope: None }, None));
+        }
+    }
+    if let Some(a) = c.azure() {
+        for target in a.resources.values() {
+            wants.push((Want { target: target.clone(), scope: None }, None));
+        }
+    }
+    for f in &c.token_files {
+        let f = &f.value;
+        wants
+            .push((Want { target: f.target.clone(), scope: f.scope.clone() }, Some(loaded.resolve(&f.path))));
+    }
+    wants
+}
+
+/// The client that exchanges the native credential at the broker's token endpoint.
+fn broker_client(loaded: &LoadedAgentConfig) -> Result<BrokerClient, AgentError> {
+    let c = &loaded.config;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // Refreshes are minutes apart: an idle pooled connection saves nothing and would
+        // hold a draining broker replica open through a rolling restart.
+        .pool_max_idle_per_host(0)
+        .connect_timeout(Duration::from_secs(5).min(c.timeout))
+        .timeout(c.timeout)
+        .user_agent(concat!("tessera-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| AgentError::Http(e.to_string()))?;
+    let token_url = token_url(&loaded.broker).map_err(|e| AgentError::Http(e.to_string()))?;
+    Ok(BrokerClient { http, token_url, subject: Arc::new(Subject::from_config(loaded)) })
+}
+
 /// Serve the agent described by `loaded` on `listener` until `shutdown` resolves. Each
 /// configured credential is obtained at once and kept fresh in the background.
 pub async fn run(
@@ -148,42 +193,8 @@ pub async fn run(
         None => None,
     };
 
-    let mut wants = Vec::new();
-    if let Some(a) = c.aws() {
-        wants.push((Want { target: a.target.clone(), scope: a.scope.clone() }, None));
-    }
-    if let Some(g) = c.gcp() {
-        if let Some(target) = &g.target {
-            wants.push((Want { target: target.clone(), scope: g.scope.clone() }, None));
-        }
-        for target in g.id_token_targets.values() {
-            wants.push((Want { target: target.clone(), scope: None }, None));
-        }
-    }
-    if let Some(a) = c.azure() {
-        for target in a.resources.values() {
-            wants.push((Want { target: target.clone(), scope: None }, None));
-        }
-    }
-    for f in &c.token_files {
-        let f = &f.value;
-        wants
-            .push((Want { target: f.target.clone(), scope: f.scope.clone() }, Some(loaded.resolve(&f.path))));
-    }
-    let store = Arc::new(Store::new(wants, Arc::clone(&clock), c.refresh()));
-
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        // Refreshes are minutes apart: an idle pooled connection saves nothing and would
-        // hold a draining broker replica open through a rolling restart.
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(5).min(c.timeout))
-        .timeout(c.timeout)
-        .user_agent(concat!("tessera-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| AgentError::Http(e.to_string()))?;
-    let token_url = token_url(&loaded.broker).map_err(|e| AgentError::Http(e.to_string()))?;
-    let client = BrokerClient { http, token_url, subject: Arc::new(Subject::from_config(&loaded)) };
+    let store = Arc::new(Store::new(wants(&loaded), Arc::clone(&clock), c.refresh()));
+    let client = broker_client(&loaded)?;
     let tasks: Vec<_> = store
         .slots()
         .map(|slot| {
