@@ -11,7 +11,7 @@ use serde::{Deserialize as _, Serialize};
 use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 
 use super::error::{ErrorBody, WireError};
-use crate::Broker;
+use crate::broker::Broker;
 use crate::exchange::ExchangeRequest;
 
 pub const GRANT_TYPE_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
