@@ -12,8 +12,8 @@
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
 //! - [`registry`]: one line per adapter kind; the only place the broker learns of kinds.
 //!
-//! This crate knows nothing of HTTP serving or the broker: the broker depends on it, never
-//! the other way round. Sources never issue and targets never verify.
+//! This crate knows nothing of HTTP serving, the broker or the agent: both depend on it,
+//! never the other way round. Sources never issue and targets never verify.
 
 pub mod clock;
 pub mod config;
