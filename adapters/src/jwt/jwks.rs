@@ -20,9 +20,9 @@ use url::{Host, Url};
 use super::alg::Algorithm;
 use super::json;
 use super::keys::{KeySet, KeySetError, KeyUse};
+use crate::build::BuildError;
 use crate::clock::Clock;
 use crate::observe::{NoObserver, Observer};
-use crate::registry::BuildError;
 use crate::source::SourceError;
 
 /// Where a source's key set comes from.

@@ -302,8 +302,8 @@ impl TempDir {
         std::fs::write(self.0.join(name), content).unwrap();
     }
 
-    pub fn context(&self, clock: Arc<crate::clock::ManualClock>) -> crate::registry::BuildContext {
-        crate::registry::BuildContext {
+    pub fn context(&self, clock: Arc<crate::clock::ManualClock>) -> crate::build::BuildContext {
+        crate::build::BuildContext {
             clock,
             http: http_client(),
             signer: Arc::new(NoSigner),
@@ -344,9 +344,9 @@ pub fn build_source(
     entry: Value,
     dir: &TempDir,
     clock: &Arc<crate::clock::ManualClock>,
-) -> Result<Arc<dyn crate::source::IdentitySource>, crate::registry::BuildError> {
+) -> Result<Arc<dyn crate::source::IdentitySource>, crate::build::BuildError> {
     use crate::registry::SourceConfig;
     let config: SourceConfig =
-        serde_json::from_value(entry).map_err(|e| crate::registry::BuildError::new(e.to_string()))?;
+        serde_json::from_value(entry).map_err(|e| crate::build::BuildError::new(e.to_string()))?;
     config.build(&dir.context(Arc::clone(clock)))
 }

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::build::{BuildContext, BuildError};
 use crate::config::{duration, format_duration};
 use crate::jwt::jwks::check_fetch_url;
-use crate::registry::{BuildContext, BuildError};
 use crate::secret::Secret;
 use crate::target::{Grant, Signer, SigningAlgorithm, TargetError};
 

@@ -8,9 +8,9 @@ use url::Url;
 
 use super::AwsIamSource;
 use super::request::RequestPolicy;
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::{duration, validate_name};
 use crate::jwt::jwks::check_fetch_url;
-use crate::registry::{BuildContext, BuildError, BuildSource};
 use crate::source::IdentitySource;
 
 /// Default and largest accepted age of a signed request. AWS itself accepts a SigV4

@@ -10,9 +10,10 @@ use super::request::{RequestPolicy, check, decode, parse_amz_date, parse_authori
 use super::sign::{Credentials, regional_endpoint, signed_request};
 use super::sts::{CallerIdentity, error_code, parse_response};
 use super::*;
+use crate::build::{BuildContext, BuildError};
 use crate::clock::{ManualClock, format_rfc3339};
 use crate::jwt::testkit::{TestServer, http_client};
-use crate::registry::{BuildContext, BuildError, SourceConfig};
+use crate::registry::SourceConfig;
 use crate::secret::Secret;
 use crate::target::{SignError, Signer, SigningAlgorithm};
 

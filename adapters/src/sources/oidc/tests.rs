@@ -5,9 +5,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::build::{BuildContext, BuildError};
 use crate::clock::ManualClock;
 use crate::jwt::testkit::{TestKey, TestServer, http_client, jwks};
-use crate::registry::{BuildContext, BuildError, SourceConfig};
+use crate::registry::SourceConfig;
 use crate::secret::Secret;
 use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType};
 use crate::target::{SignError, Signer, SigningAlgorithm};

@@ -6,7 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::issue::classify;
 use super::*;
-use crate::registry::{BuildContext, BuildTarget, TargetConfig};
+use crate::build::{BuildContext, BuildTarget};
+use crate::registry::TargetConfig;
 use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
 use crate::targets::testkit::{self, JsonSigner, NOW};
 

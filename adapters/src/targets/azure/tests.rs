@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 use super::config::MAX_TTL_CAP;
 use super::issue::read_answer;
 use super::*;
-use crate::registry::{BuildError, BuildTarget, TargetConfig};
+use crate::build::{BuildError, BuildTarget};
+use crate::registry::TargetConfig;
 use crate::target::{
     CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError, token_types,
 };

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::config::MAX_TTL_CAP;
 use super::issue::{read_generate_answer, read_sts_answer};
 use super::*;
-use crate::registry::{BuildContext, BuildError, BuildTarget, TargetConfig};
+use crate::build::{BuildContext, BuildError, BuildTarget};
+use crate::registry::TargetConfig;
 use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
 use crate::targets::testkit::{self, NOW};
 

@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::*;
+use crate::build::{BuildContext, BuildTarget};
 use crate::clock::ManualClock;
 use crate::identity::Identity;
-use crate::registry::{BuildContext, BuildTarget, TargetConfig};
+use crate::registry::TargetConfig;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
 use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
@@ -63,7 +64,7 @@ fn config(yaml_like: Value) -> JwtTargetConfig {
     }
 }
 
-fn build(c: &JwtTargetConfig) -> Result<Arc<dyn CredentialTarget>, crate::registry::BuildError> {
+fn build(c: &JwtTargetConfig) -> Result<Arc<dyn CredentialTarget>, crate::build::BuildError> {
     c.build(&context(RecordingSigner::new(&[SigningAlgorithm::Es256, SigningAlgorithm::Rs256])))
 }
 
