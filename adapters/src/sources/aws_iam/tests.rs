@@ -10,38 +10,16 @@ use super::request::{RequestPolicy, check, decode, parse_amz_date, parse_authori
 use super::sign::{Credentials, regional_endpoint, signed_request};
 use super::sts::{CallerIdentity, error_code, parse_response};
 use super::*;
-use crate::build::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError, BuildSource as _};
 use crate::clock::{ManualClock, format_rfc3339};
-use crate::jwt::testkit::{TestServer, http_client};
-use crate::registry::SourceConfig;
+use crate::config::kind_config;
+use crate::jwt::testkit::{self, TestServer};
 use crate::secret::Secret;
-use crate::target::{SignError, Signer, SigningAlgorithm};
 
 /// 2023-11-14T22:13:20Z
 const NOW: i64 = 1_700_000_000;
 const SERVER_ID: &str = "tessera.example.com";
 const ENDPOINT: &str = "https://sts.us-east-1.amazonaws.com/";
-
-#[derive(Debug)]
-struct NoSigner;
-
-impl Signer for NoSigner {
-    fn issuer(&self) -> &str {
-        "https://tessera.test"
-    }
-
-    fn algorithms(&self) -> Vec<SigningAlgorithm> {
-        Vec::new()
-    }
-
-    fn sign(
-        &self,
-        _: SigningAlgorithm,
-        _: &serde_json::Map<String, Value>,
-    ) -> Result<Secret<String>, SignError> {
-        Err(SignError::Crypto)
-    }
-}
 
 fn credentials() -> Credentials {
     Credentials::new("ASIAEXAMPLEKEY", "example-secret", Some("example-session-token".into()), None, "test")
@@ -626,21 +604,12 @@ fn other_principals_and_inconsistent_answers_are_refused() {
 // ---- the source, against a loopback server playing STS ----
 
 fn context(clock: &Arc<ManualClock>) -> BuildContext {
-    BuildContext {
-        clock: clock.clone(),
-        http: http_client(),
-        signer: Arc::new(NoSigner),
-        base_dir: std::env::temp_dir(),
-        observer: std::sync::Arc::new(crate::observe::NoObserver),
-    }
+    testkit::context(Arc::clone(clock), std::env::temp_dir())
 }
 
-fn source_config(extra: Value) -> SourceConfig {
-    let mut entry = json!({ "type": "aws_iam", "name": "aws", "server_id": SERVER_ID });
-    for (k, v) in extra.as_object().unwrap() {
-        entry[k] = v.clone();
-    }
-    serde_json::from_value(entry).unwrap()
+fn source_config(extra: Value) -> AwsIamSourceConfig {
+    let entry = testkit::merged(json!({ "type": "aws_iam", "name": "aws", "server_id": SERVER_ID }), &extra);
+    kind_config(KIND, entry).unwrap()
 }
 
 struct Fixture {

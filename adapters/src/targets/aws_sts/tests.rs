@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::issue::classify;
 use super::*;
 use crate::build::{BuildContext, BuildTarget};
-use crate::registry::TargetConfig;
+use crate::config::kind_config;
 use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
 use crate::targets::testkit::{self, JsonSigner, NOW};
 
@@ -18,10 +18,7 @@ fn context() -> BuildContext {
 }
 
 fn config(value: Value) -> AwsStsTargetConfig {
-    match serde_json::from_value::<TargetConfig>(value).unwrap() {
-        TargetConfig::AwsSts(c) => c,
-        other => panic!("not an aws_sts target: {other:?}"),
-    }
+    kind_config("aws_sts", value).unwrap()
 }
 
 fn target(value: Value) -> AwsStsTarget {
@@ -63,8 +60,9 @@ fn defaults_are_documented_values() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "aws_sts", "name": "x", "role": "r" }))
-        .unwrap_err();
+    let err =
+        kind_config::<AwsStsTargetConfig>("aws_sts", json!({ "type": "aws_sts", "name": "x", "role": "r" }))
+            .unwrap_err();
     assert!(err.to_string().contains("role"), "{err}");
 }
 

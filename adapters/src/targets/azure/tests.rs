@@ -8,7 +8,7 @@ use super::config::MAX_TTL_CAP;
 use super::issue::read_answer;
 use super::*;
 use crate::build::{BuildError, BuildTarget};
-use crate::registry::TargetConfig;
+use crate::config::kind_config;
 use crate::target::{
     CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError, token_types,
 };
@@ -19,10 +19,7 @@ const CLIENT: &str = "6731de76-14a6-49ae-97bc-6eba6914391e";
 const GRAPH: &str = "https://graph.microsoft.com/.default";
 
 fn config(value: Value) -> AzureTargetConfig {
-    match serde_json::from_value::<TargetConfig>(value).unwrap() {
-        TargetConfig::Azure(c) => c,
-        other => panic!("not an azure target: {other:?}"),
-    }
+    kind_config("azure", value).unwrap()
 }
 
 fn build(value: Value) -> Result<Arc<dyn CredentialTarget>, BuildError> {
@@ -61,8 +58,9 @@ fn defaults_are_documented_values() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "azure", "name": "g", "secret": "x" }))
-        .unwrap_err();
+    let err =
+        kind_config::<AzureTargetConfig>("azure", json!({ "type": "azure", "name": "g", "secret": "x" }))
+            .unwrap_err();
     assert!(err.to_string().contains("secret"), "{err}");
 }
 

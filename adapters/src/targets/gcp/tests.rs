@@ -7,7 +7,7 @@ use super::config::MAX_TTL_CAP;
 use super::issue::{read_generate_answer, read_sts_answer};
 use super::*;
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::registry::TargetConfig;
+use crate::config::kind_config;
 use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
 use crate::targets::testkit::{self, NOW};
 
@@ -18,10 +18,7 @@ fn context(algs: &[SigningAlgorithm]) -> BuildContext {
 }
 
 fn config(value: Value) -> GcpTargetConfig {
-    match serde_json::from_value::<TargetConfig>(value).unwrap() {
-        TargetConfig::Gcp(c) => c,
-        other => panic!("not a gcp target: {other:?}"),
-    }
+    kind_config("gcp", value).unwrap()
 }
 
 fn build(value: Value) -> Result<Arc<dyn CredentialTarget>, BuildError> {
@@ -59,7 +56,7 @@ fn defaults_are_documented_values() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "gcp", "name": "g", "pool": "x" }))
+    let err = kind_config::<GcpTargetConfig>("gcp", json!({ "type": "gcp", "name": "g", "pool": "x" }))
         .unwrap_err();
     assert!(err.to_string().contains("pool"), "{err}");
 }

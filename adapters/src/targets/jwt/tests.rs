@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 use super::*;
 use crate::build::{BuildContext, BuildTarget};
 use crate::clock::ManualClock;
+use crate::config::kind_config;
 use crate::identity::Identity;
-use crate::registry::TargetConfig;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
 use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
@@ -58,10 +58,7 @@ fn context(signer: Arc<RecordingSigner>) -> BuildContext {
 }
 
 fn config(yaml_like: Value) -> JwtTargetConfig {
-    match serde_json::from_value::<TargetConfig>(yaml_like).unwrap() {
-        TargetConfig::Jwt(c) => c,
-        other => panic!("not a jwt target: {other:?}"),
-    }
+    kind_config("jwt", yaml_like).unwrap()
 }
 
 fn build(c: &JwtTargetConfig) -> Result<Arc<dyn CredentialTarget>, crate::build::BuildError> {
@@ -127,7 +124,7 @@ fn defaults_are_documented_values() {
 #[test]
 fn unknown_keys_are_refused() {
     let err =
-        serde_json::from_value::<TargetConfig>(json!({ "type": "jwt", "name": "x", "audiences": ["a"] }))
+        kind_config::<JwtTargetConfig>("jwt", json!({ "type": "jwt", "name": "x", "audiences": ["a"] }))
             .unwrap_err();
     assert!(err.to_string().contains("audiences"), "{err}");
 }
