@@ -12,6 +12,7 @@
 //!   [`BuildTarget`](build::BuildTarget).
 //! - [`jwt`]: JWT verification shared by every JWT source: decoding, algorithm pinning,
 //!   claim checks and the JWKS cache.
+//! - [`net`]: the rules of every URL adapters call (https, loopback-only plain http).
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
 //! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
 //!   learns of kinds. Adapters never import it: they implement [`build`].
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod jwt;
+pub mod net;
 pub mod observe;
 pub mod registry;
 pub mod secret;

@@ -18,8 +18,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use url::{Host, Url};
+use url::Url;
 
+use crate::net::{authority, is_loopback};
 use crate::secret::Secret;
 use crate::source::SourceError;
 
@@ -258,25 +259,6 @@ fn check_url(raw: &str, policy: &RequestPolicy) -> Result<Url, SourceError> {
         return Err(SourceError::UntrustedIssuer);
     }
     Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// The `Host` header an HTTP client sends for `url`: the host, and the port unless it is
-/// the scheme's default (RFC 9110 §7.2). SigV4 signs the same value.
-pub(crate) fn authority(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
 }
 
 /// The parts of a SigV4 `Authorization` header Tessera checks.

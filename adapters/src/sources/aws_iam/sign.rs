@@ -17,7 +17,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::request::{GET_CALLER_IDENTITY_BODY, authority};
+use super::request::GET_CALLER_IDENTITY_BODY;
+use crate::net::authority;
 use crate::secret::Secret;
 
 /// The content type the STS Query API expects for a POST body.
