@@ -12,6 +12,8 @@
 //!   [`BuildTarget`](build::BuildTarget).
 //! - [`jwt`]: JWT verification shared by every JWT source: decoding, algorithm pinning,
 //!   claim checks and the JWKS cache.
+//! - [`aws_sign`]: the workload's side of the `aws_iam` source, a signed GetCallerIdentity
+//!   request as a subject token (the agent and `tessera aws sign-request` use it).
 //! - [`net`]: the rules of every URL adapters call (https, loopback-only plain http).
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
 //! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
@@ -20,6 +22,7 @@
 //! This crate knows nothing of HTTP serving or the broker: the broker depends on it, never
 //! the other way round. Sources never issue and targets never verify.
 
+pub mod aws_sign;
 pub mod build;
 pub mod clock;
 pub mod config;

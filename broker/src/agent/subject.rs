@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use aws_credential_types::provider::ProvideCredentials as _;
 use serde::Deserialize;
 use tessera_adapters::Secret;
-use tessera_adapters::sources::aws_iam::sign::{regional_endpoint, signed_request};
+use tessera_adapters::aws_sign::{regional_endpoint, signed_request};
 
 use super::config::{
     AwsSubjectConfig, AzureImdsConfig, GceMetadataConfig, LoadedAgentConfig, SubjectTokenConfig,

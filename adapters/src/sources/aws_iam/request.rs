@@ -20,15 +20,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use url::Url;
 
+use crate::aws_sign::{GET_CALLER_IDENTITY_BODY, SERVER_ID_HEADER};
 use crate::net::{authority, is_loopback};
 use crate::secret::Secret;
 use crate::source::SourceError;
 
-/// The one request body accepted: the STS Query API's GetCallerIdentity (STS API
-/// Reference, "GetCallerIdentity"; the 2011-06-15 API version).
-pub const GET_CALLER_IDENTITY_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
-/// The header that binds a signed request to one Tessera; it must be signed.
-pub const SERVER_ID_HEADER: &str = "x-tessera-server-id";
 /// SigV4's only algorithm name ("Create a signed AWS API request", AWS IAM User Guide).
 pub const SIGV4_ALGORITHM: &str = "AWS4-HMAC-SHA256";
 

@@ -7,9 +7,11 @@ use serde_json::{Value, json};
 
 use super::principal::{Kind, canonicalize};
 use super::request::{RequestPolicy, check, decode, parse_amz_date, parse_authorization};
-use super::sign::{Credentials, regional_endpoint, signed_request};
 use super::sts::{CallerIdentity, error_code, parse_response};
 use super::*;
+use crate::aws_sign::{
+    self, Credentials, GET_CALLER_IDENTITY_BODY, SERVER_ID_HEADER, regional_endpoint, signed_request,
+};
 use crate::build::{BuildContext, BuildError, BuildSource as _};
 use crate::clock::{ManualClock, format_rfc3339};
 use crate::config::kind_config;
@@ -135,14 +137,17 @@ fn signer_refuses_bad_inputs_without_echoing_credentials() {
         ["ftp://sts.amazonaws.com/", "https://sts.amazonaws.com/x", "https://sts.amazonaws.com/?a=b", "nope"]
     {
         let e = signed_request(&c, "us-east-1", endpoint, SERVER_ID, NOW).unwrap_err();
-        assert!(matches!(e, sign::SignError::Endpoint(_)), "{endpoint}: {e}");
+        assert!(matches!(e, aws_sign::SignError::Endpoint(_)), "{endpoint}: {e}");
     }
     assert!(matches!(
         signed_request(&c, "US East", ENDPOINT, SERVER_ID, NOW),
-        Err(sign::SignError::Region(_))
+        Err(aws_sign::SignError::Region(_))
     ));
-    assert!(matches!(signed_request(&c, "us-east-1", ENDPOINT, "", NOW), Err(sign::SignError::ServerId)));
-    assert!(matches!(signed_request(&c, "us-east-1", ENDPOINT, "a b", NOW), Err(sign::SignError::ServerId)));
+    assert!(matches!(signed_request(&c, "us-east-1", ENDPOINT, "", NOW), Err(aws_sign::SignError::ServerId)));
+    assert!(matches!(
+        signed_request(&c, "us-east-1", ENDPOINT, "a b", NOW),
+        Err(aws_sign::SignError::ServerId)
+    ));
     assert_eq!(regional_endpoint("eu-west-1"), "https://sts.eu-west-1.amazonaws.com/");
 }
 
