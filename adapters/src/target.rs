@@ -214,6 +214,17 @@ pub trait Signer: Send + Sync + Debug {
     ) -> Result<Secret<String>, SignError>;
 }
 
+/// What verifying the JWTs a target issues takes, for a target whose credential is a JWT
+/// signed by Tessera's own issuer (the [`Signer`]): the `aud` they carry and the one
+/// algorithm they are signed with. Their issuer is the signer's, their longest lifetime
+/// the target's [`max_ttl`](CredentialTarget::max_ttl). The broker's admin listener verifies
+/// its bearer tokens by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedJwt {
+    pub audience: String,
+    pub algorithm: SigningAlgorithm,
+}
+
 /// A value of a rule's grant key as the mapping file writes it, checked when the file
 /// loads: a literal, or a template with `{field}` references whose value is known only
 /// once rendered for an identity.
@@ -280,6 +291,12 @@ pub trait CredentialTarget: Send + Sync + Debug {
     /// The grant key whose value is the scope a rule grants (`role_arn` for AWS), when
     /// the rule has no explicit `scope:`. `None`: only `scope:` names a rule's scope.
     fn scope_param(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// For a target that issues JWTs signed by Tessera's own issuer, what verifying them
+    /// takes; `None` for a target whose credentials are another platform's.
+    fn issued_jwt(&self) -> Option<IssuedJwt> {
         None
     }
 

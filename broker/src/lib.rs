@@ -196,7 +196,7 @@ impl Broker {
             Arc::clone(&metrics) as Arc<dyn tessera_adapters::observe::Observer>,
         )?;
         let Adapters { targets, router, catalog, .. } = adapters;
-        let admin_auth = AdminAuth::build(&config, &issuer, &clock)?;
+        let admin_auth = AdminAuth::build(&config, &issuer, &targets, &clock)?;
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
         metrics.set_mapping_rules(mappings.rule_count());
         let reloader =

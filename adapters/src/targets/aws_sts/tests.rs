@@ -55,6 +55,7 @@ fn defaults_are_documented_values() {
     assert_eq!(t.grant_keys(), &["role_arn", "session_name", "tags"]);
     assert_eq!(t.scope_param(), Some("role_arn"));
     assert_eq!(t.issued_token_type(), token_types::AWS_CREDENTIALS);
+    assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
     assert!(t.cacheable());
 }
 

@@ -47,6 +47,7 @@ fn defaults_are_documented_values() {
     let t = build(json!({ "type": "azure", "name": "graph" })).unwrap();
     assert_eq!(t.kind(), "azure");
     assert_eq!(t.issued_token_type(), token_types::ACCESS_TOKEN);
+    assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
     assert_eq!(t.grant_keys(), &["tenant", "client_id", "subject"]);
     assert_eq!(t.scope_param(), None, "the Entra scope is the rule's `scope`");
     assert!(t.cacheable());

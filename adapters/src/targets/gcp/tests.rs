@@ -47,6 +47,7 @@ fn defaults_are_documented_values() {
     let t = build(json!({ "type": "gcp", "name": "gcp" })).unwrap();
     assert_eq!(t.kind(), "gcp");
     assert_eq!(t.issued_token_type(), token_types::ACCESS_TOKEN);
+    assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
     assert_eq!(t.grant_keys(), &["service_account", "scopes", "provider"]);
     assert_eq!(t.scope_param(), Some("service_account"));
     assert_eq!(t.required_grant_keys(), ["provider"], "no provider configured");

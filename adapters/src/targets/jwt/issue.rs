@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::Clock;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, Signer, SigningAlgorithm, TargetError, token_types,
+    CredentialTarget, Grant, IssuedCredential, IssuedJwt, Signer, SigningAlgorithm, TargetError, token_types,
 };
 
 /// The registered claims (RFC 7519 §4.1) Tessera always sets itself. Neither a target's
@@ -120,6 +120,10 @@ impl CredentialTarget for JwtTarget {
 
     fn issued_token_type(&self) -> &'static str {
         token_types::JWT
+    }
+
+    fn issued_jwt(&self) -> Option<IssuedJwt> {
+        Some(IssuedJwt { audience: self.audience.clone(), algorithm: self.algorithm })
     }
 
     /// Signing is local and cheap, and each token has its own `jti` for replay

@@ -12,7 +12,9 @@ use crate::config::kind_config;
 use crate::identity::Identity;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
-use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
+use crate::target::{
+    CredentialTarget, Grant, IssuedJwt, SignError, Signer, SigningAlgorithm, TargetError, token_types,
+};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -119,6 +121,13 @@ fn defaults_are_documented_values() {
     assert_eq!(t.default_ttl(), Duration::from_secs(900));
     assert!(t.grant_keys().is_empty());
     assert_eq!(t.scope_param(), None);
+    let expected = IssuedJwt { audience: "internal-api".into(), algorithm: SigningAlgorithm::Es256 };
+    assert_eq!(t.issued_jwt(), Some(expected));
+    let c = config(
+        json!({ "type": "jwt", "name": "admin", "audience": "https://admin.example", "algorithm": "RS256" }),
+    );
+    let expected = IssuedJwt { audience: "https://admin.example".into(), algorithm: SigningAlgorithm::Rs256 };
+    assert_eq!(build(&c).unwrap().issued_jwt(), Some(expected));
 }
 
 #[test]
