@@ -15,6 +15,7 @@
 //! - [`aws_sign`]: the workload's side of the `aws_iam` source, a signed GetCallerIdentity
 //!   request as a subject token (the agent and `tessera aws sign-request` use it).
 //! - [`net`]: the rules of every URL adapters call (https, loopback-only plain http).
+//! - [`oauth`]: the OAuth wire names (grant types, token types), written once.
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
 //! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
 //!   learns of kinds. Adapters never import it: they implement [`build`].
@@ -29,6 +30,7 @@ pub mod config;
 pub mod identity;
 pub mod jwt;
 pub mod net;
+pub mod oauth;
 pub mod observe;
 pub mod registry;
 pub mod secret;

@@ -111,20 +111,13 @@ fn secret<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Secret<String>, D::
 pub struct IssuedCredential {
     /// The RFC 8693 `access_token` value.
     pub access_token: Secret<String>,
-    /// The RFC 8693 `issued_token_type` URI.
+    /// The RFC 8693 `issued_token_type` URI (one of [`token_type`](crate::oauth::token_type)).
     pub issued_token_type: &'static str,
     /// The RFC 6749 `token_type` (`Bearer`, or `N_A` where the token is not an access token).
     pub token_type: &'static str,
     /// Seconds since the Unix epoch.
     pub expires_at: i64,
     pub aws_credentials: Option<AwsCredentials>,
-}
-
-/// RFC 8693 §3 token type URIs a target may issue.
-pub mod token_types {
-    pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-    pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
-    pub const AWS_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:aws-credentials";
 }
 
 /// Why a target could not issue. Only the HTTP edge maps these to wire codes. Clone, so
@@ -284,7 +277,8 @@ pub trait CredentialTarget: Send + Sync + Debug {
         Ok(())
     }
 
-    /// The RFC 8693 `issued_token_type` of what this target issues (see [`token_types`]);
+    /// The RFC 8693 `issued_token_type` of what this target issues (one of
+    /// [`token_type`](crate::oauth::token_type));
     /// a request's `requested_token_type`, when given, must equal it.
     fn issued_token_type(&self) -> &'static str;
 

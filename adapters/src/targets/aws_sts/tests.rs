@@ -8,7 +8,8 @@ use super::issue::classify;
 use super::*;
 use crate::build::{BuildContext, BuildTarget};
 use crate::config::kind_config;
-use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
+use crate::oauth::token_type;
+use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError};
 use crate::targets::testkit::{self, JsonSigner, NOW};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/invoices-reader";
@@ -18,7 +19,7 @@ fn context() -> BuildContext {
 }
 
 fn config(value: Value) -> AwsStsTargetConfig {
-    kind_config("aws_sts", value).unwrap()
+    kind_config(KIND, value).unwrap()
 }
 
 fn target(value: Value) -> AwsStsTarget {
@@ -54,16 +55,15 @@ fn defaults_are_documented_values() {
     assert_eq!(t.name(), "aws-prod");
     assert_eq!(t.grant_keys(), &["role_arn", "session_name", "tags"]);
     assert_eq!(t.scope_param(), Some("role_arn"));
-    assert_eq!(t.issued_token_type(), token_types::AWS_CREDENTIALS);
+    assert_eq!(t.issued_token_type(), token_type::AWS_CREDENTIALS);
     assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
     assert!(t.cacheable());
 }
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err =
-        kind_config::<AwsStsTargetConfig>("aws_sts", json!({ "type": "aws_sts", "name": "x", "role": "r" }))
-            .unwrap_err();
+    let err = kind_config::<AwsStsTargetConfig>(KIND, json!({ "type": "aws_sts", "name": "x", "role": "r" }))
+        .unwrap_err();
     assert!(err.to_string().contains("role"), "{err}");
 }
 
@@ -302,7 +302,7 @@ async fn retryable_failures_are_retried_then_succeed() {
         scripted_sts(vec![(400, sts_error("Throttling")), (503, String::new()), (200, sts_ok())]).await;
     let issued = sts_target(&url, 3).issue(&any_grant()).await.unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 3);
-    assert_eq!(issued.issued_token_type, token_types::AWS_CREDENTIALS);
+    assert_eq!(issued.issued_token_type, token_type::AWS_CREDENTIALS);
     assert_eq!(issued.token_type, "N_A");
     assert_eq!(issued.access_token.expose(), "session");
     let aws = issued.aws_credentials.unwrap();

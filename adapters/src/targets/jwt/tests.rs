@@ -10,11 +10,10 @@ use crate::build::{BuildContext, BuildTarget};
 use crate::clock::ManualClock;
 use crate::config::kind_config;
 use crate::identity::Identity;
+use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
-use crate::target::{
-    CredentialTarget, Grant, IssuedJwt, SignError, Signer, SigningAlgorithm, TargetError, token_types,
-};
+use crate::target::{CredentialTarget, Grant, IssuedJwt, SignError, Signer, SigningAlgorithm, TargetError};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -60,7 +59,7 @@ fn context(signer: Arc<RecordingSigner>) -> BuildContext {
 }
 
 fn config(yaml_like: Value) -> JwtTargetConfig {
-    kind_config("jwt", yaml_like).unwrap()
+    kind_config(KIND, yaml_like).unwrap()
 }
 
 fn build(c: &JwtTargetConfig) -> Result<Arc<dyn CredentialTarget>, crate::build::BuildError> {
@@ -99,7 +98,7 @@ async fn issue_claims(
     grant: &Grant,
 ) -> Result<(Map<String, Value>, i64), TargetError> {
     let issued = target.issue(grant).await?;
-    assert_eq!(issued.issued_token_type, token_types::JWT);
+    assert_eq!(issued.issued_token_type, token_type::JWT);
     assert_eq!(issued.token_type, "Bearer");
     assert!(issued.aws_credentials.is_none());
     let claims: Map<String, Value> = serde_json::from_str(issued.access_token.expose()).unwrap();
@@ -132,9 +131,8 @@ fn defaults_are_documented_values() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err =
-        kind_config::<JwtTargetConfig>("jwt", json!({ "type": "jwt", "name": "x", "audiences": ["a"] }))
-            .unwrap_err();
+    let err = kind_config::<JwtTargetConfig>(KIND, json!({ "type": "jwt", "name": "x", "audiences": ["a"] }))
+        .unwrap_err();
     assert!(err.to_string().contains("audiences"), "{err}");
 }
 
