@@ -22,6 +22,8 @@
 //!   provider does.
 //! - [`relying_party`]: what both fakes do as relying parties of an OIDC issuer (JWS
 //!   decoding, discovery and JWKS, signature checks).
+//! - [`fake`]: what both fakes share as test servers: the loopback server, each endpoint's
+//!   log of calls and requests, injected failures and [`Faults`](fake::Faults).
 //! - [`postgres`]: [`TestPostgres`](postgres::TestPostgres), a database of the test's own on
 //!   the machine's PostgreSQL, which the test can also take offline.
 //! - [`redis`]: [`TestRedis`](redis::TestRedis), the machine's Redis under a key prefix of
@@ -38,6 +40,7 @@ pub mod agent;
 pub mod broker;
 pub mod conformance;
 pub mod entra;
+pub mod fake;
 pub mod google;
 pub mod issuer;
 pub mod keys;
