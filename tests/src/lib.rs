@@ -14,8 +14,9 @@
 //!   takes `AssumeRoleWithWebIdentity` unsigned) behind a proxy that records, delays and
 //!   fails calls.
 //! - [`conformance`]: the conformance kit every JWT source kind runs
-//!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)) and each kind's
-//!   description.
+//!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)), each kind's description
+//!   ([`KINDS_UNDER_TEST`](conformance::KINDS_UNDER_TEST)), and the run over every kind the
+//!   registry lists.
 //! - [`python`]: runs the Python peers (PyJWT and friends) from the project's virtualenv.
 //! - [`google`]: [`FakeGoogle`](google::FakeGoogle), Google's STS and IAM Credentials APIs on
 //!   loopback, verifying subject tokens against the issuer's JWKS as a workload identity pool
