@@ -1,6 +1,7 @@
 //! What the protocol fakes ([`google`](crate::google), [`entra`](crate::entra)) share as
 //! test servers: an actix server on loopback that stops when dropped (the
-//! [`TestIssuer`](crate::TestIssuer) runs on it too); per endpoint, a log of calls (counted
+//! [`TestIssuer`](crate::TestIssuer) and the [`sts`](crate::sts) proxy run on it too); per
+//! endpoint, a log of calls (counted
 //! on arrival), answered requests and failures a test queued; the [`Faults`] a test sets
 //! (delays, outages); one way of answering a request through all of these; and refusals
 //! carrying the description the real service gives.
@@ -45,9 +46,18 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
-    /// Serve `routes` with the state `state` makes from the server's URL (one worker; no
-    /// signal handling). Call from within a Tokio runtime.
+    /// Serve `routes` with the state `state` makes from the server's URL, on one worker, with
+    /// no signal handling. Call from within a Tokio runtime.
     pub fn start<S: Send + Sync + 'static>(
+        state: impl FnOnce(String) -> S,
+        routes: fn(&mut web::ServiceConfig),
+    ) -> (Arc<S>, Self) {
+        Self::start_on(1, state, routes)
+    }
+
+    /// As [`start`](Self::start), on `workers` worker threads.
+    pub fn start_on<S: Send + Sync + 'static>(
+        workers: usize,
         state: impl FnOnce(String) -> S,
         routes: fn(&mut web::ServiceConfig),
     ) -> (Arc<S>, Self) {
@@ -58,7 +68,7 @@ impl FakeServer {
         let server = HttpServer::new(move || {
             App::new().app_data(web::Data::from(Arc::clone(&shared))).configure(routes)
         })
-        .workers(1)
+        .workers(workers)
         .disable_signals()
         .listen(listener)
         .expect("listen")
