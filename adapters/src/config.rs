@@ -129,6 +129,20 @@ pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> 
     Ok(())
 }
 
+/// A `sources:` or `targets:` entry of `broker.yaml`, as JSON, read as the config of kind
+/// `kind`, which its `type:` must name. The registry dispatches on `type:` (its own tests
+/// hold the spelling); a kind's tests read their entries without it.
+#[cfg(test)]
+pub(crate) fn kind_config<C: serde::de::DeserializeOwned>(
+    kind: &str,
+    mut entry: serde_json::Value,
+) -> Result<C, serde_json::Error> {
+    if let Some(named) = entry.as_object_mut().and_then(|e| e.remove("type")) {
+        assert_eq!(named, kind, "an entry of kind `{kind}` names another type");
+    }
+    serde_json::from_value(entry)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,18 +7,30 @@
 //! - [`target`]: the [`CredentialTarget`](target::CredentialTarget) trait, the
 //!   [`Grant`](target::Grant) a target acts on, and the [`Signer`](target::Signer) targets
 //!   sign through.
+//! - [`build`]: the build contract, config to runtime object:
+//!   [`BuildContext`](build::BuildContext), [`BuildSource`](build::BuildSource),
+//!   [`BuildTarget`](build::BuildTarget).
 //! - [`jwt`]: JWT verification shared by every JWT source: decoding, algorithm pinning,
 //!   claim checks and the JWKS cache.
+//! - [`aws_sign`]: the workload's side of the `aws_iam` source, a signed GetCallerIdentity
+//!   request as a subject token (the agent and `tessera aws sign-request` use it).
+//! - [`net`]: the rules of every URL adapters call (https, loopback-only plain http).
+//! - [`oauth`]: the OAuth wire names (grant types, token types), written once.
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
-//! - [`registry`]: one line per adapter kind; the only place the broker learns of kinds.
+//! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
+//!   learns of kinds. Adapters never import it: they implement [`build`].
 //!
 //! This crate knows nothing of HTTP serving, the broker or the agent: both depend on it,
 //! never the other way round. Sources never issue and targets never verify.
 
+pub mod aws_sign;
+pub mod build;
 pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod jwt;
+pub mod net;
+pub mod oauth;
 pub mod observe;
 pub mod registry;
 pub mod secret;

@@ -1,5 +1,5 @@
 //! What adapters report about their own upstream traffic, for the broker's metrics. The
-//! broker passes an [`Observer`] in the [`BuildContext`](crate::registry::BuildContext);
+//! broker passes an [`Observer`] in the [`BuildContext`](crate::build::BuildContext);
 //! adapters never know how it is exported.
 
 use std::fmt::Debug;

@@ -7,38 +7,35 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::identity::Identity;
+use crate::oauth::token_type;
 use crate::secret::Secret;
 
-/// RFC 8693 §3 token type URIs Tessera accepts as `subject_token_type`.
+/// RFC 8693 §3 token types Tessera accepts as `subject_token_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SubjectTokenType {
-    /// `urn:ietf:params:oauth:token-type:jwt`
+    /// [`token_type::JWT`]
     Jwt,
-    /// `urn:ietf:params:oauth:token-type:id_token`
+    /// [`token_type::ID_TOKEN`]
     IdToken,
-    /// `urn:tessera:params:oauth:token-type:aws-signed-request`
+    /// [`token_type::AWS_SIGNED_REQUEST`]
     AwsSignedRequest,
 }
 
 impl SubjectTokenType {
-    pub const JWT_URI: &'static str = "urn:ietf:params:oauth:token-type:jwt";
-    pub const ID_TOKEN_URI: &'static str = "urn:ietf:params:oauth:token-type:id_token";
-    pub const AWS_SIGNED_REQUEST_URI: &'static str = "urn:tessera:params:oauth:token-type:aws-signed-request";
-
     pub fn from_uri(uri: &str) -> Option<Self> {
         match uri {
-            Self::JWT_URI => Some(Self::Jwt),
-            Self::ID_TOKEN_URI => Some(Self::IdToken),
-            Self::AWS_SIGNED_REQUEST_URI => Some(Self::AwsSignedRequest),
+            token_type::JWT => Some(Self::Jwt),
+            token_type::ID_TOKEN => Some(Self::IdToken),
+            token_type::AWS_SIGNED_REQUEST => Some(Self::AwsSignedRequest),
             _ => None,
         }
     }
 
     pub fn uri(self) -> &'static str {
         match self {
-            Self::Jwt => Self::JWT_URI,
-            Self::IdToken => Self::ID_TOKEN_URI,
-            Self::AwsSignedRequest => Self::AWS_SIGNED_REQUEST_URI,
+            Self::Jwt => token_type::JWT,
+            Self::IdToken => token_type::ID_TOKEN,
+            Self::AwsSignedRequest => token_type::AWS_SIGNED_REQUEST,
         }
     }
 

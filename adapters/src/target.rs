@@ -111,20 +111,13 @@ fn secret<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Secret<String>, D::
 pub struct IssuedCredential {
     /// The RFC 8693 `access_token` value.
     pub access_token: Secret<String>,
-    /// The RFC 8693 `issued_token_type` URI.
+    /// The RFC 8693 `issued_token_type` URI (one of [`token_type`](crate::oauth::token_type)).
     pub issued_token_type: &'static str,
     /// The RFC 6749 `token_type` (`Bearer`, or `N_A` where the token is not an access token).
     pub token_type: &'static str,
     /// Seconds since the Unix epoch.
     pub expires_at: i64,
     pub aws_credentials: Option<AwsCredentials>,
-}
-
-/// RFC 8693 §3 token type URIs a target may issue.
-pub mod token_types {
-    pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-    pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
-    pub const AWS_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:aws-credentials";
 }
 
 /// Why a target could not issue. Only the HTTP edge maps these to wire codes. Clone, so
@@ -214,6 +207,17 @@ pub trait Signer: Send + Sync + Debug {
     ) -> Result<Secret<String>, SignError>;
 }
 
+/// What verifying the JWTs a target issues takes, for a target whose credential is a JWT
+/// signed by Tessera's own issuer (the [`Signer`]): the `aud` they carry and the one
+/// algorithm they are signed with. Their issuer is the signer's, their longest lifetime
+/// the target's [`max_ttl`](CredentialTarget::max_ttl). The broker's admin listener verifies
+/// its bearer tokens by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedJwt {
+    pub audience: String,
+    pub algorithm: SigningAlgorithm,
+}
+
 /// A value of a rule's grant key as the mapping file writes it, checked when the file
 /// loads: a literal, or a template with `{field}` references whose value is known only
 /// once rendered for an identity.
@@ -273,13 +277,20 @@ pub trait CredentialTarget: Send + Sync + Debug {
         Ok(())
     }
 
-    /// The RFC 8693 `issued_token_type` of what this target issues (see [`token_types`]);
+    /// The RFC 8693 `issued_token_type` of what this target issues (one of
+    /// [`token_type`](crate::oauth::token_type));
     /// a request's `requested_token_type`, when given, must equal it.
     fn issued_token_type(&self) -> &'static str;
 
     /// The grant key whose value is the scope a rule grants (`role_arn` for AWS), when
     /// the rule has no explicit `scope:`. `None`: only `scope:` names a rule's scope.
     fn scope_param(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// For a target that issues JWTs signed by Tessera's own issuer, what verifying them
+    /// takes; `None` for a target whose credentials are another platform's.
+    fn issued_jwt(&self) -> Option<IssuedJwt> {
         None
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_adapters::clock::format_rfc3339;
+use tessera_adapters::oauth::grant_type;
 use tessera_adapters::target::AwsCredentials;
 use tessera_adapters::{Clock, Secret};
 use tokio::io::AsyncWriteExt as _;
@@ -19,7 +20,6 @@ use crate::config::RefreshConfig;
 use crate::set;
 use crate::subject::{Subject, SubjectError};
 
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// How often a waiting refresh task looks at the clock again, so a clock that jumps (or a
 /// test's manual clock) is noticed promptly.
 const CLOCK_CHECK: Duration = Duration::from_secs(1);
@@ -246,7 +246,7 @@ impl BrokerClient {
     pub async fn exchange(&self, want: &Want, now: impl Fn() -> i64) -> Result<Issued, RefreshError> {
         let subject = self.subject.fetch(&self.http, now()).await?;
         let mut form = vec![
-            ("grant_type", TOKEN_EXCHANGE),
+            ("grant_type", grant_type::TOKEN_EXCHANGE),
             ("subject_token", subject.expose().as_str()),
             ("subject_token_type", self.subject.token_type()),
             ("audience", want.target.as_str()),

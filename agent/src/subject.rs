@@ -7,14 +7,13 @@ use std::path::PathBuf;
 use aws_credential_types::provider::ProvideCredentials as _;
 use serde::Deserialize;
 use tessera_adapters::Secret;
-use tessera_adapters::sources::aws_iam::sign::{regional_endpoint, signed_request};
+use tessera_adapters::aws_sign::{regional_endpoint, signed_request};
+use tessera_adapters::oauth::token_type;
 
 use crate::config::{
     AwsSubjectConfig, AzureImdsConfig, GceMetadataConfig, LoadedAgentConfig, SubjectTokenConfig,
 };
 
-pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-pub const AWS_SIGNED_REQUEST_TYPE: &str = "urn:tessera:params:oauth:token-type:aws-signed-request";
 /// Largest native token read (the broker refuses more than 16 KiB anyway).
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -71,8 +70,8 @@ impl Subject {
     /// The RFC 8693 `subject_token_type` of what [`Subject::fetch`] returns.
     pub fn token_type(&self) -> &'static str {
         match self {
-            Self::Aws(_) => AWS_SIGNED_REQUEST_TYPE,
-            Self::File(_) | Self::GceMetadata(_) | Self::AzureImds(_) => JWT_TYPE,
+            Self::Aws(_) => token_type::AWS_SIGNED_REQUEST,
+            Self::File(_) | Self::GceMetadata(_) | Self::AzureImds(_) => token_type::JWT,
         }
     }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_adapters::registry::BuildContext;
+use tessera_adapters::build::BuildContext;
 use tessera_adapters::target::{SignError, SigningAlgorithm};
 use tessera_adapters::{Clock, CredentialTarget, IdentitySource, Secret, Signer};
 
@@ -158,7 +158,7 @@ impl Broker {
             Arc::clone(&metrics) as Arc<dyn tessera_adapters::observe::Observer>,
         )?;
         let Adapters { targets, router, catalog, .. } = adapters;
-        let admin_auth = AdminAuth::build(&config, &issuer, &clock)?;
+        let admin_auth = AdminAuth::build(&config, &issuer, &targets, &clock)?;
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
         metrics.set_mapping_rules(mappings.rule_count());
         let reloader =
@@ -254,7 +254,7 @@ fn entry_error<T>(
     entry: &serde_saphyr::Spanned<T>,
     what: &str,
     name: &str,
-    e: &tessera_adapters::registry::BuildError,
+    e: &tessera_adapters::build::BuildError,
 ) -> ConfigError {
     let field = e.field.map(|f| format!(".{f}")).unwrap_or_default();
     ConfigErrors::at_entry(&config.path, entry, format!("{what} `{name}`{field}: {}", e.message))

@@ -4,9 +4,11 @@
                                   use sig) and DIR/bundle.json (a SPIFFE bundle: the P-256
                                   key as a jwt-svid key, a CA certificate as x509-svid)
   mint KIND DIR ISS AUD NOW       print a token of KIND issued at NOW (Unix seconds)
+  kinds                           print the source kinds tokens are minted for, one a line
 
-KIND is one of kubernetes, github_actions, gitlab_ci, gcp, azure_v1, azure_v2, spiffe.
-The claim values are the documentation's examples; tests assert the identity they yield.
+KIND is a key of MINTERS: kubernetes, github_actions, gitlab_ci, circleci, gcp, azure_v1,
+azure_v2, spiffe. The claim values are the documentation's examples; tests assert the
+identity they yield. A new source kind adds its builder to MINTERS.
 """
 
 import base64
@@ -212,31 +214,42 @@ def sign_jwcrypto(key_pem: bytes, claims: dict, header: dict) -> str:
     return token.serialize()
 
 
+def sign_azure(directory: Path, claims: dict) -> str:
+    header = {"typ": "JWT", "alg": "RS256", "x5t": "L1KfKFI_jnXbwWc22xZxw1sUHH0", "kid": RSA_KID}
+    return sign_jwcrypto((directory / "rsa.pem").read_bytes(), claims, header)
+
+
+def sign_spiffe(directory: Path, claims: dict) -> str:
+    return sign_jwcrypto((directory / "ec.pem").read_bytes(), claims, {"alg": "ES256", "kid": EC_KID, "typ": "JWT"})
+
+
+# Each KIND: the registered source kind its tokens are for, and how one is minted
+# (key directory, iss, aud, now).
+MINTERS = {
+    "kubernetes": ("kubernetes", lambda d, iss, aud, t: sign_pyjwt(d, kubernetes(iss, aud, t), {})),
+    # GitHub's tokens carry an x5t thumbprint beside the kid.
+    "github_actions": ("github_actions", lambda d, iss, aud, t: sign_pyjwt(
+        d, github_actions(iss, aud, t), {"x5t": "ykO3qKsfDaf0qqNQsXrl7Lpq1bc"})),
+    "gitlab_ci": ("gitlab_ci", lambda d, iss, aud, t: sign_pyjwt(d, gitlab_ci(iss, aud, t), {})),
+    "circleci": ("circleci", lambda d, iss, aud, t: sign_pyjwt(d, circleci(iss, aud, t), {})),
+    "gcp": ("gcp", lambda d, iss, aud, t: sign_pyjwt(d, gcp(iss, aud, t), {})),
+    "azure_v1": ("azure", lambda d, iss, aud, t: sign_azure(d, azure(iss, aud, t, "1.0"))),
+    "azure_v2": ("azure", lambda d, iss, aud, t: sign_azure(d, azure(iss, aud, t, "2.0"))),
+    "spiffe": ("spiffe", lambda d, iss, aud, t: sign_spiffe(d, spiffe(iss, aud, t))),
+}
+
+
 def mint(kind: str, directory: str, iss: str, aud: str, now: str) -> None:
-    d = Path(directory)
-    t = int(now)
-    if kind == "kubernetes":
-        print(sign_pyjwt(d, kubernetes(iss, aud, t), {}))
-    elif kind == "github_actions":
-        # GitHub's tokens carry an x5t thumbprint beside the kid.
-        print(sign_pyjwt(d, github_actions(iss, aud, t), {"x5t": "ykO3qKsfDaf0qqNQsXrl7Lpq1bc"}))
-    elif kind == "gitlab_ci":
-        print(sign_pyjwt(d, gitlab_ci(iss, aud, t), {}))
-    elif kind == "gcp":
-        print(sign_pyjwt(d, gcp(iss, aud, t), {}))
-    elif kind == "circleci":
-        print(sign_pyjwt(d, circleci(iss, aud, t), {}))
-    elif kind in ("azure_v1", "azure_v2"):
-        version = "1.0" if kind == "azure_v1" else "2.0"
-        header = {"typ": "JWT", "alg": "RS256", "x5t": "L1KfKFI_jnXbwWc22xZxw1sUHH0", "kid": RSA_KID}
-        print(sign_jwcrypto((d / "rsa.pem").read_bytes(), azure(iss, aud, t, version), header))
-    elif kind == "spiffe":
-        header = {"alg": "ES256", "kid": EC_KID, "typ": "JWT"}
-        print(sign_jwcrypto((d / "ec.pem").read_bytes(), spiffe(iss, aud, t), header))
-    else:
-        raise SystemExit(f"unknown kind {kind}")
+    if kind not in MINTERS:
+        raise SystemExit(f"unknown kind {kind}: one of {', '.join(MINTERS)}")
+    _, minter = MINTERS[kind]
+    print(minter(Path(directory), iss, aud, int(now)))
+
+
+def kinds() -> None:
+    print("\n".join(sorted({source for source, _ in MINTERS.values()})))
 
 
 if __name__ == "__main__":
-    commands = {"keygen": keygen, "mint": mint}
+    commands = {"keygen": keygen, "mint": mint, "kinds": kinds}
     commands[sys.argv[1]](*sys.argv[2:])

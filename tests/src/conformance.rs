@@ -7,9 +7,17 @@
 //! [`TestIssuer`], the `iss` its tokens carry, and valid claims in its platform's shape.
 //! [`run_jwt_conformance`] does the rest with one broker per kind (plus one that never
 //! reached the issuer, for the cold-cache case).
+//!
+//! [`run_every_registered_kind`] takes the kinds from the registry itself: every registered
+//! source kind runs each of its configurations in [`KINDS_UNDER_TEST`], and a JWT kind with
+//! none there fails loudly, so a new kind cannot skip the kit.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tessera_adapters::Clock as _;
+use tessera_adapters::registry::SOURCE_KINDS;
+use tokio::sync::Semaphore;
 
 use crate::broker::{BrokerOptions, TestBroker, spawn_broker};
 use crate::issuer::TestIssuer;
@@ -261,6 +269,77 @@ pub async fn run_jwt_conformance(kind: &KindUnderTest) {
     run.broker.stop().await;
 
     cold_cache_is_unavailable(kind).await;
+}
+
+/// Source kinds whose credentials are not JWTs, so the JWT kit does not apply (each has
+/// end-to-end tests of its own against a real peer).
+pub const NON_JWT_KINDS: &[&str] = &["aws_iam"];
+
+/// Every configuration the kit runs, the table a new JWT kind adds its description to. A
+/// kind may appear more than once, configured differently.
+pub const KINDS_UNDER_TEST: &[KindUnderTest] =
+    &[OIDC, KUBERNETES, GITHUB_ACTIONS, GITLAB_CI, CIRCLECI, GCP, AZURE, SPIFFE, SPIFFE_WITH_ISSUER];
+
+/// How many configurations run at once: each starts brokers and issuers of its own.
+const AT_ONCE: usize = 3;
+
+/// The configurations of registered kind `kind`. Panics for a JWT kind with none in
+/// [`KINDS_UNDER_TEST`], saying what to add.
+pub fn configurations_of(kind: &str) -> Vec<&'static KindUnderTest> {
+    let found: Vec<&'static KindUnderTest> = KINDS_UNDER_TEST.iter().filter(|k| k.kind == kind).collect();
+    assert!(
+        !found.is_empty() || NON_JWT_KINDS.contains(&kind),
+        "source kind `{kind}` is registered but the conformance kit has no KindUnderTest for it: add one \
+         to KINDS_UNDER_TEST in tests/src/conformance.rs (or `{kind}` to NON_JWT_KINDS if its \
+         credentials are not JWTs)"
+    );
+    found
+}
+
+/// The configurations of every registered source kind. Panics for a registered JWT kind
+/// the kit has none of, and for a kind the kit names that is not registered.
+pub fn registered_configurations() -> Vec<&'static KindUnderTest> {
+    for named in KINDS_UNDER_TEST.iter().map(|k| k.kind).chain(NON_JWT_KINDS.iter().copied()) {
+        assert!(
+            SOURCE_KINDS.contains(&named),
+            "the kit names `{named}`, which is not a registered source kind"
+        );
+    }
+    SOURCE_KINDS.iter().flat_map(|kind| configurations_of(kind)).collect()
+}
+
+/// Run the kit for every registered source kind, each configuration in [`KINDS_UNDER_TEST`]
+/// on its own task, a few at once. Panics after all have run, naming every configuration
+/// that failed and why.
+pub async fn run_every_registered_kind() {
+    let permits = Arc::new(Semaphore::new(AT_ONCE));
+    let mut runs = Vec::new();
+    for kind in registered_configurations() {
+        let permits = Arc::clone(&permits);
+        let run = tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            run_jwt_conformance(kind).await;
+        });
+        runs.push((kind, run));
+    }
+    let mut failures = Vec::new();
+    for (kind, run) in runs {
+        match run.await {
+            Ok(()) => println!("conformance kit passed: {} [{}]", kind.kind, kind.label),
+            Err(e) => {
+                let why = match e.try_into_panic() {
+                    Ok(panic) => panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "a panic without a message".to_string()),
+                    Err(e) => e.to_string(),
+                };
+                failures.push(format!("{} [{}]: {why}", kind.kind, kind.label));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "the conformance kit failed for:\n{}", failures.join("\n"));
 }
 
 /// A broker that never reached the key endpoint cannot verify: a retryable 503.

@@ -22,20 +22,17 @@
 //! parameters the fake refuses them, so a test sees exactly what Tessera sends. Time comes
 //! from the injected [`Clock`].
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use tessera_adapters::Clock;
 use tessera_adapters::clock::format_rfc3339;
 
-use crate::relying_party::{Faults, content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
+use crate::fake::{self, Endpoint, FakeServer, Faults, Logged, form_parameters, refuse};
+use crate::relying_party::{content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
 
 /// RFC 7523 §2.2: a JWT as client authentication.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -180,16 +177,14 @@ impl Refusal {
     }
 }
 
-/// A refusal with the text Entra puts after its `AADSTS` code.
-#[derive(Debug)]
-struct Refused {
-    reason: Refusal,
-    description: String,
+impl fake::Refusal for Refusal {
+    fn injected(status: u16) -> Self {
+        Self::Injected(status)
+    }
 }
 
-fn refuse<T>(reason: Refusal, description: impl Into<String>) -> Result<T, Refused> {
-    Err(Refused { reason, description: description.into() })
-}
+/// A refusal with the text Entra puts after its `AADSTS` code.
+type Refused = fake::Refused<Refusal>;
 
 /// One request to the token endpoint, as the fake read it.
 #[derive(Debug, Clone)]
@@ -204,6 +199,13 @@ pub struct TokenRequest {
     pub claims: Option<Value>,
     pub status: u16,
     pub refusal: Option<Refusal>,
+}
+
+impl Logged<Refusal> for TokenRequest {
+    fn answered(&mut self, status: u16, refusal: Option<Refusal>) {
+        self.status = status;
+        self.refusal = refusal;
+    }
 }
 
 impl TokenRequest {
@@ -236,15 +238,12 @@ struct Application {
 
 #[derive(Debug)]
 struct State {
-    url: String,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     applications: Mutex<Vec<Application>>,
     issued: Mutex<Vec<IssuedToken>>,
-    requests: Mutex<Vec<TokenRequest>>,
+    token: Endpoint<TokenRequest>,
     refusals: Mutex<Vec<Refusal>>,
-    calls: AtomicUsize,
-    fail: Mutex<VecDeque<u16>>,
     faults: Faults,
 }
 
@@ -287,46 +286,32 @@ impl State {
 #[derive(Debug)]
 pub struct FakeEntra {
     state: Arc<State>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeEntra {
     /// Start at `http://127.0.0.1:<port>` with no tenants, reading time from `clock`.
     pub fn start(clock: Arc<dyn Clock>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = Arc::new(State {
-            url,
+        let state = |_url| State {
             clock,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client"),
+            http: fake::http_client(),
             applications: Mutex::default(),
             issued: Mutex::default(),
-            requests: Mutex::default(),
+            token: Endpoint::default(),
             refusals: Mutex::default(),
-            calls: AtomicUsize::new(0),
-            fail: Mutex::default(),
             faults: Faults::default(),
-        });
-        let shared = Arc::clone(&state);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::from(Arc::clone(&shared)))
+        };
+        let (state, server) = FakeServer::start(state, |routes| {
+            routes
                 .route("/{tenant}/oauth2/v2.0/token", web::post().to(token))
-                .default_service(web::to(not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self { state, handle }
+                .default_service(web::to(not_found));
+        });
+        Self { state, server }
     }
 
     /// The authority host (`authority` of the `azure` target).
     pub fn url(&self) -> &str {
-        &self.state.url
+        self.server.url()
     }
 
     /// Register application `client_id` in `tenant`, with no federated credential yet.
@@ -356,16 +341,16 @@ impl FakeEntra {
     /// Requests that reached the token endpoint, refused and failed ones included; counted
     /// on arrival.
     pub fn token_calls(&self) -> usize {
-        self.state.calls.load(Ordering::SeqCst)
+        self.state.token.calls()
     }
 
     /// Every answered token request, in order.
     pub fn token_requests(&self) -> Vec<TokenRequest> {
-        self.state.requests.lock().expect("lock").clone()
+        self.state.token.requests()
     }
 
     pub fn last_token_request(&self) -> Option<TokenRequest> {
-        self.state.requests.lock().expect("lock").last().cloned()
+        self.state.token.last()
     }
 
     /// Why each refused request was refused, in order.
@@ -380,7 +365,7 @@ impl FakeEntra {
 
     /// Answer the next `times` requests with `status` and an Entra error body.
     pub fn fail_next(&self, times: usize, status: u16) {
-        self.state.fail.lock().expect("lock").extend(std::iter::repeat_n(status, times));
+        self.state.token.fail_next(times, status);
     }
 
     /// Delays, outages and concurrency (see [`Faults`]).
@@ -389,18 +374,8 @@ impl FakeEntra {
     }
 }
 
-impl Drop for FakeEntra {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        // Stop without waiting: the runtime may be shutting down too.
-        drop(handle.stop(false));
-    }
-}
-
 async fn token(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    state.calls.fetch_add(1, Ordering::SeqCst);
-    let _flight = state.faults.enter();
-    let mut request = TokenRequest {
+    let request = TokenRequest {
         tenant: req.match_info().get("tenant").unwrap_or_default().to_string(),
         content_type: content_type(&req),
         form: Vec::new(),
@@ -408,21 +383,10 @@ async fn token(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> H
         status: 200,
         refusal: None,
     };
-    let result = match state.faults.hold(&state.fail).await {
-        Some(status) => refuse(Refusal::Injected(status), "The service is temporarily unavailable."),
-        None => client_credentials(&state, &body, &mut request).await,
-    };
-    let response = match result {
-        Ok(answer) => HttpResponse::Ok().json(answer),
-        Err(refused) => {
-            state.refused(&refused.reason);
-            request.refusal = Some(refused.reason.clone());
-            error_response(&state, &refused)
-        }
-    };
-    request.status = response.status().as_u16();
-    state.requests.lock().expect("lock").push(request);
-    response
+    let unavailable = "The service is temporarily unavailable.";
+    let run = async |request: &mut TokenRequest| client_credentials(&state, &body, request).await;
+    let refused = |refused: &Refused| error_response(&state, refused);
+    state.token.answer(&state.faults, &state.refusals, request, unavailable, run, refused).await
 }
 
 /// The client credentials request, checked in order: the form, the tenant and application,
@@ -508,22 +472,18 @@ async fn client_credentials(
 /// The form as a map; each parameter at most once (RFC 6749 §3.1) and each one the request
 /// defines.
 fn parameters(form: &[(String, String)]) -> Result<BTreeMap<String, String>, Refused> {
-    let mut map = BTreeMap::new();
-    for (name, value) in form {
-        if !PARAMETERS.contains(&name.as_str()) {
-            return refuse(
-                Refusal::UnknownParameter(name.clone()),
-                format!("{name} parameter is not valid."),
-            );
-        }
-        if map.insert(name.clone(), value.clone()).is_some() {
-            return refuse(
-                Refusal::DuplicateParameter(name.clone()),
-                format!("{name} parameter is included more than once."),
-            );
-        }
-    }
-    Ok(map)
+    form_parameters(
+        form,
+        &PARAMETERS,
+        |name| Refused {
+            reason: Refusal::UnknownParameter(name.to_string()),
+            description: format!("{name} parameter is not valid."),
+        },
+        |name| Refused {
+            reason: Refusal::DuplicateParameter(name.to_string()),
+            description: format!("{name} parameter is included more than once."),
+        },
+    )
 }
 
 /// The assertion's checks, in order: its shape, `typ` and `alg`; `iss` against the

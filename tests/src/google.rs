@@ -26,20 +26,17 @@
 //! `iamcredentials_endpoint`. Time comes from the injected [`Clock`], so a test shares the
 //! broker's manual clock and moves both together.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::header;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use tessera_adapters::Clock;
 use tessera_adapters::clock::format_rfc3339;
 
-use crate::relying_party::{Faults, content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
+use crate::fake::{self, Endpoint, FakeServer, Faults, Logged, form_parameters, refuse};
+use crate::relying_party::{content_type, decode_jws, fetch_jwks, media_type_is, signature_verifies};
 
 /// RFC 8693 §2.1 `grant_type`.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -74,6 +71,9 @@ const STS_PARAMETERS: [&str; 7] = [
 
 /// Fields of the `generateAccessToken` request body.
 const GENERATE_FIELDS: [&str; 3] = ["delegates", "scope", "lifetime"];
+
+/// The description of an injected failure.
+const UNAVAILABLE: &str = "The service is currently unavailable.";
 
 const AUTH_HELP: &str = "Expected OAuth 2 access token, login cookie or other valid authentication credential. \
      See https://developers.google.com/identity/sign-in/web/devconsole-project.";
@@ -323,16 +323,14 @@ fn rpc_status(code: u16) -> &'static str {
     }
 }
 
-/// A refusal with the description Google would give.
-#[derive(Debug)]
-struct Refused {
-    reason: Refusal,
-    description: String,
+impl fake::Refusal for Refusal {
+    fn injected(status: u16) -> Self {
+        Self::Injected(status)
+    }
 }
 
-fn refuse<T>(reason: Refusal, description: impl Into<String>) -> Result<T, Refused> {
-    Err(Refused { reason, description: description.into() })
-}
+/// A refusal with the description Google would give.
+type Refused = fake::Refused<Refusal>;
 
 /// One request to STS `v1/token`, as the fake read it.
 #[derive(Debug, Clone)]
@@ -345,6 +343,13 @@ pub struct StsRequest {
     pub claims: Option<Value>,
     pub status: u16,
     pub refusal: Option<Refusal>,
+}
+
+impl Logged<Refusal> for StsRequest {
+    fn answered(&mut self, status: u16, refusal: Option<Refusal>) {
+        self.status = status;
+        self.refusal = refusal;
+    }
 }
 
 impl StsRequest {
@@ -370,6 +375,13 @@ pub struct GenerateRequest {
     pub refusal: Option<Refusal>,
 }
 
+impl Logged<Refusal> for GenerateRequest {
+    fn answered(&mut self, status: u16, refusal: Option<Refusal>) {
+        self.status = status;
+        self.refusal = refusal;
+    }
+}
+
 /// An access token the fake issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
@@ -386,7 +398,6 @@ pub struct IssuedToken {
 
 #[derive(Debug)]
 struct State {
-    url: String,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     providers: Mutex<Vec<WorkloadIdentityProvider>>,
@@ -394,13 +405,9 @@ struct State {
     /// `roles/iam.workloadIdentityUser`.
     impersonation: Mutex<Vec<(String, String)>>,
     issued: Mutex<Vec<IssuedToken>>,
-    sts_requests: Mutex<Vec<StsRequest>>,
-    generate_requests: Mutex<Vec<GenerateRequest>>,
+    sts: Endpoint<StsRequest>,
+    generate: Endpoint<GenerateRequest>,
     refusals: Mutex<Vec<Refusal>>,
-    sts_calls: AtomicUsize,
-    generate_calls: AtomicUsize,
-    fail_sts: Mutex<VecDeque<u16>>,
-    fail_generate: Mutex<VecDeque<u16>>,
     faults: Faults,
 }
 
@@ -432,46 +439,30 @@ impl State {
 #[derive(Debug)]
 pub struct FakeGoogle {
     state: Arc<State>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeGoogle {
     /// Start at `http://127.0.0.1:<port>` with these providers, reading time from `clock`.
     pub fn start(providers: Vec<WorkloadIdentityProvider>, clock: Arc<dyn Clock>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = Arc::new(State {
-            url,
+        let state = |_url| State {
             clock,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client"),
+            http: fake::http_client(),
             providers: Mutex::new(providers),
             impersonation: Mutex::default(),
             issued: Mutex::default(),
-            sts_requests: Mutex::default(),
-            generate_requests: Mutex::default(),
+            sts: Endpoint::default(),
+            generate: Endpoint::default(),
             refusals: Mutex::default(),
-            sts_calls: AtomicUsize::new(0),
-            generate_calls: AtomicUsize::new(0),
-            fail_sts: Mutex::default(),
-            fail_generate: Mutex::default(),
             faults: Faults::default(),
-        });
-        let shared = Arc::clone(&state);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::from(Arc::clone(&shared)))
+        };
+        let (state, server) = FakeServer::start(state, |routes| {
+            routes
                 .route("/v1/token", web::post().to(sts))
                 .route("/v1/projects/{project}/serviceAccounts/{method}", web::post().to(generate))
-                .default_service(web::to(not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self { state, handle }
+                .default_service(web::to(not_found));
+        });
+        Self { state, server }
     }
 
     /// Add a provider (e.g. for an issuer whose URL is known only once it runs).
@@ -481,7 +472,7 @@ impl FakeGoogle {
 
     /// The base URL of both APIs.
     pub fn url(&self) -> &str {
-        &self.state.url
+        self.server.url()
     }
 
     /// Grant `principal` (from [`WorkloadIdentityProvider::principal`] or
@@ -493,30 +484,30 @@ impl FakeGoogle {
 
     /// Requests that reached STS, refused and failed ones included; counted on arrival.
     pub fn sts_calls(&self) -> usize {
-        self.state.sts_calls.load(Ordering::SeqCst)
+        self.state.sts.calls()
     }
 
     /// Requests that reached `generateAccessToken`; counted on arrival.
     pub fn generate_calls(&self) -> usize {
-        self.state.generate_calls.load(Ordering::SeqCst)
+        self.state.generate.calls()
     }
 
     /// Every answered STS request, in order.
     pub fn sts_requests(&self) -> Vec<StsRequest> {
-        self.state.sts_requests.lock().expect("lock").clone()
+        self.state.sts.requests()
     }
 
     pub fn last_sts_request(&self) -> Option<StsRequest> {
-        self.state.sts_requests.lock().expect("lock").last().cloned()
+        self.state.sts.last()
     }
 
     /// Every answered `generateAccessToken` request, in order.
     pub fn generate_requests(&self) -> Vec<GenerateRequest> {
-        self.state.generate_requests.lock().expect("lock").clone()
+        self.state.generate.requests()
     }
 
     pub fn last_generate_request(&self) -> Option<GenerateRequest> {
-        self.state.generate_requests.lock().expect("lock").last().cloned()
+        self.state.generate.last()
     }
 
     /// Why each refused request was refused, in order, across both APIs.
@@ -531,12 +522,12 @@ impl FakeGoogle {
 
     /// Answer the next `times` STS requests with `status` and a Google error body.
     pub fn fail_next_sts(&self, times: usize, status: u16) {
-        self.state.fail_sts.lock().expect("lock").extend(std::iter::repeat_n(status, times));
+        self.state.sts.fail_next(times, status);
     }
 
     /// Answer the next `times` `generateAccessToken` requests with `status`.
     pub fn fail_next_generate(&self, times: usize, status: u16) {
-        self.state.fail_generate.lock().expect("lock").extend(std::iter::repeat_n(status, times));
+        self.state.generate.fail_next(times, status);
     }
 
     /// Delays, outages and concurrency (see [`Faults`]).
@@ -545,39 +536,16 @@ impl FakeGoogle {
     }
 }
 
-impl Drop for FakeGoogle {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        // Stop without waiting: the runtime may be shutting down too.
-        drop(handle.stop(false));
-    }
-}
-
 async fn sts(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    state.sts_calls.fetch_add(1, Ordering::SeqCst);
-    let _flight = state.faults.enter();
-    let mut request = StsRequest {
+    let request = StsRequest {
         content_type: content_type(&req),
         form: Vec::new(),
         claims: None,
         status: 200,
         refusal: None,
     };
-    let result = match state.faults.hold(&state.fail_sts).await {
-        Some(status) => refuse(Refusal::Injected(status), "The service is currently unavailable."),
-        None => exchange(&state, &body, &mut request).await,
-    };
-    let response = match result {
-        Ok(answer) => HttpResponse::Ok().json(answer),
-        Err(refused) => {
-            state.refused(&refused.reason);
-            request.refusal = Some(refused.reason.clone());
-            error_response(&refused)
-        }
-    };
-    request.status = response.status().as_u16();
-    state.sts_requests.lock().expect("lock").push(request);
-    response
+    let run = async |request: &mut StsRequest| exchange(&state, &body, request).await;
+    state.sts.answer(&state.faults, &state.refusals, request, UNAVAILABLE, run, error_response).await
 }
 
 /// The token exchange, checked in the order Google reads it: the request, the provider,
@@ -659,19 +627,18 @@ async fn exchange(state: &State, body: &[u8], request: &mut StsRequest) -> Resul
 
 /// The form as a map; each parameter at most once (RFC 6749 §3.1) and each one STS defines.
 fn parameters(form: &[(String, String)]) -> Result<BTreeMap<String, String>, Refused> {
-    let mut map = BTreeMap::new();
-    for (name, value) in form {
-        if !STS_PARAMETERS.contains(&name.as_str()) {
-            return refuse(Refusal::UnknownParameter(name.clone()), format!("Unknown parameter \"{name}\"."));
-        }
-        if map.insert(name.clone(), value.clone()).is_some() {
-            return refuse(
-                Refusal::DuplicateParameter(name.clone()),
-                format!("Parameter \"{name}\" is included more than once."),
-            );
-        }
-    }
-    Ok(map)
+    form_parameters(
+        form,
+        &STS_PARAMETERS,
+        |name| Refused {
+            reason: Refusal::UnknownParameter(name.to_string()),
+            description: format!("Unknown parameter \"{name}\"."),
+        },
+        |name| Refused {
+            reason: Refusal::DuplicateParameter(name.to_string()),
+            description: format!("Parameter \"{name}\" is included more than once."),
+        },
+    )
 }
 
 /// The subject token's checks, in order: its shape and algorithm, the issuer (before any
@@ -778,8 +745,6 @@ async fn generate(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -
     let Some(service_account) = method.strip_suffix(":generateAccessToken").filter(|s| !s.is_empty()) else {
         return not_found(state, req).await;
     };
-    state.generate_calls.fetch_add(1, Ordering::SeqCst);
-    let _flight = state.faults.enter();
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -787,7 +752,7 @@ async fn generate(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
         .map(|(_, token)| token.trim().to_string());
-    let mut request = GenerateRequest {
+    let request = GenerateRequest {
         service_account: service_account.to_string(),
         content_type: content_type(&req),
         bearer,
@@ -796,21 +761,8 @@ async fn generate(state: web::Data<State>, req: HttpRequest, body: web::Bytes) -
         status: 200,
         refusal: None,
     };
-    let result = match state.faults.hold(&state.fail_generate).await {
-        Some(status) => refuse(Refusal::Injected(status), "The service is currently unavailable."),
-        None => impersonate(&state, &project, &body, &mut request),
-    };
-    let response = match result {
-        Ok(answer) => HttpResponse::Ok().json(answer),
-        Err(refused) => {
-            state.refused(&refused.reason);
-            request.refusal = Some(refused.reason.clone());
-            error_response(&refused)
-        }
-    };
-    request.status = response.status().as_u16();
-    state.generate_requests.lock().expect("lock").push(request);
-    response
+    let run = async |request: &mut GenerateRequest| impersonate(&state, &project, &body, request);
+    state.generate.answer(&state.faults, &state.refusals, request, UNAVAILABLE, run, error_response).await
 }
 
 /// `generateAccessToken`: the caller's credential first, as Google's front end checks it,

@@ -1,14 +1,13 @@
 //! An OIDC issuer on loopback: discovery and JWKS over real HTTP, with fetch counters and
 //! an outage switch, so tests see exactly what the broker fetched and when.
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
+use crate::fake::FakeServer;
 use crate::keys::TestKey;
 
 #[derive(Debug, Default)]
@@ -25,35 +24,22 @@ struct State {
 #[derive(Debug)]
 pub struct TestIssuer {
     state: Arc<State>,
-    handle: ServerHandle,
+    /// Stops the server when the issuer is dropped.
+    _server: FakeServer,
 }
 
 impl TestIssuer {
     /// Start an issuer at `http://127.0.0.1:<port>` publishing `keys`.
     pub fn start(keys: Vec<TestKey>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = Arc::new(State {
-            url,
-            keys: Mutex::new(keys.into_iter().map(Arc::new).collect()),
-            ..State::default()
-        });
-        let shared = Arc::clone(&state);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::from(Arc::clone(&shared)))
+        let keys = keys.into_iter().map(Arc::new).collect();
+        let state = |url| State { url, keys: Mutex::new(keys), ..State::default() };
+        let (state, server) = FakeServer::start(state, |routes| {
+            routes
                 .route("/.well-known/openid-configuration", web::get().to(discovery))
                 .route("/jwks", web::get().to(jwks))
-                .default_service(web::to(other))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self { state, handle }
+                .default_service(web::to(other));
+        });
+        Self { state, _server: server }
     }
 
     pub fn url(&self) -> &str {
@@ -106,14 +92,6 @@ impl TestIssuer {
             "exp": now + 300,
             "jti": uuid::Uuid::new_v4().to_string(),
         })
-    }
-}
-
-impl Drop for TestIssuer {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        // Stop without waiting: the runtime may be shutting down too.
-        drop(handle.stop(false));
     }
 }
 

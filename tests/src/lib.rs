@@ -14,14 +14,17 @@
 //!   takes `AssumeRoleWithWebIdentity` unsigned) behind a proxy that records, delays and
 //!   fails calls.
 //! - [`conformance`]: the conformance kit every JWT source kind runs
-//!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)) and each kind's
-//!   description.
+//!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)), each kind's description
+//!   ([`KINDS_UNDER_TEST`](conformance::KINDS_UNDER_TEST)), and the run over every kind the
+//!   registry lists.
 //! - [`python`]: runs the Python peers (PyJWT and friends) from the project's virtualenv.
 //! - [`google`]: [`FakeGoogle`](google::FakeGoogle), Google's STS and IAM Credentials APIs on
 //!   loopback, verifying subject tokens against the issuer's JWKS as a workload identity pool
 //!   provider does.
 //! - [`relying_party`]: what both fakes do as relying parties of an OIDC issuer (JWS
 //!   decoding, discovery and JWKS, signature checks).
+//! - [`fake`]: what both fakes share as test servers: the loopback server, each endpoint's
+//!   log of calls and requests, injected failures and [`Faults`](fake::Faults).
 //! - [`postgres`]: [`TestPostgres`](postgres::TestPostgres), a database of the test's own on
 //!   the machine's PostgreSQL, which the test can also take offline.
 //! - [`redis`]: [`TestRedis`](redis::TestRedis), the machine's Redis under a key prefix of
@@ -38,6 +41,7 @@ pub mod agent;
 pub mod broker;
 pub mod conformance;
 pub mod entra;
+pub mod fake;
 pub mod google;
 pub mod issuer;
 pub mod keys;

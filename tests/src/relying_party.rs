@@ -1,13 +1,8 @@
-//! What the protocol fakes ([`google`](crate::google), [`entra`](crate::entra)) share: as
-//! relying parties of an OIDC issuer, like the real services, they read a compact JWS, fetch
+//! What the protocol fakes ([`google`](crate::google), [`entra`](crate::entra)) share as
+//! relying parties of an OIDC issuer, like the real services: they read a compact JWS, fetch
 //! the issuer's keys through discovery, and check a signature with aws-lc-rs (not with
-//! Tessera's verifier, so the fakes are an independent check); and as test servers they
-//! take [`Faults`] (delays, outages).
-
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+//! Tessera's verifier, so the fakes are an independent check). What they share as test
+//! servers is in [`fake`](crate::fake).
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -102,67 +97,5 @@ pub fn signature_verifies(jwk: &Value, alg: &str, input: &[u8], signature: &[u8]
                 .is_ok()
         }
         _ => false,
-    }
-}
-
-/// What a test can do to a fake service: hold each request for a while, take it down
-/// (every request answered 503), and see how many requests it answers at once.
-#[derive(Debug, Default)]
-pub struct Faults {
-    down: AtomicBool,
-    delay: Mutex<Duration>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-}
-
-/// A request being answered; counted in [`Faults::in_flight`] until dropped.
-#[derive(Debug)]
-pub struct InFlight<'a>(&'a Faults);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Faults {
-    /// Count a request as being answered until the guard drops.
-    pub fn enter(&self) -> InFlight<'_> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(self)
-    }
-
-    /// Wait the delay; then the status to fail with: 503 while down, else the next
-    /// status a test injected into `injected`, if any.
-    pub async fn hold(&self, injected: &Mutex<VecDeque<u16>>) -> Option<u16> {
-        let delay = *self.delay.lock().expect("lock");
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if self.down.load(Ordering::SeqCst) {
-            return Some(503);
-        }
-        injected.lock().expect("lock").pop_front()
-    }
-
-    /// Answer every request with 503 (`true`) or serve again (`false`).
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
-    /// Hold every request this long before answering it.
-    pub fn set_delay(&self, delay: Duration) {
-        *self.delay.lock().expect("lock") = delay;
-    }
-
-    /// Requests being answered now.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// The most requests answered at once so far.
-    pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight.load(Ordering::SeqCst)
     }
 }

@@ -17,10 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use crate::fake::FakeServer;
 use crate::python;
 
 /// One `AssumeRoleWithWebIdentity` request as the proxy saw it.
@@ -46,6 +46,7 @@ pub struct CallerIdentity {
 #[derive(Debug, Default)]
 struct ProxyState {
     upstream: String,
+    http: reqwest::Client,
     calls: Mutex<Vec<AssumeRoleCall>>,
     delay: Mutex<Duration>,
     /// Answers given instead of forwarding, first to last; `down` answers every call.
@@ -61,7 +62,8 @@ pub struct StsPeer {
     /// The proxy's origin: the `endpoint` of an `aws_sts` target.
     pub url: String,
     state: Arc<ProxyState>,
-    handle: ServerHandle,
+    /// Stops the proxy when the peer is dropped.
+    _proxy: FakeServer,
     child: Child,
     log: tempfile::NamedTempFile,
 }
@@ -87,8 +89,9 @@ impl StsPeer {
             if !wait_ready(&mut child, &moto_url, &log).await {
                 continue;
             }
-            let (url, state, handle) = proxy(moto_url.clone());
-            return Self { moto_url, url, state, handle, child, log };
+            let (state, proxy) = proxy(moto_url.clone());
+            let url = proxy.url().to_string();
+            return Self { moto_url, url, state, _proxy: proxy, child, log };
         }
         panic!("moto could not be started on a free port");
     }
@@ -153,7 +156,6 @@ impl StsPeer {
 
 impl Drop for StsPeer {
     fn drop(&mut self) {
-        drop(self.handle.stop(false));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -185,34 +187,15 @@ async fn wait_ready(child: &mut Child, origin: &str, log: &tempfile::NamedTempFi
     }
 }
 
-fn proxy(upstream: String) -> (String, Arc<ProxyState>, ServerHandle) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = Arc::new(ProxyState { upstream, ..ProxyState::default() });
-    let shared = Arc::clone(&state);
+fn proxy(upstream: String) -> (Arc<ProxyState>, FakeServer) {
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::from(Arc::clone(&shared)))
-            .app_data(web::Data::new(http.clone()))
-            .default_service(web::to(forward))
+    let state = |_url| ProxyState { upstream, http, ..ProxyState::default() };
+    FakeServer::start_on(2, state, |routes| {
+        routes.default_service(web::to(forward));
     })
-    .workers(2)
-    .disable_signals()
-    .listen(listener)
-    .expect("listen")
-    .run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    (url, state, handle)
 }
 
-async fn forward(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<ProxyState>,
-    http: web::Data<reqwest::Client>,
-) -> HttpResponse {
+async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<ProxyState>) -> HttpResponse {
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let assume = field("Action").as_deref() == Some("AssumeRoleWithWebIdentity");
@@ -238,7 +221,7 @@ async fn forward(
                 .body(document);
         }
     }
-    let mut upstream = http.post(format!("{}{}", state.upstream, req.uri())).body(body.to_vec());
+    let mut upstream = state.http.post(format!("{}{}", state.upstream, req.uri())).body(body.to_vec());
     if let Some(ct) = req.headers().get("content-type").and_then(|v| v.to_str().ok()) {
         upstream = upstream.header("content-type", ct);
     }

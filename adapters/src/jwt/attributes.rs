@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::VerifiedClaims;
-use crate::registry::BuildError;
+use crate::build::BuildError;
 
 /// At most this many attributes per identity.
 pub const MAX_ATTRIBUTES: usize = 128;

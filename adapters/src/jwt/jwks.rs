@@ -15,14 +15,15 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use serde_json::Value;
 use tokio::task::AbortHandle;
-use url::{Host, Url};
+use url::Url;
 
 use super::alg::Algorithm;
 use super::json;
 use super::keys::{KeySet, KeySetError, KeyUse};
+use crate::build::BuildError;
 use crate::clock::Clock;
+use crate::net::check_url;
 use crate::observe::{NoObserver, Observer};
-use crate::registry::BuildError;
 use crate::source::SourceError;
 
 /// Where a source's key set comes from.
@@ -115,42 +116,6 @@ pub enum JwksError {
     DiscoveryIssuer { url: String },
     #[error("{url}: discovery document's `jwks_uri` is not usable: {reason}")]
     DiscoveryJwksUri { url: String, reason: String },
-}
-
-/// Check a URL Tessera is about to fetch keys from: `https`, or `http` on a loopback host
-/// when `insecure_http` allows it.
-pub fn check_fetch_url(url: &Url, insecure_http: bool) -> Result<(), String> {
-    match url.scheme() {
-        "https" => {}
-        "http" if insecure_http && is_loopback(url) => {}
-        "http" if insecure_http => {
-            return Err(format!(
-                "`{url}`: plain http is allowed only on a loopback host (127.0.0.1, ::1, localhost)"
-            ));
-        }
-        "http" => {
-            return Err(format!(
-                "`{url}`: plain http is refused; use https (or insecure_http on loopback for tests)"
-            ));
-        }
-        other => return Err(format!("`{url}`: scheme `{other}` is not https")),
-    }
-    if url.host().is_none() {
-        return Err(format!("`{url}` has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("`{url}` must not carry credentials"));
-    }
-    Ok(())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// The discovery document URL for an issuer (OIDC Discovery 1.0 §4: a terminating `/`
@@ -261,13 +226,13 @@ impl JwksCache {
             }
             JwksLocation::Discovery { issuer } => {
                 let url = discovery_url(&issuer).map_err(|m| BuildError::field("issuer", m))?;
-                check_fetch_url(&url, options.insecure_http).map_err(|m| BuildError::field("issuer", m))?;
+                check_url(&url, options.insecure_http).map_err(|m| BuildError::field("issuer", m))?;
                 Location::Remote(Remote::Discovery { issuer, url })
             }
             JwksLocation::Uri(uri) => {
                 let url = Url::parse(&uri)
                     .map_err(|e| BuildError::field("jwks_uri", format!("`{uri}` is not a URL: {e}")))?;
-                check_fetch_url(&url, options.insecure_http).map_err(|m| BuildError::field("jwks_uri", m))?;
+                check_url(&url, options.insecure_http).map_err(|m| BuildError::field("jwks_uri", m))?;
                 Location::Remote(Remote::Uri(url))
             }
         };
@@ -450,7 +415,7 @@ impl JwksCache {
             .and_then(Value::as_str)
             .ok_or_else(|| bad("missing or not a string".into()))?;
         let jwks_url = Url::parse(jwks_uri).map_err(|e| bad(e.to_string()))?;
-        check_fetch_url(&jwks_url, self.options.insecure_http).map_err(bad)?;
+        check_url(&jwks_url, self.options.insecure_http).map_err(bad)?;
         Ok(jwks_url)
     }
 

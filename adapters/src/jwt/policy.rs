@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::alg::Algorithm;
-use crate::registry::BuildError;
+use crate::build::BuildError;
 
 /// The largest clock-skew allowance a source may configure.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(60);

@@ -18,9 +18,9 @@ use super::jwks::{DEFAULT_MAX_STALE, DEFAULT_REFRESH_INTERVAL};
 use super::keys::KeyUse;
 use super::policy::{DEFAULT_LEEWAY, HeaderRule, IssuerRule};
 use super::{Algorithm, JwksCache, JwksLocation, JwksOptions, JwtPolicy, JwtVerifier, VerifiedClaims};
+use crate::build::{BuildContext, BuildError};
 use crate::config::duration;
 use crate::identity::Identity;
-use crate::registry::{BuildContext, BuildError};
 use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
 
 /// The keys every JWT source kind accepts, beside its own (flattened: they are written at

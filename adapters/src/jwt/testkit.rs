@@ -1,8 +1,11 @@
-//! Test helpers for JWT sources: real keys made with aws-lc-rs, tokens signed by hand, and
-//! a loopback HTTP server that counts requests.
+//! Test helpers for JWT sources: real keys made with aws-lc-rs, tokens signed by hand, a
+//! loopback HTTP server that counts requests, and [`SourceFixture`], what every source
+//! kind's `tests.rs` starts from.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -11,10 +14,20 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::build::{BuildContext, BuildError, BuildSource};
+use crate::clock::ManualClock;
+use crate::config::kind_config;
+use crate::identity::Identity;
+use crate::observe::NoObserver;
+use crate::secret::Secret;
+use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType};
+use crate::target::{SignError, Signer, SigningAlgorithm};
 
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -263,26 +276,38 @@ pub fn http_client() -> reqwest::Client {
 #[derive(Debug)]
 pub struct NoSigner;
 
-impl crate::target::Signer for NoSigner {
+impl Signer for NoSigner {
     fn issuer(&self) -> &str {
         "https://tessera.test"
     }
 
-    fn algorithms(&self) -> Vec<crate::target::SigningAlgorithm> {
+    fn algorithms(&self) -> Vec<SigningAlgorithm> {
         Vec::new()
     }
 
     fn sign(
         &self,
-        _: crate::target::SigningAlgorithm,
+        _: SigningAlgorithm,
         _: &serde_json::Map<String, Value>,
-    ) -> Result<crate::secret::Secret<String>, crate::target::SignError> {
-        Err(crate::target::SignError::Crypto)
+    ) -> Result<Secret<String>, SignError> {
+        Err(SignError::Crypto)
+    }
+}
+
+/// A source's build context: `clock`, the test HTTP client, a signer that never signs, and
+/// relative paths resolved against `base_dir`.
+pub fn context(clock: Arc<ManualClock>, base_dir: PathBuf) -> BuildContext {
+    BuildContext {
+        clock,
+        http: http_client(),
+        signer: Arc::new(NoSigner),
+        base_dir,
+        observer: Arc::new(NoObserver),
     }
 }
 
 /// A temporary directory for source configs, removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> Self {
@@ -300,16 +325,6 @@ impl TempDir {
 
     pub fn write(&self, name: &str, content: &str) {
         std::fs::write(self.0.join(name), content).unwrap();
-    }
-
-    pub fn context(&self, clock: Arc<crate::clock::ManualClock>) -> crate::registry::BuildContext {
-        crate::registry::BuildContext {
-            clock,
-            http: http_client(),
-            signer: Arc::new(NoSigner),
-            base_dir: self.0.clone(),
-            observer: std::sync::Arc::new(crate::observe::NoObserver),
-        }
     }
 }
 
@@ -332,21 +347,92 @@ pub fn merged(mut base: Value, changes: &Value) -> Value {
 }
 
 /// A presented JWT.
-pub fn subject_jwt(token: String) -> crate::source::SubjectToken {
-    crate::source::SubjectToken {
-        token_type: crate::source::SubjectTokenType::Jwt,
-        value: crate::secret::Secret::new(token),
-    }
+pub fn subject_jwt(token: String) -> SubjectToken {
+    SubjectToken { token_type: SubjectTokenType::Jwt, value: Secret::new(token) }
 }
 
-/// Build a source from a `sources:` entry given as JSON.
-pub fn build_source(
-    entry: Value,
-    dir: &TempDir,
-    clock: &Arc<crate::clock::ManualClock>,
-) -> Result<Arc<dyn crate::source::IdentitySource>, crate::registry::BuildError> {
-    use crate::registry::SourceConfig;
-    let config: SourceConfig =
-        serde_json::from_value(entry).map_err(|e| crate::registry::BuildError::new(e.to_string()))?;
-    config.build(&dir.context(Arc::clone(clock)))
+/// The time every [`SourceFixture`]'s clock starts at: 2023-11-14T22:13:20Z.
+pub const NOW: i64 = 1_700_000_000;
+
+/// One JWT source kind under unit test: its `sources:` entry, one signing key published
+/// alone in `jwks.json` of a directory of its own (entries name it with `jwks_file`), and a
+/// manual clock at [`NOW`]. `C` is the kind's config.
+pub struct SourceFixture<C> {
+    pub key: TestKey,
+    pub dir: TempDir,
+    pub clock: Arc<ManualClock>,
+    kind: &'static str,
+    alg: &'static str,
+    header: Value,
+    entry: fn(Value) -> Value,
+    config: PhantomData<fn() -> C>,
+}
+
+impl<C: BuildSource + DeserializeOwned> SourceFixture<C> {
+    /// Kind `kind`, whose entry with `extra` merged in is `entry(extra)`; tokens are signed
+    /// by `key` with `alg`.
+    pub fn new(kind: &'static str, key: TestKey, alg: &'static str, entry: fn(Value) -> Value) -> Self {
+        let dir = TempDir::with_jwks(&[key.jwk()]);
+        Self {
+            key,
+            dir,
+            clock: Arc::new(ManualClock::new(NOW)),
+            kind,
+            alg,
+            header: json!({}),
+            entry,
+            config: PhantomData,
+        }
+    }
+
+    /// Tokens carry `header`'s members beside `alg` and `kid`.
+    pub fn with_header(mut self, header: Value) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The entry with `extra` merged in, read as the kind's config.
+    pub fn config(&self, extra: Value) -> Result<C, serde_json::Error> {
+        kind_config(self.kind, (self.entry)(extra))
+    }
+
+    pub fn build(&self, extra: Value) -> Result<Arc<dyn IdentitySource>, BuildError> {
+        let config = self.config(extra).map_err(|e| BuildError::new(e.to_string()))?;
+        config.build(&context(Arc::clone(&self.clock), self.dir.0.clone()))
+    }
+
+    pub fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
+        self.build(extra).unwrap()
+    }
+
+    /// The key a build with `extra` fails on.
+    pub fn field(&self, extra: Value) -> Option<&'static str> {
+        self.build(extra).unwrap_err().field
+    }
+
+    /// A token of `claims`, signed by the fixture's key.
+    pub fn token(&self, claims: &Value) -> String {
+        self.key.token_with(self.alg, &self.header, claims)
+    }
+
+    /// Present `claims`, signed by the fixture's key, to `source`.
+    pub async fn verify(
+        &self,
+        source: &Arc<dyn IdentitySource>,
+        claims: &Value,
+    ) -> Result<Identity, SourceError> {
+        let token = self.token(claims);
+        source.verify(&subject_jwt(token)).await.map(|v| v.identity().clone())
+    }
+
+    /// As [`verify`](Self::verify), with `header`'s members instead of the fixture's.
+    pub async fn verify_with(
+        &self,
+        source: &Arc<dyn IdentitySource>,
+        header: &Value,
+        claims: &Value,
+    ) -> Result<Identity, SourceError> {
+        let token = self.key.token_with(self.alg, header, claims);
+        source.verify(&subject_jwt(token)).await.map(|v| v.identity().clone())
+    }
 }

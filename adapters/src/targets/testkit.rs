@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::build::BuildContext;
 use crate::clock::ManualClock;
 use crate::identity::Identity;
-use crate::registry::BuildContext;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
 use crate::target::{Grant, SignError, Signer, SigningAlgorithm};

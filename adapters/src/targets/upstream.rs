@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::build::{BuildContext, BuildError};
 use crate::config::{duration, format_duration};
-use crate::jwt::jwks::check_fetch_url;
-use crate::registry::{BuildContext, BuildError};
+use crate::net::check_url;
 use crate::secret::Secret;
 use crate::target::{Grant, Signer, SigningAlgorithm, TargetError};
 
@@ -187,7 +187,7 @@ pub(crate) fn presented_claims(signer: &dyn Signer, sub: &str, aud: &str, now: i
 /// cleanly.
 pub(crate) fn endpoint(text: &str, insecure_http: bool) -> Result<String, String> {
     let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
-    check_fetch_url(&url, insecure_http)?;
+    check_url(&url, insecure_http)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{text}` must not have a query or fragment"));
     }

@@ -429,7 +429,9 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::Error> {
         .fetch_one(&mut *tx)
         .await?
         .try_get("v")?;
-    let now = chrono::Utc::now().timestamp_millis();
+    // Dated by the wall clock, not an injected one: this records when the database's schema
+    // changed, no decision hangs on it, and opening a store takes no clock.
+    let now = tessera_adapters::Clock::now_millis(&tessera_adapters::SystemClock);
     for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| Some(*v) > current) {
         for statement in *statements {
             sqlx::query(statement).execute(&mut *tx).await?;

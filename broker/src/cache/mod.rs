@@ -336,8 +336,8 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_adapters::oauth::token_type;
     use tessera_adapters::secret::Secret;
-    use tessera_adapters::target::token_types;
 
     #[test]
     fn the_margin_is_a_fifth_of_the_lifetime_and_at_most_five_minutes() {
@@ -353,7 +353,7 @@ mod tests {
         Entry {
             credential: IssuedCredential {
                 access_token: Secret::new("t".into()),
-                issued_token_type: token_types::ACCESS_TOKEN,
+                issued_token_type: token_type::ACCESS_TOKEN,
                 token_type: "Bearer",
                 expires_at: fresh_until + 60,
                 aws_credentials: None,

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
+use tessera_adapters::oauth::token_type;
 use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 
 use crate::audit::store::{AuditStore, Cursor, EventQuery, WorkloadQuery};
@@ -81,7 +82,7 @@ async fn explain(broker: web::Data<Arc<Broker>>, body: web::Json<ExplainBody>) -
             if token.len() > broker.limits().max_token_bytes {
                 return bad_request("invalid_request", "subject_token is over the size limit");
             }
-            let uri = body.subject_token_type.as_deref().unwrap_or(SubjectTokenType::JWT_URI);
+            let uri = body.subject_token_type.as_deref().unwrap_or(token_type::JWT);
             let Some(token_type) = SubjectTokenType::from_uri(uri) else {
                 return bad_request("invalid_request", format!("unsupported subject_token_type `{uri}`"));
             };

@@ -10,7 +10,8 @@
 //!   `/.well-known/jwks.json` (active, next, and retired-but-published), with the shared
 //!   JWT rules of `tessera_adapters::jwt`: algorithm pinned to the admin target's, `iss`
 //!   this issuer, `aud` the target's audience, `typ: JWT`, `exp` required, `nbf`/`iat`
-//!   with a small leeway, lifetime at most the target's `max_ttl`.
+//!   with a small leeway, lifetime at most the target's `max_ttl`. The built target says
+//!   what its tokens carry ([`CredentialTarget::issued_jwt`]); its config is not read here.
 //! - Client certificates are verified during the handshake by rustls' WebPKI verifier
 //!   against `client_ca`; [`client_certificate`] then records the verified leaf's subject
 //!   on the connection.
@@ -33,10 +34,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
-use tessera_adapters::Clock;
 use tessera_adapters::jwt::{Algorithm, HeaderRule, IssuerRule, JwtPolicy, KeySet, verify_with_keys};
-use tessera_adapters::registry::TargetConfig;
 use tessera_adapters::source::SourceError;
+use tessera_adapters::{Clock, CredentialTarget};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::broker::Broker;
@@ -73,12 +73,14 @@ impl fmt::Debug for AdminAuth {
 
 impl AdminAuth {
     /// Build what `admin.auth` asks for: `None` when the admin listener has no
-    /// authentication (loopback only, checked when the config was loaded). Certificate
-    /// and key files are read here; problems carry the file, line and column of the key
-    /// naming the file.
+    /// authentication (loopback only, checked when the config was loaded). `targets` are
+    /// the built targets, one of which `admin.auth.jwt.target` names. Certificate and key
+    /// files are read here; problems carry the file, line and column of the key naming the
+    /// file.
     pub fn build(
         config: &LoadedConfig,
         issuer: &Arc<Issuer>,
+        targets: &[Arc<dyn CredentialTarget>],
         clock: &Arc<dyn Clock>,
     ) -> Result<Option<Arc<Self>>, ConfigErrors> {
         let Some(auth) = config.config.admin().and_then(|a| a.auth()) else {
@@ -86,7 +88,7 @@ impl AdminAuth {
         };
         let mut errors = Vec::new();
         let jwt = match &auth.jwt {
-            Some(jwt) => match AdminTokenVerifier::new(config, &jwt.value.target, issuer, clock) {
+            Some(jwt) => match AdminTokenVerifier::new(config, &jwt.value.target, targets, issuer, clock) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     errors.push(e);
@@ -196,29 +198,26 @@ impl AdminTokenVerifier {
     fn new(
         config: &LoadedConfig,
         target: &serde_saphyr::Spanned<String>,
+        targets: &[Arc<dyn CredentialTarget>],
         issuer: &Arc<Issuer>,
         clock: &Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
         let error = |message: String| ConfigErrors::at_entry(&config.path, target, message);
-        // The config check made sure this names a `jwt` target.
-        let jwt = config.config.targets().find_map(|t| match t {
-            TargetConfig::Jwt(jwt) if jwt.name == target.value => Some(jwt),
-            _ => None,
-        });
-        let Some(jwt) = jwt else {
+        // The config check made sure this names a `jwt` target, which issues Tessera JWTs.
+        let built = targets.iter().find(|t| t.name() == target.value);
+        let Some((jwt, max_ttl)) = built.and_then(|t| t.issued_jwt().map(|jwt| (jwt, t.max_ttl()))) else {
             return Err(error(format!("admin.auth.jwt.target `{}` is not a `jwt` target", target.value)));
         };
-        let audience = jwt.audience.clone().unwrap_or_else(|| jwt.name.clone());
         let algorithm = Algorithm::from_name(jwt.algorithm.as_str()).ok_or_else(|| {
             error(format!("admin tokens cannot be verified with algorithm {}", jwt.algorithm.as_str()))
         })?;
         let policy = JwtPolicy::with_rules(
             IssuerRule::OneOf(vec![issuer.url().to_string()]),
             HeaderRule::Typ(TOKEN_TYP),
-            vec![audience],
+            vec![jwt.audience],
             vec![algorithm],
             LEEWAY,
-            jwt.max_ttl,
+            max_ttl,
         )
         .map_err(|e| error(format!("admin.auth.jwt.target `{}`: {}", target.value, e.message)))?;
         Ok(Self {

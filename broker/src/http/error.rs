@@ -205,3 +205,16 @@ impl ErrorBody {
         Self { error: e.code(), error_description: e.description() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_adapters::oauth::grant_type;
+
+    use super::*;
+
+    /// The fixed text is a literal; it must still name the grant the edge takes.
+    #[test]
+    fn the_grant_type_refusal_names_the_token_exchange_grant() {
+        assert!(WireError::UnsupportedGrantType.description().contains(grant_type::TOKEN_EXCHANGE));
+    }
+}

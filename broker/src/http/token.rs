@@ -8,13 +8,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt as _;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize as _, Serialize};
+use tessera_adapters::oauth::grant_type;
 use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 
 use super::error::{ErrorBody, WireError};
 use crate::broker::Broker;
 use crate::exchange::ExchangeRequest;
-
-pub const GRANT_TYPE_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// The RFC 8693 §2.2.1 success body.
 #[derive(Debug, Serialize)]
@@ -138,7 +137,7 @@ fn to_request(
 
     match get("grant_type") {
         None => return Err(WireError::MissingGrantType),
-        Some(GRANT_TYPE_TOKEN_EXCHANGE) => {}
+        Some(grant_type::TOKEN_EXCHANGE) => {}
         Some(_) => return Err(WireError::UnsupportedGrantType),
     }
     if get("actor_token").is_some() || get("actor_token_type").is_some() || get("resource").is_some() {

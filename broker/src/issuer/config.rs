@@ -127,12 +127,7 @@ pub struct IssuerUrl(String);
 impl IssuerUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
         let url = url::Url::parse(text).map_err(|e| format!("issuer url `{text}`: {e}"))?;
-        let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
+        let loopback = tessera_adapters::net::is_loopback(&url);
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}

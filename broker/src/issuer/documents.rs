@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tessera_adapters::oauth::grant_type;
 use tessera_adapters::target::SigningAlgorithm;
 
 use super::config::IssuerUrl;
@@ -32,7 +33,7 @@ pub(crate) fn discovery(url: &IssuerUrl, algorithms: &[SigningAlgorithm]) -> Arc
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,
-        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+        "grant_types_supported": [grant_type::TOKEN_EXCHANGE],
         "claims_supported": CLAIMS_SUPPORTED,
     })
     .to_string()

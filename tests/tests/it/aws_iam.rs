@@ -9,8 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tessera_adapters::Clock as _;
+use tessera_adapters::aws_sign::{Credentials, signed_request};
 use tessera_adapters::clock::format_rfc3339;
-use tessera_adapters::sources::aws_iam::sign::{Credentials, signed_request};
 use tessera_tests::moto::{ACCOUNT, AwsCredentials, Moto, OTHER_ACCOUNT};
 use tessera_tests::{BrokerOptions, TestBroker, spawn_broker};
 

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 use tessera_adapters::Clock as _;
+use tessera_adapters::registry::SOURCE_KINDS;
+use tessera_tests::conformance::NON_JWT_KINDS;
 use tessera_tests::{BrokerOptions, TestBroker, python, spawn_broker};
 
 use crate::JWT_TARGET;
@@ -14,6 +16,31 @@ const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 const GITLAB_ISSUER: &str = "https://gitlab.example.com";
 const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// JWT kinds whose peer-minted tokens come from another peer: `oidc` is any issuer's, and
+/// PyJWT's own (`tests/peers/pyjwt_peer.py`, in `peers.rs`) is the one it takes.
+const MINTED_ELSEWHERE: &[&str] = &["oidc"];
+
+/// Every registered JWT kind has a token builder in the peer, so a new kind cannot go
+/// without a peer-minted token.
+#[test]
+fn the_peer_mints_tokens_for_every_registered_jwt_kind() {
+    let minted = python::run("platform_tokens.py", &["kinds"]);
+    let minted: Vec<&str> = minted.lines().collect();
+    let missing: Vec<&str> = SOURCE_KINDS
+        .iter()
+        .copied()
+        .filter(|k| !NON_JWT_KINDS.contains(k) && !MINTED_ELSEWHERE.contains(k) && !minted.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "tests/peers/platform_tokens.py mints no token for {missing:?}: add a builder to its MINTERS \
+         and a test here exchanging the token end to end"
+    );
+    for kind in minted {
+        assert!(SOURCE_KINDS.contains(&kind), "the peer mints tokens for `{kind}`, which is not registered");
+    }
+}
 
 /// Keys made by the Python peer, in a directory that lives as long as the test.
 struct PeerKeys {

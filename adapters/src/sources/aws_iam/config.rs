@@ -8,9 +8,9 @@ use url::Url;
 
 use super::AwsIamSource;
 use super::request::RequestPolicy;
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::{duration, validate_name};
-use crate::jwt::jwks::check_fetch_url;
-use crate::registry::{BuildContext, BuildError, BuildSource};
+use crate::net::check_url;
 use crate::source::IdentitySource;
 
 /// Default and largest accepted age of a signed request. AWS itself accepts a SigV4
@@ -133,7 +133,7 @@ impl AwsIamSourceConfig {
         for entry in &self.sts_endpoints {
             let bad = |why: &str| BuildError::field("sts_endpoints", format!("`{entry}`: {why}"));
             let url = Url::parse(entry).map_err(|e| bad(&e.to_string()))?;
-            check_fetch_url(&url, self.insecure_http).map_err(|e| BuildError::field("sts_endpoints", e))?;
+            check_url(&url, self.insecure_http).map_err(|e| BuildError::field("sts_endpoints", e))?;
             if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
                 return Err(bad("write only scheme, host and port (STS is served at `/`)"));
             }

@@ -13,7 +13,10 @@
 //! - `request`: decode the subject token and check it before any network call.
 //! - `sts`: forward it to STS and parse the answer.
 //! - `principal`: canonicalize the caller ARN (assumed role -> role).
-//! - [`sign`]: the workload side, signing a request into a subject token.
+//!
+//! The workload's side, signing a request into a subject token, is
+//! [`aws_sign`](crate::aws_sign): the agent and the CLI use it without reaching into this
+//! folder.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,13 +31,11 @@ use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType,
 pub mod config;
 mod principal;
 mod request;
-pub mod sign;
 mod sts;
 
 pub use config::AwsIamSourceConfig;
 use principal::Kind;
 use request::RequestPolicy;
-pub use request::{GET_CALLER_IDENTITY_BODY, SERVER_ID_HEADER};
 
 /// The adapter kind, as written in `type:`.
 pub const KIND: &str = "aws_iam";

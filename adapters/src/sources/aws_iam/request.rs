@@ -18,16 +18,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use url::{Host, Url};
+use url::Url;
 
+use crate::aws_sign::{GET_CALLER_IDENTITY_BODY, SERVER_ID_HEADER};
+use crate::net::{authority, is_loopback};
 use crate::secret::Secret;
 use crate::source::SourceError;
 
-/// The one request body accepted: the STS Query API's GetCallerIdentity (STS API
-/// Reference, "GetCallerIdentity"; the 2011-06-15 API version).
-pub const GET_CALLER_IDENTITY_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
-/// The header that binds a signed request to one Tessera; it must be signed.
-pub const SERVER_ID_HEADER: &str = "x-tessera-server-id";
 /// SigV4's only algorithm name ("Create a signed AWS API request", AWS IAM User Guide).
 pub const SIGV4_ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -258,25 +255,6 @@ fn check_url(raw: &str, policy: &RequestPolicy) -> Result<Url, SourceError> {
         return Err(SourceError::UntrustedIssuer);
     }
     Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// The `Host` header an HTTP client sends for `url`: the host, and the port unless it is
-/// the scheme's default (RFC 9110 §7.2). SigV4 signs the same value.
-pub(crate) fn authority(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
 }
 
 /// The parts of a SigV4 `Authorization` header Tessera checks.

@@ -7,40 +7,21 @@ use serde_json::{Value, json};
 
 use super::principal::{Kind, canonicalize};
 use super::request::{RequestPolicy, check, decode, parse_amz_date, parse_authorization};
-use super::sign::{Credentials, regional_endpoint, signed_request};
 use super::sts::{CallerIdentity, error_code, parse_response};
 use super::*;
+use crate::aws_sign::{
+    self, Credentials, GET_CALLER_IDENTITY_BODY, SERVER_ID_HEADER, regional_endpoint, signed_request,
+};
+use crate::build::{BuildContext, BuildError, BuildSource as _};
 use crate::clock::{ManualClock, format_rfc3339};
-use crate::jwt::testkit::{TestServer, http_client};
-use crate::registry::{BuildContext, BuildError, SourceConfig};
+use crate::config::kind_config;
+use crate::jwt::testkit::{self, TestServer};
 use crate::secret::Secret;
-use crate::target::{SignError, Signer, SigningAlgorithm};
 
 /// 2023-11-14T22:13:20Z
 const NOW: i64 = 1_700_000_000;
 const SERVER_ID: &str = "tessera.example.com";
 const ENDPOINT: &str = "https://sts.us-east-1.amazonaws.com/";
-
-#[derive(Debug)]
-struct NoSigner;
-
-impl Signer for NoSigner {
-    fn issuer(&self) -> &str {
-        "https://tessera.test"
-    }
-
-    fn algorithms(&self) -> Vec<SigningAlgorithm> {
-        Vec::new()
-    }
-
-    fn sign(
-        &self,
-        _: SigningAlgorithm,
-        _: &serde_json::Map<String, Value>,
-    ) -> Result<Secret<String>, SignError> {
-        Err(SignError::Crypto)
-    }
-}
 
 fn credentials() -> Credentials {
     Credentials::new("ASIAEXAMPLEKEY", "example-secret", Some("example-session-token".into()), None, "test")
@@ -156,14 +137,17 @@ fn signer_refuses_bad_inputs_without_echoing_credentials() {
         ["ftp://sts.amazonaws.com/", "https://sts.amazonaws.com/x", "https://sts.amazonaws.com/?a=b", "nope"]
     {
         let e = signed_request(&c, "us-east-1", endpoint, SERVER_ID, NOW).unwrap_err();
-        assert!(matches!(e, sign::SignError::Endpoint(_)), "{endpoint}: {e}");
+        assert!(matches!(e, aws_sign::SignError::Endpoint(_)), "{endpoint}: {e}");
     }
     assert!(matches!(
         signed_request(&c, "US East", ENDPOINT, SERVER_ID, NOW),
-        Err(sign::SignError::Region(_))
+        Err(aws_sign::SignError::Region(_))
     ));
-    assert!(matches!(signed_request(&c, "us-east-1", ENDPOINT, "", NOW), Err(sign::SignError::ServerId)));
-    assert!(matches!(signed_request(&c, "us-east-1", ENDPOINT, "a b", NOW), Err(sign::SignError::ServerId)));
+    assert!(matches!(signed_request(&c, "us-east-1", ENDPOINT, "", NOW), Err(aws_sign::SignError::ServerId)));
+    assert!(matches!(
+        signed_request(&c, "us-east-1", ENDPOINT, "a b", NOW),
+        Err(aws_sign::SignError::ServerId)
+    ));
     assert_eq!(regional_endpoint("eu-west-1"), "https://sts.eu-west-1.amazonaws.com/");
 }
 
@@ -625,21 +609,12 @@ fn other_principals_and_inconsistent_answers_are_refused() {
 // ---- the source, against a loopback server playing STS ----
 
 fn context(clock: &Arc<ManualClock>) -> BuildContext {
-    BuildContext {
-        clock: clock.clone(),
-        http: http_client(),
-        signer: Arc::new(NoSigner),
-        base_dir: std::env::temp_dir(),
-        observer: std::sync::Arc::new(crate::observe::NoObserver),
-    }
+    testkit::context(Arc::clone(clock), std::env::temp_dir())
 }
 
-fn source_config(extra: Value) -> SourceConfig {
-    let mut entry = json!({ "type": "aws_iam", "name": "aws", "server_id": SERVER_ID });
-    for (k, v) in extra.as_object().unwrap() {
-        entry[k] = v.clone();
-    }
-    serde_json::from_value(entry).unwrap()
+fn source_config(extra: Value) -> AwsIamSourceConfig {
+    let entry = testkit::merged(json!({ "type": "aws_iam", "name": "aws", "server_id": SERVER_ID }), &extra);
+    kind_config(KIND, entry).unwrap()
 }
 
 struct Fixture {

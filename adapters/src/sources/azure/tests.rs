@@ -1,13 +1,10 @@
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use super::config::tenant_id;
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TempDir, TestKey, build_source, merged, subject_jwt};
-use crate::source::{IdentitySource, SourceError};
+use super::{AzureSourceConfig, KIND};
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, merged};
+use crate::source::SourceError;
 
-const NOW: i64 = 1_700_000_000;
 const TID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const OTHER_TID: &str = "11111111-2222-3333-4444-555555555555";
 const OID: &str = "a1b2c3d4-0000-4000-8000-1234567890ab";
@@ -68,30 +65,8 @@ fn v2(extra: Value) -> Value {
     merged(base, &extra)
 }
 
-struct Fixture {
-    key: TestKey,
-    dir: TempDir,
-    clock: Arc<ManualClock>,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let key = TestKey::rsa("entra-1");
-        let dir = TempDir::with_jwks(&[key.jwk()]);
-        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
-    }
-
-    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap()
-    }
-
-    async fn verify(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        source.verify(&subject_jwt(self.key.token("RS256", claims))).await.map(|v| v.identity().clone())
-    }
+fn fixture() -> SourceFixture<AzureSourceConfig> {
+    SourceFixture::new(KIND, TestKey::rsa("entra-1"), "RS256", entry)
 }
 
 #[test]
@@ -111,8 +86,8 @@ fn tenant_ids_are_guids() {
 
 #[test]
 fn config_requires_tenants_and_routes_one_issuer_per_tenant_and_version() {
-    let f = Fixture::new();
-    let field = |extra: Value| build_source(entry(extra), &f.dir, &f.clock).unwrap_err().field;
+    let f = fixture();
+    let field = |extra: Value| f.build(extra).unwrap_err().field;
     assert_eq!(field(json!({ "tenants": [] })), Some("tenants"));
     assert_eq!(field(json!({ "tenants": ["contoso.onmicrosoft.com"] })), Some("tenants"));
     assert_eq!(field(json!({ "token_versions": [] })), Some("token_versions"));
@@ -121,13 +96,8 @@ fn config_requires_tenants_and_routes_one_issuer_per_tenant_and_version() {
         Some("authority_host")
     );
     assert_eq!(field(json!({ "v1_issuer_host": "https://sts.windows.net/x" })), Some("v1_issuer_host"));
-    assert!(
-        serde_json::from_value::<crate::registry::SourceConfig>(entry(json!({ "tenants": null }))).is_err()
-    );
-    assert!(
-        serde_json::from_value::<crate::registry::SourceConfig>(entry(json!({ "token_versions": ["v3"] })))
-            .is_err()
-    );
+    assert!(f.config(json!({ "tenants": null })).is_err());
+    assert!(f.config(json!({ "token_versions": ["v3"] })).is_err());
 
     let source = f.source(json!({ "tenants": [TID, OTHER_TID] }));
     let mut expected = vec![v1_issuer(TID), v2_issuer(TID), v1_issuer(OTHER_TID), v2_issuer(OTHER_TID)];
@@ -139,7 +109,7 @@ fn config_requires_tenants_and_routes_one_issuer_per_tenant_and_version() {
 
 #[tokio::test]
 async fn v1_and_v2_tokens_map_to_the_same_identity() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "attributes": { "client": "claims.appid" } }));
     assert_eq!(source.kind(), "azure");
     let one = f.verify(&source, &v1(json!({}))).await.unwrap();
@@ -181,7 +151,7 @@ async fn v1_and_v2_tokens_map_to_the_same_identity() {
 
 #[tokio::test]
 async fn tid_must_be_the_issuers_tenant() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "tenants": [TID, OTHER_TID] }));
     // Another allowed tenant's tid under this tenant's issuer.
     let swapped = v1(json!({ "tid": OTHER_TID }));
@@ -204,7 +174,7 @@ async fn tid_must_be_the_issuers_tenant() {
 
 #[tokio::test]
 async fn only_app_only_managed_identity_tokens() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     let delegated = v2(json!({ "scp": "user_impersonation", "idtyp": "user" }));
     assert!(matches!(f.verify(&source, &delegated).await, Err(SourceError::Policy(_))));

@@ -1,12 +1,9 @@
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TempDir, TestKey, build_source, merged, subject_jwt};
-use crate::source::{IdentitySource, SourceError};
+use super::{CircleciSourceConfig, KIND};
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, merged};
+use crate::source::SourceError;
 
-const NOW: i64 = 1_700_000_000;
 const ORG: &str = "9d9ad8e3-1c53-4d6b-8e6a-2a2e0c6f1b1e";
 const PROJECT: &str = "4f5a2c1e-0b8d-4e7f-9a6b-3c2d1e0f9a8b";
 
@@ -42,36 +39,14 @@ fn token(extra: Value) -> Value {
     )
 }
 
-struct Fixture {
-    key: TestKey,
-    dir: TempDir,
-    clock: Arc<ManualClock>,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let key = TestKey::rsa("cci-1");
-        let dir = TempDir::with_jwks(&[key.jwk()]);
-        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
-    }
-
-    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap()
-    }
-
-    async fn verify(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        source.verify(&subject_jwt(self.key.token("RS256", claims))).await.map(|v| v.identity().clone())
-    }
+fn fixture() -> SourceFixture<CircleciSourceConfig> {
+    SourceFixture::new(KIND, TestKey::rsa("cci-1"), "RS256", entry)
 }
 
 #[test]
 fn config_names_the_organization_and_sets_its_issuer() {
-    let f = Fixture::new();
-    let field = |extra: Value| build_source(entry(extra), &f.dir, &f.clock).unwrap_err().field;
+    let f = fixture();
+    let field = |extra: Value| f.build(extra).unwrap_err().field;
     assert_eq!(field(json!({ "organization_id": "" })), Some("organization_id"));
     assert_eq!(field(json!({ "organization_id": "acme/../x" })), Some("organization_id"));
     assert_eq!(field(json!({ "allowed_project_ids": [""] })), Some("allowed_project_ids"));
@@ -83,7 +58,7 @@ fn config_names_the_organization_and_sets_its_issuer() {
 
 #[tokio::test]
 async fn token_maps_to_the_identity() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "attributes": { "branch": "claims.oidc.circleci.com/vcs-ref" } }));
     let id = f.verify(&source, &token(json!({}))).await.unwrap();
     assert_eq!(id.id, format!("circleci://{ORG}/project/{PROJECT}"));
@@ -103,7 +78,7 @@ async fn token_maps_to_the_identity() {
 
 #[tokio::test]
 async fn projects_ssh_reruns_and_subject_are_enforced() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "allowed_project_ids": [PROJECT] }));
     assert!(f.verify(&source, &token(json!({}))).await.is_ok());
     let other = "0f0f0f0f-0000-4000-8000-000000000000";

@@ -7,9 +7,9 @@ use serde::Deserialize;
 
 use super::verify::GcpClaims;
 use super::{GOOGLE_ISSUERS, GcpSource};
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
-use crate::registry::{BuildContext, BuildError, BuildSource};
 use crate::source::IdentitySource;
 
 /// Workloads on Google Cloud presenting metadata-server ID tokens.

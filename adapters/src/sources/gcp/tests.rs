@@ -1,13 +1,10 @@
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use super::verify::home_project;
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TempDir, TestKey, build_source, merged, subject_jwt};
-use crate::source::{IdentitySource, SourceError};
+use super::{GcpSourceConfig, KIND};
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, merged};
+use crate::source::SourceError;
 
-const NOW: i64 = 1_700_000_000;
 const AUD: &str = "https://tessera.example.com";
 
 fn entry(extra: Value) -> Value {
@@ -50,49 +47,23 @@ fn full(extra: Value) -> Value {
     )
 }
 
-struct Fixture {
-    key: TestKey,
-    dir: TempDir,
-    clock: Arc<ManualClock>,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let key = TestKey::rsa("google-1");
-        let dir = TempDir::with_jwks(&[key.jwk()]);
-        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
-    }
-
-    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap()
-    }
-
-    async fn verify(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        source.verify(&subject_jwt(self.key.token("RS256", claims))).await.map(|v| v.identity().clone())
-    }
+fn fixture() -> SourceFixture<GcpSourceConfig> {
+    SourceFixture::new(KIND, TestKey::rsa("google-1"), "RS256", entry)
 }
 
 #[test]
 fn config_pins_projects_or_service_accounts() {
-    let f = Fixture::new();
-    let field = |extra: Value| build_source(entry(extra), &f.dir, &f.clock).unwrap_err().field;
+    let f = fixture();
+    let field = |extra: Value| f.build(extra).unwrap_err().field;
     assert_eq!(field(json!({ "allowed_projects": null })), Some("allowed_projects"));
     assert_eq!(field(json!({ "allowed_projects": [] })), Some("allowed_projects"));
     assert_eq!(field(json!({ "allowed_projects": [""] })), Some("allowed_projects"));
     assert_eq!(field(json!({ "allowed_service_accounts": [""] })), Some("allowed_service_accounts"));
     assert_eq!(field(json!({ "audiences": [] })), Some("audiences"));
-    assert!(
-        serde_json::from_value::<crate::registry::SourceConfig>(entry(json!({ "audiences": null }))).is_err()
-    );
-    assert!(
-        serde_json::from_value::<crate::registry::SourceConfig>(entry(json!({ "issuer": "x" }))).is_err()
-    );
+    assert!(f.config(json!({ "audiences": null })).is_err());
+    assert!(f.config(json!({ "issuer": "x" })).is_err());
     let sa_only = json!({ "allowed_projects": null, "allowed_service_accounts": ["107517467455664443765"] });
-    let source = build_source(entry(sa_only), &f.dir, &f.clock).unwrap();
+    let source = f.build(sa_only).unwrap();
     assert_eq!(
         source.issuers(),
         vec!["accounts.google.com".to_string(), "https://accounts.google.com".to_string()]
@@ -111,7 +82,7 @@ fn service_account_home_projects() {
 
 #[tokio::test]
 async fn full_format_token_maps_to_the_identity() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "attributes": { "vm": "claims.google.compute_engine.instance_name" } }));
     assert_eq!(source.kind(), "gcp");
     let id = f.verify(&source, &full(json!({}))).await.unwrap();
@@ -154,7 +125,7 @@ async fn full_format_token_maps_to_the_identity() {
 
 #[tokio::test]
 async fn allow_lists_admit_by_project_or_service_account() {
-    let f = Fixture::new();
+    let f = fixture();
     let by_project = f.source(json!({}));
     // A service account of another project on an instance of this one: admitted by
     // the instance's project.
@@ -184,7 +155,7 @@ async fn allow_lists_admit_by_project_or_service_account() {
 
 #[tokio::test]
 async fn email_must_be_verified() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     let err = f.verify(&source, &full(json!({ "email_verified": false }))).await.unwrap_err();
     assert!(matches!(err, SourceError::InvalidClaim("email_verified")), "{err:?}");

@@ -7,9 +7,9 @@ use serde::Deserialize;
 
 use super::verify::GithubActionsClaims;
 use super::{GITHUB_ISSUER, GithubActionsSource};
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
-use crate::registry::{BuildContext, BuildError, BuildSource};
 use crate::source::IdentitySource;
 
 /// GitHub Actions workflows of allow-listed repository owners.

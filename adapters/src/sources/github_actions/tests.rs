@@ -1,13 +1,9 @@
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use super::GITHUB_ISSUER;
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TempDir, TestKey, build_source, merged, subject_jwt};
-use crate::source::{IdentitySource, SourceError};
-
-const NOW: i64 = 1_700_000_000;
+use super::{GithubActionsSourceConfig, KIND};
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, jwks, merged, subject_jwt};
+use crate::source::SourceError;
 
 fn entry(extra: Value) -> Value {
     merged(
@@ -60,54 +56,25 @@ fn actions(extra: Value) -> Value {
     )
 }
 
-struct Fixture {
-    key: TestKey,
-    dir: TempDir,
-    clock: Arc<ManualClock>,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let key = TestKey::rsa("gh-1");
-        let dir = TempDir::with_jwks(&[key.jwk()]);
-        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
-    }
-
-    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap()
-    }
-
-    async fn verify(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        source.verify(&subject_jwt(self.key.token("RS256", claims))).await.map(|v| v.identity().clone())
-    }
+fn fixture() -> SourceFixture<GithubActionsSourceConfig> {
+    SourceFixture::new(KIND, TestKey::rsa("gh-1"), "RS256", entry)
 }
 
 #[test]
 fn an_owner_allow_list_is_required() {
-    let f = Fixture::new();
-    let field = |extra: Value| build_source(entry(extra), &f.dir, &f.clock).unwrap_err().field;
+    let f = fixture();
+    let field = |extra: Value| f.build(extra).unwrap_err().field;
     assert_eq!(field(json!({ "allowed_owner_ids": null })), Some("allowed_owner_ids"));
     assert_eq!(field(json!({ "allowed_owner_ids": [] })), Some("allowed_owner_ids"));
     assert_eq!(field(json!({ "allowed_owner_ids": null, "allowed_owners": [] })), Some("allowed_owner_ids"));
     assert_eq!(field(json!({ "allowed_owners": [""] })), Some("allowed_owners"));
-    assert!(
-        build_source(
-            entry(json!({ "allowed_owner_ids": null, "allowed_owners": ["octo-org"] })),
-            &f.dir,
-            &f.clock
-        )
-        .is_ok()
-    );
+    assert!(f.build(json!({ "allowed_owner_ids": null, "allowed_owners": ["octo-org"] })).is_ok());
     assert_eq!(field(json!({ "audiences": [] })), Some("audiences"));
 }
 
 #[tokio::test]
 async fn actions_token_maps_to_the_identity() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "attributes": { "deploy_env": "claims.environment" } }));
     assert_eq!(source.kind(), "github_actions");
     assert_eq!(source.issuers(), vec![GITHUB_ISSUER.to_string()]);
@@ -144,7 +111,7 @@ async fn actions_token_maps_to_the_identity() {
 
 #[tokio::test]
 async fn owners_off_the_allow_list_are_refused() {
-    let f = Fixture::new();
+    let f = fixture();
     let by_id = f.source(json!({}));
     let stranger = actions(json!({
         "repository": "mallory/octo-repo", "repository_owner": "mallory", "repository_owner_id": "666",
@@ -164,7 +131,7 @@ async fn owners_off_the_allow_list_are_refused() {
 
 #[tokio::test]
 async fn required_claims_must_be_present_and_consistent() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     for claim in ["repository", "repository_owner", "repository_owner_id", "repository_id"] {
         let err = f.verify(&source, &actions(json!({ claim: null }))).await.unwrap_err();
@@ -181,7 +148,7 @@ async fn required_claims_must_be_present_and_consistent() {
 
 #[tokio::test]
 async fn a_ghes_issuer_is_configurable_and_exact() {
-    let f = Fixture::new();
+    let f = fixture();
     let ghes = "https://github.example.com/_services/token";
     let source = f.source(json!({ "issuer": ghes }));
     assert_eq!(source.issuers(), vec![ghes.to_string()]);
@@ -191,13 +158,13 @@ async fn a_ghes_issuer_is_configurable_and_exact() {
 
 #[tokio::test]
 async fn defaults_pin_rs256_and_one_hour() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     let long = actions(json!({ "nbf": NOW, "exp": NOW + 3601 }));
     assert!(matches!(f.verify(&source, &long).await, Err(SourceError::LifetimeTooLong)));
     let ec = TestKey::p256("gh-ec");
-    let dir = TempDir::with_jwks(&[f.key.jwk(), ec.jwk()]);
-    let ec_source = build_source(entry(json!({})), &dir, &f.clock).unwrap();
+    f.dir.write("jwks.json", &jwks(&[f.key.jwk(), ec.jwk()]));
+    let ec_source = f.source(json!({}));
     let token = ec.token("ES256", &actions(json!({})));
     assert!(matches!(ec_source.verify(&subject_jwt(token)).await, Err(SourceError::DisallowedAlgorithm)));
 }

@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use super::verify::GitlabCiClaims;
 use super::{GITLAB_COM_ISSUER, GitlabCiSource};
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::policy::DEFAULT_MAX_LIFETIME;
 use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
-use crate::registry::{BuildContext, BuildError, BuildSource};
 use crate::source::IdentitySource;
 
 /// GitLab CI/CD jobs of allow-listed groups on one GitLab instance.

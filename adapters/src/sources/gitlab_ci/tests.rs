@@ -1,12 +1,9 @@
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TempDir, TestKey, build_source, merged, subject_jwt};
-use crate::source::{IdentitySource, SourceError};
+use super::{GitlabCiSourceConfig, KIND};
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, merged};
+use crate::source::SourceError;
 
-const NOW: i64 = 1_700_000_000;
 const ISS: &str = "https://gitlab.example.com";
 
 fn entry(extra: Value) -> Value {
@@ -65,58 +62,29 @@ fn id_token(extra: Value) -> Value {
     )
 }
 
-struct Fixture {
-    key: TestKey,
-    dir: TempDir,
-    clock: Arc<ManualClock>,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let key = TestKey::rsa("gl-1");
-        let dir = TempDir::with_jwks(&[key.jwk()]);
-        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
-    }
-
-    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap()
-    }
-
-    async fn verify(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        source.verify(&subject_jwt(self.key.token("RS256", claims))).await.map(|v| v.identity().clone())
-    }
+fn fixture() -> SourceFixture<GitlabCiSourceConfig> {
+    SourceFixture::new(KIND, TestKey::rsa("gl-1"), "RS256", entry)
 }
 
 #[test]
 fn config_requires_a_namespace_allow_list() {
-    let f = Fixture::new();
-    let field = |extra: Value| build_source(entry(extra), &f.dir, &f.clock).unwrap_err().field;
+    let f = fixture();
+    let field = |extra: Value| f.build(extra).unwrap_err().field;
     assert_eq!(field(json!({ "allowed_namespaces": null })), Some("allowed_namespaces"));
     assert_eq!(field(json!({ "allowed_namespaces": [] })), Some("allowed_namespaces"));
     for bad in ["", "/my-group", "my-group/"] {
         assert_eq!(field(json!({ "allowed_namespaces": [bad] })), Some("allowed_namespaces"), "{bad}");
     }
-    assert!(
-        build_source(
-            entry(json!({ "allowed_namespaces": null, "allowed_namespace_ids": [72] })),
-            &f.dir,
-            &f.clock
-        )
-        .is_ok()
-    );
+    assert!(f.build(json!({ "allowed_namespaces": null, "allowed_namespace_ids": [72] })).is_ok());
     assert_eq!(field(json!({ "issuer": "gitlab.example.com" })), Some("issuer"));
     // The default issuer is GitLab.com's.
-    let source = build_source(entry(json!({ "issuer": null })), &f.dir, &f.clock).unwrap();
+    let source = f.build(json!({ "issuer": null })).unwrap();
     assert_eq!(source.issuers(), vec!["https://gitlab.com".to_string()]);
 }
 
 #[tokio::test]
 async fn id_token_maps_to_the_identity() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "attributes": { "tier": "claims.deployment_tier" } }));
     assert_eq!(source.kind(), "gitlab_ci");
     let id = f.verify(&source, &id_token(json!({}))).await.unwrap();
@@ -149,7 +117,7 @@ async fn id_token_maps_to_the_identity() {
 
 #[tokio::test]
 async fn namespaces_are_matched_with_their_subgroups_only() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "allowed_namespaces": ["My-Group"] }));
     let sub =
         id_token(json!({ "namespace_path": "my-group/payments", "project_path": "my-group/payments/api" }));
@@ -167,7 +135,7 @@ async fn namespaces_are_matched_with_their_subgroups_only() {
 
 #[tokio::test]
 async fn required_claims_must_be_present_and_consistent() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     for claim in ["namespace_path", "namespace_id", "project_path", "project_id"] {
         let err = f.verify(&source, &id_token(json!({ claim: null }))).await.unwrap_err();

@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use super::KubernetesSource;
 use super::verify::{KubernetesClaims, LEGACY_ISSUER, is_api_server_audience};
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::policy::DEFAULT_MAX_LIFETIME;
 use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
-use crate::registry::{BuildContext, BuildError, BuildSource};
 use crate::source::IdentitySource;
 
 /// One cluster's projected service-account tokens.

@@ -1,12 +1,9 @@
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TempDir, TestKey, build_source, merged, subject_jwt};
-use crate::source::{IdentitySource, SourceError};
+use super::{KIND, KubernetesSourceConfig};
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, merged};
+use crate::source::SourceError;
 
-const NOW: i64 = 1_700_000_000;
 const ISS: &str = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 
 fn entry(extra: Value) -> Value {
@@ -42,40 +39,13 @@ fn projected(extra: Value) -> Value {
     )
 }
 
-struct Fixture {
-    key: TestKey,
-    dir: TempDir,
-    clock: Arc<ManualClock>,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let key = TestKey::rsa("k8s-1");
-        let dir = TempDir::with_jwks(&[key.jwk()]);
-        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
-    }
-
-    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap()
-    }
-
-    fn field(&self, extra: Value) -> Option<&'static str> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap_err().field
-    }
-
-    async fn verify(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        let token = self.key.token("RS256", claims);
-        source.verify(&subject_jwt(token)).await.map(|v| v.identity().clone())
-    }
+fn fixture() -> SourceFixture<KubernetesSourceConfig> {
+    SourceFixture::new(KIND, TestKey::rsa("k8s-1"), "RS256", entry)
 }
 
 #[test]
 fn config_refuses_legacy_issuer_and_api_server_audiences() {
-    let f = Fixture::new();
+    let f = fixture();
     assert_eq!(f.field(json!({ "issuer": "kubernetes/serviceaccount" })), Some("issuer"));
     for aud in [
         "https://kubernetes.default.svc",
@@ -87,12 +57,12 @@ fn config_refuses_legacy_issuer_and_api_server_audiences() {
         assert_eq!(f.field(json!({ "audiences": ["tessera", aud] })), Some("audiences"), "{aud}");
     }
     let gke = "https://container.googleapis.com/v1/projects/p/locations/l/clusters/c";
-    assert!(build_source(entry(json!({ "audiences": [gke] })), &f.dir, &f.clock).is_ok());
+    assert!(f.build(json!({ "audiences": [gke] })).is_ok());
     assert_eq!(f.field(json!({ "audiences": [gke], "api_server_audiences": [gke] })), Some("audiences"));
     // Explicitly allowed, it builds.
     let allowed =
         json!({ "audiences": ["https://kubernetes.default.svc"], "allow_api_server_audience": true });
-    assert!(build_source(entry(allowed), &f.dir, &f.clock).is_ok());
+    assert!(f.build(allowed).is_ok());
     assert_eq!(f.field(json!({ "cluster": "" })), Some("cluster"));
     assert_eq!(f.field(json!({ "region": "" })), Some("region"));
     assert_eq!(f.field(json!({ "audiences": [] })), Some("audiences"));
@@ -101,14 +71,14 @@ fn config_refuses_legacy_issuer_and_api_server_audiences() {
         f.field(json!({ "jwks_file": null, "jwks_uri": "http://example.com/jwks" })),
         Some("jwks_uri")
     );
-    assert!(build_source(entry(json!({ "jwks_file": null })), &f.dir, &f.clock).is_ok(), "discovery");
-    let unknown = serde_json::from_value::<crate::registry::SourceConfig>(entry(json!({ "audience": "x" })));
+    assert!(f.build(json!({ "jwks_file": null })).is_ok(), "discovery");
+    let unknown = f.config(json!({ "audience": "x" }));
     assert!(unknown.unwrap_err().to_string().contains("unknown field"));
 }
 
 #[tokio::test]
 async fn projected_token_maps_to_the_identity() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "cluster": "prod-eu", "region": "eu-west-1", "attributes": { "sa_uid": "claims.kubernetes.io.serviceaccount.uid" } }));
     assert_eq!(source.kind(), "kubernetes");
     assert_eq!(source.issuers(), vec![ISS.to_string()]);
@@ -156,7 +126,7 @@ async fn projected_token_maps_to_the_identity() {
 
 #[tokio::test]
 async fn legacy_and_foreign_shaped_tokens_are_refused() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     // A legacy Secret-based token, re-signed under the configured issuer: flat claims,
     // no exp and no aud. The shared rules stop it first (no exp)...
@@ -199,7 +169,7 @@ async fn legacy_and_foreign_shaped_tokens_are_refused() {
 
 #[tokio::test]
 async fn tokens_also_valid_for_the_api_server_are_refused_unless_allowed() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     for extra in ["https://kubernetes.default.svc", ISS] {
         let both = projected(json!({ "aud": ["tessera", extra] }));

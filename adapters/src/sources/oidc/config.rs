@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use super::OidcSource;
 use super::verify::OidcClaims;
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::policy::DEFAULT_MAX_LIFETIME;
 use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
-use crate::registry::{BuildContext, BuildError, BuildSource};
 use crate::source::IdentitySource;
 
 /// Any OIDC provider or JWT issuer, verified by its published keys.

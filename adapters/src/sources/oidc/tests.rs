@@ -1,106 +1,39 @@
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::*;
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TestKey, TestServer, http_client, jwks};
-use crate::registry::{BuildContext, BuildError, SourceConfig};
+use crate::config::kind_config;
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, TestServer, jwks, merged, subject_jwt};
 use crate::secret::Secret;
-use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType};
-use crate::target::{SignError, Signer, SigningAlgorithm};
+use crate::source::{SourceError, SubjectToken, SubjectTokenType};
 
-const NOW: i64 = 1_700_000_000;
 const ISS: &str = "https://idp.example.com";
 
-#[derive(Debug)]
-struct NoSigner;
-
-impl Signer for NoSigner {
-    fn issuer(&self) -> &str {
-        "https://tessera.test"
-    }
-
-    fn algorithms(&self) -> Vec<SigningAlgorithm> {
-        Vec::new()
-    }
-
-    fn sign(
-        &self,
-        _: SigningAlgorithm,
-        _: &serde_json::Map<String, Value>,
-    ) -> Result<Secret<String>, SignError> {
-        Err(SignError::Crypto)
-    }
+fn entry(extra: Value) -> Value {
+    merged(
+        json!({
+            "type": "oidc",
+            "name": "corp-idp",
+            "issuer": ISS,
+            "audiences": ["tessera"],
+            "jwks_file": "jwks.json",
+        }),
+        &extra,
+    )
 }
 
-/// A temporary directory holding `jwks.json`, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn with_jwks(keys: &[Value]) -> Self {
-        let dir = std::env::temp_dir().join(format!("tessera-oidc-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("jwks.json"), jwks(keys)).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn context(dir: &Dir, clock: &Arc<ManualClock>) -> BuildContext {
-    BuildContext {
-        clock: clock.clone(),
-        http: http_client(),
-        signer: Arc::new(NoSigner),
-        base_dir: dir.0.clone(),
-        observer: std::sync::Arc::new(crate::observe::NoObserver),
-    }
-}
-
-fn config(extra: Value) -> SourceConfig {
-    let mut entry = json!({
-        "type": "oidc",
-        "name": "corp-idp",
-        "issuer": ISS,
-        "audiences": ["tessera"],
-        "jwks_file": "jwks.json",
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        if v.is_null() {
-            entry.as_object_mut().unwrap().remove(k);
-        } else {
-            entry[k] = v.clone();
-        }
-    }
-    serde_json::from_value(entry).unwrap()
-}
-
-fn build(extra: Value, dir: &Dir, clock: &Arc<ManualClock>) -> Result<Arc<dyn IdentitySource>, BuildError> {
-    config(extra).build(&context(dir, clock))
-}
-
-fn jwt(value: String) -> SubjectToken {
-    SubjectToken { token_type: SubjectTokenType::Jwt, value: Secret::new(value) }
+/// Tokens signed by `key` with `alg`, verified against a JWKS holding it alone.
+fn fixture(key: TestKey, alg: &'static str) -> SourceFixture<OidcSourceConfig> {
+    SourceFixture::new(KIND, key, alg, entry)
 }
 
 fn claims(extra: Value) -> Value {
-    let mut c =
-        json!({ "iss": ISS, "sub": "svc-42", "aud": "tessera", "iat": NOW, "exp": NOW + 600, "jti": "j1" });
-    for (k, v) in extra.as_object().unwrap() {
-        if v.is_null() {
-            c.as_object_mut().unwrap().remove(k);
-        } else {
-            c[k] = v.clone();
-        }
-    }
-    c
+    merged(
+        json!({ "iss": ISS, "sub": "svc-42", "aud": "tessera", "iat": NOW, "exp": NOW + 600, "jti": "j1" }),
+        &extra,
+    )
 }
 
 #[test]
@@ -126,60 +59,51 @@ fn config_defaults_are_the_documented_ones() {
 
 #[tokio::test]
 async fn kind_defaults_apply_at_build() {
-    let rsa = TestKey::rsa("r");
-    let ed = TestKey::ed25519("e");
-    let dir = Dir::with_jwks(&[rsa.jwk(), ed.jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(json!({}), &dir, &clock).unwrap();
+    let f = fixture(TestKey::rsa("r"), "RS256");
+    let (rsa, ed) = (&f.key, TestKey::ed25519("e"));
+    f.dir.write("jwks.json", &jwks(&[rsa.jwk(), ed.jwk()]));
+    let source = f.source(json!({}));
     // Default algorithms are RS256 and ES256: EdDSA is refused.
-    assert!(source.verify(&jwt(rsa.token("RS256", &claims(json!({}))))).await.is_ok());
+    assert!(source.verify(&subject_jwt(rsa.token("RS256", &claims(json!({}))))).await.is_ok());
     assert!(matches!(
-        source.verify(&jwt(ed.token("EdDSA", &claims(json!({}))))).await,
+        source.verify(&subject_jwt(ed.token("EdDSA", &claims(json!({}))))).await,
         Err(SourceError::DisallowedAlgorithm)
     ));
     // Default max_token_lifetime is 24h.
     let day = claims(json!({ "exp": NOW + 24 * 3600 }));
-    assert!(source.verify(&jwt(rsa.token("RS256", &day))).await.is_ok());
+    assert!(source.verify(&subject_jwt(rsa.token("RS256", &day))).await.is_ok());
     let longer = claims(json!({ "exp": NOW + 24 * 3600 + 1 }));
     assert!(matches!(
-        source.verify(&jwt(rsa.token("RS256", &longer))).await,
+        source.verify(&subject_jwt(rsa.token("RS256", &longer))).await,
         Err(SourceError::LifetimeTooLong)
     ));
 }
 
 #[tokio::test]
 async fn mapped_attributes_are_added() {
-    let key = TestKey::p256("k1");
-    let dir = Dir::with_jwks(&[key.jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(
-        json!({ "attributes": { "team": "claims.labels.team", "env": "claims.environment", "absent": "claims.nope" } }),
-        &dir,
-        &clock,
-    )
+    let f = fixture(TestKey::p256("k1"), "ES256");
+    let key = &f.key;
+    let source = f.build(json!({ "attributes": { "team": "claims.labels.team", "env": "claims.environment", "absent": "claims.nope" } }))
     .unwrap();
     let token =
         key.token("ES256", &claims(json!({ "labels": { "team": "payments" }, "environment": "prod" })));
-    let id = source.verify(&jwt(token)).await.unwrap().shared();
+    let id = source.verify(&subject_jwt(token)).await.unwrap().shared();
     assert_eq!(id.attributes.get("team").map(String::as_str), Some("payments"));
     assert_eq!(id.attributes.get("env").map(String::as_str), Some("prod"));
     assert!(!id.attributes.contains_key("absent"));
     // The provider's own flattened attributes are still there.
     assert_eq!(id.attributes.get("oidc.labels.team").map(String::as_str), Some("payments"));
-    let err = build(json!({ "attributes": { "Team": "claims.x" } }), &dir, &clock).unwrap_err();
+    let err = f.build(json!({ "attributes": { "Team": "claims.x" } })).unwrap_err();
     assert_eq!(err.field, Some("attributes"));
-    let err = build(json!({ "attributes": { "team": "labels.team" } }), &dir, &clock).unwrap_err();
+    let err = f.build(json!({ "attributes": { "team": "labels.team" } })).unwrap_err();
     assert_eq!(err.field, Some("attributes"));
 }
 
 #[test]
 fn config_refuses_unknown_keys_and_unacceptable_algorithms() {
     let parse = |extra: Value| {
-        let mut entry = json!({ "type": "oidc", "name": "x", "issuer": ISS, "audiences": ["a"] });
-        for (k, v) in extra.as_object().unwrap() {
-            entry[k] = v.clone();
-        }
-        serde_json::from_value::<SourceConfig>(entry).map(|_| ()).map_err(|e| e.to_string())
+        let entry = merged(json!({ "type": "oidc", "name": "x", "issuer": ISS, "audiences": ["a"] }), &extra);
+        kind_config::<OidcSourceConfig>(KIND, entry).map(|_| ()).map_err(|e| e.to_string())
     };
     assert!(parse(json!({})).is_ok());
     assert!(
@@ -197,9 +121,8 @@ fn config_refuses_unknown_keys_and_unacceptable_algorithms() {
 
 #[test]
 fn build_errors_name_the_field() {
-    let dir = Dir::with_jwks(&[TestKey::p256("a").jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let field = |extra: Value| build(extra, &dir, &clock).unwrap_err().field;
+    let f = fixture(TestKey::p256("a"), "ES256");
+    let field = |extra: Value| f.field(extra);
     assert_eq!(field(json!({ "name": "Corp IdP" })), Some("name"));
     assert_eq!(field(json!({ "audiences": [] })), Some("audiences"));
     assert_eq!(field(json!({ "algorithms": [] })), Some("algorithms"));
@@ -225,31 +148,23 @@ fn build_errors_name_the_field() {
     );
     // Loopback http with insecure_http builds.
     assert!(
-        build(
-            json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": "http://127.0.0.1:9/jwks" }),
-            &dir,
-            &clock
-        )
-        .is_ok()
+        f.build(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": "http://127.0.0.1:9/jwks" }))
+            .is_ok()
     );
 }
 
 #[tokio::test]
 async fn verifies_and_maps_the_identity() {
-    let key = TestKey::rsa("k1");
-    let dir = Dir::with_jwks(&[key.jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(
-        json!({
+    let f = fixture(TestKey::rsa("k1"), "RS256");
+    let key = &f.key;
+    let source = f
+        .build(json!({
             "tenant_claim": "org",
             "namespace_claim": "k8s.ns",
             "name_claim": "svc",
             "instance_claim": "run",
-        }),
-        &dir,
-        &clock,
-    )
-    .unwrap();
+        }))
+        .unwrap();
     assert_eq!(source.kind(), "oidc");
     assert_eq!(source.name(), "corp-idp");
     assert_eq!(source.issuers(), vec![ISS.to_string()]);
@@ -269,7 +184,7 @@ async fn verifies_and_maps_the_identity() {
             "groups": ["a", "b"],
         })),
     );
-    let verified = source.verify(&jwt(token.clone())).await.unwrap();
+    let verified = source.verify(&subject_jwt(token.clone())).await.unwrap();
     let id = verified.identity();
     assert_eq!(id.id, "oidc://corp-idp/svc-42");
     assert_eq!(id.provider, "oidc");
@@ -306,12 +221,11 @@ async fn verifies_and_maps_the_identity() {
 
 #[tokio::test]
 async fn optional_fields_stay_empty_when_claims_are_absent_or_not_scalars() {
-    let key = TestKey::p256("k1");
-    let dir = Dir::with_jwks(&[key.jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(json!({ "tenant_claim": "org", "name_claim": "obj" }), &dir, &clock).unwrap();
+    let f = fixture(TestKey::p256("k1"), "ES256");
+    let key = &f.key;
+    let source = f.build(json!({ "tenant_claim": "org", "name_claim": "obj" })).unwrap();
     let token = key.token("ES256", &claims(json!({ "obj": { "a": 1 } })));
-    let id = source.verify(&jwt(token)).await.unwrap().shared();
+    let id = source.verify(&subject_jwt(token)).await.unwrap().shared();
     assert_eq!(id.tenant, None);
     assert_eq!(id.name, None);
     assert_eq!(id.attributes.get("oidc.obj.a").map(String::as_str), Some("1"));
@@ -319,40 +233,38 @@ async fn optional_fields_stay_empty_when_claims_are_absent_or_not_scalars() {
 
 #[tokio::test]
 async fn subject_rules() {
-    let key = TestKey::p256("k1");
-    let dir = Dir::with_jwks(&[key.jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(json!({}), &dir, &clock).unwrap();
+    let f = fixture(TestKey::p256("k1"), "ES256");
+    let key = &f.key;
+    let source = f.build(json!({})).unwrap();
     let verify = |c: Value| {
         let source = Arc::clone(&source);
         let t = key.token("ES256", &c);
-        async move { source.verify(&jwt(t)).await }
+        async move { source.verify(&subject_jwt(t)).await }
     };
     assert!(matches!(verify(claims(json!({ "sub": null }))).await, Err(SourceError::MissingClaim("sub"))));
     assert!(matches!(verify(claims(json!({ "sub": 42 }))).await, Err(SourceError::InvalidClaim("sub"))));
     assert!(matches!(verify(claims(json!({ "sub": "" }))).await, Err(SourceError::InvalidClaim("sub"))));
 
-    let custom = build(json!({ "subject_claim": "oid" }), &dir, &clock).unwrap();
+    let custom = f.build(json!({ "subject_claim": "oid" })).unwrap();
     let t = key.token("ES256", &claims(json!({ "oid": "0000-1111" })));
-    let id = custom.verify(&jwt(t)).await.unwrap().shared();
+    let id = custom.verify(&subject_jwt(t)).await.unwrap().shared();
     assert_eq!(id.subject, "0000-1111");
     assert_eq!(id.id, "oidc://corp-idp/0000-1111");
     // `sub` is still a registered claim, never an attribute; the subject claim is kept.
     assert!(!id.attributes.contains_key("oidc.sub"));
     assert_eq!(id.attributes.get("oidc.oid").map(String::as_str), Some("0000-1111"));
     let t = key.token("ES256", &claims(json!({})));
-    assert!(matches!(custom.verify(&jwt(t)).await, Err(SourceError::MissingClaim("subject"))));
+    assert!(matches!(custom.verify(&subject_jwt(t)).await, Err(SourceError::MissingClaim("subject"))));
 }
 
 #[tokio::test]
 async fn shared_rules_apply() {
-    let key = TestKey::p256("k1");
-    let dir = Dir::with_jwks(&[key.jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(json!({ "audiences": ["tessera", "other"] }), &dir, &clock).unwrap();
+    let f = fixture(TestKey::p256("k1"), "ES256");
+    let (key, clock) = (&f.key, &f.clock);
+    let source = f.build(json!({ "audiences": ["tessera", "other"] })).unwrap();
     let verify = |t: String| {
         let source = Arc::clone(&source);
-        async move { source.verify(&jwt(t)).await.map(|v| v.shared()) }
+        async move { source.verify(&subject_jwt(t)).await.map(|v| v.shared()) }
     };
     assert!(verify(key.token("ES256", &claims(json!({ "aud": ["other"] })))).await.is_ok());
     let expired = key.token("ES256", &claims(json!({ "iat": NOW - 700, "exp": NOW - 100 })));
@@ -375,17 +287,17 @@ async fn shared_rules_apply() {
 
 #[tokio::test]
 async fn eddsa_when_configured() {
-    let key = TestKey::ed25519("ed");
-    let dir = Dir::with_jwks(&[key.jwk()]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(json!({ "algorithms": ["EdDSA"] }), &dir, &clock).unwrap();
-    assert!(source.verify(&jwt(key.token("EdDSA", &claims(json!({}))))).await.is_ok());
+    let f = fixture(TestKey::ed25519("ed"), "EdDSA");
+    let key = &f.key;
+    let source = f.build(json!({ "algorithms": ["EdDSA"] })).unwrap();
+    assert!(source.verify(&subject_jwt(key.token("EdDSA", &claims(json!({}))))).await.is_ok());
 }
 
 #[tokio::test]
 async fn discovery_source_becomes_ready_after_its_first_fetch() {
     let server = TestServer::start().await;
-    let key = TestKey::p256("k1");
+    let f = fixture(TestKey::p256("k1"), "ES256");
+    let key = &f.key;
     let issuer = server.base();
     server.set(
         "/.well-known/openid-configuration",
@@ -393,10 +305,7 @@ async fn discovery_source_becomes_ready_after_its_first_fetch() {
         json!({ "issuer": issuer, "jwks_uri": server.url("/jwks") }).to_string(),
     );
     server.set("/jwks", 200, jwks(&[key.jwk()]));
-    let dir = Dir::with_jwks(&[]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source =
-        build(json!({ "issuer": issuer, "jwks_file": null, "insecure_http": true }), &dir, &clock).unwrap();
+    let source = f.build(json!({ "issuer": issuer, "jwks_file": null, "insecure_http": true })).unwrap();
     for _ in 0..100 {
         if source.ready() {
             break;
@@ -405,7 +314,7 @@ async fn discovery_source_becomes_ready_after_its_first_fetch() {
     }
     assert!(source.ready());
     let t = key.token("ES256", &claims(json!({ "iss": issuer })));
-    let id = source.verify(&jwt(t)).await.unwrap().shared();
+    let id = source.verify(&subject_jwt(t)).await.unwrap().shared();
     assert_eq!(id.issuer, issuer);
     assert_eq!(server.hits("/jwks"), 1);
 }
@@ -414,16 +323,11 @@ async fn discovery_source_becomes_ready_after_its_first_fetch() {
 async fn a_down_issuer_with_no_keys_is_retryable() {
     let server = TestServer::start().await;
     server.set("/jwks", 503, "");
-    let dir = Dir::with_jwks(&[]);
-    let clock = Arc::new(ManualClock::new(NOW));
-    let source = build(
-        json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }),
-        &dir,
-        &clock,
-    )
-    .unwrap();
-    let key = TestKey::p256("k1");
-    let err = source.verify(&jwt(key.token("ES256", &claims(json!({}))))).await.unwrap_err();
+    let f = fixture(TestKey::p256("k1"), "ES256");
+    let source = f
+        .build(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }))
+        .unwrap();
+    let err = source.verify(&subject_jwt(f.key.token("ES256", &claims(json!({}))))).await.unwrap_err();
     assert!(matches!(err, SourceError::Upstream { retryable: true, .. }), "{err:?}");
     assert!(!source.ready());
 }

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use super::id::valid_trust_domain;
 use super::verify::SpiffeClaims;
 use super::{JWT_SVID_ALGORITHMS, SpiffeSource};
+use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::{HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
-use crate::registry::{BuildContext, BuildError, BuildSource};
 use crate::source::IdentitySource;
 
 /// JWT-SVIDs of allow-listed trust domains.

@@ -1,14 +1,12 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::clock::ManualClock;
-use crate::jwt::testkit::{TempDir, TestKey, TestServer, build_source, merged, subject_jwt};
+use super::{KIND, SpiffeSourceConfig};
+use crate::jwt::testkit::{NOW, SourceFixture, TestKey, TestServer, merged, subject_jwt};
 use crate::secret::Secret;
-use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType};
+use crate::source::{SourceError, SubjectToken, SubjectTokenType};
 
-const NOW: i64 = 1_700_000_000;
 const ID: &str = "spiffe://example.org/ns/payments/sa/api";
 
 fn entry(extra: Value) -> Value {
@@ -41,56 +39,18 @@ fn bundle(jwt_key: &TestKey, x509_key: &TestKey) -> String {
     json!({ "keys": [jwt, x509], "spiffe_sequence": 12, "spiffe_refresh_hint": 300 }).to_string()
 }
 
-struct Fixture {
-    key: TestKey,
-    dir: TempDir,
-    clock: Arc<ManualClock>,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let key = TestKey::p256("spire-1");
-        let dir = TempDir::with_jwks(&[key.jwk()]);
-        Self { key, dir, clock: Arc::new(ManualClock::new(NOW)) }
-    }
-
-    fn source(&self, extra: Value) -> Arc<dyn IdentitySource> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap()
-    }
-
-    fn field(&self, extra: Value) -> Option<&'static str> {
-        build_source(entry(extra), &self.dir, &self.clock).unwrap_err().field
-    }
-
-    async fn verify_with(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        header: Value,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        let token = self.key.token_with("ES256", &header, claims);
-        source.verify(&subject_jwt(token)).await.map(|v| v.identity().clone())
-    }
-
-    async fn verify(
-        &self,
-        source: &Arc<dyn IdentitySource>,
-        claims: &Value,
-    ) -> Result<crate::Identity, SourceError> {
-        self.verify_with(source, json!({ "typ": "JWT" }), claims).await
-    }
+fn fixture() -> SourceFixture<SpiffeSourceConfig> {
+    SourceFixture::new(KIND, TestKey::p256("spire-1"), "ES256", entry).with_header(json!({ "typ": "JWT" }))
 }
 
 #[test]
 fn config_checks() {
-    let f = Fixture::new();
+    let f = fixture();
     assert_eq!(f.field(json!({ "trust_domains": [] })), Some("trust_domains"));
     for bad in ["Example.org", "example.org:443", "spiffe://example.org/x", ""] {
         assert_eq!(f.field(json!({ "trust_domains": [bad] })), Some("trust_domains"), "{bad}");
     }
-    assert!(
-        build_source(entry(json!({ "trust_domains": ["spiffe://example.org"] })), &f.dir, &f.clock).is_ok()
-    );
+    assert!(f.build(json!({ "trust_domains": ["spiffe://example.org"] })).is_ok());
     assert_eq!(f.field(json!({ "jwks_file": null })), Some("bundle_endpoint"));
     assert_eq!(
         f.field(json!({ "bundle_endpoint": "https://spire.example.org/bundle" })),
@@ -114,7 +74,7 @@ fn config_checks() {
 
 #[tokio::test]
 async fn jwt_svid_maps_to_the_identity_and_routes_by_type() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({ "attributes": { "workload": "claims.sub" } }));
     assert_eq!(source.kind(), "spiffe");
     assert!(source.issuers().is_empty(), "no issuer: routed by token type");
@@ -155,7 +115,7 @@ async fn jwt_svid_maps_to_the_identity_and_routes_by_type() {
 
 #[tokio::test]
 async fn the_subject_must_be_a_spiffe_id_of_an_allowed_trust_domain() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
     for bad in [
         "api",
@@ -184,21 +144,21 @@ async fn the_subject_must_be_a_spiffe_id_of_an_allowed_trust_domain() {
 
 #[tokio::test]
 async fn only_the_headers_jwt_svid_allows() {
-    let f = Fixture::new();
+    let f = fixture();
     let source = f.source(json!({}));
-    assert!(f.verify_with(&source, json!({}), &svid(json!({}))).await.is_ok());
-    assert!(f.verify_with(&source, json!({ "typ": "JOSE" }), &svid(json!({}))).await.is_ok());
-    let err = f.verify_with(&source, json!({ "typ": "at+jwt" }), &svid(json!({}))).await.unwrap_err();
+    assert!(f.verify_with(&source, &json!({}), &svid(json!({}))).await.is_ok());
+    assert!(f.verify_with(&source, &json!({ "typ": "JOSE" }), &svid(json!({}))).await.is_ok());
+    let err = f.verify_with(&source, &json!({ "typ": "at+jwt" }), &svid(json!({}))).await.unwrap_err();
     assert!(matches!(err, SourceError::Malformed(_)), "{err:?}");
     for extra in [json!({ "cty": "json" }), json!({ "x-private": 1 }), json!({ "b64": true })] {
-        let err = f.verify_with(&source, extra.clone(), &svid(json!({}))).await.unwrap_err();
+        let err = f.verify_with(&source, &extra, &svid(json!({}))).await.unwrap_err();
         assert!(matches!(err, SourceError::ForbiddenHeader(_)), "{extra}: {err:?}");
     }
 }
 
 #[tokio::test]
 async fn bundle_files_verify_with_their_jwt_svid_keys_only() {
-    let f = Fixture::new();
+    let f = fixture();
     let x509 = TestKey::p256("x509");
     f.dir.write("bundle.json", &bundle(&f.key, &x509));
     let source = f.source(json!({ "jwks_file": null, "bundle_file": "bundle.json" }));
@@ -220,7 +180,7 @@ async fn bundle_files_verify_with_their_jwt_svid_keys_only() {
 
 #[tokio::test]
 async fn bundle_endpoints_are_fetched() {
-    let f = Fixture::new();
+    let f = fixture();
     let server = TestServer::start().await;
     server.set("/bundle", 200, bundle(&f.key, &TestKey::p256("x509")));
     let source = f.source(

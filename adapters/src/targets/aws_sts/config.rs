@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::issue::{AwsStsTarget, Settings, check_tag_key};
+use crate::build::{BuildContext, BuildError, BuildTarget};
 use crate::config::{duration, validate_name};
-use crate::registry::{BuildContext, BuildError, BuildTarget};
 use crate::target::{CredentialTarget, SigningAlgorithm};
 use crate::targets::upstream::{self, UpstreamSettings};
 

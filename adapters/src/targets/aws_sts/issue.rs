@@ -15,10 +15,11 @@ use aws_sdk_sts::operation::assume_role_with_web_identity::{
 use serde_json::{Map, Value, json};
 
 use crate::clock::{Clock, format_rfc3339};
+use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::target::{
     AwsCredentials, CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, SigningAlgorithm,
-    TargetError, token_types,
+    TargetError,
 };
 use crate::targets::upstream::{self, UpstreamSettings};
 
@@ -347,7 +348,7 @@ pub(super) fn credential(out: &AssumeRoleWithWebIdentityOutput) -> Result<Issued
     let expires_at = c.expiration().secs();
     Ok(IssuedCredential {
         access_token: Secret::new(c.session_token().to_string()),
-        issued_token_type: token_types::AWS_CREDENTIALS,
+        issued_token_type: token_type::AWS_CREDENTIALS,
         token_type: "N_A",
         expires_at,
         aws_credentials: Some(AwsCredentials {
@@ -362,7 +363,7 @@ pub(super) fn credential(out: &AssumeRoleWithWebIdentityOutput) -> Result<Issued
 #[async_trait]
 impl CredentialTarget for AwsStsTarget {
     fn kind(&self) -> &'static str {
-        "aws_sts"
+        super::KIND
     }
 
     fn name(&self) -> &str {
@@ -394,7 +395,7 @@ impl CredentialTarget for AwsStsTarget {
     }
 
     fn issued_token_type(&self) -> &'static str {
-        token_types::AWS_CREDENTIALS
+        token_type::AWS_CREDENTIALS
     }
 
     fn scope_param(&self) -> Option<&'static str> {

@@ -16,3 +16,6 @@ mod tests;
 
 pub use config::{AwsStsTargetConfig, MAX_DURATION, MIN_DURATION};
 pub use issue::{AwsStsTarget, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, TAGS_CLAIM, session_name};
+
+/// The adapter kind, as written in `type:`.
+pub const KIND: &str = "aws_sts";

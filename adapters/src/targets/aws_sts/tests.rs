@@ -6,8 +6,10 @@ use serde_json::{Map, Value, json};
 
 use super::issue::classify;
 use super::*;
-use crate::registry::{BuildContext, BuildTarget, TargetConfig};
-use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
+use crate::build::{BuildContext, BuildTarget};
+use crate::config::kind_config;
+use crate::oauth::token_type;
+use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError};
 use crate::targets::testkit::{self, JsonSigner, NOW};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/invoices-reader";
@@ -17,10 +19,7 @@ fn context() -> BuildContext {
 }
 
 fn config(value: Value) -> AwsStsTargetConfig {
-    match serde_json::from_value::<TargetConfig>(value).unwrap() {
-        TargetConfig::AwsSts(c) => c,
-        other => panic!("not an aws_sts target: {other:?}"),
-    }
+    kind_config(KIND, value).unwrap()
 }
 
 fn target(value: Value) -> AwsStsTarget {
@@ -56,13 +55,14 @@ fn defaults_are_documented_values() {
     assert_eq!(t.name(), "aws-prod");
     assert_eq!(t.grant_keys(), &["role_arn", "session_name", "tags"]);
     assert_eq!(t.scope_param(), Some("role_arn"));
-    assert_eq!(t.issued_token_type(), token_types::AWS_CREDENTIALS);
+    assert_eq!(t.issued_token_type(), token_type::AWS_CREDENTIALS);
+    assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
     assert!(t.cacheable());
 }
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "aws_sts", "name": "x", "role": "r" }))
+    let err = kind_config::<AwsStsTargetConfig>(KIND, json!({ "type": "aws_sts", "name": "x", "role": "r" }))
         .unwrap_err();
     assert!(err.to_string().contains("role"), "{err}");
 }
@@ -302,7 +302,7 @@ async fn retryable_failures_are_retried_then_succeed() {
         scripted_sts(vec![(400, sts_error("Throttling")), (503, String::new()), (200, sts_ok())]).await;
     let issued = sts_target(&url, 3).issue(&any_grant()).await.unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 3);
-    assert_eq!(issued.issued_token_type, token_types::AWS_CREDENTIALS);
+    assert_eq!(issued.issued_token_type, token_type::AWS_CREDENTIALS);
     assert_eq!(issued.token_type, "N_A");
     assert_eq!(issued.access_token.expose(), "session");
     let aws = issued.aws_credentials.unwrap();

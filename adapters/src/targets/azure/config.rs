@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::issue::{AzureTarget, Settings, check_client_id, check_scope, check_tenant};
+use crate::build::{BuildContext, BuildError, BuildTarget};
 use crate::config::{duration, validate_name};
-use crate::registry::{BuildContext, BuildError, BuildTarget};
 use crate::target::{CredentialTarget, SigningAlgorithm};
 use crate::targets::upstream::{self, UpstreamSettings};
 

@@ -8,17 +8,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::clock::Clock;
+use crate::oauth::{client_assertion_type, token_type};
 use crate::secret::Secret;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, SigningAlgorithm, TargetError,
-    token_types,
 };
 use crate::targets::upstream::{
     self, Body, UpstreamSettings, plain_code, retryable_status, upstream as failure,
 };
-
-/// RFC 7523 §2.2: a JWT as client authentication.
-const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Checked settings, made by the config.
 #[derive(Debug, Clone)]
@@ -161,7 +158,7 @@ pub(super) fn read_answer(status: u16, body: &[u8]) -> Result<(Secret<String>, i
 #[async_trait]
 impl CredentialTarget for AzureTarget {
     fn kind(&self) -> &'static str {
-        "azure"
+        super::KIND
     }
 
     fn name(&self) -> &str {
@@ -201,7 +198,7 @@ impl CredentialTarget for AzureTarget {
     }
 
     fn issued_token_type(&self) -> &'static str {
-        token_types::ACCESS_TOKEN
+        token_type::ACCESS_TOKEN
     }
 
     fn cacheable(&self) -> bool {
@@ -231,7 +228,7 @@ impl CredentialTarget for AzureTarget {
             ("client_id", client_id),
             ("scope", scope),
             ("grant_type", "client_credentials"),
-            ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+            ("client_assertion_type", client_assertion_type::JWT_BEARER),
             ("client_assertion", assertion.expose().as_str()),
         ];
         let answer = upstream::post_with_retries(
@@ -246,7 +243,7 @@ impl CredentialTarget for AzureTarget {
         let (access_token, expires_in) = read_answer(answer.status, &answer.body)?;
         Ok(IssuedCredential {
             access_token,
-            issued_token_type: token_types::ACCESS_TOKEN,
+            issued_token_type: token_type::ACCESS_TOKEN,
             token_type: "Bearer",
             expires_at: now.saturating_add(expires_in),
             aws_credentials: None,

@@ -23,3 +23,6 @@ mod tests;
 
 pub use config::{AzureTargetConfig, DEFAULT_AUDIENCE, DEFAULT_AUTHORITY};
 pub use issue::AzureTarget;
+
+/// The adapter kind, as written in `type:`.
+pub const KIND: &str = "azure";

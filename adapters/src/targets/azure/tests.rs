@@ -7,10 +7,10 @@ use serde_json::{Map, Value, json};
 use super::config::MAX_TTL_CAP;
 use super::issue::read_answer;
 use super::*;
-use crate::registry::{BuildError, BuildTarget, TargetConfig};
-use crate::target::{
-    CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError, token_types,
-};
+use crate::build::{BuildError, BuildTarget};
+use crate::config::kind_config;
+use crate::oauth::token_type;
+use crate::target::{CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError};
 use crate::targets::testkit::{self, NOW};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -18,10 +18,7 @@ const CLIENT: &str = "6731de76-14a6-49ae-97bc-6eba6914391e";
 const GRAPH: &str = "https://graph.microsoft.com/.default";
 
 fn config(value: Value) -> AzureTargetConfig {
-    match serde_json::from_value::<TargetConfig>(value).unwrap() {
-        TargetConfig::Azure(c) => c,
-        other => panic!("not an azure target: {other:?}"),
-    }
+    kind_config(KIND, value).unwrap()
 }
 
 fn build(value: Value) -> Result<Arc<dyn CredentialTarget>, BuildError> {
@@ -48,7 +45,8 @@ fn defaults_are_documented_values() {
     assert_eq!(c.default_ttl, Duration::from_secs(3600));
     let t = build(json!({ "type": "azure", "name": "graph" })).unwrap();
     assert_eq!(t.kind(), "azure");
-    assert_eq!(t.issued_token_type(), token_types::ACCESS_TOKEN);
+    assert_eq!(t.issued_token_type(), token_type::ACCESS_TOKEN);
+    assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
     assert_eq!(t.grant_keys(), &["tenant", "client_id", "subject"]);
     assert_eq!(t.scope_param(), None, "the Entra scope is the rule's `scope`");
     assert!(t.cacheable());
@@ -60,7 +58,7 @@ fn defaults_are_documented_values() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "azure", "name": "g", "secret": "x" }))
+    let err = kind_config::<AzureTargetConfig>(KIND, json!({ "type": "azure", "name": "g", "secret": "x" }))
         .unwrap_err();
     assert!(err.to_string().contains("secret"), "{err}");
 }
@@ -152,7 +150,7 @@ async fn the_client_credentials_request_carries_an_rs256_assertion_for_the_feder
     let issued = t.issue(&grant(None, json!({}))).await.unwrap();
     assert_eq!(issued.access_token.expose(), "eyJ0eXAi.graph");
     assert_eq!(issued.token_type, "Bearer");
-    assert_eq!(issued.issued_token_type, token_types::ACCESS_TOKEN);
+    assert_eq!(issued.issued_token_type, token_type::ACCESS_TOKEN);
     assert_eq!(issued.expires_at, NOW + 3599);
 
     let requests = server.requests.lock().unwrap().clone();

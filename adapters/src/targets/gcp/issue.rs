@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
+use crate::oauth::{grant_type, token_type};
 use crate::secret::Secret;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, SigningAlgorithm, TargetError,
-    token_types,
 };
 use crate::targets::upstream::{
     self, Body, UpstreamSettings, plain_code, retryable_status, upstream as failure,
@@ -20,10 +20,6 @@ use crate::targets::upstream::{
 
 /// The scope of a token good for every Google Cloud API the principal is allowed.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-
-/// RFC 8693 §2.1 values STS expects (STS `v1/token` reference).
-const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// The longest lifetime `generateAccessToken` grants without an organization policy
 /// exception.
@@ -203,12 +199,12 @@ impl GcpTarget {
         let url = format!("{}/v1/token", self.settings.sts_endpoint);
         let scope = scopes.join(" ");
         let form = [
-            ("grant_type", GRANT_TYPE),
+            ("grant_type", grant_type::TOKEN_EXCHANGE),
             ("audience", provider),
             ("scope", scope.as_str()),
-            ("requested_token_type", token_types::ACCESS_TOKEN),
+            ("requested_token_type", token_type::ACCESS_TOKEN),
             ("subject_token", subject_token.expose().as_str()),
-            ("subject_token_type", SUBJECT_TOKEN_TYPE),
+            ("subject_token_type", token_type::JWT),
         ];
         let answer = upstream::post_with_retries(
             &self.http,
@@ -254,7 +250,7 @@ pub(super) fn read_sts_answer(status: u16, body: &[u8]) -> Result<(Secret<String
             let a: StsAnswer = serde_json::from_slice(body)
                 .map_err(|_| failure(false, "Google STS: answer is not a token response".into()))?;
             if a.access_token.is_empty()
-                || a.issued_token_type != token_types::ACCESS_TOKEN
+                || a.issued_token_type != token_type::ACCESS_TOKEN
                 || !a.token_type.eq_ignore_ascii_case("Bearer")
                 || a.expires_in <= 0
             {
@@ -304,7 +300,7 @@ pub(super) fn read_generate_answer(status: u16, body: &[u8]) -> Result<(Secret<S
 #[async_trait]
 impl CredentialTarget for GcpTarget {
     fn kind(&self) -> &'static str {
-        "gcp"
+        super::KIND
     }
 
     fn name(&self) -> &str {
@@ -340,7 +336,7 @@ impl CredentialTarget for GcpTarget {
     }
 
     fn issued_token_type(&self) -> &'static str {
-        token_types::ACCESS_TOKEN
+        token_type::ACCESS_TOKEN
     }
 
     /// A request's `scope` picks the rule granting that service account.
@@ -385,7 +381,7 @@ impl CredentialTarget for GcpTarget {
         };
         Ok(IssuedCredential {
             access_token,
-            issued_token_type: token_types::ACCESS_TOKEN,
+            issued_token_type: token_type::ACCESS_TOKEN,
             token_type: "Bearer",
             expires_at,
             aws_credentials: None,

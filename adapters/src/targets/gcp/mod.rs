@@ -23,3 +23,6 @@ mod tests;
 
 pub use config::{DEFAULT_IAMCREDENTIALS_ENDPOINT, DEFAULT_STS_ENDPOINT, GcpTargetConfig};
 pub use issue::{CLOUD_PLATFORM_SCOPE, GcpTarget};
+
+/// The adapter kind, as written in `type:`.
+pub const KIND: &str = "gcp";

@@ -6,8 +6,10 @@ use serde_json::{Value, json};
 use super::config::MAX_TTL_CAP;
 use super::issue::{read_generate_answer, read_sts_answer};
 use super::*;
-use crate::registry::{BuildContext, BuildError, BuildTarget, TargetConfig};
-use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError, token_types};
+use crate::build::{BuildContext, BuildError, BuildTarget};
+use crate::config::kind_config;
+use crate::oauth::token_type;
+use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError};
 use crate::targets::testkit::{self, NOW};
 
 const PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera";
@@ -17,10 +19,7 @@ fn context(algs: &[SigningAlgorithm]) -> BuildContext {
 }
 
 fn config(value: Value) -> GcpTargetConfig {
-    match serde_json::from_value::<TargetConfig>(value).unwrap() {
-        TargetConfig::Gcp(c) => c,
-        other => panic!("not a gcp target: {other:?}"),
-    }
+    kind_config(KIND, value).unwrap()
 }
 
 fn build(value: Value) -> Result<Arc<dyn CredentialTarget>, BuildError> {
@@ -48,7 +47,8 @@ fn defaults_are_documented_values() {
     assert_eq!(c.default_ttl, Duration::from_secs(3600));
     let t = build(json!({ "type": "gcp", "name": "gcp" })).unwrap();
     assert_eq!(t.kind(), "gcp");
-    assert_eq!(t.issued_token_type(), token_types::ACCESS_TOKEN);
+    assert_eq!(t.issued_token_type(), token_type::ACCESS_TOKEN);
+    assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
     assert_eq!(t.grant_keys(), &["service_account", "scopes", "provider"]);
     assert_eq!(t.scope_param(), Some("service_account"));
     assert_eq!(t.required_grant_keys(), ["provider"], "no provider configured");
@@ -58,8 +58,8 @@ fn defaults_are_documented_values() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = serde_json::from_value::<TargetConfig>(json!({ "type": "gcp", "name": "g", "pool": "x" }))
-        .unwrap_err();
+    let err =
+        kind_config::<GcpTargetConfig>(KIND, json!({ "type": "gcp", "name": "g", "pool": "x" })).unwrap_err();
     assert!(err.to_string().contains("pool"), "{err}");
 }
 
@@ -134,16 +134,16 @@ async fn grants_without_a_provider_or_with_bad_values_are_refused_before_any_cal
 
 #[test]
 fn sts_answers_are_read_strictly() {
-    let ok = json!({ "access_token": "ya29.fed", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3599 });
+    let ok = json!({ "access_token": "ya29.fed", "issued_token_type": token_type::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3599 });
     let (token, expires_in) = read_sts_answer(200, ok.to_string().as_bytes()).unwrap();
     assert_eq!(token.expose(), "ya29.fed");
     assert_eq!(expires_in, 3599);
 
     for bad in [
-        json!({ "access_token": "", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 1 }),
-        json!({ "access_token": "t", "issued_token_type": token_types::JWT, "token_type": "Bearer", "expires_in": 1 }),
-        json!({ "access_token": "t", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "N_A", "expires_in": 1 }),
-        json!({ "access_token": "t", "issued_token_type": token_types::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 0 }),
+        json!({ "access_token": "", "issued_token_type": token_type::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 1 }),
+        json!({ "access_token": "t", "issued_token_type": token_type::JWT, "token_type": "Bearer", "expires_in": 1 }),
+        json!({ "access_token": "t", "issued_token_type": token_type::ACCESS_TOKEN, "token_type": "N_A", "expires_in": 1 }),
+        json!({ "access_token": "t", "issued_token_type": token_type::ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 0 }),
         json!({ "access_token": "t" }),
     ] {
         let r = read_sts_answer(200, bad.to_string().as_bytes());

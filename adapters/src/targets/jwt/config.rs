@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::issue::{JwtTarget, RESERVED_CLAIMS};
+use crate::build::{BuildContext, BuildError, BuildTarget};
 use crate::config::{duration, format_duration, validate_name};
-use crate::registry::{BuildContext, BuildError, BuildTarget};
 use crate::target::{CredentialTarget, SigningAlgorithm};
 
 /// The longest `max_ttl` a `jwt` target may have. A bearer token that outlives a day is a

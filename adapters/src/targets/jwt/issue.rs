@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::clock::Clock;
+use crate::oauth::token_type;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, Signer, SigningAlgorithm, TargetError, token_types,
+    CredentialTarget, Grant, IssuedCredential, IssuedJwt, Signer, SigningAlgorithm, TargetError,
 };
 
 /// The registered claims (RFC 7519 §4.1) Tessera always sets itself. Neither a target's
@@ -103,7 +104,7 @@ impl JwtTarget {
 #[async_trait]
 impl CredentialTarget for JwtTarget {
     fn kind(&self) -> &'static str {
-        "jwt"
+        super::KIND
     }
 
     fn name(&self) -> &str {
@@ -119,7 +120,11 @@ impl CredentialTarget for JwtTarget {
     }
 
     fn issued_token_type(&self) -> &'static str {
-        token_types::JWT
+        token_type::JWT
+    }
+
+    fn issued_jwt(&self) -> Option<IssuedJwt> {
+        Some(IssuedJwt { audience: self.audience.clone(), algorithm: self.algorithm })
     }
 
     /// Signing is local and cheap, and each token has its own `jti` for replay
@@ -133,7 +138,7 @@ impl CredentialTarget for JwtTarget {
         let access_token = self.signer.sign(self.algorithm, &claims)?;
         Ok(IssuedCredential {
             access_token,
-            issued_token_type: token_types::JWT,
+            issued_token_type: token_type::JWT,
             token_type: "Bearer",
             expires_at,
             aws_credentials: None,

@@ -13,3 +13,6 @@ mod tests;
 
 pub use config::{JwtTargetConfig, MAX_TTL_CAP};
 pub use issue::{JwtTarget, RESERVED_CLAIMS};
+
+/// The adapter kind, as written in `type:`.
+pub const KIND: &str = "jwt";

@@ -6,12 +6,14 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::*;
+use crate::build::{BuildContext, BuildTarget};
 use crate::clock::ManualClock;
+use crate::config::kind_config;
 use crate::identity::Identity;
-use crate::registry::{BuildContext, BuildTarget, TargetConfig};
+use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
-use crate::target::{CredentialTarget, Grant, SignError, Signer, SigningAlgorithm, TargetError, token_types};
+use crate::target::{CredentialTarget, Grant, IssuedJwt, SignError, Signer, SigningAlgorithm, TargetError};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -57,13 +59,10 @@ fn context(signer: Arc<RecordingSigner>) -> BuildContext {
 }
 
 fn config(yaml_like: Value) -> JwtTargetConfig {
-    match serde_json::from_value::<TargetConfig>(yaml_like).unwrap() {
-        TargetConfig::Jwt(c) => c,
-        other => panic!("not a jwt target: {other:?}"),
-    }
+    kind_config(KIND, yaml_like).unwrap()
 }
 
-fn build(c: &JwtTargetConfig) -> Result<Arc<dyn CredentialTarget>, crate::registry::BuildError> {
+fn build(c: &JwtTargetConfig) -> Result<Arc<dyn CredentialTarget>, crate::build::BuildError> {
     c.build(&context(RecordingSigner::new(&[SigningAlgorithm::Es256, SigningAlgorithm::Rs256])))
 }
 
@@ -99,7 +98,7 @@ async fn issue_claims(
     grant: &Grant,
 ) -> Result<(Map<String, Value>, i64), TargetError> {
     let issued = target.issue(grant).await?;
-    assert_eq!(issued.issued_token_type, token_types::JWT);
+    assert_eq!(issued.issued_token_type, token_type::JWT);
     assert_eq!(issued.token_type, "Bearer");
     assert!(issued.aws_credentials.is_none());
     let claims: Map<String, Value> = serde_json::from_str(issued.access_token.expose()).unwrap();
@@ -121,13 +120,19 @@ fn defaults_are_documented_values() {
     assert_eq!(t.default_ttl(), Duration::from_secs(900));
     assert!(t.grant_keys().is_empty());
     assert_eq!(t.scope_param(), None);
+    let expected = IssuedJwt { audience: "internal-api".into(), algorithm: SigningAlgorithm::Es256 };
+    assert_eq!(t.issued_jwt(), Some(expected));
+    let c = config(
+        json!({ "type": "jwt", "name": "admin", "audience": "https://admin.example", "algorithm": "RS256" }),
+    );
+    let expected = IssuedJwt { audience: "https://admin.example".into(), algorithm: SigningAlgorithm::Rs256 };
+    assert_eq!(build(&c).unwrap().issued_jwt(), Some(expected));
 }
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err =
-        serde_json::from_value::<TargetConfig>(json!({ "type": "jwt", "name": "x", "audiences": ["a"] }))
-            .unwrap_err();
+    let err = kind_config::<JwtTargetConfig>(KIND, json!({ "type": "jwt", "name": "x", "audiences": ["a"] }))
+        .unwrap_err();
     assert!(err.to_string().contains("audiences"), "{err}");
 }
 

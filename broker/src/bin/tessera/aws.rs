@@ -1,11 +1,11 @@
 //! `tessera aws ...`: helpers for workloads on AWS. The signing itself lives in the
-//! adapters crate (`sources::aws_iam::sign`), so the agent can reuse it; this module only
+//! adapters crate (`aws_sign`), so the agent can reuse it; this module only
 //! gathers the ambient credentials and prints.
 
 use anyhow::Context as _;
 use aws_credential_types::provider::ProvideCredentials as _;
 use clap::Subcommand;
-use tessera_adapters::sources::aws_iam::sign::{Credentials, regional_endpoint, signed_request};
+use tessera_adapters::aws_sign::{Credentials, regional_endpoint, signed_request};
 use tessera_adapters::{Clock as _, Secret, SystemClock};
 
 /// The region signed for when neither `--region` nor the environment names one.

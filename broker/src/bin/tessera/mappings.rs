@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
+use tessera_adapters::oauth::token_type;
 use tessera_adapters::{Clock, Secret, SubjectToken, SubjectTokenType, SystemClock};
 use tessera_broker::explain::{self, ExplainRequest, Subject};
 use tessera_broker::mapping::{CheckReport, MappingSet, parse_identity};
@@ -184,9 +185,9 @@ fn read_token(arg: &str) -> anyhow::Result<String> {
 
 fn token_type_of(name: &str) -> anyhow::Result<SubjectTokenType> {
     let uri = match name {
-        "jwt" => SubjectTokenType::JWT_URI,
-        "id_token" => SubjectTokenType::ID_TOKEN_URI,
-        "aws-signed-request" => SubjectTokenType::AWS_SIGNED_REQUEST_URI,
+        "jwt" => token_type::JWT,
+        "id_token" => token_type::ID_TOKEN,
+        "aws-signed-request" => token_type::AWS_SIGNED_REQUEST,
         other => other,
     };
     SubjectTokenType::from_uri(uri).with_context(|| format!("unknown token type `{name}`"))

@@ -1,6 +1,8 @@
-//! The workload's side: sign a GetCallerIdentity request with AWS credentials and encode it
-//! as an `aws_iam` subject token. Used by `tessera aws sign-request` (and by anything else
-//! holding AWS credentials, such as the agent).
+//! The workload's side of the `aws_iam` source: sign a GetCallerIdentity request with AWS
+//! credentials and encode it as a subject token of type
+//! [`AwsSignedRequest`](crate::source::SubjectTokenType::AwsSignedRequest). Used by
+//! `tessera aws sign-request`, by the agent, and by anything else holding AWS credentials;
+//! the constants below are the wire format the source checks.
 //!
 //! The request is signed with SigV4 ("Create a signed AWS API request", AWS IAM User
 //! Guide) over `Content-Type`, `Host`, `X-Amz-Date`, `X-Amz-Security-Token` (for temporary
@@ -17,9 +19,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::request::{GET_CALLER_IDENTITY_BODY, authority};
+use crate::net::authority;
 use crate::secret::Secret;
 
+/// The one request body accepted: the STS Query API's GetCallerIdentity (STS API
+/// Reference, "GetCallerIdentity"; the 2011-06-15 API version).
+pub const GET_CALLER_IDENTITY_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+/// The header that binds a signed request to one Tessera; it must be signed. Lower case, as
+/// SigV4 lists signed headers.
+pub const SERVER_ID_HEADER: &str = "x-tessera-server-id";
 /// The content type the STS Query API expects for a POST body.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 /// The header name as sent; compared case-insensitively.

@@ -1,0 +1,65 @@
+//! The build contract: how an adapter's config becomes the runtime object the broker holds
+//! (vector's `SourceConfig::build(cx)`). Every kind's config implements [`BuildSource`] or
+//! [`BuildTarget`]; the [`registry`](crate::registry) lists the kinds, and the broker builds
+//! through it with one [`BuildContext`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::observe::Observer;
+use crate::source::IdentitySource;
+use crate::target::{CredentialTarget, Signer};
+
+/// What adapters get when they are built: injected so trait signatures stay stable as
+/// needs grow.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub clock: Arc<dyn Clock>,
+    /// Shared HTTP client: rustls, timeouts set, redirects off.
+    pub http: reqwest::Client,
+    /// Tessera's own signer, for targets.
+    pub signer: Arc<dyn Signer>,
+    /// Relative file paths in adapter configs resolve against this (the config file's
+    /// directory).
+    pub base_dir: PathBuf,
+    /// Told about upstream traffic (key set fetches), for metrics.
+    pub observer: Arc<dyn Observer>,
+}
+
+impl BuildContext {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+}
+
+/// A config error found while building an adapter from its config.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    /// The config key at fault, dotted (`jwks_uri`), when one is.
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl BuildError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { field: None, message: message.into() }
+    }
+
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field: Some(field), message: message.into() }
+    }
+}
+
+/// Implemented by every source kind's config.
+pub trait BuildSource {
+    fn name(&self) -> &str;
+    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError>;
+}
+
+/// Implemented by every target kind's config.
+pub trait BuildTarget {
+    fn name(&self) -> &str;
+    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError>;
+}
