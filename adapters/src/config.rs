@@ -1,8 +1,13 @@
-//! Serde helpers shared by adapter configs.
+//! What every configuration file shares: serde helpers for adapter configs, and the located
+//! error (`file:line:column: message`) that `broker.yaml`, `agent.yaml` and the adapter
+//! configs inside them report, all at once.
 
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+use serde_saphyr::{Location, Spanned};
 
 /// A duration written as `90s`, `15m`, `1h 30m` (humantime) or a bare number of seconds.
 pub mod duration {
@@ -60,6 +65,68 @@ pub fn validate_name(name: &str) -> Result<(), String> {
             "invalid name `{name}`: use 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
         ))
     }
+}
+
+/// A configuration problem at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem at `loc` in `file`.
+    pub fn at(file: &Path, loc: &Location, message: String) -> Self {
+        Self { file: file.to_path_buf(), line: loc.line(), column: loc.column(), message }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_lines(f, &self.0)
+    }
+}
+
+impl ConfigErrors {
+    /// An error about a source or target entry, found when building it.
+    pub fn at_entry<T>(path: &Path, entry: &Spanned<T>, message: String) -> ConfigError {
+        ConfigError::at(path, &entry.referenced, message)
+    }
+
+    /// Text that is not YAML of the expected shape: the parser's one error, where it
+    /// stopped (the file's start when it cannot say).
+    pub fn yaml(path: &Path, e: &serde_saphyr::Error) -> Self {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        Self(vec![ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: e.without_snippet().to_string(),
+        }])
+    }
+}
+
+/// Write located problems one a line, so config and mapping errors read the same way.
+pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str("\n")?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
 }
 
 /// A `sources:` or `targets:` entry of `broker.yaml`, as JSON, read as the config of kind

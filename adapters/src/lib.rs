@@ -20,8 +20,8 @@
 //! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
 //!   learns of kinds. Adapters never import it: they implement [`build`].
 //!
-//! This crate knows nothing of HTTP serving or the broker: the broker depends on it, never
-//! the other way round. Sources never issue and targets never verify.
+//! This crate knows nothing of HTTP serving, the broker or the agent: both depend on it,
+//! never the other way round. Sources never issue and targets never verify.
 
 pub mod aws_sign;
 pub mod build;

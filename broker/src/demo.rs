@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use tessera_adapters::target::SigningAlgorithm;
 use tessera_adapters::{Clock, Signer};
 
-use crate::StartError;
+use crate::broker::StartError;
 use crate::config::LoadedConfig;
 use crate::issuer::{Issuer, IssuerConfig, IssuerError};
 

@@ -121,11 +121,10 @@ pub async fn spawn_agent(broker_url: &str, subject: &str, body: &str, clock: Arc
     );
     let path = dir.path().join("agent.yaml");
     std::fs::write(&path, &config).expect("write agent config");
-    let loaded =
-        tessera_broker::agent::load(&path).unwrap_or_else(|e| panic!("agent config:\n{e}\n{config}"));
+    let loaded = tessera_agent::load(&path).unwrap_or_else(|e| panic!("agent config:\n{e}\n{config}"));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        tessera_broker::agent::run(loaded, listener, clock, async move {
+        tessera_agent::run(loaded, listener, clock, async move {
             let _ = stopped.await;
         })
         .await

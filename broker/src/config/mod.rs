@@ -2,7 +2,6 @@
 //! line and column, all at once; nothing half-valid is ever served.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use crate::issuer::IssuerConfig;
 mod scale;
 
 pub use scale::{RateLimitConfig, RedisConfig, SecretUrl};
+pub use tessera_adapters::config::{ConfigError, ConfigErrors};
 
 /// The broker's configuration file, version 1.
 #[derive(Debug, Clone, Deserialize)]
@@ -406,31 +406,6 @@ pub(crate) fn deserialize_fine_duration<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-/// A configuration problem at a place in a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: u64,
-    pub column: u64,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
-    }
-}
-
-/// Every problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::diagnostic::write_lines(f, &self.0)
-    }
-}
-
 /// A loaded, validated configuration and where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
@@ -635,18 +610,6 @@ fn check_admin(
                     target.value
                 ),
             ),
-        }
-    }
-}
-
-impl ConfigErrors {
-    /// An error about a source or target entry, found when building it.
-    pub fn at_entry<T>(path: &Path, entry: &Spanned<T>, message: String) -> ConfigError {
-        ConfigError {
-            file: path.to_path_buf(),
-            line: entry.referenced.line(),
-            column: entry.referenced.column(),
-            message,
         }
     }
 }

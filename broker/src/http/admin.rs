@@ -25,9 +25,10 @@ use serde_json::json;
 use tessera_adapters::oauth::token_type;
 use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 
-use crate::Broker;
 use crate::audit::store::{AuditStore, Cursor, EventQuery, WorkloadQuery};
+use crate::broker::Broker;
 use crate::explain::{self, ExplainRequest, Subject};
+use crate::http::Status;
 use crate::mapping::{ReloadOutcome, parse_identity};
 
 /// Register the admin routes.
@@ -136,7 +137,7 @@ async fn reload(broker: web::Data<Arc<Broker>>) -> HttpResponse {
 }
 
 async fn status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
-    HttpResponse::Ok().json(broker.status())
+    HttpResponse::Ok().json(Status::of(&broker))
 }
 
 /// Default page size of `/v1/workloads` and `/v1/audit`.

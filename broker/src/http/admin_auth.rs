@@ -39,7 +39,7 @@ use tessera_adapters::source::SourceError;
 use tessera_adapters::{Clock, CredentialTarget};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::Broker;
+use crate::broker::Broker;
 use crate::config::{
     AdminAuthConfig, AdminAuthRequire, AdminTlsConfig, ConfigError, ConfigErrors, LoadedConfig,
 };

@@ -1,11 +1,12 @@
 //! The HTTP edge: actix-web routes, request limits, and the one mapping from errors to
 //! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format. [`admin`] holds
-//! the admin listener's routes,
-//! [`admin_auth`] its authentication.
+//! the admin listener's routes, [`admin_auth`] its authentication; [`server`] serves both
+//! listeners.
 
 pub mod admin;
 pub mod admin_auth;
 mod error;
+pub mod server;
 mod token;
 
 use std::sync::Arc;
@@ -14,9 +15,10 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::Broker;
+use crate::broker::Broker;
 
 pub use error::{ErrorBody, WireError};
+pub use server::Status;
 
 /// Register every public route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -73,5 +75,5 @@ async fn readyz(broker: web::Data<Arc<Broker>>) -> HttpResponse {
 }
 
 async fn status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
-    HttpResponse::Ok().json(broker.status())
+    HttpResponse::Ok().json(Status::of(&broker))
 }

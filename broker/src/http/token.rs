@@ -12,7 +12,7 @@ use tessera_adapters::oauth::grant_type;
 use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 
 use super::error::{ErrorBody, WireError};
-use crate::Broker;
+use crate::broker::Broker;
 use crate::exchange::ExchangeRequest;
 
 /// The RFC 8693 §2.2.1 success body.

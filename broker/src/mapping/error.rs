@@ -35,7 +35,7 @@ pub struct LoadErrors(pub Vec<LoadError>);
 impl fmt::Display for LoadErrors {
     /// One line per error, `file:line:column: message (hint: ...)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::diagnostic::write_lines(f, &self.0)
+        tessera_adapters::config::write_lines(f, &self.0)
     }
 }
 

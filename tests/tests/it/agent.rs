@@ -508,9 +508,9 @@ async fn the_agent_listens_on_loopback_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.yaml");
     std::fs::write(&path, "version: 1\nbroker: http://127.0.0.1:9\nsubject_token: { file: t }\ntoken_files: [{ target: api, path: out }]\n").unwrap();
-    let loaded = tessera_broker::agent::load(&path).unwrap();
+    let loaded = tessera_agent::load(&path).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::starting_now());
-    let e = tessera_broker::agent::run(loaded, listener, clock, async {}).await.unwrap_err();
+    let e = tessera_agent::run(loaded, listener, clock, async {}).await.unwrap_err();
     assert!(e.to_string().contains("not a loopback address"), "{e}");
 
     // `tessera agent` refuses the config before binding anything, with the place to fix.
@@ -574,12 +574,11 @@ rules:
             ),
         )
         .unwrap();
-        let loaded = tessera_broker::agent::load(&path).unwrap();
+        let loaded = tessera_agent::load(&path).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task =
-            tokio::spawn(tessera_broker::agent::run(loaded, listener, Arc::clone(&clock), async move {
-                let _ = stopped.await;
-            }));
+        let task = tokio::spawn(tessera_agent::run(loaded, listener, Arc::clone(&clock), async move {
+            let _ = stopped.await;
+        }));
         let file = dir.path().join("internal-api.jwt");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !file.exists() {
@@ -609,7 +608,7 @@ fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
     for entry in std::fs::read_dir(root.join("examples")).unwrap() {
         let path = entry.unwrap().path().join("agent.yaml");
         if path.exists() {
-            tessera_broker::agent::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+            tessera_agent::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
             found += 1;
         }
     }
@@ -618,7 +617,7 @@ fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
     // The sidecar: the app container's environment names the agent's endpoint, both
     // containers take the ECS token from one Secret, and the agent reads the projected token.
     let dir = root.join("examples/agent-kubernetes-sidecar");
-    let agent = tessera_broker::agent::load(&dir.join("agent.yaml")).unwrap();
+    let agent = tessera_agent::load(&dir.join("agent.yaml")).unwrap();
     let listen = agent.config.listen.value;
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(&std::fs::read_to_string(dir.join("deployment.yaml")).unwrap()).unwrap();
@@ -644,8 +643,7 @@ fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
         env(app, "AWS_CONTAINER_AUTHORIZATION_TOKEN")["valueFrom"],
         env(sidecar, "AWS_CONTAINER_AUTHORIZATION_TOKEN")["valueFrom"]
     );
-    let tessera_broker::agent::config::SubjectTokenConfig::File(token) = &agent.config.subject_token.value
-    else {
+    let tessera_agent::config::SubjectTokenConfig::File(token) = &agent.config.subject_token.value else {
         panic!("the sidecar reads the projected token file");
     };
     let mount =
@@ -657,7 +655,7 @@ fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
 
     // The workflow exports the agent's address as the metadata host.
     let dir = root.join("examples/agent-github-actions");
-    let agent = tessera_broker::agent::load(&dir.join("agent.yaml")).unwrap();
+    let agent = tessera_agent::load(&dir.join("agent.yaml")).unwrap();
     let workflow = std::fs::read_to_string(dir.join("workflow.yml")).unwrap();
     let parsed: Value = serde_saphyr::from_str(&workflow).unwrap();
     assert!(parsed["jobs"]["release"]["steps"].as_array().unwrap().len() >= 4);

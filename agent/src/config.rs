@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
-use tessera_adapters::config::validate_name;
+use tessera_adapters::config::{ConfigError, ConfigErrors, validate_name};
 use url::Url;
-
-use crate::config::{ConfigError, ConfigErrors};
 
 /// The agent's configuration file, version 1.
 #[derive(Debug, Clone, Deserialize)]
@@ -318,129 +316,21 @@ pub fn load(path: &Path) -> Result<LoadedAgentConfig, ConfigErrors> {
     parse(path, &text)
 }
 
-/// Validate agent config text as if read from `path`.
+/// Validate agent config text as if read from `path`. Each check below reports what it
+/// finds and the next one runs anyway, so every problem is listed at once.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors> {
-    let at = |loc: &Location, message: String| ConfigError {
-        file: path.to_path_buf(),
-        line: loc.line(),
-        column: loc.column(),
-        message,
-    };
-    let config: AgentConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line,
-            column,
-            message: e.without_snippet().to_string(),
-        }])
-    })?;
+    let config: AgentConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors::yaml(path, &e))?;
+    let mut problems = Problems { file: path, found: Vec::new() };
+    check_version(&config.version, &mut problems);
+    let broker = check_broker(&config.broker, &mut problems);
+    check_listen(&config.listen, &mut problems);
+    check_subject(&config.subject_token, &mut problems);
+    check_credentials(&config, &mut problems);
+    check_refresh(config.refresh.as_ref(), &mut problems);
+    check_timeout(&config, &mut problems);
 
-    let mut errors = Vec::new();
-    if config.version.value != 1 {
-        errors.push(at(
-            &config.version.referenced,
-            format!("unsupported version {}: write `version: 1`", config.version.value),
-        ));
-    }
-    let broker = match check_broker_url(&config.broker.value) {
-        Ok(url) => Some(url),
-        Err(m) => {
-            errors.push(at(&config.broker.referenced, m));
-            None
-        }
-    };
-    if !config.listen.value.ip().is_loopback() {
-        errors.push(at(
-            &config.listen.referenced,
-            format!(
-                "listen {} is not a loopback address: the agent's endpoints hand out credentials to whoever connects, so they are served on loopback only",
-                config.listen.value
-            ),
-        ));
-    }
-    check_subject(&config.subject_token, &at, &mut errors);
-    if config.aws.is_none() && config.gcp.is_none() && config.azure.is_none() && config.token_files.is_empty()
-    {
-        errors.push(at(
-            &config.version.referenced,
-            "no credentials configured: add `aws`, `gcp`, `azure` or `token_files`".to_string(),
-        ));
-    }
-    let mut check_target = |name: &str, loc: &Location, what: &str| {
-        if let Err(m) = validate_name(name) {
-            errors.push(at(loc, format!("{what}: target {m}")));
-        }
-    };
-    if let Some(aws) = &config.aws {
-        check_target(&aws.value.target, &aws.referenced, "aws.target");
-    }
-    if let Some(gcp) = &config.gcp {
-        if let Some(target) = &gcp.value.target {
-            check_target(target, &gcp.referenced, "gcp.target");
-        }
-        for target in gcp.value.id_token_targets.values() {
-            check_target(target, &gcp.referenced, "gcp.id_token_targets");
-        }
-    }
-    if let Some(azure) = &config.azure {
-        for target in azure.value.resources.values() {
-            check_target(target, &azure.referenced, "azure.resources");
-        }
-    }
-    for file in &config.token_files {
-        check_target(&file.value.target, &file.referenced, "token_files");
-    }
-    if let Some(gcp) = &config.gcp {
-        let g = &gcp.value;
-        if !g.email.contains('@') {
-            errors.push(at(&gcp.referenced, format!("gcp.email `{}` is not an email address", g.email)));
-        }
-        if g.target.is_none() && g.id_token_targets.is_empty() {
-            errors.push(at(&gcp.referenced, "gcp: set `target`, `id_token_targets` or both".to_string()));
-        }
-        if g.id_token_targets.keys().any(String::is_empty) {
-            errors.push(at(&gcp.referenced, "gcp.id_token_targets: an audience is empty".to_string()));
-        }
-    }
-    if let Some(azure) = &config.azure
-        && azure.value.resources.is_empty()
-    {
-        errors.push(at(
-            &azure.referenced,
-            "azure.resources is empty: name each resource and the target that serves it".to_string(),
-        ));
-    }
-    let mut paths = HashSet::new();
-    for file in &config.token_files {
-        if !paths.insert(file.value.path.clone()) {
-            errors.push(at(
-                &file.referenced,
-                format!("token_files: `{}` is written twice", file.value.path.display()),
-            ));
-        }
-    }
-    if let Some(refresh) = &config.refresh {
-        let r = &refresh.value;
-        if !(0.1..=0.9).contains(&r.after) {
-            errors.push(at(&refresh.referenced, "refresh.after must be between 0.1 and 0.9".to_string()));
-        }
-        if r.min_backoff < Duration::from_millis(10) || r.min_backoff > r.max_backoff {
-            errors.push(at(
-                &refresh.referenced,
-                "refresh.min_backoff must be at least 10ms and at most refresh.max_backoff".to_string(),
-            ));
-        }
-        if r.max_backoff > Duration::from_secs(3600) {
-            errors.push(at(&refresh.referenced, "refresh.max_backoff must be at most 1h".to_string()));
-        }
-    }
-    if config.timeout.is_zero() || config.timeout > Duration::from_secs(120) {
-        errors.push(at(&config.version.referenced, "timeout must be between 1s and 2m".to_string()));
-    }
-
-    let Some(broker) = broker.filter(|_| errors.is_empty()) else {
-        return Err(ConfigErrors(errors));
+    let Some(broker) = broker.filter(|_| problems.found.is_empty()) else {
+        return Err(ConfigErrors(problems.found));
     };
     let base_dir = path
         .parent()
@@ -448,6 +338,48 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors>
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     Ok(LoadedAgentConfig { config, path: path.to_path_buf(), base_dir, broker })
+}
+
+/// The problems found so far in one file, each where it is.
+struct Problems<'a> {
+    file: &'a Path,
+    found: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, loc: &Location, message: String) {
+        self.found.push(ConfigError::at(self.file, loc, message));
+    }
+}
+
+fn check_version(version: &Spanned<u32>, problems: &mut Problems<'_>) {
+    if version.value != 1 {
+        problems
+            .at(&version.referenced, format!("unsupported version {}: write `version: 1`", version.value));
+    }
+}
+
+/// The broker URL, parsed, if it is one the agent may talk to.
+fn check_broker(broker: &Spanned<String>, problems: &mut Problems<'_>) -> Option<Url> {
+    match check_broker_url(&broker.value) {
+        Ok(url) => Some(url),
+        Err(m) => {
+            problems.at(&broker.referenced, m);
+            None
+        }
+    }
+}
+
+fn check_listen(listen: &Spanned<SocketAddr>, problems: &mut Problems<'_>) {
+    if !listen.value.ip().is_loopback() {
+        problems.at(
+            &listen.referenced,
+            format!(
+                "listen {} is not a loopback address: the agent's endpoints hand out credentials to whoever connects, so they are served on loopback only",
+                listen.value
+            ),
+        );
+    }
 }
 
 /// `https://`, or `http://` to loopback; no query, fragment or credentials.
@@ -482,39 +414,135 @@ fn check_endpoint(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_subject(
-    subject: &Spanned<SubjectTokenConfig>,
-    at: &impl Fn(&Location, String) -> ConfigError,
-    errors: &mut Vec<ConfigError>,
-) {
+fn check_subject(subject: &Spanned<SubjectTokenConfig>, problems: &mut Problems<'_>) {
     let loc = &subject.referenced;
     match &subject.value {
         SubjectTokenConfig::File(path) => {
             if path.as_os_str().is_empty() {
-                errors.push(at(loc, "subject_token.file is empty".to_string()));
+                problems.at(loc, "subject_token.file is empty".to_string());
             }
         }
         SubjectTokenConfig::GceMetadata(g) => {
             if g.audience.is_empty() {
-                errors.push(at(loc, "subject_token.gce_metadata.audience is empty".to_string()));
+                problems.at(loc, "subject_token.gce_metadata.audience is empty".to_string());
             }
             if let Err(m) = check_endpoint(&g.endpoint) {
-                errors.push(at(loc, format!("subject_token.gce_metadata: {m}")));
+                problems.at(loc, format!("subject_token.gce_metadata: {m}"));
             }
         }
         SubjectTokenConfig::AzureImds(a) => {
             if a.resource.is_empty() {
-                errors.push(at(loc, "subject_token.azure_imds.resource is empty".to_string()));
+                problems.at(loc, "subject_token.azure_imds.resource is empty".to_string());
             }
             if let Err(m) = check_endpoint(&a.endpoint) {
-                errors.push(at(loc, format!("subject_token.azure_imds: {m}")));
+                problems.at(loc, format!("subject_token.azure_imds: {m}"));
             }
         }
         SubjectTokenConfig::Aws(a) => {
             if a.server_id.is_empty() {
-                errors.push(at(loc, "subject_token.aws.server_id is empty".to_string()));
+                problems.at(loc, "subject_token.aws.server_id is empty".to_string());
             }
         }
+    }
+}
+
+/// The credentials kept: at least one, each naming a valid target, then each block's own
+/// rules.
+fn check_credentials(config: &AgentConfig, problems: &mut Problems<'_>) {
+    if config.aws.is_none() && config.gcp.is_none() && config.azure.is_none() && config.token_files.is_empty()
+    {
+        problems.at(
+            &config.version.referenced,
+            "no credentials configured: add `aws`, `gcp`, `azure` or `token_files`".to_string(),
+        );
+    }
+    check_target_names(config, problems);
+    if let Some(gcp) = &config.gcp {
+        check_gcp(gcp, problems);
+    }
+    if let Some(azure) = &config.azure
+        && azure.value.resources.is_empty()
+    {
+        problems.at(
+            &azure.referenced,
+            "azure.resources is empty: name each resource and the target that serves it".to_string(),
+        );
+    }
+    check_token_files(&config.token_files, problems);
+}
+
+/// Every target a credential is exchanged for is a valid target name.
+fn check_target_names(config: &AgentConfig, problems: &mut Problems<'_>) {
+    let mut check = |name: &str, loc: &Location, what: &str| {
+        if let Err(m) = validate_name(name) {
+            problems.at(loc, format!("{what}: target {m}"));
+        }
+    };
+    if let Some(aws) = &config.aws {
+        check(&aws.value.target, &aws.referenced, "aws.target");
+    }
+    if let Some(gcp) = &config.gcp {
+        if let Some(target) = &gcp.value.target {
+            check(target, &gcp.referenced, "gcp.target");
+        }
+        for target in gcp.value.id_token_targets.values() {
+            check(target, &gcp.referenced, "gcp.id_token_targets");
+        }
+    }
+    if let Some(azure) = &config.azure {
+        for target in azure.value.resources.values() {
+            check(target, &azure.referenced, "azure.resources");
+        }
+    }
+    for file in &config.token_files {
+        check(&file.value.target, &file.referenced, "token_files");
+    }
+}
+
+fn check_gcp(gcp: &Spanned<GcpConfig>, problems: &mut Problems<'_>) {
+    let (g, loc) = (&gcp.value, &gcp.referenced);
+    if !g.email.contains('@') {
+        problems.at(loc, format!("gcp.email `{}` is not an email address", g.email));
+    }
+    if g.target.is_none() && g.id_token_targets.is_empty() {
+        problems.at(loc, "gcp: set `target`, `id_token_targets` or both".to_string());
+    }
+    if g.id_token_targets.keys().any(String::is_empty) {
+        problems.at(loc, "gcp.id_token_targets: an audience is empty".to_string());
+    }
+}
+
+/// No file is written by two entries.
+fn check_token_files(files: &[Spanned<TokenFileConfig>], problems: &mut Problems<'_>) {
+    let mut paths = HashSet::new();
+    for file in files {
+        if !paths.insert(file.value.path.clone()) {
+            problems.at(
+                &file.referenced,
+                format!("token_files: `{}` is written twice", file.value.path.display()),
+            );
+        }
+    }
+}
+
+fn check_refresh(refresh: Option<&Spanned<RefreshConfig>>, problems: &mut Problems<'_>) {
+    let Some(refresh) = refresh else { return };
+    let (r, loc) = (&refresh.value, &refresh.referenced);
+    if !(0.1..=0.9).contains(&r.after) {
+        problems.at(loc, "refresh.after must be between 0.1 and 0.9".to_string());
+    }
+    if r.min_backoff < Duration::from_millis(10) || r.min_backoff > r.max_backoff {
+        problems
+            .at(loc, "refresh.min_backoff must be at least 10ms and at most refresh.max_backoff".to_string());
+    }
+    if r.max_backoff > Duration::from_secs(3600) {
+        problems.at(loc, "refresh.max_backoff must be at most 1h".to_string());
+    }
+}
+
+fn check_timeout(config: &AgentConfig, problems: &mut Problems<'_>) {
+    if config.timeout.is_zero() || config.timeout > Duration::from_secs(120) {
+        problems.at(&config.version.referenced, "timeout must be between 1s and 2m".to_string());
     }
 }
 

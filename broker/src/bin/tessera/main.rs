@@ -1,4 +1,4 @@
-//! The `tessera` command: a thin shell over the library.
+//! The `tessera` command: a thin shell over the broker library and the `tessera-agent` crate.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,9 +11,9 @@ use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::{Clock, SystemClock};
 use tessera_broker::{Adapters, Broker, config, demo, issuer};
 
-mod aws_cli;
-mod mappings_cli;
-mod workloads_cli;
+mod aws;
+mod mappings;
+mod workloads;
 
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "Cross-cloud workload identity broker")]
@@ -52,12 +52,12 @@ enum Command {
     /// Check mapping files and explain decisions.
     Mappings {
         #[command(subcommand)]
-        command: mappings_cli::MappingsCommand,
+        command: mappings::MappingsCommand,
     },
     /// Helpers for workloads on AWS.
     Aws {
         #[command(subcommand)]
-        command: aws_cli::AwsCommand,
+        command: aws::AwsCommand,
     },
     /// Run beside a workload: exchange its native credential at the broker and serve the
     /// results where unmodified AWS, Google and Azure SDKs look (docs/agent.md).
@@ -67,9 +67,9 @@ enum Command {
         config: PathBuf,
     },
     /// The workload directory: every workload identity seen, from the audit store.
-    Workloads(workloads_cli::WorkloadsArgs),
+    Workloads(workloads::WorkloadsArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format.
-    CredentialProcess(tessera_broker::agent::credential_process::CredentialProcessArgs),
+    CredentialProcess(tessera_agent::credential_process::CredentialProcessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,15 +105,11 @@ fn main() -> anyhow::Result<()> {
             Command::Keys { command: KeysCommand::Init { config } } => init_keys(config),
             Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config).await,
             Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
-            Command::Mappings { command } => mappings_cli::run(command).await,
-            Command::Aws { command } => aws_cli::run(command).await,
-            Command::Agent { config } => {
-                Ok(tessera_broker::agent::run_file(&config, shutdown_signal()).await?)
-            }
-            Command::Workloads(args) => workloads_cli::run(args).await,
-            Command::CredentialProcess(args) => {
-                Ok(tessera_broker::agent::credential_process::run(&args).await?)
-            }
+            Command::Mappings { command } => mappings::run(command).await,
+            Command::Aws { command } => aws::run(command).await,
+            Command::Agent { config } => Ok(tessera_agent::run_file(&config, shutdown_signal()).await?),
+            Command::Workloads(args) => workloads::run(args).await,
+            Command::CredentialProcess(args) => Ok(tessera_agent::credential_process::run(&args).await?),
         }
     })
 }

@@ -9,7 +9,7 @@ use tessera_broker::audit::store::{AuditStore, MAX_PAGE, Workload, WorkloadQuery
 use tessera_broker::config;
 use tessera_broker::metrics::Metrics;
 
-use crate::mappings_cli::Format;
+use crate::mappings::Format;
 
 #[derive(Debug, Args)]
 pub struct WorkloadsArgs {

@@ -10,7 +10,7 @@ use tessera_adapters::Secret;
 use tessera_adapters::aws_sign::{regional_endpoint, signed_request};
 use tessera_adapters::oauth::token_type;
 
-use super::config::{
+use crate::config::{
     AwsSubjectConfig, AzureImdsConfig, GceMetadataConfig, LoadedAgentConfig, SubjectTokenConfig,
 };
 
@@ -110,16 +110,7 @@ async fn gce_identity(http: &reqwest::Client, g: &GceMetadataConfig) -> Result<S
         &[("audience", g.audience.as_str()), ("format", "full")],
         SERVICE,
     )?;
-    let resp = http
-        .get(url)
-        .header("Metadata-Flavor", "Google")
-        .send()
-        .await
-        .map_err(|e| SubjectError::Unreachable { service: SERVICE, message: e.to_string() })?;
-    let status = resp.status().as_u16();
-    if status != 200 {
-        return Err(SubjectError::Refused { service: SERVICE, status });
-    }
+    let resp = metadata_get(http, url, ("Metadata-Flavor", "Google"), SERVICE).await?;
     let text = resp
         .text()
         .await
@@ -129,6 +120,27 @@ async fn gce_identity(http: &reqwest::Client, g: &GceMetadataConfig) -> Result<S
         return Err(SubjectError::Malformed { service: SERVICE });
     }
     Ok(Secret::new(token.to_string()))
+}
+
+/// GET `url` from a metadata service with the header it requires of callers; any answer
+/// but 200 is a refusal.
+async fn metadata_get(
+    http: &reqwest::Client,
+    url: url::Url,
+    (name, value): (&str, &str),
+    service: &'static str,
+) -> Result<reqwest::Response, SubjectError> {
+    let resp = http
+        .get(url)
+        .header(name, value)
+        .send()
+        .await
+        .map_err(|e| SubjectError::Unreachable { service, message: e.to_string() })?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(SubjectError::Refused { service, status });
+    }
+    Ok(resp)
 }
 
 fn with_query(base: &str, pairs: &[(&str, &str)], service: &'static str) -> Result<url::Url, SubjectError> {
@@ -154,16 +166,7 @@ async fn azure_imds(http: &reqwest::Client, a: &AzureImdsConfig) -> Result<Secre
         query.push(("client_id", client_id.as_str()));
     }
     let url = with_query(&base, &query, SERVICE)?;
-    let resp = http
-        .get(url)
-        .header("Metadata", "true")
-        .send()
-        .await
-        .map_err(|e| SubjectError::Unreachable { service: SERVICE, message: e.to_string() })?;
-    let status = resp.status().as_u16();
-    if status != 200 {
-        return Err(SubjectError::Refused { service: SERVICE, status });
-    }
+    let resp = metadata_get(http, url, ("Metadata", "true"), SERVICE).await?;
     let body: ImdsToken = resp.json().await.map_err(|_| SubjectError::Malformed { service: SERVICE })?;
     if body.access_token.is_empty() || body.access_token.len() > MAX_TOKEN_BYTES {
         return Err(SubjectError::Malformed { service: SERVICE });

@@ -16,9 +16,9 @@ use tessera_adapters::{Clock, Secret};
 use tokio::io::AsyncWriteExt as _;
 use url::Url;
 
-use super::config::RefreshConfig;
-use super::set;
-use super::subject::{Subject, SubjectError};
+use crate::config::RefreshConfig;
+use crate::set;
+use crate::subject::{Subject, SubjectError};
 
 /// How often a waiting refresh task looks at the clock again, so a clock that jumps (or a
 /// test's manual clock) is noticed promptly.

@@ -11,9 +11,9 @@ use aws_lc_rs::digest;
 use serde_json::{Value, json};
 use tessera_adapters::Secret;
 
-use super::config::{AwsConfig, AzureConfig, GcpConfig};
-use super::credentials::{Issued, Store, Unavailable, Want};
-use super::set;
+use crate::config::{AwsConfig, AzureConfig, GcpConfig};
+use crate::credentials::{Issued, Store, Unavailable, Want};
+use crate::set;
 
 /// The ECS endpoint's path (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
 pub const ECS_PATH: &str = "/v1/aws/credentials";

@@ -1,9 +1,11 @@
 //! `tessera agent`: credentials for unmodified AWS, Google and Azure SDKs.
 //!
 //! The agent runs beside a workload. It reads the workload's native credential, exchanges
-//! it at the broker's `POST /v1/token` like any other client (it never reaches into the
-//! broker), keeps each configured credential fresh, and serves them, on loopback only,
-//! where SDKs already look (docs/agent.md).
+//! it at the broker's `POST /v1/token` like any other client, keeps each configured
+//! credential fresh, and serves them, on loopback only, where SDKs already look
+//! (docs/agent.md). It is a crate of its own, depending on `tessera-adapters` and never on
+//! the broker, so the compiler keeps it a client; the `tessera` binary links it for
+//! `tessera agent` and `tessera credential-process`.
 //!
 //! # Layout
 //! - [`config`]: `agent.yaml`, loaded with file:line:column errors.
@@ -13,6 +15,9 @@
 //! - [`serve`]: the ECS, GCE metadata, App Service and IMDS endpoints and `/healthz`.
 //! - [`credential_process`]: `tessera credential-process` for the AWS `credential_process`
 //!   setting.
+//!
+//! [`run`] serves a loaded config on a listener until a shutdown future resolves, which is
+//! how tests start a real agent on `127.0.0.1:0`; [`run_file`] is `tessera agent --config`.
 
 pub mod config;
 pub mod credential_process;
@@ -22,7 +27,7 @@ pub mod subject;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +58,7 @@ pub enum AgentError {
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
     #[error("invalid agent configuration:\n{0}")]
-    Config(#[from] crate::config::ConfigErrors),
+    Config(#[from] tessera_adapters::config::ConfigErrors),
 }
 
 /// `tessera agent --config <path>`: load, bind the configured loopback address, serve with
@@ -115,6 +120,51 @@ fn token_url(broker: &url::Url) -> Result<url::Url, url::ParseError> {
     base.join("v1/token")
 }
 
+/// Every credential the config keeps, with the file it is written to, if any.
+fn wants(loaded: &LoadedAgentConfig) -> Vec<(Want, Option<PathBuf>)> {
+    let c = &loaded.config;
+    let mut wants = Vec::new();
+    if let Some(a) = c.aws() {
+        wants.push((Want { target: a.target.clone(), scope: a.scope.clone() }, None));
+    }
+    if let Some(g) = c.gcp() {
+        if let Some(target) = &g.target {
+            wants.push((Want { target: target.clone(), scope: g.scope.clone() }, None));
+        }
+        for target in g.id_token_targets.values() {
+            wants.push((Want { target: target.clone(), scope: None }, None));
+        }
+    }
+    if let Some(a) = c.azure() {
+        for target in a.resources.values() {
+            wants.push((Want { target: target.clone(), scope: None }, None));
+        }
+    }
+    for f in &c.token_files {
+        let f = &f.value;
+        wants
+            .push((Want { target: f.target.clone(), scope: f.scope.clone() }, Some(loaded.resolve(&f.path))));
+    }
+    wants
+}
+
+/// The client that exchanges the native credential at the broker's token endpoint.
+fn broker_client(loaded: &LoadedAgentConfig) -> Result<BrokerClient, AgentError> {
+    let c = &loaded.config;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // Refreshes are minutes apart: an idle pooled connection saves nothing and would
+        // hold a draining broker replica open through a rolling restart.
+        .pool_max_idle_per_host(0)
+        .connect_timeout(Duration::from_secs(5).min(c.timeout))
+        .timeout(c.timeout)
+        .user_agent(concat!("tessera-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| AgentError::Http(e.to_string()))?;
+    let token_url = token_url(&loaded.broker).map_err(|e| AgentError::Http(e.to_string()))?;
+    Ok(BrokerClient { http, token_url, subject: Arc::new(Subject::from_config(loaded)) })
+}
+
 /// Serve the agent described by `loaded` on `listener` until `shutdown` resolves. Each
 /// configured credential is obtained at once and kept fresh in the background.
 pub async fn run(
@@ -143,42 +193,8 @@ pub async fn run(
         None => None,
     };
 
-    let mut wants = Vec::new();
-    if let Some(a) = c.aws() {
-        wants.push((Want { target: a.target.clone(), scope: a.scope.clone() }, None));
-    }
-    if let Some(g) = c.gcp() {
-        if let Some(target) = &g.target {
-            wants.push((Want { target: target.clone(), scope: g.scope.clone() }, None));
-        }
-        for target in g.id_token_targets.values() {
-            wants.push((Want { target: target.clone(), scope: None }, None));
-        }
-    }
-    if let Some(a) = c.azure() {
-        for target in a.resources.values() {
-            wants.push((Want { target: target.clone(), scope: None }, None));
-        }
-    }
-    for f in &c.token_files {
-        let f = &f.value;
-        wants
-            .push((Want { target: f.target.clone(), scope: f.scope.clone() }, Some(loaded.resolve(&f.path))));
-    }
-    let store = Arc::new(Store::new(wants, Arc::clone(&clock), c.refresh()));
-
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        // Refreshes are minutes apart: an idle pooled connection saves nothing and would
-        // hold a draining broker replica open through a rolling restart.
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(5).min(c.timeout))
-        .timeout(c.timeout)
-        .user_agent(concat!("tessera-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| AgentError::Http(e.to_string()))?;
-    let token_url = token_url(&loaded.broker).map_err(|e| AgentError::Http(e.to_string()))?;
-    let client = BrokerClient { http, token_url, subject: Arc::new(Subject::from_config(&loaded)) };
+    let store = Arc::new(Store::new(wants(&loaded), Arc::clone(&clock), c.refresh()));
+    let client = broker_client(&loaded)?;
     let tasks: Vec<_> = store
         .slots()
         .map(|slot| {
