@@ -223,10 +223,113 @@ pub async fn open(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn event() -> AuditEvent {
+    /// An allowed exchange with every field set.
+    pub(crate) fn allowed_event() -> AuditEvent {
+        let identity = Identity {
+            id: "oidc://corp/svc-payments".into(),
+            provider: "oidc".into(),
+            source: "corp".into(),
+            issuer: "https://idp.example".into(),
+            subject: "svc-payments".into(),
+            tenant: Some("acme".into()),
+            namespace: Some("payments".into()),
+            name: Some("api".into()),
+            instance: Some("api-7d".into()),
+            region: Some("eu-west-1".into()),
+            attributes: [
+                ("oidc.team".to_string(), "pay".to_string()),
+                ("k8s.pod".to_string(), "api-7d".to_string()),
+            ]
+            .into(),
+            expires_at: 1_795_424_400,
+        };
+        AuditEvent {
+            time: "2026-11-23T08:00:01Z".into(),
+            time_ms: 1_795_420_801_000,
+            request_id: "r2".into(),
+            decision: Decision::Allow,
+            reason: "TS-OK",
+            detail: None,
+            source: Some("corp".into()),
+            identity: Some(Arc::new(identity)),
+            target: "aws-prod".into(),
+            scope: Some("arn:aws:iam::123456789012:role/reader".into()),
+            rule: Some("payments-read".into()),
+            cache: Some("miss"),
+            issued_ttl: Some(900),
+            subject_token_fingerprint: "sha256:01".into(),
+            issued_token_fingerprint: Some("sha256:02".into()),
+            client_addr: Some("10.0.0.7".into()),
+            latency_ms: 2.25,
+        }
+    }
+
+    /// A refused exchange with every optional field empty.
+    pub(crate) fn bare_event() -> AuditEvent {
+        AuditEvent {
+            time: "2026-11-23T08:00:00Z".into(),
+            time_ms: 1_795_420_800_000,
+            request_id: "r1".into(),
+            decision: Decision::Deny,
+            reason: "TS-SRC-MALFORMED",
+            detail: None,
+            source: None,
+            identity: None,
+            target: "api".into(),
+            scope: None,
+            rule: None,
+            cache: None,
+            issued_ttl: None,
+            subject_token_fingerprint: "sha256:00".into(),
+            issued_token_fingerprint: None,
+            client_addr: None,
+            latency_ms: 0.5,
+        }
+    }
+
+    /// The JSON-lines format is what log pipelines parse: field names, their order and
+    /// which fields are left out when empty stay as they are.
+    #[test]
+    fn a_json_line_names_its_fields_in_a_fixed_order_and_leaves_out_empty_ones() {
+        let line = |event: &AuditEvent| serde_json::to_string(event).unwrap();
+        assert_eq!(
+            line(&allowed_event()),
+            concat!(
+                r#"{"time":"2026-11-23T08:00:01Z","request_id":"r2","decision":"allow","#,
+                r#""reason":"TS-OK","source":"corp","identity":{"id":"oidc://corp/svc-payments","#,
+                r#""provider":"oidc","source":"corp","issuer":"https://idp.example","#,
+                r#""subject":"svc-payments","tenant":"acme","namespace":"payments","name":"api","#,
+                r#""instance":"api-7d","region":"eu-west-1","attributes":{"k8s.pod":"api-7d","#,
+                r#""oidc.team":"pay"},"expires_at":1795424400},"target":"aws-prod","#,
+                r#""scope":"arn:aws:iam::123456789012:role/reader","rule":"payments-read","#,
+                r#""cache":"miss","issued_ttl":900,"subject_token_fingerprint":"sha256:01","#,
+                r#""issued_token_fingerprint":"sha256:02","client_addr":"10.0.0.7","latency_ms":2.25}"#,
+            )
+        );
+        assert_eq!(
+            line(&event()),
+            concat!(
+                r#"{"time":"2026-11-23T08:00:00Z","request_id":"r1","decision":"deny","#,
+                r#""reason":"TS-SRC-EXPIRED","detail":"token has expired","source":"corp","#,
+                r#""target":"api","subject_token_fingerprint":"sha256:00","client_addr":"127.0.0.1","#,
+                r#""latency_ms":1.5}"#,
+            )
+        );
+        assert_eq!(
+            line(&bare_event()),
+            concat!(
+                r#"{"time":"2026-11-23T08:00:00Z","request_id":"r1","decision":"deny","#,
+                r#""reason":"TS-SRC-MALFORMED","target":"api","subject_token_fingerprint":"sha256:00","#,
+                r#""latency_ms":0.5}"#,
+            )
+        );
+    }
+
+    /// A refused exchange, with its detail.
+    pub(crate) fn event() -> AuditEvent {
         AuditEvent {
             time: "2026-11-23T08:00:00Z".into(),
             time_ms: 1_795_420_800_000,

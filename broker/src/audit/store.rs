@@ -1002,6 +1002,49 @@ mod tests {
         assert_eq!(store_url(&pg).expose(), "postgres://u:p@db.internal/tessera");
     }
 
+    /// `GET /v1/audit` answers with the page as serialized here: each event's fields as
+    /// the JSON line has them, after the store's `event_id`.
+    #[tokio::test]
+    async fn events_read_back_as_get_v1_audit_shows_them() {
+        use crate::audit::tests::{allowed_event, bare_event, event};
+        let dir = tempfile::tempdir().unwrap();
+        let url = SecretUrl::new(format!("sqlite://{}", dir.path().join("audit.db").display()));
+        let store = AuditStore::open(&AuditStoreConfig::default(), &url, Arc::new(Metrics::new()), true)
+            .await
+            .unwrap();
+        for written in [bare_event(), event(), allowed_event()] {
+            store.write(&written).await.unwrap();
+        }
+        let page = store.events(&EventQuery { limit: 10, ..EventQuery::default() }).await.unwrap();
+        let mut json = serde_json::to_string(&page).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for (i, event) in value["events"].as_array().unwrap().iter().enumerate() {
+            json = json.replace(event["event_id"].as_str().unwrap(), &format!("id-{i}"));
+        }
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"events":[{"event_id":"id-0","time":"2026-11-23T08:00:01Z","request_id":"r2","#,
+                r#""decision":"allow","reason":"TS-OK","source":"corp","#,
+                r#""identity":{"attributes":{"k8s.pod":"api-7d","oidc.team":"pay"},"#,
+                r#""expires_at":1795424400,"id":"oidc://corp/svc-payments","instance":"api-7d","#,
+                r#""issuer":"https://idp.example","name":"api","namespace":"payments","#,
+                r#""provider":"oidc","region":"eu-west-1","source":"corp","#,
+                r#""subject":"svc-payments","tenant":"acme"},"target":"aws-prod","#,
+                r#""scope":"arn:aws:iam::123456789012:role/reader","rule":"payments-read","#,
+                r#""cache":"miss","issued_ttl":900,"subject_token_fingerprint":"sha256:01","#,
+                r#""issued_token_fingerprint":"sha256:02","client_addr":"10.0.0.7","#,
+                r#""latency_ms":2.25},{"event_id":"id-1","time":"2026-11-23T08:00:00Z","#,
+                r#""request_id":"r1","decision":"deny","reason":"TS-SRC-EXPIRED","#,
+                r#""detail":"token has expired","source":"corp","target":"api","#,
+                r#""subject_token_fingerprint":"sha256:00","client_addr":"127.0.0.1","#,
+                r#""latency_ms":1.5},{"event_id":"id-2","time":"2026-11-23T08:00:00Z","#,
+                r#""request_id":"r1","decision":"deny","reason":"TS-SRC-MALFORMED","target":"api","#,
+                r#""subject_token_fingerprint":"sha256:00","latency_ms":0.5}],"next_cursor":null}"#,
+            )
+        );
+    }
+
     #[tokio::test]
     async fn the_embedded_store_is_private_to_the_broker() {
         use std::os::unix::fs::PermissionsExt as _;
