@@ -9,10 +9,11 @@ use std::time::Duration;
 use tessera_adapters::config::{format_duration, validate_name};
 use tessera_adapters::{Identity, RuleParam, RuleText};
 
-use crate::mapping::cases::{Expectation, TestCase};
 use crate::mapping::condition::Condition;
 use crate::mapping::error::LoadError;
-use crate::mapping::file::{COMMON_GRANT_KEYS, Effect, RawClaim, RawFile, RawParam, RawRule, Sp, list};
+use crate::mapping::file::{
+    COMMON_GRANT_KEYS, Effect, Expectation, RawClaim, RawFile, RawParam, RawRule, Sp, list,
+};
 use crate::mapping::glob::Pattern;
 use crate::mapping::template::Template;
 use crate::mapping::yaml::Pos;
@@ -192,6 +193,20 @@ impl RuleIndex {
         // sorting restores load order, which decisions and explanations report in.
         out.sort_unstable();
     }
+}
+
+/// A compiled test case.
+#[derive(Debug)]
+pub(crate) struct TestCase {
+    pub file: Arc<Path>,
+    pub pos: Pos,
+    pub description: Option<String>,
+    pub identity: Identity,
+    pub audience: String,
+    pub scope: Option<String>,
+    pub client_addr: Option<String>,
+    pub now: Option<i64>,
+    pub expect: Expectation,
 }
 
 #[derive(Debug, Default)]
