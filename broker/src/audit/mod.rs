@@ -334,6 +334,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// A refused exchange, with its detail.
+    pub(crate) fn event() -> AuditEvent {
+        AuditEvent {
+            reason: "TS-SRC-EXPIRED".into(),
+            detail: Some("token has expired".into()),
+            source: Some("corp".into()),
+            client_addr: Some("127.0.0.1".into()),
+            latency_ms: 1.5,
+            ..bare_event()
+        }
+    }
+
     /// The JSON-lines format is what log pipelines parse: field names, their order and
     /// which fields are left out when empty stay as they are.
     #[test]
@@ -370,31 +382,6 @@ pub(crate) mod tests {
                 r#""latency_ms":0.5}"#,
             )
         );
-    }
-
-    /// A refused exchange, with its detail.
-    pub(crate) fn event() -> AuditEvent {
-        AuditEvent {
-            event_id: None,
-            time: "2026-11-23T08:00:00Z".into(),
-            time_ms: 1_795_420_800_000,
-            request_id: "r1".into(),
-            decision: Decision::Deny,
-            reason: "TS-SRC-EXPIRED".into(),
-            detail: Some("token has expired".into()),
-            source: Some("corp".into()),
-            identity_id: None,
-            identity: None,
-            target: "api".into(),
-            scope: None,
-            rule: None,
-            cache: None,
-            issued_ttl: None,
-            subject_token_fingerprint: "sha256:00".into(),
-            issued_token_fingerprint: None,
-            client_addr: Some("127.0.0.1".into()),
-            latency_ms: 1.5,
-        }
     }
 
     #[tokio::test]
