@@ -14,7 +14,7 @@ use tessera_adapters::{
     SubjectTokenType, TargetError,
 };
 
-use crate::audit::{AuditError, AuditEvent, AuditSink, Decision};
+use crate::audit::{AuditError, AuditEvent, AuditSink, Decision, IdentityJson};
 use crate::cache::shared::SharedCache;
 use crate::cache::{CacheOutcome, CredentialCache, DEFAULT_MAX_ENTRIES};
 use crate::mapping::{Denial, MappingSet, Request};
@@ -260,13 +260,17 @@ impl Pipeline {
         let event = self.audit_event(&req, trail, &result, started);
         match &result {
             Ok(_) => {
-                tracing::info!(request_id = %req.request_id, target = %req.audience, reason = event.reason, "exchange allowed")
+                tracing::info!(request_id = %req.request_id, target = %req.audience, reason = "TS-OK", "exchange allowed")
             }
             Err(e) => {
                 tracing::info!(request_id = %req.request_id, target = %req.audience, reason = e.code(), detail = %e, "exchange refused")
             }
         }
-        let result = match self.audit.record(&event).await {
+        let recorded = match event {
+            Ok(event) => self.audit.record(&event).await,
+            Err(e) => Err(AuditError::Encode(e)),
+        };
+        let result = match recorded {
             Err(e) => {
                 tracing::error!(request_id = %req.request_id, error = %e, reason = "TS-AUD-WRITE", "audit write failed");
                 if self.audit_fail_open { result } else { Err(ExchangeError::Audit(e)) }
@@ -336,37 +340,41 @@ impl Pipeline {
         Ok(Exchanged { credential, expires_in })
     }
 
+    /// The exchange's audit event. Fails only when the identity cannot be serialized,
+    /// which the exchange takes as a failed audit write.
     fn audit_event(
         &self,
         req: &ExchangeRequest,
         trail: Trail,
         result: &Result<Exchanged, ExchangeError>,
         started: Instant,
-    ) -> AuditEvent {
+    ) -> Result<AuditEvent, serde_json::Error> {
         let (decision, reason, detail) = match result {
             Ok(_) => (Decision::Allow, "TS-OK", None),
             Err(e) if e.is_failure() => (Decision::Error, e.code(), Some(e.to_string())),
             Err(e) => (Decision::Deny, e.code(), Some(e.to_string())),
         };
         let issued = result.as_ref().ok();
-        AuditEvent {
+        Ok(AuditEvent {
+            event_id: None,
             time: format_rfc3339(self.clock.now()),
             time_ms: self.clock.now_millis(),
             request_id: req.request_id.clone(),
             decision,
-            reason,
+            reason: reason.to_string(),
             detail,
             source: trail.source,
-            identity: trail.identity,
+            identity_id: trail.identity.as_ref().map(|i| i.id.clone()),
+            identity: trail.identity.as_deref().map(IdentityJson::new).transpose()?,
             target: req.audience.clone(),
             scope: trail.scope,
             rule: trail.rule,
-            cache: trail.cache.map(CacheOutcome::as_str),
+            cache: trail.cache.map(|c| c.as_str().to_string()),
             issued_ttl: issued.map(|x| x.expires_in),
             subject_token_fingerprint: req.subject_token.value.fingerprint(),
             issued_token_fingerprint: issued.map(|x| x.credential.access_token.fingerprint()),
             client_addr: req.client_addr.clone(),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        }
+        })
     }
 }

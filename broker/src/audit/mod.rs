@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tessera_adapters::Identity;
 
 use crate::config::{AuditConfig, AuditSinkKind};
@@ -38,28 +39,44 @@ impl Decision {
             Self::Error => "error",
         }
     }
+
+    /// The decision [`Decision::as_str`] names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Allow, Self::Deny, Self::Error].into_iter().find(|d| d.as_str() == name)
+    }
 }
 
-/// One exchange, as the audit log records it.
+/// One exchange, as the audit log records it. The JSON line is this event serialized; the
+/// store keeps it as a row of `tessera_audit_events`, each field in its column (the
+/// [`store`]'s column table), and `GET /v1/audit` serializes the rows it reads back.
+/// Owned, so that it can wait in the store writer's queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
-    /// RFC 3339 UTC.
-    pub time: String,
-    /// The same instant in milliseconds, for the store's ordering.
+    /// The store's id, given when the store writes the event: never in the JSON line,
+    /// always in `GET /v1/audit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The same instant as `time` in milliseconds, for the store's ordering.
     #[serde(skip)]
     pub time_ms: i64,
+    /// RFC 3339 UTC.
+    pub time: String,
     pub request_id: String,
     pub decision: Decision,
     /// Greppable reason code (`TS-SRC-EXPIRED`, `TS-MAP-DENIED`, `TS-OK`).
-    pub reason: &'static str,
+    pub reason: String,
     /// The detailed reason, for operators; never shown to the caller, never a token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The verified identity's id, a column of its own for the store's queries; the JSON
+    /// has it inside `identity`.
+    #[serde(skip)]
+    pub identity_id: Option<String>,
     /// The verified identity, when verification got that far.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Arc<Identity>>,
+    pub identity: Option<IdentityJson>,
     pub target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -68,7 +85,7 @@ pub struct AuditEvent {
     /// For targets whose credentials are cached: `hit` (no upstream call) or `miss` (this
     /// exchange made the one upstream call).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<&'static str>,
+    pub cache: Option<String>,
     /// Lifetime of the issued credential in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_ttl: Option<i64>,
@@ -78,6 +95,29 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
     pub latency_ms: f64,
+}
+
+/// A verified identity as JSON text, serialized once when its event is made; the JSON
+/// line embeds it and the store writes it as it is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct IdentityJson(Box<RawValue>);
+
+impl IdentityJson {
+    pub fn new(identity: &Identity) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(identity).map(Self)
+    }
+
+    /// An identity as the store returns it, `None` if the text is not JSON. Its keys
+    /// come out sorted, as `GET /v1/audit` has always shown them.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        serde_json::value::to_raw_value(&value).ok().map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +215,7 @@ impl AuditSink for Recorder {
                 // No credential leaves: the line records the failure, not the grant.
                 let mut failed = event.clone();
                 failed.decision = Decision::Error;
-                failed.reason = "TS-AUD-WRITE";
+                failed.reason = "TS-AUD-WRITE".to_string();
                 failed.detail = Some(e.to_string());
                 failed.issued_ttl = None;
                 failed.issued_token_fingerprint = None;
@@ -223,18 +263,64 @@ pub async fn open(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn event() -> AuditEvent {
+    /// An allowed exchange with every field set.
+    pub(crate) fn allowed_event() -> AuditEvent {
+        let identity = Identity {
+            id: "oidc://corp/svc-payments".into(),
+            provider: "oidc".into(),
+            source: "corp".into(),
+            issuer: "https://idp.example".into(),
+            subject: "svc-payments".into(),
+            tenant: Some("acme".into()),
+            namespace: Some("payments".into()),
+            name: Some("api".into()),
+            instance: Some("api-7d".into()),
+            region: Some("eu-west-1".into()),
+            attributes: [
+                ("oidc.team".to_string(), "pay".to_string()),
+                ("k8s.pod".to_string(), "api-7d".to_string()),
+            ]
+            .into(),
+            expires_at: 1_795_424_400,
+        };
         AuditEvent {
+            event_id: None,
+            time: "2026-11-23T08:00:01Z".into(),
+            time_ms: 1_795_420_801_000,
+            request_id: "r2".into(),
+            decision: Decision::Allow,
+            reason: "TS-OK".into(),
+            detail: None,
+            source: Some("corp".into()),
+            identity_id: Some(identity.id.clone()),
+            identity: Some(IdentityJson::new(&identity).unwrap()),
+            target: "aws-prod".into(),
+            scope: Some("arn:aws:iam::123456789012:role/reader".into()),
+            rule: Some("payments-read".into()),
+            cache: Some("miss".into()),
+            issued_ttl: Some(900),
+            subject_token_fingerprint: "sha256:01".into(),
+            issued_token_fingerprint: Some("sha256:02".into()),
+            client_addr: Some("10.0.0.7".into()),
+            latency_ms: 2.25,
+        }
+    }
+
+    /// A refused exchange with every optional field empty.
+    pub(crate) fn bare_event() -> AuditEvent {
+        AuditEvent {
+            event_id: None,
             time: "2026-11-23T08:00:00Z".into(),
             time_ms: 1_795_420_800_000,
             request_id: "r1".into(),
             decision: Decision::Deny,
-            reason: "TS-SRC-EXPIRED",
-            detail: Some("token has expired".into()),
-            source: Some("corp".into()),
+            reason: "TS-SRC-MALFORMED".into(),
+            detail: None,
+            source: None,
+            identity_id: None,
             identity: None,
             target: "api".into(),
             scope: None,
@@ -243,9 +329,59 @@ mod tests {
             issued_ttl: None,
             subject_token_fingerprint: "sha256:00".into(),
             issued_token_fingerprint: None,
+            client_addr: None,
+            latency_ms: 0.5,
+        }
+    }
+
+    /// A refused exchange, with its detail.
+    pub(crate) fn event() -> AuditEvent {
+        AuditEvent {
+            reason: "TS-SRC-EXPIRED".into(),
+            detail: Some("token has expired".into()),
+            source: Some("corp".into()),
             client_addr: Some("127.0.0.1".into()),
             latency_ms: 1.5,
+            ..bare_event()
         }
+    }
+
+    /// The JSON-lines format is what log pipelines parse: field names, their order and
+    /// which fields are left out when empty stay as they are.
+    #[test]
+    fn a_json_line_names_its_fields_in_a_fixed_order_and_leaves_out_empty_ones() {
+        let line = |event: &AuditEvent| serde_json::to_string(event).unwrap();
+        assert_eq!(
+            line(&allowed_event()),
+            concat!(
+                r#"{"time":"2026-11-23T08:00:01Z","request_id":"r2","decision":"allow","#,
+                r#""reason":"TS-OK","source":"corp","identity":{"id":"oidc://corp/svc-payments","#,
+                r#""provider":"oidc","source":"corp","issuer":"https://idp.example","#,
+                r#""subject":"svc-payments","tenant":"acme","namespace":"payments","name":"api","#,
+                r#""instance":"api-7d","region":"eu-west-1","attributes":{"k8s.pod":"api-7d","#,
+                r#""oidc.team":"pay"},"expires_at":1795424400},"target":"aws-prod","#,
+                r#""scope":"arn:aws:iam::123456789012:role/reader","rule":"payments-read","#,
+                r#""cache":"miss","issued_ttl":900,"subject_token_fingerprint":"sha256:01","#,
+                r#""issued_token_fingerprint":"sha256:02","client_addr":"10.0.0.7","latency_ms":2.25}"#,
+            )
+        );
+        assert_eq!(
+            line(&event()),
+            concat!(
+                r#"{"time":"2026-11-23T08:00:00Z","request_id":"r1","decision":"deny","#,
+                r#""reason":"TS-SRC-EXPIRED","detail":"token has expired","source":"corp","#,
+                r#""target":"api","subject_token_fingerprint":"sha256:00","client_addr":"127.0.0.1","#,
+                r#""latency_ms":1.5}"#,
+            )
+        );
+        assert_eq!(
+            line(&bare_event()),
+            concat!(
+                r#"{"time":"2026-11-23T08:00:00Z","request_id":"r1","decision":"deny","#,
+                r#""reason":"TS-SRC-MALFORMED","target":"api","subject_token_fingerprint":"sha256:00","#,
+                r#""latency_ms":0.5}"#,
+            )
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::AuditEvent;
+use super::{AuditEvent, Decision, IdentityJson};
 use crate::config::{AuditStoreConfig, SecretUrl};
 use crate::metrics::Metrics;
 
@@ -129,7 +129,7 @@ fn describe(e: &sqlx::Error) -> String {
 
 /// One event waiting for the writer, and who waits for its commit.
 struct Pending {
-    row: EventRow,
+    event: AuditEvent,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -270,7 +270,10 @@ impl AuditStore {
     /// Store one event; returns once it is committed.
     pub async fn write(&self, event: &AuditEvent) -> Result<(), String> {
         let (done, committed) = oneshot::channel();
-        let pending = Pending { row: EventRow::from(event), done };
+        // Time-ordered and, within one process, increasing: events of one millisecond
+        // page in the order they were written.
+        let event = AuditEvent { event_id: Some(uuid::Uuid::now_v7().to_string()), ..event.clone() };
+        let pending = Pending { event, done };
         let wait = async {
             self.queue.send(pending).await.map_err(|_| "the audit writer has stopped".to_string())?;
             committed.await.map_err(|_| "the audit writer has stopped".to_string())?
@@ -309,11 +312,8 @@ impl AuditStore {
 
 /// See [`AuditStore::events`].
 async fn events(pool: &AnyPool, query: &EventQuery) -> Result<EventPage, StoreError> {
-    let mut sql = Sql::new(
-        "SELECT event_id, time_ms, event_time, request_id, decision, reason, detail, source, identity, target, \
-         scope, rule, cache, issued_ttl, subject_token_fingerprint, issued_token_fingerprint, client_addr, \
-         latency_ms FROM tessera_audit_events WHERE 1 = 1",
-    );
+    let mut sql =
+        Sql::new(&format!("SELECT {} FROM tessera_audit_events WHERE 1 = 1", EVENT_COLUMNS.join(", ")));
     if let Some(since) = query.since_ms {
         sql.and("time_ms >=", Param::Int(since));
     }
@@ -346,10 +346,13 @@ async fn events(pool: &AnyPool, query: &EventQuery) -> Result<EventPage, StoreEr
     let fetch = sql.param(Param::Int(i64::from(limit) + 1));
     sql.text.push_str(&format!(" ORDER BY time_ms DESC, event_id DESC LIMIT {fetch}"));
     let rows = sql.fetch_all(pool).await?;
-    let mut events = rows.iter().map(stored_event).collect::<Result<Vec<_>, _>>()?;
+    let mut events = rows.iter().map(read_event).collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if events.len() > limit as usize {
         events.truncate(limit as usize);
-        events.last().map(|e| Cursor { time_ms: e.time_ms, event_id: e.event_id.clone() }.to_string())
+        events.last().and_then(|e| {
+            let event_id = e.event_id.clone()?;
+            Some(Cursor { time_ms: e.time_ms, event_id }.to_string())
+        })
     } else {
         None
     };
@@ -457,7 +460,7 @@ async fn write_loop(
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics.audit_queue_depth(queue.len() + batch.len());
         let started = Instant::now();
-        let rows: Vec<&EventRow> = batch.iter().map(|p| &p.row).collect();
+        let rows: Vec<&AuditEvent> = batch.iter().map(|p| &p.event).collect();
         let mut result = commit(&pool, &rows, timeout).await;
         // One retry: a connection the server closed is replaced by the pool.
         if result.is_err() && started.elapsed() < timeout / 2 {
@@ -474,7 +477,7 @@ async fn write_loop(
     }
 }
 
-async fn commit(pool: &AnyPool, rows: &[&EventRow], timeout: Duration) -> Result<(), String> {
+async fn commit(pool: &AnyPool, rows: &[&AuditEvent], timeout: Duration) -> Result<(), String> {
     let work = async {
         let mut tx = pool.begin().await?;
         for chunk in rows.chunks(INSERT_ROWS) {
@@ -489,44 +492,138 @@ async fn commit(pool: &AnyPool, rows: &[&EventRow], timeout: Duration) -> Result
     }
 }
 
-/// Rows per INSERT statement: 19 parameters each, well under SQLite's and PostgreSQL's
-/// parameter limits.
+/// Rows per INSERT statement: one parameter per column each, well under SQLite's and
+/// PostgreSQL's parameter limits.
 const INSERT_ROWS: usize = 128;
 
 async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[&EventRow],
+    events: &[&AuditEvent],
 ) -> Result<(), sqlx::Error> {
-    let mut sql = Sql::new(
-        "INSERT INTO tessera_audit_events (event_id, time_ms, event_time, request_id, decision, reason, detail, \
-         source, identity_id, identity, target, scope, rule, cache, issued_ttl, subject_token_fingerprint, \
-         issued_token_fingerprint, client_addr, latency_ms) VALUES ",
-    );
-    for (i, row) in rows.iter().enumerate() {
-        let values = [
-            Param::Text(row.event_id.clone()),
-            Param::Int(row.time_ms),
-            Param::Text(row.time.clone()),
-            Param::Text(row.request_id.clone()),
-            Param::Text(row.decision.to_string()),
-            Param::Text(row.reason.to_string()),
-            Param::OptText(row.detail.clone()),
-            Param::OptText(row.source.clone()),
-            Param::OptText(row.identity_id.clone()),
-            Param::OptText(row.identity.clone()),
-            Param::Text(row.target.clone()),
-            Param::OptText(row.scope.clone()),
-            Param::OptText(row.rule.clone()),
-            Param::OptText(row.cache.map(str::to_string)),
-            Param::OptInt(row.issued_ttl),
-            Param::Text(row.subject_token_fingerprint.clone()),
-            Param::OptText(row.issued_token_fingerprint.clone()),
-            Param::OptText(row.client_addr.clone()),
-            Param::Float(row.latency_ms),
-        ];
-        sql.tuple(i, values);
+    let mut sql =
+        Sql::new(&format!("INSERT INTO tessera_audit_events ({}) VALUES ", EVENT_COLUMNS.join(", ")));
+    for (i, event) in events.iter().enumerate() {
+        sql.tuple(i, event_values(event));
     }
     sql.execute(tx).await
+}
+
+/// The columns of `tessera_audit_events` in table order (see [`MIGRATIONS`]), each with
+/// the [`AuditEvent`] field it holds. The INSERT, the SELECT, an event's values and an
+/// event read back are all made from this one list.
+macro_rules! event_columns {
+    ($($column:literal => $field:ident,)*) => {
+        const EVENT_COLUMNS: &[&str] = &[$($column),*];
+
+        /// An event's values, in column order.
+        fn event_values(event: &AuditEvent) -> [Param; EVENT_COLUMNS.len()] {
+            [$(Column::param(&event.$field)),*]
+        }
+
+        fn read_event(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+            Ok(AuditEvent { $($field: Column::read(row, $column)?),* })
+        }
+    };
+}
+
+event_columns! {
+    "event_id" => event_id,
+    "time_ms" => time_ms,
+    "event_time" => time,
+    "request_id" => request_id,
+    "decision" => decision,
+    "reason" => reason,
+    "detail" => detail,
+    "source" => source,
+    "identity_id" => identity_id,
+    "identity" => identity,
+    "target" => target,
+    "scope" => scope,
+    "rule" => rule,
+    "cache" => cache,
+    "issued_ttl" => issued_ttl,
+    "subject_token_fingerprint" => subject_token_fingerprint,
+    "issued_token_fingerprint" => issued_token_fingerprint,
+    "client_addr" => client_addr,
+    "latency_ms" => latency_ms,
+}
+
+/// A type of [`AuditEvent`] field as a column: bound in an INSERT, read from a row.
+trait Column: Sized {
+    fn param(&self) -> Param;
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError>;
+}
+
+impl Column for String {
+    fn param(&self) -> Param {
+        Param::Text(self.clone())
+    }
+
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        get(row, column)
+    }
+}
+
+impl Column for Option<String> {
+    fn param(&self) -> Param {
+        Param::OptText(self.clone())
+    }
+
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        get(row, column)
+    }
+}
+
+impl Column for i64 {
+    fn param(&self) -> Param {
+        Param::Int(*self)
+    }
+
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        get(row, column)
+    }
+}
+
+impl Column for Option<i64> {
+    fn param(&self) -> Param {
+        Param::OptInt(*self)
+    }
+
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        get(row, column)
+    }
+}
+
+impl Column for f64 {
+    fn param(&self) -> Param {
+        Param::Float(*self)
+    }
+
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        get(row, column)
+    }
+}
+
+impl Column for Decision {
+    fn param(&self) -> Param {
+        Param::Text(self.as_str().to_string())
+    }
+
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        let name: String = get(row, column)?;
+        Decision::parse(&name).ok_or_else(|| StoreError::Query(format!("unknown {column} `{name}`")))
+    }
+}
+
+impl Column for Option<IdentityJson> {
+    fn param(&self) -> Param {
+        Param::OptText(self.as_ref().map(|i| i.as_str().to_string()))
+    }
+
+    fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
+        let text: Option<String> = get(row, column)?;
+        Ok(text.and_then(|t| IdentityJson::from_stored(&t)))
+    }
 }
 
 /// Fold the batch into the directory: per workload, per (workload, target, outcome). Keys
@@ -534,53 +631,96 @@ async fn insert_events(
 /// never deadlock.
 async fn upsert_directory(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[&EventRow],
+    events: &[&AuditEvent],
 ) -> Result<(), sqlx::Error> {
-    let mut workloads: BTreeMap<&str, WorkloadFold<'_>> = BTreeMap::new();
-    // (workload, target, decision, reason) -> (exchanges, first, last)
-    type OutcomeKey<'a> = (&'a str, &'a str, &'a str, &'a str);
-    let mut outcomes: BTreeMap<OutcomeKey<'_>, (i64, i64, i64)> = BTreeMap::new();
-    for row in rows {
-        let (Some(id), Some(identity), Some(source)) = (&row.identity_id, &row.identity, &row.source) else {
-            continue;
-        };
-        let w = workloads.entry(id).or_insert(WorkloadFold {
-            source,
-            identity,
-            first: row.time_ms,
-            last: row.time_ms,
-            counts: [0; 3],
-        });
-        if row.time_ms >= w.last {
-            (w.source, w.identity, w.last) = (source, identity, row.time_ms);
-        }
-        w.first = w.first.min(row.time_ms);
-        let slot = match row.decision {
-            "allow" => 0,
-            "deny" => 1,
-            _ => 2,
-        };
-        if let Some(count) = w.counts.get_mut(slot) {
-            *count += 1;
-        }
-        let o = outcomes.entry((id, &row.target, row.decision, row.reason)).or_insert((
-            0,
-            row.time_ms,
-            row.time_ms,
-        ));
-        o.0 += 1;
-        o.1 = o.1.min(row.time_ms);
-        o.2 = o.2.max(row.time_ms);
-    }
-    if workloads.is_empty() {
+    let directory = Directory::fold(events);
+    if directory.workloads.is_empty() {
         return Ok(());
     }
+    upsert_workloads(tx, &directory.workloads).await?;
+    upsert_outcomes(tx, &directory.outcomes).await
+}
+
+/// A batch of events summed up for the directory. Events without a verified identity
+/// belong to no workload and are left out.
+#[derive(Default)]
+struct Directory<'a> {
+    workloads: BTreeMap<&'a str, WorkloadFold<'a>>,
+    outcomes: BTreeMap<OutcomeKey<'a>, OutcomeFold>,
+}
+
+/// (workload, target, decision, reason)
+type OutcomeKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// One workload's events: its identity as last seen, and its exchanges by decision.
+struct WorkloadFold<'a> {
+    source: &'a str,
+    identity: &'a str,
+    first: i64,
+    last: i64,
+    allowed: i64,
+    denied: i64,
+    errors: i64,
+}
+
+/// The exchanges of one workload, target, decision and reason.
+struct OutcomeFold {
+    exchanges: i64,
+    first: i64,
+    last: i64,
+}
+
+impl<'a> Directory<'a> {
+    fn fold(events: &[&'a AuditEvent]) -> Self {
+        let mut directory = Self::default();
+        for &event in events {
+            let (Some(id), Some(identity), Some(source)) =
+                (&event.identity_id, &event.identity, &event.source)
+            else {
+                continue;
+            };
+            let time = event.time_ms;
+            let w = directory.workloads.entry(id).or_insert(WorkloadFold {
+                source,
+                identity: identity.as_str(),
+                first: time,
+                last: time,
+                allowed: 0,
+                denied: 0,
+                errors: 0,
+            });
+            if time >= w.last {
+                (w.source, w.identity, w.last) = (source, identity.as_str(), time);
+            }
+            w.first = w.first.min(time);
+            match event.decision {
+                Decision::Allow => w.allowed += 1,
+                Decision::Deny => w.denied += 1,
+                Decision::Error => w.errors += 1,
+            }
+            let key = (id.as_str(), event.target.as_str(), event.decision.as_str(), event.reason.as_str());
+            let o = directory.outcomes.entry(key).or_insert(OutcomeFold {
+                exchanges: 0,
+                first: time,
+                last: time,
+            });
+            o.exchanges += 1;
+            o.first = o.first.min(time);
+            o.last = o.last.max(time);
+        }
+        directory
+    }
+}
+
+async fn upsert_workloads(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    workloads: &BTreeMap<&str, WorkloadFold<'_>>,
+) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new(
         "INSERT INTO tessera_workloads (identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, \
          denied, errors) VALUES ",
     );
     for (i, (id, w)) in workloads.iter().enumerate() {
-        let [allowed, denied, errors] = w.counts;
         sql.tuple(
             i,
             [
@@ -589,9 +729,9 @@ async fn upsert_directory(
                 Param::Text(w.identity.to_string()),
                 Param::Int(w.first),
                 Param::Int(w.last),
-                Param::Int(allowed),
-                Param::Int(denied),
-                Param::Int(errors),
+                Param::Int(w.allowed),
+                Param::Int(w.denied),
+                Param::Int(w.errors),
             ],
         );
     }
@@ -610,13 +750,18 @@ async fn upsert_directory(
          denied = tessera_workloads.denied + excluded.denied, \
          errors = tessera_workloads.errors + excluded.errors",
     );
-    sql.execute(tx).await?;
+    sql.execute(tx).await
+}
 
+async fn upsert_outcomes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    outcomes: &BTreeMap<OutcomeKey<'_>, OutcomeFold>,
+) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new(
         "INSERT INTO tessera_workload_outcomes (identity_id, target, decision, reason, exchanges, first_ms, \
          last_ms) VALUES ",
     );
-    for (i, ((id, target, decision, reason), (count, first, last))) in outcomes.iter().enumerate() {
+    for (i, ((id, target, decision, reason), o)) in outcomes.iter().enumerate() {
         sql.tuple(
             i,
             [
@@ -624,9 +769,9 @@ async fn upsert_directory(
                 Param::Text((*target).to_string()),
                 Param::Text((*decision).to_string()),
                 Param::Text((*reason).to_string()),
-                Param::Int(*count),
-                Param::Int(*first),
-                Param::Int(*last),
+                Param::Int(o.exchanges),
+                Param::Int(o.first),
+                Param::Int(o.last),
             ],
         );
     }
@@ -639,67 +784,6 @@ async fn upsert_directory(
              THEN excluded.last_ms ELSE tessera_workload_outcomes.last_ms END",
     );
     sql.execute(tx).await
-}
-
-struct WorkloadFold<'a> {
-    source: &'a str,
-    identity: &'a str,
-    first: i64,
-    last: i64,
-    /// allow, deny, error
-    counts: [i64; 3],
-}
-
-/// An audit event as a row: owned, so it can wait in the writer's queue.
-#[derive(Debug, Clone)]
-struct EventRow {
-    event_id: String,
-    time_ms: i64,
-    time: String,
-    request_id: String,
-    decision: &'static str,
-    reason: &'static str,
-    detail: Option<String>,
-    source: Option<String>,
-    identity_id: Option<String>,
-    identity: Option<String>,
-    target: String,
-    scope: Option<String>,
-    rule: Option<String>,
-    cache: Option<&'static str>,
-    issued_ttl: Option<i64>,
-    subject_token_fingerprint: String,
-    issued_token_fingerprint: Option<String>,
-    client_addr: Option<String>,
-    latency_ms: f64,
-}
-
-impl From<&AuditEvent> for EventRow {
-    fn from(e: &AuditEvent) -> Self {
-        Self {
-            // Time-ordered and, within one process, increasing: events of one millisecond
-            // page in the order they were written.
-            event_id: uuid::Uuid::now_v7().to_string(),
-            time_ms: e.time_ms,
-            time: e.time.clone(),
-            request_id: e.request_id.clone(),
-            decision: e.decision.as_str(),
-            reason: e.reason,
-            detail: e.detail.clone(),
-            source: e.source.clone(),
-            identity_id: e.identity.as_ref().map(|i| i.id.clone()),
-            identity: e.identity.as_ref().and_then(|i| serde_json::to_string(i.as_ref()).ok()),
-            target: e.target.clone(),
-            scope: e.scope.clone(),
-            rule: e.rule.clone(),
-            cache: e.cache,
-            issued_ttl: e.issued_ttl,
-            subject_token_fingerprint: e.subject_token_fingerprint.clone(),
-            issued_token_fingerprint: e.issued_token_fingerprint.clone(),
-            client_addr: e.client_addr.clone(),
-            latency_ms: e.latency_ms,
-        }
-    }
 }
 
 /// Largest page of events or workloads one query returns.
@@ -749,41 +833,8 @@ impl std::str::FromStr for Cursor {
 /// One page of events and where the next starts (`None`: this was the last).
 #[derive(Debug, Serialize)]
 pub struct EventPage {
-    pub events: Vec<StoredEvent>,
+    pub events: Vec<AuditEvent>,
     pub next_cursor: Option<String>,
-}
-
-/// An audit event read back: the JSON-lines event's fields, and the store's id.
-#[derive(Debug, Serialize)]
-pub struct StoredEvent {
-    pub event_id: String,
-    #[serde(skip)]
-    pub time_ms: i64,
-    pub time: String,
-    pub request_id: String,
-    pub decision: String,
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<serde_json::Value>,
-    pub target: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issued_ttl: Option<i64>,
-    pub subject_token_fingerprint: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issued_token_fingerprint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_addr: Option<String>,
-    pub latency_ms: f64,
 }
 
 /// Filters of `GET /v1/workloads`.
@@ -843,29 +894,6 @@ fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
-}
-
-fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
-        event_id: get(row, "event_id")?,
-        time_ms: get(row, "time_ms")?,
-        time: get(row, "event_time")?,
-        request_id: get(row, "request_id")?,
-        decision: get(row, "decision")?,
-        reason: get(row, "reason")?,
-        detail: get(row, "detail")?,
-        source: get(row, "source")?,
-        identity: json(get(row, "identity")?),
-        target: get(row, "target")?,
-        scope: get(row, "scope")?,
-        rule: get(row, "rule")?,
-        cache: get(row, "cache")?,
-        issued_ttl: get(row, "issued_ttl")?,
-        subject_token_fingerprint: get(row, "subject_token_fingerprint")?,
-        issued_token_fingerprint: get(row, "issued_token_fingerprint")?,
-        client_addr: get(row, "client_addr")?,
-        latency_ms: get(row, "latency_ms")?,
-    })
 }
 
 fn workload(row: &AnyRow) -> Result<Workload, StoreError> {
@@ -1000,6 +1028,63 @@ mod tests {
         assert_eq!(store_url(&absolute).expose(), "sqlite:///srv/audit.db");
         let pg = config("audit:\n  store:\n    url: postgres://u:p@db.internal/tessera\n");
         assert_eq!(store_url(&pg).expose(), "postgres://u:p@db.internal/tessera");
+    }
+
+    async fn sqlite_store(dir: &Path) -> AuditStore {
+        let url = SecretUrl::new(format!("sqlite://{}", dir.join("audit.db").display()));
+        AuditStore::open(&AuditStoreConfig::default(), &url, Arc::new(Metrics::new()), true).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_column_table_names_the_migrated_columns_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let rows = sqlx::query("SELECT name FROM pragma_table_info('tessera_audit_events') ORDER BY cid")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let columns: Vec<String> = rows.iter().map(|row| row.try_get("name").unwrap()).collect();
+        assert_eq!(columns, EVENT_COLUMNS);
+    }
+
+    /// `GET /v1/audit` answers with the page as serialized here: each event's fields as
+    /// the JSON line has them, after the store's `event_id`.
+    #[tokio::test]
+    async fn events_read_back_as_get_v1_audit_shows_them() {
+        use crate::audit::tests::{allowed_event, bare_event, event};
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        for written in [bare_event(), event(), allowed_event()] {
+            store.write(&written).await.unwrap();
+        }
+        let page = store.events(&EventQuery { limit: 10, ..EventQuery::default() }).await.unwrap();
+        let mut json = serde_json::to_string(&page).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for (i, event) in value["events"].as_array().unwrap().iter().enumerate() {
+            json = json.replace(event["event_id"].as_str().unwrap(), &format!("id-{i}"));
+        }
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"events":[{"event_id":"id-0","time":"2026-11-23T08:00:01Z","request_id":"r2","#,
+                r#""decision":"allow","reason":"TS-OK","source":"corp","#,
+                r#""identity":{"attributes":{"k8s.pod":"api-7d","oidc.team":"pay"},"#,
+                r#""expires_at":1795424400,"id":"oidc://corp/svc-payments","instance":"api-7d","#,
+                r#""issuer":"https://idp.example","name":"api","namespace":"payments","#,
+                r#""provider":"oidc","region":"eu-west-1","source":"corp","#,
+                r#""subject":"svc-payments","tenant":"acme"},"target":"aws-prod","#,
+                r#""scope":"arn:aws:iam::123456789012:role/reader","rule":"payments-read","#,
+                r#""cache":"miss","issued_ttl":900,"subject_token_fingerprint":"sha256:01","#,
+                r#""issued_token_fingerprint":"sha256:02","client_addr":"10.0.0.7","#,
+                r#""latency_ms":2.25},{"event_id":"id-1","time":"2026-11-23T08:00:00Z","#,
+                r#""request_id":"r1","decision":"deny","reason":"TS-SRC-EXPIRED","#,
+                r#""detail":"token has expired","source":"corp","target":"api","#,
+                r#""subject_token_fingerprint":"sha256:00","client_addr":"127.0.0.1","#,
+                r#""latency_ms":1.5},{"event_id":"id-2","time":"2026-11-23T08:00:00Z","#,
+                r#""request_id":"r1","decision":"deny","reason":"TS-SRC-MALFORMED","target":"api","#,
+                r#""subject_token_fingerprint":"sha256:00","latency_ms":0.5}],"next_cursor":null}"#,
+            )
+        );
     }
 
     #[tokio::test]

@@ -446,111 +446,12 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 
 /// Validate config text as if read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
-    let at = |line: u64, column: u64, message: String| ConfigError {
-        file: path.to_path_buf(),
-        line,
-        column,
-        message,
-    };
-    let config: BrokerConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
-        ConfigErrors(vec![at(line, column, e.without_snippet().to_string())])
-    })?;
-
-    let mut errors = Vec::new();
-    if config.version.value != 1 {
-        let l = &config.version.referenced;
-        errors.push(at(
-            l.line(),
-            l.column(),
-            format!("unsupported version {}: write `version: 1`", config.version.value),
-        ));
-    }
-    let here = |loc: &serde_saphyr::Location, message: String| at(loc.line(), loc.column(), message);
-    if let Some(limits) = &config.limits {
-        let (l, loc) = (&limits.value, &limits.referenced);
-        if !(1..=MAX_BODY_BYTES).contains(&l.max_body_bytes) {
-            errors.push(here(loc, format!("limits.max_body_bytes must be between 1 and {MAX_BODY_BYTES}")));
-        }
-        if !(1..=MAX_TOKEN_BYTES).contains(&l.max_token_bytes) {
-            errors.push(here(loc, format!("limits.max_token_bytes must be between 1 and {MAX_TOKEN_BYTES}")));
-        }
-    }
-    if let Some(audit) = &config.audit
-        && audit.value.sink == AuditSinkKind::File
-        && audit.value.path.is_none()
-    {
-        errors.push(here(&audit.referenced, "audit.sink is `file` but audit.path is not set".to_string()));
-    }
-    if let Some(audit) = &config.audit {
-        errors.extend(audit.value.store.problems().into_iter().map(|m| here(&audit.referenced, m)));
-        if audit.value.sink == AuditSinkKind::None && !audit.value.store.enabled {
-            errors.push(here(
-                &audit.referenced,
-                "audit.sink is `none` and audit.store.enabled is false: exchanges would go unaudited"
-                    .to_string(),
-            ));
-        }
-    }
-    if let Some(demo) = &config.demo_issuer
-        && !demo.value.listen.ip().is_loopback()
-    {
-        errors.push(here(&demo.referenced, "demo_issuer.listen must be a loopback address".to_string()));
-    }
-    if let Some(admin) = &config.admin {
-        check_admin(&admin.value, &admin.referenced, &config, &mut |loc, m| errors.push(here(loc, m)));
-    }
-    if let Some(reload) = &config.reload {
-        let r = &reload.value;
-        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&r.debounce) {
-            errors.push(here(&reload.referenced, "reload.debounce must be between 10ms and 10s".to_string()));
-        }
-    }
-    if let Some(redis) = &config.redis {
-        errors.extend(redis.value.problems().into_iter().map(|m| here(&redis.referenced, m)));
-    }
-    if let Some(rate) = &config.rate_limit {
-        errors.extend(rate.value.problems().into_iter().map(|m| here(&rate.referenced, m)));
-    }
-    if config.sources.value.is_empty() {
-        errors.push(here(
-            &config.sources.referenced,
-            "no sources configured: Tessera would trust nothing".to_string(),
-        ));
-    }
-    if config.targets.value.is_empty() {
-        errors.push(here(
-            &config.targets.referenced,
-            "no targets configured: Tessera would issue nothing".to_string(),
-        ));
-    }
-
-    let mut names: HashMap<&str, (&'static str, u64, u64)> = HashMap::new();
-    let entries = config
-        .sources
-        .value
-        .iter()
-        .map(|s| ("source", s.value.name(), &s.referenced))
-        .chain(config.targets.value.iter().map(|t| ("target", t.value.name(), &t.referenced)));
-    for (what, name, loc) in entries {
-        if let Err(m) = validate_name(name) {
-            errors.push(at(loc.line(), loc.column(), format!("{what} {m}")));
-        }
-        if let Some((first, line, column)) = names.get(name) {
-            errors.push(at(
-                loc.line(),
-                loc.column(),
-                format!(
-                    "{what} name `{name}` is already used by the {first} at line {line}, column {column}"
-                ),
-            ));
-        } else {
-            names.insert(name, (what, loc.line(), loc.column()));
-        }
-    }
-
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+    let config: BrokerConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors::yaml(path, &e))?;
+    let mut problems = Problems { file: path, errors: Vec::new() };
+    check_settings(&config, &mut problems);
+    check_adapters(&config, &mut problems);
+    if !problems.errors.is_empty() {
+        return Err(ConfigErrors(problems.errors));
     }
     let base_dir = path
         .parent()
@@ -563,6 +464,112 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
         base_dir,
         version: tessera_adapters::secret::fingerprint(text.as_bytes()),
     })
+}
+
+/// The problems found in one config file, in the order found.
+struct Problems<'a> {
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, loc: &serde_saphyr::Location, message: String) {
+        self.errors.push(ConfigError::at(self.file, loc, message));
+    }
+}
+
+/// `version` and the settings blocks, each against its own bounds and the others.
+fn check_settings(config: &BrokerConfig, problems: &mut Problems<'_>) {
+    if config.version.value != 1 {
+        let message = format!("unsupported version {}: write `version: 1`", config.version.value);
+        problems.at(&config.version.referenced, message);
+    }
+    if let Some(limits) = &config.limits {
+        let (l, loc) = (&limits.value, &limits.referenced);
+        if !(1..=MAX_BODY_BYTES).contains(&l.max_body_bytes) {
+            problems.at(loc, format!("limits.max_body_bytes must be between 1 and {MAX_BODY_BYTES}"));
+        }
+        if !(1..=MAX_TOKEN_BYTES).contains(&l.max_token_bytes) {
+            problems.at(loc, format!("limits.max_token_bytes must be between 1 and {MAX_TOKEN_BYTES}"));
+        }
+    }
+    if let Some(audit) = &config.audit {
+        check_audit(&audit.value, &audit.referenced, problems);
+    }
+    if let Some(demo) = &config.demo_issuer
+        && !demo.value.listen.ip().is_loopback()
+    {
+        problems.at(&demo.referenced, "demo_issuer.listen must be a loopback address".to_string());
+    }
+    if let Some(admin) = &config.admin {
+        check_admin(&admin.value, &admin.referenced, config, &mut |loc, m| problems.at(loc, m));
+    }
+    if let Some(reload) = &config.reload
+        && !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&reload.value.debounce)
+    {
+        problems.at(&reload.referenced, "reload.debounce must be between 10ms and 10s".to_string());
+    }
+    if let Some(redis) = &config.redis {
+        for m in redis.value.problems() {
+            problems.at(&redis.referenced, m);
+        }
+    }
+    if let Some(rate) = &config.rate_limit {
+        for m in rate.value.problems() {
+            problems.at(&rate.referenced, m);
+        }
+    }
+}
+
+/// The audit block: a file sink has a path, the store's settings hold, and something
+/// records the exchanges.
+fn check_audit(audit: &AuditConfig, at: &serde_saphyr::Location, problems: &mut Problems<'_>) {
+    if audit.sink == AuditSinkKind::File && audit.path.is_none() {
+        problems.at(at, "audit.sink is `file` but audit.path is not set".to_string());
+    }
+    for m in audit.store.problems() {
+        problems.at(at, m);
+    }
+    if audit.sink == AuditSinkKind::None && !audit.store.enabled {
+        problems.at(
+            at,
+            "audit.sink is `none` and audit.store.enabled is false: exchanges would go unaudited".to_string(),
+        );
+    }
+}
+
+/// Sources and targets: at least one of each, every name valid and used once across both.
+fn check_adapters(config: &BrokerConfig, problems: &mut Problems<'_>) {
+    if config.sources.value.is_empty() {
+        let message = "no sources configured: Tessera would trust nothing".to_string();
+        problems.at(&config.sources.referenced, message);
+    }
+    if config.targets.value.is_empty() {
+        let message = "no targets configured: Tessera would issue nothing".to_string();
+        problems.at(&config.targets.referenced, message);
+    }
+    let mut names: HashMap<&str, (&'static str, u64, u64)> = HashMap::new();
+    let entries = config
+        .sources
+        .value
+        .iter()
+        .map(|s| ("source", s.value.name(), &s.referenced))
+        .chain(config.targets.value.iter().map(|t| ("target", t.value.name(), &t.referenced)));
+    for (what, name, loc) in entries {
+        if let Err(m) = validate_name(name) {
+            problems.at(loc, format!("{what} {m}"));
+        }
+        if let Some((first, line, column)) = names.get(name) {
+            problems.at(
+                loc,
+                format!(
+                    "{what} name `{name}` is already used by the {first} at line {line}, column {column}"
+                ),
+            );
+        } else {
+            names.insert(name, (what, loc.line(), loc.column()));
+        }
+    }
 }
 
 /// The admin block's rules: no unauthenticated admin API off loopback, at least one

@@ -2,32 +2,17 @@
 //! expected outcome, and runs through the same decision and rendering as a real exchange.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use tessera_adapters::{Clock, Identity, SystemClock};
+use tessera_adapters::{Clock, SystemClock};
 
 use crate::mapping::error::Denial;
 use crate::mapping::eval::GrantPreview;
-use crate::mapping::yaml::Pos;
+use crate::mapping::file::Expectation;
 use crate::mapping::{MappingSet, Request};
 
-/// What a test case expects (`expect:` in the file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expectation {
-    /// `allow: <rule>`: the named rule allows, and its grant renders.
-    Allow(String),
-    /// `deny: <rule>`: the named deny rule applies.
-    Deny(String),
-    /// `none: true`: no rule applies.
-    NoRule,
-    /// `ambiguous: true`: several allow rules apply and no scope picks one.
-    Ambiguous,
-    /// `invalid_scope: true`: allow rules apply, none grants the requested scope.
-    InvalidScope,
-}
-
 impl Expectation {
+    /// Whether what the rules did is what the case expects.
     fn holds(&self, actual: &Result<GrantPreview, Denial>) -> bool {
         match (self, actual) {
             (Self::Allow(rule), Ok(preview)) => preview.rule == *rule,
@@ -38,32 +23,6 @@ impl Expectation {
             _ => false,
         }
     }
-}
-
-impl fmt::Display for Expectation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Allow(rule) => write!(f, "allow by rule `{rule}`"),
-            Self::Deny(rule) => write!(f, "deny by rule `{rule}`"),
-            Self::NoRule => f.write_str("no applying rule"),
-            Self::Ambiguous => f.write_str("ambiguous"),
-            Self::InvalidScope => f.write_str("scope not grantable"),
-        }
-    }
-}
-
-/// A compiled test case.
-#[derive(Debug)]
-pub(crate) struct TestCase {
-    pub file: Arc<Path>,
-    pub pos: Pos,
-    pub description: Option<String>,
-    pub identity: Identity,
-    pub audience: String,
-    pub scope: Option<String>,
-    pub client_addr: Option<String>,
-    pub now: Option<i64>,
-    pub expect: Expectation,
 }
 
 /// The result of one inline test case.

@@ -9,10 +9,12 @@ use std::time::Duration;
 use tessera_adapters::config::{format_duration, validate_name};
 use tessera_adapters::{Identity, RuleParam, RuleText};
 
-use crate::mapping::cases::{Expectation, TestCase};
 use crate::mapping::condition::Condition;
 use crate::mapping::error::LoadError;
-use crate::mapping::file::{COMMON_GRANT_KEYS, Effect, RawClaim, RawFile, RawParam, RawRule, Sp, list};
+use crate::mapping::file::{
+    COMMON_GRANT_KEYS, Effect, Expectation, RawCase, RawClaim, RawClaims, RawFile, RawGrant, RawMatcher,
+    RawParam, RawRule, Sp, list,
+};
 use crate::mapping::glob::Pattern;
 use crate::mapping::template::Template;
 use crate::mapping::yaml::Pos;
@@ -194,6 +196,20 @@ impl RuleIndex {
     }
 }
 
+/// A compiled test case.
+#[derive(Debug)]
+pub(crate) struct TestCase {
+    pub file: Arc<Path>,
+    pub pos: Pos,
+    pub description: Option<String>,
+    pub identity: Identity,
+    pub audience: String,
+    pub scope: Option<String>,
+    pub client_addr: Option<String>,
+    pub now: Option<i64>,
+    pub expect: Expectation,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Compiled {
     pub rules: Vec<CompiledRule>,
@@ -201,18 +217,32 @@ pub(crate) struct Compiled {
     pub cases: Vec<TestCase>,
 }
 
+/// Checks and compiles one file's rules and test cases. Each step records the errors it
+/// finds and returns `None` when it found any.
 struct Compiler<'a> {
     catalog: &'a Catalog,
     errors: &'a mut Vec<LoadError>,
     file: Arc<Path>,
 }
 
-impl Compiler<'_> {
+/// What a rule's `grant` compiles to, besides its target.
+struct GrantParts {
+    scope: Option<Template>,
+    ttl: Duration,
+    claims: Vec<(String, ClaimTemplate)>,
+    params: Vec<(String, ParamTemplate)>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(catalog: &'a Catalog, errors: &'a mut Vec<LoadError>, path: &Path) -> Self {
+        Self { catalog, errors, file: Arc::from(path) }
+    }
+
     fn error(&mut self, pos: Pos, message: impl Into<String>, hint: impl Into<String>) {
         self.errors.push(LoadError::at(&self.file, pos, message, hint));
     }
 
-    fn target(&mut self, name: &Sp<String>) -> Option<&TargetInfo> {
+    fn target(&mut self, name: &Sp<String>) -> Option<&'a TargetInfo> {
         let catalog = self.catalog;
         let found = catalog.targets.iter().find(|t| t.name == name.value);
         if found.is_none() {
@@ -280,82 +310,112 @@ impl Compiler<'_> {
 
     fn rule(&mut self, raw: &RawRule) -> Option<CompiledRule> {
         // A set with any error is refused as a whole; still, a rule with a part left out
-        // could be broader than written, so it is never compiled.
-        let mut ok = true;
+        // could be broader than written, so it is never compiled. Every part is checked
+        // before any is given up on, so all its errors are reported at once.
         let condition = match &raw.when {
-            Some(when) => match self.condition(when) {
-                Some(c) => Some(c),
-                None => {
-                    ok = false;
-                    None
-                }
-            },
-            None => None,
+            Some(when) => self.condition(when).map(Some),
+            None => Some(None),
         };
-        let mut matchers = Vec::with_capacity(raw.matchers.len());
-        for m in &raw.matchers {
-            let patterns: Vec<Option<Pattern>> =
-                m.patterns.iter().map(|p| self.pattern(&m.field, p)).collect();
-            if m.field == "source" {
-                for p in patterns.iter().flatten().zip(&m.patterns) {
-                    self.check_source(p.0, p.1.pos);
-                }
-            }
-            match patterns.into_iter().collect::<Option<Vec<_>>>() {
-                Some(patterns) if !patterns.is_empty() => {
-                    matchers.push(Matcher { field: m.field.clone(), patterns });
-                }
-                _ => ok = false,
-            }
-        }
-
+        let matchers = self.matchers(&raw.matchers);
         let grant = raw.grant.as_ref()?;
-        let target = grant.target.as_ref().and_then(|t| self.target(t)).cloned();
-
-        if raw.effect == Effect::Deny {
-            // Keys that do nothing on a deny rule would suggest a narrower deny than the
-            // one enforced (a deny applies to every scope of its target).
-            let mut inert: Vec<(Pos, &str)> = Vec::new();
-            if let Some(s) = &grant.scope {
-                inert.push((s.pos, "scope"));
-            }
-            if let Some(t) = &grant.ttl {
-                inert.push((t.pos, "ttl"));
-            }
-            if let Some(c) = &grant.claims {
-                inert.push((c.pos, "claims"));
-            }
-            for (k, _) in &grant.params {
-                inert.push((k.pos, &k.value));
-            }
-            for (pos, key) in &inert {
-                self.error(
-                    *pos,
-                    format!("`{key}` has no effect in a deny rule: a deny rule applies to every scope of its target"),
-                    "remove it; to refuse one scope only, narrow the allow rules that grant it",
-                );
-            }
-            let (name, target) = (raw.name.as_ref()?, target?);
-            if !ok || !inert.is_empty() || raw.match_pos.is_none() || matchers.is_empty() {
-                return None;
-            }
-            return Some(CompiledRule {
-                name: name.value.clone(),
-                description: raw.description.clone(),
-                effect: raw.effect,
-                file: Arc::clone(&self.file),
-                pos: raw.pos,
-                matchers,
-                condition,
-                ttl: target.default_ttl,
-                target: target.name,
-                scope: None,
-                claims: Vec::new(),
-                params: Vec::new(),
-            });
+        let target = grant.target.as_ref().and_then(|t| self.target(t));
+        let grant = match raw.effect {
+            Effect::Deny => self.deny_grant(grant, target),
+            Effect::Allow => self.allow_grant(grant, target),
+        };
+        let (name, target, grant) = (raw.name.as_ref()?, target?, grant?);
+        let (condition, matchers) = (condition?, matchers?);
+        if raw.match_pos.is_none() || matchers.is_empty() {
+            return None;
         }
+        Some(CompiledRule {
+            name: name.value.clone(),
+            description: raw.description.clone(),
+            effect: raw.effect,
+            file: Arc::clone(&self.file),
+            pos: raw.pos,
+            matchers,
+            condition,
+            target: target.name.clone(),
+            scope: grant.scope,
+            ttl: grant.ttl,
+            claims: grant.claims,
+            params: grant.params,
+        })
+    }
 
-        let ttl = match (&grant.ttl, &target) {
+    /// The `match` conditions; `None` when any has an error or no pattern.
+    fn matchers(&mut self, raw: &[RawMatcher]) -> Option<Vec<Matcher>> {
+        let matchers: Vec<Option<Matcher>> = raw.iter().map(|m| self.matcher(m)).collect();
+        matchers.into_iter().collect()
+    }
+
+    fn matcher(&mut self, raw: &RawMatcher) -> Option<Matcher> {
+        let patterns: Vec<Option<Pattern>> =
+            raw.patterns.iter().map(|p| self.pattern(&raw.field, p)).collect();
+        if raw.field == "source" {
+            for p in patterns.iter().flatten().zip(&raw.patterns) {
+                self.check_source(p.0, p.1.pos);
+            }
+        }
+        match patterns.into_iter().collect::<Option<Vec<_>>>() {
+            Some(patterns) if !patterns.is_empty() => Some(Matcher { field: raw.field.clone(), patterns }),
+            _ => None,
+        }
+    }
+
+    /// A deny rule's grant: its target alone. Keys that do nothing on a deny rule would
+    /// suggest a narrower deny than the one enforced (a deny applies to every scope of its
+    /// target), so they are errors.
+    fn deny_grant(&mut self, grant: &RawGrant, target: Option<&TargetInfo>) -> Option<GrantParts> {
+        let mut inert: Vec<(Pos, &str)> = Vec::new();
+        if let Some(s) = &grant.scope {
+            inert.push((s.pos, "scope"));
+        }
+        if let Some(t) = &grant.ttl {
+            inert.push((t.pos, "ttl"));
+        }
+        if let Some(c) = &grant.claims {
+            inert.push((c.pos, "claims"));
+        }
+        for (k, _) in &grant.params {
+            inert.push((k.pos, &k.value));
+        }
+        for (pos, key) in &inert {
+            self.error(
+                *pos,
+                format!(
+                    "`{key}` has no effect in a deny rule: a deny rule applies to every scope of its target"
+                ),
+                "remove it; to refuse one scope only, narrow the allow rules that grant it",
+            );
+        }
+        let target = target?;
+        if !inert.is_empty() {
+            return None;
+        }
+        Some(GrantParts { scope: None, ttl: target.default_ttl, claims: Vec::new(), params: Vec::new() })
+    }
+
+    /// An allow rule's grant: TTL, scope, claims and target-specific keys, each checked
+    /// against the target when it is known.
+    fn allow_grant(&mut self, grant: &RawGrant, target: Option<&TargetInfo>) -> Option<GrantParts> {
+        let ttl = self.ttl(grant.ttl.as_ref(), target);
+        let scope = grant.scope.as_ref().map(|s| self.template(s));
+        let claims = self.claims(grant.claims.as_ref());
+        let params = self.params(&grant.params, target);
+        let required = self.required_keys(grant, target);
+        let (target, ttl, claims, params, ()) = (target?, ttl?, claims?, params?, required?);
+        let scope = match scope {
+            Some(scope) => Some(scope?),
+            None => scope_param(target, &params),
+        };
+        Some(GrantParts { scope, ttl, claims, params })
+    }
+
+    /// `ttl` within the target's bounds, or else the target's default.
+    fn ttl(&mut self, ttl: Option<&Sp<Duration>>, target: Option<&TargetInfo>) -> Option<Duration> {
+        match (ttl, target) {
             (Some(ttl), Some(t)) if ttl.value > t.max_ttl => {
                 self.error(
                     ttl.pos,
@@ -388,140 +448,189 @@ impl Compiler<'_> {
             (Some(ttl), _) => Some(ttl.value),
             (None, Some(t)) => Some(t.default_ttl),
             (None, None) => None,
-        };
-
-        let scope = grant.scope.as_ref().map(|s| self.template(s));
-
-        let mut claims = Vec::new();
-        if let Some(raw_claims) = &grant.claims {
-            for (key, value) in &raw_claims.value {
-                if RESERVED_CLAIMS.contains(&key.value.as_str()) {
-                    self.error(
-                        key.pos,
-                        format!("claim `{}` is set by Tessera and cannot be set by a rule", key.value),
-                        format!("rename the claim; Tessera sets {}", list(RESERVED_CLAIMS)),
-                    );
-                    ok = false;
-                    continue;
-                }
-                match self.claim(value) {
-                    Some(c) => claims.push((key.value.clone(), c)),
-                    None => ok = false,
-                }
-            }
         }
+    }
 
-        let mut params = Vec::new();
-        for (key, value) in &grant.params {
-            if let Some(t) = &target {
-                if !t.grant_keys.contains(&key.value.as_str()) {
-                    let mut takes: Vec<&str> = COMMON_GRANT_KEYS.to_vec();
-                    takes.extend_from_slice(t.grant_keys);
-                    self.error(
-                        key.pos,
-                        format!(
-                            "`{}` is not a grant key of target `{}` (type {})",
-                            key.value, t.name, t.kind
-                        ),
-                        format!("target `{}` takes {}", t.name, list(&takes)),
-                    );
-                    ok = false;
-                    continue;
-                }
-                if t.scope_param == Some(key.value.as_str())
-                    && let RawParam::Map(_) = value
-                {
-                    self.error(
-                        key.pos,
-                        format!(
-                            "`{}` names the scope of target `{}` and must be a string",
-                            key.value, t.name
-                        ),
-                        "write a single value",
-                    );
-                    ok = false;
-                    continue;
-                }
-            }
-            let compiled = match value {
-                RawParam::Str(s) => self.template(s).map(ParamTemplate::Str),
-                RawParam::Map(entries) => {
-                    let out: Vec<_> =
-                        entries.iter().map(|(k, v)| self.template(v).map(|v| (k.value.clone(), v))).collect();
-                    out.into_iter().collect::<Option<Vec<_>>>().map(ParamTemplate::Map)
-                }
-            };
-            let Some(compiled) = compiled else {
-                ok = false;
-                continue;
-            };
-            if let Some(checker) = target.as_ref().and_then(|t| t.target.as_ref()) {
-                let pos = match value {
-                    RawParam::Str(s) => s.pos,
-                    RawParam::Map(_) => key.pos,
-                };
-                if let Err(e) = checker.check_grant_param(&key.value, &compiled.view()) {
-                    self.error(
-                        pos,
-                        format!("`{}` is not valid for target `{}`: {e}", key.value, checker.name()),
-                        format!("see the `{}` target's grant keys in docs/targets.md", checker.kind()),
-                    );
-                    ok = false;
-                    continue;
-                }
-            }
-            params.push((key.value.clone(), compiled));
-        }
+    fn claims(&mut self, claims: Option<&Sp<RawClaims>>) -> Option<Vec<(String, ClaimTemplate)>> {
+        let Some(claims) = claims else { return Some(Vec::new()) };
+        let compiled: Vec<_> = claims.value.iter().map(|(key, value)| self.claim_entry(key, value)).collect();
+        compiled.into_iter().collect()
+    }
 
-        if let (Some(checker), Some(target_key)) =
-            (target.as_ref().and_then(|t| t.target.as_ref()), grant.target.as_ref())
-        {
-            for key in checker.required_grant_keys() {
-                let present = match key {
-                    "scope" => grant.scope.is_some(),
-                    key => grant.params.iter().any(|(k, _)| k.value == key),
-                };
-                if !present {
-                    self.error(
-                        target_key.pos,
-                        format!("target `{}` needs `{key}` in every rule granting it", checker.name()),
-                        format!("add `{key}:` to the grant, or set it on the target in broker.yaml"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-
-        let name = raw.name.as_ref()?;
-        let target = target?;
-        let ttl = ttl?;
-        let scope = match scope {
-            Some(s) => Some(s?),
-            // Without an explicit scope, the target's scope parameter names what the rule grants.
-            None => target.scope_param.and_then(|p| {
-                params.iter().find(|(k, _)| k == p).and_then(|(_, v)| match v {
-                    ParamTemplate::Str(t) => Some(t.clone()),
-                    ParamTemplate::Map(_) => None,
-                })
-            }),
-        };
-        if !ok || raw.match_pos.is_none() || matchers.is_empty() {
+    fn claim_entry(&mut self, key: &Sp<String>, value: &RawClaim) -> Option<(String, ClaimTemplate)> {
+        if RESERVED_CLAIMS.contains(&key.value.as_str()) {
+            self.error(
+                key.pos,
+                format!("claim `{}` is set by Tessera and cannot be set by a rule", key.value),
+                format!("rename the claim; Tessera sets {}", list(RESERVED_CLAIMS)),
+            );
             return None;
         }
-        Some(CompiledRule {
-            name: name.value.clone(),
-            description: raw.description.clone(),
-            effect: raw.effect,
+        Some((key.value.clone(), self.claim(value)?))
+    }
+
+    /// The target-specific grant keys, each one the target takes and accepts the value of.
+    fn params(
+        &mut self,
+        params: &[(Sp<String>, RawParam)],
+        target: Option<&TargetInfo>,
+    ) -> Option<Vec<(String, ParamTemplate)>> {
+        let compiled: Vec<_> = params.iter().map(|(key, value)| self.param(key, value, target)).collect();
+        compiled.into_iter().collect()
+    }
+
+    fn param(
+        &mut self,
+        key: &Sp<String>,
+        value: &RawParam,
+        target: Option<&TargetInfo>,
+    ) -> Option<(String, ParamTemplate)> {
+        if let Some(t) = target {
+            if !t.grant_keys.contains(&key.value.as_str()) {
+                let mut takes: Vec<&str> = COMMON_GRANT_KEYS.to_vec();
+                takes.extend_from_slice(t.grant_keys);
+                self.error(
+                    key.pos,
+                    format!("`{}` is not a grant key of target `{}` (type {})", key.value, t.name, t.kind),
+                    format!("target `{}` takes {}", t.name, list(&takes)),
+                );
+                return None;
+            }
+            if t.scope_param == Some(key.value.as_str())
+                && let RawParam::Map(_) = value
+            {
+                self.error(
+                    key.pos,
+                    format!("`{}` names the scope of target `{}` and must be a string", key.value, t.name),
+                    "write a single value",
+                );
+                return None;
+            }
+        }
+        let compiled = match value {
+            RawParam::Str(s) => self.template(s).map(ParamTemplate::Str),
+            RawParam::Map(entries) => {
+                let out: Vec<_> =
+                    entries.iter().map(|(k, v)| self.template(v).map(|v| (k.value.clone(), v))).collect();
+                out.into_iter().collect::<Option<Vec<_>>>().map(ParamTemplate::Map)
+            }
+        }?;
+        if let Some(checker) = target.and_then(|t| t.target.as_ref()) {
+            let pos = match value {
+                RawParam::Str(s) => s.pos,
+                RawParam::Map(_) => key.pos,
+            };
+            if let Err(e) = checker.check_grant_param(&key.value, &compiled.view()) {
+                self.error(
+                    pos,
+                    format!("`{}` is not valid for target `{}`: {e}", key.value, checker.name()),
+                    format!("see the `{}` target's grant keys in docs/targets.md", checker.kind()),
+                );
+                return None;
+            }
+        }
+        Some((key.value.clone(), compiled))
+    }
+
+    /// The grant keys the target needs in every rule granting it.
+    fn required_keys(&mut self, grant: &RawGrant, target: Option<&TargetInfo>) -> Option<()> {
+        let (Some(checker), Some(target_key)) =
+            (target.and_then(|t| t.target.as_ref()), grant.target.as_ref())
+        else {
+            return Some(());
+        };
+        let missing: Vec<&str> = checker
+            .required_grant_keys()
+            .into_iter()
+            .filter(|key| match *key {
+                "scope" => grant.scope.is_none(),
+                key => !grant.params.iter().any(|(k, _)| k.value == key),
+            })
+            .collect();
+        for key in &missing {
+            self.error(
+                target_key.pos,
+                format!("target `{}` needs `{key}` in every rule granting it", checker.name()),
+                format!("add `{key}:` to the grant, or set it on the target in broker.yaml"),
+            );
+        }
+        missing.is_empty().then_some(())
+    }
+
+    /// Rule names are valid and unique across all files.
+    fn rule_name(&mut self, name: &Sp<String>, rule: &RawRule, names: &mut RuleNames) {
+        if let Err(message) = validate_name(&name.value) {
+            self.error(name.pos, message, "use lowercase letters, digits, `-` and `_`");
+        } else if let Some((first_file, first)) = names.first.get(&name.value) {
+            let message = format!(
+                "duplicate rule name `{}`; first defined at {}:{}:{}",
+                name.value,
+                first_file.display(),
+                first.line,
+                first.column
+            );
+            self.error(
+                name.pos,
+                message,
+                "rule names are unique across all mapping files; rename one of them",
+            );
+        } else {
+            names.first.insert(name.value.clone(), (Arc::clone(&self.file), name.pos));
+            let target = rule.grant.as_ref().and_then(|g| g.target.as_ref()).map(|t| t.value.clone());
+            names.facts.insert(name.value.clone(), (rule.effect, target));
+        }
+    }
+
+    /// A test case for a configured target, expecting what a rule could decide.
+    fn case(&mut self, case: &RawCase, facts: &RuleFacts) -> Option<TestCase> {
+        let target = self.target(&case.audience);
+        let expectation = self.expectation(case, facts);
+        target.and(expectation)?;
+        Some(TestCase {
             file: Arc::clone(&self.file),
-            pos: raw.pos,
-            matchers,
-            condition,
-            target: target.name,
-            scope,
-            ttl,
-            claims,
-            params,
+            pos: case.pos,
+            description: case.description.clone(),
+            identity: case.identity.clone(),
+            audience: case.audience.value.clone(),
+            scope: case.scope.clone(),
+            client_addr: case.client_addr.clone(),
+            now: case.now,
+            expect: case.expect.value.clone(),
         })
+    }
+
+    /// A rule a case expects is defined, has the expected effect and grants the case's
+    /// audience.
+    fn expectation(&mut self, case: &RawCase, facts: &RuleFacts) -> Option<()> {
+        let (rule, want) = match &case.expect.value {
+            Expectation::Allow(rule) => (rule, Effect::Allow),
+            Expectation::Deny(rule) => (rule, Effect::Deny),
+            Expectation::NoRule | Expectation::Ambiguous | Expectation::InvalidScope => return Some(()),
+        };
+        let (message, hint) = match facts.get(rule) {
+            None => (
+                format!("the test expects rule `{rule}`, which no mapping file defines"),
+                "name a rule from any file in the directory".to_string(),
+            ),
+            Some((effect, _)) if *effect != want => (
+                format!(
+                    "the test expects `{}: {rule}`, but rule `{rule}` has `effect: {}`",
+                    want.as_str(),
+                    effect.as_str()
+                ),
+                format!("write `{}: {rule}`", effect.as_str()),
+            ),
+            Some((_, Some(target))) if *target != case.audience.value => (
+                format!(
+                    "rule `{rule}` grants target `{target}`, so it cannot decide a request for `{}`",
+                    case.audience.value
+                ),
+                format!("set `audience: {target}`, or expect another rule"),
+            ),
+            Some(_) => return Some(()),
+        };
+        self.error(case.expect.pos, message, hint);
+        None
     }
 
     /// A `source` pattern that no configured source can match makes a rule that never
@@ -540,6 +649,15 @@ impl Compiler<'_> {
     }
 }
 
+/// Without `scope:`, the target's scope parameter names what a rule grants.
+fn scope_param(target: &TargetInfo, params: &[(String, ParamTemplate)]) -> Option<Template> {
+    let name = target.scope_param?;
+    params.iter().find(|(k, _)| k == name).and_then(|(_, v)| match v {
+        ParamTemplate::Str(t) => Some(t.clone()),
+        ParamTemplate::Map(_) => None,
+    })
+}
+
 fn known_targets(catalog: &Catalog) -> String {
     if catalog.targets.is_empty() {
         "broker.yaml configures no targets".to_string()
@@ -549,6 +667,18 @@ fn known_targets(catalog: &Catalog) -> String {
     }
 }
 
+/// Where each rule name is first defined, and what each named rule is, for checking
+/// test expectations.
+#[derive(Default)]
+struct RuleNames {
+    /// Rule name -> where it was first defined, across all files.
+    first: HashMap<String, (Arc<Path>, Pos)>,
+    facts: RuleFacts,
+}
+
+/// Rule name -> (effect, target).
+type RuleFacts = HashMap<String, (Effect, Option<String>)>;
+
 /// Check and compile every file's rules and test cases, recording every error.
 pub(crate) fn compile(
     files: &[(PathBuf, RawFile)],
@@ -556,113 +686,23 @@ pub(crate) fn compile(
     errors: &mut Vec<LoadError>,
 ) -> Compiled {
     let mut rules = Vec::new();
-    // Rule name -> where it was first defined, across all files.
-    let mut names: HashMap<String, (Arc<Path>, Pos)> = HashMap::new();
-    // Rule name -> (effect, target), for checking test expectations.
-    let mut facts: HashMap<String, (Effect, Option<String>)> = HashMap::new();
-
+    let mut names = RuleNames::default();
     for (path, raw) in files {
-        let file: Arc<Path> = Arc::from(path.as_path());
-        let mut cx = Compiler { catalog, errors, file: Arc::clone(&file) };
+        let mut cx = Compiler::new(catalog, errors, path);
         for rule in &raw.rules {
             if let Some(name) = &rule.name {
-                if let Err(message) = validate_name(&name.value) {
-                    cx.error(name.pos, message, "use lowercase letters, digits, `-` and `_`");
-                } else if let Some((first_file, first)) = names.get(&name.value) {
-                    let message = format!(
-                        "duplicate rule name `{}`; first defined at {}:{}:{}",
-                        name.value,
-                        first_file.display(),
-                        first.line,
-                        first.column
-                    );
-                    cx.error(
-                        name.pos,
-                        message,
-                        "rule names are unique across all mapping files; rename one of them",
-                    );
-                } else {
-                    names.insert(name.value.clone(), (Arc::clone(&file), name.pos));
-                    let target = rule.grant.as_ref().and_then(|g| g.target.as_ref()).map(|t| t.value.clone());
-                    facts.insert(name.value.clone(), (rule.effect, target));
-                }
+                cx.rule_name(name, rule, &mut names);
             }
-            if let Some(compiled) = cx.rule(rule) {
-                rules.push(compiled);
-            }
+            rules.extend(cx.rule(rule));
         }
     }
-
     let mut cases = Vec::new();
     for (path, raw) in files {
-        let file: Arc<Path> = Arc::from(path.as_path());
-        let mut cx = Compiler { catalog, errors, file: Arc::clone(&file) };
+        let mut cx = Compiler::new(catalog, errors, path);
         for case in &raw.tests {
-            let mut ok = true;
-            if !catalog.targets.iter().any(|t| t.name == case.audience.value) {
-                let hint = known_targets(catalog);
-                cx.error(case.audience.pos, format!("unknown target `{}`", case.audience.value), hint);
-                ok = false;
-            }
-            let (named, want) = match &case.expect.value {
-                Expectation::Allow(r) => (Some(r), Effect::Allow),
-                Expectation::Deny(r) => (Some(r), Effect::Deny),
-                Expectation::NoRule | Expectation::Ambiguous | Expectation::InvalidScope => {
-                    (None, Effect::Allow)
-                }
-            };
-            if let Some(rule) = named {
-                match facts.get(rule) {
-                    None => {
-                        cx.error(
-                            case.expect.pos,
-                            format!("the test expects rule `{rule}`, which no mapping file defines"),
-                            "name a rule from any file in the directory",
-                        );
-                        ok = false;
-                    }
-                    Some((effect, _)) if *effect != want => {
-                        cx.error(
-                            case.expect.pos,
-                            format!(
-                                "the test expects `{}: {rule}`, but rule `{rule}` has `effect: {}`",
-                                want.as_str(),
-                                effect.as_str()
-                            ),
-                            format!("write `{}: {rule}`", effect.as_str()),
-                        );
-                        ok = false;
-                    }
-                    Some((_, Some(target))) if *target != case.audience.value => {
-                        cx.error(
-                            case.expect.pos,
-                            format!(
-                                "rule `{rule}` grants target `{target}`, so it cannot decide a request for `{}`",
-                                case.audience.value
-                            ),
-                            format!("set `audience: {target}`, or expect another rule"),
-                        );
-                        ok = false;
-                    }
-                    Some(_) => {}
-                }
-            }
-            if ok {
-                cases.push(TestCase {
-                    file: Arc::clone(&file),
-                    pos: case.pos,
-                    description: case.description.clone(),
-                    identity: case.identity.clone(),
-                    audience: case.audience.value.clone(),
-                    scope: case.scope.clone(),
-                    client_addr: case.client_addr.clone(),
-                    now: case.now,
-                    expect: case.expect.value.clone(),
-                });
-            }
+            cases.extend(cx.case(case, &names.facts));
         }
     }
-
     let index = RuleIndex::build(&rules);
     Compiled { rules, index, cases }
 }

@@ -21,7 +21,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue};
 use cel::{Context, Env, ExecutionError, Value, extensions};
 use tessera_adapters::Identity;
 use tessera_adapters::identity::FIELDS;
@@ -400,62 +400,65 @@ impl<'e> Checker<'e> {
                 }
                 Ty::Map
             }
-            Expr::Comprehension(c) => {
-                if comprehensions >= MAX_NESTED_COMPREHENSIONS {
-                    self.problem(
-                        format!(
-                            "comprehensions (`exists`, `all`, `map`, `filter`) are nested more than {MAX_NESTED_COMPREHENSIONS} deep"
-                        ),
-                        "flatten the condition: each nesting level multiplies its cost",
-                    );
-                }
-                self.walk(&c.iter_range, comprehensions, depth);
-                self.walk(&c.accu_init, comprehensions, depth);
-                let depth = self.scope.len();
-                self.scope.push(&c.iter_var);
-                if let Some(v) = &c.iter_var2 {
-                    self.scope.push(v);
-                }
-                self.scope.push(&c.accu_var);
-                self.walk(&c.loop_cond, comprehensions + 1, depth);
-                self.walk(&c.loop_step, comprehensions + 1, depth);
-                let result = self.walk(&c.result, comprehensions + 1, depth);
-                self.scope.truncate(depth);
-                result
-            }
-            Expr::Call(call) => {
-                let target = call.target.as_deref().map(|t| self.walk(t, comprehensions, depth));
-                let args: Vec<Ty> = call.args.iter().map(|a| self.walk(a, comprehensions, depth)).collect();
-                let name = call.func_name.as_str();
-                if name == "_[_]" {
-                    // `identity["name"]`, `identity.attributes["k8s.pod_name"]`.
-                    if let (Some(container), Some(key)) = (args.first(), call.args.get(1)) {
-                        return match &key.expr {
-                            Expr::Literal(LiteralValue::String(k)) => self.field(*container, k.inner()),
-                            _ if *container == Ty::Attributes => Ty::String,
-                            _ => Ty::Unknown,
-                        };
-                    }
-                    return Ty::Unknown;
-                }
-                // Operators are the parser's own; only named functions can be unknown.
-                if !name.starts_with('_')
-                    && !name.starts_with('@')
-                    && !function_exists(name, target.is_some())
-                {
-                    let message = if target.is_some() {
-                        format!("unknown CEL method `{name}`")
-                    } else {
-                        format!("unknown CEL function `{name}`")
-                    };
-                    self.problem(
-                        message,
-                        "use a standard CEL function (size, startsWith, endsWith, contains, matches, timestamp, duration, int, string, ...) or one of the strings extension (lowerAscii, split, replace, ...)",
-                    );
-                }
-                result_type(name)
-            }
+            Expr::Comprehension(c) => self.comprehension(c, comprehensions, depth),
+            Expr::Call(call) => self.call(call, comprehensions, depth),
         }
+    }
+
+    /// `exists`, `all`, `map`, `filter`: their variables are in scope inside the loop.
+    fn comprehension(&mut self, c: &'e ComprehensionExpr, comprehensions: usize, depth: usize) -> Ty {
+        if comprehensions >= MAX_NESTED_COMPREHENSIONS {
+            self.problem(
+                format!(
+                    "comprehensions (`exists`, `all`, `map`, `filter`) are nested more than {MAX_NESTED_COMPREHENSIONS} deep"
+                ),
+                "flatten the condition: each nesting level multiplies its cost",
+            );
+        }
+        self.walk(&c.iter_range, comprehensions, depth);
+        self.walk(&c.accu_init, comprehensions, depth);
+        let depth = self.scope.len();
+        self.scope.push(&c.iter_var);
+        if let Some(v) = &c.iter_var2 {
+            self.scope.push(v);
+        }
+        self.scope.push(&c.accu_var);
+        self.walk(&c.loop_cond, comprehensions + 1, depth);
+        self.walk(&c.loop_step, comprehensions + 1, depth);
+        let result = self.walk(&c.result, comprehensions + 1, depth);
+        self.scope.truncate(depth);
+        result
+    }
+
+    /// A function, method or operator call: every name must exist.
+    fn call(&mut self, call: &'e CallExpr, comprehensions: usize, depth: usize) -> Ty {
+        let target = call.target.as_deref().map(|t| self.walk(t, comprehensions, depth));
+        let args: Vec<Ty> = call.args.iter().map(|a| self.walk(a, comprehensions, depth)).collect();
+        let name = call.func_name.as_str();
+        if name == "_[_]" {
+            // `identity["name"]`, `identity.attributes["k8s.pod_name"]`.
+            if let (Some(container), Some(key)) = (args.first(), call.args.get(1)) {
+                return match &key.expr {
+                    Expr::Literal(LiteralValue::String(k)) => self.field(*container, k.inner()),
+                    _ if *container == Ty::Attributes => Ty::String,
+                    _ => Ty::Unknown,
+                };
+            }
+            return Ty::Unknown;
+        }
+        // Operators are the parser's own; only named functions can be unknown.
+        if !name.starts_with('_') && !name.starts_with('@') && !function_exists(name, target.is_some()) {
+            let message = if target.is_some() {
+                format!("unknown CEL method `{name}`")
+            } else {
+                format!("unknown CEL function `{name}`")
+            };
+            self.problem(
+                message,
+                "use a standard CEL function (size, startsWith, endsWith, contains, matches, timestamp, duration, int, string, ...) or one of the strings extension (lowerAscii, split, replace, ...)",
+            );
+        }
+        result_type(name)
     }
 
     fn ident(&mut self, name: &str) -> Ty {

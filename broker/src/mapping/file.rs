@@ -4,6 +4,7 @@
 //! when the rules are compiled.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,7 +12,6 @@ use tessera_adapters::Identity;
 use tessera_adapters::config::duration;
 use tessera_adapters::identity::FIELDS;
 
-use crate::mapping::cases::Expectation;
 use crate::mapping::error::LoadError;
 use crate::mapping::yaml::{Node, Pos, Value};
 
@@ -107,6 +107,33 @@ pub(crate) struct RawCase {
     /// The time the case is evaluated at, seconds since the epoch; default: the checker's clock.
     pub now: Option<i64>,
     pub expect: Sp<Expectation>,
+}
+
+/// What a test case expects (`expect:` in the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    /// `allow: <rule>`: the named rule allows, and its grant renders.
+    Allow(String),
+    /// `deny: <rule>`: the named deny rule applies.
+    Deny(String),
+    /// `none: true`: no rule applies.
+    NoRule,
+    /// `ambiguous: true`: several allow rules apply and no scope picks one.
+    Ambiguous,
+    /// `invalid_scope: true`: allow rules apply, none grants the requested scope.
+    InvalidScope,
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allow(rule) => write!(f, "allow by rule `{rule}`"),
+            Self::Deny(rule) => write!(f, "deny by rule `{rule}`"),
+            Self::NoRule => f.write_str("no applying rule"),
+            Self::Ambiguous => f.write_str("ambiguous"),
+            Self::InvalidScope => f.write_str("scope not grantable"),
+        }
+    }
 }
 
 const FILE_KEYS: &[&str] = &["version", "rules", "tests"];

@@ -111,114 +111,16 @@ impl MappingSet {
     /// Warnings about rules that can never apply and allow rules that overlap, in file
     /// order. `catalog` is the one the set was loaded with.
     pub fn lint(&self, catalog: &Catalog) -> Vec<Warning> {
-        let mut warnings = Vec::new();
         let sources: Vec<Vec<&SourceInfo>> =
             self.rules.iter().map(|r| possible_sources(r, catalog)).collect();
-        let rules: Vec<(&CompiledRule, &[&SourceInfo])> =
-            self.rules.iter().zip(sources.iter().map(Vec::as_slice)).collect();
-
-        for (rule, possible) in &rules {
-            if possible.is_empty()
-                && (matcher(rule, "provider").is_some() || matcher(rule, "source").is_some())
-            {
-                let kinds: Vec<String> =
-                    catalog.sources.iter().map(|s| format!("`{}` ({})", s.name, s.kind)).collect();
-                warnings.push(warn(
-                    rule,
-                    format!(
-                        "rule `{}` can never apply: no configured source satisfies both its `source` and `provider`",
-                        rule.name
-                    ),
-                    format!(
-                        "`provider` is the kind of the source that verified the identity; configured sources: {}",
-                        kinds.join(", ")
-                    ),
-                ));
+        let rules: Vec<Sourced<'_>> = self.rules.iter().zip(sources.iter().map(Vec::as_slice)).collect();
+        let mut warnings = unsatisfiable(&rules, catalog);
+        warnings.extend(shadowed(&rules));
+        for (i, j) in overlap_candidates(&rules) {
+            if let (Some(a), Some(b)) = (rules.get(i), rules.get(j)) {
+                warnings.extend(overlap(a, b));
             }
         }
-
-        for (allow, allow_sources) in rules.iter().filter(|(r, _)| r.effect == Effect::Allow) {
-            let shadow =
-                rules.iter().find(|(d, _)| d.effect == Effect::Deny && shadows(d, allow, allow_sources));
-            if let Some((deny, _)) = shadow {
-                warnings.push(warn(
-                    allow,
-                    format!(
-                        "rule `{}` can never apply: deny rule `{}` ({}) matches every identity it matches",
-                        allow.name,
-                        deny.name,
-                        at(deny)
-                    ),
-                    "remove the allow rule, or narrow the deny rule",
-                ));
-            }
-        }
-
-        // Overlaps among the allow rules of each target. Rules naming one exact source are
-        // compared only with rules of the same source or of no single source, so large
-        // sets stay fast.
-        let mut groups: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
-        for (i, (rule, _)) in rules.iter().enumerate() {
-            if rule.effect != Effect::Allow {
-                continue;
-            }
-            let source = matcher(rule, "source").and_then(|m| match m.patterns.as_slice() {
-                [p] => p.exact(),
-                _ => None,
-            });
-            groups.entry((rule.target.as_str(), source)).or_default().push(i);
-        }
-        let mut pairs: Vec<(usize, usize)> = Vec::new();
-        for ((target, source), members) in &groups {
-            for (n, &i) in members.iter().enumerate() {
-                for &j in members.iter().skip(n + 1) {
-                    pairs.push((i, j));
-                }
-            }
-            if source.is_none() {
-                // Rules of no single source may overlap any rule of the target.
-                for ((other_target, other_source), others) in &groups {
-                    if other_target == target && other_source.is_some() {
-                        for &i in members {
-                            for &j in others {
-                                pairs.push((i.min(j), i.max(j)));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        pairs.sort_unstable();
-        for (i, j) in pairs {
-            let (Some((a, a_sources)), Some((b, b_sources))) = (rules.get(i), rules.get(j)) else { continue };
-            if disjoint(a, b, a_sources, b_sources) {
-                continue;
-            }
-            let hint = "narrow one rule's `match` or `when` so they cannot both apply, or merge them";
-            let message = if a.scope == b.scope {
-                let what = if a.scope.is_some() { "grant the same scope" } else { "grant no scope" };
-                format!(
-                    "rules `{}` ({}) and `{}` can apply to the same identity and both {what}: such requests are refused as ambiguous",
-                    a.name,
-                    at(a),
-                    b.name
-                )
-            } else if a.scope.is_none() || b.scope.is_none() {
-                let (unscoped, other) = if a.scope.is_none() { (a, b) } else { (b, a) };
-                format!(
-                    "rule `{}` grants no scope and `{}` ({}) can apply to the same identity: where both apply, a request without a scope is ambiguous and one with a scope never picks `{}`",
-                    unscoped.name,
-                    other.name,
-                    at(other),
-                    unscoped.name
-                )
-            } else {
-                // Different scopes: the requested scope picks one, as designed.
-                continue;
-            };
-            warnings.push(warn(b, message, hint));
-        }
-
         let order = |w: &Warning| {
             let file = self.rules.iter().position(|r| *r.file == *w.file).unwrap_or(usize::MAX);
             (file, w.line, w.column)
@@ -226,4 +128,121 @@ impl MappingSet {
         warnings.sort_by_key(order);
         warnings
     }
+}
+
+/// A rule and the configured sources whose identities could satisfy it.
+type Sourced<'a> = (&'a CompiledRule, &'a [&'a SourceInfo]);
+
+/// Rules that name a `source` or `provider` no configured source satisfies.
+fn unsatisfiable(rules: &[Sourced<'_>], catalog: &Catalog) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for (rule, possible) in rules {
+        if possible.is_empty() && (matcher(rule, "provider").is_some() || matcher(rule, "source").is_some()) {
+            let kinds: Vec<String> =
+                catalog.sources.iter().map(|s| format!("`{}` ({})", s.name, s.kind)).collect();
+            warnings.push(warn(
+                rule,
+                format!(
+                    "rule `{}` can never apply: no configured source satisfies both its `source` and `provider`",
+                    rule.name
+                ),
+                format!(
+                    "`provider` is the kind of the source that verified the identity; configured sources: {}",
+                    kinds.join(", ")
+                ),
+            ));
+        }
+    }
+    warnings
+}
+
+/// Allow rules a deny rule takes every identity from.
+fn shadowed(rules: &[Sourced<'_>]) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for (allow, allow_sources) in rules.iter().filter(|(r, _)| r.effect == Effect::Allow) {
+        let shadow = rules.iter().find(|(d, _)| d.effect == Effect::Deny && shadows(d, allow, allow_sources));
+        if let Some((deny, _)) = shadow {
+            warnings.push(warn(
+                allow,
+                format!(
+                    "rule `{}` can never apply: deny rule `{}` ({}) matches every identity it matches",
+                    allow.name,
+                    deny.name,
+                    at(deny)
+                ),
+                "remove the allow rule, or narrow the deny rule",
+            ));
+        }
+    }
+    warnings
+}
+
+/// The pairs of allow rules of one target that may overlap, as sorted index pairs. Rules
+/// naming one exact source are paired only with rules of the same source or of no single
+/// source, so large sets stay fast.
+fn overlap_candidates(rules: &[Sourced<'_>]) -> Vec<(usize, usize)> {
+    let mut groups: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
+    for (i, (rule, _)) in rules.iter().enumerate() {
+        if rule.effect != Effect::Allow {
+            continue;
+        }
+        let source = matcher(rule, "source").and_then(|m| match m.patterns.as_slice() {
+            [p] => p.exact(),
+            _ => None,
+        });
+        groups.entry((rule.target.as_str(), source)).or_default().push(i);
+    }
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for ((target, source), members) in &groups {
+        for (n, &i) in members.iter().enumerate() {
+            for &j in members.iter().skip(n + 1) {
+                pairs.push((i, j));
+            }
+        }
+        if source.is_none() {
+            // Rules of no single source may overlap any rule of the target.
+            for ((other_target, other_source), others) in &groups {
+                if other_target == target && other_source.is_some() {
+                    for &i in members {
+                        for &j in others {
+                            pairs.push((i.min(j), i.max(j)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs
+}
+
+/// A warning, at `b`, when allow rules `a` and `b` can apply to the same identity and a
+/// request cannot always pick one by its scope.
+fn overlap((a, a_sources): &Sourced<'_>, (b, b_sources): &Sourced<'_>) -> Option<Warning> {
+    if disjoint(a, b, a_sources, b_sources) {
+        return None;
+    }
+    let hint = "narrow one rule's `match` or `when` so they cannot both apply, or merge them";
+    let message = if a.scope == b.scope {
+        let what = if a.scope.is_some() { "grant the same scope" } else { "grant no scope" };
+        format!(
+            "rules `{}` ({}) and `{}` can apply to the same identity and both {what}: such requests are refused as ambiguous",
+            a.name,
+            at(a),
+            b.name
+        )
+    } else if a.scope.is_none() || b.scope.is_none() {
+        let (unscoped, other) = if a.scope.is_none() { (a, b) } else { (b, a) };
+        format!(
+            "rule `{}` grants no scope and `{}` ({}) can apply to the same identity: where both apply, a request without a scope is ambiguous and one with a scope never picks `{}`",
+            unscoped.name,
+            other.name,
+            at(other),
+            unscoped.name
+        )
+    } else {
+        // Different scopes: the requested scope picks one, as designed.
+        return None;
+    };
+    Some(warn(b, message, hint))
 }

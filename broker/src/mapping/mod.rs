@@ -76,16 +76,15 @@ use std::time::Duration;
 use tessera_adapters::secret::fingerprint;
 use tessera_adapters::{CredentialTarget, Identity};
 
-pub use cases::{Expectation, TestOutcome};
+pub use cases::TestOutcome;
 pub use check::{CheckReport, Diagnostic, Severity, TestResult};
 pub use error::{Denial, LoadError, LoadErrors};
 pub use eval::{Decision, Evaluation, GrantPreview, GrantableScope, RuleTrace, TraceOutcome};
-pub use file::Effect;
+pub use file::{Effect, Expectation};
 pub use lint::Warning;
 pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
 
-use crate::mapping::cases::TestCase;
-use crate::mapping::compile::{CompiledRule, RuleIndex};
+use crate::mapping::compile::{CompiledRule, RuleIndex, TestCase};
 use crate::mapping::yaml::Pos;
 
 /// What the broker knows of one configured target, for checking rules against it.
