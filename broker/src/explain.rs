@@ -124,6 +124,14 @@ pub async fn explain(
 impl fmt::Display for Explanation {
     /// A report for people: the identity, the request, one block per rule, the decision.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_identity(f)?;
+        self.write_rules(f)?;
+        self.write_decision(f)
+    }
+}
+
+impl Explanation {
+    fn write_identity(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let id = &self.identity;
         writeln!(f, "identity  {}", id.id)?;
         writeln!(
@@ -150,6 +158,10 @@ impl fmt::Display for Explanation {
             Some(source) => writeln!(f, "          verified by source `{source}`")?,
             None => writeln!(f, "          as given (not verified)")?,
         }
+        Ok(())
+    }
+
+    fn write_rules(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.request;
         write!(f, "request   audience {}", r.audience)?;
         match &r.scope {
@@ -181,6 +193,10 @@ impl fmt::Display for Explanation {
                 writeln!(f, "  {:<16} {line}", "")?;
             }
         }
+        Ok(())
+    }
+
+    fn write_decision(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let decision = match &self.decision {
             Decision::Allow { rule } => format!("allow by rule `{rule}`"),
             Decision::Deny { rule } => format!("deny by rule `{rule}` (deny rules win)"),

@@ -65,6 +65,12 @@ fn latency_buckets() -> Histogram {
     Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
 }
 
+/// A histogram family with the latency buckets.
+fn histograms<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + fmt::Debug + Send + Sync + 'static>()
+-> Histograms<L> {
+    Family::new_with_constructor(latency_buckets)
+}
+
 /// The broker's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -100,116 +106,114 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tessera");
-        let mapping_reloads = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        let mut metrics = Self {
+            registry: Registry::with_prefix("tessera"),
+            mapping_reloads: Family::default(),
+            mapping_rules: Gauge::default(),
+            mapping_last_reload_success: Gauge::default(),
+            credential_cache: Family::default(),
+            exchanges: Family::default(),
+            exchange_seconds: histograms(),
+            upstream_seconds: histograms(),
+            jwks_fetches: Family::default(),
+            jwks_last_success: Family::default(),
+            jwks_age: Family::default(),
+            jwks_fetched_at: Mutex::new(HashMap::new()),
+            audit_queue: Gauge::default(),
+            audit_commits: Family::default(),
+            audit_committed_events: Counter::default(),
+            audit_commit_seconds: histograms(),
+        };
+        metrics.register_exchange_metrics();
+        metrics.register_upstream_and_audit_metrics();
+        // Every outcome exists from the start, so a rate() over them never sees a gap.
+        for (family, results) in [
+            (&metrics.mapping_reloads, ["ok", "error"]),
+            (&metrics.credential_cache, ["hit", "miss"]),
+            (&metrics.audit_commits, ["ok", "error"]),
+        ] {
+            for result in results {
+                let _ = family.get_or_create(&ResultLabel { result });
+            }
+        }
+        metrics.mapping_last_reload_success.set(1);
+        metrics
+    }
+
+    /// Mapping reloads, exchanges and the credential cache.
+    fn register_exchange_metrics(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "mapping_reloads",
             "Reloads of the mapping directory that changed something, by result (ok: swapped in; error: refused, previous rules kept)",
-            mapping_reloads.clone(),
+            self.mapping_reloads.clone(),
         );
-        let mapping_rules = Gauge::default();
-        registry.register("mapping_rules", "Mapping rules currently serving", mapping_rules.clone());
-        let mapping_last_reload_success = Gauge::default();
-        registry.register(
+        r.register("mapping_rules", "Mapping rules currently serving", self.mapping_rules.clone());
+        r.register(
             "mapping_last_reload_success",
             "1 when the mapping files on disk are the ones serving, 0 after a refused reload",
-            mapping_last_reload_success.clone(),
+            self.mapping_last_reload_success.clone(),
         );
-        let credential_cache = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        r.register(
             "credential_cache",
             "Exchanges for cacheable targets, by result (hit: served without an upstream call; miss: one upstream call)",
-            credential_cache.clone(),
+            self.credential_cache.clone(),
         );
-        // Every outcome exists from the start, so a rate() over them never sees a gap.
-        for result in ["ok", "error"] {
-            let _ = mapping_reloads.get_or_create(&ResultLabel { result });
-        }
-        for result in ["hit", "miss"] {
-            let _ = credential_cache.get_or_create(&ResultLabel { result });
-        }
-        let exchanges = Family::<ExchangeLabels, Counter>::default();
-        registry.register(
+        r.register(
             "exchanges",
             "Token exchanges by source, target, decision (allow, deny, error) and reason code",
-            exchanges.clone(),
+            self.exchanges.clone(),
         );
-        let exchange_seconds: Histograms<LatencyLabels> = Family::new_with_constructor(latency_buckets);
-        registry.register(
+        r.register(
             "exchange_duration_seconds",
             "Time from a parsed request to its audited answer, by target and decision",
-            exchange_seconds.clone(),
+            self.exchange_seconds.clone(),
         );
-        let upstream_seconds: Histograms<UpstreamLabels> = Family::new_with_constructor(latency_buckets);
-        registry.register(
+    }
+
+    /// Target upstream calls, source key sets and the audit store.
+    fn register_upstream_and_audit_metrics(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "target_issue_duration_seconds",
             "Credential issuing by target, kind and result (ok, rejected, unavailable, error): for aws_sts, gcp and azure the upstream calls, retries included; for jwt local signing",
-            upstream_seconds.clone(),
+            self.upstream_seconds.clone(),
         );
-        let jwks_fetches = Family::<SourceResultLabels, Counter>::default();
-        registry.register(
+        r.register(
             "jwks_fetches",
             "Key set fetches (discovery and JWKS) by source and result",
-            jwks_fetches.clone(),
+            self.jwks_fetches.clone(),
         );
-        let jwks_last_success = Family::<SourceLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "jwks_last_success_timestamp_seconds",
             "When each source's key set was last fetched successfully (Unix time)",
-            jwks_last_success.clone(),
+            self.jwks_last_success.clone(),
         );
-        let jwks_age = Family::<SourceLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "jwks_age_seconds",
             "Age of the key set each source verifies with, at scrape time",
-            jwks_age.clone(),
+            self.jwks_age.clone(),
         );
-        let audit_queue = Gauge::default();
-        registry.register(
+        r.register(
             "audit_queue_depth",
             "Audit events waiting for the store's writer or in its current commit",
-            audit_queue.clone(),
+            self.audit_queue.clone(),
         );
-        let audit_commits = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        r.register(
             "audit_store_commits",
             "Group commits to the audit store, by result (ok, error: those events' exchanges failed closed)",
-            audit_commits.clone(),
+            self.audit_commits.clone(),
         );
-        for result in ["ok", "error"] {
-            let _ = audit_commits.get_or_create(&ResultLabel { result });
-        }
-        let audit_committed_events = Counter::default();
-        registry.register(
+        r.register(
             "audit_store_events",
             "Audit events committed to the store",
-            audit_committed_events.clone(),
+            self.audit_committed_events.clone(),
         );
-        let audit_commit_seconds: Histograms<ResultLabel> = Family::new_with_constructor(latency_buckets);
-        registry.register(
+        r.register(
             "audit_store_commit_duration_seconds",
             "Time to commit one group of audit events, by result",
-            audit_commit_seconds.clone(),
+            self.audit_commit_seconds.clone(),
         );
-        mapping_last_reload_success.set(1);
-        Self {
-            registry,
-            mapping_reloads,
-            mapping_rules,
-            mapping_last_reload_success,
-            credential_cache,
-            exchanges,
-            exchange_seconds,
-            upstream_seconds,
-            jwks_fetches,
-            jwks_last_success,
-            jwks_age,
-            jwks_fetched_at: Mutex::new(HashMap::new()),
-            audit_queue,
-            audit_commits,
-            audit_committed_events,
-            audit_commit_seconds,
-        }
     }
 
     /// Events queued for the audit store, the batch being committed included.

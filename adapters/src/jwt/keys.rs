@@ -186,6 +186,39 @@ fn parse_jwk(
     algorithms: &[Algorithm],
     key_use: KeyUse,
 ) -> Result<VerifyingKey, &'static str> {
+    let kid = check_metadata(jwk, key_use)?;
+    let own_alg = match jwk.get("alg") {
+        None => None,
+        Some(Value::String(name)) => match Algorithm::from_name(name) {
+            Some(alg) => Some(alg),
+            None => return Err("alg is not a supported signature algorithm"),
+        },
+        Some(_) => return Err("alg is not a string"),
+    };
+    let kind = match (text(jwk, "kty")?, jwk.get("crv").and_then(Value::as_str)) {
+        ("RSA", _) => KeyKind::Rsa,
+        ("EC", Some("P-256")) => KeyKind::P256,
+        ("EC", Some("P-384")) => KeyKind::P384,
+        ("OKP", Some("Ed25519")) => KeyKind::Ed25519,
+        _ => return Err("unsupported key type or curve"),
+    };
+    // §4.4: a key that names its algorithm is used with that algorithm only.
+    let algs: Vec<Algorithm> = algorithms
+        .iter()
+        .copied()
+        .filter(|a| a.key_kind() == kind && own_alg.is_none_or(|own| own == *a))
+        .collect();
+    let parsed = match kind {
+        KeyKind::Rsa => rsa_keys(jwk, &algs)?,
+        KeyKind::P256 | KeyKind::P384 => ec_keys(jwk, if kind == KeyKind::P256 { 32 } else { 48 }, &algs)?,
+        KeyKind::Ed25519 => ed25519_keys(jwk, &algs)?,
+    };
+    Ok(VerifyingKey { kid, parsed })
+}
+
+/// The members that say whether and how a key may verify: `kid` (returned), `use`,
+/// `key_ops`, and no private material.
+fn check_metadata(jwk: &Map<String, Value>, key_use: KeyUse) -> Result<Option<String>, &'static str> {
     let kid = match jwk.get("kid") {
         None => None,
         Some(Value::String(kid)) => Some(kid.clone()),
@@ -215,67 +248,49 @@ fn parse_jwk(
     if ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| jwk.contains_key(*m)) {
         return Err("key set publishes private key material");
     }
-    let own_alg = match jwk.get("alg") {
-        None => None,
-        Some(Value::String(name)) => match Algorithm::from_name(name) {
-            Some(alg) => Some(alg),
-            None => return Err("alg is not a supported signature algorithm"),
-        },
-        Some(_) => return Err("alg is not a string"),
-    };
-    let kind = match (text(jwk, "kty")?, jwk.get("crv").and_then(Value::as_str)) {
-        ("RSA", _) => KeyKind::Rsa,
-        ("EC", Some("P-256")) => KeyKind::P256,
-        ("EC", Some("P-384")) => KeyKind::P384,
-        ("OKP", Some("Ed25519")) => KeyKind::Ed25519,
-        _ => return Err("unsupported key type or curve"),
-    };
-    // §4.4: a key that names its algorithm is used with that algorithm only.
-    let algs =
-        algorithms.iter().copied().filter(|a| a.key_kind() == kind && own_alg.is_none_or(|own| own == *a));
-    let mut parsed = Vec::new();
-    match kind {
-        KeyKind::Rsa => {
-            let n = strip_leading_zeros(b64(jwk, "n")?);
-            let e = strip_leading_zeros(b64(jwk, "e")?);
-            let bits = modulus_bits(&n);
-            if !(2048..=8192).contains(&bits) {
-                return Err("RSA modulus is not 2048 to 8192 bits");
-            }
-            let components = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
-            for alg in algs {
-                let Some(params) = alg.rsa_parameters() else { continue };
-                let key = components.to_parsed_public_key(params).map_err(|_| "invalid RSA key")?;
-                parsed.push((alg, key));
-            }
-        }
-        KeyKind::P256 | KeyKind::P384 => {
-            let width = if kind == KeyKind::P256 { 32 } else { 48 };
-            let x = b64(jwk, "x")?;
-            let y = b64(jwk, "y")?;
-            // RFC 7518 §6.2.1.2-3: coordinates are full width, never shortened.
-            if x.len() != width || y.len() != width {
-                return Err("EC coordinate has the wrong length");
-            }
-            let mut point = Vec::with_capacity(1 + 2 * width);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            for alg in algs {
-                parsed.push((alg, point_key(alg, &point)?));
-            }
-        }
-        KeyKind::Ed25519 => {
-            let x = b64(jwk, "x")?;
-            if x.len() != 32 {
-                return Err("Ed25519 key has the wrong length");
-            }
-            for alg in algs {
-                parsed.push((alg, point_key(alg, &x)?));
-            }
-        }
+    Ok(kid)
+}
+
+type ParsedKeys = Vec<(Algorithm, ParsedPublicKey)>;
+
+fn rsa_keys(jwk: &Map<String, Value>, algs: &[Algorithm]) -> Result<ParsedKeys, &'static str> {
+    let n = strip_leading_zeros(b64(jwk, "n")?);
+    let e = strip_leading_zeros(b64(jwk, "e")?);
+    let bits = modulus_bits(&n);
+    if !(2048..=8192).contains(&bits) {
+        return Err("RSA modulus is not 2048 to 8192 bits");
     }
-    Ok(VerifyingKey { kid, parsed })
+    let components = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
+    let mut parsed = Vec::new();
+    for &alg in algs {
+        let Some(params) = alg.rsa_parameters() else { continue };
+        let key = components.to_parsed_public_key(params).map_err(|_| "invalid RSA key")?;
+        parsed.push((alg, key));
+    }
+    Ok(parsed)
+}
+
+/// An EC key whose coordinates are `width` bytes each.
+fn ec_keys(jwk: &Map<String, Value>, width: usize, algs: &[Algorithm]) -> Result<ParsedKeys, &'static str> {
+    let x = b64(jwk, "x")?;
+    let y = b64(jwk, "y")?;
+    // RFC 7518 §6.2.1.2-3: coordinates are full width, never shortened.
+    if x.len() != width || y.len() != width {
+        return Err("EC coordinate has the wrong length");
+    }
+    let mut point = Vec::with_capacity(1 + 2 * width);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    algs.iter().map(|&alg| Ok((alg, point_key(alg, &point)?))).collect()
+}
+
+fn ed25519_keys(jwk: &Map<String, Value>, algs: &[Algorithm]) -> Result<ParsedKeys, &'static str> {
+    let x = b64(jwk, "x")?;
+    if x.len() != 32 {
+        return Err("Ed25519 key has the wrong length");
+    }
+    algs.iter().map(|&alg| Ok((alg, point_key(alg, &x)?))).collect()
 }
 
 fn point_key(alg: Algorithm, bytes: &[u8]) -> Result<ParsedPublicKey, &'static str> {

@@ -161,8 +161,25 @@ pub(crate) fn check(
         return Err(SourceError::InvalidClaim("body"));
     }
     let url = check_url(&raw.url, policy)?;
+    check_plain_headers(&raw.headers, &url)?;
+    let (region, signed_at) = check_signing(&raw.headers, policy, now)?;
+    let headers = raw
+        .headers
+        .into_iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("host") && !n.eq_ignore_ascii_case("content-length"))
+        .collect();
+    Ok(CheckedRequest { url, headers, body: GET_CALLER_IDENTITY_BODY, region, signed_at })
+}
 
-    for (name, _) in &raw.headers {
+/// The first header named `name` (any case).
+fn header<'a>(headers: &'a [(String, Secret<String>)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.expose().as_str())
+}
+
+/// No header that would change where or how the request goes; `host`, `content-length`
+/// and `content-type` fit the URL and the body.
+fn check_plain_headers(headers: &[(String, Secret<String>)], url: &Url) -> Result<(), SourceError> {
+    for (name, _) in headers {
         if let Some(forbidden) = FORBIDDEN_HEADERS.iter().find(|f| name.eq_ignore_ascii_case(f)) {
             return Err(SourceError::ForbiddenHeader(forbidden));
         }
@@ -170,25 +187,33 @@ pub(crate) fn check(
             return Err(SourceError::ForbiddenHeader("proxy-*"));
         }
     }
-    let header = |name: &str| {
-        raw.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.expose().as_str())
-    };
-    if let Some(host) = header("host")
-        && host != authority(&url)
+    if let Some(host) = header(headers, "host")
+        && host != authority(url)
     {
         return Err(SourceError::InvalidClaim("host"));
     }
-    if let Some(length) = header("content-length")
+    if let Some(length) = header(headers, "content-length")
         && length != GET_CALLER_IDENTITY_BODY.len().to_string()
     {
         return Err(SourceError::InvalidClaim("content-length"));
     }
-    let content_type = header("content-type").ok_or(SourceError::MissingClaim("content-type"))?;
+    let content_type = header(headers, "content-type").ok_or(SourceError::MissingClaim("content-type"))?;
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
     if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(SourceError::InvalidClaim("content-type"));
     }
+    Ok(())
+}
 
+/// The SigV4 authorization: its scope fits the date, it signs `host`, `x-amz-date` and the
+/// server id (which must be ours), every signed header is present, and it is fresh.
+/// Returns the signing region and when it was signed.
+fn check_signing(
+    headers: &[(String, Secret<String>)],
+    policy: &RequestPolicy,
+    now: i64,
+) -> Result<(String, i64), SourceError> {
+    let header = |name: &str| header(headers, name);
     let authorization = header("authorization").ok_or(SourceError::MissingClaim("authorization"))?;
     let auth = parse_authorization(authorization)?;
     let date = header("x-amz-date").ok_or(SourceError::MissingClaim("x-amz-date"))?;
@@ -222,14 +247,7 @@ pub(crate) fn check(
     if signed_at.saturating_sub(now) > policy.max_age {
         return Err(SourceError::IssuedInFuture);
     }
-
-    let region = auth.region.to_owned();
-    let headers = raw
-        .headers
-        .into_iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("host") && !n.eq_ignore_ascii_case("content-length"))
-        .collect();
-    Ok(CheckedRequest { url, headers, body: GET_CALLER_IDENTITY_BODY, region, signed_at })
+    Ok((auth.region.to_owned(), signed_at))
 }
 
 /// `https://` (or loopback `http://` under `insecure_http`), path `/`, nothing else, and
