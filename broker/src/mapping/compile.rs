@@ -354,8 +354,10 @@ impl<'a> Compiler<'a> {
         let patterns: Vec<Option<Pattern>> =
             raw.patterns.iter().map(|p| self.pattern(&raw.field, p)).collect();
         if raw.field == "source" {
-            for p in patterns.iter().flatten().zip(&raw.patterns) {
-                self.check_source(p.0, p.1.pos);
+            // Paired before dropping the invalid ones, so each keeps its own position.
+            for (pattern, raw) in patterns.iter().zip(&raw.patterns) {
+                let Some(pattern) = pattern else { continue };
+                self.check_source(pattern, raw.pos);
             }
         }
         match patterns.into_iter().collect::<Option<Vec<_>>>() {

@@ -417,7 +417,7 @@ impl<'e> Checker<'e> {
         }
         self.walk(&c.iter_range, comprehensions, depth);
         self.walk(&c.accu_init, comprehensions, depth);
-        let depth = self.scope.len();
+        let outer_scope = self.scope.len();
         self.scope.push(&c.iter_var);
         if let Some(v) = &c.iter_var2 {
             self.scope.push(v);
@@ -426,7 +426,7 @@ impl<'e> Checker<'e> {
         self.walk(&c.loop_cond, comprehensions + 1, depth);
         self.walk(&c.loop_step, comprehensions + 1, depth);
         let result = self.walk(&c.result, comprehensions + 1, depth);
-        self.scope.truncate(depth);
+        self.scope.truncate(outer_scope);
         result
     }
 
@@ -718,6 +718,17 @@ mod tests {
             problems(&nested_calls).iter().any(|p| p.contains("nested more than 24 levels deep")),
             "{:?}",
             problems(&nested_calls)
+        );
+        // Inside a comprehension the depth goes on counting from the comprehension's own.
+        let chain_in_loop = format!(
+            "(identity.attributes.exists(a, {} > 0) ? 1 : 0){} > 0",
+            vec!["1"; 14].join(" + "),
+            " + 1".repeat(12)
+        );
+        assert!(
+            problems(&chain_in_loop).iter().any(|p| p.contains("nested more than 24 levels deep")),
+            "{:?}",
+            problems(&chain_in_loop)
         );
         // The deepest accepted condition evaluates on a thread stack of the common 2 MiB.
         let accepted = format!("{} > 0", vec!["1"; 23].join(" + "));

@@ -795,6 +795,23 @@ fn source_patterns_must_match_a_configured_source() {
 }
 
 #[test]
+fn an_unknown_source_after_a_bad_pattern_is_reported_at_its_own_position() {
+    let errors = errors(&[(
+        "m.yaml",
+        r#"
+        version: 1
+        rules:
+          - name: r
+            match: { source: ["", eks-prd] }
+            grant: { target: internal-api }
+        "#,
+    )]);
+    let at: Vec<(u64, u64, bool)> =
+        errors.iter().map(|e| (e.line, e.column, e.message.contains("no configured source"))).collect();
+    assert_eq!(at, vec![(4, 23, false), (4, 27, true)], "{}", LoadErrors(errors.clone()));
+}
+
+#[test]
 fn bad_templates_are_errors() {
     one_error(
         r#"
