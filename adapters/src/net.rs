@@ -54,6 +54,19 @@ pub fn authority(url: &Url) -> String {
     }
 }
 
+/// An error and its causes on one line (`error sending request: connection refused`), for
+/// upstream failures in logs and audit details.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -431,7 +431,10 @@ impl JwksCache {
                 .timeout(self.options.timeout)
                 .send()
                 .await
-                .map_err(|e| JwksError::Request { url: url.to_string(), cause: describe(&e) })?;
+                .map_err(|e| JwksError::Request {
+                    url: url.to_string(),
+                    cause: crate::net::error_chain(&e),
+                })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(JwksError::Status { url: url.to_string(), status: status.as_u16() });
@@ -441,11 +444,10 @@ impl JwksCache {
                 return Err(too_large());
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| JwksError::Request { url: url.to_string(), cause: describe(&e) })?
-            {
+            while let Some(chunk) = response.chunk().await.map_err(|e| JwksError::Request {
+                url: url.to_string(),
+                cause: crate::net::error_chain(&e),
+            })? {
                 if body.len().saturating_add(chunk.len()) > limit {
                     return Err(too_large());
                 }
@@ -482,18 +484,6 @@ fn load_file(path: &Path, algorithms: &[Algorithm], key_use: KeyUse) -> Result<K
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// An error and its causes on one line (`error sending request: connection refused`).
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

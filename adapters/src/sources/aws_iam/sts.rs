@@ -64,17 +64,15 @@ pub(crate) async fn get_caller_identity(
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| upstream(true, format!("STS request failed: {}", describe(&e))))?;
+            .map_err(|e| upstream(true, format!("STS request failed: {}", crate::net::error_chain(&e))))?;
         let status = response.status().as_u16();
         if response.content_length().is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
             return Err(upstream(false, format!("STS answer over {MAX_RESPONSE_BYTES} bytes")));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| upstream(true, format!("reading STS answer failed: {}", describe(&e))))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            upstream(true, format!("reading STS answer failed: {}", crate::net::error_chain(&e)))
+        })? {
             if body.len().saturating_add(chunk.len()) > MAX_RESPONSE_BYTES {
                 return Err(upstream(false, format!("STS answer over {MAX_RESPONSE_BYTES} bytes")));
             }
@@ -227,16 +225,4 @@ fn leaf_text(node: Node<'_, '_>) -> Result<String, &'static str> {
         }
         _ => Err("a field is not plain text"),
     }
-}
-
-/// An error and its causes on one line.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
