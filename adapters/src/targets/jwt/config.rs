@@ -122,15 +122,15 @@ impl BuildTarget for JwtTargetConfig {
             }
         }
 
-        Ok(Arc::new(JwtTarget::new(
-            self.name.clone(),
+        Ok(Arc::new(JwtTarget {
+            name: self.name.clone(),
             audience,
-            self.algorithm,
-            self.max_ttl,
-            self.default_ttl,
-            self.claims.clone(),
-            Arc::clone(&cx.signer),
-            Arc::clone(&cx.clock),
-        )))
+            algorithm: self.algorithm,
+            max_ttl: self.max_ttl,
+            default_ttl: self.default_ttl,
+            claims: self.claims.clone(),
+            signer: Arc::clone(&cx.signer),
+            clock: Arc::clone(&cx.clock),
+        }))
     }
 }

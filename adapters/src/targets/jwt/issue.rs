@@ -17,35 +17,21 @@ use crate::target::{
 /// a template would no longer say who it is for or how long it lives.
 pub const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
 
-/// A configured `jwt` target.
+/// A configured `jwt` target, made by [`JwtTargetConfig`](super::JwtTargetConfig) once its
+/// values are checked.
 #[derive(Debug)]
 pub struct JwtTarget {
-    name: String,
-    audience: String,
-    algorithm: SigningAlgorithm,
-    max_ttl: Duration,
-    default_ttl: Duration,
-    claims: Map<String, Value>,
-    signer: Arc<dyn Signer>,
-    clock: Arc<dyn Clock>,
+    pub(super) name: String,
+    pub(super) audience: String,
+    pub(super) algorithm: SigningAlgorithm,
+    pub(super) max_ttl: Duration,
+    pub(super) default_ttl: Duration,
+    pub(super) claims: Map<String, Value>,
+    pub(super) signer: Arc<dyn Signer>,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl JwtTarget {
-    /// Made by [`JwtTargetConfig`](super::JwtTargetConfig) once its values are checked.
-    #[allow(clippy::too_many_arguments)] // one private call site, every value checked there
-    pub(super) fn new(
-        name: String,
-        audience: String,
-        algorithm: SigningAlgorithm,
-        max_ttl: Duration,
-        default_ttl: Duration,
-        claims: Map<String, Value>,
-        signer: Arc<dyn Signer>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { name, audience, algorithm, max_ttl, default_ttl, claims, signer, clock }
-    }
-
     /// The `aud` of issued tokens.
     pub fn audience(&self) -> &str {
         &self.audience

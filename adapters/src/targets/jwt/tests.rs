@@ -268,16 +268,16 @@ async fn signing_failures_surface_as_signing_errors() {
     let cx = context(Arc::clone(&signer));
     let t = config(json!({ "type": "jwt", "name": "a" })).build(&cx).unwrap();
     // The issuer lost its key after the target was built (a config reload, say).
-    let broken = JwtTarget::new(
-        "a".into(),
-        "a".into(),
-        SigningAlgorithm::EdDsa,
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-        Map::new(),
+    let broken = JwtTarget {
+        name: "a".into(),
+        audience: "a".into(),
+        algorithm: SigningAlgorithm::EdDsa,
+        max_ttl: Duration::from_secs(60),
+        default_ttl: Duration::from_secs(60),
+        claims: Map::new(),
         signer,
-        Arc::new(ManualClock::new(NOW)),
-    );
+        clock: Arc::new(ManualClock::new(NOW)),
+    };
     let g = grant("a", Duration::from_secs(60), None, json!({}));
     assert!(t.issue(&g).await.is_ok());
     let err = broken.issue(&g).await.unwrap_err();
