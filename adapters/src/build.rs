@@ -29,7 +29,7 @@ pub struct BuildContext {
 
 impl BuildContext {
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        crate::config::resolve(&self.base_dir, path)
     }
 }
 

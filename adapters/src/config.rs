@@ -132,6 +132,32 @@ pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> 
 /// A `sources:` or `targets:` entry of `broker.yaml`, as JSON, read as the config of kind
 /// `kind`, which its `type:` must name. The registry dispatches on `type:` (its own tests
 /// hold the spelling); a kind's tests read their entries without it.
+/// Read a config file; a file that cannot be read is one error naming it (`what`: "config",
+/// "agent config").
+pub fn read_file(path: &Path, what: &str) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read {what} file: {e}"),
+        }])
+    })
+}
+
+/// The directory relative paths in the config file at `path` resolve against: the file's own.
+pub fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `path` as written in a config whose directory is `base_dir`.
+pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }
+}
+
 #[cfg(test)]
 pub(crate) fn kind_config<C: serde::de::DeserializeOwned>(
     kind: &str,

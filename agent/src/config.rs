@@ -299,21 +299,13 @@ pub struct LoadedAgentConfig {
 
 impl LoadedAgentConfig {
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        tessera_adapters::config::resolve(&self.base_dir, path)
     }
 }
 
 /// Read and validate an agent config file.
 pub fn load(path: &Path) -> Result<LoadedAgentConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read agent config file: {e}"),
-        }])
-    })?;
-    parse(path, &text)
+    parse(path, &tessera_adapters::config::read_file(path, "agent config")?)
 }
 
 /// Validate agent config text as if read from `path`. Each check below reports what it
@@ -332,12 +324,12 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors>
     let Some(broker) = broker.filter(|_| problems.found.is_empty()) else {
         return Err(ConfigErrors(problems.found));
     };
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
-    Ok(LoadedAgentConfig { config, path: path.to_path_buf(), base_dir, broker })
+    Ok(LoadedAgentConfig {
+        config,
+        path: path.to_path_buf(),
+        base_dir: tessera_adapters::config::base_dir(path),
+        broker,
+    })
 }
 
 /// The problems found so far in one file, each where it is.

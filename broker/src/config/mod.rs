@@ -419,7 +419,7 @@ pub struct LoadedConfig {
 
 impl LoadedConfig {
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        tessera_adapters::config::resolve(&self.base_dir, path)
     }
 
     pub fn mappings_dir(&self) -> PathBuf {
@@ -433,15 +433,7 @@ impl LoadedConfig {
 
 /// Read and validate a config file.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read config file: {e}"),
-        }])
-    })?;
-    parse(path, &text)
+    parse(path, &tessera_adapters::config::read_file(path, "config")?)
 }
 
 /// Validate config text as if read from `path`.
@@ -453,15 +445,10 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     if !problems.errors.is_empty() {
         return Err(ConfigErrors(problems.errors));
     }
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
     Ok(LoadedConfig {
         config,
         path: path.to_path_buf(),
-        base_dir,
+        base_dir: tessera_adapters::config::base_dir(path),
         version: tessera_adapters::secret::fingerprint(text.as_bytes()),
     })
 }
