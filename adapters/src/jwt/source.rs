@@ -97,6 +97,29 @@ pub struct KindRules<'a> {
     pub default_max_lifetime: Duration,
 }
 
+impl<'a> KindRules<'a> {
+    /// The rules of most OIDC-style platforms: one issuer (or several), keys found by
+    /// discovery at `discovery_issuer`, any header, signing keys.
+    pub fn discovery(
+        name: &'a str,
+        issuers: Vec<String>,
+        discovery_issuer: String,
+        default_algorithms: &'a [Algorithm],
+        default_max_lifetime: Duration,
+    ) -> Self {
+        Self {
+            name,
+            issuer: IssuerRule::OneOf(issuers),
+            headers: HeaderRule::Open,
+            default_keys: Some(JwksLocation::Discovery { issuer: discovery_issuer }),
+            key_use: KeyUse::Sig,
+            default_algorithms,
+            allowed_algorithms: None,
+            default_max_lifetime,
+        }
+    }
+}
+
 impl JwtSourceSettings {
     /// The algorithms this config accepts, after the kind's default and restriction.
     pub fn algorithms(&self, rules: &KindRules<'_>) -> Result<Vec<Algorithm>, BuildError> {

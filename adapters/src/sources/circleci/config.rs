@@ -9,7 +9,7 @@ use super::verify::CircleciClaims;
 use super::{CircleciSource, issuer};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
-use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
+use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
 /// CircleCI jobs of one organization.
@@ -71,16 +71,13 @@ impl BuildSource for CircleciSourceConfig {
             projects: self.allowed_project_ids.iter().map(|p| p.to_ascii_lowercase()).collect(),
             allow_ssh_rerun: self.allow_ssh_rerun,
         };
-        let rules = KindRules {
-            name: &self.name,
-            issuer: IssuerRule::OneOf(vec![issuer.clone()]),
-            headers: HeaderRule::Open,
-            default_keys: Some(JwksLocation::Discovery { issuer }),
-            key_use: KeyUse::Sig,
-            default_algorithms: &[Algorithm::Rs256],
-            allowed_algorithms: None,
-            default_max_lifetime: DEFAULT_MAX_LIFETIME,
-        };
+        let rules = KindRules::discovery(
+            &self.name,
+            vec![issuer.clone()],
+            issuer,
+            &[Algorithm::Rs256],
+            DEFAULT_MAX_LIFETIME,
+        );
         let verifier = self.jwt.verifier(rules, cx)?;
         Ok(Arc::new(CircleciSource::new(self.name.clone(), verifier, self.jwt.attributes.clone(), mapper)))
     }

@@ -9,7 +9,7 @@ use super::verify::GcpClaims;
 use super::{GOOGLE_ISSUERS, GcpSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
-use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
+use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
 /// Workloads on Google Cloud presenting metadata-server ID tokens.
@@ -73,16 +73,13 @@ impl BuildSource for GcpSourceConfig {
             projects: self.allowed_projects.clone(),
             service_accounts: self.allowed_service_accounts.iter().map(|s| s.to_ascii_lowercase()).collect(),
         };
-        let rules = KindRules {
-            name: &self.name,
-            issuer: IssuerRule::OneOf(GOOGLE_ISSUERS.iter().map(|i| (*i).to_owned()).collect()),
-            headers: HeaderRule::Open,
-            default_keys: Some(JwksLocation::Discovery { issuer: GOOGLE_ISSUERS[0].to_owned() }),
-            key_use: KeyUse::Sig,
-            default_algorithms: &[Algorithm::Rs256],
-            allowed_algorithms: None,
-            default_max_lifetime: DEFAULT_MAX_LIFETIME,
-        };
+        let rules = KindRules::discovery(
+            &self.name,
+            GOOGLE_ISSUERS.iter().map(|i| (*i).to_owned()).collect(),
+            GOOGLE_ISSUERS[0].to_owned(),
+            &[Algorithm::Rs256],
+            DEFAULT_MAX_LIFETIME,
+        );
         let verifier = self.jwt.verifier(rules, cx)?;
         Ok(Arc::new(GcpSource::new(self.name.clone(), verifier, self.jwt.attributes.clone(), mapper)))
     }

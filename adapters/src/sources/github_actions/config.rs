@@ -9,7 +9,7 @@ use super::verify::GithubActionsClaims;
 use super::{GITHUB_ISSUER, GithubActionsSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
-use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
+use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
 /// GitHub Actions workflows of allow-listed repository owners.
@@ -78,16 +78,13 @@ impl BuildSource for GithubActionsSourceConfig {
             owner_ids: self.allowed_owner_ids.iter().map(u64::to_string).collect(),
             owners: self.allowed_owners.iter().map(|o| o.to_ascii_lowercase()).collect(),
         };
-        let rules = KindRules {
-            name: &self.name,
-            issuer: IssuerRule::OneOf(vec![self.issuer.clone()]),
-            headers: HeaderRule::Open,
-            default_keys: Some(JwksLocation::Discovery { issuer: self.issuer.clone() }),
-            key_use: KeyUse::Sig,
-            default_algorithms: &[Algorithm::Rs256],
-            allowed_algorithms: None,
-            default_max_lifetime: DEFAULT_MAX_LIFETIME,
-        };
+        let rules = KindRules::discovery(
+            &self.name,
+            vec![self.issuer.clone()],
+            self.issuer.clone(),
+            &[Algorithm::Rs256],
+            DEFAULT_MAX_LIFETIME,
+        );
         let verifier = self.jwt.verifier(rules, cx)?;
         Ok(Arc::new(GithubActionsSource::new(
             self.name.clone(),

@@ -8,8 +8,7 @@ use super::verify::GitlabCiClaims;
 use super::{GITLAB_COM_ISSUER, GitlabCiSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
-use crate::jwt::policy::DEFAULT_MAX_LIFETIME;
-use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
+use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
 /// GitLab CI/CD jobs of allow-listed groups on one GitLab instance.
@@ -84,16 +83,13 @@ impl BuildSource for GitlabCiSourceConfig {
             namespaces: self.allowed_namespaces.iter().map(|n| n.to_ascii_lowercase()).collect(),
             namespace_ids: self.allowed_namespace_ids.iter().map(u64::to_string).collect(),
         };
-        let rules = KindRules {
-            name: &self.name,
-            issuer: IssuerRule::OneOf(vec![self.issuer.clone()]),
-            headers: HeaderRule::Open,
-            default_keys: Some(JwksLocation::Discovery { issuer: self.issuer.clone() }),
-            key_use: KeyUse::Sig,
-            default_algorithms: &[Algorithm::Rs256],
-            allowed_algorithms: None,
-            default_max_lifetime: DEFAULT_MAX_LIFETIME,
-        };
+        let rules = KindRules::discovery(
+            &self.name,
+            vec![self.issuer.clone()],
+            self.issuer.clone(),
+            &[Algorithm::Rs256],
+            crate::jwt::policy::DEFAULT_MAX_LIFETIME,
+        );
         let verifier = self.jwt.verifier(rules, cx)?;
         Ok(Arc::new(GitlabCiSource::new(self.name.clone(), verifier, self.jwt.attributes.clone(), mapper)))
     }

@@ -8,8 +8,7 @@ use super::KubernetesSource;
 use super::verify::{KubernetesClaims, LEGACY_ISSUER, is_api_server_audience};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
-use crate::jwt::policy::DEFAULT_MAX_LIFETIME;
-use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
+use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
 /// One cluster's projected service-account tokens.
@@ -96,16 +95,13 @@ impl BuildSource for KubernetesSourceConfig {
                 ),
             ));
         }
-        let rules = KindRules {
-            name: &self.name,
-            issuer: IssuerRule::OneOf(vec![self.issuer.clone()]),
-            headers: HeaderRule::Open,
-            default_keys: Some(JwksLocation::Discovery { issuer: self.issuer.clone() }),
-            key_use: KeyUse::Sig,
-            default_algorithms: &Algorithm::DEFAULT,
-            allowed_algorithms: None,
-            default_max_lifetime: DEFAULT_MAX_LIFETIME,
-        };
+        let rules = KindRules::discovery(
+            &self.name,
+            vec![self.issuer.clone()],
+            self.issuer.clone(),
+            &Algorithm::DEFAULT,
+            crate::jwt::policy::DEFAULT_MAX_LIFETIME,
+        );
         let verifier = self.jwt.verifier(rules, cx)?;
         Ok(Arc::new(KubernetesSource::new(self.name.clone(), verifier, self.jwt.attributes.clone(), mapper)))
     }

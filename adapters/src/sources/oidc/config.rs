@@ -8,8 +8,7 @@ use super::OidcSource;
 use super::verify::OidcClaims;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
-use crate::jwt::policy::DEFAULT_MAX_LIFETIME;
-use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
+use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
 /// Any OIDC provider or JWT issuer, verified by its published keys.
@@ -88,16 +87,13 @@ impl BuildSource for OidcSourceConfig {
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {
         validate_name(&self.name).map_err(|m| BuildError::field("name", m))?;
         let claims = self.claim_mapping()?;
-        let rules = KindRules {
-            name: &self.name,
-            issuer: IssuerRule::OneOf(vec![self.issuer.clone()]),
-            headers: HeaderRule::Open,
-            default_keys: Some(JwksLocation::Discovery { issuer: self.issuer.clone() }),
-            key_use: KeyUse::Sig,
-            default_algorithms: &Algorithm::DEFAULT,
-            allowed_algorithms: None,
-            default_max_lifetime: DEFAULT_MAX_LIFETIME,
-        };
+        let rules = KindRules::discovery(
+            &self.name,
+            vec![self.issuer.clone()],
+            self.issuer.clone(),
+            &Algorithm::DEFAULT,
+            crate::jwt::policy::DEFAULT_MAX_LIFETIME,
+        );
         let verifier = self.jwt.verifier(rules, cx)?;
         Ok(Arc::new(OidcSource::new(self.name.clone(), verifier, self.jwt.attributes.clone(), claims)))
     }
