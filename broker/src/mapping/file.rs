@@ -650,6 +650,7 @@ impl<'a> Reader<'a> {
             instance: fields.remove("instance"),
             region: fields.remove("region"),
             attributes,
+            withheld: Default::default(),
             expires_at,
         })
     }

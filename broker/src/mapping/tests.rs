@@ -92,6 +92,7 @@ fn identity(source: &str, namespace: Option<&str>, name: Option<&str>) -> Identi
         instance: None,
         region: None,
         attributes: BTreeMap::new(),
+        withheld: Default::default(),
         expires_at: 0,
     }
 }
