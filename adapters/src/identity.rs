@@ -1,13 +1,14 @@
 //! The normalized identity: one schema for every platform (DESIGN.md "The normalized
 //! identity"). Mapping rules, templates, audit records and issued tokens read only this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 /// A workload identity, normalized. Optional fields are `None` where the platform has no
 /// such notion. `attributes` holds further verified claims, flattened to strings and
-/// namespaced by provider (`github.ref`, `k8s.pod_uid`, `oidc.email`).
+/// namespaced by provider (`github.ref`, `k8s.pod_uid`, `oidc.email`); `withheld` names
+/// the claims kept out of `attributes` for being over the attribute limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
@@ -33,6 +34,13 @@ pub struct Identity {
     pub region: Option<String>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// Attribute keys whose values were withheld for being over the attribute limits
+    /// (`jwt::attributes`: a value or key over `MAX_ATTRIBUTE_BYTES`, or an attribute past
+    /// `MAX_ATTRIBUTES`). The token has the claim; its value reaches no rule, audit record
+    /// or log. A rule that looks at a withheld key cannot be decided for this identity:
+    /// a deny rule applies, an allow rule does not.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub withheld: BTreeSet<String>,
     /// When the presented credential expires, seconds since the Unix epoch.
     #[serde(default)]
     pub expires_at: i64,
@@ -65,6 +73,12 @@ impl Identity {
         }
     }
 
+    /// Whether `name` is `attributes.<key>` for a key whose value was withheld, so that
+    /// [`Identity::field`] has no value for it although the token had one.
+    pub fn is_withheld(&self, name: &str) -> bool {
+        name.strip_prefix("attributes.").is_some_and(|key| self.withheld.contains(key))
+    }
+
     /// Whether `name` is a field [`Identity::field`] knows.
     pub fn is_field(name: &str) -> bool {
         name.strip_prefix("attributes.").is_some_and(|k| !k.is_empty()) || FIELDS.contains(&name)
@@ -91,12 +105,19 @@ mod tests {
             instance: None,
             region: None,
             attributes,
+            withheld: BTreeSet::from(["oidc.groups".to_string()]),
             expires_at: 0,
         };
         assert_eq!(id.field("tenant"), Some("t"));
         assert_eq!(id.field("namespace"), None);
         assert_eq!(id.field("attributes.oidc.email"), Some("a@example.com"));
         assert_eq!(id.field("attributes.missing"), None);
+        // A withheld attribute has no value, and is known to be withheld.
+        assert_eq!(id.field("attributes.oidc.groups"), None);
+        assert!(id.is_withheld("attributes.oidc.groups"));
+        assert!(!id.is_withheld("attributes.oidc.email"));
+        assert!(!id.is_withheld("attributes.missing"));
+        assert!(!id.is_withheld("oidc.groups"));
         assert_eq!(id.field("bogus"), None);
         for f in FIELDS {
             assert!(Identity::is_field(f));
@@ -104,5 +125,12 @@ mod tests {
         assert!(Identity::is_field("attributes.x"));
         assert!(!Identity::is_field("attributes."));
         assert!(!Identity::is_field("bogus"));
+
+        // Withheld keys are written only when there are some, and read back.
+        let json = serde_json::to_value(&id).unwrap();
+        assert_eq!(json["withheld"], serde_json::json!(["oidc.groups"]));
+        assert_eq!(serde_json::from_value::<Identity>(json).unwrap(), id);
+        let none = Identity { withheld: BTreeSet::new(), ..id };
+        assert!(serde_json::to_value(&none).unwrap().get("withheld").is_none());
     }
 }

@@ -134,6 +134,7 @@ fn rules(n: usize) -> (String, Vec<Workload>) {
                 instance: Some(format!("pod-{i}")),
                 region: None,
                 attributes: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+                withheld: Default::default(),
                 expires_at: 1_900_000_000,
             },
             target,

@@ -14,7 +14,9 @@ use tessera_adapters::config::format_duration;
 use tessera_adapters::{Identity, SourceError, SubjectToken};
 
 use crate::exchange::SourceRouter;
-use crate::mapping::{Decision, GrantPreview, GrantableScope, MappingSet, Request, RuleTrace, TraceOutcome};
+use crate::mapping::{
+    Decision, EvalError, GrantPreview, GrantableScope, MappingSet, Request, RuleTrace, TraceOutcome,
+};
 
 /// Who to explain for.
 #[derive(Debug)]
@@ -154,6 +156,9 @@ impl Explanation {
         for (k, v) in &id.attributes {
             writeln!(f, "          attributes.{k} = {v}")?;
         }
+        for k in &id.withheld {
+            writeln!(f, "          attributes.{k} withheld (over the attribute limits)")?;
+        }
         match &self.verified_by {
             Some(source) => writeln!(f, "          verified by source `{source}`")?,
             None => writeln!(f, "          as given (not verified)")?,
@@ -200,6 +205,9 @@ impl Explanation {
         let decision = match &self.decision {
             Decision::Allow { rule } => format!("allow by rule `{rule}`"),
             Decision::Deny { rule } => format!("deny by rule `{rule}` (deny rules win)"),
+            Decision::DenyOnError { rule, .. } => {
+                format!("deny by rule `{rule}`, which could not be evaluated (deny rules fail closed)")
+            }
             Decision::NoRule => "no rule applies: refused (invalid_target)".to_string(),
             Decision::Ambiguous { rules } => format!(
                 "ambiguous: {} all apply; request a scope to pick one (invalid_request)",
@@ -252,8 +260,23 @@ fn describe(t: &RuleTrace) -> (&'static str, Vec<String>) {
             ("does not match", vec![detail])
         }
         TraceOutcome::ConditionFalse { condition } => ("condition false", vec![format!("when: {condition}")]),
+        TraceOutcome::AppliedOnError { error } => {
+            let mut detail = match error {
+                EvalError::WithheldMatch { field } => vec![withheld(field)],
+                EvalError::Condition { condition, error } => {
+                    vec![format!("when: {condition}"), format!("error: {error}")]
+                }
+            };
+            detail.push("a deny rule that cannot be evaluated applies (fail closed)".to_string());
+            ("applies on error", detail)
+        }
         TraceOutcome::ConditionError { condition, error } => {
             ("condition failed", vec![format!("when: {condition}"), format!("error: {error}")])
         }
+        TraceOutcome::Withheld { field } => ("withheld", vec![withheld(field)]),
     }
+}
+
+fn withheld(field: &str) -> String {
+    format!("`match` tests `{field}`, whose value was withheld (over the attribute limits)")
 }

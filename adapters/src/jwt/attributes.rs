@@ -6,8 +6,10 @@
 //!   claims.labels.team`), like the attribute mapping of GCP Workload Identity
 //!   Federation, but limited to claim paths.
 //!
-//! Caps keep one token from bloating audit records and rule evaluation; what exceeds them
-//! is dropped (and logged at debug), never an error.
+//! Caps keep one token from bloating audit records and rule evaluation. What exceeds them
+//! is withheld, never an error: the value is dropped and its key recorded in
+//! [`Identity::withheld`], so a rule that looks at it fails closed instead of acting as
+//! if the token had no such claim.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,7 @@ use serde_json::{Map, Value};
 
 use super::VerifiedClaims;
 use crate::build::BuildError;
+use crate::identity::Identity;
 
 /// At most this many attributes per identity.
 pub const MAX_ATTRIBUTES: usize = 128;
@@ -25,62 +28,44 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
 /// Claims every JWT source already turns into identity fields, so never into attributes.
 pub const REGISTERED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
 
-/// Flatten `claims` other than `exclude` into attributes named `{prefix}.{claim}`.
-/// `{"a": {"b": 1}}` gives `prefix.a.b = "1"`; `{"r": ["x", 2]}` gives `prefix.r =
-/// "[\"x\",2]"`; nulls and empty objects give nothing.
-pub fn flatten_claims(
-    prefix: &str,
-    claims: &Map<String, Value>,
-    exclude: &[&str],
-) -> BTreeMap<String, String> {
-    let mut out = Flattened::default();
+/// Flatten `claims` other than `exclude` into `identity`'s attributes, named
+/// `{prefix}.{claim}`. `{"a": {"b": 1}}` gives `prefix.a.b = "1"`; `{"r": ["x", 2]}` gives
+/// `prefix.r = "[\"x\",2]"`; nulls and empty objects give nothing. A value or key over
+/// [`MAX_ATTRIBUTE_BYTES`], or any attribute past [`MAX_ATTRIBUTES`], is withheld.
+pub fn flatten_claims(identity: &mut Identity, prefix: &str, claims: &Map<String, Value>, exclude: &[&str]) {
+    let withheld_before = identity.withheld.len();
     for (name, value) in claims {
         if exclude.contains(&name.as_str()) {
             continue;
         }
-        out.add(format!("{prefix}.{name}"), value);
+        add(identity, format!("{prefix}.{name}"), value);
     }
-    if out.dropped_count > 0 || out.dropped_size > 0 {
-        tracing::debug!(
-            prefix,
-            over_count = out.dropped_count,
-            over_size = out.dropped_size,
-            "identity attributes dropped: over the limits"
-        );
+    let withheld = identity.withheld.len() - withheld_before;
+    if withheld > 0 {
+        tracing::debug!(prefix, withheld, "identity attributes withheld: over the limits");
     }
-    out.attributes
 }
 
-#[derive(Default)]
-struct Flattened {
-    attributes: BTreeMap<String, String>,
-    dropped_count: usize,
-    dropped_size: usize,
-}
-
-impl Flattened {
-    fn add(&mut self, key: String, value: &Value) {
-        let text = match value {
-            Value::Null => return,
-            Value::Object(inner) => {
-                for (name, value) in inner {
-                    self.add(format!("{key}.{name}"), value);
-                }
-                return;
+fn add(identity: &mut Identity, key: String, value: &Value) {
+    let text = match value {
+        Value::Null => return,
+        Value::Object(inner) => {
+            for (name, value) in inner {
+                add(identity, format!("{key}.{name}"), value);
             }
-            Value::String(s) => s.clone(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            // `Display` of a Value is its compact JSON text.
-            Value::Array(_) => value.to_string(),
-        };
-        if text.len() > MAX_ATTRIBUTE_BYTES || key.len() > MAX_ATTRIBUTE_BYTES {
-            self.dropped_size += 1;
-        } else if self.attributes.len() >= MAX_ATTRIBUTES {
-            self.dropped_count += 1;
-        } else {
-            self.attributes.insert(key, text);
+            return;
         }
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        // `Display` of a Value is its compact JSON text.
+        Value::Array(_) => value.to_string(),
+    };
+    let over_size = text.len() > MAX_ATTRIBUTE_BYTES || key.len() > MAX_ATTRIBUTE_BYTES;
+    if over_size || identity.attributes.len() >= MAX_ATTRIBUTES {
+        identity.withheld.insert(key);
+    } else {
+        identity.attributes.insert(key, text);
     }
 }
 
@@ -147,8 +132,9 @@ impl AttributeMapping {
         self.entries.is_empty()
     }
 
-    /// Add the mapped attributes found in `claims` to `attributes`.
-    pub fn apply(&self, claims: &VerifiedClaims, attributes: &mut BTreeMap<String, String>) {
+    /// Add the mapped attributes found in `claims` to `identity`; a value over
+    /// [`MAX_ATTRIBUTE_BYTES`] is withheld.
+    pub fn apply(&self, claims: &VerifiedClaims, identity: &mut Identity) {
         for (key, expression) in &self.entries {
             let Some(path) = claim_path(expression) else { continue };
             let text = match claims.get(path) {
@@ -160,10 +146,11 @@ impl AttributeMapping {
                 Some(other @ (Value::Array(_) | Value::Object(_))) => other.to_string(),
             };
             if text.len() > MAX_ATTRIBUTE_BYTES {
-                tracing::debug!(attribute = %key, "mapped attribute dropped: over the size limit");
+                tracing::debug!(attribute = %key, "mapped attribute withheld: over the size limit");
+                identity.withheld.insert(key.clone());
                 continue;
             }
-            attributes.insert(key.clone(), text);
+            identity.attributes.insert(key.clone(), text);
         }
     }
 }
@@ -196,6 +183,13 @@ mod tests {
         }
     }
 
+    /// The attributes and withheld keys `flatten_claims` gives an identity that has none.
+    fn flatten(claims: &Map<String, Value>, exclude: &[&str]) -> Identity {
+        let mut identity = super::mapping_tests::bare_identity();
+        flatten_claims(&mut identity, "oidc", claims, exclude);
+        identity
+    }
+
     #[test]
     fn flattens_nested_objects_scalars_and_arrays() {
         let claims = map(json!({
@@ -208,7 +202,7 @@ mod tests {
             "k8s": {"ns": "payments", "pod": {"name": "api-1"}, "empty": {}},
             "gone": null,
         }));
-        let attrs = flatten_claims("oidc", &claims, &REGISTERED_CLAIMS);
+        let identity = flatten(&claims, &REGISTERED_CLAIMS);
         let expected: BTreeMap<String, String> = [
             ("oidc.email", "a@example.com"),
             ("oidc.email_verified", "true"),
@@ -221,21 +215,37 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        assert_eq!(attrs, expected);
+        assert_eq!(identity.attributes, expected);
+        assert!(identity.withheld.is_empty());
     }
 
     #[test]
-    fn caps_count_and_size_without_failing() {
+    fn caps_count_and_size_without_failing_and_names_what_they_withheld() {
         let mut claims = Map::new();
         for i in 0..200 {
             claims.insert(format!("c{i:03}"), json!("v"));
         }
         claims.insert("big".into(), json!("x".repeat(MAX_ATTRIBUTE_BYTES + 1)));
         claims.insert("fits".into(), json!("x".repeat(MAX_ATTRIBUTE_BYTES)));
-        let attrs = flatten_claims("oidc", &claims, &[]);
+        claims.insert("nested".into(), json!({ "ref": "r".repeat(2048) }));
+        claims.insert("long_list".into(), json!(vec!["group"; 200]));
+        let long_key = "k".repeat(MAX_ATTRIBUTE_BYTES);
+        claims.insert(long_key.clone(), json!("v"));
+        let identity = flatten(&claims, &[]);
+        let attrs = &identity.attributes;
         assert_eq!(attrs.len(), MAX_ATTRIBUTES);
         assert!(!attrs.contains_key("oidc.big"));
         assert!(attrs.values().all(|v| v.len() <= MAX_ATTRIBUTE_BYTES));
+        // `c000`..`c127` fill the cap; `fits` and every claim after it are past it.
+        assert_eq!(attrs.keys().last().map(String::as_str), Some("oidc.c127"));
+        // Every value left out is named, by key only: over the size limit, or past the count.
+        let withheld = &identity.withheld;
+        for key in ["oidc.big", "oidc.nested.ref", "oidc.long_list", "oidc.c128", "oidc.c199", "oidc.fits"] {
+            assert!(withheld.contains(key), "{key} withheld");
+        }
+        assert!(withheld.contains(&format!("oidc.{long_key}")), "an over-long key is withheld");
+        assert_eq!(attrs.len() + withheld.len(), claims.len());
+        assert!(withheld.iter().all(|k| !attrs.contains_key(k)));
     }
 }
 
@@ -245,6 +255,14 @@ mod mapping_tests {
     use crate::jwt::testkit::{TestKey, jwks};
     use crate::jwt::{Algorithm, JwtPolicy, KeySet, verify_with_keys};
     use serde_json::json;
+
+    /// An identity with no attributes, for adding to.
+    pub(super) fn bare_identity() -> Identity {
+        serde_json::from_value(json!({
+            "id": "oidc://s/x", "provider": "oidc", "source": "s", "issuer": "https://i", "subject": "x",
+        }))
+        .unwrap()
+    }
 
     fn mapping(entries: Value) -> AttributeMapping {
         serde_json::from_value(entries).unwrap()
@@ -326,8 +344,9 @@ mod mapping_tests {
             "nothing": null,
             "big": "x".repeat(MAX_ATTRIBUTE_BYTES + 1),
         }));
-        let mut attrs = BTreeMap::from([("github.ref".to_string(), "refs/heads/main".to_string())]);
-        m.apply(&claims, &mut attrs);
+        let mut identity = bare_identity();
+        identity.attributes.insert("github.ref".to_string(), "refs/heads/main".to_string());
+        m.apply(&claims, &mut identity);
         let expected: BTreeMap<String, String> = [
             ("github.ref", "refs/heads/main"),
             ("team", "payments"),
@@ -341,7 +360,9 @@ mod mapping_tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        assert_eq!(attrs, expected);
+        assert_eq!(identity.attributes, expected);
+        // Over the size limit: withheld, by key.
+        assert_eq!(identity.withheld.iter().collect::<Vec<_>>(), ["big"]);
         assert!(AttributeMapping::default().is_empty());
     }
 }

@@ -220,6 +220,7 @@ pub fn identity_base(
         instance: None,
         region: None,
         attributes: Default::default(),
+        withheld: Default::default(),
         expires_at: claims.expires_at(),
     }
 }
@@ -277,7 +278,7 @@ impl<M: ClaimsMapper> IdentitySource for JwtSource<M> {
         }
         let claims = self.verifier.verify(token.value.expose()).await?;
         let mut identity = self.mapper.identity(&self.name, &claims)?;
-        self.attributes.apply(&claims, &mut identity.attributes);
+        self.attributes.apply(&claims, &mut identity);
         Ok(VerifiedIdentity::new(identity))
     }
 

@@ -66,6 +66,7 @@ pub fn identity(name: Option<&str>) -> Identity {
         instance: None,
         region: None,
         attributes: BTreeMap::new(),
+        withheld: Default::default(),
         expires_at: NOW + 600,
     }
 }

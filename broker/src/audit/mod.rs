@@ -284,6 +284,7 @@ pub(crate) mod tests {
                 ("k8s.pod".to_string(), "api-7d".to_string()),
             ]
             .into(),
+            withheld: Default::default(),
             expires_at: 1_795_424_400,
         };
         AuditEvent {

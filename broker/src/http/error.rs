@@ -179,7 +179,10 @@ impl From<&ExchangeError> for WireError {
             ExchangeError::UnsupportedTokenType { .. } => Self::UnsupportedRequestedTokenType,
             ExchangeError::RateLimited(r) => Self::RateLimited { retry_after: r.retry_after_secs() },
             ExchangeError::Denied(d) => match d {
-                Denial::Denied { .. } | Denial::NoRule | Denial::Unrenderable { .. } => Self::NotAllowed,
+                Denial::Denied { .. }
+                | Denial::DeniedOnError { .. }
+                | Denial::NoRule
+                | Denial::Unrenderable { .. } => Self::NotAllowed,
                 Denial::Ambiguous { .. } => Self::Ambiguous,
                 Denial::ScopeNotGrantable => Self::ScopeNotGrantable,
             },

@@ -16,7 +16,11 @@ impl Expectation {
     fn holds(&self, actual: &Result<GrantPreview, Denial>) -> bool {
         match (self, actual) {
             (Self::Allow(rule), Ok(preview)) => preview.rule == *rule,
-            (Self::Deny(rule), Err(Denial::Denied { rule: got })) => got == rule,
+            // A deny rule that applies because it could not be evaluated denies all the same.
+            (
+                Self::Deny(rule),
+                Err(Denial::Denied { rule: got } | Denial::DeniedOnError { rule: got, .. }),
+            ) => got == rule,
             (Self::NoRule, Err(Denial::NoRule))
             | (Self::Ambiguous, Err(Denial::Ambiguous { .. }))
             | (Self::InvalidScope, Err(Denial::ScopeNotGrantable)) => true,

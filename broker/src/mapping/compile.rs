@@ -86,6 +86,8 @@ pub(crate) struct CompiledRule {
     pub pos: Pos,
     pub matchers: Vec<Matcher>,
     pub condition: Option<Condition>,
+    /// Where the `when:` condition is; the rule's own position when it has none.
+    pub when_pos: Pos,
     pub target: String,
     /// The scope this rule grants: `grant.scope`, else the target's scope parameter.
     pub scope: Option<Template>,
@@ -180,19 +182,29 @@ impl RuleIndex {
     }
 
     /// The rules for `target` that could match `identity`, in load order, into `out`.
-    /// Every rule left out has an exact condition `identity` fails.
+    /// Every rule left out has an exact condition `identity` fails. Rules filed under an
+    /// attribute the identity withheld are all in: none can be ruled out, and each must
+    /// fail closed.
     pub fn candidates(&self, target: &str, identity: &Identity, out: &mut Vec<usize>) {
         out.clear();
         let Some(t) = self.by_target.get(target) else { return };
         out.extend_from_slice(&t.rest);
+        let mut several_buckets = false;
         for (field, buckets) in &t.keyed {
-            if let Some(bucket) = identity.field(field).and_then(|v| buckets.get(v)) {
+            if identity.is_withheld(field) {
+                buckets.values().for_each(|bucket| out.extend_from_slice(bucket));
+                several_buckets = true;
+            } else if let Some(bucket) = identity.field(field).and_then(|v| buckets.get(v)) {
                 out.extend_from_slice(bucket);
             }
         }
-        // A rule is filed under one field only, so there are no duplicates to remove;
-        // sorting restores load order, which decisions and explanations report in.
+        // Sorting restores load order, which decisions and explanations report in. A rule
+        // is filed under one field only, so only the buckets of a withheld field, which a
+        // rule of several values is in each of, can repeat one.
         out.sort_unstable();
+        if several_buckets {
+            out.dedup();
+        }
     }
 }
 
@@ -336,6 +348,7 @@ impl<'a> Compiler<'a> {
             pos: raw.pos,
             matchers,
             condition,
+            when_pos: raw.when.as_ref().map_or(raw.pos, |w| w.pos),
             target: target.name.clone(),
             scope: grant.scope,
             ttl: grant.ttl,

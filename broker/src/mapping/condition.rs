@@ -5,9 +5,9 @@
 //! done without running it: its size and cost are bounded, it may name only `identity`,
 //! `request`, `now` and the variables of its own comprehensions, only fields those have,
 //! and only functions CEL has; where its type is evident it must be a bool. At request
-//! time a condition that is `false`, fails (a missing attribute, a type error) or yields
-//! something other than a bool does not hold: the rule does not apply, and the reason is in
-//! the explanation and a debug log.
+//! time a condition is true, false, or an error: it failed (a missing attribute, a type
+//! error), yielded something other than a bool, or reads an attribute whose value was
+//! withheld (`access`). An error makes a deny rule apply and an allow rule not (`eval`).
 //!
 //! Variables:
 //! - `identity`: a map of the identity's fields (`id`, `provider`, `source`, `issuer`,
@@ -16,7 +16,7 @@
 //! - `request`: `audience`, and `scope` and `client_addr` when the request has them;
 //! - `now`: the broker's clock as a timestamp, so `now.getHours("Europe/Paris") < 18`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -27,6 +27,7 @@ use tessera_adapters::Identity;
 use tessera_adapters::identity::FIELDS;
 
 use crate::mapping::Request;
+use crate::mapping::access::{self, Optional, Reads};
 
 /// Longest condition accepted, in bytes.
 pub(crate) const MAX_BYTES: usize = 4096;
@@ -79,6 +80,8 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
 pub(crate) struct Condition {
     source: String,
     expr: IdedExpr,
+    /// What it reads of the identity's attributes.
+    reads: Reads,
 }
 
 impl fmt::Debug for Condition {
@@ -108,7 +111,7 @@ const VARIABLES_HINT: &str =
 pub(crate) enum Outcome {
     True,
     False,
-    /// Evaluation failed or did not yield a bool; the condition does not hold.
+    /// Evaluation failed, did not yield a bool, or would read a withheld attribute.
     Error(String),
 }
 
@@ -149,7 +152,8 @@ impl Condition {
                 )]);
             }
         };
-        Ok(Self { source: source.to_string(), expr })
+        let reads = access::reads(&expr);
+        Ok(Self { source: source.to_string(), expr, reads })
     }
 
     /// The expression as written.
@@ -157,7 +161,15 @@ impl Condition {
         &self.source
     }
 
+    /// The attributes and optional fields it reads without a `has()` / `in` test.
+    pub fn unguarded(&self) -> Vec<Optional> {
+        access::unguarded(&self.expr)
+    }
+
     pub fn evaluate(&self, vars: &Vars) -> Outcome {
+        if let Some(error) = self.reads.withheld(&vars.withheld) {
+            return Outcome::Error(error);
+        }
         let result = catch_unwind(AssertUnwindSafe(|| Value::resolve(&self.expr, &vars.context)));
         match result {
             Ok(Ok(Value::Bool(true))) => Outcome::True,
@@ -229,9 +241,11 @@ fn describe(e: &ExecutionError) -> String {
     }
 }
 
-/// The variables of one request, built once and shared by every condition it meets.
+/// The variables of one request, built once and shared by every condition it meets, and
+/// the attribute keys whose values the identity withheld.
 pub(crate) struct Vars {
     context: Context<'static, 'static>,
+    withheld: BTreeSet<String>,
 }
 
 impl Vars {
@@ -250,7 +264,7 @@ impl Vars {
         if let Some(now) = timestamp(request.now) {
             context.add_variable_from_value("now", now);
         }
-        Self { context }
+        Self { context, withheld: identity.withheld.clone() }
     }
 }
 
@@ -596,6 +610,7 @@ mod tests {
             instance: None,
             region: None,
             attributes: BTreeMap::from([("k8s.pod_name".to_string(), "api-7d".to_string())]),
+            withheld: Default::default(),
             expires_at: 1_800_000_600,
         }
     }
@@ -651,6 +666,34 @@ mod tests {
             run(r#""github.ref" in identity.attributes && identity.attributes["github.ref"] == "x""#),
             Outcome::False
         );
+    }
+
+    #[test]
+    fn a_condition_reading_a_withheld_attribute_is_an_error_before_it_runs() {
+        let request = Request { audience: "aws-prod", scope: None, client_addr: None, now: NOW };
+        let mut id = identity();
+        id.withheld.insert("k8s.ref".to_string());
+        let run = |source: &str| Condition::compile(source).unwrap().evaluate(&Vars::new(&id, &request));
+        let withheld = "it reads attribute `k8s.ref`, whose value was withheld (over the attribute limits)";
+        // Read, or only tested for: the token had a value, which the condition cannot see.
+        assert_eq!(run(r#"identity.attributes["k8s.ref"] != "x""#), Outcome::Error(withheld.into()));
+        assert_eq!(run(r#""k8s.ref" in identity.attributes"#), Outcome::Error(withheld.into()));
+        assert_eq!(
+            run(
+                r#"!("k8s.ref" in identity.attributes) || identity.attributes["k8s.ref"].startsWith("refs/pull/")"#
+            ),
+            Outcome::Error(withheld.into())
+        );
+        assert_eq!(
+            run(r#"identity.attributes.exists(k, k == "k8s.ref")"#),
+            Outcome::Error(
+                "it reads the attributes as a whole, and the value of `k8s.ref` was withheld (over the attribute limits)"
+                    .into()
+            )
+        );
+        // Conditions that do not look at it run as usual.
+        assert_eq!(run(r#"identity.attributes["k8s.pod_name"] == "api-7d""#), Outcome::True);
+        assert_eq!(run(r#"identity.name == "worker""#), Outcome::False);
     }
 
     #[test]

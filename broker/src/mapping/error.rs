@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::mapping::yaml::Pos;
 
 /// One problem in a mapping file, with where it is and how to fix it.
@@ -39,6 +41,21 @@ impl fmt::Display for LoadErrors {
     }
 }
 
+/// Why a rule could not be evaluated for an identity. Rules fail closed: a deny rule that
+/// cannot be evaluated applies, an allow rule does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvalError {
+    /// A `match` condition names an attribute whose value was withheld for being over the
+    /// attribute limits ([`Identity::withheld`](tessera_adapters::Identity::withheld)).
+    #[error("`match` tests `{field}`, whose value was withheld (over the attribute limits)")]
+    WithheldMatch { field: String },
+    /// The `when:` condition failed (a missing attribute, a type error, a withheld
+    /// attribute) or did not yield a bool.
+    #[error("its condition `{condition}` failed: {error}")]
+    Condition { condition: String, error: String },
+}
+
 /// Why the mapping rules give a verified identity no grant for a request. The detail is
 /// for logs and audit; callers see only the fixed text of the RFC 6749 error it maps to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +63,10 @@ pub enum Denial {
     /// A deny rule applies; deny rules win over any allow.
     #[error("denied by rule `{rule}`")]
     Denied { rule: String },
+    /// A deny rule could not be evaluated for this identity, so it applies: deny rules
+    /// fail closed.
+    #[error("denied by rule `{rule}`, which could not be evaluated (deny rules fail closed): {error}")]
+    DeniedOnError { rule: String, error: EvalError },
     /// No rule for the requested target matches the identity.
     #[error("no rule allows this identity the requested target")]
     NoRule,
@@ -65,6 +86,7 @@ impl Denial {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Denied { .. } => "TS-MAP-DENIED",
+            Self::DeniedOnError { .. } => "TS-MAP-DENY-CONDITION-ERROR",
             Self::NoRule => "TS-MAP-NO-RULE",
             Self::Ambiguous { .. } => "TS-MAP-AMBIGUOUS",
             Self::ScopeNotGrantable => "TS-MAP-SCOPE",
@@ -75,7 +97,9 @@ impl Denial {
     /// The one rule the denial is about, where there is one.
     pub fn rule(&self) -> Option<&str> {
         match self {
-            Self::Denied { rule } | Self::Unrenderable { rule, .. } => Some(rule),
+            Self::Denied { rule } | Self::DeniedOnError { rule, .. } | Self::Unrenderable { rule, .. } => {
+                Some(rule)
+            }
             Self::NoRule | Self::Ambiguous { .. } | Self::ScopeNotGrantable => None,
         }
     }

@@ -11,7 +11,7 @@ use tessera_adapters::{Grant, Identity, VerifiedIdentity};
 
 use crate::mapping::compile::{ClaimTemplate, CompiledRule, ParamTemplate};
 use crate::mapping::condition::{Outcome, Vars};
-use crate::mapping::error::Denial;
+use crate::mapping::error::{Denial, EvalError};
 use crate::mapping::file::Effect;
 use crate::mapping::template::MissingField;
 use crate::mapping::{MappingSet, Request};
@@ -20,11 +20,25 @@ use crate::mapping::{MappingSet, Request};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
-    Allow { rule: String },
-    Deny { rule: String },
+    Allow {
+        rule: String,
+    },
+    Deny {
+        rule: String,
+    },
+    /// A deny rule that could not be evaluated for this identity applies.
+    DenyOnError {
+        rule: String,
+        error: EvalError,
+    },
     NoRule,
-    Ambiguous { rules: Vec<String> },
-    ScopeNotGrantable { audience: String, scope: String },
+    Ambiguous {
+        rules: Vec<String>,
+    },
+    ScopeNotGrantable {
+        audience: String,
+        scope: String,
+    },
 }
 
 /// The scope an applying allow rule grants this identity.
@@ -49,14 +63,21 @@ pub enum GrantableScope {
 pub enum TraceOutcome {
     /// `match` held. For allow rules, `scope` is what the rule grants this identity.
     Applied { scope: GrantableScope },
+    /// A deny rule that could not be evaluated for this identity: it applies, as deny
+    /// rules fail closed.
+    AppliedOnError { error: EvalError },
     /// The first `match` condition that failed: the field, the identity's value (`None`
     /// when it has none) and the patterns the rule accepts.
     NotMatched { field: String, actual: Option<String>, patterns: Vec<String> },
     /// `match` held but the `when:` condition was false.
     ConditionFalse { condition: String },
-    /// `match` held but the `when:` condition failed (a missing attribute, a type error)
-    /// or did not yield a bool, so the rule does not apply.
+    /// An allow rule whose `match` held but whose `when:` condition failed (a missing
+    /// attribute, a type error, a withheld attribute) or did not yield a bool: it does not
+    /// apply.
     ConditionError { condition: String, error: String },
+    /// An allow rule with a `match` condition on `field`, an attribute whose value was
+    /// withheld for being over the attribute limits: it does not apply.
+    Withheld { field: String },
 }
 
 /// One rule considered for a request, where it is defined, and how it fared.
@@ -101,42 +122,75 @@ mod seconds {
 
 /// The decision, pointing into the rule list.
 enum Decided<'s> {
-    Allow { rule: &'s CompiledRule, scope: GrantableScope },
-    Deny(&'s CompiledRule),
+    Allow {
+        rule: &'s CompiledRule,
+        scope: GrantableScope,
+    },
+    /// The deny rule that applies, and why it could not be evaluated if it could not.
+    Deny(&'s CompiledRule, Option<EvalError>),
     NoRule,
     Ambiguous(Vec<&'s CompiledRule>),
     ScopeNotGrantable,
 }
 
-/// Why a rule does not apply.
+/// Why a rule holds for no identity like this one.
 enum Miss {
     /// Index of the first `match` condition that failed.
     Match(usize),
     ConditionFalse,
-    ConditionError(String),
+}
+
+/// How a rule's conditions fare for one identity and request.
+enum Verdict {
+    Holds,
+    Misses(Miss),
+    /// They could not be evaluated: the rule fails closed.
+    Error(EvalError),
 }
 
 impl CompiledRule {
-    /// Whether the rule applies to `identity`: every `match` condition, then `when:`.
-    /// `vars` are built on the first condition met and reused for the rest.
-    fn check(&self, identity: &Identity, request: &Request<'_>, vars: &mut Option<Vars>) -> Result<(), Miss> {
-        if let Some(failed) = self.matchers.iter().position(|m| !m.matches(identity)) {
-            return Err(Miss::Match(failed));
-        }
-        let Some(condition) = &self.condition else { return Ok(()) };
-        let vars = vars.get_or_insert_with(|| Vars::new(identity, request));
-        match condition.evaluate(vars) {
-            Outcome::True => Ok(()),
-            Outcome::False => Err(Miss::ConditionFalse),
-            Outcome::Error(error) => {
-                tracing::debug!(rule = %self.name, error = %error, "condition failed: the rule does not apply");
-                Err(Miss::ConditionError(error))
+    /// Whether the rule's `match` and `when:` hold for `identity`. A condition that
+    /// cannot be evaluated (a `match` on a withheld attribute, a `when:` that fails)
+    /// decides only when no other condition is false: a rule that cannot apply whatever
+    /// the unknown value is does not apply. `vars` are built on the first condition met
+    /// and reused for the rest.
+    fn check(&self, identity: &Identity, request: &Request<'_>, vars: &mut Option<Vars>) -> Verdict {
+        let mut withheld = None;
+        for (i, m) in self.matchers.iter().enumerate() {
+            if identity.is_withheld(&m.field) {
+                withheld = withheld.or(Some(m));
+            } else if !m.matches(identity) {
+                return Verdict::Misses(Miss::Match(i));
             }
         }
+        let outcome = self.condition.as_ref().map(|c| {
+            let vars = vars.get_or_insert_with(|| Vars::new(identity, request));
+            (c, c.evaluate(vars))
+        });
+        let error = match (outcome, withheld) {
+            (Some((_, Outcome::False)), _) => return Verdict::Misses(Miss::ConditionFalse),
+            (_, Some(m)) => EvalError::WithheldMatch { field: m.field.clone() },
+            (Some((c, Outcome::Error(error))), None) => {
+                EvalError::Condition { condition: c.source().to_string(), error }
+            }
+            (Some((_, Outcome::True)) | None, None) => return Verdict::Holds,
+        };
+        match self.effect {
+            Effect::Deny => tracing::debug!(
+                rule = %self.name,
+                error = %error,
+                "condition failed: the deny rule applies (fail closed)"
+            ),
+            Effect::Allow => tracing::debug!(
+                rule = %self.name,
+                error = %error,
+                "condition failed: the rule does not apply"
+            ),
+        }
+        Verdict::Error(error)
     }
 
     fn miss_outcome(&self, miss: Miss, identity: &Identity) -> Option<TraceOutcome> {
-        let condition = || self.condition.as_ref().map(|c| c.source().to_string()).unwrap_or_default();
         Some(match miss {
             Miss::Match(failed) => {
                 let m = self.matchers.get(failed)?;
@@ -146,8 +200,9 @@ impl CompiledRule {
                     patterns: m.patterns.iter().map(|p| p.as_str().to_string()).collect(),
                 }
             }
-            Miss::ConditionFalse => TraceOutcome::ConditionFalse { condition: condition() },
-            Miss::ConditionError(error) => TraceOutcome::ConditionError { condition: condition(), error },
+            Miss::ConditionFalse => TraceOutcome::ConditionFalse {
+                condition: self.condition.as_ref().map(|c| c.source().to_string()).unwrap_or_default(),
+            },
         })
     }
 
@@ -204,8 +259,10 @@ fn render_param(t: &ParamTemplate, identity: &Identity) -> Result<serde_json::Va
 
 impl MappingSet {
     /// The one decision path. Semantics (DESIGN.md, "Mapping files"): a rule applies when
-    /// its `match` and `when` hold and it grants the requested target; any applying deny
-    /// rule wins; otherwise a requested scope picks the applying allow rule granting
+    /// its `match` and `when` hold and it grants the requested target; a deny rule that
+    /// cannot be evaluated for the identity applies too, an allow rule does not; any
+    /// applying deny rule wins (one that could be evaluated is reported before one that
+    /// could not); otherwise a requested scope picks the applying allow rule granting
     /// exactly it, and without one exactly one allow rule must apply.
     ///
     /// Without a trace only the index's candidates are looked at; with one, every rule
@@ -217,7 +274,7 @@ impl MappingSet {
         request: &Request<'_>,
         mut trace: Option<&mut Vec<RuleTrace>>,
     ) -> Decided<'s> {
-        let mut deny: Option<&CompiledRule> = None;
+        let mut deny: Option<(&CompiledRule, Option<EvalError>)> = None;
         let mut allows: Vec<(&CompiledRule, GrantableScope)> = Vec::new();
         let mut candidates = Vec::new();
         let considered: &[usize] = if trace.is_some() {
@@ -229,32 +286,47 @@ impl MappingSet {
         let mut vars: Option<Vars> = None;
         for &i in considered {
             let Some(rule) = self.rules.get(i) else { continue };
-            if let Err(miss) = rule.check(identity, request, &mut vars) {
-                if let (Some(trace), Some(outcome)) =
-                    (trace.as_deref_mut(), rule.miss_outcome(miss, identity))
-                {
-                    trace.push(rule.trace(outcome));
+            let outcome = match (rule.check(identity, request, &mut vars), rule.effect) {
+                (Verdict::Holds, Effect::Deny) => {
+                    if deny.as_ref().is_none_or(|(_, error)| error.is_some()) {
+                        deny = Some((rule, None));
+                    }
+                    trace.is_some().then_some(TraceOutcome::Applied { scope: GrantableScope::None })
                 }
-                continue;
-            }
-            let scope = match rule.effect {
-                Effect::Deny => {
-                    deny = deny.or(Some(rule));
-                    GrantableScope::None
+                (Verdict::Error(error), Effect::Deny) => {
+                    let outcome =
+                        trace.is_some().then(|| TraceOutcome::AppliedOnError { error: error.clone() });
+                    if deny.is_none() {
+                        deny = Some((rule, Some(error)));
+                    }
+                    outcome
                 }
-                Effect::Allow => {
+                (Verdict::Holds, Effect::Allow) => {
                     let scope = rule.grantable_scope(identity);
                     allows.push((rule, scope.clone()));
-                    scope
+                    Some(TraceOutcome::Applied { scope })
+                }
+                (Verdict::Error(error), Effect::Allow) => trace.is_some().then_some(match error {
+                    EvalError::WithheldMatch { field } => TraceOutcome::Withheld { field },
+                    EvalError::Condition { condition, error } => {
+                        TraceOutcome::ConditionError { condition, error }
+                    }
+                }),
+                (Verdict::Misses(miss), _) => {
+                    if trace.is_some() {
+                        rule.miss_outcome(miss, identity)
+                    } else {
+                        None
+                    }
                 }
             };
-            if let Some(trace) = trace.as_deref_mut() {
-                trace.push(rule.trace(TraceOutcome::Applied { scope }));
+            if let (Some(trace), Some(outcome)) = (trace.as_deref_mut(), outcome) {
+                trace.push(rule.trace(outcome));
             }
         }
 
-        if let Some(rule) = deny {
-            return Decided::Deny(rule);
+        if let Some((rule, error)) = deny {
+            return Decided::Deny(rule, error);
         }
         match request.scope {
             Some(wanted) => {
@@ -285,13 +357,14 @@ impl MappingSet {
     }
 
     /// Decide for `identity` and explain: every rule for the requested target, whether it
-    /// applied and, if not, which `match` condition failed or how `when` fared. Makes no
-    /// grant.
+    /// applied (or, for a deny rule, applied because it could not be evaluated) and, if
+    /// not, which `match` condition failed or how `when` fared. Makes no grant.
     pub fn evaluate(&self, identity: &Identity, request: &Request<'_>) -> Evaluation {
         let mut trace = Vec::new();
         let decision = match self.decide(identity, request, Some(&mut trace)) {
             Decided::Allow { rule, .. } => Decision::Allow { rule: rule.name.clone() },
-            Decided::Deny(rule) => Decision::Deny { rule: rule.name.clone() },
+            Decided::Deny(rule, None) => Decision::Deny { rule: rule.name.clone() },
+            Decided::Deny(rule, Some(error)) => Decision::DenyOnError { rule: rule.name.clone(), error },
             Decided::NoRule => Decision::NoRule,
             Decided::Ambiguous(rules) => Decision::Ambiguous { rules: names(&rules) },
             Decided::ScopeNotGrantable => Decision::ScopeNotGrantable {
@@ -306,7 +379,10 @@ impl MappingSet {
     pub fn preview(&self, identity: &Identity, request: &Request<'_>) -> Result<GrantPreview, Denial> {
         let (rule, scope) = match self.decide(identity, request, None) {
             Decided::Allow { rule, scope } => (rule, scope),
-            Decided::Deny(rule) => return Err(Denial::Denied { rule: rule.name.clone() }),
+            Decided::Deny(rule, None) => return Err(Denial::Denied { rule: rule.name.clone() }),
+            Decided::Deny(rule, Some(error)) => {
+                return Err(Denial::DeniedOnError { rule: rule.name.clone(), error });
+            }
             Decided::NoRule => return Err(Denial::NoRule),
             Decided::Ambiguous(rules) => return Err(Denial::Ambiguous { rules: names(&rules) }),
             Decided::ScopeNotGrantable => return Err(Denial::ScopeNotGrantable),

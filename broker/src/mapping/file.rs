@@ -3,7 +3,7 @@
 //! broker's catalog or the other files (targets, grant keys, duplicate names) is checked
 //! when the rules are compiled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -603,13 +603,15 @@ impl<'a> Reader<'a> {
     /// A test case's identity. `source` is required; `provider`, `issuer` and `subject`
     /// default to `test`, `https://tessera.test` and `test-subject`, and `id` to
     /// `test://<source>/<subject>`, so cases name only what their rules match on.
-    /// `expires_at` is whole seconds or RFC 3339.
+    /// `expires_at` is whole seconds or RFC 3339. `withheld` lists attribute keys whose
+    /// values were withheld for being over the attribute limits, as audit records show them.
     pub fn identity(&mut self, node: &Node) -> Option<Identity> {
         let mut allowed: Vec<&str> = FIELDS.to_vec();
-        allowed.extend(["attributes", "expires_at"]);
+        allowed.extend(["attributes", "withheld", "expires_at"]);
         let entries = self.map(node, "`identity`", Some(&allowed))?;
         let mut fields: BTreeMap<&str, String> = BTreeMap::new();
         let mut attributes = BTreeMap::new();
+        let mut withheld: Vec<Sp<String>> = Vec::new();
         let mut expires_at = 0i64;
         for e in &entries {
             match e.key.as_str() {
@@ -618,6 +620,11 @@ impl<'a> Reader<'a> {
                         if let Some(v) = self.string(a.node, &format!("`attributes.{}`", a.key)) {
                             attributes.insert(a.key, v.value);
                         }
+                    }
+                }
+                "withheld" => {
+                    for item in self.seq(e.node, "`identity.withheld`").unwrap_or_default() {
+                        withheld.extend(self.string(item, "an attribute key in `identity.withheld`"));
                     }
                 }
                 "expires_at" => {
@@ -633,6 +640,14 @@ impl<'a> Reader<'a> {
                 }
             }
         }
+        for key in withheld.iter().filter(|k| attributes.contains_key(&k.value)) {
+            self.error(
+                key.pos,
+                format!("attribute `{}` is both withheld and given a value", key.value),
+                "a withheld attribute has no value: remove it from `attributes` or from `withheld`",
+            );
+        }
+        let withheld: BTreeSet<String> = withheld.into_iter().map(|k| k.value).collect();
         let Some(source) = fields.remove("source") else {
             self.error(node.pos, "the test identity has no `source`", "add `source: <source name>`");
             return None;
@@ -650,6 +665,7 @@ impl<'a> Reader<'a> {
             instance: fields.remove("instance"),
             region: fields.remove("region"),
             attributes,
+            withheld,
             expires_at,
         })
     }

@@ -1,6 +1,7 @@
 //! Warnings about rule sets that load but do not do what they seem to: rules that can never
-//! apply, and allow rules that overlap so that requests both match are refused as
-//! ambiguous. Reported by `tessera mappings check`; a warning never stops a set loading.
+//! apply, allow rules that overlap so that requests both match are refused as ambiguous,
+//! and conditions that read a value an identity may lack without testing for it. Reported
+//! by `tessera mappings check`; a warning never stops a set loading.
 //!
 //! Each check only warns when it is sure for the cases it understands (exact values and
 //! the glob shapes `*`, `prefix*` and `*suffix`), so a warning is worth reading.
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::mapping::access::Optional;
 use crate::mapping::compile::{CompiledRule, Matcher};
 use crate::mapping::file::Effect;
 use crate::mapping::glob::Pattern;
@@ -116,6 +118,7 @@ impl MappingSet {
         let rules: Vec<Sourced<'_>> = self.rules.iter().zip(sources.iter().map(Vec::as_slice)).collect();
         let mut warnings = unsatisfiable(&rules, catalog);
         warnings.extend(shadowed(&rules));
+        warnings.extend(self.rules.iter().flat_map(unguarded));
         for (i, j) in overlap_candidates(&rules) {
             if let (Some(a), Some(b)) = (rules.get(i), rules.get(j)) {
                 warnings.extend(overlap(a, b));
@@ -175,6 +178,47 @@ fn shadowed(rules: &[Sourced<'_>]) -> Vec<Warning> {
         }
     }
     warnings
+}
+
+/// A warning, at the `when:` condition, for each attribute or optional field it reads
+/// without a `has()` / `in` test: for an identity without it the condition fails, which
+/// makes a deny rule apply and an allow rule not.
+fn unguarded(rule: &CompiledRule) -> Vec<Warning> {
+    let Some(condition) = &rule.condition else { return Vec::new() };
+    condition.unguarded().into_iter().map(|value| unguarded_read(rule, &value)).collect()
+}
+
+fn unguarded_read(rule: &CompiledRule, value: &Optional) -> Warning {
+    // The guard that lets the rest be read only when the value is there, and the one
+    // that holds when it is missing.
+    let (missing, present, absent) = match value {
+        Optional::Field(name) => {
+            (format!("no `{name}`"), format!("has(identity.{name}) &&"), format!("!has(identity.{name}) ||"))
+        }
+        Optional::Attribute(key) => (
+            format!("no attribute `{key}`"),
+            format!("\"{key}\" in identity.attributes &&"),
+            format!("!(\"{key}\" in identity.attributes) ||"),
+        ),
+    };
+    let (what, refuse, admit) = match rule.effect {
+        Effect::Deny => ("the deny rule applies", absent, present),
+        Effect::Allow => ("the rule does not apply", present, absent),
+    };
+    let message = format!(
+        "the condition of rule `{}` reads `{value}` without testing that it is there: \
+         for an identity with {missing} the condition fails and {what}",
+        rule.name
+    );
+    Warning {
+        file: rule.file.to_path_buf(),
+        line: rule.when_pos.line,
+        column: rule.when_pos.column,
+        message,
+        hint: format!(
+            "say what identities without it get: `{refuse} ...` refuses them, `{admit} ...` lets them through"
+        ),
+    }
 }
 
 /// The pairs of allow rules of one target that may overlap, as sorted index pairs. Rules

@@ -5,7 +5,8 @@
 //! - `file`: the file format, read from that tree (shape checks).
 //! - `compile`: rules checked against the catalog and each other, compiled and indexed.
 //! - `glob`, `template`: match patterns and templated grant values.
-//! - `condition`: `when:` CEL conditions, checked at load and evaluated per request.
+//! - `condition`: `when:` CEL conditions, checked at load and evaluated per request;
+//!   `access`: what a condition reads of the identity, and which reads are unguarded.
 //! - `eval`: the decision, its explanation, and grant rendering.
 //! - `cases`: the files' inline `tests:` cases.
 //! - `lint`, `check`: warnings, and the report of `tessera mappings check`.
@@ -48,11 +49,15 @@
 //! - A rule grants `scope:` if it has one, else the value of its target's scope key
 //!   (`role_arn` for AWS). Deny rules take only `target`: they refuse every scope.
 //! - `when:` is a CEL condition over `identity`, `request` and `now` (see `condition`);
-//!   false, failing or non-bool means the rule does not apply.
+//!   false means the rule does not apply.
+//! - A rule that cannot be evaluated for an identity (its `when:` fails or yields no bool,
+//!   or it looks at an attribute whose value was withheld, [`Identity::withheld`]) fails
+//!   closed: a deny rule applies, an allow rule does not.
 //! - `tests:` cases name an identity (only `source` is required), an `audience`, an
 //!   optional `scope`, `client_addr` and `now`, and one of `expect: { allow: <rule> }`, `{ deny: <rule> }`,
 //!   `{ none: true }`, `{ ambiguous: true }`, `{ invalid_scope: true }`.
 
+mod access;
 mod cases;
 mod check;
 mod compile;
@@ -78,7 +83,7 @@ use tessera_adapters::{CredentialTarget, Identity};
 
 pub use cases::TestOutcome;
 pub use check::{CheckReport, Diagnostic, Severity, TestResult};
-pub use error::{Denial, LoadError, LoadErrors};
+pub use error::{Denial, EvalError, LoadError, LoadErrors};
 pub use eval::{Decision, Evaluation, GrantPreview, GrantableScope, RuleTrace, TraceOutcome};
 pub use file::{Effect, Expectation};
 pub use lint::Warning;

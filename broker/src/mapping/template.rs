@@ -148,6 +148,7 @@ mod tests {
             instance: None,
             region: None,
             attributes: BTreeMap::from([("k8s.pod_name".to_string(), "api-7d".to_string())]),
+            withheld: Default::default(),
             expires_at: 0,
         }
     }

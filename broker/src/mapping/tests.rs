@@ -92,6 +92,7 @@ fn identity(source: &str, namespace: Option<&str>, name: Option<&str>) -> Identi
         instance: None,
         region: None,
         attributes: BTreeMap::new(),
+        withheld: Default::default(),
         expires_at: 0,
     }
 }
@@ -497,6 +498,14 @@ fn test_identities_get_defaults_for_what_they_leave_out() {
 fn denial_codes_are_stable() {
     let cases = [
         (Denial::Denied { rule: "r".into() }, "TS-MAP-DENIED", Some("r")),
+        (
+            Denial::DeniedOnError {
+                rule: "r".into(),
+                error: EvalError::WithheldMatch { field: "attributes.x".into() },
+            },
+            "TS-MAP-DENY-CONDITION-ERROR",
+            Some("r"),
+        ),
         (Denial::NoRule, "TS-MAP-NO-RULE", None),
         (Denial::Ambiguous { rules: vec!["a".into(), "b".into()] }, "TS-MAP-AMBIGUOUS", None),
         (Denial::ScopeNotGrantable, "TS-MAP-SCOPE", None),
@@ -1218,6 +1227,397 @@ fn inline_tests_can_set_the_time_and_client_address() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Rules that cannot be evaluated: deny fails closed
+// ---------------------------------------------------------------------------------------
+
+/// An allow rule for every `eks-prod` workload, and a deny rule whose condition fails for
+/// a workload without an `oidc.env` attribute.
+const FAIL_CLOSED: &str = r#"
+    version: 1
+    rules:
+      - name: eks-workloads
+        match: { source: eks-prod }
+        grant: { target: internal-api }
+      - name: prod-only
+        effect: deny
+        match: { source: eks-prod }
+        when: 'identity.attributes["oidc.env"] != "prod"'
+        grant: { target: internal-api }
+"#;
+
+fn with_attributes(pairs: &[(&str, &str)]) -> Identity {
+    let mut id = api();
+    for (k, v) in pairs {
+        id.attributes.insert((*k).to_string(), (*v).to_string());
+    }
+    id
+}
+
+fn with_withheld(pairs: &[(&str, &str)], withheld: &[&str]) -> Identity {
+    let mut id = with_attributes(pairs);
+    id.withheld = withheld.iter().map(|k| (*k).to_string()).collect();
+    id
+}
+
+/// The decision through the index (`preview`), which must agree with the full scan
+/// (`evaluate`).
+#[track_caller]
+fn decided(set: &MappingSet, id: &Identity, r: &Request<'_>) -> Decision {
+    let indexed = match set.preview(id, r) {
+        Ok(p) => Decision::Allow { rule: p.rule },
+        Err(Denial::Denied { rule }) => Decision::Deny { rule },
+        Err(Denial::DeniedOnError { rule, error }) => Decision::DenyOnError { rule, error },
+        Err(Denial::NoRule) => Decision::NoRule,
+        Err(Denial::Ambiguous { rules }) => Decision::Ambiguous { rules },
+        Err(other) => panic!("{other}"),
+    };
+    assert_eq!(indexed, set.evaluate(id, r).decision, "{id:?}");
+    indexed
+}
+
+#[test]
+fn a_deny_rule_whose_condition_fails_applies() {
+    let set = load(FAIL_CLOSED);
+    let r = req("internal-api", None);
+    let allow = Decision::Allow { rule: "eks-workloads".into() };
+    assert_eq!(decided(&set, &with_attributes(&[("oidc.env", "prod")]), &r), allow);
+    assert_eq!(
+        decided(&set, &with_attributes(&[("oidc.env", "dev")]), &r),
+        Decision::Deny { rule: "prod-only".into() }
+    );
+    // No `oidc.env`: the condition fails, and the deny rule applies; it used to be skipped
+    // and the allow rule granted.
+    let error = EvalError::Condition {
+        condition: r#"identity.attributes["oidc.env"] != "prod""#.into(),
+        error: "no such key: `oidc.env` (guard it with `has()` or `in`)".into(),
+    };
+    let denial = set.preview(&api(), &r).unwrap_err();
+    assert_eq!(denial, Denial::DeniedOnError { rule: "prod-only".into(), error: error.clone() });
+    assert_eq!(denial.code(), "TS-MAP-DENY-CONDITION-ERROR");
+    assert_eq!(denial.rule(), Some("prod-only"));
+    assert_eq!(
+        denial.to_string(),
+        r#"denied by rule `prod-only`, which could not be evaluated (deny rules fail closed): its condition `identity.attributes["oidc.env"] != "prod"` failed: no such key: `oidc.env` (guard it with `has()` or `in`)"#
+    );
+    let e = set.evaluate(&api(), &r);
+    assert_eq!(e.decision, Decision::DenyOnError { rule: "prod-only".into(), error: error.clone() });
+    assert_eq!(e.trace[0].outcome, TraceOutcome::Applied { scope: GrantableScope::None });
+    assert_eq!(e.trace[1].outcome, TraceOutcome::AppliedOnError { error });
+    assert_eq!(
+        serde_json::to_value(&e.decision).unwrap(),
+        json!({
+            "decision": "deny_on_error",
+            "rule": "prod-only",
+            "error": {
+                "kind": "condition",
+                "condition": r#"identity.attributes["oidc.env"] != "prod""#,
+                "error": "no such key: `oidc.env` (guard it with `has()` or `in`)",
+            },
+        })
+    );
+    assert_eq!(serde_json::to_value(&e.trace[1].outcome).unwrap()["outcome"], "applied_on_error");
+}
+
+#[test]
+fn every_kind_of_condition_error_makes_a_deny_apply_and_an_allow_not() {
+    let r = req("internal-api", None);
+    for (condition, fragment) in [
+        (r#"identity.tenant == "t""#, "tenant"),
+        (r#"identity.attributes["oidc.env"] == "prod""#, "no such key: `oidc.env`"),
+        (r#"identity.name.matches("(")"#, "regex"),
+        (r#"[true, "x"][request.audience == "internal-api" ? 1 : 0]"#, "not a bool"),
+        (r#"int(identity.name) > 3"#, ""),
+    ] {
+        let deny = load(&format!(
+            "version: 1\nrules:\n  - name: all\n    match: {{ source: eks-prod }}\n    grant: {{ target: internal-api }}\n  - name: d\n    effect: deny\n    match: {{ source: eks-prod }}\n    when: '{condition}'\n    grant: {{ target: internal-api }}\n"
+        ));
+        let Decision::DenyOnError { rule, error: EvalError::Condition { condition: c, error } } =
+            decided(&deny, &api(), &r)
+        else {
+            panic!("{condition}: the deny rule applies")
+        };
+        assert_eq!((rule.as_str(), c.as_str()), ("d", condition));
+        assert!(error.contains(fragment), "{condition}: {error}");
+        let allow = load(&format!(
+            "version: 1\nrules:\n  - name: a\n    match: {{ source: eks-prod }}\n    when: '{condition}'\n    grant: {{ target: internal-api }}\n"
+        ));
+        assert_eq!(decided(&allow, &api(), &r), Decision::NoRule, "{condition}");
+        let TraceOutcome::ConditionError { error, .. } = &allow.evaluate(&api(), &r).trace[0].outcome else {
+            panic!("{condition}: the allow rule does not apply")
+        };
+        assert!(error.contains(fragment), "{condition}: {error}");
+    }
+}
+
+#[test]
+fn a_deny_rule_that_applies_outright_is_reported_before_one_on_error() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: needs-env
+            effect: deny
+            match: { source: eks-prod }
+            when: 'identity.attributes["oidc.env"] != "prod"'
+            grant: { target: internal-api }
+          - name: no-api
+            effect: deny
+            match: { name: api }
+            grant: { target: internal-api }
+        "#,
+    );
+    let r = req("internal-api", None);
+    assert_eq!(decided(&set, &api(), &r), Decision::Deny { rule: "no-api".into() });
+    let trace = set.evaluate(&api(), &r).trace;
+    assert!(matches!(trace[0].outcome, TraceOutcome::AppliedOnError { .. }), "{trace:?}");
+    assert_eq!(trace[1].outcome, TraceOutcome::Applied { scope: GrantableScope::None });
+}
+
+/// Rules that look at `github.ref` and `github.fork` through `match` and `when`.
+const WITHHELD: &str = r#"
+    version: 1
+    rules:
+      - name: eks-workloads
+        match: { source: eks-prod }
+        grant: { target: internal-api }
+      - name: no-pull-requests
+        effect: deny
+        match: { source: eks-prod, attributes: { github.ref: "refs/pull/*" } }
+        grant: { target: internal-api }
+      - name: no-forks
+        effect: deny
+        match: { source: eks-prod }
+        when: '"github.fork" in identity.attributes && identity.attributes["github.fork"] == "true"'
+        grant: { target: internal-api }
+      - name: no-frozen
+        effect: deny
+        match: { attributes: { github.ref: refs/heads/frozen } }
+        grant: { target: internal-api }
+      - name: main-deploys
+        match: { source: eks-prod, attributes: { github.ref: refs/heads/main } }
+        grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+      - name: release-deploys
+        match: { source: eks-prod }
+        when: '"github.ref" in identity.attributes && identity.attributes["github.ref"].startsWith("refs/tags/")'
+        grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/writer" }
+      - name: no-pull-requests-at-night
+        effect: deny
+        match: { attributes: { github.ref: "refs/pull/*" } }
+        when: 'now.getHours() >= 22'
+        grant: { target: aws-prod }
+"#;
+
+#[test]
+fn a_withheld_attribute_makes_a_deny_rule_looking_at_it_apply_through_match_or_when() {
+    let set = load(WITHHELD);
+    let internal = req("internal-api", None);
+    let outcomes = |id: &Identity, r: &Request<'_>| -> Vec<(String, TraceOutcome)> {
+        set.evaluate(id, r).trace.into_iter().map(|t| (t.rule, t.outcome)).collect()
+    };
+    let ok = with_attributes(&[("github.ref", "refs/heads/main")]);
+    assert_eq!(decided(&set, &ok, &internal), Decision::Allow { rule: "eks-workloads".into() });
+
+    // `match:` on a withheld `github.ref`: the deny rule applies, whatever the value was.
+    let long_ref = with_withheld(&[], &["github.ref"]);
+    let withheld_ref = EvalError::WithheldMatch { field: "attributes.github.ref".into() };
+    assert_eq!(
+        decided(&set, &long_ref, &internal),
+        Decision::DenyOnError { rule: "no-pull-requests".into(), error: withheld_ref.clone() }
+    );
+    assert_eq!(
+        outcomes(&long_ref, &internal),
+        vec![
+            ("eks-workloads".into(), TraceOutcome::Applied { scope: GrantableScope::None }),
+            ("no-pull-requests".into(), TraceOutcome::AppliedOnError { error: withheld_ref.clone() }),
+            (
+                "no-forks".into(),
+                TraceOutcome::ConditionFalse {
+                    condition: r#""github.fork" in identity.attributes && identity.attributes["github.fork"] == "true""#
+                        .into()
+                }
+            ),
+            // Filed in the index under `github.ref`, and still looked at.
+            ("no-frozen".into(), TraceOutcome::AppliedOnError { error: withheld_ref.clone() }),
+        ]
+    );
+    let mut candidates = Vec::new();
+    set.index.candidates("internal-api", &long_ref, &mut candidates);
+    assert_eq!(candidates, vec![0, 1, 2, 3]);
+    assert_eq!(
+        set.preview(&long_ref, &internal).unwrap_err().to_string(),
+        "denied by rule `no-pull-requests`, which could not be evaluated (deny rules fail closed): `match` tests `attributes.github.ref`, whose value was withheld (over the attribute limits)"
+    );
+
+    // `when:` that reads a withheld `github.fork`, guard and all: the deny rule applies.
+    let long_fork = with_withheld(&[("github.ref", "refs/heads/main")], &["github.fork"]);
+    assert_eq!(
+        decided(&set, &long_fork, &internal),
+        Decision::DenyOnError {
+            rule: "no-forks".into(),
+            error: EvalError::Condition {
+                condition:
+                    r#""github.fork" in identity.attributes && identity.attributes["github.fork"] == "true""#
+                        .into(),
+                error:
+                    "it reads attribute `github.fork`, whose value was withheld (over the attribute limits)"
+                        .into(),
+            },
+        }
+    );
+
+    // Allow rules that look at a withheld attribute do not apply, by `match` or `when`; a
+    // deny rule whose `when:` is false does not apply whatever the withheld value was.
+    let aws = req("aws-prod", None);
+    assert_eq!(decided(&set, &long_ref, &aws), Decision::NoRule);
+    assert_eq!(
+        outcomes(&long_ref, &aws),
+        vec![
+            ("main-deploys".into(), TraceOutcome::Withheld { field: "attributes.github.ref".into() }),
+            (
+                "release-deploys".into(),
+                TraceOutcome::ConditionError {
+                    condition: r#""github.ref" in identity.attributes && identity.attributes["github.ref"].startsWith("refs/tags/")"#
+                        .into(),
+                    error: "it reads attribute `github.ref`, whose value was withheld (over the attribute limits)"
+                        .into(),
+                }
+            ),
+            (
+                "no-pull-requests-at-night".into(),
+                TraceOutcome::ConditionFalse { condition: "now.getHours() >= 22".into() }
+            ),
+        ]
+    );
+    let night = Request { now: NOW + 14 * 3600, ..aws };
+    assert_eq!(
+        decided(&set, &long_ref, &night),
+        Decision::DenyOnError { rule: "no-pull-requests-at-night".into(), error: withheld_ref }
+    );
+
+    // A rule another condition rules out does not apply, withheld attribute or not.
+    let mut other_source = with_withheld(&[], &["github.ref"]);
+    other_source.source = "gke-dev".into();
+    assert_eq!(
+        decided(&set, &other_source, &internal),
+        Decision::DenyOnError {
+            rule: "no-frozen".into(),
+            error: EvalError::WithheldMatch { field: "attributes.github.ref".into() },
+        }
+    );
+    assert!(matches!(
+        &outcomes(&other_source, &internal)[1].1,
+        TraceOutcome::NotMatched { field, .. } if field == "source"
+    ));
+}
+
+#[test]
+fn inline_tests_follow_the_same_semantics_and_can_name_withheld_attributes() {
+    let text = format!(
+        "{}{}",
+        dedent(WITHHELD),
+        dedent(
+            r#"
+            tests:
+              - identity: { source: eks-prod, withheld: [github.ref] }
+                audience: internal-api
+                expect: { deny: no-pull-requests }
+              - identity: { source: eks-prod, attributes: { github.ref: refs/heads/main }, withheld: [github.fork] }
+                audience: internal-api
+                expect: { deny: no-forks }
+              - identity: { source: eks-prod, withheld: [github.ref] }
+                audience: aws-prod
+                expect: { none: true }
+              - identity: { source: eks-prod, attributes: { github.ref: refs/heads/main } }
+                audience: internal-api
+                expect: { allow: eks-workloads }
+              - identity: { source: eks-prod, withheld: [github.ref] }
+                audience: internal-api
+                expect: { allow: eks-workloads }
+            "#
+        )
+    );
+    let set = MappingSet::load_files(&[(PathBuf::from("m.yaml"), text)], &catalog()).unwrap();
+    let outcomes = set.run_tests_at(NOW);
+    assert_eq!(outcomes.iter().map(|o| o.passed).collect::<Vec<_>>(), [true, true, true, true, false]);
+    assert_eq!(
+        outcomes[4].to_string(),
+        "m.yaml:44:5: FAILED: audience `internal-api`: expected allow by rule `eks-workloads`, got denied by rule `no-pull-requests`, which could not be evaluated (deny rules fail closed): `match` tests `attributes.github.ref`, whose value was withheld (over the attribute limits) [TS-MAP-DENY-CONDITION-ERROR]"
+    );
+    // A test for the condition error of FAIL_CLOSED.
+    let text = format!(
+        "{}tests:\n  - identity: {{ source: eks-prod }}\n    audience: internal-api\n    expect: {{ deny: prod-only }}\n",
+        dedent(FAIL_CLOSED)
+    );
+    let set = MappingSet::load_files(&[(PathBuf::from("m.yaml"), text)], &catalog()).unwrap();
+    let outcomes = set.run_tests_at(NOW);
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].passed, "{}", outcomes[0]);
+
+    let e = one_error(
+        r#"
+        version: 1
+        tests:
+          - identity: { source: eks-prod, attributes: { github.ref: x }, withheld: [github.ref] }
+            audience: internal-api
+            expect: { none: true }
+        "#,
+        3,
+        77,
+        "attribute `github.ref` is both withheld and given a value",
+    );
+    assert!(e.hint.contains("remove it from `attributes` or from `withheld`"), "{e}");
+    one_error(
+        r#"
+        version: 1
+        tests:
+          - identity: { source: eks-prod, withheld: github.ref }
+            audience: internal-api
+            expect: { none: true }
+        "#,
+        3,
+        45,
+        "`identity.withheld` must be a list",
+    );
+}
+
+#[test]
+fn conditions_reading_what_an_identity_may_lack_are_warned_about_with_what_happens() {
+    let set = load(
+        r#"
+        version: 1
+        rules:
+          - name: prod-only
+            effect: deny
+            match: { source: eks-prod }
+            when: 'identity.attributes["oidc.env"] != "prod"'
+            grant: { target: internal-api }
+          - name: tenant-a
+            match: { source: eks-prod }
+            when: 'identity.tenant == "a" && identity.name == "api"'
+            grant: { target: aws-prod, role_arn: "arn:aws:iam::123456789012:role/reader" }
+          - name: guarded
+            effect: deny
+            match: { source: gke-dev }
+            when: '!("oidc.env" in identity.attributes) || identity.attributes["oidc.env"] != "prod"'
+            grant: { target: internal-api }
+          - name: also-guarded
+            match: { source: gke-dev }
+            when: 'has(identity.region) && identity.region.startsWith("eu-") && identity.subject != "x"'
+            grant: { target: internal-api }
+        "#,
+    );
+    let warnings: Vec<String> = set.lint(&catalog()).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            r#"m.yaml:6:11: warning: the condition of rule `prod-only` reads `identity.attributes["oidc.env"]` without testing that it is there: for an identity with no attribute `oidc.env` the condition fails and the deny rule applies (hint: say what identities without it get: `!("oidc.env" in identity.attributes) || ...` refuses them, `"oidc.env" in identity.attributes && ...` lets them through)"#,
+            r#"m.yaml:10:11: warning: the condition of rule `tenant-a` reads `identity.tenant` without testing that it is there: for an identity with no `tenant` the condition fails and the rule does not apply (hint: say what identities without it get: `has(identity.tenant) && ...` refuses them, `!has(identity.tenant) || ...` lets them through)"#,
+            r#"m.yaml:10:11: warning: the condition of rule `tenant-a` reads `identity.name` without testing that it is there: for an identity with no `name` the condition fails and the rule does not apply (hint: say what identities without it get: `has(identity.name) && ...` refuses them, `!has(identity.name) || ...` lets them through)"#,
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // The index decides as a full scan would
 // ---------------------------------------------------------------------------------------
 
@@ -1230,10 +1630,18 @@ fn the_index_never_changes_a_decision() {
     let pattern =
         prop::sample::select(vec!["a", "b", "c", "\"*\"", "\"a*\"", "\"?\"", "[a, b]", "[b, \"c*\"]"]);
     let rule = (
-        prop::collection::vec((prop::sample::select(vec!["namespace", "name", "tenant"]), pattern), 0..3),
+        prop::collection::vec(
+            (prop::sample::select(vec!["namespace", "name", "tenant", "env"]), pattern),
+            0..3,
+        ),
         any::<bool>(),
         prop::sample::select(vec!["eks-prod", "gke-dev", "\"*\""]),
-        any::<bool>(),
+        prop::sample::select(vec![
+            None,
+            Some("identity.name != \"c\""),
+            Some("\"env\" in identity.attributes && identity.attributes[\"env\"] != \"c\""),
+            Some("identity.attributes[\"env\"] == \"a\""),
+        ]),
     );
     let mut runner = TestRunner::new(Config { cases: 200, ..Config::default() });
     runner
@@ -1243,12 +1651,15 @@ fn the_index_never_changes_a_decision() {
                 let mut m = format!("source: {source}");
                 for (field, p) in conditions {
                     if !m.contains(&format!("{field}:")) {
-                        m.push_str(&format!(", {field}: {p}"));
+                        match *field {
+                            "env" => m.push_str(&format!(", attributes: {{ env: {p} }}")),
+                            field => m.push_str(&format!(", {field}: {p}")),
+                        }
                     }
                 }
                 text.push_str(&format!("  - name: r{i}\n    match: {{ {m} }}\n"));
-                if *when {
-                    text.push_str("    when: 'identity.name != \"c\"'\n");
+                if let Some(when) = when {
+                    text.push_str(&format!("    when: '{when}'\n"));
                 }
                 if *deny {
                     text.push_str("    effect: deny\n");
@@ -1261,18 +1672,39 @@ fn the_index_never_changes_a_decision() {
                 for ns in values {
                     for name in values {
                         for tenant in [None, Some("a"), Some("b")] {
-                            let mut id = identity(source, Some(ns), Some(name));
-                            id.tenant = tenant.map(str::to_string);
-                            let r = req("internal-api", None);
-                            // `preview` goes through the index, `evaluate` scans every rule.
-                            let indexed = match set.preview(&id, &r) {
-                                Ok(p) => Decision::Allow { rule: p.rule },
-                                Err(Denial::Denied { rule }) => Decision::Deny { rule },
-                                Err(Denial::NoRule) => Decision::NoRule,
-                                Err(Denial::Ambiguous { rules }) => Decision::Ambiguous { rules },
-                                Err(other) => panic!("{other}"),
-                            };
-                            prop_assert_eq!(indexed, set.evaluate(&id, &r).decision, "{}\n{:?}", text, id);
+                            // An `env` attribute that is absent, has a value, or was withheld.
+                            for env in [None, Some("a"), Some("c"), Some("withheld")] {
+                                let mut id = identity(source, Some(ns), Some(name));
+                                id.tenant = tenant.map(str::to_string);
+                                match env {
+                                    Some("withheld") => {
+                                        id.withheld.insert("env".into());
+                                    }
+                                    Some(v) => {
+                                        id.attributes.insert("env".into(), v.into());
+                                    }
+                                    None => {}
+                                }
+                                let r = req("internal-api", None);
+                                // `preview` goes through the index, `evaluate` scans every rule.
+                                let indexed = match set.preview(&id, &r) {
+                                    Ok(p) => Decision::Allow { rule: p.rule },
+                                    Err(Denial::Denied { rule }) => Decision::Deny { rule },
+                                    Err(Denial::DeniedOnError { rule, error }) => {
+                                        Decision::DenyOnError { rule, error }
+                                    }
+                                    Err(Denial::NoRule) => Decision::NoRule,
+                                    Err(Denial::Ambiguous { rules }) => Decision::Ambiguous { rules },
+                                    Err(other) => panic!("{other}"),
+                                };
+                                prop_assert_eq!(
+                                    indexed,
+                                    set.evaluate(&id, &r).decision,
+                                    "{}\n{:?}",
+                                    text,
+                                    id
+                                );
+                            }
                         }
                     }
                 }
@@ -1331,7 +1763,7 @@ fn allow_rules_shadowed_by_a_deny_are_warned_about() {
           - name: no-batch-when
             effect: deny
             match: { name: "batch-*" }
-            when: 'identity.namespace == "payments"'
+            when: 'has(identity.namespace) && identity.namespace == "payments"'
             grant: { target: aws-prod }
         "#,
     );
@@ -1485,7 +1917,7 @@ fn explain_identities_parse_like_test_case_identities() {
     let e = parse_identity(Path::new("id.yaml"), "source: eks-prod\nnmae: x\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "id.yaml:2:1: unknown key `nmae` in `identity` (hint: `identity` takes `id`, `provider`, `source`, `issuer`, `subject`, `tenant`, `namespace`, `name`, `instance`, `region`, `attributes` or `expires_at`)"
+        "id.yaml:2:1: unknown key `nmae` in `identity` (hint: `identity` takes `id`, `provider`, `source`, `issuer`, `subject`, `tenant`, `namespace`, `name`, `instance`, `region`, `attributes`, `withheld` or `expires_at`)"
     );
 }
 
@@ -1688,11 +2120,17 @@ fn a_failing_condition_is_logged_with_its_reason() {
         .with_writer(move || writer.clone())
         .finish();
     let set = load(CONDITIONS);
+    let fail_closed = load(FAIL_CLOSED);
     tracing::subscriber::with_default(subscriber, || {
         assert_eq!(set.preview(&api(), &req("internal-api", None)), Err(Denial::NoRule));
+        assert!(fail_closed.preview(&api(), &req("internal-api", None)).is_err());
     });
     let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("condition failed: the rule does not apply"), "{logged}");
     assert!(logged.contains("rule=api-pods"), "{logged}");
     assert!(logged.contains("no such key: `k8s.pod_name`"), "{logged}");
+    // A deny rule's says that it applies.
+    assert!(logged.contains("condition failed: the deny rule applies (fail closed)"), "{logged}");
+    assert!(logged.contains("rule=prod-only"), "{logged}");
+    assert!(logged.contains("no such key: `oidc.env`"), "{logged}");
 }

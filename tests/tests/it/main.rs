@@ -10,6 +10,7 @@ mod conformance;
 mod edge;
 mod examples;
 mod exchange;
+mod fail_closed;
 mod fakes;
 mod issuer;
 mod jwt_rules;

@@ -129,6 +129,7 @@ fn identity(
         instance: session,
         region: Some(request.region.clone()),
         attributes,
+        withheld: Default::default(),
         expires_at: request.signed_at.saturating_add(max_age),
     }
 }

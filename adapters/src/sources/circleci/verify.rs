@@ -54,7 +54,7 @@ impl ClaimsMapper for CircleciClaims {
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|rest| (rest.to_owned(), v.clone())))
             .collect();
-        identity.attributes = flatten_claims("circleci", &platform, &[]);
+        flatten_claims(&mut identity, "circleci", &platform, &[]);
         Ok(identity)
     }
 }

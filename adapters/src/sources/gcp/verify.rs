@@ -96,7 +96,10 @@ impl ClaimsMapper for GcpClaims {
         identity.name = Some(email.to_owned());
         identity.instance = text("instance_id");
         identity.region = text("zone");
-        let mut attrs = compute.map(|c| flatten_claims(KIND, c, &[])).unwrap_or_default();
+        if let Some(compute) = compute {
+            flatten_claims(&mut identity, KIND, compute, &[]);
+        }
+        let attrs = &mut identity.attributes;
         attrs.insert("gcp.email".into(), email.to_owned());
         attrs.insert("gcp.unique_id".into(), unique_id.to_owned());
         if let Some(azp) = claims.text("azp") {
@@ -105,7 +108,6 @@ impl ClaimsMapper for GcpClaims {
         if let Some(home) = home {
             attrs.insert("gcp.service_account_project".into(), home.to_owned());
         }
-        identity.attributes = attrs;
         Ok(identity)
     }
 }

@@ -49,7 +49,7 @@ impl ClaimsMapper for GithubActionsClaims {
         identity.namespace = Some(repository.to_owned());
         identity.name = claims.text("workflow");
         identity.instance = claims.text("run_id");
-        identity.attributes = flatten_claims("github", claims.claims(), &REGISTERED_CLAIMS);
+        flatten_claims(&mut identity, "github", claims.claims(), &REGISTERED_CLAIMS);
         Ok(identity)
     }
 }

@@ -63,7 +63,7 @@ impl ClaimsMapper for GitlabCiClaims {
         identity.tenant = namespace_path.split('/').next().map(str::to_owned);
         identity.namespace = Some(project_path.to_owned());
         identity.instance = claims.text("job_id");
-        identity.attributes = flatten_claims("gitlab", claims.claims(), &REGISTERED_CLAIMS);
+        flatten_claims(&mut identity, "gitlab", claims.claims(), &REGISTERED_CLAIMS);
         Ok(identity)
     }
 }

@@ -42,7 +42,7 @@ fn identity(source: &str, mapping: &OidcClaims, claims: &VerifiedClaims) -> Resu
     identity.namespace = field(&mapping.namespace);
     identity.name = field(&mapping.name);
     identity.instance = field(&mapping.instance);
-    identity.attributes = flatten_claims(KIND, claims.claims(), &REGISTERED_CLAIMS);
+    flatten_claims(&mut identity, KIND, claims.claims(), &REGISTERED_CLAIMS);
     Ok(identity)
 }
 

@@ -79,6 +79,7 @@ fn grant(target: &str, ttl: Duration, scope: Option<&str>, claims: Value) -> Gra
         instance: None,
         region: None,
         attributes: BTreeMap::new(),
+        withheld: Default::default(),
         expires_at: NOW + 600,
     };
     let Value::Object(claims) = claims else { panic!("claims must be an object") };
