@@ -77,6 +77,12 @@ pub(super) fn check_provider(provider: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The audience a workload identity pool provider allows when it lists none: its resource
+/// name as a URL (`//iam.googleapis.com/...` becomes `https://iam.googleapis.com/...`).
+pub(super) fn provider_audience(provider: &str) -> String {
+    format!("https:{provider}")
+}
+
 /// An OAuth scope as Google writes them: a non-empty token with no spaces or controls.
 pub(super) fn check_scope(scope: &str) -> Result<(), String> {
     let ok = !scope.is_empty() && scope.len() <= 256 && scope.bytes().all(|b| b.is_ascii_graphic());
@@ -211,9 +217,7 @@ impl GcpTarget {
     pub(super) fn subject_claims(&self, grant: &Grant, provider: &str, now: i64) -> Map<String, Value> {
         let audience = match &self.settings.audience {
             Some(a) => a.clone(),
-            // "//iam.googleapis.com/..." becomes "https://iam.googleapis.com/...": the
-            // default allowed audience of an OIDC provider.
-            None => format!("https:{provider}"),
+            None => provider_audience(provider),
         };
         upstream::presented_claims(self.signer.as_ref(), &grant.identity().id, &audience, now)
     }
