@@ -21,7 +21,7 @@ use tessera_adapters::target::AwsCredentials;
 use tessera_adapters::{IssuedCredential, Secret};
 
 use super::{Entry, Key};
-use crate::redis::{RedisError, SharedRedis};
+use crate::redis::{RedisError, SharedRedis, hex};
 
 /// The key file's name in the signing-key directory.
 pub const KEY_FILE: &str = "credential-cache.key";
@@ -183,10 +183,6 @@ impl SharedCache {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The cache key in `dir`, made on first use. Replicas sharing the directory race safely:
 /// the file is written whole under a temporary name and linked into place, so the first
 /// link wins and everyone reads the winner. A read-only directory (a mounted secret)
@@ -244,10 +240,10 @@ mod tests {
     fn cache(key: [u8; 32]) -> SharedCache {
         let config = RedisConfig {
             url: SecretUrl::new("redis://127.0.0.1:1"),
-            key_prefix: "t:".into(),
+            key_prefix: Some("t:".into()),
             timeout: std::time::Duration::from_millis(50),
         };
-        SharedCache::new(SharedRedis::connect(&config).unwrap(), &key).unwrap()
+        SharedCache::new(SharedRedis::connect(&config, "https://tessera.test").unwrap(), &key).unwrap()
     }
 
     fn stored() -> Stored {
