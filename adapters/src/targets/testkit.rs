@@ -116,6 +116,13 @@ pub struct GrantParts {
 }
 
 impl GrantParts {
+    /// These parts with `change` made.
+    pub fn with(&self, change: impl FnOnce(&mut GrantParts)) -> GrantParts {
+        let mut parts = self.clone();
+        change(&mut parts);
+        parts
+    }
+
     pub fn grant(&self) -> Grant {
         let (Value::Object(claims), Value::Object(params)) = (self.claims.clone(), self.params.clone())
         else {

@@ -391,30 +391,28 @@ fn every_input_of_the_sts_call_is_in_the_cache_key() {
         claims: json!({}),
         params: json!({ "role_arn": ROLE, "tags": { "team": "payments" } }),
     };
-    let with = |f: &dyn Fn(&mut GrantParts)| {
-        let mut parts = base.clone();
-        f(&mut parts);
-        parts
-    };
     let changed = [
-        ("scope", with(&|p| p.scope = Some(OTHER_ROLE))),
-        ("role", with(&|p| p.params["role_arn"] = json!(OTHER_ROLE))),
-        ("session name", with(&|p| p.params["session_name"] = json!("deploy-7001"))),
+        ("scope", base.with(|p| p.scope = Some(OTHER_ROLE))),
+        ("role", base.with(|p| p.params["role_arn"] = json!(OTHER_ROLE))),
+        ("session name", base.with(|p| p.params["session_name"] = json!("deploy-7001"))),
         // Another workflow of the same repository: the same identity id, another name,
         // which is the session name when the rule names none.
-        ("workflow", with(&|p| p.identity = workflow("release"))),
-        ("tags", with(&|p| p.params["tags"]["team"] = json!("ledger"))),
-        ("tag keys", with(&|p| p.params["tags"] = json!({ "team": "payments", "env": "prod" }))),
-        ("claims", with(&|p| p.claims = json!({ "env": "prod" }))),
-        ("ttl", with(&|p| p.ttl = Duration::from_secs(1800))),
-        ("rule", with(&|p| p.rule = "ci-releases")),
-        ("target", with(&|p| p.target = "aws-dev")),
-        ("identity", with(&|p| p.identity.id = "github://octo-org/ledger".into())),
+        ("workflow", base.with(|p| p.identity = workflow("release"))),
+        ("tags", base.with(|p| p.params["tags"]["team"] = json!("ledger"))),
+        ("tag keys", base.with(|p| p.params["tags"] = json!({ "team": "payments", "env": "prod" }))),
+        ("claims", base.with(|p| p.claims = json!({ "env": "prod" }))),
+        ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
+        ("rule", base.with(|p| p.rule = "ci-releases")),
+        ("target", base.with(|p| p.target = "aws-dev")),
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
     ];
     // A new run of the same workflow asks STS for exactly the same session.
     let same = [
-        ("run", with(&|p| p.identity.instance = Some("7002".into()))),
-        ("attributes", with(&|p| p.identity.attributes = [("github.run_attempt".into(), "2".into())].into())),
+        ("run", base.with(|p| p.identity.instance = Some("7002".into()))),
+        (
+            "attributes",
+            base.with(|p| p.identity.attributes = [("github.run_attempt".into(), "2".into())].into()),
+        ),
     ];
     assert_cache_keys(key, &base, &changed, &same);
 }

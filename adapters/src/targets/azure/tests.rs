@@ -254,29 +254,21 @@ fn every_input_of_the_entra_call_is_in_the_cache_key_and_the_identity_only_as_th
         claims: json!({}),
         params: json!({ "tenant": TENANT, "client_id": CLIENT }),
     };
-    let with = |base: &GrantParts, f: &dyn Fn(&mut GrantParts)| {
-        let mut parts = base.clone();
-        f(&mut parts);
-        parts
-    };
     let changed = [
-        ("tenant", with(&base, &|p| p.params["tenant"] = json!("contoso.onmicrosoft.com"))),
-        (
-            "client id",
-            with(&base, &|p| p.params["client_id"] = json!("00000000-0000-0000-0000-000000000001")),
-        ),
-        ("scope", with(&base, &|p| p.scope = Some("https://management.azure.com/.default"))),
+        ("tenant", base.with(|p| p.params["tenant"] = json!("contoso.onmicrosoft.com"))),
+        ("client id", base.with(|p| p.params["client_id"] = json!("00000000-0000-0000-0000-000000000001"))),
+        ("scope", base.with(|p| p.scope = Some("https://management.azure.com/.default"))),
         // The assertion's `sub` is the identity id unless the rule names a subject.
-        ("identity", with(&base, &|p| p.identity.id = "github://octo-org/ledger".into())),
-        ("subject", with(&base, &|p| p.params["subject"] = json!("ci"))),
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
+        ("subject", base.with(|p| p.params["subject"] = json!("ci"))),
     ];
-    let same = [("workflow", with(&base, &|p| p.identity = workflow("release")))];
+    let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
     assert_cache_keys(key, &base, &changed, &same);
 
-    let named = with(&base, &|p| p.params["subject"] = json!("ci"));
+    let named = base.with(|p| p.params["subject"] = json!("ci"));
     let same = [(
         "identity under a named subject",
-        with(&named, &|p| p.identity.id = "github://octo-org/ledger".into()),
+        named.with(|p| p.identity.id = "github://octo-org/ledger".into()),
     )];
     assert_cache_keys(key, &named, &[], &same);
 }

@@ -233,27 +233,22 @@ fn every_input_of_the_google_calls_is_in_the_cache_key() {
         claims: json!({}),
         params: json!({ "provider": PROVIDER, "service_account": "app@proj.iam.gserviceaccount.com" }),
     };
-    let with = |f: &dyn Fn(&mut GrantParts)| {
-        let mut parts = base.clone();
-        f(&mut parts);
-        parts
-    };
     let other_provider = PROVIDER.replace("providers/tessera", "providers/tessera-ci");
     let changed = [
-        ("provider", with(&|p| p.params["provider"] = json!(other_provider))),
+        ("provider", base.with(|p| p.params["provider"] = json!(other_provider))),
         (
             "service account",
-            with(&|p| p.params["service_account"] = json!("ops@proj.iam.gserviceaccount.com")),
+            base.with(|p| p.params["service_account"] = json!("ops@proj.iam.gserviceaccount.com")),
         ),
         (
             "scopes",
-            with(&|p| p.params["scopes"] = json!("https://www.googleapis.com/auth/devstorage.read_only")),
+            base.with(|p| p.params["scopes"] = json!("https://www.googleapis.com/auth/devstorage.read_only")),
         ),
-        ("ttl", with(&|p| p.ttl = Duration::from_secs(1800))),
+        ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
         // The subject token's `sub`.
-        ("identity", with(&|p| p.identity.id = "github://octo-org/ledger".into())),
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
     ];
     // Google is told only the identity id: the workflow's name does not reach it.
-    let same = [("workflow", with(&|p| p.identity = workflow("release")))];
+    let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
     assert_cache_keys(key, &base, &changed, &same);
 }

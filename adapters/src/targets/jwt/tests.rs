@@ -299,18 +299,13 @@ fn the_request_description_holds_every_claim_and_the_subject() {
         claims: json!({ "team": "payments" }),
         params: json!({}),
     };
-    let with = |f: &dyn Fn(&mut GrantParts)| {
-        let mut parts = base.clone();
-        f(&mut parts);
-        parts
-    };
     let changed = [
-        ("claims", with(&|p| p.claims = json!({ "team": "ledger" }))),
-        ("scope", with(&|p| p.scope = Some("invoices:read"))),
-        ("ttl", with(&|p| p.ttl = Duration::from_secs(1800))),
-        ("identity", with(&|p| p.identity.id = "github://octo-org/ledger".into())),
+        ("claims", base.with(|p| p.claims = json!({ "team": "ledger" }))),
+        ("scope", base.with(|p| p.scope = Some("invoices:read"))),
+        ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
     ];
-    let same = [("workflow", with(&|p| p.identity = workflow("release")))];
+    let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
     assert_cache_keys(key, &base, &changed, &same);
 
     let described = t.describe_request(&base.grant()).unwrap();
