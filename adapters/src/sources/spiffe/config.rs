@@ -255,7 +255,7 @@ fn listed_domains_error(domains: &[String], top: &TrustBundle) -> String {
     }
     format!(
         "{} trust domains listed with one key set, so a key of any of them would verify the others' \
-             workloads; give each domain its own bundle:\n  trust_domains:{example}",
+         workloads; give each domain its own bundle:\n  trust_domains:{example}",
         domains.len()
     )
 }
