@@ -321,3 +321,16 @@ fn map_form_config_checks() {
         f.config(map(json!({ "example.org": { "bundle_url": "https://x.example/b" } }))).unwrap_err();
     assert!(unknown.to_string().contains("bundle_url"), "{unknown}");
 }
+
+#[tokio::test]
+async fn checks_that_need_no_key_come_before_the_subject_picks_one() {
+    let f = fixture();
+    let partner = TestKey::p256("partner-1");
+    let source = f.source(two_domains(&f, &partner));
+    // Routed here by type, a token naming an issuer is refused for that, whatever its sub.
+    let named = svid(json!({ "iss": "https://gitlab.evil.example", "sub": "project_path:evil/x" }));
+    assert!(matches!(f.verify(&source, &named).await, Err(SourceError::IssuerMismatch)));
+    let header = json!({ "typ": "JWT", "x-private": 1 });
+    let err = f.verify_with(&source, &header, &svid(json!({ "sub": "api" }))).await.unwrap_err();
+    assert!(matches!(err, SourceError::ForbiddenHeader(_)), "{err:?}");
+}

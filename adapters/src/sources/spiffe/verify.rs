@@ -82,11 +82,16 @@ impl IdentitySource for SpiffeSource {
     }
 
     /// The trust domain of the unverified `sub` picks the key set; that domain's source
-    /// then verifies everything, `sub` included, as any JWT source does. A domain not on
+    /// then verifies everything, `sub` included, as any JWT source does. Checks that need
+    /// no key (shape, header, `iss`) come first, as for any JWT source; a domain not on
     /// the allow-list is refused before any key is fetched.
     async fn verify(&self, token: &SubjectToken) -> Result<VerifiedIdentity, SourceError> {
         if !self.accepts(token.token_type) {
             return Err(SourceError::UnsupportedTokenType);
+        }
+        // Every domain's verifier has the source's one policy.
+        if let Some(any) = self.domains.values().next() {
+            any.verifier().precheck(token.value.expose())?;
         }
         let sub = peek_subject(token.value.expose())?;
         let spiffe_id = id::parse(&sub).ok_or(SourceError::InvalidClaim("sub"))?;
