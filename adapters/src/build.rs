@@ -62,4 +62,12 @@ pub trait BuildSource {
 pub trait BuildTarget {
     fn name(&self) -> &str;
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError>;
+
+    /// The `aud` of the JWTs Tessera signs for this target as its config sets them: the
+    /// tokens it issues, or the ones it presents upstream (a web identity token, a client
+    /// assertion). Any Tessera-signed JWT with an audience verifies wherever that audience
+    /// is accepted, so the broker refuses a config where two targets that issue JWTs, or
+    /// the admin listener and any target, share one. Empty when the config sets none (the
+    /// audience then comes from each rule).
+    fn audiences(&self) -> Vec<String>;
 }

@@ -43,4 +43,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use identity::Identity;
 pub use secret::Secret;
 pub use source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
-pub use target::{CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, TargetError};
+pub use target::{
+    CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer, TargetError,
+};

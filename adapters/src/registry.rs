@@ -36,6 +36,11 @@ macro_rules! registry {
             pub fn build(&self, cx: &BuildContext) -> Result<Arc<dyn $out>, BuildError> {
                 match self { $(Self::$variant(c) => $trait::build(c, cx),)+ }
             }
+
+            /// The kind's config, as the build contract sees it.
+            pub fn config(&self) -> &dyn $trait {
+                match self { $(Self::$variant(c) => c,)+ }
+            }
         }
     };
 }

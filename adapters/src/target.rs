@@ -85,6 +85,107 @@ impl Grant {
     }
 }
 
+/// What shapes the upstream request a target makes for a [`Grant`], written so that two
+/// grants described alike get the same credential from upstream and two described apart
+/// never share one. The broker's credential cache keys on its [`digest`](Self::digest);
+/// see [`CredentialTarget::describe_request`].
+///
+/// It holds two parts:
+/// - what every grant decides, filled in by [`new`](Self::new): the target, the rule, the
+///   scope, the granted ttl, every rendered grant key and every rendered claim;
+/// - what the target kind adds with [`with`](Self::with): each value of its upstream
+///   request as it will be sent, defaults and caps applied (the AWS session name that
+///   defaults to the identity's name, the session duration capped at the target's
+///   maximum), and, where the request carries the identity (the `sub` of a JWT Tessera
+///   presents or issues), the identity id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestDescription {
+    grant: serde_json::Map<String, serde_json::Value>,
+    request: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RequestDescription {
+    /// The part every grant decides, with no target-specific value yet.
+    pub fn new(grant: &Grant) -> Self {
+        let mut part = serde_json::Map::new();
+        part.insert("target".into(), grant.target().into());
+        part.insert("rule".into(), grant.rule().into());
+        part.insert("scope".into(), grant.scope().into());
+        part.insert("ttl".into(), grant.ttl().as_secs().into());
+        part.insert("params".into(), serde_json::Value::Object(grant.params().clone().into_iter().collect()));
+        part.insert("claims".into(), serde_json::Value::Object(grant.claims().clone()));
+        Self { grant: part, request: serde_json::Map::new() }
+    }
+
+    /// Add a value of the upstream request, by the name the target gives it.
+    #[must_use]
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.request.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The target's part: the values added with [`with`](Self::with).
+    pub fn request(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.request
+    }
+
+    /// The description as canonical JSON: `{"grant": {...}, "request": {...}}`, object
+    /// members sorted by name at every level, no whitespace. Equal descriptions give equal
+    /// bytes, and the encoding is unambiguous (every string is quoted and escaped).
+    pub fn canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"grant\":");
+        canonical_object(&self.grant, &mut out);
+        out.extend_from_slice(b",\"request\":");
+        canonical_object(&self.request, &mut out);
+        out.push(b'}');
+        out
+    }
+
+    /// SHA-256 of [`canonical`](Self::canonical).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.canonical()).as_ref(),
+        );
+        digest
+    }
+}
+
+/// `value` as JSON with object members sorted by name, whatever order the map keeps.
+fn canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::Object(map) => canonical_object(map, out),
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        // Scalars have one spelling in serde_json's compact form.
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+    }
+}
+
+fn canonical_object(map: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<u8>) {
+    let mut members: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (name, value)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(serde_json::Value::from(name.as_str()).to_string().as_bytes());
+        out.push(b':');
+        canonical_json(value, out);
+    }
+    out.push(b'}');
+}
+
 /// AWS temporary credentials, in the field names AWS SDKs use.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -294,14 +395,72 @@ pub trait CredentialTarget: Send + Sync + Debug {
         None
     }
 
-    /// Whether the broker may serve a credential this target issued to repeated identical
-    /// exchanges (same identity, rule, target and scope) until shortly before it expires.
-    /// Targets that call an upstream service say yes, sparing its quotas; a target whose
-    /// credentials must differ per request says no.
+    /// Whether the broker may serve a credential this target issued to repeated exchanges
+    /// whose grants it describes alike ([`describe_request`](Self::describe_request)) until
+    /// shortly before it expires. Targets that call an upstream service say yes, sparing
+    /// its quotas; a target whose credentials must differ per request says no.
     fn cacheable(&self) -> bool {
         true
     }
 
+    /// Everything that shapes what [`issue`](Self::issue) would ask upstream for `grant`:
+    /// [`RequestDescription::new`] of the grant, plus each value of the target's request
+    /// as it will be sent (rendered, defaulted, capped) and, when that request or the
+    /// issued token carries the identity, the identity id. The broker's credential cache
+    /// keys on it: a value that changes the request but is left out here would serve one
+    /// workload's credential to another. Makes no network call and signs nothing; a grant
+    /// `issue` would refuse before calling upstream is refused here the same way.
+    fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError>;
+
     /// Issue a credential for a grant.
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::targets::testkit;
+
+    fn grant() -> Grant {
+        testkit::grant(testkit::identity(Some("api")), "t", None, Duration::from_secs(60), json!({}))
+    }
+
+    #[test]
+    fn the_canonical_form_sorts_members_at_every_level_and_quotes_every_name() {
+        let a = RequestDescription::new(&grant())
+            .with("tags", json!({ "b": "2", "a": ["x", { "z": 1, "y": null }] }))
+            .with("sub", "a\"b");
+        let text = String::from_utf8(a.canonical()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"grant":{"claims":{},"params":{},"rule":"rule-1","scope":null,"target":"t","ttl":60},"#,
+                r#""request":{"sub":"a\"b","tags":{"a":["x",{"y":null,"z":1}],"b":"2"}}}"#
+            )
+        );
+        let b = RequestDescription::new(&grant())
+            .with("sub", "a\"b")
+            .with("tags", json!({ "a": ["x", { "y": null, "z": 1 }], "b": "2" }));
+        assert_eq!(a.canonical(), b.canonical(), "the order values are added in does not count");
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn values_that_print_alike_stay_apart() {
+        let base = RequestDescription::new(&grant());
+        let pairs = [
+            (base.clone().with("a", "1"), base.clone().with("a", 1)),
+            (base.clone().with("a", "x,\"b\":\"y"), base.clone().with("a", "x").with("b", "y")),
+            (base.clone().with("a", Value::Null), base.clone()),
+            (base.clone().with("a", json!([])), base.clone().with("a", json!({}))),
+        ];
+        for (one, other) in pairs {
+            assert_ne!(one.digest(), other.digest(), "{one:?} and {other:?}");
+        }
+        let scoped =
+            testkit::grant(testkit::identity(Some("api")), "t", Some(""), Duration::from_secs(60), json!({}));
+        assert_ne!(RequestDescription::new(&scoped).digest(), base.digest(), "an empty scope is a scope");
+    }
 }

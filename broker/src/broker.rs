@@ -173,12 +173,17 @@ impl Broker {
             config.config.audit().fail_open,
             Arc::clone(&metrics),
         );
-        let shared = config.config.redis().map(redis::SharedRedis::connect).transpose()?;
+        let issuer_url = config.config.issuer.url.as_str();
+        let shared = config.config.redis().map(|r| redis::SharedRedis::connect(r, issuer_url)).transpose()?;
         if let Some(redis) = &shared {
             let key = cache::shared::load_or_create_key(issuer.key_dir()).map_err(StartError::CacheKey)?;
             let cache = cache::shared::SharedCache::new(redis.clone(), &key).map_err(StartError::CacheKey)?;
             pipeline = pipeline.with_shared_cache(cache);
-            tracing::info!(redis = redis.url(), "credential cache and rate limits shared through redis");
+            tracing::info!(
+                redis = redis.url(),
+                key_prefix = redis.prefix(),
+                "credential cache and rate limits shared through redis"
+            );
         }
         if let Some(rate) = config.config.rate_limit() {
             pipeline =

@@ -43,10 +43,26 @@ impl fmt::Debug for SharedRedis {
     }
 }
 
+/// The key prefix of the deployment whose issuer URL is `issuer_url`, when `key_prefix` is
+/// not set: `tessera:` and the first 12 hex digits of the URL's SHA-256, then `:`. The
+/// issuer URL is what the replicas of one deployment must share and two deployments never
+/// do (it is the `iss` of every token they sign).
+pub fn default_prefix(issuer_url: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, issuer_url.as_bytes());
+    let short = digest.as_ref().get(..6).unwrap_or_default();
+    format!("tessera:{}:", hex(short))
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl SharedRedis {
     /// Set up the connection without making it: a replica starts (and serves, without the
-    /// shared cache) while Redis is down, and connects once Redis is back.
-    pub fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
+    /// shared cache) while Redis is down, and connects once Redis is back. Keys are under
+    /// `key_prefix`, or the [`default_prefix`] of `issuer_url`.
+    pub fn connect(config: &RedisConfig, issuer_url: &str) -> Result<Self, RedisError> {
         let client =
             redis::Client::open(config.url.expose()).map_err(|e| RedisError::new("parse url", &e))?;
         let manager = ConnectionManagerConfig::new()
@@ -58,7 +74,7 @@ impl SharedRedis {
         let conn = client.get_connection_manager_lazy(manager).map_err(|e| RedisError::new("connect", &e))?;
         Ok(Self {
             conn,
-            prefix: config.key_prefix.clone(),
+            prefix: config.key_prefix.clone().unwrap_or_else(|| default_prefix(issuer_url)),
             url: config.url.redacted(),
             timeout: config.timeout,
         })
@@ -72,6 +88,11 @@ impl SharedRedis {
     /// The URL, password hidden.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The prefix of every key written.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// A connection to send commands on (a clone of the shared multiplexed one).
@@ -90,5 +111,34 @@ impl SharedRedis {
             Ok(Err(e)) => Err(RedisError::new(op, &e)),
             Err(_) => Err(RedisError::unexpected(op, format!("no answer within {:?}", self.timeout))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_prefix_is_the_deployments_own() {
+        // SHA-256 of the URL's bytes begins 1f40e6b524c4: pinned, so replicas of different
+        // versions agree on it.
+        let a = default_prefix("https://tessera.example.com");
+        assert_eq!(a, "tessera:1f40e6b524c4:");
+        assert_eq!(default_prefix("https://tessera.example.com"), a, "replicas of one deployment agree");
+        assert_ne!(default_prefix("https://tessera.staging.example.com"), a, "another deployment differs");
+    }
+
+    #[tokio::test]
+    async fn a_configured_prefix_wins() {
+        let mut config = RedisConfig {
+            url: crate::config::SecretUrl::new("redis://127.0.0.1:1"),
+            key_prefix: Some("payments:".into()),
+            timeout: Duration::from_millis(50),
+        };
+        assert_eq!(SharedRedis::connect(&config, "https://a.example").unwrap().prefix(), "payments:");
+        config.key_prefix = None;
+        let redis = SharedRedis::connect(&config, "https://a.example").unwrap();
+        assert_eq!(redis.prefix(), default_prefix("https://a.example"));
+        assert_eq!(redis.key("rate", "x"), format!("{}rate:x", default_prefix("https://a.example")));
     }
 }

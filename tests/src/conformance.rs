@@ -503,7 +503,7 @@ pub const AZURE: KindUnderTest = KindUnderTest {
 
 pub const SPIFFE: KindUnderTest = KindUnderTest {
     kind: "spiffe",
-    label: "spiffe, no issuer (routed by token type), JWKS",
+    label: "spiffe, no issuer (routed by token type), JWKS beside one listed trust domain",
     source: |issuer| format!("trust_domains: [example.org]\njwks_uri: {}\n", issuer.jwks_uri()),
     token_issuer: |_| None,
     claims: || json!({ "sub": "spiffe://example.org/ns/payments/sa/api" }),
@@ -512,9 +512,13 @@ pub const SPIFFE: KindUnderTest = KindUnderTest {
 
 pub const SPIFFE_WITH_ISSUER: KindUnderTest = KindUnderTest {
     kind: "spiffe",
-    label: "spiffe, issuer configured (routed by iss), JWKS",
+    label: "spiffe, issuer configured (routed by iss), JWKS bound to its trust domain",
     source: |issuer| {
-        format!("issuer: {}\ntrust_domains: [example.org]\njwks_uri: {}\n", issuer.url(), issuer.jwks_uri())
+        format!(
+            "issuer: {}\ntrust_domains:\n  example.org: {{ jwks_uri: {} }}\n",
+            issuer.url(),
+            issuer.jwks_uri()
+        )
     },
     token_issuer: |issuer| Some(issuer.url().to_owned()),
     claims: || json!({ "sub": "spiffe://example.org/ns/payments/sa/api" }),

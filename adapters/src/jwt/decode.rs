@@ -148,6 +148,21 @@ pub fn peek_issuer(token: &str) -> Result<String, SourceError> {
     }
 }
 
+/// The `sub` of a token, UNVERIFIED: for a source holding several key sets to pick the
+/// one that must have signed the token (a `spiffe` source's trust domains). The payload
+/// is parsed as strictly as verification parses it (a duplicate `sub` is refused), and the
+/// token is then verified whole with the keys picked; never use the result otherwise.
+pub fn peek_subject(token: &str) -> Result<String, SourceError> {
+    let segments = split(token)?;
+    header(segments.header)?;
+    let claims = UnverifiedClaims::parse(&b64(segments.payload, "payload is not base64url")?)?;
+    match claims.0.get("sub") {
+        Some(Value::String(sub)) => Ok(sub.clone()),
+        Some(_) => Err(SourceError::InvalidClaim("sub")),
+        None => Err(SourceError::MissingClaim("sub")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +211,20 @@ mod tests {
         assert!(matches!(peek_issuer(&big), Err(SourceError::Malformed(_))));
         let dup = token(r#"{"alg":"RS256"}"#, r#"{"iss":"a","iss":"b"}"#);
         assert!(matches!(peek_issuer(&dup), Err(SourceError::Malformed("payload has a duplicate member"))));
+    }
+
+    #[test]
+    fn peek_subject_reads_sub_as_strictly_as_verification_parses() {
+        let t = token(r#"{"alg":"ES256"}"#, r#"{"sub":"spiffe://example.org/x"}"#);
+        assert_eq!(peek_subject(&t).unwrap(), "spiffe://example.org/x");
+        let dup =
+            token(r#"{"alg":"ES256"}"#, r#"{"sub":"spiffe://a.example/x","sub":"spiffe://b.example/x"}"#);
+        assert!(matches!(peek_subject(&dup), Err(SourceError::Malformed("payload has a duplicate member"))));
+        let t = token(r#"{"alg":"ES256"}"#, r#"{"iss":"x"}"#);
+        assert!(matches!(peek_subject(&t), Err(SourceError::MissingClaim("sub"))));
+        let t = token(r#"{"alg":"ES256"}"#, r#"{"sub":1}"#);
+        assert!(matches!(peek_subject(&t), Err(SourceError::InvalidClaim("sub"))));
+        assert!(matches!(peek_subject("a.b"), Err(SourceError::Malformed(_))));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`alg`]: the pinned-algorithm vocabulary; `none` and HMAC cannot be named.
 //! - `decode`: compact JWS splitting, strict base64url, strict JSON (no duplicate members),
-//!   and [`peek_issuer`] for routing by the unverified `iss`.
+//!   [`peek_issuer`] for routing by the unverified `iss`, and [`peek_subject`] for picking
+//!   a key set by the unverified `sub`.
 //! - [`keys`]: JWKS documents parsed into aws-lc-rs keys once per `kid`.
 //! - [`jwks`]: where keys come from (discovery, pinned URI, file) and the cache that keeps
 //!   them fresh.
@@ -33,7 +34,7 @@ pub(crate) mod testkit;
 
 pub use alg::Algorithm;
 pub use attributes::AttributeMapping;
-pub use decode::{MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer};
+pub use decode::{MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer, peek_subject};
 pub use jwks::{JwksCache, JwksError, JwksLocation, JwksOptions};
 pub use keys::{KeySet, KeySetError, KeyUse};
 pub use policy::{HeaderRule, IssuerRule, JwtPolicy};

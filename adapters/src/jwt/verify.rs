@@ -345,10 +345,15 @@ impl JwtVerifier {
         self.keys.is_warm()
     }
 
-    /// Verify a compact JWS. An unknown `kid` refetches the key set (throttled, see
-    /// [`JwksCache::refresh_for_unknown_kid`]) before failing with
-    /// [`SourceError::UnknownKey`].
-    pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, SourceError> {
+    /// The checks [`verify`](Self::verify) makes before it needs a key: the token's shape,
+    /// its header against the policy, and an `iss` the policy requires to be absent. For
+    /// a source that picks one of several verifiers by what the token says (a `spiffe`
+    /// source's trust domains), so every token meets these first, as with one verifier.
+    pub fn precheck(&self, token: &str) -> Result<(), SourceError> {
+        self.before_keys(token).map(|_| ())
+    }
+
+    fn before_keys<'a>(&self, token: &'a str) -> Result<Prepared<'a>, SourceError> {
         let prepared = prepare(token, &self.policy)?;
         // A source requiring no `iss` is routed to by token type, so routing cannot turn
         // away tokens that name an issuer: do it here, before any key fetch they could
@@ -360,6 +365,14 @@ impl JwtVerifier {
                 Err(other) => return Err(other),
             }
         }
+        Ok(prepared)
+    }
+
+    /// Verify a compact JWS. An unknown `kid` refetches the key set (throttled, see
+    /// [`JwksCache::refresh_for_unknown_kid`]) before failing with
+    /// [`SourceError::UnknownKey`].
+    pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, SourceError> {
+        let prepared = self.before_keys(token)?;
         let mut keys = self.keys.keys().await?;
         if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
             match self.keys.refresh_for_unknown_kid(&keys).await {

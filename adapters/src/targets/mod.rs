@@ -4,6 +4,6 @@ pub mod azure;
 pub mod gcp;
 pub mod jwt;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 /// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`).
 pub(crate) mod upstream;

@@ -71,6 +71,25 @@ pub fn identity(name: Option<&str>) -> Identity {
     }
 }
 
+/// A GitHub Actions workflow of `octo-org/payments`, `github://octo-org/payments`: every
+/// workflow of the repository has this id, and its `name` is the workflow's.
+pub fn workflow(name: &str) -> Identity {
+    Identity {
+        id: "github://octo-org/payments".into(),
+        provider: "github_actions".into(),
+        source: "github".into(),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        subject: "repo:octo-org/payments:ref:refs/heads/main".into(),
+        tenant: Some("octo-org".into()),
+        namespace: Some("octo-org/payments".into()),
+        name: Some(name.into()),
+        instance: Some("7001".into()),
+        region: None,
+        attributes: BTreeMap::from([("github.run_attempt".into(), "1".into())]),
+        expires_at: NOW + 600,
+    }
+}
+
 /// A grant of rule `rule-1` for `target`, with `params` (a JSON object) as its grant keys.
 pub fn grant(identity: Identity, target: &str, scope: Option<&str>, ttl: Duration, params: Value) -> Grant {
     let Value::Object(params) = params else { panic!("params must be an object") };
@@ -83,6 +102,65 @@ pub fn grant(identity: Identity, target: &str, scope: Option<&str>, ttl: Duratio
         Map::new(),
         params.into_iter().collect(),
     )
+}
+
+/// The parts of a grant, for tests that change one at a time.
+#[derive(Debug, Clone)]
+pub struct GrantParts {
+    pub identity: Identity,
+    pub rule: &'static str,
+    pub target: &'static str,
+    pub scope: Option<&'static str>,
+    pub ttl: Duration,
+    pub claims: Value,
+    pub params: Value,
+}
+
+impl GrantParts {
+    /// These parts with `change` made.
+    pub fn with(&self, change: impl FnOnce(&mut GrantParts)) -> GrantParts {
+        let mut parts = self.clone();
+        change(&mut parts);
+        parts
+    }
+
+    pub fn grant(&self) -> Grant {
+        let (Value::Object(claims), Value::Object(params)) = (self.claims.clone(), self.params.clone())
+        else {
+            panic!("claims and params must be objects")
+        };
+        Grant::new(
+            VerifiedIdentity::new(self.identity.clone()),
+            self.rule,
+            self.target,
+            self.scope.map(str::to_string),
+            self.ttl,
+            claims,
+            params.into_iter().collect(),
+        )
+    }
+}
+
+/// The credential cache's key for a grant, as `key` computes it: each `changed` grant
+/// (named by what was changed in `base`) has a key of its own, and each `same` grant has
+/// `base`'s. An identical grant built again always has `base`'s.
+pub fn assert_cache_keys(
+    key: impl Fn(&GrantParts) -> [u8; 32],
+    base: &GrantParts,
+    changed: &[(&str, GrantParts)],
+    same: &[(&str, GrantParts)],
+) {
+    let base_key = key(base);
+    assert_eq!(key(&base.clone()), base_key, "an identical grant has the same key");
+    let mut seen = std::collections::HashMap::from([(base_key, "the base grant")]);
+    for (what, parts) in changed {
+        if let Some(earlier) = seen.insert(key(parts), what) {
+            panic!("changing the {what} left the key of {earlier}");
+        }
+    }
+    for (what, parts) in same {
+        assert_eq!(key(parts), base_key, "the {what} does not shape the request, so not the key");
+    }
 }
 
 /// A loopback HTTP server answering the n-th request with `answers[n]` (status, body),

@@ -4,10 +4,15 @@
 //!
 //! The cache sits after verification and authorization: a hit has verified its subject
 //! token and passed the rules that serve now, so a revoked rule stops the next exchange
-//! at once. Entries are keyed by a digest of everything that decides what the target
-//! would issue: the identity id, the rule, the target, the scope, and the rule's rendered
-//! ttl, claims and grant keys. A rule whose templates render differently for a new token
-//! (a changed attribute in a session tag, say) makes a new key, never a stale credential.
+//! at once. Entries are keyed by a SHA-256 digest of the target's description of its
+//! upstream request ([`CredentialTarget::describe_request`]): the target, the rule, the
+//! scope, the granted ttl, every rendered grant key and claim, and each value the target
+//! sends as it will send it (an AWS session name defaulted from the workload's name, the
+//! duration capped at the target's maximum), with the identity id wherever the request
+//! carries it. Two workflows of one repository, whose identity id is the same, still get
+//! two credentials when their session names differ; a rule whose templates render
+//! differently for a new token (a changed attribute in a session tag, say) makes a new
+//! key, never a stale credential.
 //!
 //! Upstream quotas are why this exists: AWS STS throttles `AssumeRoleWithWebIdentity` at a
 //! few requests per second per account, and a fleet of workloads starting together would
@@ -26,7 +31,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::digest::{Context, SHA256};
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 use tessera_adapters::{Clock, CredentialTarget, Grant, IssuedCredential, TargetError};
@@ -67,7 +71,7 @@ impl CacheOutcome {
     }
 }
 
-/// SHA-256 over the length-prefixed parts of a grant that decide the credential.
+/// The [`digest`](tessera_adapters::RequestDescription::digest) of a grant's request description.
 type Key = [u8; 32];
 
 /// An upstream call in flight: the credential and whether a call was made (`false` when
@@ -110,25 +114,10 @@ pub fn fresh_until(now: i64, expires_at: i64) -> i64 {
     expires_at.saturating_sub((lifetime / 5).min(MAX_MARGIN_SECS))
 }
 
-fn key(grant: &Grant) -> Key {
-    let mut digest = Context::new(&SHA256);
-    let mut part = |bytes: &[u8]| {
-        digest.update(&(bytes.len() as u64).to_be_bytes());
-        digest.update(bytes);
-    };
-    part(grant.identity().id.as_bytes());
-    part(grant.rule().as_bytes());
-    part(grant.target().as_bytes());
-    part(grant.scope().unwrap_or_default().as_bytes());
-    part(&[u8::from(grant.scope().is_some())]);
-    part(&grant.ttl().as_secs().to_be_bytes());
-    // Both serialize deterministically: the params are a BTreeMap and the claims keep
-    // the order the rule's templates give them.
-    part(&serde_json::to_vec(grant.params()).unwrap_or_default());
-    part(&serde_json::to_vec(grant.claims()).unwrap_or_default());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.finish().as_ref());
-    key
+/// The cache key of `grant`: the digest of `target`'s description of its upstream request
+/// (the tests of each target kind's `describe_request` show that every input counts).
+fn key(target: &dyn CredentialTarget, grant: &Grant) -> Result<Key, TargetError> {
+    target.describe_request(grant).map(|request| request.digest())
 }
 
 impl CredentialCache {
@@ -153,7 +142,9 @@ impl CredentialCache {
 
     /// The credential for `grant`: a fresh cached one, the result of an identical call
     /// already in flight, or a new one from `target`; and which of these it was. A
-    /// failure is returned to every exchange that waited on the call and is not cached.
+    /// failure is returned to every exchange that waited on the call and is not cached. A
+    /// grant the target cannot describe is one it would refuse: it goes to `target`
+    /// uncached, for the target's own error.
     ///
     /// The upstream call runs as its own task, so a caller that goes away does not cancel
     /// it for the others, and its credential is still cached.
@@ -162,7 +153,12 @@ impl CredentialCache {
         target: &Arc<dyn CredentialTarget>,
         grant: &Grant,
     ) -> (Result<IssuedCredential, TargetError>, CacheOutcome) {
-        let key = key(grant);
+        let key = match key(target.as_ref(), grant) {
+            Ok(key) => key,
+            Err(_) => {
+                return (issue_measured(target.as_ref(), grant, &self.metrics).await, CacheOutcome::Miss);
+            }
+        };
         let (issuing, outcome) = {
             let mut state = lock(&self.state);
             let now = self.clock.now();

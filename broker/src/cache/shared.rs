@@ -8,7 +8,7 @@
 //! cannot be replayed under another key. Redis sees only ciphertext; an entry expires in
 //! Redis when it stops being fresh.
 
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
@@ -21,7 +21,7 @@ use tessera_adapters::target::AwsCredentials;
 use tessera_adapters::{IssuedCredential, Secret};
 
 use super::{Entry, Key};
-use crate::redis::{RedisError, SharedRedis};
+use crate::redis::{RedisError, SharedRedis, hex};
 
 /// The key file's name in the signing-key directory.
 pub const KEY_FILE: &str = "credential-cache.key";
@@ -183,10 +183,6 @@ impl SharedCache {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The cache key in `dir`, made on first use. Replicas sharing the directory race safely:
 /// the file is written whole under a temporary name and linked into place, so the first
 /// link wins and everyone reads the winner. A read-only directory (a mounted secret)
@@ -219,8 +215,15 @@ pub fn load_or_create_key(dir: &Path) -> io::Result<[u8; 32]> {
     read_key(&path)
 }
 
+/// The key file, refused like a signing key when others could read it or its group could
+/// write it (see [`check_key_file_mode`](crate::issuer::check_key_file_mode)).
 fn read_key(path: &Path) -> io::Result<[u8; 32]> {
-    let text = std::fs::read_to_string(path)?;
+    let file = std::fs::File::open(path)?;
+    crate::issuer::check_key_file_mode(path, &file.metadata()?)
+        .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+    let mut text = String::new();
+    // 32 bytes take 43 characters of base64url; a bigger file is not a key.
+    file.take(256).read_to_string(&mut text)?;
     let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| {
         io::Error::new(io::ErrorKind::InvalidData, format!("{} is not base64url", path.display()))
     })?;
@@ -237,10 +240,10 @@ mod tests {
     fn cache(key: [u8; 32]) -> SharedCache {
         let config = RedisConfig {
             url: SecretUrl::new("redis://127.0.0.1:1"),
-            key_prefix: "t:".into(),
+            key_prefix: Some("t:".into()),
             timeout: std::time::Duration::from_millis(50),
         };
-        SharedCache::new(SharedRedis::connect(&config).unwrap(), &key).unwrap()
+        SharedCache::new(SharedRedis::connect(&config, "https://tessera.test").unwrap(), &key).unwrap()
     }
 
     fn stored() -> Stored {
@@ -283,5 +286,34 @@ mod tests {
         assert_eq!(mode, 0o600);
         std::fs::write(dir.path().join(KEY_FILE), "short\n").unwrap();
         assert!(load_or_create_key(dir.path()).is_err(), "a damaged key is an error, never replaced");
+    }
+
+    #[test]
+    fn the_cache_key_file_is_held_to_the_signing_keys_modes() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_key(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        for ok in [0o600, 0o400, 0o640, 0o440] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(ok)).unwrap();
+            assert_eq!(load_or_create_key(dir.path()).unwrap(), first, "mode {ok:o}: group read is allowed");
+        }
+        for bad in [0o644, 0o604, 0o660, 0o620, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bad)).unwrap();
+            let err = load_or_create_key(dir.path()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "mode {bad:o}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("(mode {bad:04o}); make it 0600 (0440 for a Secret volume)")),
+                "{err}"
+            );
+            let names: Vec<_> =
+                std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(
+                names,
+                vec![std::ffi::OsString::from(KEY_FILE)],
+                "never replaced, nothing left behind"
+            );
+        }
     }
 }

@@ -442,6 +442,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     let mut problems = Problems { file: path, errors: Vec::new() };
     check_settings(&config, &mut problems);
     check_adapters(&config, &mut problems);
+    check_audiences(&config, &mut problems);
     if !problems.errors.is_empty() {
         return Err(ConfigErrors(problems.errors));
     }
@@ -555,6 +556,57 @@ fn check_adapters(config: &BrokerConfig, problems: &mut Problems<'_>) {
             );
         } else {
             names.insert(name, (what, loc.line(), loc.column()));
+        }
+    }
+}
+
+/// Every JWT Tessera signs verifies against the same JWKS, so its `aud` alone says where it
+/// may be used: no two `jwt` targets share an audience (a token issued for one would open
+/// the other), and no target's JWTs carry the admin tokens' audience (they would open the
+/// admin API).
+fn check_audiences(config: &BrokerConfig, problems: &mut Problems<'_>) {
+    let targets = &config.targets.value;
+    let mut issued: HashMap<String, (&str, u64, u64)> = HashMap::new();
+    for target in targets.iter().filter(|t| t.value.kind() == "jwt") {
+        let (name, loc) = (target.value.name(), &target.referenced);
+        for audience in target.value.config().audiences() {
+            if let Some((first, line, column)) = issued.get(&audience) {
+                let message = format!(
+                    "target `{name}` has audience `{audience}`, as the jwt target `{first}` at line {line}, \
+                     column {column} does: a token issued for either would be accepted as the other's; give \
+                     each jwt target an audience of its own"
+                );
+                problems.at(loc, message);
+            } else {
+                issued.insert(audience, (name, loc.line(), loc.column()));
+            }
+        }
+    }
+    let Some(admin) =
+        config.admin.as_ref().and_then(|a| a.value.auth.as_ref()).and_then(|a| a.value.jwt.as_ref())
+    else {
+        return;
+    };
+    let admin_target = &admin.value.target;
+    let Some(admin_audiences) = targets
+        .iter()
+        .find(|t| t.value.name() == admin_target.value && t.value.kind() == "jwt")
+        .map(|t| t.value.config().audiences())
+    else {
+        return;
+    };
+    for other in targets.iter().filter(|t| t.value.name() != admin_target.value) {
+        let (name, loc) = (other.value.name(), &other.referenced);
+        for audience in other.value.config().audiences().into_iter().filter(|a| admin_audiences.contains(a)) {
+            let message = format!(
+                "admin.auth.jwt.target `{}` has audience `{audience}`, as target `{name}` at line {}, column {} \
+                 does: JWTs Tessera signs for `{name}` would open the admin API; give the admin target an \
+                 audience of its own",
+                admin_target.value,
+                loc.line(),
+                loc.column()
+            );
+            problems.at(&admin_target.referenced, message);
         }
     }
 }
@@ -799,6 +851,59 @@ demo_issuer:
         assert!(e[0].message.contains("key"), "{e:?}");
         let e = errors(&format!("{base}admin:\n  auth:\n    jwt: {{ target: admin }}\n    require: some\n"));
         assert!(e[0].message.contains("some"), "{e:?}");
+    }
+
+    #[test]
+    fn jwt_targets_sharing_an_audience_are_refused_where_the_second_is() {
+        let e = errors(&format!("{VALID}  - name: billing\n    type: jwt\n    audience: internal-api\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 13, 5), "{e:?}");
+        assert_eq!(
+            e[0].message,
+            "target `billing` has audience `internal-api`, as the jwt target `internal-api` at line 11, column 5 \
+             does: a token issued for either would be accepted as the other's; give each jwt target an audience \
+             of its own"
+        );
+        let e = errors(&format!(
+            "{VALID}  - name: a\n    type: jwt\n    audience: https://api.example\n  - name: b\n    type: jwt\n    audience: https://api.example\n"
+        ));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 16, 5), "{e:?}");
+        assert!(e[0].message.contains("jwt target `a` at line 13, column 5"), "{e:?}");
+
+        // Targets of other kinds present their JWTs to their own platforms: two AWS
+        // accounts trust the same `sts.amazonaws.com`.
+        let two_aws =
+            format!("{VALID}  - name: aws-a\n    type: aws_sts\n  - name: aws-b\n    type: aws_sts\n");
+        assert!(parse(Path::new("broker.yaml"), &two_aws).is_ok());
+    }
+
+    #[test]
+    fn admin_tokens_need_an_audience_no_target_uses() {
+        let admin = "admin:\n  auth:\n    jwt:\n      target: admin\n";
+        let same_as_aws = format!(
+            "{VALID}  - name: admin\n    type: jwt\n    audience: sts.amazonaws.com\n  - name: aws\n    type: aws_sts\n{admin}"
+        );
+        let e = errors(&same_as_aws);
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 21, 15), "{e:?}");
+        assert_eq!(
+            e[0].message,
+            "admin.auth.jwt.target `admin` has audience `sts.amazonaws.com`, as target `aws` at line 16, column 5 \
+             does: JWTs Tessera signs for `aws` would open the admin API; give the admin target an audience of \
+             its own"
+        );
+        let same_as_jwt =
+            format!("{VALID}  - name: admin\n    type: jwt\n    audience: internal-api\n{admin}");
+        let e = errors(&same_as_jwt);
+        let rendered: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(e.len(), 2, "{rendered:#?}");
+        assert!(rendered[0].contains(":13:5: target `admin` has audience `internal-api`"), "{rendered:#?}");
+        assert!(
+            rendered[1].contains(
+                ":19:15: admin.auth.jwt.target `admin` has audience `internal-api`, as target `internal-api`"
+            ),
+            "{rendered:#?}"
+        );
+        let own = format!("{VALID}{ADMIN_TARGETS}{admin}");
+        assert!(parse(Path::new("broker.yaml"), &own).is_ok(), "`admin` and `internal-api` differ");
     }
 
     #[test]

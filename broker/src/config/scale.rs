@@ -12,7 +12,6 @@ use serde::Deserialize;
 /// ```yaml
 /// redis:
 ///   url: rediss://tessera:CHANGE-ME@redis.internal:6380/0
-///   key_prefix: "tessera:"
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,19 +19,18 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS. The password is
     /// never logged.
     pub url: SecretUrl,
-    /// Prefix of every key Tessera writes, so brokers of different deployments can share
-    /// one Redis. Default `tessera:`.
-    #[serde(default = "default_prefix")]
-    pub key_prefix: String,
+    /// Prefix of every key Tessera writes. Default: `tessera:` and the first 12 hex digits
+    /// of the SHA-256 of `issuer.url`, then `:` (`tessera:3f9c0a1b2c4d:`), so brokers of
+    /// different deployments on one Redis share neither cached credentials nor rate
+    /// budgets, while the replicas of one deployment (one issuer URL) share both. 1 to 64
+    /// characters when set.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
     /// How long one Redis command (or connecting) may take before Tessera carries on
     /// without it: the cache is skipped, the rate limit falls back to this replica's own
     /// count. Between 10ms and 10s. Default `500ms`.
     #[serde(default = "default_timeout", deserialize_with = "super::deserialize_fine_duration")]
     pub timeout: Duration,
-}
-
-fn default_prefix() -> String {
-    "tessera:".to_string()
 }
 
 fn default_timeout() -> Duration {
@@ -46,7 +44,7 @@ impl RedisConfig {
         if let Err(e) = self.url.check("redis.url", &["redis", "rediss"]) {
             problems.push(e);
         }
-        if self.key_prefix.is_empty() || self.key_prefix.len() > 64 {
+        if self.key_prefix.as_ref().is_some_and(|p| p.is_empty() || p.len() > 64) {
             problems.push("redis.key_prefix must be 1 to 64 characters".to_string());
         }
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.timeout) {
@@ -182,6 +180,22 @@ mod tests {
         let store = ["postgres", "sqlite"];
         assert!(SecretUrl::new("sqlite:///var/lib/tessera/audit.db").check("s", &store).is_ok());
         assert_eq!(SecretUrl::new("postgres:///db").check("s", &store).unwrap_err(), "s has no host");
+    }
+
+    #[test]
+    fn a_key_prefix_is_optional_but_never_empty() {
+        let mut config = RedisConfig {
+            url: SecretUrl::new("redis://127.0.0.1:6379"),
+            key_prefix: None,
+            timeout: Duration::from_millis(500),
+        };
+        assert!(config.problems().is_empty(), "the default is the deployment's own");
+        config.key_prefix = Some(String::new());
+        assert_eq!(config.problems(), ["redis.key_prefix must be 1 to 64 characters"]);
+        config.key_prefix = Some("x".repeat(65));
+        assert_eq!(config.problems().len(), 1);
+        config.key_prefix = Some("payments:".into());
+        assert!(config.problems().is_empty());
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub use documents::CLAIMS_SUPPORTED;
 pub use error::IssuerError;
 pub use keys::{KeyInfo, KeyState};
 pub use rotate::{AlgorithmRotation, RotationReport, list_keys, rotate};
+pub(crate) use store::check_key_file_mode;
 
 use keys::{KeyMaterial, StoredKey};
 use store::KeyDir;

@@ -23,6 +23,17 @@ const LOCK_FILE: &str = ".lock";
 /// Key files are small; anything larger is not one of ours.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
+/// Refuse a secret key file (a signing key, the credential cache key) that others could
+/// read or its group could write. The group may read: Kubernetes gives Secret files group
+/// read when the pod sets `fsGroup`, so the non-root broker can read them.
+pub(crate) fn check_key_file_mode(path: &Path, meta: &fs::Metadata) -> Result<(), IssuerError> {
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o037 != 0 {
+        return Err(IssuerError::InsecurePermissions { path: path.to_path_buf(), mode });
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct KeyDir {
     path: PathBuf,
@@ -151,12 +162,7 @@ impl KeyDir {
         if !meta.is_file() {
             return Ok(None);
         }
-        // The group may read (Kubernetes gives Secret files group read when the pod sets
-        // `fsGroup`, so the non-root broker can read them); nothing more.
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o037 != 0 {
-            return Err(IssuerError::InsecurePermissions { path: path.to_path_buf(), mode });
-        }
+        check_key_file_mode(path, &meta)?;
         if meta.len() > MAX_KEY_FILE_BYTES {
             return Err(invalid(format!("larger than {MAX_KEY_FILE_BYTES} bytes")));
         }

@@ -4,8 +4,9 @@
 use serde_json::json;
 use tessera_adapters::Clock as _;
 use tessera_tests::keys::verify_with_jwks;
+use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
 
-use crate::{JWT_TYPE, TOKEN_EXCHANGE, last_reason, standard};
+use crate::{JWT_TARGET, JWT_TYPE, TOKEN_EXCHANGE, invalid_token_body, last_reason, standard};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rs256_token_is_exchanged_for_a_tessera_jwt_that_verifies_against_its_jwks() {
@@ -191,4 +192,70 @@ async fn metrics_count_exchanges_latency_issuing_and_key_set_age() {
     has(&format!(r#"tessera_jwks_last_success_timestamp_seconds{{source="corp"}} {now}"#));
     has(r#"tessera_jwks_age_seconds{source="corp"} 100"#);
     broker.stop().await;
+}
+
+/// Two trust domains, each with its own key set (a test issuer's JWKS standing in for
+/// each SPIFFE server's bundle).
+fn spiffe_source(a: &TestIssuer, b: &TestIssuer) -> String {
+    format!(
+        "- name: spire\n  type: spiffe\n  audiences: [tessera]\n  insecure_http: true\n  trust_domains:\n    a.example: {{ jwks_uri: {} }}\n    b.example: {{ jwks_uri: {} }}\n",
+        a.jwks_uri(),
+        b.jwks_uri()
+    )
+}
+
+const SPIFFE_RULES: &str = "version: 1\nrules:\n  - name: workloads-call-internal-api\n    match: { source: spire }\n    grant: { target: internal-api }\n";
+
+fn svid(sub: &str, now: i64) -> serde_json::Value {
+    json!({ "sub": sub, "aud": "tessera", "iat": now, "exp": now + 300 })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_of_one_trust_domain_cannot_vouch_for_a_workload_of_another() {
+    let a = TestIssuer::start(vec![TestKey::ec("a-1")]);
+    let b = TestIssuer::start(vec![TestKey::ec("b-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&spiffe_source(&a, &b), JWT_TARGET).mapping("10-spiffe.yaml", SPIFFE_RULES),
+    )
+    .await;
+    let now = broker.clock.now();
+    for (issuer, sub) in [(&a, "spiffe://a.example/api"), (&b, "spiffe://b.example/api")] {
+        let (status, body) = broker.exchange(&issuer.key(0).sign(&svid(sub, now)), "internal-api").await;
+        assert_eq!(status, 200, "{sub}: {body}");
+        assert_eq!(broker.audit_events().pop().unwrap()["identity"]["id"], sub);
+    }
+
+    // a.example's key signs for a workload of b.example: b.example's keys lack it.
+    let across = a.key(0).sign(&svid("spiffe://b.example/api", now));
+    let (status, body) = broker.exchange(&across, "internal-api").await;
+    assert_eq!((status, body), (400, invalid_token_body()));
+    assert_eq!(last_reason(&broker), "TS-SRC-UNKNOWN-KID");
+    // Naming b.example's key in the header: the signature is still a.example's.
+    let header = json!({ "alg": "ES256", "kid": "b-1", "typ": "JWT" });
+    let borrowed = a.key(0).sign_with_header(&header, &svid("spiffe://b.example/api", now));
+    let (status, body) = broker.exchange(&borrowed, "internal-api").await;
+    assert_eq!((status, body), (400, invalid_token_body()));
+    assert_eq!(last_reason(&broker), "TS-SRC-SIGNATURE");
+    // A trust domain the source does not name, whoever signs.
+    let stranger = a.key(0).sign(&svid("spiffe://c.example/api", now));
+    assert_eq!(broker.exchange(&stranger, "internal-api").await.0, 400);
+    assert_eq!(last_reason(&broker), "TS-SRC-POLICY");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_trust_domains_listed_with_one_key_set_do_not_load() {
+    let a = TestIssuer::start(vec![TestKey::ec("a-1")]);
+    let listed = format!(
+        "- name: spire\n  type: spiffe\n  audiences: [tessera]\n  insecure_http: true\n  trust_domains: [a.example, b.example]\n  jwks_uri: {}\n",
+        a.jwks_uri()
+    );
+    let err = tessera_tests::broker::try_spawn_broker(
+        BrokerOptions::new(&listed, JWT_TARGET).mapping("10-spiffe.yaml", SPIFFE_RULES),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("source `spire`.trust_domains: 2 trust domains listed with one key set"), "{err}");
+    assert!(err.contains(&format!("a.example: {{ jwks_uri: {} }}", a.jwks_uri())), "{err}");
+    assert!(err.contains("b.example: { bundle_endpoint: <b.example's bundle endpoint> }"), "{err}");
 }

@@ -145,7 +145,7 @@ fn azure_source(keys: &PeerKeys) -> String {
 
 fn spiffe_source(keys: &PeerKeys) -> String {
     format!(
-        "- name: spire\n  type: spiffe\n  trust_domains: [example.org]\n  audiences: [{AUD}]\n  bundle_file: {dir}/bundle.json\n  attributes: {{ svid: claims.sub }}\n",
+        "- name: spire\n  type: spiffe\n  trust_domains:\n    example.org: {{ bundle_file: {dir}/bundle.json }}\n  audiences: [{AUD}]\n  attributes: {{ svid: claims.sub }}\n",
         dir = keys.path()
     )
 }

@@ -174,6 +174,51 @@ async fn the_rate_limit_holds_across_replicas() {
     b.stop().await;
 }
 
+/// Without `key_prefix`, each deployment writes under a prefix of its issuer URL's: two
+/// deployments on one Redis keep their own rate budgets, the replicas of one share theirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn deployments_on_one_redis_count_apart_and_replicas_of_one_count_together() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let id = uuid::Uuid::new_v4().simple();
+    let (prod_url, staging_url) =
+        (format!("https://tessera-prod-{id}.example"), format!("https://tessera-staging-{id}.example"));
+    let (prod_redis, staging_redis) = (TestRedis::deployment(&prod_url), TestRedis::deployment(&staging_url));
+    let (prod_keys, staging_keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = Arc::new(ManualClock::starting_now());
+    let broker = |url: &str, keys: &tempfile::TempDir, redis: &TestRedis| {
+        let mut options = BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
+            .mapping("10-rules.yaml", crate::RULES)
+            .replica_of(url, keys.path());
+        options.clock = Arc::clone(&clock);
+        options.extra = format!("{}{RATE}", redis.config());
+        spawn_broker(options)
+    };
+    let prod_a = broker(&prod_url, &prod_keys, &prod_redis).await;
+    let prod_b = broker(&prod_url, &prod_keys, &prod_redis).await;
+    let staging = broker(&staging_url, &staging_keys, &staging_redis).await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", clock.now()));
+
+    for broker in [&prod_a, &prod_b, &prod_a] {
+        assert_eq!(broker.exchange(&token, "internal-api").await.0, 200, "within prod's burst of 3");
+    }
+    assert_eq!(prod_b.exchange(&token, "internal-api").await.0, 429, "prod's replicas share one budget");
+    for _ in 0..3 {
+        assert_eq!(staging.exchange(&token, "internal-api").await.0, 200, "staging has a budget of its own");
+    }
+    assert_eq!(staging.exchange(&token, "internal-api").await.0, 429);
+
+    // Each deployment's schedule lives under its own prefix.
+    for redis in [&prod_redis, &staging_redis] {
+        let keys: Vec<String> = redis.entries().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 1, "{}: {keys:?}", redis.prefix);
+        assert!(keys[0].starts_with(&format!("{}rate:", redis.prefix)), "{keys:?}");
+    }
+    assert_ne!(prod_redis.prefix, staging_redis.prefix);
+    for broker in [prod_a, prod_b, staging] {
+        broker.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_each_replica_caches_and_counts_alone() {
     let sts = StsPeer::start().await;

@@ -342,3 +342,95 @@ async fn a_grant_sts_would_refuse_is_a_load_error_with_its_position() {
     assert!(err.contains("ttl 5m is below the minimum of target `aws-prod` (15m)"), "{err}");
     assert_eq!(sts.call_count(), 0);
 }
+
+/// Two rules for one repository's workflows: `aws-prod` names the session after the
+/// workflow, `aws-dev` leaves the session name to its default, the workload's name (for
+/// GitHub Actions, the workflow).
+const WORKFLOW_RULES: &str = r#"version: 1
+rules:
+  - name: payments-workflows-prod
+    match: { source: github, namespace: octo-org/payments }
+    grant:
+      target: aws-prod
+      role_arn: arn:aws:iam::123456789012:role/workloads/payments-api
+      session_name: "{name}"
+      ttl: 15m
+  - name: payments-workflows-dev
+    match: { source: github, namespace: octo-org/payments }
+    grant:
+      target: aws-dev
+      role_arn: arn:aws:iam::123456789012:role/workloads/payments-api
+      ttl: 15m
+"#;
+
+/// A GitHub Actions token of `workflow` in `octo-org/payments`, signed by `issuer`.
+fn workflow_token(issuer: &TestIssuer, broker: &TestBroker, workflow: &str, run_id: &str) -> String {
+    let mut claims =
+        issuer.claims("repo:octo-org/payments:ref:refs/heads/main", "tessera", broker.clock.now());
+    let extra = serde_json::json!({
+        "repository": "octo-org/payments",
+        "repository_id": "1001",
+        "repository_owner": "octo-org",
+        "repository_owner_id": "65",
+        "ref": "refs/heads/main",
+        "workflow": workflow,
+        "run_id": run_id,
+    });
+    claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    issuer.key(0).sign(&claims)
+}
+
+/// Every workflow of a repository has the identity id `github://octo-org/payments`; the
+/// session STS is asked for differs by workflow, so the cache must tell them apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workflows_of_one_repository_get_two_sessions_each_named_for_its_workflow() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let source = format!(
+        "- name: github\n  type: github_actions\n  issuer: {}\n  audiences: [tessera]\n  allowed_owner_ids: [65]\n  insecure_http: true\n",
+        issuer.url()
+    );
+    let targets = format!("{}{}", target(&sts, ""), target(&sts, "").replace("aws-prod", "aws-dev"));
+    let broker =
+        spawn_broker(BrokerOptions::new(&source, &targets).mapping("10-aws.yaml", WORKFLOW_RULES)).await;
+    let deploy = workflow_token(&issuer, &broker, "deploy", "7001");
+    let release = workflow_token(&issuer, &broker, "release", "7002");
+
+    for audience in ["aws-prod", "aws-dev"] {
+        let calls_before = sts.call_count();
+        let (status, a) = broker.exchange(&deploy, audience).await;
+        assert_eq!(status, 200, "{a}");
+        let (status, b) = broker.exchange(&release, audience).await;
+        assert_eq!(status, 200, "{b}");
+        let events = broker.audit_events();
+        assert_eq!(events[events.len() - 2]["identity"]["id"], "github://octo-org/payments");
+        assert_eq!(events[events.len() - 1]["identity"]["id"], "github://octo-org/payments");
+        assert_eq!(events[events.len() - 1]["cache"], "miss", "{audience}: the other workflow is not a hit");
+        assert_eq!(sts.call_count(), calls_before + 2, "{audience}: one STS call per workflow");
+        let names: Vec<String> =
+            sts.calls()[calls_before..].iter().map(|c| c.role_session_name.clone()).collect();
+        assert_eq!(names, ["deploy", "release"], "{audience}");
+
+        // Each answer is a session of its own workflow, as STS itself says.
+        for (answer, workflow) in [(&a, "deploy"), (&b, "release")] {
+            let creds = &answer["aws_credentials"];
+            let who = sts
+                .caller_identity(
+                    creds["AccessKeyId"].as_str().unwrap(),
+                    creds["SecretAccessKey"].as_str().unwrap(),
+                    creds["SessionToken"].as_str().unwrap(),
+                )
+                .await;
+            assert_eq!(who.arn, format!("arn:aws:sts::123456789012:assumed-role/payments-api/{workflow}"));
+        }
+
+        // Another run of the first workflow asks for exactly its session: a hit.
+        let again = workflow_token(&issuer, &broker, "deploy", "7003");
+        let (status, c) = broker.exchange(&again, audience).await;
+        assert_eq!(status, 200, "{c}");
+        assert_eq!(c["aws_credentials"]["AccessKeyId"], a["aws_credentials"]["AccessKeyId"]);
+        assert_eq!(broker.audit_events().pop().unwrap()["cache"], "hit");
+        assert_eq!(sts.call_count(), calls_before + 2, "{audience}: no call for the repeat");
+    }
+    broker.stop().await;
+}

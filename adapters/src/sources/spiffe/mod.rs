@@ -1,7 +1,8 @@
-//! The `spiffe` source: JWT-SVIDs (SPIFFE JWT-SVID specification), verified against a
-//! trust domain's bundle (SPIFFE Trust Domain and Bundle specification: a bundle
-//! endpoint or file, whose `use: jwt-svid` keys are taken) or a plain JWKS, restricted to
-//! allow-listed trust domains.
+//! The `spiffe` source: JWT-SVIDs (SPIFFE JWT-SVID specification) of allow-listed trust
+//! domains, each verified against its own domain's bundle (SPIFFE Trust Domain and Bundle
+//! specification: a bundle endpoint or file, whose `use: jwt-svid` keys are taken) or a
+//! plain JWKS. The trust domain of a token's `sub` picks the keys: one domain's key never
+//! verifies another's workload.
 //!
 //! Routing: JWT-SVIDs need not carry `iss` (JWT-SVID §3 registers only `sub`, `aud`,
 //! `exp`). A source that names an `issuer` (SPIRE's `jwt_issuer`) is routed to by it; one
@@ -11,15 +12,17 @@
 //! # Layout
 //! - [`config`]: [`SpiffeSourceConfig`], the `type: spiffe` entry, and its build.
 //! - `id`: SPIFFE ID parsing (SPIFFE ID specification §2).
-//! - `verify`: the SPIFFE ID in `sub` to [`Identity`](crate::identity::Identity).
+//! - `verify`: [`SpiffeSource`], which picks a trust domain's key set by the SPIFFE ID in
+//!   `sub`, and that ID to [`Identity`](crate::identity::Identity).
 
-use crate::jwt::{Algorithm, JwtSource};
+use crate::jwt::Algorithm;
 
 pub mod config;
 mod id;
 mod verify;
 
-pub use config::SpiffeSourceConfig;
+pub use config::{SpiffeSourceConfig, TrustBundle, TrustDomains};
+pub use verify::SpiffeSource;
 
 /// The adapter kind, as written in `type:`.
 pub const KIND: &str = "spiffe";
@@ -36,9 +39,6 @@ pub const JWT_SVID_ALGORITHMS: [Algorithm; 8] = [
     Algorithm::Ps384,
     Algorithm::Ps512,
 ];
-
-/// A built `spiffe` source.
-pub type SpiffeSource = JwtSource<verify::SpiffeClaims>;
 
 #[cfg(test)]
 mod tests;

@@ -205,3 +205,132 @@ async fn bundle_endpoints_are_fetched() {
     assert!(matches!(source.verify(&subject_jwt(unknown)).await, Err(SourceError::UnknownKey)));
     assert_eq!(server.hits("/bundle"), hits + 1);
 }
+
+/// A bundle holding `key` alone, for JWT-SVIDs.
+fn jwt_bundle(key: &TestKey) -> String {
+    let mut jwk = key.jwk();
+    jwk["use"] = json!("jwt-svid");
+    json!({ "keys": [jwk] }).to_string()
+}
+
+const PARTNER: &str = "spiffe://partner.example/ns/billing/sa/api";
+
+/// `example.org` bound to the fixture's key, `partner.example` to `partner`'s.
+fn two_domains(f: &SourceFixture<SpiffeSourceConfig>, partner: &TestKey) -> Value {
+    f.dir.write("example.org.json", &jwt_bundle(&f.key));
+    f.dir.write("partner.example.json", &jwt_bundle(partner));
+    json!({
+        "jwks_file": null,
+        "trust_domains": {
+            "example.org": { "bundle_file": "example.org.json" },
+            "spiffe://partner.example": { "bundle_file": "partner.example.json" },
+        },
+    })
+}
+
+#[tokio::test]
+async fn each_trust_domain_is_verified_by_its_own_bundle_only() {
+    let f = fixture();
+    let partner = TestKey::p256("partner-1");
+    let source = f.source(two_domains(&f, &partner));
+    assert!(source.ready());
+    assert!(source.issuers().is_empty(), "no issuer: routed by token type");
+
+    let id = f.verify(&source, &svid(json!({}))).await.unwrap();
+    assert_eq!((id.id.as_str(), id.tenant.as_deref()), (ID, Some("example.org")));
+    assert_eq!(id.issuer, "spiffe://example.org");
+    let token = partner.token_with("ES256", &json!({ "typ": "JWT" }), &svid(json!({ "sub": PARTNER })));
+    let id = source.verify(&subject_jwt(token)).await.unwrap();
+    let id = id.identity();
+    assert_eq!((id.id.as_str(), id.tenant.as_deref()), (PARTNER, Some("partner.example")));
+    assert_eq!(id.source, "spire");
+
+    // example.org's key, for a workload of partner.example: partner.example's bundle
+    // has no such key.
+    let across = f.verify(&source, &svid(json!({ "sub": PARTNER }))).await.unwrap_err();
+    assert!(matches!(across, SourceError::UnknownKey), "{across:?}");
+    // Naming partner.example's key does not help: the signature is not its.
+    let borrowed =
+        f.key.token_with("ES256", &json!({ "kid": "partner-1" }), &svid(json!({ "sub": PARTNER })));
+    let err = source.verify(&subject_jwt(borrowed)).await.unwrap_err();
+    assert!(matches!(err, SourceError::BadSignature), "{err:?}");
+    // Nor the other way round.
+    let back = partner.token_with("ES256", &json!({ "kid": f.key.kid }), &svid(json!({})));
+    let err = source.verify(&subject_jwt(back)).await.unwrap_err();
+    assert!(matches!(err, SourceError::BadSignature), "{err:?}");
+
+    // A domain with no bundle here is refused before any key is looked at.
+    let foreign = f.verify(&source, &svid(json!({ "sub": "spiffe://evil.example/x" }))).await.unwrap_err();
+    assert!(matches!(foreign, SourceError::Policy(_)), "{foreign:?}");
+    let err = f.verify(&source, &svid(json!({ "sub": "api" }))).await.unwrap_err();
+    assert!(matches!(err, SourceError::InvalidClaim("sub")), "{err:?}");
+    let err = f.verify(&source, &svid(json!({ "sub": null }))).await.unwrap_err();
+    assert!(matches!(err, SourceError::MissingClaim("sub")), "{err:?}");
+    let err = f.verify(&source, &svid(json!({ "sub": ["spiffe://example.org/x"] }))).await.unwrap_err();
+    assert!(matches!(err, SourceError::InvalidClaim("sub")), "{err:?}");
+}
+
+#[test]
+fn a_list_of_several_trust_domains_is_refused_with_the_map_to_write() {
+    let f = fixture();
+    let err = f.build(json!({ "trust_domains": ["example.org", "spiffe://partner.example"] })).unwrap_err();
+    assert_eq!(err.field, Some("trust_domains"));
+    assert!(err.message.starts_with("2 trust domains listed with one key set"), "{err}");
+    assert!(
+        err.message.ends_with(
+            "\n  trust_domains:\n    example.org: { jwks_file: jwks.json }\n    partner.example: { bundle_endpoint: <partner.example's bundle endpoint> }"
+        ),
+        "{err}"
+    );
+    // One listed domain keeps its meaning.
+    assert!(f.build(json!({ "trust_domains": ["example.org"] })).is_ok());
+}
+
+#[test]
+fn map_form_config_checks() {
+    let f = fixture();
+    let partner = TestKey::p256("partner-1");
+    assert!(f.build(two_domains(&f, &partner)).is_ok());
+    let map = |domains: Value| json!({ "jwks_file": null, "trust_domains": domains });
+    let message = |extra: Value| {
+        let err = f.build(extra).unwrap_err();
+        assert_eq!(err.field, Some("trust_domains"), "{err}");
+        err.message
+    };
+    assert_eq!(message(map(json!({}))), "name at least one trust domain to trust");
+    let beside = json!({ "trust_domains": { "example.org": { "bundle_file": "example.org.json" } } });
+    assert!(message(beside).contains("not beside it"));
+    assert_eq!(
+        message(map(json!({ "example.org": {} }))),
+        "trust domain `example.org`: name where the trust bundle is: bundle_endpoint, bundle_file, jwks_uri or jwks_file"
+    );
+    let two = json!({ "example.org": { "bundle_file": "example.org.json", "jwks_file": "jwks.json" } });
+    assert!(message(map(two)).starts_with("trust domain `example.org`: name one key location"));
+    assert!(
+        message(map(json!({ "Example.org": { "jwks_file": "jwks.json" } }))).contains("not a trust domain")
+    );
+    let twice = json!({ "example.org": { "jwks_file": "jwks.json" }, "spiffe://example.org": { "jwks_file": "jwks.json" } });
+    assert!(message(map(twice)).contains("name the same trust domain"));
+    let missing = message(map(json!({ "example.org": { "bundle_file": "missing.json" } })));
+    assert!(missing.starts_with("trust domain `example.org`: "), "{missing}");
+    let insecure =
+        message(map(json!({ "example.org": { "bundle_endpoint": "http://spire.example.org/b" } })));
+    assert!(insecure.starts_with("trust domain `example.org`: "), "{insecure}");
+    // A bundle entry takes only the four location keys.
+    let unknown =
+        f.config(map(json!({ "example.org": { "bundle_url": "https://x.example/b" } }))).unwrap_err();
+    assert!(unknown.to_string().contains("bundle_url"), "{unknown}");
+}
+
+#[tokio::test]
+async fn checks_that_need_no_key_come_before_the_subject_picks_one() {
+    let f = fixture();
+    let partner = TestKey::p256("partner-1");
+    let source = f.source(two_domains(&f, &partner));
+    // Routed here by type, a token naming an issuer is refused for that, whatever its sub.
+    let named = svid(json!({ "iss": "https://gitlab.evil.example", "sub": "project_path:evil/x" }));
+    assert!(matches!(f.verify(&source, &named).await, Err(SourceError::IssuerMismatch)));
+    let header = json!({ "typ": "JWT", "x-private": 1 });
+    let err = f.verify_with(&source, &header, &svid(json!({ "sub": "api" }))).await.unwrap_err();
+    assert!(matches!(err, SourceError::ForbiddenHeader(_)), "{err:?}");
+}

@@ -1,16 +1,22 @@
-//! A verified JWT-SVID to the normalized identity: `sub` is the workload's SPIFFE ID
-//! (JWT-SVID §3.1), which must lie in an allowed trust domain.
+//! A JWT-SVID to the normalized identity. `sub` is the workload's SPIFFE ID (JWT-SVID
+//! §3.1); its trust domain picks the one bundle whose keys may verify the token (SPIFFE
+//! Trust Domain and Bundle §3: a bundle holds the keys of one trust domain), so a key of
+//! one domain never vouches for a workload of another.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
 
 use super::KIND;
 use super::id;
 use crate::identity::Identity;
-use crate::jwt::{ClaimsMapper, VerifiedClaims, identity_base};
-use crate::source::SourceError;
+use crate::jwt::{ClaimsMapper, JwtSource, VerifiedClaims, identity_base, peek_subject};
+use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
 
-/// The trust-domain allow-list.
+/// The claims of one trust domain's JWT-SVIDs: `sub` must be a workload of it.
 #[derive(Debug, Clone)]
 pub struct SpiffeClaims {
-    pub(super) trust_domains: Vec<String>,
+    pub(super) trust_domain: String,
 }
 
 impl ClaimsMapper for SpiffeClaims {
@@ -24,8 +30,10 @@ impl ClaimsMapper for SpiffeClaims {
         if spiffe_id.path.is_empty() {
             return Err(SourceError::InvalidClaim("sub"));
         }
-        if !self.trust_domains.iter().any(|td| td == spiffe_id.trust_domain) {
-            return Err(SourceError::Policy("trust domain is not on the allow-list".into()));
+        if spiffe_id.trust_domain != self.trust_domain {
+            return Err(SourceError::Policy(
+                "the token's trust domain is not the one whose keys verified it".into(),
+            ));
         }
         let mut identity = identity_base(KIND, source, claims, sub.to_owned(), sub.to_owned());
         // Without `iss`, the trust domain is who vouched (its bundle's keys verified).
@@ -37,5 +45,65 @@ impl ClaimsMapper for SpiffeClaims {
         identity.attributes.insert("spiffe.trust_domain".into(), spiffe_id.trust_domain.to_owned());
         identity.attributes.insert("spiffe.path".into(), spiffe_id.path.to_owned());
         Ok(identity)
+    }
+}
+
+/// A built `spiffe` source: the allowed trust domains, each verified by a JWT source of
+/// its own (its own key set, the shared rules).
+#[derive(Debug)]
+pub struct SpiffeSource {
+    name: String,
+    domains: BTreeMap<String, JwtSource<SpiffeClaims>>,
+}
+
+impl SpiffeSource {
+    pub(super) fn new(name: String, domains: BTreeMap<String, JwtSource<SpiffeClaims>>) -> Self {
+        Self { name, domains }
+    }
+}
+
+#[async_trait]
+impl IdentitySource for SpiffeSource {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn accepts(&self, token_type: SubjectTokenType) -> bool {
+        token_type == SubjectTokenType::Jwt
+    }
+
+    /// The `issuer`, shared by every trust domain; none when tokens carry no `iss`.
+    fn issuers(&self) -> Vec<String> {
+        self.domains.values().next().map(IdentitySource::issuers).unwrap_or_default()
+    }
+
+    /// The trust domain of the unverified `sub` picks the key set; that domain's source
+    /// then verifies everything, `sub` included, as any JWT source does. Checks that need
+    /// no key (shape, header, `iss`) come first, as for any JWT source; a domain not on
+    /// the allow-list is refused before any key is fetched.
+    async fn verify(&self, token: &SubjectToken) -> Result<VerifiedIdentity, SourceError> {
+        if !self.accepts(token.token_type) {
+            return Err(SourceError::UnsupportedTokenType);
+        }
+        // Every domain's verifier has the source's one policy.
+        if let Some(any) = self.domains.values().next() {
+            any.verifier().precheck(token.value.expose())?;
+        }
+        let sub = peek_subject(token.value.expose())?;
+        let spiffe_id = id::parse(&sub).ok_or(SourceError::InvalidClaim("sub"))?;
+        let domain = self
+            .domains
+            .get(spiffe_id.trust_domain)
+            .ok_or_else(|| SourceError::Policy("trust domain is not on the allow-list".into()))?;
+        domain.verify(token).await
+    }
+
+    /// Every trust domain's keys are at hand.
+    fn ready(&self) -> bool {
+        self.domains.values().all(IdentitySource::ready)
     }
 }

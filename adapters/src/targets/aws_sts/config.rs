@@ -89,6 +89,11 @@ impl BuildTarget for AwsStsTargetConfig {
         &self.name
     }
 
+    /// The web identity token's.
+    fn audiences(&self) -> Vec<String> {
+        vec![self.audience.clone()]
+    }
+
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
         Ok(Arc::new(self.target(cx)?))
     }

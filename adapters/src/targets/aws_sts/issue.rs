@@ -18,8 +18,8 @@ use crate::clock::{Clock, format_rfc3339};
 use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::target::{
-    AwsCredentials, CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, SigningAlgorithm,
-    TargetError,
+    AwsCredentials, CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText,
+    Signer, SigningAlgorithm, TargetError,
 };
 use crate::targets::upstream::{self, UpstreamSettings};
 
@@ -54,6 +54,15 @@ pub struct AwsStsTarget {
     client: aws_sdk_sts::Client,
     signer: Arc<dyn Signer>,
     clock: Arc<dyn Clock>,
+}
+
+/// What a grant asks STS for, checked, before a token is signed.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    pub role_arn: String,
+    pub session_name: String,
+    pub tags: BTreeMap<String, String>,
+    pub duration_seconds: i32,
 }
 
 /// What one `AssumeRoleWithWebIdentity` call asks for.
@@ -92,9 +101,9 @@ impl AwsStsTarget {
         &self.settings.audience
     }
 
-    /// The request for `grant`: the role, session name, duration and the signed web
-    /// identity token. Every check a grant can fail happens here, before any network call.
-    pub(super) fn request(&self, grant: &Grant) -> Result<StsRequest, TargetError> {
+    /// What `grant` asks STS for: the role, session name, tags and duration. Every check
+    /// a grant can fail happens here, before anything is signed or sent.
+    pub(super) fn plan(&self, grant: &Grant) -> Result<Plan, TargetError> {
         upstream::check_grant_target(grant, &self.settings.name)?;
         let role_arn = grant
             .param_str("role_arn")
@@ -113,7 +122,12 @@ impl AwsStsTarget {
         let duration = grant.ttl().min(self.settings.max_ttl).clamp(super::MIN_DURATION, super::MAX_DURATION);
         let duration_seconds = i32::try_from(duration.as_secs())
             .map_err(|_| TargetError::InvalidGrant("session duration out of range".into()))?;
+        Ok(Plan { role_arn: role_arn.to_string(), session_name, tags, duration_seconds })
+    }
 
+    /// The request for `grant`: its [`plan`](Self::plan) and the signed web identity token.
+    pub(super) fn request(&self, grant: &Grant) -> Result<StsRequest, TargetError> {
+        let Plan { role_arn, session_name, tags, duration_seconds } = self.plan(grant)?;
         let now = self.clock.now();
         let mut claims = upstream::presented_claims(
             self.signer.as_ref(),
@@ -134,7 +148,7 @@ impl AwsStsTarget {
             claims.insert(TAGS_CLAIM.into(), Value::Object(claim));
         }
         let token = self.signer.sign(self.settings.algorithm, &claims)?;
-        Ok(StsRequest { role_arn: role_arn.to_string(), session_name, duration_seconds, token })
+        Ok(StsRequest { role_arn, session_name, duration_seconds, token })
     }
 
     async fn call(&self, req: &StsRequest) -> Result<AssumeRoleWithWebIdentityOutput, TargetError> {
@@ -404,6 +418,19 @@ impl CredentialTarget for AwsStsTarget {
 
     fn cacheable(&self) -> bool {
         self.settings.upstream.cache
+    }
+
+    /// The plan's role, session name, tags and duration, and the identity id the web
+    /// identity token carries as `sub` (the role's trust policy reads it).
+    fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
+        let Plan { role_arn, session_name, tags, duration_seconds } = self.plan(grant)?;
+        let tags: Map<String, Value> = tags.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+        Ok(RequestDescription::new(grant)
+            .with("role_arn", role_arn)
+            .with("role_session_name", session_name)
+            .with("tags", tags)
+            .with("duration_seconds", duration_seconds)
+            .with("sub", grant.identity().id.as_str()))
     }
 
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {

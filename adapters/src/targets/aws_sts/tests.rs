@@ -10,7 +10,7 @@ use crate::build::{BuildContext, BuildTarget};
 use crate::config::kind_config;
 use crate::oauth::token_type;
 use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError};
-use crate::targets::testkit::{self, JsonSigner, NOW};
+use crate::targets::testkit::{self, GrantParts, JsonSigner, NOW, assert_cache_keys, workflow};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/invoices-reader";
 
@@ -29,6 +29,11 @@ fn target(value: Value) -> AwsStsTarget {
 fn grant(target: &str, ttl: Duration, name: Option<&str>, params: Value) -> Grant {
     let scope = params.get("role_arn").and_then(Value::as_str).map(str::to_string);
     testkit::grant(testkit::identity(name), target, scope.as_deref(), ttl, params)
+}
+
+/// The credential cache's key: the digest of the request description.
+fn cache_key(t: &AwsStsTarget, parts: &GrantParts) -> [u8; 32] {
+    t.describe_request(&parts.grant()).unwrap().digest()
 }
 
 fn signed_claims(t: &AwsStsTarget, g: &Grant) -> Map<String, Value> {
@@ -369,4 +374,45 @@ async fn a_silent_endpoint_times_out() {
     let err = t.issue(&any_grant()).await.unwrap_err();
     assert!(matches!(err, TargetError::Upstream { retryable: true, .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[test]
+fn every_input_of_the_sts_call_is_in_the_cache_key() {
+    const OTHER_ROLE: &str = "arn:aws:iam::123456789012:role/ledger-writer";
+    let prod = target(json!({ "type": "aws_sts", "name": "aws-prod" }));
+    let dev = target(json!({ "type": "aws_sts", "name": "aws-dev" }));
+    let key = |p: &GrantParts| cache_key(if p.target == "aws-dev" { &dev } else { &prod }, p);
+    let base = GrantParts {
+        identity: workflow("deploy"),
+        rule: "ci-deploys",
+        target: "aws-prod",
+        scope: Some(ROLE),
+        ttl: Duration::from_secs(900),
+        claims: json!({}),
+        params: json!({ "role_arn": ROLE, "tags": { "team": "payments" } }),
+    };
+    let changed = [
+        ("scope", base.with(|p| p.scope = Some(OTHER_ROLE))),
+        ("role", base.with(|p| p.params["role_arn"] = json!(OTHER_ROLE))),
+        ("session name", base.with(|p| p.params["session_name"] = json!("deploy-7001"))),
+        // Another workflow of the same repository: the same identity id, another name,
+        // which is the session name when the rule names none.
+        ("workflow", base.with(|p| p.identity = workflow("release"))),
+        ("tags", base.with(|p| p.params["tags"]["team"] = json!("ledger"))),
+        ("tag keys", base.with(|p| p.params["tags"] = json!({ "team": "payments", "env": "prod" }))),
+        ("claims", base.with(|p| p.claims = json!({ "env": "prod" }))),
+        ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
+        ("rule", base.with(|p| p.rule = "ci-releases")),
+        ("target", base.with(|p| p.target = "aws-dev")),
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
+    ];
+    // A new run of the same workflow asks STS for exactly the same session.
+    let same = [
+        ("run", base.with(|p| p.identity.instance = Some("7002".into()))),
+        (
+            "attributes",
+            base.with(|p| p.identity.attributes = [("github.run_attempt".into(), "2".into())].into()),
+        ),
+    ];
+    assert_cache_keys(key, &base, &changed, &same);
 }

@@ -85,6 +85,11 @@ impl BuildTarget for AzureTargetConfig {
         &self.name
     }
 
+    /// The client assertion's.
+    fn audiences(&self) -> Vec<String> {
+        vec![self.audience.clone()]
+    }
+
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
         validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
         if let Some(t) = &self.tenant {

@@ -11,7 +11,8 @@ use crate::clock::Clock;
 use crate::oauth::{client_assertion_type, token_type};
 use crate::secret::Secret;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, SigningAlgorithm, TargetError,
+    CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer,
+    SigningAlgorithm, TargetError,
 };
 use crate::targets::upstream::{
     self, Body, UpstreamSettings, plain_code, retryable_status, upstream as failure,
@@ -75,6 +76,15 @@ fn check_subject(subject: &str) -> Result<(), String> {
     }
 }
 
+/// What a grant asks Entra for, checked, before the assertion is signed.
+#[derive(Debug, Clone, Copy)]
+struct Plan<'a> {
+    tenant: &'a str,
+    client_id: &'a str,
+    scope: &'a str,
+    subject: &'a str,
+}
+
 /// Token endpoint success body.
 #[derive(Debug, Deserialize)]
 struct TokenAnswer {
@@ -114,6 +124,27 @@ impl AzureTarget {
                 self.settings.name
             ))
         })
+    }
+
+    /// What `grant` asks Entra for: the tenant, the client id, the scope and the
+    /// assertion's subject. Every check a grant can fail happens here, before anything is
+    /// signed or sent.
+    fn plan<'a>(&'a self, grant: &'a Grant) -> Result<Plan<'a>, TargetError> {
+        upstream::check_grant_target(grant, &self.settings.name)?;
+        let tenant = self.pick(grant, "tenant", self.settings.tenant.as_deref())?;
+        check_tenant(tenant).map_err(TargetError::InvalidGrant)?;
+        let client_id = self.pick(grant, "client_id", self.settings.client_id.as_deref())?;
+        check_client_id(client_id).map_err(TargetError::InvalidGrant)?;
+        let scope = grant.scope().or(self.settings.scope.as_deref()).ok_or_else(|| {
+            TargetError::InvalidGrant(format!(
+                "target `{}` has no scope and the rule grants none",
+                self.settings.name
+            ))
+        })?;
+        check_scope(scope).map_err(TargetError::InvalidGrant)?;
+        let subject = grant.param_str("subject").unwrap_or(grant.identity().id.as_str());
+        check_subject(subject).map_err(TargetError::InvalidGrant)?;
+        Ok(Plan { tenant, client_id, scope, subject })
     }
 
     /// The assertion's claims ("Assertion format": `aud`, `exp`, `iss`, `jti`, `nbf`,
@@ -205,22 +236,19 @@ impl CredentialTarget for AzureTarget {
         self.settings.upstream.cache
     }
 
-    async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
-        upstream::check_grant_target(grant, &self.settings.name)?;
-        let tenant = self.pick(grant, "tenant", self.settings.tenant.as_deref())?;
-        check_tenant(tenant).map_err(TargetError::InvalidGrant)?;
-        let client_id = self.pick(grant, "client_id", self.settings.client_id.as_deref())?;
-        check_client_id(client_id).map_err(TargetError::InvalidGrant)?;
-        let scope = grant.scope().or(self.settings.scope.as_deref()).ok_or_else(|| {
-            TargetError::InvalidGrant(format!(
-                "target `{}` has no scope and the rule grants none",
-                self.settings.name
-            ))
-        })?;
-        check_scope(scope).map_err(TargetError::InvalidGrant)?;
-        let subject = grant.param_str("subject").unwrap_or(grant.identity().id.as_str());
-        check_subject(subject).map_err(TargetError::InvalidGrant)?;
+    /// The plan's tenant, client id, scope and assertion subject. The subject is the
+    /// identity id unless the rule names one, so the identity counts only then.
+    fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
+        let Plan { tenant, client_id, scope, subject } = self.plan(grant)?;
+        Ok(RequestDescription::new(grant)
+            .with("tenant", tenant)
+            .with("client_id", client_id)
+            .with("scope", scope)
+            .with("sub", subject))
+    }
 
+    async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
+        let Plan { tenant, client_id, scope, subject } = self.plan(grant)?;
         let now = self.clock.now();
         let assertion = self.signer.sign(SigningAlgorithm::Rs256, &self.assertion_claims(subject, now))?;
         let url = format!("{}/{tenant}/oauth2/v2.0/token", self.settings.authority);

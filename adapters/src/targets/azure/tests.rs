@@ -11,7 +11,7 @@ use crate::build::{BuildError, BuildTarget};
 use crate::config::kind_config;
 use crate::oauth::token_type;
 use crate::target::{CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError};
-use crate::targets::testkit::{self, NOW};
+use crate::targets::testkit::{self, GrantParts, NOW, assert_cache_keys, workflow};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "6731de76-14a6-49ae-97bc-6eba6914391e";
@@ -239,4 +239,36 @@ fn answers_are_read_strictly() {
     );
     assert!(matches!(read_answer(500, b""), Err(TargetError::Upstream { retryable: true, .. })));
     assert!(matches!(read_answer(302, b""), Err(TargetError::Upstream { retryable: false, .. })));
+}
+
+#[test]
+fn every_input_of_the_entra_call_is_in_the_cache_key_and_the_identity_only_as_the_subject() {
+    let t = build(json!({ "type": "azure", "name": "graph" })).unwrap();
+    let key = |p: &GrantParts| t.describe_request(&p.grant()).unwrap().digest();
+    let base = GrantParts {
+        identity: workflow("deploy"),
+        rule: "ci-reads-graph",
+        target: "graph",
+        scope: Some(GRAPH),
+        ttl: Duration::from_secs(3600),
+        claims: json!({}),
+        params: json!({ "tenant": TENANT, "client_id": CLIENT }),
+    };
+    let changed = [
+        ("tenant", base.with(|p| p.params["tenant"] = json!("contoso.onmicrosoft.com"))),
+        ("client id", base.with(|p| p.params["client_id"] = json!("00000000-0000-0000-0000-000000000001"))),
+        ("scope", base.with(|p| p.scope = Some("https://management.azure.com/.default"))),
+        // The assertion's `sub` is the identity id unless the rule names a subject.
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
+        ("subject", base.with(|p| p.params["subject"] = json!("ci"))),
+    ];
+    let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
+    assert_cache_keys(key, &base, &changed, &same);
+
+    let named = base.with(|p| p.params["subject"] = json!("ci"));
+    let same = [(
+        "identity under a named subject",
+        named.with(|p| p.identity.id = "github://octo-org/ledger".into()),
+    )];
+    assert_cache_keys(key, &named, &[], &same);
 }

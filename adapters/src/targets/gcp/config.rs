@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::issue::{CLOUD_PLATFORM_SCOPE, GcpTarget, Settings, check_provider, check_scope};
+use super::issue::{
+    CLOUD_PLATFORM_SCOPE, GcpTarget, Settings, check_provider, check_scope, provider_audience,
+};
 use crate::build::{BuildContext, BuildError, BuildTarget};
 use crate::config::{duration, validate_name};
 use crate::target::{CredentialTarget, SigningAlgorithm};
@@ -96,6 +98,16 @@ fn default_ttl() -> Duration {
 impl BuildTarget for GcpTargetConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The subject token's: `audience`, else the configured provider's (a rule's own
+    /// `provider` is known only when mapping files load).
+    fn audiences(&self) -> Vec<String> {
+        match (&self.audience, &self.provider) {
+            (Some(audience), _) => vec![audience.clone()],
+            (None, Some(provider)) => vec![provider_audience(provider)],
+            (None, None) => Vec::new(),
+        }
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {

@@ -12,7 +12,8 @@ use crate::clock::Clock;
 use crate::oauth::{grant_type, token_type};
 use crate::secret::Secret;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, RuleParam, RuleText, Signer, SigningAlgorithm, TargetError,
+    CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer,
+    SigningAlgorithm, TargetError,
 };
 use crate::targets::upstream::{
     self, Body, UpstreamSettings, plain_code, retryable_status, upstream as failure,
@@ -76,6 +77,12 @@ pub(super) fn check_provider(provider: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The audience a workload identity pool provider allows when it lists none: its resource
+/// name as a URL (`//iam.googleapis.com/...` becomes `https://iam.googleapis.com/...`).
+pub(super) fn provider_audience(provider: &str) -> String {
+    format!("https:{provider}")
+}
+
 /// An OAuth scope as Google writes them: a non-empty token with no spaces or controls.
 pub(super) fn check_scope(scope: &str) -> Result<(), String> {
     let ok = !scope.is_empty() && scope.len() <= 256 && scope.bytes().all(|b| b.is_ascii_graphic());
@@ -110,6 +117,15 @@ fn check_scopes(text: &str) -> Result<Vec<String>, String> {
         check_scope(s)?;
     }
     Ok(scopes)
+}
+
+/// What a grant asks Google for, checked, before a token is signed.
+#[derive(Debug, Clone)]
+struct Plan<'a> {
+    provider: &'a str,
+    scopes: Vec<String>,
+    service_account: Option<&'a str>,
+    lifetime: Duration,
 }
 
 /// STS `v1/token` success body (RFC 8693 §2.2.1 fields).
@@ -178,14 +194,30 @@ impl GcpTarget {
         }
     }
 
+    /// What `grant` asks Google for: the provider, the scopes, the service account to
+    /// impersonate if any, and the token's lifetime. Every check a grant can fail happens
+    /// here, before anything is signed or sent.
+    fn plan<'a>(&'a self, grant: &'a Grant) -> Result<Plan<'a>, TargetError> {
+        upstream::check_grant_target(grant, &self.settings.name)?;
+        let provider = self.provider(grant)?;
+        let scopes = self.scopes(grant)?;
+        let service_account = grant.param_str("service_account");
+        if let Some(sa) = service_account {
+            check_service_account(sa).map_err(TargetError::InvalidGrant)?;
+        }
+        let lifetime = grant.ttl().min(self.settings.max_ttl).min(IMPERSONATION_MAX);
+        if lifetime.is_zero() {
+            return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
+        }
+        Ok(Plan { provider, scopes, service_account, lifetime })
+    }
+
     /// The claims of the JWT presented to STS. `sub` is the identity id, which the
     /// provider's attribute mapping reads as `google.subject = assertion.sub`.
     pub(super) fn subject_claims(&self, grant: &Grant, provider: &str, now: i64) -> Map<String, Value> {
         let audience = match &self.settings.audience {
             Some(a) => a.clone(),
-            // "//iam.googleapis.com/..." becomes "https://iam.googleapis.com/...": the
-            // default allowed audience of an OIDC provider.
-            None => format!("https:{provider}"),
+            None => provider_audience(provider),
         };
         upstream::presented_claims(self.signer.as_ref(), &grant.identity().id, &audience, now)
     }
@@ -348,19 +380,20 @@ impl CredentialTarget for GcpTarget {
         self.settings.upstream.cache
     }
 
-    async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
-        upstream::check_grant_target(grant, &self.settings.name)?;
-        let provider = self.provider(grant)?;
-        let scopes = self.scopes(grant)?;
-        let service_account = grant.param_str("service_account");
-        if let Some(sa) = service_account {
-            check_service_account(sa).map_err(TargetError::InvalidGrant)?;
-        }
-        let lifetime = grant.ttl().min(self.settings.max_ttl).min(IMPERSONATION_MAX);
-        if lifetime.is_zero() {
-            return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
-        }
+    /// The plan's provider, scopes, service account and lifetime, and the identity id the
+    /// subject token carries as `sub` (the provider's attribute mapping reads it).
+    fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
+        let Plan { provider, scopes, service_account, lifetime } = self.plan(grant)?;
+        Ok(RequestDescription::new(grant)
+            .with("provider", provider)
+            .with("scopes", scopes)
+            .with("service_account", service_account)
+            .with("lifetime", lifetime.as_secs())
+            .with("sub", grant.identity().id.as_str()))
+    }
 
+    async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
+        let Plan { provider, scopes, service_account, lifetime } = self.plan(grant)?;
         let now = self.clock.now();
         let claims = self.subject_claims(grant, provider, now);
         let subject_token = self.signer.sign(self.settings.algorithm, &claims)?;

@@ -10,7 +10,7 @@ use crate::build::{BuildContext, BuildError, BuildTarget};
 use crate::config::kind_config;
 use crate::oauth::token_type;
 use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError};
-use crate::targets::testkit::{self, NOW};
+use crate::targets::testkit::{self, GrantParts, NOW, assert_cache_keys, workflow};
 
 const PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera";
 
@@ -218,4 +218,37 @@ async fn the_subject_token_names_the_identity_and_the_provider_audience() {
     );
     assert_eq!(claims["exp"], NOW + 300);
     assert_eq!(claims["iat"], NOW);
+}
+
+#[test]
+fn every_input_of_the_google_calls_is_in_the_cache_key() {
+    let t = build(json!({ "type": "gcp", "name": "gcp" })).unwrap();
+    let key = |p: &GrantParts| t.describe_request(&p.grant()).unwrap().digest();
+    let base = GrantParts {
+        identity: workflow("deploy"),
+        rule: "ci-reads-buckets",
+        target: "gcp",
+        scope: Some("app@proj.iam.gserviceaccount.com"),
+        ttl: Duration::from_secs(900),
+        claims: json!({}),
+        params: json!({ "provider": PROVIDER, "service_account": "app@proj.iam.gserviceaccount.com" }),
+    };
+    let other_provider = PROVIDER.replace("providers/tessera", "providers/tessera-ci");
+    let changed = [
+        ("provider", base.with(|p| p.params["provider"] = json!(other_provider))),
+        (
+            "service account",
+            base.with(|p| p.params["service_account"] = json!("ops@proj.iam.gserviceaccount.com")),
+        ),
+        (
+            "scopes",
+            base.with(|p| p.params["scopes"] = json!("https://www.googleapis.com/auth/devstorage.read_only")),
+        ),
+        ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
+        // The subject token's `sub`.
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
+    ];
+    // Google is told only the identity id: the workflow's name does not reach it.
+    let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
+    assert_cache_keys(key, &base, &changed, &same);
 }

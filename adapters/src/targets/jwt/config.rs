@@ -68,6 +68,11 @@ impl BuildTarget for JwtTargetConfig {
         &self.name
     }
 
+    /// `audience`, else the target's name.
+    fn audiences(&self) -> Vec<String> {
+        vec![self.audience.clone().unwrap_or_else(|| self.name.clone())]
+    }
+
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
         validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
 

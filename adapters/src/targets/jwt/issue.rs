@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use crate::clock::Clock;
 use crate::oauth::token_type;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, IssuedJwt, Signer, SigningAlgorithm, TargetError,
+    CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, Signer, SigningAlgorithm,
+    TargetError,
 };
 
 /// The registered claims (RFC 7519 §4.1) Tessera always sets itself. Neither a target's
@@ -41,13 +42,11 @@ impl JwtTarget {
         self.algorithm
     }
 
-    /// The claim set for `grant` and its `exp`.
-    ///
-    /// Registered claims first (RFC 7519 §4.1), then `scope` (RFC 8693 §4.2), then the
-    /// target's static claims, then the rule's rendered claims, later ones winning. A
-    /// granted scope is written last: the mapping engine decided it, so no template can
-    /// widen it.
-    pub(super) fn claims(&self, grant: &Grant) -> Result<(Map<String, Value>, i64), TargetError> {
+    /// The claims `grant` decides and the token's lifetime: the target's static claims,
+    /// then the rule's rendered claims, later ones winning, then the granted `scope`
+    /// (RFC 8693 §4.2), written last: the mapping engine decided it, so no template can
+    /// widen it. Every check a grant can fail happens here.
+    fn granted(&self, grant: &Grant) -> Result<(Map<String, Value>, Duration), TargetError> {
         if grant.target() != self.name {
             return Err(TargetError::InvalidGrant(format!(
                 "grant is for target `{}`, not `{}`",
@@ -64,7 +63,20 @@ impl JwtTarget {
         if ttl.is_zero() {
             return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
         }
+        let mut claims = Map::new();
+        for (name, value) in self.claims.iter().chain(grant.claims()) {
+            claims.insert(name.clone(), value.clone());
+        }
+        if let Some(scope) = grant.scope() {
+            claims.insert("scope".into(), Value::from(scope));
+        }
+        Ok((claims, ttl))
+    }
 
+    /// The claim set for `grant` and its `exp`: the registered claims (RFC 7519 §4.1),
+    /// which Tessera alone sets, and the [`granted`](Self::granted) ones.
+    pub(super) fn claims(&self, grant: &Grant) -> Result<(Map<String, Value>, i64), TargetError> {
+        let (granted, ttl) = self.granted(grant)?;
         let now = self.clock.now();
         // `ttl` is at most `max_ttl`, itself capped at a day, so this never saturates.
         let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
@@ -77,12 +89,7 @@ impl JwtTarget {
         claims.insert("nbf".into(), Value::from(now));
         claims.insert("exp".into(), Value::from(exp));
         claims.insert("jti".into(), Value::from(uuid::Uuid::new_v4().to_string()));
-        for (name, value) in self.claims.iter().chain(grant.claims()) {
-            claims.insert(name.clone(), value.clone());
-        }
-        if let Some(scope) = grant.scope() {
-            claims.insert("scope".into(), Value::from(scope));
-        }
+        claims.extend(granted);
         Ok((claims, exp))
     }
 }
@@ -117,6 +124,15 @@ impl CredentialTarget for JwtTarget {
     /// detection, which a cached token would repeat.
     fn cacheable(&self) -> bool {
         false
+    }
+
+    /// The granted claims and lifetime, and the identity id the token carries as `sub`.
+    fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
+        let (claims, ttl) = self.granted(grant)?;
+        Ok(RequestDescription::new(grant)
+            .with("claims", claims)
+            .with("ttl", ttl.as_secs())
+            .with("sub", grant.identity().id.as_str()))
     }
 
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {

@@ -14,6 +14,7 @@ use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
 use crate::target::{CredentialTarget, Grant, IssuedJwt, SignError, Signer, SigningAlgorithm, TargetError};
+use crate::targets::testkit::{GrantParts, assert_cache_keys, workflow};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -283,4 +284,33 @@ async fn signing_failures_surface_as_signing_errors() {
     assert!(t.issue(&g).await.is_ok());
     let err = broken.issue(&g).await.unwrap_err();
     assert!(matches!(err, TargetError::Signing(SignError::NoActiveKey("EdDSA"))), "{err:?}");
+}
+
+#[test]
+fn the_request_description_holds_every_claim_and_the_subject() {
+    let t = build(&config(json!({ "type": "jwt", "name": "internal-api", "claims": { "env": "prod" } })))
+        .unwrap();
+    let key = |p: &GrantParts| t.describe_request(&p.grant()).unwrap().digest();
+    let base = GrantParts {
+        identity: workflow("deploy"),
+        rule: "ci-calls-api",
+        target: "internal-api",
+        scope: None,
+        ttl: Duration::from_secs(900),
+        claims: json!({ "team": "payments" }),
+        params: json!({}),
+    };
+    let changed = [
+        ("claims", base.with(|p| p.claims = json!({ "team": "ledger" }))),
+        ("scope", base.with(|p| p.scope = Some("invoices:read"))),
+        ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
+        ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
+    ];
+    let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
+    assert_cache_keys(key, &base, &changed, &same);
+
+    let described = t.describe_request(&base.grant()).unwrap();
+    assert_eq!(described.request()["sub"], "github://octo-org/payments");
+    assert_eq!(described.request()["claims"], json!({ "env": "prod", "team": "payments" }));
+    assert_eq!(described.request()["ttl"], 900);
 }
