@@ -86,6 +86,7 @@ pub fn workflow(name: &str) -> Identity {
         instance: Some("7001".into()),
         region: None,
         attributes: BTreeMap::from([("github.run_attempt".into(), "1".into())]),
+        withheld: Default::default(),
         expires_at: NOW + 600,
     }
 }
