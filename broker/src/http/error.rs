@@ -21,6 +21,8 @@ pub enum WireError {
     MalformedBody,
     /// A parameter appears more than once (RFC 6749 §3.2).
     RepeatedParameter,
+    /// More parameters than any token request has.
+    TooManyParameters,
     MissingGrantType,
     UnsupportedGrantType,
     MissingSubjectToken,
@@ -63,6 +65,7 @@ impl WireError {
             Self::ContentType
             | Self::MalformedBody
             | Self::RepeatedParameter
+            | Self::TooManyParameters
             | Self::MissingGrantType
             | Self::UnsupportedGrantType
             | Self::MissingSubjectToken
@@ -92,6 +95,7 @@ impl WireError {
             | Self::TokenTooLarge
             | Self::MalformedBody
             | Self::RepeatedParameter
+            | Self::TooManyParameters
             | Self::MissingGrantType
             | Self::MissingSubjectToken
             | Self::MissingSubjectTokenType
@@ -114,6 +118,7 @@ impl WireError {
             Self::TokenTooLarge => "The subject token is too large.",
             Self::MalformedBody => "The request body could not be parsed.",
             Self::RepeatedParameter => "A request parameter was included more than once.",
+            Self::TooManyParameters => "A token request has at most 32 parameters.",
             Self::MissingGrantType => "The grant_type parameter is required.",
             Self::UnsupportedGrantType => {
                 "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange."

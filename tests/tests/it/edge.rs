@@ -103,6 +103,76 @@ async fn malformed_requests_get_fixed_rfc6749_bodies() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn parameters_are_capped_in_both_encodings_and_only_known_names_must_be_unique() {
+    let (issuer, broker) = standard().await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-a", "tessera", broker.clock.now()));
+    let base = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", token.as_str()),
+        ("subject_token_type", JWT_TYPE),
+        ("audience", "internal-api"),
+    ];
+    let too_many = json!({
+        "error": "invalid_request",
+        "error_description": "A token request has at most 32 parameters.",
+    });
+    // 28 more names make 32: accepted, though an unknown name repeats.
+    let extra: Vec<String> = (0..27).map(|i| format!("x{i}")).chain(["x0".to_string()]).collect();
+    let mut form: Vec<(&str, &str)> = base.to_vec();
+    form.extend(extra.iter().map(|n| (n.as_str(), "")));
+    assert_eq!(broker.post_form(&form).await.0, 200, "32 parameters, an unknown one repeated");
+    form.push(("x27", ""));
+    let (status, _, body) = broker.post_form(&form).await;
+    assert_eq!((status, body), (400, too_many.clone()), "33 form parameters");
+
+    let mut object = serde_json::Map::new();
+    for (k, v) in base {
+        object.insert(k.into(), json!(v));
+    }
+    for i in 0..29 {
+        object.insert(format!("x{i}"), json!(""));
+    }
+    let (status, body) =
+        post_raw(&broker.url, "application/json", Value::Object(object).to_string().into()).await;
+    assert_eq!((status, body), (400, too_many.clone()), "33 JSON members");
+
+    // The 64 KiB worst case: thousands of distinct short names, refused as soon as the cap
+    // is passed.
+    let names: String = (0..13_100).map(|i| format!("{i:x}&")).collect();
+    assert!(names.len() <= 64 * 1024);
+    let (status, body) = post_raw(&broker.url, "application/x-www-form-urlencoded", names.into_bytes()).await;
+    assert_eq!((status, body), (400, too_many));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whitespace_around_the_subject_token_is_trimmed_and_inside_it_refused() {
+    let (issuer, broker) = standard().await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-a", "tessera", broker.clock.now()));
+    // What `curl --data-urlencode subject_token@file` sends for a file ending in a newline.
+    for padded in [format!("{token}\n"), format!(" \t{token}\r\n")] {
+        let (status, body) = broker.exchange(&padded, "internal-api").await;
+        assert_eq!(status, 200, "{padded:?}: {body}");
+    }
+    let fingerprint = broker.audit_events().pop().unwrap()["subject_token_fingerprint"].clone();
+    let (status, _) = broker.exchange(&token, "internal-api").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        broker.audit_events().pop().unwrap()["subject_token_fingerprint"],
+        fingerprint,
+        "the trimmed token"
+    );
+
+    let (header, rest) = token.split_once('.').unwrap();
+    for inside in [format!("{header}. {rest}"), format!("{header}.\n{rest}")] {
+        let (status, body) = broker.exchange(&inside, "internal-api").await;
+        assert_eq!((status, &body), (400, &crate::invalid_token_body()), "{inside:?}");
+        assert_eq!(crate::last_reason(&broker), "TS-SRC-MALFORMED");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn content_type_and_size_limits() {
     let (_issuer, broker) = standard().await;
     let (status, body) = post_raw(&broker.url, "text/plain", b"grant_type=x".to_vec()).await;
