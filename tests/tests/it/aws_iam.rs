@@ -338,3 +338,35 @@ async fn sts_unreachable_is_temporarily_unavailable() {
     assert_eq!(broker.audit_events().last().unwrap()["decision"], "error");
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sts_answer_tessera_cannot_use_is_unavailable_without_retry_after() {
+    // Answers 404 to everything, as no STS does to GetCallerIdentity: not worth retrying.
+    let (_, sts) = tessera_tests::fake::FakeServer::start(|_| (), |_| {});
+    let source = format!(
+        "- name: aws\n  type: aws_iam\n  server_id: {SERVER_ID}\n  sts_endpoints: [\"{}\"]\n  insecure_http: true\n",
+        sts.url()
+    );
+    let broker = spawn_broker(BrokerOptions::new(&source, JWT_TARGET).mapping("aws.yaml", RULES)).await;
+    let credentials = Credentials::new("AKIAEXAMPLE", "example", None, None, "test");
+    let token =
+        signed_request(&credentials, "us-east-1", &format!("{}/", sts.url()), SERVER_ID, broker.clock.now())
+            .unwrap();
+    let (status, headers, body) = broker
+        .post_form(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", token.expose()),
+            ("subject_token_type", AWS_SIGNED_REQUEST),
+            ("audience", "internal-api"),
+        ])
+        .await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
+    assert!(!headers.contains_key("retry-after"), "{headers:?}");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(
+        (event["decision"].as_str(), event["reason"].as_str()),
+        (Some("error"), Some("TS-SRC-UPSTREAM"))
+    );
+    assert_eq!(event["detail"], "upstream failure: STS answered 404");
+    broker.stop().await;
+}

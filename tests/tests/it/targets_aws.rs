@@ -342,3 +342,68 @@ async fn a_grant_sts_would_refuse_is_a_load_error_with_its_position() {
     assert!(err.contains("ttl 5m is below the minimum of target `aws-prod` (15m)"), "{err}");
     assert_eq!(sts.call_count(), 0);
 }
+
+const TEMPLATED_RULES: &str = r#"version: 1
+rules:
+  - name: payments-assume-role
+    match:
+      source: corp
+      subject: "svc-*"
+    grant:
+      target: aws-prod
+      role_arn: "arn:aws:iam::123456789012:role/workloads/{attributes.oidc.role}"
+      session_name: "{attributes.oidc.session}"
+      ttl: 15m
+      tags:
+        team: "{attributes.oidc.team}"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_rendering_what_sts_refuses_is_invalid_target_before_any_call() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", TEMPLATED_RULES),
+    )
+    .await;
+    let exchange_with = |role: &str, session: &str, team: &str| {
+        let mut claims = issuer.claims("svc-payments", "tessera", broker.clock.now());
+        claims["role"] = serde_json::json!(role);
+        claims["session"] = serde_json::json!(session);
+        claims["team"] = serde_json::json!(team);
+        let token = issuer.key(0).sign(&claims);
+        let broker = &broker;
+        async move { broker.exchange_with_headers(&token, "aws-prod").await }
+    };
+
+    let (status, _, body) = exchange_with("payments-api", "svc-payments", "payments").await;
+    assert_eq!(status, 200, "the templates render what STS takes: {body}");
+    assert_eq!(sts.calls()[0].role_arn, ROLE);
+
+    let refused = serde_json::json!({
+        "error": "invalid_target",
+        "error_description": "No rule allows this identity to obtain a credential for this audience.",
+    });
+    let long_team = "t".repeat(257);
+    let cases = [
+        (
+            ("bad role", "svc-payments", "payments"),
+            "`arn:aws:iam::123456789012:role/workloads/bad role` is not an IAM role ARN",
+        ),
+        (("payments-api", "x", "payments"), "session_name `x` leaves fewer than 2 characters"),
+        (("payments-api", "svc-payments", "payments#1"), "the value of tag `team` must be at most 256"),
+        (("payments-api", "svc-payments", long_team.as_str()), "the value of tag `team` must be at most 256"),
+    ];
+    for ((role, session, team), detail) in cases {
+        let (status, headers, body) = exchange_with(role, session, team).await;
+        assert_eq!((status, &body), (400, &refused), "{role:?} {session:?} {team:?}");
+        assert!(!headers.contains_key("retry-after"));
+        let event = broker.audit_events().pop().unwrap();
+        assert_eq!(event["decision"], "deny", "{event}");
+        assert_eq!(event["reason"], "TS-TGT-INVALID-GRANT", "{event}");
+        assert_eq!(event["rule"], "payments-assume-role");
+        assert!(event["detail"].as_str().unwrap().contains(detail), "{event}");
+    }
+    assert_eq!(sts.call_count(), 1, "STS never saw a refused grant");
+    broker.stop().await;
+}

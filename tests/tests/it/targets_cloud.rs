@@ -164,6 +164,80 @@ async fn gcp_refusals_and_outages_reach_the_caller_as_rfc_6749_errors() {
     broker.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_only_a_failure_a_retry_may_fix_comes_with_retry_after() {
+    let (issuer, google, broker) = gcp_setup().await;
+    google.faults().set_down(true);
+    let (status, headers, body) =
+        broker.exchange_with_headers(&token(&issuer, &broker, "svc-payments"), "gcp-prod").await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
+    assert_eq!(headers.get("retry-after").unwrap(), "5");
+    google.faults().set_down(false);
+
+    // A status Google STS never answers a token exchange with: not retried, and the caller
+    // is not told to retry either.
+    let calls = google.sts_calls();
+    google.fail_next_sts(1, 404);
+    let (status, headers, body) =
+        broker.exchange_with_headers(&token(&issuer, &broker, "svc-payments"), "gcp-prod").await;
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "A service Tessera depends on gave an answer Tessera cannot use.",
+            })
+        )
+    );
+    assert!(!headers.contains_key("retry-after"), "{headers:?}");
+    assert_eq!(google.sts_calls(), calls + 1, "not retried");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(
+        (event["decision"].as_str(), event["reason"].as_str()),
+        (Some("error"), Some("TS-TGT-UPSTREAM"))
+    );
+    assert_eq!(event["detail"], "upstream failure: Google STS answered 404");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_a_templated_service_account_google_would_refuse_is_invalid_target_before_any_call() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let rules =
+        GCP_RULES.replace(SERVICE_ACCOUNT, "\"{attributes.oidc.sa}@payments-prod.iam.gserviceaccount.com\"");
+    let mut fake = None;
+    let broker = broker_with(
+        &issuer,
+        |clock| {
+            let google = FakeGoogle::start(Vec::new(), clock);
+            let target = format!(
+                "- name: gcp-prod\n  type: gcp\n  provider: {PROVIDER}\n  sts_endpoint: {url}\n  iamcredentials_endpoint: {url}\n  insecure_http: true\n",
+                url = google.url()
+            );
+            fake = Some(google);
+            target
+        },
+        &rules,
+    )
+    .await;
+    let google = fake.unwrap();
+    for sa in ["App", "app/../other", "app name"] {
+        let mut claims = issuer.claims("svc-payments", "tessera", broker.clock.now());
+        claims["sa"] = serde_json::json!(sa);
+        let (status, body) = broker.exchange(&issuer.key(0).sign(&claims), "gcp-prod").await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")), "{sa}: {body}");
+        let event = broker.audit_events().pop().unwrap();
+        assert_eq!(
+            (event["decision"].as_str(), event["reason"].as_str()),
+            (Some("deny"), Some("TS-TGT-INVALID-GRANT"))
+        );
+        assert!(event["detail"].as_str().unwrap().contains("is not a service account email"), "{event}");
+    }
+    assert_eq!((google.sts_calls(), google.generate_calls()), (0, 0), "Google never saw them");
+    broker.stop().await;
+}
+
 async fn azure_setup() -> (TestIssuer, FakeEntra, TestBroker) {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let mut fake = None;
