@@ -53,10 +53,15 @@ pub struct BrokerConfig {
     /// it binds loopback only and must never be enabled in production.
     #[serde(default)]
     pub demo_issuer: Option<Spanned<DemoIssuerConfig>>,
-    /// The admin listener (`POST /v1/explain`, `GET /v1/status`, `POST /v1/reload`). Off
-    /// unless set; loopback addresses only unless `admin.auth` is set.
+    /// The admin listener (`POST /v1/explain`, `GET /v1/status`, `POST /v1/reload`,
+    /// `GET /metrics`, ...). Off unless set; loopback addresses only unless `admin.auth` is
+    /// set.
     #[serde(default)]
     pub admin: Option<Spanned<AdminConfig>>,
+    /// A listener serving only `GET /metrics`, for Prometheus to scrape without admin
+    /// credentials. Off unless set.
+    #[serde(default)]
+    pub metrics: Option<Spanned<MetricsConfig>>,
     /// How a running broker picks up changed mapping files. Default: watched, 300ms
     /// debounce, polled every 30s.
     #[serde(default)]
@@ -85,6 +90,10 @@ impl BrokerConfig {
 
     pub fn admin(&self) -> Option<&AdminConfig> {
         self.admin.as_ref().map(|a| &a.value)
+    }
+
+    pub fn metrics(&self) -> Option<&MetricsConfig> {
+        self.metrics.as_ref().map(|m| &m.value)
     }
 
     pub fn reload(&self) -> ReloadConfig {
@@ -359,6 +368,25 @@ pub enum AdminAuthRequire {
 
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+
+/// The metrics listener: `GET /metrics` and nothing else, unauthenticated.
+///
+/// ```yaml
+/// metrics:
+///   listen: 0.0.0.0:9464     # Prometheus scrapes the pod's address
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to serve on. Default `127.0.0.1:9464`. Served as written: metrics need no
+    /// credentials, so an address off loopback is reachable by whoever can reach the port.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 /// How a running broker notices changed mapping files. Every change is validated whole
@@ -644,6 +672,7 @@ targets:
         assert_eq!(loaded.config.limits().max_token_bytes, 16 * 1024);
         assert!(loaded.config.demo_issuer().is_none(), "no demo issuer unless asked");
         assert!(loaded.config.admin().is_none(), "no admin listener unless asked");
+        assert!(loaded.config.metrics().is_none(), "no metrics listener unless asked");
         let reload = loaded.config.reload();
         assert!(reload.watch);
         assert_eq!(reload.debounce, Duration::from_millis(300));
@@ -745,6 +774,17 @@ demo_issuer:
         assert!(e[0].message.contains("reload.debounce must be between 10ms and 10s"), "{e:?}");
         let e = errors(&format!("{VALID}reload: {{ poll_interval: 500ms }}\n"));
         assert!(e[0].message.contains("whole seconds"), "{e:?}");
+    }
+
+    #[test]
+    fn the_metrics_listener_is_loopback_unless_an_address_is_written() {
+        let loaded = parse(Path::new("broker.yaml"), &format!("{VALID}metrics: {{}}\n")).expect("valid");
+        assert_eq!(loaded.config.metrics().unwrap().listen, SocketAddr::from(([127, 0, 0, 1], 9464)));
+        let text = format!("{VALID}metrics:\n  listen: 0.0.0.0:9464\n");
+        let loaded = parse(Path::new("broker.yaml"), &text).expect("valid");
+        assert_eq!(loaded.config.metrics().unwrap().listen, SocketAddr::from(([0, 0, 0, 0], 9464)));
+        let e = errors(&format!("{VALID}metrics:\n  listen: 127.0.0.1:9464\n  auth: none\n"));
+        assert!(e[0].message.contains("auth"), "{e:?}");
     }
 
     const ADMIN_TARGETS: &str = "  - name: admin

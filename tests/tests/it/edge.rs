@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 use tessera_adapters::Clock as _;
 
-use crate::{JWT_TYPE, TOKEN_EXCHANGE, standard};
+use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
+
+use crate::{JWT_TARGET, JWT_TYPE, RULES, TOKEN_EXCHANGE, oidc_source, standard};
 
 async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -208,13 +210,6 @@ async fn health_readiness_status_and_issuer_metadata() {
     assert_eq!(broker.get_json("/healthz").await, (200, json!({"status": "ok"})));
     assert_eq!(broker.get_json("/readyz").await, (200, json!({"status": "ready"})));
 
-    let (status, s) = broker.get_json("/v1/status").await;
-    assert_eq!(status, 200);
-    assert_eq!(s["mappings"]["rules"], 2);
-    assert!(s["mappings"]["version"].as_str().unwrap().starts_with("sha256:"));
-    assert_eq!(s["sources"][0]["name"], "corp");
-    assert_eq!(s["targets"][0]["type"], "jwt");
-
     let (status, mut discovery) = broker.get_json("/.well-known/openid-configuration").await;
     assert_eq!(status, 200);
     assert_eq!(discovery["issuer"], broker.url);
@@ -233,5 +228,66 @@ async fn health_readiness_status_and_issuer_metadata() {
         assert_eq!(k["use"], "sig");
         assert!(k.get("d").is_none() && k.get("p").is_none(), "no private material: {k}");
     }
+    broker.stop().await;
+}
+
+/// The public listener is what clouds and workloads reach: its status names nothing of the
+/// configuration, and operators' data (full status, metrics) is on the admin and metrics
+/// listeners only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_public_listener_shows_no_configuration_and_operators_data_is_elsewhere() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let mut options = BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
+        .mapping("10-services.yaml", RULES)
+        .with_admin()
+        .with_metrics();
+    // Reloads only when asked, below.
+    options.extra = "reload:\n  watch: false\n  poll_interval: 0s\n".to_string();
+    let broker = spawn_broker(options).await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        broker.get_json("/v1/status").await,
+        (200, json!({"version": version, "ready": true, "reload_failed": false}))
+    );
+    let public = |path: &str| broker.http.get(format!("{}{path}", broker.url)).send();
+    assert_eq!(public("/metrics").await.unwrap().status(), 404);
+    for path in ["/v1/explain", "/v1/reload", "/v1/workloads", "/v1/audit"] {
+        assert_eq!(public(path).await.unwrap().status(), 404, "{path}");
+    }
+
+    // The full status is the admin listener's, paths and names included.
+    let (status, s) = broker.admin_get("/v1/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(s["version"], version);
+    assert_eq!(s["mappings"]["rules"], 2);
+    assert!(s["mappings"]["version"].as_str().unwrap().starts_with("sha256:"));
+    assert!(s["mappings"]["dir"].as_str().unwrap().ends_with("mappings"), "{s}");
+    assert!(s["config"]["path"].as_str().unwrap().ends_with("broker.yaml"), "{s}");
+    assert_eq!(s["sources"][0]["name"], "corp");
+    assert_eq!(s["targets"][0]["type"], "jwt");
+    let admin_metrics = broker.http.get(format!("{}/metrics", broker.admin_url.as_deref().unwrap()));
+    let resp = admin_metrics.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("tessera_mapping_rules 2"));
+
+    // The metrics listener serves metrics and nothing else.
+    let metrics_url = broker.metrics_url.clone().unwrap();
+    assert!(broker.metrics().await.contains("tessera_mapping_rules 2"));
+    for path in ["/v1/status", "/healthz", "/v1/token", "/.well-known/jwks.json", "/v1/audit"] {
+        let resp = broker.http.get(format!("{metrics_url}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+
+    // A refused reload shows on the public status as a flag; its text stays on the admin one.
+    broker.write_mappings(&[(
+        "10-services.yaml",
+        "version: 1\nrules:\n  - name: x\n    grant: { target: nowhere }\n",
+    )]);
+    let (status, body) = broker.admin_post("/v1/reload", &json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, public_status) = broker.get_json("/v1/status").await;
+    assert_eq!(public_status, json!({"version": version, "ready": true, "reload_failed": true}));
+    let (_, s) = broker.admin_get("/v1/status").await;
+    assert!(s["mappings"]["last_reload_error"]["message"].as_str().unwrap().contains("nowhere"), "{s}");
     broker.stop().await;
 }

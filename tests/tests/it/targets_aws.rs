@@ -42,7 +42,9 @@ async fn setup(extra_target: &str) -> (StsPeer, TestIssuer, TestBroker) {
     let sts = StsPeer::start().await;
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, extra_target)).mapping("10-aws.yaml", RULES),
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, extra_target))
+            .mapping("10-aws.yaml", RULES)
+            .with_metrics(),
     )
     .await;
     (sts, issuer, broker)
@@ -146,7 +148,7 @@ async fn a_hundred_concurrent_identical_exchanges_make_one_sts_call() {
     assert_eq!(events.len(), 100);
     assert_eq!(events.iter().filter(|e| e["cache"] == "miss").count(), 1);
     assert_eq!(events.iter().filter(|e| e["cache"] == "hit").count(), 99);
-    let (_, metrics) = get_text(&broker, "/metrics").await;
+    let metrics = broker.metrics().await;
     assert!(metrics.contains("tessera_credential_cache_total{result=\"hit\"} 99"), "{metrics}");
     assert!(metrics.contains("tessera_credential_cache_total{result=\"miss\"} 1"), "{metrics}");
 
@@ -155,11 +157,6 @@ async fn a_hundred_concurrent_identical_exchanges_make_one_sts_call() {
     assert_eq!(status, 200);
     assert_eq!(sts.call_count(), 2);
     broker.stop().await;
-}
-
-async fn get_text(broker: &TestBroker, path: &str) -> (u16, String) {
-    let resp = broker.http.get(format!("{}{path}", broker.url)).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
