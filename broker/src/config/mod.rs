@@ -298,6 +298,11 @@ pub struct AdminConfig {
     /// listen address.
     #[serde(default)]
     pub auth: Option<Spanned<AdminAuthConfig>>,
+    /// Host names (or addresses) callers may name in `Host`, besides loopback addresses
+    /// and `localhost`: the names the listener is reached by off loopback. A request for
+    /// any other host is refused before authentication (DNS rebinding). Default: none.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
 }
 
 impl AdminConfig {
@@ -587,14 +592,20 @@ fn check_adapters(config: &BrokerConfig, problems: &mut Problems<'_>) {
     }
 }
 
-/// The admin block's rules: no unauthenticated admin API off loopback, at least one
-/// method in `auth`, `require` only with both, and `jwt.target` naming a `jwt` target.
+/// The admin block's rules: host names without ports, no unauthenticated admin API off
+/// loopback, at least one method in `auth`, `require` only with both, and `jwt.target`
+/// naming a `jwt` target.
 fn check_admin(
     admin: &AdminConfig,
     at: &serde_saphyr::Location,
     config: &BrokerConfig,
     error: &mut dyn FnMut(&serde_saphyr::Location, String),
 ) {
+    for host in &admin.hosts {
+        if let Err(m) = tessera_adapters::net::check_host_name(&host.value) {
+            error(&host.referenced, format!("admin.hosts: {m}"));
+        }
+    }
     let Some(auth) = &admin.auth else {
         if !admin.listen.ip().is_loopback() {
             error(
@@ -774,6 +785,19 @@ demo_issuer:
         assert!(e[0].message.contains("reload.debounce must be between 10ms and 10s"), "{e:?}");
         let e = errors(&format!("{VALID}reload: {{ poll_interval: 500ms }}\n"));
         assert!(e[0].message.contains("whole seconds"), "{e:?}");
+    }
+
+    #[test]
+    fn admin_host_names_are_names_without_ports() {
+        let text = format!("{VALID}admin:\n  hosts: [tessera-admin.tessera.svc, '[fd00::1]']\n");
+        let loaded = parse(Path::new("broker.yaml"), &text).expect("valid");
+        let hosts: Vec<&str> =
+            loaded.config.admin().unwrap().hosts.iter().map(|h| h.value.as_str()).collect();
+        assert_eq!(hosts, ["tessera-admin.tessera.svc", "[fd00::1]"]);
+        assert!(parse(Path::new("broker.yaml"), VALID).is_ok());
+        let e = errors(&format!("{VALID}admin:\n  hosts:\n    - ok.example\n    - evil.example:8090\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 19, 7), "{e:?}");
+        assert!(e[0].message.contains("admin.hosts: `evil.example:8090` is not a host name"), "{e:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP edge: actix-web routes, request limits, and the one mapping from errors to
 //! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format. [`admin`] holds
-//! the admin listener's routes, [`admin_auth`] its authentication; [`server`] serves the
+//! the admin listener's routes, [`admin_auth`] its authentication, [`host`] its `Host` check
+//! against DNS rebinding; [`server`] serves the
 //! public, admin and metrics listeners.
 //!
 //! The public listener is what workloads and clouds must reach, so nothing on it reveals
@@ -10,6 +11,7 @@
 pub mod admin;
 pub mod admin_auth;
 mod error;
+pub mod host;
 pub mod server;
 mod token;
 

@@ -133,10 +133,12 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
         tracing::info!(listen = %addr, https = tls.is_some(), "admin API serving, authenticated");
     }
     // The authentication middleware wraps the whole app, so every admin route, whoever
-    // registers it in `configure`, is behind it.
+    // registers it in `configure`, is behind it; the `Host` check, registered last, is
+    // outermost and runs first.
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(http::admin_auth::authenticate))
+            .wrap(actix_web::middleware::from_fn(http::host::check_host))
             .app_data(web::Data::new(Arc::clone(&shared)))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(web::JsonConfig::default().limit(limit))
