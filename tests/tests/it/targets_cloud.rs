@@ -56,11 +56,11 @@ fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
     issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
 }
 
-async fn gcp_setup() -> (TestIssuer, FakeGoogle, TestBroker) {
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+/// A broker with the `gcp-prod` target, its endpoints a fake Google's, and `rules`.
+async fn gcp_broker(issuer: &TestIssuer, rules: &str) -> (FakeGoogle, TestBroker) {
     let mut fake = None;
     let broker = broker_with(
-        &issuer,
+        issuer,
         |clock| {
             let google = FakeGoogle::start(Vec::new(), clock);
             let target = format!(
@@ -70,10 +70,15 @@ async fn gcp_setup() -> (TestIssuer, FakeGoogle, TestBroker) {
             fake = Some(google);
             target
         },
-        GCP_RULES,
+        rules,
     )
     .await;
-    let google = fake.unwrap();
+    (fake.unwrap(), broker)
+}
+
+async fn gcp_setup() -> (TestIssuer, FakeGoogle, TestBroker) {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let (google, broker) = gcp_broker(&issuer, GCP_RULES).await;
     // The provider trusts the broker's issuer URL, known once it listens.
     let provider = WorkloadIdentityProvider::new(PROVIDER, &broker.url);
     google.allow_impersonation(&provider.principal("oidc://corp/svc-payments"), SERVICE_ACCOUNT);
@@ -206,22 +211,7 @@ async fn gcp_a_templated_service_account_google_would_refuse_is_invalid_target_b
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let rules =
         GCP_RULES.replace(SERVICE_ACCOUNT, "\"{attributes.oidc.sa}@payments-prod.iam.gserviceaccount.com\"");
-    let mut fake = None;
-    let broker = broker_with(
-        &issuer,
-        |clock| {
-            let google = FakeGoogle::start(Vec::new(), clock);
-            let target = format!(
-                "- name: gcp-prod\n  type: gcp\n  provider: {PROVIDER}\n  sts_endpoint: {url}\n  iamcredentials_endpoint: {url}\n  insecure_http: true\n",
-                url = google.url()
-            );
-            fake = Some(google);
-            target
-        },
-        &rules,
-    )
-    .await;
-    let google = fake.unwrap();
+    let (google, broker) = gcp_broker(&issuer, &rules).await;
     for sa in ["App", "app/../other", "app name"] {
         let mut claims = issuer.claims("svc-payments", "tessera", broker.clock.now());
         claims["sa"] = serde_json::json!(sa);
