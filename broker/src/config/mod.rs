@@ -796,7 +796,7 @@ demo_issuer:
         assert_eq!(hosts, ["tessera-admin.tessera.svc", "[fd00::1]"]);
         assert!(parse(Path::new("broker.yaml"), VALID).is_ok());
         let e = errors(&format!("{VALID}admin:\n  hosts:\n    - ok.example\n    - evil.example:8090\n"));
-        assert_eq!((e.len(), e[0].line, e[0].column), (1, 19, 7), "{e:?}");
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 16, 7), "{e:?}");
         assert!(e[0].message.contains("admin.hosts: `evil.example:8090` is not a host name"), "{e:?}");
     }
 
