@@ -49,7 +49,7 @@ pub async fn check_host(
 
 /// 421 Misdirected Request (RFC 9110 §15.5.20), with the fixed body the agent's endpoints
 /// answer too.
-pub fn misdirected() -> HttpResponse {
+fn misdirected() -> HttpResponse {
     HttpResponse::build(StatusCode::MISDIRECTED_REQUEST)
         .json(json!({ "error": "misdirected_request", "message": MISDIRECTED_MESSAGE }))
 }
