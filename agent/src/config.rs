@@ -26,6 +26,11 @@ pub struct AgentConfig {
     /// `127.0.0.1:8200`.
     #[serde(default = "default_listen")]
     pub listen: Spanned<SocketAddr>,
+    /// Host names (or addresses) SDKs may name in `Host`, besides loopback addresses,
+    /// `localhost` and, on the GCE metadata paths, `metadata.google.internal`. A request
+    /// for any other host is refused (DNS rebinding). Default: none.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
     /// The workload's own credential, exchanged at the broker: exactly one of `file`,
     /// `gce_metadata`, `azure_imds`, `aws`.
     pub subject_token: Spanned<SubjectTokenConfig>,
@@ -316,6 +321,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors>
     check_version(&config.version, &mut problems);
     let broker = check_broker(&config.broker, &mut problems);
     check_listen(&config.listen, &mut problems);
+    check_hosts(&config.hosts, &mut problems);
     check_subject(&config.subject_token, &mut problems);
     check_credentials(&config, &mut problems);
     check_refresh(config.refresh.as_ref(), &mut problems);
@@ -371,6 +377,14 @@ fn check_listen(listen: &Spanned<SocketAddr>, problems: &mut Problems<'_>) {
                 listen.value
             ),
         );
+    }
+}
+
+fn check_hosts(hosts: &[Spanned<String>], problems: &mut Problems<'_>) {
+    for host in hosts {
+        if let Err(m) = tessera_adapters::net::check_host_name(&host.value) {
+            problems.at(&host.referenced, format!("hosts: {m}"));
+        }
     }
 }
 
@@ -606,6 +620,18 @@ aws:
         assert!(e[0].message.contains("colour"), "{}", e[0]);
         assert_eq!((e[0].line, e[0].column), (7, 3), "{}", e[0]);
         assert!(e[0].to_string().starts_with("conf/agent.yaml:7:3: "));
+    }
+
+    #[test]
+    fn extra_host_names_are_names_without_ports() {
+        assert!(parse(Path::new("agent.yaml"), VALID).unwrap().config.hosts.is_empty());
+        let loaded =
+            parse(Path::new("agent.yaml"), &format!("{VALID}hosts: [metadata, workload.local]\n")).unwrap();
+        let hosts: Vec<&str> = loaded.config.hosts.iter().map(|h| h.value.as_str()).collect();
+        assert_eq!(hosts, ["metadata", "workload.local"]);
+        let e = errors(&format!("{VALID}hosts:\n  - metadata\n  - http://evil.example\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 10, 5), "{e:?}");
+        assert!(e[0].message.starts_with("hosts: `http://evil.example` is not a host name"), "{e:?}");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - [`subject`]: the native credential (token file, GCE metadata, Azure IMDS, signed AWS
 //!   GetCallerIdentity).
 //! - [`credentials`]: the kept credentials, their refresh tasks, backoff and health.
-//! - [`serve`]: the ECS, GCE metadata, App Service and IMDS endpoints and `/healthz`.
+//! - [`serve`]: the ECS, GCE metadata, App Service and IMDS endpoints and `/healthz`,
+//!   behind a `Host` check against DNS rebinding.
 //! - [`credential_process`]: `tessera credential-process` for the AWS `credential_process`
 //!   setting.
 //!
@@ -202,13 +203,19 @@ pub async fn run(
         })
         .collect();
 
-    let served = web::Data::new(Served { store, aws, gcp: c.gcp().cloned(), azure });
-    let server = HttpServer::new(move || App::new().app_data(served.clone()).configure(serve::configure))
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
+    let hosts = c.hosts.iter().map(|h| h.value.clone()).collect();
+    let served = web::Data::new(Served { store, aws, gcp: c.gcp().cloned(), azure, hosts });
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(serve::check_host))
+            .app_data(served.clone())
+            .configure(serve::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     tokio::spawn(async move {
         shutdown.await;

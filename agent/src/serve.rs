@@ -1,15 +1,23 @@
 //! What SDKs already read, on loopback: the ECS container credentials endpoint, a GCE
 //! metadata server subset, the Azure App Service managed identity endpoint and the IMDS
 //! token path, and `/healthz`.
+//!
+//! Every request first passes [`check_host`], against DNS rebinding: a web page that
+//! rebinds its name to 127.0.0.1 could otherwise read the GCE token (it can set
+//! `Metadata-Flavor`, and IMDS's `Metadata` header) from the browser of whoever opens it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use aws_lc_rs::digest;
 use serde_json::{Value, json};
 use tessera_adapters::Secret;
+use tessera_adapters::net::{MISDIRECTED_MESSAGE, is_local_request};
 
 use crate::config::{AwsConfig, AzureConfig, GcpConfig};
 use crate::credentials::{Issued, Store, Unavailable, Want};
@@ -21,6 +29,9 @@ pub const ECS_PATH: &str = "/v1/aws/credentials";
 pub const APP_SERVICE_PATH: &str = "/v1/azure/token";
 /// Azure IMDS's token path.
 pub const IMDS_PATH: &str = "/metadata/identity/oauth2/token";
+/// The GCE metadata server's name, which a VM's SDKs may be pointed at through a hosts
+/// entry: also accepted as `Host` on the GCE paths.
+pub const GCE_METADATA_NAME: &str = "metadata.google.internal";
 
 /// Everything the handlers need.
 #[derive(Debug)]
@@ -29,6 +40,35 @@ pub struct Served {
     pub aws: Option<(AwsConfig, Secret<String>)>,
     pub gcp: Option<GcpConfig>,
     pub azure: Option<(AzureConfig, Secret<String>)>,
+    /// Host names accepted besides loopback and `localhost` (`hosts`).
+    pub hosts: Vec<String>,
+}
+
+/// The middleware wrapping the whole app: serve a request whose `Host` is a loopback
+/// address, `localhost`, one of `hosts`, or on the GCE paths `metadata.google.internal`;
+/// refuse any other with 421 and a fixed JSON body, before any handler sees it.
+pub async fn check_host(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let local = {
+        let names = req.app_data::<web::Data<Served>>().map(|s| s.hosts.as_slice()).unwrap_or_default();
+        let gce = req.path() == "/" || req.path().starts_with("/computeMetadata/");
+        let hosts: Vec<&[u8]> =
+            req.headers().get_all(header::HOST).map(header::HeaderValue::as_bytes).collect();
+        let names = names.iter().map(String::as_str).chain(gce.then_some(GCE_METADATA_NAME));
+        is_local_request(&hosts, req.uri().authority().map(|a| a.as_str()), names)
+    };
+    if local {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    tracing::warn!(
+        host = ?req.headers().get(header::HOST),
+        path = req.path(),
+        "request refused: Host is not a name of the agent"
+    );
+    let body = json!({ "error": "misdirected_request", "message": MISDIRECTED_MESSAGE });
+    Ok(req.into_response(no_store(StatusCode::MISDIRECTED_REQUEST).json(body)))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -66,14 +66,13 @@ impl ExchangeError {
         }
     }
 
-    /// Whether Tessera or an upstream failed (upstream or audit trouble, a grant the
-    /// target cannot use), rather than the request being refused.
+    /// Whether Tessera or an upstream failed (upstream or audit trouble, signing), rather
+    /// than the request being refused. A grant whose rendered values the target refuses for
+    /// this identity is a refusal: the rule gives this identity nothing usable.
     fn is_failure(&self) -> bool {
         match self {
             Self::Source(SourceError::Upstream { .. })
-            | Self::Target(
-                TargetError::Upstream { .. } | TargetError::Signing(_) | TargetError::InvalidGrant(_),
-            )
+            | Self::Target(TargetError::Upstream { .. } | TargetError::Signing(_))
             | Self::Audit(_) => true,
             Self::Source(_)
             | Self::UnknownAudience(_)

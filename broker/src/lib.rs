@@ -14,15 +14,16 @@
 //! - [`audit`]: audit events, sinks and the SQL store behind the workload directory.
 //! - [`cache`], [`ratelimit`], [`redis`]: the credential cache and rate limits, shared
 //!   across replicas through Redis when one is configured.
-//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics` (admin and metrics
+//!   listeners).
 //! - [`demo`]: the quickstart's local token issuer (loopback only, off by default).
 //!
 //! The `tessera` binary (`src/bin/tessera/`) is a thin shell over this library and the
 //! `tessera-agent` crate, which `tessera agent` runs.
 //!
 //! [`run`] serves a broker on a listener until a shutdown future resolves, which is how
-//! tests start the real server on `127.0.0.1:0` ([`run_with_admin`] takes the admin
-//! listener too). While serving, the mapping directory is watched and valid changes swap
+//! tests start the real server on `127.0.0.1:0` ([`run_on`] takes the admin and metrics
+//! listeners too). While serving, the mapping directory is watched and valid changes swap
 //! in. A configured demo issuer is started with [`demo::start`] before the broker is
 //! built, so the sources trusting it find it up.
 
@@ -41,4 +42,4 @@ pub mod ratelimit;
 pub mod redis;
 
 pub use broker::{Adapters, Broker, StartError};
-pub use http::server::{run, run_with_admin};
+pub use http::server::{Listeners, run, run_on};

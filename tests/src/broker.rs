@@ -28,6 +28,8 @@ pub struct BrokerOptions {
     pub dir: Option<Arc<tempfile::TempDir>>,
     /// Also serve the admin API, on its own `127.0.0.1:0` listener.
     pub admin: bool,
+    /// Also serve the metrics listener, on its own `127.0.0.1:0` listener.
+    pub metrics: bool,
     /// The issuer URL, when replicas share one (default: this broker's own URL).
     pub issuer_url: Option<String>,
     /// A key directory shared with other brokers (default: `keys` in the broker's directory).
@@ -49,6 +51,7 @@ impl BrokerOptions {
             clock: Arc::new(ManualClock::starting_now()),
             dir: None,
             admin: false,
+            metrics: false,
             issuer_url: None,
             key_dir: None,
             port: None,
@@ -68,6 +71,12 @@ impl BrokerOptions {
         self
     }
 
+    /// Serve the metrics listener too; its address is [`TestBroker::metrics_url`].
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     pub fn mapping(mut self, file: &str, content: &str) -> Self {
         self.mappings.push((file.to_string(), content.to_string()));
         self
@@ -80,6 +89,8 @@ pub struct TestBroker {
     pub url: String,
     /// The admin API's base URL, when [`BrokerOptions::admin`] asked for it.
     pub admin_url: Option<String>,
+    /// The metrics listener's base URL, when [`BrokerOptions::metrics`] asked for it.
+    pub metrics_url: Option<String>,
     pub dir: Arc<tempfile::TempDir>,
     pub clock: Arc<ManualClock>,
     pub broker: Arc<Broker>,
@@ -129,14 +140,17 @@ pub async fn try_spawn_broker(options: BrokerOptions) -> Result<TestBroker, Stri
     // `admin.auth.tls` makes the admin listener serve HTTPS.
     let scheme = if broker.admin_auth().and_then(|a| a.tls()).is_some() { "https" } else { "http" };
     let admin_url = admin.as_ref().map(|l| format!("{scheme}://{}", l.local_addr().expect("addr")));
+    let metrics = options.metrics.then(|| TcpListener::bind("127.0.0.1:0").expect("bind loopback"));
+    let metrics_url = metrics.as_ref().map(|l| format!("http://{}", l.local_addr().expect("addr")));
     let (stop, stopped) = oneshot::channel::<()>();
-    let task =
-        tokio::spawn(tessera_broker::run_with_admin(Arc::clone(&broker), listener, admin, async move {
-            let _ = stopped.await;
-        }));
+    let listeners = tessera_broker::Listeners { public: listener, admin, metrics };
+    let task = tokio::spawn(tessera_broker::run_on(Arc::clone(&broker), listeners, async move {
+        let _ = stopped.await;
+    }));
     Ok(TestBroker {
         url,
         admin_url,
+        metrics_url,
         dir,
         clock: options.clock,
         broker,
@@ -196,6 +210,16 @@ impl TestBroker {
         let resp = self.http.get(format!("{base}{path}")).send().await.expect("GET admin");
         let status = resp.status().as_u16();
         (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// The Prometheus metrics text, from the metrics listener if it has one, else from the
+    /// admin API.
+    pub async fn metrics(&self) -> String {
+        let base = self.metrics_url.as_deref().or(self.admin_url.as_deref());
+        let base = base.expect("spawned with_metrics() or with_admin()");
+        let resp = self.http.get(format!("{base}/metrics")).send().await.expect("GET /metrics");
+        assert_eq!(resp.status(), 200, "GET {base}/metrics");
+        resp.text().await.expect("metrics text")
     }
 
     /// Replace the mapping directory's files with `files` (name, content), each written

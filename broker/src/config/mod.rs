@@ -53,10 +53,15 @@ pub struct BrokerConfig {
     /// it binds loopback only and must never be enabled in production.
     #[serde(default)]
     pub demo_issuer: Option<Spanned<DemoIssuerConfig>>,
-    /// The admin listener (`POST /v1/explain`, `GET /v1/status`, `POST /v1/reload`). Off
-    /// unless set; loopback addresses only unless `admin.auth` is set.
+    /// The admin listener (`POST /v1/explain`, `GET /v1/status`, `POST /v1/reload`,
+    /// `GET /metrics`, ...). Off unless set; loopback addresses only unless `admin.auth` is
+    /// set.
     #[serde(default)]
     pub admin: Option<Spanned<AdminConfig>>,
+    /// A listener serving only `GET /metrics`, for Prometheus to scrape without admin
+    /// credentials. Off unless set.
+    #[serde(default)]
+    pub metrics: Option<Spanned<MetricsConfig>>,
     /// How a running broker picks up changed mapping files. Default: watched, 300ms
     /// debounce, polled every 30s.
     #[serde(default)]
@@ -85,6 +90,10 @@ impl BrokerConfig {
 
     pub fn admin(&self) -> Option<&AdminConfig> {
         self.admin.as_ref().map(|a| &a.value)
+    }
+
+    pub fn metrics(&self) -> Option<&MetricsConfig> {
+        self.metrics.as_ref().map(|m| &m.value)
     }
 
     pub fn reload(&self) -> ReloadConfig {
@@ -289,6 +298,11 @@ pub struct AdminConfig {
     /// listen address.
     #[serde(default)]
     pub auth: Option<Spanned<AdminAuthConfig>>,
+    /// Host names (or addresses) callers may name in `Host`, besides loopback addresses
+    /// and `localhost`: the names the listener is reached by off loopback. A request for
+    /// any other host is refused before authentication (DNS rebinding). Default: none.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
 }
 
 impl AdminConfig {
@@ -359,6 +373,25 @@ pub enum AdminAuthRequire {
 
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+
+/// The metrics listener: `GET /metrics` and nothing else, unauthenticated.
+///
+/// ```yaml
+/// metrics:
+///   listen: 0.0.0.0:9464     # Prometheus scrapes the pod's address
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to serve on. Default `127.0.0.1:9464`. Served as written: metrics need no
+    /// credentials, so an address off loopback is reachable by whoever can reach the port.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 /// How a running broker notices changed mapping files. Every change is validated whole
@@ -611,14 +644,20 @@ fn check_audiences(config: &BrokerConfig, problems: &mut Problems<'_>) {
     }
 }
 
-/// The admin block's rules: no unauthenticated admin API off loopback, at least one
-/// method in `auth`, `require` only with both, and `jwt.target` naming a `jwt` target.
+/// The admin block's rules: host names without ports, no unauthenticated admin API off
+/// loopback, at least one method in `auth`, `require` only with both, and `jwt.target`
+/// naming a `jwt` target.
 fn check_admin(
     admin: &AdminConfig,
     at: &serde_saphyr::Location,
     config: &BrokerConfig,
     error: &mut dyn FnMut(&serde_saphyr::Location, String),
 ) {
+    for host in &admin.hosts {
+        if let Err(m) = tessera_adapters::net::check_host_name(&host.value) {
+            error(&host.referenced, format!("admin.hosts: {m}"));
+        }
+    }
     let Some(auth) = &admin.auth else {
         if !admin.listen.ip().is_loopback() {
             error(
@@ -696,6 +735,7 @@ targets:
         assert_eq!(loaded.config.limits().max_token_bytes, 16 * 1024);
         assert!(loaded.config.demo_issuer().is_none(), "no demo issuer unless asked");
         assert!(loaded.config.admin().is_none(), "no admin listener unless asked");
+        assert!(loaded.config.metrics().is_none(), "no metrics listener unless asked");
         let reload = loaded.config.reload();
         assert!(reload.watch);
         assert_eq!(reload.debounce, Duration::from_millis(300));
@@ -797,6 +837,30 @@ demo_issuer:
         assert!(e[0].message.contains("reload.debounce must be between 10ms and 10s"), "{e:?}");
         let e = errors(&format!("{VALID}reload: {{ poll_interval: 500ms }}\n"));
         assert!(e[0].message.contains("whole seconds"), "{e:?}");
+    }
+
+    #[test]
+    fn admin_host_names_are_names_without_ports() {
+        let text = format!("{VALID}admin:\n  hosts: [tessera-admin.tessera.svc, '[fd00::1]']\n");
+        let loaded = parse(Path::new("broker.yaml"), &text).expect("valid");
+        let hosts: Vec<&str> =
+            loaded.config.admin().unwrap().hosts.iter().map(|h| h.value.as_str()).collect();
+        assert_eq!(hosts, ["tessera-admin.tessera.svc", "[fd00::1]"]);
+        assert!(parse(Path::new("broker.yaml"), VALID).is_ok());
+        let e = errors(&format!("{VALID}admin:\n  hosts:\n    - ok.example\n    - evil.example:8090\n"));
+        assert_eq!((e.len(), e[0].line, e[0].column), (1, 16, 7), "{e:?}");
+        assert!(e[0].message.contains("admin.hosts: `evil.example:8090` is not a host name"), "{e:?}");
+    }
+
+    #[test]
+    fn the_metrics_listener_is_loopback_unless_an_address_is_written() {
+        let loaded = parse(Path::new("broker.yaml"), &format!("{VALID}metrics: {{}}\n")).expect("valid");
+        assert_eq!(loaded.config.metrics().unwrap().listen, SocketAddr::from(([127, 0, 0, 1], 9464)));
+        let text = format!("{VALID}metrics:\n  listen: 0.0.0.0:9464\n");
+        let loaded = parse(Path::new("broker.yaml"), &text).expect("valid");
+        assert_eq!(loaded.config.metrics().unwrap().listen, SocketAddr::from(([0, 0, 0, 0], 9464)));
+        let e = errors(&format!("{VALID}metrics:\n  listen: 127.0.0.1:9464\n  auth: none\n"));
+        assert!(e[0].message.contains("auth"), "{e:?}");
     }
 
     const ADMIN_TARGETS: &str = "  - name: admin

@@ -7,7 +7,9 @@
 //! - `POST /v1/explain`: why an identity, or the holder of a subject token, gets which
 //!   decision for an audience and scope (see [`crate::explain`]).
 //! - `POST /v1/reload`: reload the mapping directory now; the result in the body.
-//! - `GET /v1/status`: as on the public listener.
+//! - `GET /v1/status`: versions, paths, the mapping set and its last reload error,
+//!   sources and targets, the audit store ([`Status`]).
+//! - `GET /metrics`: Prometheus metrics, as on the metrics listener.
 //! - `GET /v1/workloads`: the workload directory (`source`, `identity`, `seen_since`,
 //!   `limit`).
 //! - `GET /v1/audit`: audit events, newest first (`since`, `until`, `identity`, `target`,
@@ -41,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/v1/explain", web::post().to(explain))
     .route("/v1/reload", web::post().to(reload))
     .route("/v1/status", web::get().to(status))
+    .route("/metrics", web::get().to(super::metrics))
     .route("/v1/workloads", web::get().to(workloads))
     .route("/v1/audit", web::get().to(audit_events))
     .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({ "status": "ok" })) }));

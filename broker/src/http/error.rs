@@ -21,6 +21,8 @@ pub enum WireError {
     MalformedBody,
     /// A parameter appears more than once (RFC 6749 §3.2).
     RepeatedParameter,
+    /// More parameters than any token request has.
+    TooManyParameters,
     MissingGrantType,
     UnsupportedGrantType,
     MissingSubjectToken,
@@ -45,8 +47,11 @@ pub enum WireError {
     RateLimited {
         retry_after: u32,
     },
-    /// An upstream (JWKS, STS, audit store) is unavailable.
+    /// An upstream (JWKS, STS, audit store) is unavailable; retrying may help.
     Unavailable,
+    /// An upstream answered with something Tessera cannot use; retrying will not help, so
+    /// no `Retry-After` is sent.
+    UpstreamUnusable,
     /// A bug or misconfiguration.
     Internal,
     MethodNotAllowed,
@@ -57,12 +62,13 @@ impl WireError {
         match self {
             Self::BodyTooLarge | Self::TokenTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::UpstreamUnusable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::ContentType
             | Self::MalformedBody
             | Self::RepeatedParameter
+            | Self::TooManyParameters
             | Self::MissingGrantType
             | Self::UnsupportedGrantType
             | Self::MissingSubjectToken
@@ -85,13 +91,16 @@ impl WireError {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::NotAllowed => "invalid_target",
             Self::ScopeNotGrantable | Self::MultipleScopes => "invalid_scope",
-            Self::RateLimited { .. } | Self::Unavailable => "temporarily_unavailable",
+            Self::RateLimited { .. } | Self::Unavailable | Self::UpstreamUnusable => {
+                "temporarily_unavailable"
+            }
             Self::Internal => "server_error",
             Self::ContentType
             | Self::BodyTooLarge
             | Self::TokenTooLarge
             | Self::MalformedBody
             | Self::RepeatedParameter
+            | Self::TooManyParameters
             | Self::MissingGrantType
             | Self::MissingSubjectToken
             | Self::MissingSubjectTokenType
@@ -114,6 +123,7 @@ impl WireError {
             Self::TokenTooLarge => "The subject token is too large.",
             Self::MalformedBody => "The request body could not be parsed.",
             Self::RepeatedParameter => "A request parameter was included more than once.",
+            Self::TooManyParameters => "A token request has at most 32 parameters.",
             Self::MissingGrantType => "The grant_type parameter is required.",
             Self::UnsupportedGrantType => {
                 "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange."
@@ -137,6 +147,7 @@ impl WireError {
             }
             Self::RateLimited { .. } => "Too many exchanges for this identity; retry after the given time.",
             Self::Unavailable => "A service Tessera depends on is unavailable; retry later.",
+            Self::UpstreamUnusable => "A service Tessera depends on gave an answer Tessera cannot use.",
             Self::Internal => "Internal error.",
             Self::MethodNotAllowed => "Use POST.",
         }
@@ -156,7 +167,8 @@ impl From<&ExchangeError> for WireError {
     fn from(e: &ExchangeError) -> Self {
         match e {
             ExchangeError::Source(s) => match s {
-                SourceError::Upstream { .. } => Self::Unavailable,
+                SourceError::Upstream { retryable: true, .. } => Self::Unavailable,
+                SourceError::Upstream { retryable: false, .. } => Self::UpstreamUnusable,
                 SourceError::UnsupportedTokenType => Self::UnsupportedSubjectTokenType,
                 SourceError::Malformed(_)
                 | SourceError::UntrustedIssuer
@@ -187,9 +199,12 @@ impl From<&ExchangeError> for WireError {
                 Denial::ScopeNotGrantable => Self::ScopeNotGrantable,
             },
             ExchangeError::Target(t) => match t {
-                TargetError::UpstreamRejected(_) => Self::NotAllowed,
-                TargetError::Upstream { .. } => Self::Unavailable,
-                TargetError::InvalidGrant(_) | TargetError::Signing(_) => Self::Internal,
+                // The rule renders, for this identity, a value the target refuses: the rule
+                // does not grant this identity a usable credential.
+                TargetError::UpstreamRejected(_) | TargetError::InvalidGrant(_) => Self::NotAllowed,
+                TargetError::Upstream { retryable: true, .. } => Self::Unavailable,
+                TargetError::Upstream { retryable: false, .. } => Self::UpstreamUnusable,
+                TargetError::Signing(_) => Self::Internal,
             },
             ExchangeError::Audit(_) => Self::Unavailable,
         }
@@ -214,6 +229,35 @@ mod tests {
     use tessera_adapters::oauth::grant_type;
 
     use super::*;
+
+    #[test]
+    fn only_failures_a_retry_may_fix_carry_retry_after() {
+        let source = |retryable| {
+            WireError::from(&ExchangeError::Source(SourceError::Upstream { retryable, cause: "x".into() }))
+        };
+        let target = |retryable| {
+            WireError::from(&ExchangeError::Target(TargetError::Upstream { retryable, cause: "x".into() }))
+        };
+        for retryable in [source(true), target(true)] {
+            assert_eq!((retryable, retryable.retry_after()), (WireError::Unavailable, Some(5)));
+        }
+        for unusable in [source(false), target(false)] {
+            assert_eq!((unusable, unusable.retry_after()), (WireError::UpstreamUnusable, None));
+            assert_eq!(
+                (unusable.status(), unusable.code()),
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            );
+        }
+    }
+
+    #[test]
+    fn a_grant_the_target_refuses_is_invalid_target() {
+        let e = WireError::from(&ExchangeError::Target(TargetError::InvalidGrant("x".into())));
+        assert_eq!(
+            (e, e.status(), e.code()),
+            (WireError::NotAllowed, StatusCode::BAD_REQUEST, "invalid_target")
+        );
+    }
 
     /// The fixed text is a literal; it must still name the grant the edge takes.
     #[test]

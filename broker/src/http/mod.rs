@@ -1,11 +1,17 @@
 //! The HTTP edge: actix-web routes, request limits, and the one mapping from errors to
 //! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format. [`admin`] holds
-//! the admin listener's routes, [`admin_auth`] its authentication; [`server`] serves both
-//! listeners.
+//! the admin listener's routes, [`admin_auth`] its authentication, [`host`] its `Host` check
+//! against DNS rebinding; [`server`] serves the
+//! public, admin and metrics listeners.
+//!
+//! The public listener is what workloads and clouds must reach, so nothing on it reveals
+//! configuration: its `/v1/status` says only the version, readiness and whether a mapping
+//! reload failed. The full status and `/metrics` are the admin listener's.
 
 pub mod admin;
 pub mod admin_auth;
 mod error;
+pub mod host;
 pub mod server;
 mod token;
 
@@ -18,7 +24,7 @@ use serde_json::json;
 use crate::broker::Broker;
 
 pub use error::{ErrorBody, WireError};
-pub use server::Status;
+pub use server::{PublicStatus, Status};
 
 /// Register every public route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -28,11 +34,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/v1/status", web::get().to(status))
-        .route("/metrics", web::get().to(metrics));
+        .route("/v1/status", web::get().to(public_status));
 }
 
-async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+/// `GET /metrics`, on the admin listener and the metrics listener.
+pub(crate) async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     broker.metrics().refresh_ages(broker.clock().now());
     match broker.metrics().encode() {
         Ok(text) => HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(text),
@@ -74,6 +80,6 @@ async fn readyz(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     }
 }
 
-async fn status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
-    HttpResponse::Ok().json(Status::of(&broker))
+async fn public_status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    HttpResponse::Ok().json(PublicStatus::of(&broker))
 }

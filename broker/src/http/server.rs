@@ -1,9 +1,9 @@
-//! Serving a built [`Broker`]: the public listener, the admin listener, the background
-//! tasks that keep keys and rules current while they serve, a graceful stop, and the
-//! `/v1/status` body.
+//! Serving a built [`Broker`]: the public listener, the admin and metrics listeners, the
+//! background tasks that keep keys and rules current while they serve, a graceful stop,
+//! and the `/v1/status` bodies.
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,42 +16,58 @@ use crate::broker::Broker;
 use crate::http;
 use crate::mapping::{ReloadStatus, RuleSlot, WatchOptions};
 
+/// The sockets a broker serves on: the public listener, and the admin and metrics
+/// listeners if it has them.
+#[derive(Debug)]
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
+}
+
 /// Serve `broker` on `listener` until `shutdown` resolves, then drain gracefully. Binds
-/// the admin listener if the config has one. Starts the signing-key reloader and the
-/// mapping directory watcher (which also reloads on `SIGHUP`).
+/// the admin and metrics listeners if the config has them. Starts the signing-key
+/// reloader and the mapping directory watcher (which also reloads on `SIGHUP`).
 pub async fn run(
     broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let admin = match broker.config().config.admin() {
-        Some(admin) => Some(TcpListener::bind(admin.listen).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {} (admin): {e}", admin.listen))
-        })?),
-        None => None,
-    };
-    run_with_admin(broker, listener, admin, shutdown).await
+    let config = &broker.config().config;
+    let admin = config.admin().map(|a| bind(a.listen, "admin")).transpose()?;
+    let metrics = config.metrics().map(|m| bind(m.listen, "metrics")).transpose()?;
+    run_on(broker, Listeners { public: listener, admin, metrics }, shutdown).await
 }
 
-/// [`run`], with the admin listener given (tests bind `127.0.0.1:0`); `None` serves no
-/// admin API whatever the config says.
-pub async fn run_with_admin(
+fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+/// [`run`], on listeners already bound (tests bind `127.0.0.1:0`): the admin and metrics
+/// listeners given, whatever the config says.
+pub async fn run_on(
     broker: Arc<Broker>,
-    listener: TcpListener,
-    admin: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let watcher = start_background(&broker);
-    let server = public_server(&broker, listener)?;
-    let admin_server = admin.map(|listener| admin_server(&broker, listener)).transpose()?;
-    stop_on(shutdown, &server, admin_server.as_ref());
-    let admin_task = admin_server.map(tokio::spawn);
+    let server = public_server(&broker, listeners.public)?;
+    let mut others = Vec::new();
+    if let Some(listener) = listeners.admin {
+        others.push(("admin API", admin_server(&broker, listener)?));
+    }
+    if let Some(listener) = listeners.metrics {
+        others.push(("metrics listener", metrics_server(&broker, listener)?));
+    }
+    stop_on(shutdown, &server, others.iter().map(|(_, s)| s.handle()).collect());
+    let others: Vec<_> = others.into_iter().map(|(what, s)| (what, tokio::spawn(s))).collect();
     let result = server.await;
     watcher.abort();
-    if let Some(task) = admin_task {
+    for (what, task) in others {
         match task.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "admin API failed"),
-            Err(e) => tracing::error!(error = %e, "admin API task failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "{what} failed"),
+            Err(e) => tracing::error!(error = %e, "{what} task failed"),
             Ok(Ok(())) => {}
         }
     }
@@ -117,10 +133,12 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
         tracing::info!(listen = %addr, https = tls.is_some(), "admin API serving, authenticated");
     }
     // The authentication middleware wraps the whole app, so every admin route, whoever
-    // registers it in `configure`, is behind it.
+    // registers it in `configure`, is behind it; the `Host` check, registered last, is
+    // outermost and runs first.
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(http::admin_auth::authenticate))
+            .wrap(actix_web::middleware::from_fn(http::host::check_host))
             .app_data(web::Data::new(Arc::clone(&shared)))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(web::JsonConfig::default().limit(limit))
@@ -138,21 +156,62 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
     Ok(server.run())
 }
 
-/// When `shutdown` resolves, stop the admin listener, then drain the public one.
-fn stop_on(shutdown: impl Future<Output = ()> + Send + 'static, public: &Server, admin: Option<&Server>) {
+/// The metrics listener: `GET /metrics` and nothing else, for Prometheus.
+fn metrics_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<Server> {
+    let shared = Arc::clone(broker);
+    tracing::info!(listen = %listener.local_addr()?, "metrics serving");
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(Arc::clone(&shared)))
+            .route("/metrics", web::get().to(http::metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run())
+}
+
+/// When `shutdown` resolves, stop the other listeners, then drain the public one.
+fn stop_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    public: &Server,
+    others: Vec<actix_web::dev::ServerHandle>,
+) {
     let handle = public.handle();
-    let admin_handle = admin.map(Server::handle);
     tokio::spawn(async move {
         shutdown.await;
-        if let Some(admin) = admin_handle {
-            admin.stop(true).await;
+        for other in others {
+            other.stop(true).await;
         }
         handle.stop(true).await;
     });
 }
 
-/// The body of `GET /v1/status`: versions, paths, the mapping set and its reloads, the
-/// sources (with whether their key sets are fetched) and targets, the audit store.
+/// The body of the public listener's `GET /v1/status`: what anyone who reaches the
+/// listener may know. Nothing in it describes the configuration.
+#[derive(Debug, Serialize)]
+pub struct PublicStatus {
+    version: &'static str,
+    /// As `GET /readyz` says.
+    ready: bool,
+    /// Whether the mapping files on disk were refused and older rules serve.
+    reload_failed: bool,
+}
+
+impl PublicStatus {
+    pub fn of(broker: &Broker) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            ready: broker.ready(),
+            reload_failed: broker.reloader().status().last_reload_error.is_some(),
+        }
+    }
+}
+
+/// The body of the admin listener's `GET /v1/status`: versions, paths, the mapping set and
+/// its reloads, the sources (with whether their key sets are fetched) and targets, the
+/// audit store.
 #[derive(Debug, Serialize)]
 pub struct Status<'a> {
     version: &'static str,

@@ -1,13 +1,14 @@
 //! `POST /v1/token`: RFC 8693 token exchange, form-encoded (RFC 6749 §4.1.3 style) or JSON.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt as _;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize as _, Serialize};
+use serde::Serialize;
+use serde::de::{self, Deserializer as _, MapAccess, Visitor};
 use tessera_adapters::oauth::grant_type;
 use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 
@@ -77,8 +78,61 @@ fn refuse(e: WireError, request_id: &str) -> HttpResponse {
     builder.json(ErrorBody::fixed(e))
 }
 
-/// Request parameters in arrival order; values are strings in both encodings.
-type Params = Vec<(String, String)>;
+/// At most this many parameters in one request. RFC 8693 defines fewer than 12, so a longer
+/// list is no token request; the cap keeps reading a body cheap whatever it holds.
+pub(super) const MAX_PARAMETERS: usize = 32;
+
+/// The parameter names the edge knows: RFC 8693 §2.1, RFC 7523 §2.1 and §2.2, RFC 6749
+/// §2.3.1. Each may be given once (RFC 6749 §3.2); other names are counted against
+/// [`MAX_PARAMETERS`] and otherwise ignored.
+const KNOWN: [&str; 14] = [
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "audience",
+    "scope",
+    "requested_token_type",
+    "actor_token",
+    "actor_token_type",
+    "resource",
+    "assertion",
+    "client_assertion",
+    "client_assertion_type",
+    "client_id",
+    "client_secret",
+];
+
+/// A request's parameters: one slot per known name, filled at most once. Each parameter is
+/// looked up in the fixed table once, so reading is linear in their number, which is capped.
+/// No `Debug`: the slots hold the subject token.
+#[derive(Default)]
+struct Params {
+    values: [Option<String>; KNOWN.len()],
+    count: usize,
+}
+
+impl Params {
+    fn add(&mut self, name: &str, value: Cow<'_, str>) -> Result<(), WireError> {
+        self.count += 1;
+        if self.count > MAX_PARAMETERS {
+            return Err(WireError::TooManyParameters);
+        }
+        let Some(slot) = KNOWN.iter().position(|k| *k == name).and_then(|i| self.values.get_mut(i)) else {
+            return Ok(());
+        };
+        if slot.is_some() {
+            return Err(WireError::RepeatedParameter);
+        }
+        *slot = Some(value.into_owned());
+        Ok(())
+    }
+
+    /// A known parameter's value; an empty value counts as absent.
+    fn get(&self, name: &str) -> Option<&str> {
+        let i = KNOWN.iter().position(|k| *k == name)?;
+        self.values.get(i)?.as_deref().filter(|v| !v.is_empty())
+    }
+}
 
 async fn read_params(
     req: &HttpRequest,
@@ -108,13 +162,57 @@ async fn read_params(
         }
         body.extend_from_slice(&chunk);
     }
-    if is_form {
-        serde_urlencoded::from_bytes::<Params>(&body).map_err(|_| WireError::MalformedBody)
-    } else {
-        let mut de = serde_json::Deserializer::from_slice(&body);
-        let pairs = JsonParams::deserialize(&mut de).map_err(|_| WireError::MalformedBody)?;
-        de.end().map_err(|_| WireError::MalformedBody)?;
-        Ok(pairs.0)
+    if is_form { parse_form(&body) } else { parse_json(&body) }
+}
+
+/// `application/x-www-form-urlencoded` (RFC 6749 §4.1.3 style), read pair by pair and no
+/// further than the first refusal.
+fn parse_form(body: &[u8]) -> Result<Params, WireError> {
+    let mut params = Params::default();
+    for (name, value) in url::form_urlencoded::parse(body) {
+        params.add(&name, value)?;
+    }
+    Ok(params)
+}
+
+/// A JSON object of string values, read member by member and no further than the first
+/// refusal.
+fn parse_json(body: &[u8]) -> Result<Params, WireError> {
+    let mut params = Params::default();
+    let mut refused = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = (&mut de)
+        .deserialize_map(JsonMembers { params: &mut params, refused: &mut refused })
+        .and_then(|()| de.end());
+    match (refused, read) {
+        (Some(refusal), _) => Err(refusal),
+        (None, Err(_)) => Err(WireError::MalformedBody),
+        (None, Ok(())) => Ok(params),
+    }
+}
+
+/// Fills [`Params`] from a JSON object. A refusal stops the read; it is kept in `refused`,
+/// as serde's error type cannot carry it.
+struct JsonMembers<'a> {
+    params: &'a mut Params,
+    refused: &'a mut Option<WireError>,
+}
+
+impl<'de> Visitor<'de> for JsonMembers<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of string values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((name, value)) = map.next_entry::<String, String>()? {
+            if let Err(refusal) = self.params.add(&name, Cow::Owned(value)) {
+                *self.refused = Some(refusal);
+                return Err(de::Error::custom("request refused"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -124,33 +222,28 @@ fn to_request(
     request_id: &str,
     req: &HttpRequest,
 ) -> Result<ExchangeRequest, WireError> {
-    let mut seen: Vec<&str> = Vec::with_capacity(params.len());
-    for (k, _) in &params {
-        if seen.contains(&k.as_str()) {
-            return Err(WireError::RepeatedParameter);
-        }
-        seen.push(k);
-    }
-    let get = |name: &str| {
-        params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
-    };
-
-    match get("grant_type") {
+    match params.get("grant_type") {
         None => return Err(WireError::MissingGrantType),
         Some(grant_type::TOKEN_EXCHANGE) => {}
         Some(_) => return Err(WireError::UnsupportedGrantType),
     }
-    if get("actor_token").is_some() || get("actor_token_type").is_some() || get("resource").is_some() {
+    if ["actor_token", "actor_token_type", "resource"].iter().any(|name| params.get(name).is_some()) {
         return Err(WireError::UnsupportedParameter);
     }
-    let token = get("subject_token").ok_or(WireError::MissingSubjectToken)?;
+    // `curl --data-urlencode subject_token@file` keeps the file's last newline. Whitespace
+    // inside a token is left for its source to refuse.
+    let token = params
+        .get("subject_token")
+        .map(str::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .ok_or(WireError::MissingSubjectToken)?;
     if token.len() > max_token_bytes {
         return Err(WireError::TokenTooLarge);
     }
-    let token_type = get("subject_token_type").ok_or(WireError::MissingSubjectTokenType)?;
+    let token_type = params.get("subject_token_type").ok_or(WireError::MissingSubjectTokenType)?;
     let token_type = SubjectTokenType::from_uri(token_type).ok_or(WireError::UnsupportedSubjectTokenType)?;
-    let audience = get("audience").ok_or(WireError::MissingAudience)?;
-    let scope = get("scope");
+    let audience = params.get("audience").ok_or(WireError::MissingAudience)?;
+    let scope = params.get("scope");
     if scope.is_some_and(|s| s.split(' ').filter(|p| !p.is_empty()).count() > 1) {
         return Err(WireError::MultipleScopes);
     }
@@ -159,33 +252,123 @@ fn to_request(
         subject_token: SubjectToken { token_type, value: Secret::new(token.to_string()) },
         audience: audience.to_string(),
         scope: scope.map(|s| s.trim().to_string()),
-        requested_token_type: get("requested_token_type").map(str::to_string),
+        requested_token_type: params.get("requested_token_type").map(str::to_string),
         client_addr: req.peer_addr().map(|a| a.ip().to_string()),
     })
 }
 
-/// A JSON object of string values, keeping duplicates so they can be refused.
-struct JsonParams(Params);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<'de> serde::Deserialize<'de> for JsonParams {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = JsonParams;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of string values")
+    const TOKEN_EXCHANGE: &str = grant_type::TOKEN_EXCHANGE;
+    const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes()
+    }
+
+    fn json(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let members: Vec<String> =
+            pairs.iter().map(|(k, v)| format!("{}:{}", serde_json::json!(k), serde_json::json!(v))).collect();
+        format!("{{{}}}", members.join(",")).into_bytes()
+    }
+
+    /// Both encodings of the same pairs must read alike.
+    fn parse_both(pairs: &[(&str, &str)]) -> Result<Params, WireError> {
+        let from_form = parse_form(&form(pairs));
+        let from_json = parse_json(&json(pairs));
+        match (from_form, from_json) {
+            (Ok(f), Ok(j)) => {
+                assert_eq!((f.values.clone(), f.count), (j.values.clone(), j.count), "{pairs:?}");
+                Ok(f)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonParams, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    out.push((k, v));
-                }
-                Ok(JsonParams(out))
+            (Err(f), Err(j)) => {
+                assert_eq!(f, j, "{pairs:?}");
+                Err(f)
             }
-            fn visit_unit<E: de::Error>(self) -> Result<JsonParams, E> {
-                Err(E::custom("null body"))
-            }
+            (f, j) => panic!("form {:?} and JSON {:?} disagree on {pairs:?}", f.err(), j.err()),
         }
-        d.deserialize_map(V)
+    }
+
+    fn request(pairs: &[(&str, &str)]) -> Result<ExchangeRequest, WireError> {
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        to_request(parse_both(pairs)?, 16 * 1024, "req-1", &req)
+    }
+
+    #[test]
+    fn known_parameters_are_read_once_and_unknown_ones_only_counted() {
+        let params = parse_both(&[("grant_type", TOKEN_EXCHANGE), ("x", "1"), ("x", "2"), ("audience", "a")])
+            .expect("a repeated unknown name is only counted");
+        assert_eq!(params.get("grant_type"), Some(TOKEN_EXCHANGE));
+        assert_eq!(params.get("audience"), Some("a"));
+        assert_eq!(params.get("x"), None);
+        assert_eq!(params.count, 4);
+        for name in KNOWN {
+            let repeated = parse_both(&[(name, "a"), ("audience2", "b"), (name, "")]);
+            assert_eq!(repeated.err(), Some(WireError::RepeatedParameter), "{name}");
+        }
+        assert_eq!(parse_both(&[("scope", "")]).expect("empty").get("scope"), None, "empty is absent");
+    }
+
+    #[test]
+    fn more_than_the_cap_is_refused_wherever_the_names_repeat() {
+        let names: Vec<String> = (0..=MAX_PARAMETERS).map(|i| format!("p{i}")).collect();
+        let pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "")).collect();
+        assert!(parse_both(pairs.get(..MAX_PARAMETERS).unwrap()).is_ok(), "exactly the cap");
+        assert_eq!(parse_both(&pairs).err(), Some(WireError::TooManyParameters));
+        let same = vec![("p", ""); MAX_PARAMETERS + 1];
+        assert_eq!(parse_both(&same).err(), Some(WireError::TooManyParameters));
+        // The read stops at the cap: what follows is never looked at.
+        let mut text = String::from_utf8(json(&pairs)).unwrap();
+        text.truncate(text.len() - 1);
+        text.push_str(", \"late\": 5, oops");
+        assert_eq!(parse_json(text.as_bytes()).err(), Some(WireError::TooManyParameters));
+        assert!(
+            WireError::TooManyParameters.description().contains(&MAX_PARAMETERS.to_string()),
+            "the fixed text names the cap"
+        );
+    }
+
+    #[test]
+    fn json_bodies_are_objects_of_strings() {
+        for body in
+            [&b"[1,2]"[..], b"null", b"{\"grant_type\": 5}", b"{\"x\": {}}", b"{} {}", b"{\"a\":\"b\""]
+        {
+            assert_eq!(
+                parse_json(body).err(),
+                Some(WireError::MalformedBody),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(parse_json(b"{}").expect("empty object").count, 0);
+    }
+
+    #[test]
+    fn whitespace_around_the_subject_token_is_trimmed_and_inside_kept() {
+        let base = |token: &'static str| {
+            [
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", token),
+                ("subject_token_type", JWT),
+                ("audience", "a"),
+            ]
+        };
+        for token in ["a.b.c\n", "\r\n a.b.c \t", "a.b.c"] {
+            let r = request(&base(token)).expect("accepted");
+            assert_eq!(r.subject_token.value.expose(), "a.b.c", "{token:?}");
+        }
+        let r = request(&base("a.b .c\n")).expect("left for the source");
+        assert_eq!(r.subject_token.value.expose(), "a.b .c");
+        assert_eq!(request(&base(" \n ")).err(), Some(WireError::MissingSubjectToken));
+    }
+
+    #[test]
+    fn delegation_and_resource_indicators_are_refused() {
+        for name in ["actor_token", "actor_token_type", "resource"] {
+            let pairs = [("grant_type", TOKEN_EXCHANGE), ("subject_token", "t"), (name, "x")];
+            assert_eq!(request(&pairs).err(), Some(WireError::UnsupportedParameter), "{name}");
+        }
     }
 }

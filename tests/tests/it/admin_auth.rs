@@ -390,3 +390,73 @@ async fn admin_auth_config_mistakes_are_refused_with_their_location() {
     assert!(e.contains("broker.yaml:38:18: admin.auth.tls.client_ca"), "{e}");
     assert!(e.contains("no PEM certificate"), "{e}");
 }
+
+/// DNS rebinding: a page that rebinds its own name to 127.0.0.1 reaches the loopback
+/// listener, but its requests name its own host. They are refused before authentication
+/// and before any handler; loopback literals, `localhost` and `admin.hosts` are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_refuses_requests_for_other_hosts() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let mut options =
+        BrokerOptions::new(&oidc_source(&issuer), &targets()).mapping("10-admin.yaml", RULES).with_admin();
+    options.extra = "admin:\n  hosts: [tessera-admin.test]\n".to_string();
+    let open = spawn_broker(options).await;
+    let (jwt_issuer, authenticated) = jwt_broker().await;
+    let token = admin_token(&jwt_issuer, &authenticated).await;
+    let misdirected = json!({
+        "error": "misdirected_request",
+        "message": "this listener answers only to a loopback address, localhost or a host name it is configured with",
+    });
+    let get = |broker: &TestBroker, path: &str, host: &str| {
+        let request = broker
+            .http
+            .get(format!("{}{path}", broker.admin_url.as_deref().unwrap()))
+            .header("host", host)
+            .bearer_auth(&token);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let challenge = response.headers().contains_key("www-authenticate");
+            (status, challenge, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let port =
+        |broker: &TestBroker| broker.admin_url.as_deref().unwrap().rsplit(':').next().unwrap().to_string();
+
+    // Unauthenticated on loopback: the Host is all that keeps a rebinding page out.
+    let p = port(&open);
+    for path in ["/v1/audit", "/v1/workloads", "/v1/status", "/metrics", "/healthz", "/v1/nowhere"] {
+        for host in
+            ["evil.example", &format!("evil.example:{p}"), "127.0.0.1.evil.example", "localhost.evil.example"]
+        {
+            assert_eq!(get(&open, path, host).await, (421, false, misdirected.clone()), "{path} {host}");
+        }
+    }
+    for host in [
+        format!("127.0.0.1:{p}"),
+        format!("localhost:{p}"),
+        "tessera-admin.test".into(),
+        format!("TESSERA-ADMIN.test:{p}"),
+    ] {
+        let (status, _, body) = get(&open, "/v1/status", &host).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    let explain = open
+        .http
+        .post(format!("{}/v1/explain", open.admin_url.as_deref().unwrap()))
+        .header("host", "evil.example")
+        .json(&json!({ "identity": { "source": "corp", "subject": "svc-ops" }, "audience": "admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(explain.status(), 421);
+
+    // Authenticated: a valid token does not make another host acceptable, and the check
+    // comes before authentication (no challenge).
+    let p = port(&authenticated);
+    assert_eq!(get(&authenticated, "/v1/status", "evil.example").await, (421, false, misdirected.clone()));
+    assert_eq!(get(&authenticated, "/v1/status", "tessera-admin.test").await.0, 421, "not configured here");
+    assert_eq!(get(&authenticated, "/v1/status", &format!("[::1]:{p}")).await.0, 200);
+    open.stop().await;
+    authenticated.stop().await;
+}

@@ -731,3 +731,78 @@ async fn the_tessera_agent_binary_signs_get_caller_identity_with_ambient_aws_cre
     assert_eq!(health["status"], "ok", "{health}");
     broker.stop().await;
 }
+
+/// DNS rebinding: a web page that rebinds its name to 127.0.0.1 can send `Metadata-Flavor`
+/// and `Metadata: true` itself, so only its `Host` tells it from an SDK. Every endpoint
+/// refuses other hosts before its own checks; the GCE paths also answer to
+/// `metadata.google.internal`, and `hosts` adds names.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_refuses_requests_for_other_hosts_on_every_endpoint() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let targets = format!(
+        "{JWT_TARGET}- name: aws-prod\n  type: aws_sts\n  endpoint: {}\n  insecure_http: true\n  max_ttl: 1h\n  default_ttl: 15m\n  timeout: 2s\n",
+        sts.url
+    );
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &targets)
+            .mapping("10-aws.yaml", AWS_RULES)
+            .mapping("20-services.yaml", RULES),
+    )
+    .await;
+    let agent = spawn_agent(
+        &broker.url,
+        &subject(&issuer, &*clock_of(&broker), "svc-payments"),
+        &format!(
+            "hosts: [workload.local]\naws:\n  target: aws-prod\n  scope: {ROLE}\n  authorization_token_file: ecs-token\ngcp:\n  email: vm@payments-prod.iam.gserviceaccount.com\n  id_token_targets: {{ 'https://internal-api.example': internal-api }}\nazure:\n  resources: {{ 'api://internal-api': internal-api }}\n  identity_header_file: identity-header\n  imds: true\n"
+        ),
+        clock_of(&broker),
+    )
+    .await;
+    agent.wait_ready().await;
+
+    let ecs = ("/v1/aws/credentials", ("authorization", ECS_TOKEN));
+    let gce_ping = ("/", ("metadata-flavor", "Google"));
+    let gce_identity = (
+        "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://internal-api.example",
+        ("metadata-flavor", "Google"),
+    );
+    let app_service = (
+        "/v1/azure/token?resource=api://internal-api&api-version=2019-08-01",
+        ("x-identity-header", IDENTITY_HEADER),
+    );
+    let imds = (
+        "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://internal-api",
+        ("metadata", "true"),
+    );
+    let health = ("/healthz", ("accept", "*/*"));
+    let misdirected = serde_json::json!({
+        "error": "misdirected_request",
+        "message": "this listener answers only to a loopback address, localhost or a host name it is configured with",
+    });
+    let port = agent.host().rsplit(':').next().unwrap().to_string();
+    let evil_port = format!("evil.example:{port}");
+    let workload = format!("workload.local:{port}");
+    for (path, secret) in [ecs, gce_ping, gce_identity, app_service, imds, health] {
+        let (status, _, body) = agent.get(path, &[secret]).await;
+        assert_eq!(status, 200, "{path} from loopback: {body}");
+        for host in [
+            "evil.example",
+            evil_port.as_str(),
+            "127.0.0.1.evil.example",
+            "metadata.google.internal.evil.example",
+        ] {
+            let (status, headers, body) = agent.get(path, &[secret, ("host", host)]).await;
+            assert_eq!(status, 421, "{path} for {host}: {body}");
+            assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), misdirected, "{path}");
+            assert_eq!(headers["cache-control"], "no-store");
+        }
+        let (status, _, body) = agent.get(path, &[secret, ("host", workload.as_str())]).await;
+        assert_eq!(status, 200, "{path} for a configured name: {body}");
+        let gce = path == "/" || path.starts_with("/computeMetadata/");
+        let (status, _, body) = agent.get(path, &[secret, ("host", "metadata.google.internal")]).await;
+        assert_eq!(status, if gce { 200 } else { 421 }, "{path} for metadata.google.internal: {body}");
+    }
+    agent.stop().await;
+    broker.stop().await;
+}

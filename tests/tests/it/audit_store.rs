@@ -215,7 +215,7 @@ async fn a_store_outage_fails_exchanges_closed_and_they_recover_with_it() {
     assert_eq!(line["decision"], "error");
     assert_eq!(line["reason"], "TS-AUD-WRITE");
     assert!(line.get("issued_token_fingerprint").is_none(), "{line}");
-    let text = closed.http.get(format!("{}/metrics", closed.url)).send().await.unwrap().text().await.unwrap();
+    let text = closed.metrics().await;
     assert!(text.contains("tessera_audit_store_commits_total{result=\"error\"}"), "{text}");
     assert!(!text.contains("tessera_audit_store_commits_total{result=\"error\"} 0"), "{text}");
     // With fail_open, the credential goes out unrecorded in the store.

@@ -309,19 +309,16 @@ async fn tesseras_own_signer_is_accepted_by_sts_through_the_broker() {
     broker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sts_unreachable_is_temporarily_unavailable() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+/// A broker whose `aws_iam` source trusts only the STS at `origin`, and its answer to a
+/// request signed for it with made-up keys.
+async fn exchange_via(origin: &str) -> (TestBroker, u16, reqwest::header::HeaderMap, Value) {
     let source = format!(
-        "- name: aws\n  type: aws_iam\n  server_id: {SERVER_ID}\n  sts_endpoints: [\"{closed}\"]\n  insecure_http: true\n"
+        "- name: aws\n  type: aws_iam\n  server_id: {SERVER_ID}\n  sts_endpoints: [\"{origin}\"]\n  insecure_http: true\n"
     );
     let broker = spawn_broker(BrokerOptions::new(&source, JWT_TARGET).mapping("aws.yaml", RULES)).await;
     let credentials = Credentials::new("AKIAEXAMPLE", "example", None, None, "test");
     let token =
-        signed_request(&credentials, "us-east-1", &format!("{closed}/"), SERVER_ID, broker.clock.now())
+        signed_request(&credentials, "us-east-1", &format!("{origin}/"), SERVER_ID, broker.clock.now())
             .unwrap();
     let (status, headers, body) = broker
         .post_form(&[
@@ -331,10 +328,36 @@ async fn sts_unreachable_is_temporarily_unavailable() {
             ("audience", "internal-api"),
         ])
         .await;
+    (broker, status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_unreachable_is_temporarily_unavailable() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (broker, status, headers, body) = exchange_via(&closed).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
     assert_eq!(headers.get("retry-after").unwrap(), "5");
     assert_eq!(last_reason(&broker), "TS-SRC-UPSTREAM");
     assert_eq!(broker.audit_events().last().unwrap()["decision"], "error");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sts_answer_tessera_cannot_use_is_unavailable_without_retry_after() {
+    // Answers 404 to everything, as no STS does to GetCallerIdentity: not worth retrying.
+    let (_, sts) = tessera_tests::fake::FakeServer::start(|_| (), |_| {});
+    let (broker, status, headers, body) = exchange_via(sts.url()).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
+    assert!(!headers.contains_key("retry-after"), "{headers:?}");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(
+        (event["decision"].as_str(), event["reason"].as_str()),
+        (Some("error"), Some("TS-SRC-UPSTREAM"))
+    );
+    assert_eq!(event["detail"], "upstream failure: STS answered 404");
     broker.stop().await;
 }

@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 use tessera_adapters::Clock as _;
 
-use crate::{JWT_TYPE, TOKEN_EXCHANGE, standard};
+use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
+
+use crate::{JWT_TARGET, JWT_TYPE, RULES, TOKEN_EXCHANGE, oidc_source, standard};
 
 async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -103,6 +105,76 @@ async fn malformed_requests_get_fixed_rfc6749_bodies() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn parameters_are_capped_in_both_encodings_and_only_known_names_must_be_unique() {
+    let (issuer, broker) = standard().await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-a", "tessera", broker.clock.now()));
+    let base = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", token.as_str()),
+        ("subject_token_type", JWT_TYPE),
+        ("audience", "internal-api"),
+    ];
+    let too_many = json!({
+        "error": "invalid_request",
+        "error_description": "A token request has at most 32 parameters.",
+    });
+    // 28 more names make 32: accepted, though an unknown name repeats.
+    let extra: Vec<String> = (0..27).map(|i| format!("x{i}")).chain(["x0".to_string()]).collect();
+    let mut form: Vec<(&str, &str)> = base.to_vec();
+    form.extend(extra.iter().map(|n| (n.as_str(), "")));
+    assert_eq!(broker.post_form(&form).await.0, 200, "32 parameters, an unknown one repeated");
+    form.push(("x27", ""));
+    let (status, _, body) = broker.post_form(&form).await;
+    assert_eq!((status, body), (400, too_many.clone()), "33 form parameters");
+
+    let mut object = serde_json::Map::new();
+    for (k, v) in base {
+        object.insert(k.into(), json!(v));
+    }
+    for i in 0..29 {
+        object.insert(format!("x{i}"), json!(""));
+    }
+    let (status, body) =
+        post_raw(&broker.url, "application/json", Value::Object(object).to_string().into()).await;
+    assert_eq!((status, body), (400, too_many.clone()), "33 JSON members");
+
+    // The 64 KiB worst case: thousands of distinct short names, refused as soon as the cap
+    // is passed.
+    let names: String = (0..13_100).map(|i| format!("{i:x}&")).collect();
+    assert!(names.len() <= 64 * 1024);
+    let (status, body) = post_raw(&broker.url, "application/x-www-form-urlencoded", names.into_bytes()).await;
+    assert_eq!((status, body), (400, too_many));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whitespace_around_the_subject_token_is_trimmed_and_inside_it_refused() {
+    let (issuer, broker) = standard().await;
+    let token = issuer.key(0).sign(&issuer.claims("svc-a", "tessera", broker.clock.now()));
+    // What `curl --data-urlencode subject_token@file` sends for a file ending in a newline.
+    for padded in [format!("{token}\n"), format!(" \t{token}\r\n")] {
+        let (status, body) = broker.exchange(&padded, "internal-api").await;
+        assert_eq!(status, 200, "{padded:?}: {body}");
+    }
+    let fingerprint = broker.audit_events().pop().unwrap()["subject_token_fingerprint"].clone();
+    let (status, _) = broker.exchange(&token, "internal-api").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        broker.audit_events().pop().unwrap()["subject_token_fingerprint"],
+        fingerprint,
+        "the trimmed token"
+    );
+
+    let (header, rest) = token.split_once('.').unwrap();
+    for inside in [format!("{header}. {rest}"), format!("{header}.\n{rest}")] {
+        let (status, body) = broker.exchange(&inside, "internal-api").await;
+        assert_eq!((status, &body), (400, &crate::invalid_token_body()), "{inside:?}");
+        assert_eq!(crate::last_reason(&broker), "TS-SRC-MALFORMED");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn content_type_and_size_limits() {
     let (_issuer, broker) = standard().await;
     let (status, body) = post_raw(&broker.url, "text/plain", b"grant_type=x".to_vec()).await;
@@ -138,13 +210,6 @@ async fn health_readiness_status_and_issuer_metadata() {
     assert_eq!(broker.get_json("/healthz").await, (200, json!({"status": "ok"})));
     assert_eq!(broker.get_json("/readyz").await, (200, json!({"status": "ready"})));
 
-    let (status, s) = broker.get_json("/v1/status").await;
-    assert_eq!(status, 200);
-    assert_eq!(s["mappings"]["rules"], 2);
-    assert!(s["mappings"]["version"].as_str().unwrap().starts_with("sha256:"));
-    assert_eq!(s["sources"][0]["name"], "corp");
-    assert_eq!(s["targets"][0]["type"], "jwt");
-
     let (status, mut discovery) = broker.get_json("/.well-known/openid-configuration").await;
     assert_eq!(status, 200);
     assert_eq!(discovery["issuer"], broker.url);
@@ -163,5 +228,66 @@ async fn health_readiness_status_and_issuer_metadata() {
         assert_eq!(k["use"], "sig");
         assert!(k.get("d").is_none() && k.get("p").is_none(), "no private material: {k}");
     }
+    broker.stop().await;
+}
+
+/// The public listener is what clouds and workloads reach: its status names nothing of the
+/// configuration, and operators' data (full status, metrics) is on the admin and metrics
+/// listeners only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_public_listener_shows_no_configuration_and_operators_data_is_elsewhere() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let mut options = BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
+        .mapping("10-services.yaml", RULES)
+        .with_admin()
+        .with_metrics();
+    // Reloads only when asked, below.
+    options.extra = "reload:\n  watch: false\n  poll_interval: 0s\n".to_string();
+    let broker = spawn_broker(options).await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        broker.get_json("/v1/status").await,
+        (200, json!({"version": version, "ready": true, "reload_failed": false}))
+    );
+    let public = |path: &str| broker.http.get(format!("{}{path}", broker.url)).send();
+    assert_eq!(public("/metrics").await.unwrap().status(), 404);
+    for path in ["/v1/explain", "/v1/reload", "/v1/workloads", "/v1/audit"] {
+        assert_eq!(public(path).await.unwrap().status(), 404, "{path}");
+    }
+
+    // The full status is the admin listener's, paths and names included.
+    let (status, s) = broker.admin_get("/v1/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(s["version"], version);
+    assert_eq!(s["mappings"]["rules"], 2);
+    assert!(s["mappings"]["version"].as_str().unwrap().starts_with("sha256:"));
+    assert!(s["mappings"]["dir"].as_str().unwrap().ends_with("mappings"), "{s}");
+    assert!(s["config"]["path"].as_str().unwrap().ends_with("broker.yaml"), "{s}");
+    assert_eq!(s["sources"][0]["name"], "corp");
+    assert_eq!(s["targets"][0]["type"], "jwt");
+    let admin_metrics = broker.http.get(format!("{}/metrics", broker.admin_url.as_deref().unwrap()));
+    let resp = admin_metrics.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("tessera_mapping_rules 2"));
+
+    // The metrics listener serves metrics and nothing else.
+    let metrics_url = broker.metrics_url.clone().unwrap();
+    assert!(broker.metrics().await.contains("tessera_mapping_rules 2"));
+    for path in ["/v1/status", "/healthz", "/v1/token", "/.well-known/jwks.json", "/v1/audit"] {
+        let resp = broker.http.get(format!("{metrics_url}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+
+    // A refused reload shows on the public status as a flag; its text stays on the admin one.
+    broker.write_mappings(&[(
+        "10-services.yaml",
+        "version: 1\nrules:\n  - name: x\n    grant: { target: nowhere }\n",
+    )]);
+    let (status, body) = broker.admin_post("/v1/reload", &json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, public_status) = broker.get_json("/v1/status").await;
+    assert_eq!(public_status, json!({"version": version, "ready": true, "reload_failed": true}));
+    let (_, s) = broker.admin_get("/v1/status").await;
+    assert!(s["mappings"]["last_reload_error"]["message"].as_str().unwrap().contains("nowhere"), "{s}");
     broker.stop().await;
 }

@@ -6,7 +6,9 @@ use tessera_adapters::Clock as _;
 use tessera_tests::keys::verify_with_jwks;
 use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
 
-use crate::{JWT_TARGET, JWT_TYPE, TOKEN_EXCHANGE, invalid_token_body, last_reason, standard};
+use crate::{
+    JWT_TARGET, JWT_TYPE, RULES, TOKEN_EXCHANGE, invalid_token_body, last_reason, oidc_source, standard,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rs256_token_is_exchanged_for_a_tessera_jwt_that_verifies_against_its_jwks() {
@@ -163,7 +165,13 @@ rules:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_exchanges_latency_issuing_and_key_set_age() {
-    let (issuer, broker) = standard().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1"), TestKey::ec("ec-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
+            .mapping("10-services.yaml", RULES)
+            .with_metrics(),
+    )
+    .await;
     let now = broker.clock.now();
     let allowed = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", now));
     let denied = issuer.key(0).sign(&issuer.claims("svc-intern-1", "tessera", now));
@@ -174,7 +182,7 @@ async fn metrics_count_exchanges_latency_issuing_and_key_set_age() {
     assert_eq!(broker.exchange("not a token", "internal-api").await.0, 400);
     broker.clock.advance(100);
 
-    let text = broker.http.get(format!("{}/metrics", broker.url)).send().await.unwrap().text().await.unwrap();
+    let text = broker.metrics().await;
     let has = |line: &str| assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
     has(r#"tessera_exchanges_total{source="corp",target="internal-api",decision="allow",reason="TS-OK"} 1"#);
     has(&format!(

@@ -230,16 +230,18 @@ async fn the_admin_api_explains_identities_and_real_tokens() {
     let (status, _) = broker.admin_post("/v1/explain", &json!({ "audience": "internal-api" })).await;
     assert_eq!(status, 400);
 
-    // The admin API is not on the public listener; metrics are.
+    // The admin API is not on the public listener; metrics and the full status are the
+    // admin listener's.
     let resp = broker.http.post(format!("{}/v1/explain", broker.url)).json(&json!({})).send().await.unwrap();
     assert_eq!(resp.status(), 404);
-    let resp = broker.http.get(format!("{}/metrics", broker.url)).send().await.unwrap();
+    let resp =
+        broker.http.get(format!("{}/metrics", broker.admin_url.as_deref().unwrap())).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = resp.text().await.unwrap();
     assert!(text.contains("tessera_mapping_rules 3"), "{text}");
     assert!(text.contains("tessera_mapping_last_reload_success 1"), "{text}");
-    let (status, body) = broker.get_json("/v1/status").await;
+    let (status, body) = broker.admin_get("/v1/status").await;
     assert_eq!(status, 200);
     assert!(body["mappings"]["last_reload_error"].is_null());
     assert_eq!(body["mappings"]["files"], 1);

@@ -82,7 +82,7 @@ async fn broker(sources: &str, names: &[&str]) -> TestBroker {
             "  - name: {name}-calls-internal-api\n    match: {{ source: {name} }}\n    grant: {{ target: internal-api }}\n"
         ));
     }
-    spawn_broker(BrokerOptions::new(sources, JWT_TARGET).mapping("platforms.yaml", &rules)).await
+    spawn_broker(BrokerOptions::new(sources, JWT_TARGET).mapping("platforms.yaml", &rules).with_admin()).await
 }
 
 /// Exchange `token`, expect success, and return the audited identity.
@@ -435,7 +435,7 @@ async fn one_broker_routes_each_platform_to_its_source() {
     let unknown = keys.mint("gitlab_ci", "https://gitlab.evil.example", now).await;
     assert_eq!(broker.exchange(&unknown, "internal-api").await.0, 400);
     assert_eq!(crate::last_reason(&broker), "TS-SRC-ISSUER");
-    let status: Value = broker.get_json("/v1/status").await.1;
+    let status: Value = broker.admin_get("/v1/status").await.1;
     let names: Vec<&str> =
         status["sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["azure", "eks-prod", "gcp", "github", "gitlab", "spire"], "each source listed once");

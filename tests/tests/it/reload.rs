@@ -81,7 +81,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 async fn metrics(broker: &TestBroker) -> String {
-    broker.http.get(format!("{}/metrics", broker.url)).send().await.unwrap().text().await.unwrap()
+    broker.metrics().await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,7 +89,7 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let broker = Arc::new(broker(&issuer, RELOAD).await);
     let issuer = Arc::new(issuer);
-    let (_, status) = broker.get_json("/v1/status").await;
+    let (_, status) = broker.admin_get("/v1/status").await;
     let original = status["mappings"]["version"].as_str().unwrap().to_string();
     assert_eq!(tier(&issuer, &broker).await, Ok("gold".into()));
 
@@ -109,7 +109,7 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
     broker.write_mappings(&[("10-services.yaml", INVALID)]);
     let deadline = Instant::now() + Duration::from_secs(5);
     let error = loop {
-        let (_, status) = broker.get_json("/v1/status").await;
+        let (_, status) = broker.admin_get("/v1/status").await;
         let error = &status["mappings"]["last_reload_error"];
         if !error.is_null() {
             break error.clone();
@@ -128,7 +128,7 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
         "{message}"
     );
     assert!(error["at"].as_str().unwrap().ends_with('Z'));
-    let (_, status) = broker.get_json("/v1/status").await;
+    let (_, status) = broker.admin_get("/v1/status").await;
     assert_eq!(status["mappings"]["version"], original.as_str(), "the previous rules keep serving");
     assert_eq!(status["mappings"]["reloads_failed"], 1);
     let text = metrics(&broker).await;
@@ -150,7 +150,7 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
     assert!(failed.is_empty(), "requests failed during the reloads: {failed:?}");
     assert!(seen.len() >= 5, "requests kept flowing ({} made)", seen.len());
     assert!(seen.iter().all(|r| matches!(r.as_deref(), Ok("gold" | "platinum"))), "{seen:?}");
-    let (_, status) = broker.get_json("/v1/status").await;
+    let (_, status) = broker.admin_get("/v1/status").await;
     assert!(status["mappings"]["last_reload_error"].is_null(), "{status}");
     assert_ne!(status["mappings"]["version"], original.as_str());
     assert_eq!(status["mappings"]["reloads_ok"], 1);

@@ -42,7 +42,9 @@ async fn setup(extra_target: &str) -> (StsPeer, TestIssuer, TestBroker) {
     let sts = StsPeer::start().await;
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, extra_target)).mapping("10-aws.yaml", RULES),
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, extra_target))
+            .mapping("10-aws.yaml", RULES)
+            .with_metrics(),
     )
     .await;
     (sts, issuer, broker)
@@ -146,7 +148,7 @@ async fn a_hundred_concurrent_identical_exchanges_make_one_sts_call() {
     assert_eq!(events.len(), 100);
     assert_eq!(events.iter().filter(|e| e["cache"] == "miss").count(), 1);
     assert_eq!(events.iter().filter(|e| e["cache"] == "hit").count(), 99);
-    let (_, metrics) = get_text(&broker, "/metrics").await;
+    let metrics = broker.metrics().await;
     assert!(metrics.contains("tessera_credential_cache_total{result=\"hit\"} 99"), "{metrics}");
     assert!(metrics.contains("tessera_credential_cache_total{result=\"miss\"} 1"), "{metrics}");
 
@@ -155,11 +157,6 @@ async fn a_hundred_concurrent_identical_exchanges_make_one_sts_call() {
     assert_eq!(status, 200);
     assert_eq!(sts.call_count(), 2);
     broker.stop().await;
-}
-
-async fn get_text(broker: &TestBroker, path: &str) -> (u16, String) {
-    let resp = broker.http.get(format!("{}{path}", broker.url)).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -432,5 +429,70 @@ async fn two_workflows_of_one_repository_get_two_sessions_each_named_for_its_wor
         assert_eq!(broker.audit_events().pop().unwrap()["cache"], "hit");
         assert_eq!(sts.call_count(), calls_before + 2, "{audience}: no call for the repeat");
     }
+    broker.stop().await;
+}
+
+const TEMPLATED_RULES: &str = r#"version: 1
+rules:
+  - name: payments-assume-role
+    match:
+      source: corp
+      subject: "svc-*"
+    grant:
+      target: aws-prod
+      role_arn: "arn:aws:iam::123456789012:role/workloads/{attributes.oidc.role}"
+      session_name: "{attributes.oidc.session}"
+      ttl: 15m
+      tags:
+        team: "{attributes.oidc.team}"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_rendering_what_sts_refuses_is_invalid_target_before_any_call() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", TEMPLATED_RULES),
+    )
+    .await;
+    let exchange_with = |role: &str, session: &str, team: &str| {
+        let mut claims = issuer.claims("svc-payments", "tessera", broker.clock.now());
+        claims["role"] = serde_json::json!(role);
+        claims["session"] = serde_json::json!(session);
+        claims["team"] = serde_json::json!(team);
+        let token = issuer.key(0).sign(&claims);
+        let broker = &broker;
+        async move { broker.exchange_with_headers(&token, "aws-prod").await }
+    };
+
+    let (status, _, body) = exchange_with("payments-api", "svc-payments", "payments").await;
+    assert_eq!(status, 200, "the templates render what STS takes: {body}");
+    assert_eq!(sts.calls()[0].role_arn, ROLE);
+
+    let refused = serde_json::json!({
+        "error": "invalid_target",
+        "error_description": "No rule allows this identity to obtain a credential for this audience.",
+    });
+    let long_team = "t".repeat(257);
+    let cases = [
+        (
+            ("bad role", "svc-payments", "payments"),
+            "`arn:aws:iam::123456789012:role/workloads/bad role` is not an IAM role ARN",
+        ),
+        (("payments-api", "x", "payments"), "session_name `x` leaves fewer than 2 characters"),
+        (("payments-api", "svc-payments", "payments#1"), "the value of tag `team` must be at most 256"),
+        (("payments-api", "svc-payments", long_team.as_str()), "the value of tag `team` must be at most 256"),
+    ];
+    for ((role, session, team), detail) in cases {
+        let (status, headers, body) = exchange_with(role, session, team).await;
+        assert_eq!((status, &body), (400, &refused), "{role:?} {session:?} {team:?}");
+        assert!(!headers.contains_key("retry-after"));
+        let event = broker.audit_events().pop().unwrap();
+        assert_eq!(event["decision"], "deny", "{event}");
+        assert_eq!(event["reason"], "TS-TGT-INVALID-GRANT", "{event}");
+        assert_eq!(event["rule"], "payments-assume-role");
+        assert!(event["detail"].as_str().unwrap().contains(detail), "{event}");
+    }
+    assert_eq!(sts.call_count(), 1, "STS never saw a refused grant");
     broker.stop().await;
 }

@@ -56,11 +56,11 @@ fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
     issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
 }
 
-async fn gcp_setup() -> (TestIssuer, FakeGoogle, TestBroker) {
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+/// A broker with the `gcp-prod` target, its endpoints a fake Google's, and `rules`.
+async fn gcp_broker(issuer: &TestIssuer, rules: &str) -> (FakeGoogle, TestBroker) {
     let mut fake = None;
     let broker = broker_with(
-        &issuer,
+        issuer,
         |clock| {
             let google = FakeGoogle::start(Vec::new(), clock);
             let target = format!(
@@ -70,10 +70,15 @@ async fn gcp_setup() -> (TestIssuer, FakeGoogle, TestBroker) {
             fake = Some(google);
             target
         },
-        GCP_RULES,
+        rules,
     )
     .await;
-    let google = fake.unwrap();
+    (fake.unwrap(), broker)
+}
+
+async fn gcp_setup() -> (TestIssuer, FakeGoogle, TestBroker) {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let (google, broker) = gcp_broker(&issuer, GCP_RULES).await;
     // The provider trusts the broker's issuer URL, known once it listens.
     let provider = WorkloadIdentityProvider::new(PROVIDER, &broker.url);
     google.allow_impersonation(&provider.principal("oidc://corp/svc-payments"), SERVICE_ACCOUNT);
@@ -161,6 +166,65 @@ async fn gcp_refusals_and_outages_reach_the_caller_as_rfc_6749_errors() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
     assert_eq!(last_reason(&broker), "TS-TGT-UPSTREAM");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_only_a_failure_a_retry_may_fix_comes_with_retry_after() {
+    let (issuer, google, broker) = gcp_setup().await;
+    google.faults().set_down(true);
+    let (status, headers, body) =
+        broker.exchange_with_headers(&token(&issuer, &broker, "svc-payments"), "gcp-prod").await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
+    assert_eq!(headers.get("retry-after").unwrap(), "5");
+    google.faults().set_down(false);
+
+    // A status Google STS never answers a token exchange with: not retried, and the caller
+    // is not told to retry either.
+    let calls = google.sts_calls();
+    google.fail_next_sts(1, 404);
+    let (status, headers, body) =
+        broker.exchange_with_headers(&token(&issuer, &broker, "svc-payments"), "gcp-prod").await;
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "A service Tessera depends on gave an answer Tessera cannot use.",
+            })
+        )
+    );
+    assert!(!headers.contains_key("retry-after"), "{headers:?}");
+    assert_eq!(google.sts_calls(), calls + 1, "not retried");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(
+        (event["decision"].as_str(), event["reason"].as_str()),
+        (Some("error"), Some("TS-TGT-UPSTREAM"))
+    );
+    assert_eq!(event["detail"], "upstream failure: Google STS answered 404");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_a_templated_service_account_google_would_refuse_is_invalid_target_before_any_call() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let rules =
+        GCP_RULES.replace(SERVICE_ACCOUNT, "\"{attributes.oidc.sa}@payments-prod.iam.gserviceaccount.com\"");
+    let (google, broker) = gcp_broker(&issuer, &rules).await;
+    for sa in ["App", "app/../other", "app name"] {
+        let mut claims = issuer.claims("svc-payments", "tessera", broker.clock.now());
+        claims["sa"] = serde_json::json!(sa);
+        let (status, body) = broker.exchange(&issuer.key(0).sign(&claims), "gcp-prod").await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")), "{sa}: {body}");
+        let event = broker.audit_events().pop().unwrap();
+        assert_eq!(
+            (event["decision"].as_str(), event["reason"].as_str()),
+            (Some("deny"), Some("TS-TGT-INVALID-GRANT"))
+        );
+        assert!(event["detail"].as_str().unwrap().contains("is not a service account email"), "{event}");
+    }
+    assert_eq!((google.sts_calls(), google.generate_calls()), (0, 0), "Google never saw them");
     broker.stop().await;
 }
 

@@ -109,14 +109,24 @@ impl AwsStsTarget {
             .param_str("role_arn")
             .ok_or_else(|| TargetError::InvalidGrant("the rule grants no `role_arn`".into()))?;
         check_role_arn(role_arn).map_err(TargetError::InvalidGrant)?;
+        // A rendered name is the rule's choice: one STS cannot take is refused, as a literal
+        // is at load, rather than replaced. Without one, the identity names the session.
         let session_name = match grant.param_str("session_name") {
-            Some(rendered) => session_name(rendered),
-            None => grant.identity().name.as_deref().and_then(session_name),
-        }
-        .or_else(|| session_name(&grant.identity().id))
-        .ok_or_else(|| {
-            TargetError::InvalidGrant("no valid session name (2-64 of [A-Za-z0-9_+=,.@-])".into())
-        })?;
+            Some(rendered) => session_name(rendered).ok_or_else(|| {
+                TargetError::InvalidGrant(format!(
+                    "session_name `{rendered}` leaves fewer than 2 characters STS takes in a session name"
+                ))
+            })?,
+            None => grant
+                .identity()
+                .name
+                .as_deref()
+                .and_then(session_name)
+                .or_else(|| session_name(&grant.identity().id))
+                .ok_or_else(|| {
+                    TargetError::InvalidGrant("no valid session name (2-64 of [A-Za-z0-9_+=,.@-])".into())
+                })?,
+        };
         let tags = tags(grant.params().get("tags"))?;
 
         let duration = grant.ttl().min(self.settings.max_ttl).clamp(super::MIN_DURATION, super::MAX_DURATION);
@@ -191,7 +201,10 @@ pub fn session_name(raw: &str) -> Option<String> {
     valid_session_name(&cleaned).then_some(cleaned)
 }
 
-/// An IAM role ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
+/// An IAM role ARN: `arn:<partition>:iam::<12-digit account>:role/<path><name>`, the path
+/// and name as IAM takes them (IAM API reference, `Role`): the name 1 to 64 of
+/// `[A-Za-z0-9_+=,.@-]`, the path up to 512 printable ASCII characters other than space,
+/// `/` first and last.
 fn check_role_arn(arn: &str) -> Result<(), String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ok = match parts.as_slice() {
@@ -202,12 +215,22 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
                 && region.is_empty()
                 && account.len() == 12
                 && account.bytes().all(|b| b.is_ascii_digit())
-                && resource.strip_prefix("role/").is_some_and(|r| !r.is_empty())
-                && arn.len() <= 2048
+                && resource.strip_prefix("role").is_some_and(role_path_and_name_ok)
         }
         _ => false,
     };
     if ok { Ok(()) } else { Err(format!("`{arn}` is not an IAM role ARN")) }
+}
+
+/// `/<path/>name` of a role ARN, as IAM takes them.
+fn role_path_and_name_ok(path_and_name: &str) -> bool {
+    let Some((path, name)) = path_and_name.rsplit_once('/') else { return false };
+    // `path` lacks the IAM path's last `/`; empty is the root path `/`.
+    let path_ok = (path.is_empty() || (path.starts_with('/') && (2..512).contains(&path.len())))
+        && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    let name_ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+    path_ok && name_ok
 }
 
 /// Characters STS takes in session tag keys and values: Unicode letters, digits and

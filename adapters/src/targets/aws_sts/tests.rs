@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::issue::classify;
+use super::issue::{check_rule_param, classify};
 use super::*;
 use crate::build::{BuildContext, BuildTarget};
 use crate::config::kind_config;
 use crate::oauth::token_type;
-use crate::target::{CredentialTarget, Grant, SigningAlgorithm, TargetError};
+use crate::target::{CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError};
 use crate::targets::testkit::{self, GrantParts, JsonSigner, NOW, assert_cache_keys, workflow};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/invoices-reader";
@@ -210,6 +210,19 @@ fn session_names_are_made_acceptable_to_sts() {
     );
     let short_name = grant("a", Duration::from_secs(900), Some("x"), json!({ "role_arn": ROLE }));
     assert_eq!(t.request(&short_name).unwrap().session_name, "k8s---eks-prod-ns-payments-sa-api");
+    // A rendered name is the rule's: one that leaves too little is refused, not replaced.
+    for rendered in ["x", "", "/"] {
+        let g = grant(
+            "a",
+            Duration::from_secs(900),
+            Some("api"),
+            json!({ "role_arn": ROLE, "session_name": rendered }),
+        );
+        match t.request(&g) {
+            Err(TargetError::InvalidGrant(m)) => assert!(m.contains("session_name"), "{m}"),
+            other => panic!("{rendered:?}: {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -222,6 +235,13 @@ fn role_arns_are_checked_before_any_call() {
         "arn:aws:iam::123456789012:user/x",
         "arn:aws:s3:::bucket",
         "arn:aws:iam::123456789012:role/",
+        "arn:aws:iam::123456789012:role/bad role",
+        "arn:aws:iam::123456789012:role/bad\nrole",
+        "arn:aws:iam::123456789012:role/team path/x",
+        "arn:aws:iam::123456789012:role//x",
+        "arn:aws:iam::123456789012:role/x/",
+        "arn:aws:iam::123456789012:rolex",
+        "arn:aws:iam::123456789012:role/x#y",
     ] {
         let g = grant("a", Duration::from_secs(900), Some("api"), json!({ "role_arn": arn }));
         assert!(matches!(t.request(&g), Err(TargetError::InvalidGrant(_))), "{arn}");
@@ -237,6 +257,21 @@ fn role_arns_are_checked_before_any_call() {
         json!({ "role_arn": "arn:aws-cn:iam::123456789012:role/team/x" }),
     );
     assert!(t.request(&path).is_ok());
+    let longest = format!("arn:aws:iam::123456789012:role/{}/{}", "p".repeat(510), "n".repeat(64));
+    for (arn, ok) in [
+        (longest.clone(), true),
+        (longest.replace("/nn", "/nnn"), false),
+        (longest.replace("/pp", "/ppp"), false),
+        ("arn:aws:iam::123456789012:role/a/b/c!~/x_+=,.@-".to_string(), true),
+    ] {
+        let g = grant("a", Duration::from_secs(900), Some("api"), json!({ "role_arn": arn }));
+        assert_eq!(t.request(&g).is_ok(), ok, "{arn}");
+        assert_eq!(
+            check_rule_param("role_arn", &RuleParam::Text(RuleText::Literal(&arn))).is_ok(),
+            ok,
+            "{arn}"
+        );
+    }
 }
 
 #[test]
