@@ -479,7 +479,8 @@ async fn a_grant_rendering_what_sts_refuses_is_invalid_target_before_any_call() 
             ("bad role", "svc-payments", "payments"),
             "`arn:aws:iam::123456789012:role/workloads/bad role` is not an IAM role ARN",
         ),
-        (("payments-api", "x", "payments"), "session_name `x` leaves fewer than 2 characters"),
+        (("payments-api", "x", "payments"), "session_name `x` is not 2 to 64 characters"),
+        (("payments-api", "ci/deploy", "payments"), "session_name `ci/deploy` is not 2 to 64 characters"),
         (("payments-api", "svc-payments", "payments#1"), "the value of tag `team` must be at most 256"),
         (("payments-api", "svc-payments", long_team.as_str()), "the value of tag `team` must be at most 256"),
     ];

@@ -110,13 +110,11 @@ impl AwsStsTarget {
             .ok_or_else(|| TargetError::InvalidGrant("the rule grants no `role_arn`".into()))?;
         check_role_arn(role_arn).map_err(TargetError::InvalidGrant)?;
         // A rendered name is the rule's choice: one STS cannot take is refused, as a literal
-        // is at load, rather than replaced. Without one, the identity names the session.
+        // is at load, rather than changed into another name. Without one, the identity names
+        // the session, made acceptable to STS.
         let session_name = match grant.param_str("session_name") {
-            Some(rendered) => session_name(rendered).ok_or_else(|| {
-                TargetError::InvalidGrant(format!(
-                    "session_name `{rendered}` leaves fewer than 2 characters STS takes in a session name"
-                ))
-            })?,
+            Some(rendered) if valid_session_name(rendered) => rendered.to_string(),
+            Some(rendered) => return Err(TargetError::InvalidGrant(bad_session_name(rendered))),
             None => grant
                 .identity()
                 .name
@@ -188,6 +186,10 @@ impl AwsStsTarget {
 fn valid_session_name(name: &str) -> bool {
     (2..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+}
+
+fn bad_session_name(name: &str) -> String {
+    format!("session_name `{name}` is not 2 to 64 characters of A-Z a-z 0-9 _ + = , . @ -, as STS requires")
 }
 
 /// A session name STS accepts, made from `raw`: characters STS refuses become `-`, and
@@ -265,9 +267,13 @@ fn check_tag_value(key: &str, value: &str) -> Result<(), String> {
 pub(super) fn check_rule_param(key: &str, value: &RuleParam<'_>) -> Result<(), String> {
     match (key, value) {
         ("role_arn", RuleParam::Text(RuleText::Literal(arn))) => check_role_arn(arn),
-        ("session_name", RuleParam::Text(RuleText::Literal(name))) => session_name(name)
-            .map(|_| ())
-            .ok_or_else(|| format!("`{name}` leaves fewer than 2 characters STS takes in a session name")),
+        ("session_name", RuleParam::Text(RuleText::Literal(name))) => {
+            if valid_session_name(name) {
+                Ok(())
+            } else {
+                Err(bad_session_name(name))
+            }
+        }
         ("tags", RuleParam::Text(_)) => Err("`tags` must be a map of tag keys to values".into()),
         ("tags", RuleParam::Map(entries)) => {
             if entries.len() > MAX_TAGS {

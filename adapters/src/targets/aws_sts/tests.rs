@@ -199,9 +199,9 @@ fn session_names_are_made_acceptable_to_sts() {
         "a",
         Duration::from_secs(900),
         Some("api"),
-        json!({ "role_arn": ROLE, "session_name": "payments/api" }),
+        json!({ "role_arn": ROLE, "session_name": "payments-api@eks" }),
     );
-    assert_eq!(t.request(&templated).unwrap().session_name, "payments-api");
+    assert_eq!(t.request(&templated).unwrap().session_name, "payments-api@eks");
     let nameless = grant("a", Duration::from_secs(900), None, json!({ "role_arn": ROLE }));
     assert_eq!(
         t.request(&nameless).unwrap().session_name,
@@ -210,8 +210,9 @@ fn session_names_are_made_acceptable_to_sts() {
     );
     let short_name = grant("a", Duration::from_secs(900), Some("x"), json!({ "role_arn": ROLE }));
     assert_eq!(t.request(&short_name).unwrap().session_name, "k8s---eks-prod-ns-payments-sa-api");
-    // A rendered name is the rule's: one that leaves too little is refused, not replaced.
-    for rendered in ["x", "", "/"] {
+    // A rendered name is the rule's: one STS would refuse is refused, never changed.
+    let long = "a".repeat(65);
+    for rendered in ["x", "", "/", "payments/api", "payments api", long.as_str()] {
         let g = grant(
             "a",
             Duration::from_secs(900),
