@@ -28,7 +28,7 @@ use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::Next;
 use actix_web::rt::net::TcpStream;
-use actix_web::{HttpMessage, HttpResponse, web};
+use actix_web::{HttpMessage, HttpResponse};
 use arc_swap::ArcSwapOption;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -39,7 +39,6 @@ use tessera_adapters::source::SourceError;
 use tessera_adapters::{Clock, CredentialTarget};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::broker::Broker;
 use crate::config::{
     AdminAuthConfig, AdminAuthRequire, AdminTlsConfig, ConfigError, ConfigErrors, LoadedConfig,
 };
@@ -334,11 +333,13 @@ impl Refusal {
 
 /// The admin middleware: authenticate (unless the path is `/healthz` or the listener has
 /// no authentication), then log one line per request with the caller's identity.
+/// `auth` is the listener's policy, handed over when the app is built (`None`: the
+/// listener has no authentication).
 pub async fn authenticate(
+    auth: Option<Arc<AdminAuth>>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let auth = req.app_data::<web::Data<Arc<Broker>>>().and_then(|b| b.admin_auth().cloned());
     let method = req.method().clone();
     let path = req.path().to_owned();
     let peer = req.peer_addr();

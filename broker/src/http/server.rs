@@ -135,9 +135,13 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
     // The authentication middleware wraps the whole app, so every admin route, whoever
     // registers it in `configure`, is behind it; the `Host` check, registered last, is
     // outermost and runs first.
+    let auth = broker.admin_auth().cloned();
     let server = HttpServer::new(move || {
+        let auth = auth.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(http::admin_auth::authenticate))
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                http::admin_auth::authenticate(auth.clone(), req, next)
+            }))
             .wrap(actix_web::middleware::from_fn(http::host::check_host))
             .app_data(web::Data::new(Arc::clone(&shared)))
             .app_data(web::PayloadConfig::new(limit))

@@ -328,32 +328,7 @@ impl MappingSet {
         if let Some((rule, error)) = deny {
             return Decided::Deny(rule, error);
         }
-        match request.scope {
-            Some(wanted) => {
-                let mut picked: Vec<(&CompiledRule, GrantableScope)> = allows
-                    .iter()
-                    .filter(|(_, s)| matches!(s, GrantableScope::Scope { scope } if scope == wanted))
-                    .cloned()
-                    .collect();
-                match picked.len() {
-                    0 if allows.is_empty() => Decided::NoRule,
-                    0 => Decided::ScopeNotGrantable,
-                    1 => match picked.pop() {
-                        Some((rule, scope)) => Decided::Allow { rule, scope },
-                        None => Decided::NoRule,
-                    },
-                    _ => Decided::Ambiguous(picked.into_iter().map(|(r, _)| r).collect()),
-                }
-            }
-            None => match allows.len() {
-                0 => Decided::NoRule,
-                1 => match allows.pop() {
-                    Some((rule, scope)) => Decided::Allow { rule, scope },
-                    None => Decided::NoRule,
-                },
-                _ => Decided::Ambiguous(allows.into_iter().map(|(r, _)| r).collect()),
-            },
-        }
+        pick(allows, request.scope)
     }
 
     /// Decide for `identity` and explain: every rule for the requested target, whether it
@@ -425,4 +400,33 @@ impl MappingSet {
 
 fn names(rules: &[&CompiledRule]) -> Vec<String> {
     rules.iter().map(|r| r.name.clone()).collect()
+}
+
+/// Among the allow rules that applied (no deny did): a requested scope picks the one
+/// granting exactly it; without a scope exactly one must have applied.
+fn pick<'s>(mut allows: Vec<(&'s CompiledRule, GrantableScope)>, wanted: Option<&str>) -> Decided<'s> {
+    let Some(wanted) = wanted else {
+        return match allows.len() {
+            0 => Decided::NoRule,
+            1 => match allows.pop() {
+                Some((rule, scope)) => Decided::Allow { rule, scope },
+                None => Decided::NoRule,
+            },
+            _ => Decided::Ambiguous(allows.into_iter().map(|(r, _)| r).collect()),
+        };
+    };
+    let mut picked: Vec<(&CompiledRule, GrantableScope)> = allows
+        .iter()
+        .filter(|(_, s)| matches!(s, GrantableScope::Scope { scope } if scope == wanted))
+        .cloned()
+        .collect();
+    match picked.len() {
+        0 if allows.is_empty() => Decided::NoRule,
+        0 => Decided::ScopeNotGrantable,
+        1 => match picked.pop() {
+            Some((rule, scope)) => Decided::Allow { rule, scope },
+            None => Decided::NoRule,
+        },
+        _ => Decided::Ambiguous(picked.into_iter().map(|(r, _)| r).collect()),
+    }
 }
