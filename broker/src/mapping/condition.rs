@@ -593,27 +593,9 @@ fn function_exists(name: &str, method: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
-    fn identity() -> Identity {
-        Identity {
-            id: "k8s://eks-prod/ns/payments/sa/api".into(),
-            provider: "kubernetes".into(),
-            source: "eks-prod".into(),
-            issuer: "https://oidc.eks".into(),
-            subject: "system:serviceaccount:payments:api".into(),
-            tenant: None,
-            namespace: Some("payments".into()),
-            name: Some("api".into()),
-            instance: None,
-            region: None,
-            attributes: BTreeMap::from([("k8s.pod_name".to_string(), "api-7d".to_string())]),
-            withheld: Default::default(),
-            expires_at: 1_800_000_600,
-        }
-    }
+    use crate::mapping::testkit::eks_api as identity;
 
     /// 2027-01-15T08:00:00Z, a Friday.
     const NOW: i64 = 1_800_000_000;

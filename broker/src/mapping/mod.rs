@@ -72,6 +72,8 @@ mod template;
 mod yaml;
 
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

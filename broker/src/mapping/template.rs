@@ -131,27 +131,9 @@ impl Template {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
-    fn identity() -> Identity {
-        Identity {
-            id: "k8s://eks-prod/ns/payments/sa/api".into(),
-            provider: "kubernetes".into(),
-            source: "eks-prod".into(),
-            issuer: "https://oidc.eks".into(),
-            subject: "system:serviceaccount:payments:api".into(),
-            tenant: None,
-            namespace: Some("payments".into()),
-            name: Some("api".into()),
-            instance: None,
-            region: None,
-            attributes: BTreeMap::from([("k8s.pod_name".to_string(), "api-7d".to_string())]),
-            withheld: Default::default(),
-            expires_at: 0,
-        }
-    }
+    use crate::mapping::testkit::eks_api as identity;
 
     fn render(t: &str) -> Result<String, MissingField> {
         Template::parse(t).unwrap().render(&identity())
