@@ -43,6 +43,7 @@ pub mod conformance;
 pub mod entra;
 pub mod fake;
 pub mod google;
+pub mod install;
 pub mod issuer;
 pub mod keys;
 pub mod moto;

@@ -219,12 +219,20 @@ impl PublicStatus {
 #[derive(Debug, Serialize)]
 pub struct Status<'a> {
     version: &'static str,
+    build: BuildStatus,
     config: ConfigStatus<'a>,
     issuer: IssuerStatus<'a>,
     mappings: MappingsStatus<'a>,
     sources: Vec<SourceStatus<'a>>,
     targets: Vec<TargetStatus<'a>>,
     audit: AuditStatus,
+}
+
+/// The commit the binary was built from and the build date (`tessera --version`).
+#[derive(Debug, Serialize)]
+struct BuildStatus {
+    commit: &'static str,
+    date: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -286,6 +294,7 @@ impl<'a> Status<'a> {
         let config = broker.config();
         Self {
             version: env!("CARGO_PKG_VERSION"),
+            build: BuildStatus { commit: env!("TESSERA_COMMIT"), date: env!("TESSERA_BUILD_DATE") },
             config: ConfigStatus { path: &config.path, version: &config.version },
             issuer: IssuerStatus { url: broker.issuer().url() },
             mappings: MappingsStatus {

@@ -259,6 +259,7 @@ async fn the_public_listener_shows_no_configuration_and_operators_data_is_elsewh
     let (status, s) = broker.admin_get("/v1/status").await;
     assert_eq!(status, 200);
     assert_eq!(s["version"], version);
+    assert_eq!(s["build"], tessera_tests::install::build_info(), "the same build `tessera --version` names");
     assert_eq!(s["mappings"]["rules"], 2);
     assert!(s["mappings"]["version"].as_str().unwrap().starts_with("sha256:"));
     assert!(s["mappings"]["dir"].as_str().unwrap().ends_with("mappings"), "{s}");

@@ -16,7 +16,18 @@ mod mappings;
 mod workloads;
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "Cross-cloud workload identity broker")]
+#[command(
+    name = "tessera",
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("TESSERA_COMMIT"),
+        ", built ",
+        env!("TESSERA_BUILD_DATE"),
+        ")"
+    ),
+    about = "Cross-cloud workload identity broker"
+)]
 struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json, env = "TESSERA_LOG_FORMAT")]
