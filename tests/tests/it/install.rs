@@ -1,0 +1,193 @@
+//! What a user installs: `tessera --version`, the license, the OCI image `scripts/image.sh`
+//! builds (run with podman), the kustomize deployment and the systemd units.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tessera_adapters::Clock;
+use tessera_tests::agent::tessera_binary;
+use tessera_tests::{TestIssuer, TestKey};
+
+use crate::{JWT_TARGET, JWT_TYPE, RULES, TOKEN_EXCHANGE, oidc_source};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn version_names_the_commit_the_binary_was_built_from() {
+    let line = tessera_tests::install::version_line();
+    let build = tessera_tests::install::build_info();
+    assert!(line.starts_with(&format!("tessera {} (commit ", env!("CARGO_PKG_VERSION"))), "{line}");
+    let head =
+        stdout(&run(Command::new("git").current_dir(root()).args(["rev-parse", "--short=12", "HEAD"])));
+    let commit = build["commit"].as_str().unwrap();
+    assert!(
+        commit == head || commit == format!("{head}-modified"),
+        "--version names {commit}, the checkout is at {head}"
+    );
+    let date = build["date"].as_str().unwrap();
+    let shape: Vec<usize> = date.split('-').map(str::len).collect();
+    assert!(shape == [4, 2, 2] && date.chars().all(|c| c.is_ascii_digit() || c == '-'), "{date}");
+    let today = stdout(&run(Command::new("date").args(["-u", "+%F"])));
+    assert!(date <= today.as_str(), "built {date}, today {today}");
+}
+
+#[test]
+fn the_license_file_is_the_one_cargo_toml_names() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("license = \"Apache-2.0\""), "Cargo.toml names another license");
+    let license = std::fs::read_to_string(root().join("LICENSE")).unwrap();
+    assert!(license.contains("Apache License") && license.contains("Version 2.0, January 2004"));
+    assert!(license.contains("END OF TERMS AND CONDITIONS"), "the license text is complete");
+}
+
+/// podman and buildah with the test suite's settings for this machine.
+fn container_tool(tool: &str) -> Command {
+    let mut cmd = Command::new(tool);
+    cmd.env("CONTAINERS_CONF", root().join("tests/peers/containers.conf"));
+    cmd
+}
+
+/// A tag no other test run uses.
+fn unique_tag() -> String {
+    let nanos = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos();
+    format!("localhost/tessera-test:{}-{nanos}", std::process::id())
+}
+
+/// Removes the container and the image when the test ends, passed or failed.
+struct Cleanup {
+    container: String,
+    image: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = container_tool("podman").args(["rm", "-f", "-t", "0", &self.container]).output();
+        let _ = container_tool("podman").args(["rmi", "-f", &self.image]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_exchanges_a_token_as_a_non_root_user_without_a_shell() {
+    let tag = unique_tag();
+    let name = tag.rsplit(':').next().unwrap().replace('.', "-");
+    let container = format!("tessera-test-{name}");
+    let _cleanup = Cleanup { container: container.clone(), image: tag.clone() };
+    let built = run(container_tool(root().join("scripts/image.sh").to_str().unwrap())
+        .args(["--tag", &tag, "--binary"])
+        .arg(tessera_binary()));
+    assert_eq!(stdout(&built).lines().last(), Some(tag.as_str()));
+
+    // The image: a non-root user, the binary as entrypoint, no shell, the CA bundle.
+    let inspect = run(container_tool("podman").args(["image", "inspect", &tag]));
+    let image: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let config = &image[0]["Config"];
+    assert_eq!(config["User"], "65532:65532");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/local/bin/tessera"]));
+    assert_eq!(
+        config["Labels"]["org.opencontainers.image.revision"],
+        tessera_tests::install::build_info()["commit"]
+    );
+    let shell = container_tool("podman")
+        .args(["run", "--rm", "--entrypoint", "/bin/sh", &tag, "-c", "true"])
+        .output()
+        .unwrap();
+    assert!(!shell.status.success(), "the image has a shell");
+
+    // The broker in it trusts a test issuer on this host and exchanges its token.
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    std::fs::write(dir.path().join("mappings/10-services.yaml"), RULES).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
+    let config = format!(
+        "version: 1\nlisten: 127.0.0.1:{port}\nissuer:\n  url: {url}\n  key_dir: /var/lib/tessera/keys\n\
+         data_dir: /var/lib/tessera\nsources:\n{}targets:\n{}mappings: mappings\naudit:\n  sink: stdout\n",
+        indent(&oidc_source(&issuer)),
+        indent(JWT_TARGET),
+    );
+    std::fs::write(dir.path().join("broker.yaml"), config).unwrap();
+    // World-readable, as a ConfigMap mount is: the user in the image is not this one.
+    run(Command::new("chmod").arg("-R").arg("a+rX").arg(dir.path()));
+    run(container_tool("podman")
+        .args(["run", "-d", "--name", &container, "--network", "host", "-v"])
+        .arg(format!("{}:/etc/tessera:ro", dir.path().display()))
+        .arg(&tag));
+
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(resp) = http.get(format!("{url}/readyz")).send().await
+            && resp.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let logs = || stdout(&container_tool("podman").args(["logs", &container]).output().unwrap());
+    assert!(ready, "the containerized broker did not get ready:\n{}", logs());
+    let now = tessera_adapters::SystemClock.now();
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", now));
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", token.as_str()),
+        ("subject_token_type", JWT_TYPE),
+        ("audience", "internal-api"),
+    ];
+    let resp = http.post(format!("{url}/v1/token")).form(&form).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    assert_eq!(body["issued_token_type"], JWT_TYPE);
+
+    // It runs as the image's user, and wrote its keys where the image gives it room.
+    let top = run(container_tool("podman").args(["top", &container, "huser"]));
+    assert!(stdout(&top).lines().skip(1).all(|u| u.trim() == "65532"), "{}", stdout(&top));
+    assert!(logs().contains("\"decision\":\"allow\""), "the audit line is on stdout:\n{}", logs());
+}
+
+/// The Dockerfile cannot be built here (it pulls its base images); what it promises is
+/// checked against the rest of the repository instead.
+#[test]
+fn the_dockerfile_builds_with_the_supported_rust_and_runs_as_scripts_image_sh_does() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let msrv = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("rust-version in Cargo.toml");
+    let stages: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(stages.len(), 2, "a build stage and a runtime stage: {stages:?}");
+    assert!(stages[0].contains(&format!("rust:{msrv}-")), "build stage {} != rust-version {msrv}", stages[0]);
+    let last_stage = dockerfile.rsplit("FROM ").next().unwrap();
+    let script = std::fs::read_to_string(root().join("scripts/image.sh")).unwrap();
+    assert!(last_stage.contains("USER 65532:65532") && script.contains("--user 65532:65532"));
+    for line in [
+        "ENTRYPOINT [\"/usr/local/bin/tessera\"]",
+        "CMD [\"serve\", \"--config\", \"/etc/tessera/broker.yaml\"]",
+    ] {
+        assert!(last_stage.contains(line), "{line}");
+    }
+    assert!(script.contains(r#"--cmd '["serve", "--config", "/etc/tessera/broker.yaml"]'"#));
+}
