@@ -21,10 +21,8 @@ fn main() {
             Some(if dirty { format!("{hash}-modified") } else { hash })
         })
         .unwrap_or_else(|| "unknown".to_string());
-    let seconds = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(now);
+    let seconds =
+        std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(now);
     println!("cargo:rustc-env=TESSERA_COMMIT={commit}");
     println!("cargo:rustc-env=TESSERA_BUILD_DATE={}", civil_date(seconds));
 }

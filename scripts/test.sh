@@ -18,11 +18,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-step "System packages the tests drive (buildah, podman, runc)"
+step "System packages the tests drive (buildah, podman, runc, kubectl)"
 missing=()
 for pkg in buildah podman runc; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -q
@@ -44,8 +45,8 @@ cargo fmt --all -- --check
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Mapping files (tessera mappings check, every example config)"
-for config in examples/*/broker.yaml; do
+step "Mapping files (tessera mappings check, every example and deployment config)"
+for config in examples/*/broker.yaml deploy/kubernetes/base/broker.yaml deploy/kubernetes/overlays/replicas/broker.yaml; do
   cargo run --quiet --locked -p tessera-broker --bin tessera -- --log-format text \
     mappings check --strict --config "$config"
 done

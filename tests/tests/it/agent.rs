@@ -605,8 +605,9 @@ rules:
 fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
     let root = tessera_tests::python::root();
     let mut found = 0;
-    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
-        let path = entry.unwrap().path().join("agent.yaml");
+    let example_dirs = std::fs::read_dir(root.join("examples")).unwrap().map(|e| e.unwrap().path());
+    for dir in example_dirs.chain([root.join("deploy/kubernetes/agent-sidecar")]) {
+        let path = dir.join("agent.yaml");
         if path.exists() {
             tessera_agent::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
             found += 1;
@@ -616,7 +617,7 @@ fn every_example_agent_config_loads_and_its_manifests_point_at_it() {
 
     // The sidecar: the app container's environment names the agent's endpoint, both
     // containers take the ECS token from one Secret, and the agent reads the projected token.
-    let dir = root.join("examples/agent-kubernetes-sidecar");
+    let dir = root.join("deploy/kubernetes/agent-sidecar");
     let agent = tessera_agent::load(&dir.join("agent.yaml")).unwrap();
     let listen = agent.config.listen.value;
     let docs: Vec<Value> =

@@ -12,6 +12,7 @@ use tessera_tests::postgres::TestPostgres;
 use tessera_tests::python::root;
 use tessera_tests::relying_party::get_json;
 
+/// Every `broker.yaml` of `examples/<scenario>/` and of the Kubernetes deployment.
 fn example_configs() -> Vec<PathBuf> {
     let mut configs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
         .unwrap()
@@ -19,6 +20,8 @@ fn example_configs() -> Vec<PathBuf> {
         .filter(|p| p.exists())
         .collect();
     configs.sort();
+    let deploy = root().join("deploy/kubernetes");
+    configs.extend([deploy.join("base/broker.yaml"), deploy.join("overlays/replicas/broker.yaml")]);
     configs
 }
 
@@ -60,8 +63,9 @@ async fn every_example_config_builds_and_its_mapping_tests_pass() {
     for config in configs {
         // Build in a scratch copy so no keys or audit files land in the checkout.
         let scratch = tempfile::tempdir().unwrap();
-        copy_tree(&root().join("examples"), &scratch.path().join("examples"));
-        copy_tree(&root().join("mappings"), &scratch.path().join("mappings"));
+        for tree in ["examples", "mappings", "deploy"] {
+            copy_tree(&root().join(tree), &scratch.path().join(tree));
+        }
         let rel = config.strip_prefix(root()).unwrap();
         // An audit store on a cluster's PostgreSQL is this machine's, in a database of
         // this test's own: the example's store is created and migrated for real.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use base64::Engine as _;
 use serde_json::Value;
 use tessera_adapters::Clock;
 use tessera_tests::agent::tessera_binary;
@@ -190,4 +191,110 @@ fn the_dockerfile_builds_with_the_supported_rust_and_runs_as_scripts_image_sh_do
         assert!(last_stage.contains(line), "{line}");
     }
     assert!(script.contains(r#"--cmd '["serve", "--config", "/etc/tessera/broker.yaml"]'"#));
+}
+
+/// The Kubernetes versions the manifests are validated against: 1.29 (native sidecars)
+/// to the newest schema `kubernetes-validate` ships.
+const KUBERNETES_VERSIONS: [&str; 5] = ["1.29.0", "1.31.0", "1.33.0", "1.35.0", "1.37.0"];
+
+/// `kubectl kustomize dir`, validated strictly for every supported version, as documents.
+fn render(dir: &str) -> Vec<Value> {
+    let out = run(Command::new("kubectl").arg("kustomize").arg(root().join(dir)));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &out.stdout).unwrap();
+    for version in KUBERNETES_VERSIONS {
+        run(Command::new(tessera_tests::python::interpreter())
+            .args(["-m", "kubernetes_validate", "--strict", "--quiet", "-k", version])
+            .arg(file.path()));
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split("\n---\n")
+        .map(|doc| serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}: {doc}")))
+        .collect()
+}
+
+fn object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(name)))
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// broker.yaml as the Secret `tessera-config` holds it.
+fn broker_yaml(docs: &[Value]) -> String {
+    let data = object(docs, "Secret", "tessera-config")["data"]["broker.yaml"].as_str().unwrap();
+    let data: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
+}
+
+/// The broker container agrees with the image and with the broker.yaml it is given:
+/// the image `scripts/image.sh` tags, its user, and a container port for each listener.
+fn assert_broker_pod_fits(docs: &[Value]) {
+    let pod = &object(docs, "Deployment", "tessera")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532, "the image's user");
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], format!("localhost/tessera:{}", env!("CARGO_PKG_VERSION")));
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        assert!(container[probe]["httpGet"]["path"].is_string(), "{probe}");
+    }
+    let config: Value = serde_saphyr::from_str(&broker_yaml(docs)).unwrap();
+    let port = |listen: &Value| listen.as_str().unwrap().rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    let ports: Vec<(String, u64)> = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["containerPort"].as_u64().unwrap()))
+        .collect();
+    let expected = [
+        ("http".to_string(), port(&config["listen"])),
+        ("admin".to_string(), port(&config["admin"]["listen"])),
+        ("metrics".to_string(), port(&config["metrics"]["listen"])),
+    ];
+    assert_eq!(ports, expected, "container ports and broker.yaml listeners");
+    let metrics = object(docs, "Service", "tessera-metrics");
+    assert_eq!(metrics["spec"]["ports"][0]["name"], "metrics");
+    assert_eq!(
+        object(docs, "NetworkPolicy", "tessera")["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+}
+
+#[test]
+fn the_sqlite_overlay_keeps_one_replica_and_its_data_on_a_volume() {
+    let docs = render("deploy/kubernetes/overlays/sqlite");
+    assert_broker_pod_fits(&docs);
+    let spec = &object(&docs, "Deployment", "tessera")["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["strategy"]["type"], "Recreate", "one SQLite writer at a time");
+    let volumes = spec["template"]["spec"]["volumes"].as_array().unwrap();
+    let data = volumes.iter().find(|v| v["name"] == "data").unwrap();
+    assert_eq!(data["persistentVolumeClaim"]["claimName"], "tessera-data");
+    assert!(data.get("emptyDir").is_none(), "{data}");
+    object(&docs, "PersistentVolumeClaim", "tessera-data");
+}
+
+#[test]
+fn the_replicas_overlay_shares_keys_postgres_and_redis() {
+    let docs = render("deploy/kubernetes/overlays/replicas");
+    assert_broker_pod_fits(&docs);
+    let spec = &object(&docs, "Deployment", "tessera")["spec"];
+    assert_eq!(spec["replicas"], 3);
+    let volumes = spec["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "tessera-keys"), "{volumes:?}");
+    let pdb = &object(&docs, "PodDisruptionBudget", "tessera")["spec"];
+    assert_eq!(pdb["minAvailable"], 2);
+    assert!(pdb.get("maxUnavailable").is_none(), "{pdb}");
+    let config = broker_yaml(&docs);
+    assert!(
+        config.contains("url: postgres://") && config.contains("url: redis://"),
+        "the overlay's own broker.yaml"
+    );
+}
+
+#[test]
+fn the_agent_sidecar_renders_for_every_supported_version() {
+    let docs = render("deploy/kubernetes/agent-sidecar");
+    let pod = &object(&docs, "Deployment", "payments-api")["spec"]["template"]["spec"];
+    let agent = &pod["initContainers"][0];
+    assert_eq!(agent["restartPolicy"], "Always", "a native sidecar");
+    assert_eq!(agent["image"], format!("localhost/tessera:{}", env!("CARGO_PKG_VERSION")));
 }
