@@ -298,3 +298,58 @@ fn the_agent_sidecar_renders_for_every_supported_version() {
     assert_eq!(agent["restartPolicy"], "Always", "a native sidecar");
     assert_eq!(agent["image"], format!("localhost/tessera:{}", env!("CARGO_PKG_VERSION")));
 }
+
+/// Each unit passes `systemd-analyze verify` with no warning, and its hardening rates
+/// "OK" (exposure under 2) in `systemd-analyze security`. `ExecStart` names the binary
+/// this test built, since verify checks that it exists.
+#[test]
+fn the_systemd_units_verify_and_are_hardened() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = tessera_binary();
+    for unit in ["tessera.service", "tessera-agent.service"] {
+        let text = std::fs::read_to_string(root().join("deploy/systemd").join(unit)).unwrap();
+        assert!(text.contains("ExecStart=/usr/local/bin/tessera "), "{unit}");
+        let path = dir.path().join(unit);
+        std::fs::write(&path, text.replace("/usr/local/bin/tessera", binary.to_str().unwrap())).unwrap();
+        let verify = run(Command::new("systemd-analyze").arg("verify").arg(&path));
+        let warnings = String::from_utf8_lossy(&verify.stderr);
+        assert!(warnings.trim().is_empty(), "{unit}: {warnings}");
+        let security = run(Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&path));
+        let report = String::from_utf8_lossy(&security.stdout);
+        let exposure: f64 = report
+            .lines()
+            .find_map(|l| {
+                l.split_once("Overall exposure level for ")?.1.split_once(": ")?.1.split(' ').next()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no exposure level in {report}"));
+        assert!(exposure < 2.0, "{unit}: exposure {exposure}\n{report}");
+    }
+}
+
+/// README promises the Rust version Cargo.toml declares: no dependency in the lock file
+/// may declare a newer one.
+#[test]
+fn no_dependency_needs_a_newer_rust_than_the_declared_minimum() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out =
+        run(Command::new(cargo).current_dir(root()).args(["metadata", "--format-version", "1", "--locked"]));
+    let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let version = |v: &str| -> (u64, u64) {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap_or(0))
+    };
+    let packages = metadata["packages"].as_array().unwrap();
+    let ours =
+        packages.iter().find(|p| p["name"] == "tessera-broker").unwrap()["rust_version"].as_str().unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(readme.contains(&format!("Rust {ours} or newer")), "README names rust-version {ours}");
+    let newer: Vec<String> = packages
+        .iter()
+        .filter_map(|p| {
+            let needs = p["rust_version"].as_str()?;
+            (version(needs) > version(ours)).then(|| format!("{} {} needs {needs}", p["name"], p["version"]))
+        })
+        .collect();
+    assert!(packages.len() > 100 && newer.is_empty(), "{newer:?}");
+}
