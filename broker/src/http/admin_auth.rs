@@ -76,6 +76,30 @@ impl AdminAuth {
     /// the built targets, one of which `admin.auth.jwt.target` names. Certificate and key
     /// files are read here; problems carry the file, line and column of the key naming the
     /// file.
+    /// Check `admin.auth` as [`AdminAuth::build`] does, without the signing keys: the
+    /// admin target and the TLS files. For `tessera check`.
+    pub fn validate(
+        config: &LoadedConfig,
+        targets: &[Arc<dyn CredentialTarget>],
+    ) -> Result<(), ConfigErrors> {
+        let Some(auth) = config.config.admin().and_then(|a| a.auth()) else {
+            return Ok(());
+        };
+        let mut errors = Vec::new();
+        if let Some(jwt) = &auth.jwt
+            && let Err(e) =
+                admin_token_policy(config, &jwt.value.target, targets, config.config.issuer.url.as_str())
+        {
+            errors.push(e);
+        }
+        if let Some(tls) = &auth.tls
+            && let Err(mut e) = server_config(config, &tls.value, auth)
+        {
+            errors.append(&mut e);
+        }
+        if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+    }
+
     pub fn build(
         config: &LoadedConfig,
         issuer: &Arc<Issuer>,
@@ -193,6 +217,34 @@ impl fmt::Debug for AdminTokenVerifier {
     }
 }
 
+/// What an admin token must be: issued by `issuer_url` for the `jwt` target `target`
+/// names, with its algorithm, lifetime and `typ`.
+fn admin_token_policy(
+    config: &LoadedConfig,
+    target: &serde_saphyr::Spanned<String>,
+    targets: &[Arc<dyn CredentialTarget>],
+    issuer_url: &str,
+) -> Result<JwtPolicy, ConfigError> {
+    let error = |message: String| ConfigErrors::at_entry(&config.path, target, message);
+    // The config check made sure this names a `jwt` target, which issues Tessera JWTs.
+    let built = targets.iter().find(|t| t.name() == target.value);
+    let Some((jwt, max_ttl)) = built.and_then(|t| t.issued_jwt().map(|jwt| (jwt, t.max_ttl()))) else {
+        return Err(error(format!("admin.auth.jwt.target `{}` is not a `jwt` target", target.value)));
+    };
+    let algorithm = Algorithm::from_name(jwt.algorithm.as_str()).ok_or_else(|| {
+        error(format!("admin tokens cannot be verified with algorithm {}", jwt.algorithm.as_str()))
+    })?;
+    JwtPolicy::with_rules(
+        IssuerRule::OneOf(vec![issuer_url.to_string()]),
+        HeaderRule::Typ(TOKEN_TYP),
+        vec![jwt.audience],
+        vec![algorithm],
+        LEEWAY,
+        max_ttl,
+    )
+    .map_err(|e| error(format!("admin.auth.jwt.target `{}`: {}", target.value, e.message)))
+}
+
 impl AdminTokenVerifier {
     fn new(
         config: &LoadedConfig,
@@ -201,24 +253,7 @@ impl AdminTokenVerifier {
         issuer: &Arc<Issuer>,
         clock: &Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        let error = |message: String| ConfigErrors::at_entry(&config.path, target, message);
-        // The config check made sure this names a `jwt` target, which issues Tessera JWTs.
-        let built = targets.iter().find(|t| t.name() == target.value);
-        let Some((jwt, max_ttl)) = built.and_then(|t| t.issued_jwt().map(|jwt| (jwt, t.max_ttl()))) else {
-            return Err(error(format!("admin.auth.jwt.target `{}` is not a `jwt` target", target.value)));
-        };
-        let algorithm = Algorithm::from_name(jwt.algorithm.as_str()).ok_or_else(|| {
-            error(format!("admin tokens cannot be verified with algorithm {}", jwt.algorithm.as_str()))
-        })?;
-        let policy = JwtPolicy::with_rules(
-            IssuerRule::OneOf(vec![issuer.url().to_string()]),
-            HeaderRule::Typ(TOKEN_TYP),
-            vec![jwt.audience],
-            vec![algorithm],
-            LEEWAY,
-            max_ttl,
-        )
-        .map_err(|e| error(format!("admin.auth.jwt.target `{}`: {}", target.value, e.message)))?;
+        let policy = admin_token_policy(config, target, targets, issuer.url())?;
         Ok(Self {
             target: target.value.clone(),
             issuer: Arc::clone(issuer),

@@ -353,3 +353,42 @@ fn no_dependency_needs_a_newer_rust_than_the_declared_minimum() {
         .collect();
     assert!(packages.len() > 100 && newer.is_empty(), "{newer:?}");
 }
+
+/// `tessera check` validates and nothing else: no key directory or audit database
+/// appears, and sources on unreachable issuers do not matter. What `serve` would refuse
+/// (here, an admin target that does not exist) it refuses too.
+#[test]
+fn check_creates_no_keys_opens_no_store_and_uses_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    std::fs::write(dir.path().join("mappings/10-services.yaml"), RULES).unwrap();
+    // Port 9 on loopback: nothing listens, so a fetch would fail the check.
+    let source = "- name: corp\n  type: oidc\n  issuer: http://127.0.0.1:9\n  audiences: [tessera]\n  insecure_http: true\n";
+    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
+    let config = |admin: &str| {
+        format!(
+            "version: 1\nlisten: 127.0.0.1:0\nissuer:\n  url: http://127.0.0.1:8080\n  key_dir: keys\n\
+             data_dir: data\nsources:\n{}targets:\n{}mappings: mappings\n{admin}",
+            indent(source),
+            indent(JWT_TARGET),
+        )
+    };
+    let path = dir.path().join("broker.yaml");
+    std::fs::write(&path, config("")).unwrap();
+    let out = run(Command::new(tessera_binary()).args(["check", "--config"]).arg(&path));
+    assert!(stdout(&out).contains(": ok (2 rules"), "{}", stdout(&out));
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["broker.yaml", "mappings"], "check wrote nothing");
+
+    std::fs::write(&path, config("admin:\n  listen: 127.0.0.1:0\n  auth:\n    jwt:\n      target: corp\n"))
+        .unwrap();
+    let refused = Command::new(tessera_binary()).args(["check", "--config"]).arg(&path).output().unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("broker.yaml:24:15: admin.auth.jwt.target `corp` is not a configured target"), "{message}");
+    assert!(!dir.path().join("keys").exists() && !dir.path().join("data").exists());
+}

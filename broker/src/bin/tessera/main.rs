@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::{Clock, SystemClock};
+use tessera_broker::http::admin_auth::AdminAuth;
+use tessera_broker::mapping::MappingSet;
 use tessera_broker::{Adapters, Broker, config, demo, issuer};
 
 mod aws;
@@ -155,11 +157,16 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Validate without side effects: no key is created, no store opened, no network used.
+/// The sources, targets, admin authentication and mapping files are built as `serve`
+/// builds them, against a signer that refuses to sign.
 async fn check(path: PathBuf) -> anyhow::Result<()> {
     let loaded = load(&path)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let broker = Broker::build(loaded, clock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mappings = broker.pipeline().mappings();
+    let adapters = Adapters::build(&loaded, clock).map_err(|e| anyhow::anyhow!("{e}"))?;
+    AdminAuth::validate(&loaded, &adapters.targets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mappings = MappingSet::load_dir(&loaded.mappings_dir(), &adapters.catalog)
+        .map_err(|e| anyhow::anyhow!("the mapping files do not load:\n{e}"))?;
     println!("{}: ok ({} rules, mappings {})", path.display(), mappings.rule_count(), mappings.version());
     Ok(())
 }
