@@ -170,4 +170,11 @@ pub trait IdentitySource: Send + Sync + Debug {
     fn ready(&self) -> bool {
         true
     }
+
+    /// Fetch now what the source needs from the network (its key sets), for `tessera
+    /// doctor`: what was fetched, or why it could not be. Sources that fetch nothing ahead
+    /// of a token say how they verify.
+    async fn probe(&self) -> Result<String, String> {
+        Ok("nothing to fetch ahead of a token".to_string())
+    }
 }

@@ -412,6 +412,12 @@ pub trait CredentialTarget: Send + Sync + Debug {
     /// `issue` would refuse before calling upstream is refused here the same way.
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError>;
 
+    /// The upstream URLs this target calls, for `tessera doctor` to check that each one
+    /// answers. Empty for targets that issue locally.
+    fn upstream_endpoints(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Issue a credential for a grant.
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError>;
 }

@@ -285,4 +285,8 @@ impl<M: ClaimsMapper> IdentitySource for JwtSource<M> {
     fn ready(&self) -> bool {
         self.verifier.is_ready()
     }
+
+    async fn probe(&self) -> Result<String, String> {
+        self.verifier.probe().await
+    }
 }

@@ -345,6 +345,17 @@ impl JwtVerifier {
         self.keys.is_warm()
     }
 
+    /// Fetch the key set now (through discovery where configured): the kids it holds,
+    /// or why the fetch failed.
+    pub async fn probe(&self) -> Result<String, String> {
+        let keys = self.keys.refresh().await.map_err(|e| e.to_string())?;
+        let kids = keys.kids();
+        if kids.is_empty() {
+            return Err("the key set holds no usable key".to_string());
+        }
+        Ok(format!("key set fetched, {} key(s): {}", kids.len(), kids.join(", ")))
+    }
+
     /// The checks [`verify`](Self::verify) makes before it needs a key: the token's shape,
     /// its header against the policy, and an `iss` the policy requires to be absent. For
     /// a source that picks one of several verifiers by what the token says (a `spiffe`

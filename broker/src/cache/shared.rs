@@ -217,6 +217,12 @@ pub fn load_or_create_key(dir: &Path) -> io::Result<[u8; 32]> {
 
 /// The key file, refused like a signing key when others could read it or its group could
 /// write it (see [`check_key_file_mode`](crate::issuer::check_key_file_mode)).
+/// Read the cache key in `dir` as [`load_or_create_key`] does (mode and shape checked),
+/// making nothing; for `tessera doctor`.
+pub fn check_key(dir: &Path) -> io::Result<()> {
+    read_key(&dir.join(KEY_FILE)).map(|_| ())
+}
+
 fn read_key(path: &Path) -> io::Result<[u8; 32]> {
     let file = std::fs::File::open(path)?;
     crate::issuer::check_key_file_mode(path, &file.metadata()?)

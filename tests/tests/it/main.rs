@@ -7,6 +7,7 @@ mod agent;
 mod audit_store;
 mod aws_iam;
 mod conformance;
+mod doctor;
 mod edge;
 mod examples;
 mod exchange;

@@ -106,4 +106,14 @@ impl IdentitySource for SpiffeSource {
     fn ready(&self) -> bool {
         self.domains.values().all(IdentitySource::ready)
     }
+
+    /// Every trust domain's bundle, each named; the first failure fails the probe.
+    async fn probe(&self) -> Result<String, String> {
+        let mut fetched = Vec::new();
+        for (domain, source) in &self.domains {
+            let what = source.probe().await.map_err(|e| format!("trust domain {domain}: {e}"))?;
+            fetched.push(format!("trust domain {domain}: {what}"));
+        }
+        Ok(fetched.join("; "))
+    }
 }

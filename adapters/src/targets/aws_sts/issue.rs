@@ -451,6 +451,16 @@ impl CredentialTarget for AwsStsTarget {
 
     /// The plan's role, session name, tags and duration, and the identity id the web
     /// identity token carries as `sub` (the role's trust policy reads it).
+    /// The configured endpoint, else the region's STS endpoint as the SDK resolves it.
+    fn upstream_endpoints(&self) -> Vec<String> {
+        let s = &self.settings;
+        let default = || {
+            let suffix = if s.region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+            format!("https://sts.{}.{suffix}", s.region)
+        };
+        vec![s.endpoint.clone().unwrap_or_else(default)]
+    }
+
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
         let Plan { role_arn, session_name, tags, duration_seconds } = self.plan(grant)?;
         let tags: Map<String, Value> = tags.into_iter().map(|(k, v)| (k, Value::from(v))).collect();

@@ -452,3 +452,14 @@ fn every_input_of_the_sts_call_is_in_the_cache_key() {
     ];
     assert_cache_keys(key, &base, &changed, &same);
 }
+
+#[test]
+fn doctor_reaches_the_configured_endpoint_or_the_regions() {
+    let regional = target(json!({ "type": "aws_sts", "name": "a", "region": "eu-west-1" }));
+    assert_eq!(regional.upstream_endpoints(), ["https://sts.eu-west-1.amazonaws.com"]);
+    let china = target(json!({ "type": "aws_sts", "name": "a", "region": "cn-north-1" }));
+    assert_eq!(china.upstream_endpoints(), ["https://sts.cn-north-1.amazonaws.com.cn"]);
+    let pinned =
+        target(json!({ "type": "aws_sts", "name": "a", "endpoint": "https://sts.example.internal" }));
+    assert_eq!(pinned.upstream_endpoints(), ["https://sts.example.internal"]);
+}

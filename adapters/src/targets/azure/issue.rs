@@ -238,6 +238,10 @@ impl CredentialTarget for AzureTarget {
 
     /// The plan's tenant, client id, scope and assertion subject. The subject is the
     /// identity id unless the rule names one, so the identity counts only then.
+    fn upstream_endpoints(&self) -> Vec<String> {
+        vec![self.settings.authority.clone()]
+    }
+
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
         let Plan { tenant, client_id, scope, subject } = self.plan(grant)?;
         Ok(RequestDescription::new(grant)

@@ -382,6 +382,10 @@ impl CredentialTarget for GcpTarget {
 
     /// The plan's provider, scopes, service account and lifetime, and the identity id the
     /// subject token carries as `sub` (the provider's attribute mapping reads it).
+    fn upstream_endpoints(&self) -> Vec<String> {
+        vec![self.settings.sts_endpoint.clone(), self.settings.iamcredentials_endpoint.clone()]
+    }
+
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
         let Plan { provider, scopes, service_account, lifetime } = self.plan(grant)?;
         Ok(RequestDescription::new(grant)

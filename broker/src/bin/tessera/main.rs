@@ -14,6 +14,7 @@ use tessera_broker::mapping::MappingSet;
 use tessera_broker::{Adapters, Broker, config, demo, issuer};
 
 mod aws;
+mod doctor;
 mod mappings;
 mod workloads;
 
@@ -54,6 +55,14 @@ enum Command {
     },
     /// Check a config file (and the mapping files it names) without serving.
     Check {
+        #[arg(long, short, env = "TESSERA_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check what breaks in production: the issuer URL serves discovery and a JWKS that
+    /// match the local keys, every source's key set and target's endpoint is reachable,
+    /// the store and Redis connect, key files are private, the clock agrees. Exits 1 when
+    /// a check fails. Example: `tessera doctor --config /etc/tessera/broker.yaml`
+    Doctor {
         #[arg(long, short, env = "TESSERA_CONFIG")]
         config: PathBuf,
     },
@@ -115,6 +124,12 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { config } => serve(config).await,
             Command::Check { config } => check(config).await,
+            Command::Doctor { config } => {
+                if !doctor::run(&config).await? {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
             Command::Keys { command: KeysCommand::Init { config } } => init_keys(config),
             Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config).await,
             Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
