@@ -395,3 +395,59 @@ fn check_creates_no_keys_opens_no_store_and_uses_no_network() {
     );
     assert!(!dir.path().join("keys").exists() && !dir.path().join("data").exists());
 }
+
+/// Markdown files a user reads: README.md, docs/, and the READMEs of examples/ and deploy/.
+fn documentation() -> Vec<PathBuf> {
+    let mut files = vec![root().join("README.md")];
+    let mut dirs = vec![root().join("docs"), root().join("examples"), root().join("deploy")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every `check` and `mappings check` command the documentation gives with a config
+/// path of this repository runs as written, from the repository root, and passes.
+#[test]
+fn documented_check_commands_run_as_written() {
+    let mut ran = Vec::new();
+    for file in documentation() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("cargo run -p"),
+            "{}: `cargo run` without --release builds again",
+            file.display()
+        );
+        for line in text.lines() {
+            let command = line.split(" #").next().unwrap().trim();
+            let Some(args) = command
+                .strip_prefix("cargo run --release -p tessera-broker -- ")
+                .or_else(|| command.strip_prefix("tessera "))
+            else {
+                continue;
+            };
+            let args: Vec<&str> = args.split_whitespace().collect();
+            let is_check = args.first() == Some(&"check") || args.starts_with(&["mappings", "check"]);
+            let config = args.iter().skip_while(|a| **a != "--config").nth(1);
+            let Some(config) = config.filter(|c| is_check && root().join(c).is_file()) else { continue };
+            let out = Command::new(tessera_binary()).current_dir(root()).args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: `{command}` failed:\n{}{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran.push(format!("{config}"));
+        }
+    }
+    assert!(ran.len() >= 8, "documented commands found: {ran:?}");
+}
