@@ -446,7 +446,7 @@ fn documented_check_commands_run_as_written() {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
-            ran.push(format!("{config}"));
+            ran.push(config.to_string());
         }
     }
     assert!(ran.len() >= 8, "documented commands found: {ran:?}");
