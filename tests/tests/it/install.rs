@@ -389,6 +389,9 @@ fn check_creates_no_keys_opens_no_store_and_uses_no_network() {
     let refused = Command::new(tessera_binary()).args(["check", "--config"]).arg(&path).output().unwrap();
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
-    assert!(message.contains("broker.yaml:24:15: admin.auth.jwt.target `corp` is not a configured target"), "{message}");
+    assert!(
+        message.contains("broker.yaml:24:15: admin.auth.jwt.target `corp` is not a configured target"),
+        "{message}"
+    );
     assert!(!dir.path().join("keys").exists() && !dir.path().join("data").exists());
 }

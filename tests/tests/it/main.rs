@@ -16,6 +16,7 @@ mod install;
 mod issuer;
 mod jwt_rules;
 mod mappings;
+mod openapi;
 mod peers;
 mod platform_peers;
 mod reload;
