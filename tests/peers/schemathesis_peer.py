@@ -26,9 +26,9 @@ CHECKS = ",".join(
 )
 
 
-def run(openapi, max_examples, listener, url):
+def command(openapi, max_examples, listener, url):
     cli = os.path.join(os.path.dirname(sys.executable), "schemathesis")
-    command = [
+    return [
         cli,
         "run",
         openapi,
@@ -51,25 +51,38 @@ def run(openapi, max_examples, listener, url):
         "10",
         "--no-color",
     ]
-    # schemathesis keeps a cache of failures in its working directory: a scratch one.
-    with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=scratch)
-    return done.returncode, done.stdout + done.stderr
 
 
 def main():
     openapi, max_examples = sys.argv[1], int(sys.argv[2])
-    failed = False
-    for pair in sys.argv[3:]:
-        listener, url = pair.split("=", 1)
-        code, report = run(openapi, max_examples, listener, url)
-        # The summary names how many operations and cases ran: the test reads it.
-        print(f"== {listener} {url}: exit {code}")
-        print(report)
-        if code != 0:
-            failed = True
-            print(f"== {listener}: schemathesis failed (exit {code})", file=sys.stderr)
-            print(report, file=sys.stderr)
+    listeners = [pair.split("=", 1) for pair in sys.argv[3:]]
+    # schemathesis keeps a cache of failures in its working directory: a scratch one. The
+    # listeners are tested at once.
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = [
+            (
+                listener,
+                url,
+                subprocess.Popen(
+                    command(openapi, max_examples, listener, url),
+                    cwd=scratch,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                ),
+            )
+            for listener, url in listeners
+        ]
+        failed = False
+        for listener, url, process in runs:
+            report, _ = process.communicate(timeout=300)
+            # The summary names how many operations and cases ran: the test reads it.
+            print(f"== {listener} {url}: exit {process.returncode}")
+            print(report)
+            if process.returncode != 0:
+                failed = True
+                print(f"== {listener}: schemathesis failed (exit {process.returncode})", file=sys.stderr)
+                print(report, file=sys.stderr)
     sys.exit(1 if failed else 0)
 
 

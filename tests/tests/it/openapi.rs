@@ -2,7 +2,7 @@
 //! to the live broker by schemathesis, which sends generated requests, valid and not, to
 //! every operation of every listener and checks each answer against the document.
 
-use tessera_tests::{BrokerOptions, TestIssuer, TestKey, python, spawn_broker};
+use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, python, spawn_broker};
 
 use crate::{JWT_TARGET, RULES, oidc_source};
 
@@ -10,13 +10,18 @@ use crate::{JWT_TARGET, RULES, oidc_source};
 /// documented refusal, few enough to stay within seconds.
 const MAX_EXAMPLES: &str = "20";
 
+/// A broker with the standard rules and its admin listener; the issuer must outlive it.
+async fn admin_broker(tweak: impl FnOnce(BrokerOptions) -> BrokerOptions) -> (TestIssuer, TestBroker) {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let options =
+        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET).mapping("10-services.yaml", RULES).with_admin();
+    let broker = spawn_broker(tweak(options)).await;
+    (issuer, broker)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_is_served_on_the_admin_listener_only() {
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET).mapping("10-services.yaml", RULES).with_admin(),
-    )
-    .await;
+    let (_issuer, broker) = admin_broker(|o| o).await;
     let admin = broker.admin_url.as_deref().unwrap();
     let response = broker.http.get(format!("{admin}/openapi.json")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -32,14 +37,7 @@ async fn the_document_is_served_on_the_admin_listener_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
-            .mapping("10-services.yaml", RULES)
-            .with_admin()
-            .with_metrics(),
-    )
-    .await;
+    let (_issuer, broker) = admin_broker(BrokerOptions::with_metrics).await;
     let openapi = python::root().join("docs/openapi.json").display().to_string();
     let listeners = [
         format!("public={}", broker.url),
@@ -66,11 +64,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
 /// content type, a missing member) got actix's plain-text 400, not this API's JSON error.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreadable_explain_body_gets_the_admin_apis_json_error() {
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET).mapping("10-services.yaml", RULES).with_admin(),
-    )
-    .await;
+    let (_issuer, broker) = admin_broker(|o| o).await;
     let url = format!("{}/v1/explain", broker.admin_url.as_deref().unwrap());
     let cases = [
         ("application/json", "{not json"),
