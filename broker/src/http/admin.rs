@@ -14,6 +14,7 @@
 //!   `limit`).
 //! - `GET /v1/audit`: audit events, newest first (`since`, `until`, `identity`, `target`,
 //!   `source`, `decision`, `issued_token` (a fingerprint), `limit`, `cursor`).
+//! - `GET /openapi.json`: the OpenAPI document of every listener ([`super::OPENAPI`]).
 //!
 //! Answers are JSON. Errors are `{"error": <code>, "message": <detail>}`: this API is
 //! for operators, so details are not withheld as they are from workloads.
@@ -21,6 +22,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -30,23 +32,47 @@ use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 use crate::audit::store::{AuditStore, Cursor, EventQuery, WorkloadQuery};
 use crate::broker::Broker;
 use crate::explain::{self, ExplainRequest, Subject};
-use crate::http::Status;
+use crate::http::{Endpoint, Status};
 use crate::mapping::{ReloadOutcome, parse_identity};
+
+/// The admin listener's routes, all behind its `Host` check and authentication (but
+/// `/healthz`).
+pub static ADMIN: &[Endpoint] = &[
+    Endpoint::new(Method::POST, "/v1/explain", |r| r.to(explain)),
+    Endpoint::new(Method::POST, "/v1/reload", |r| r.to(reload)),
+    Endpoint::new(Method::GET, "/v1/status", |r| r.to(status)),
+    Endpoint::new(Method::GET, "/metrics", |r| r.to(super::metrics)),
+    Endpoint::new(Method::GET, "/v1/workloads", |r| r.to(workloads)),
+    Endpoint::new(Method::GET, "/v1/audit", |r| r.to(audit_events)),
+    Endpoint::new(Method::GET, "/openapi.json", |r| r.to(openapi)),
+    Endpoint::new(Method::GET, "/healthz", |r| r.to(super::healthz)),
+];
 
 /// Register the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // A query string that does not parse gets this API's JSON error, not actix's text.
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
-        let body = bad_request("invalid_request", e.to_string());
-        actix_web::error::InternalError::from_response(e, body).into()
-    }))
-    .route("/v1/explain", web::post().to(explain))
-    .route("/v1/reload", web::post().to(reload))
-    .route("/v1/status", web::get().to(status))
-    .route("/metrics", web::get().to(super::metrics))
-    .route("/v1/workloads", web::get().to(workloads))
-    .route("/v1/audit", web::get().to(audit_events))
-    .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({ "status": "ok" })) }));
+    // A query string or JSON body that does not parse gets this API's JSON error, not
+    // actix's text.
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| as_json_error(e)));
+    super::register(cfg, ADMIN);
+}
+
+/// The body extractor's refusal (malformed JSON, wrong content type, over the limit) as
+/// this API's JSON error, with the status actix chose (400, or 413 over the limit).
+pub(crate) fn json_error(
+    e: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    as_json_error(e)
+}
+
+fn as_json_error(e: impl actix_web::ResponseError + 'static) -> actix_web::Error {
+    let body = HttpResponse::build(e.status_code())
+        .json(json!({ "error": "invalid_request", "message": e.to_string() }));
+    actix_web::error::InternalError::from_response(e, body).into()
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(super::OPENAPI)
 }
 
 fn bad_request(error: &str, message: impl Into<String>) -> HttpResponse {

@@ -4,6 +4,10 @@
 //! against DNS rebinding; [`server`] serves the
 //! public, admin and metrics listeners.
 //!
+//! Each listener's routes are one table of [`Endpoint`]s ([`PUBLIC`], [`admin::ADMIN`],
+//! [`METRICS`]): the servers register exactly these, and a test holds the OpenAPI document
+//! ([`OPENAPI`], served at `GET /openapi.json` on the admin listener) to them.
+//!
 //! The public listener is what workloads and clouds must reach, so nothing on it reveals
 //! configuration: its `/v1/status` says only the version, readiness and whether a mapping
 //! reload failed. The full status and `/metrics` are the admin listener's.
@@ -17,8 +21,8 @@ mod token;
 
 use std::sync::Arc;
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::http::{Method, header};
+use actix_web::{HttpResponse, Route, web};
 use serde_json::json;
 
 use crate::broker::Broker;
@@ -26,15 +30,59 @@ use crate::broker::Broker;
 pub use error::{ErrorBody, WireError};
 pub use server::{PublicStatus, Status};
 
+/// The OpenAPI 3.1 description of the public, admin and metrics listeners
+/// (`docs/openapi.json`). Each operation is tagged with the listeners that serve it.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// One route a listener serves. The method lives here once: the route is built from it, and
+/// the OpenAPI test reads it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `None`: any method the routes before it on the same path did not take (a 405 answer,
+    /// not an operation of its own).
+    pub method: Option<Method>,
+    pub path: &'static str,
+    handler: fn(Route) -> Route,
+}
+
+impl Endpoint {
+    const fn new(method: Method, path: &'static str, handler: fn(Route) -> Route) -> Self {
+        Self { method: Some(method), path, handler }
+    }
+
+    fn route(&self) -> Route {
+        let route = match &self.method {
+            Some(method) => web::method(method.clone()),
+            None => web::route(),
+        };
+        (self.handler)(route)
+    }
+}
+
+/// Register `endpoints`, in order, on a listener's app.
+pub(crate) fn register(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
+    for endpoint in endpoints {
+        cfg.route(endpoint.path, endpoint.route());
+    }
+}
+
+/// The public listener's routes: what workloads and clouds must reach.
+pub static PUBLIC: &[Endpoint] = &[
+    Endpoint::new(Method::POST, "/v1/token", |r| r.to(token::exchange)),
+    Endpoint { method: None, path: "/v1/token", handler: |r| r.to(method_not_allowed) },
+    Endpoint::new(Method::GET, "/.well-known/openid-configuration", |r| r.to(discovery)),
+    Endpoint::new(Method::GET, "/.well-known/jwks.json", |r| r.to(jwks)),
+    Endpoint::new(Method::GET, "/healthz", |r| r.to(healthz)),
+    Endpoint::new(Method::GET, "/readyz", |r| r.to(readyz)),
+    Endpoint::new(Method::GET, "/v1/status", |r| r.to(public_status)),
+];
+
+/// The metrics listener's one route, for Prometheus.
+pub static METRICS: &[Endpoint] = &[Endpoint::new(Method::GET, "/metrics", |r| r.to(metrics))];
+
 /// Register every public route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/token", web::post().to(token::exchange))
-        .route("/v1/token", web::to(method_not_allowed))
-        .route("/.well-known/openid-configuration", web::get().to(discovery))
-        .route("/.well-known/jwks.json", web::get().to(jwks))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/v1/status", web::get().to(public_status));
+    register(cfg, PUBLIC);
 }
 
 /// `GET /metrics`, on the admin listener and the metrics listener.
@@ -68,7 +116,7 @@ fn metadata(body: Arc<[u8]>) -> HttpResponse {
         .body(body.to_vec())
 }
 
-async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
@@ -82,4 +130,66 @@ async fn readyz(broker: web::Data<Arc<Broker>>) -> HttpResponse {
 
 async fn public_status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     HttpResponse::Ok().json(PublicStatus::of(&broker))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+    /// `(listener tag, METHOD, path)` of every operation in the document.
+    fn documented() -> BTreeSet<(String, String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut operations = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item").iter() {
+                if !METHODS.contains(&method.as_str()) {
+                    continue;
+                }
+                let tags = operation["tags"].as_array().expect("every operation names its listeners");
+                assert!(!tags.is_empty(), "{method} {path} names no listener");
+                for tag in tags {
+                    let tag = tag.as_str().expect("a tag").to_string();
+                    operations.insert((tag, method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes_the_listeners_register() {
+        let mut served = BTreeSet::new();
+        for (listener, endpoints) in [("public", PUBLIC), ("admin", admin::ADMIN), ("metrics", METRICS)] {
+            for endpoint in endpoints {
+                match &endpoint.method {
+                    Some(method) => {
+                        let new = served.insert((
+                            listener.to_string(),
+                            method.to_string(),
+                            endpoint.path.to_string(),
+                        ));
+                        assert!(new, "{listener} registers {method} {} twice", endpoint.path);
+                    }
+                    // A fallback answers the other methods of a documented path.
+                    None => assert!(
+                        endpoints.iter().any(|e| e.path == endpoint.path && e.method.is_some()),
+                        "{listener}: a fallback on {} with no operation",
+                        endpoint.path
+                    ),
+                }
+            }
+        }
+        let documented = documented();
+        let missing: Vec<_> = served.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&served).collect();
+        assert!(missing.is_empty(), "served but not in docs/openapi.json: {missing:?}");
+        assert!(extra.is_empty(), "in docs/openapi.json but not served: {extra:?}");
+        assert!(served.contains(&("admin".into(), "GET".into(), "/openapi.json".into())));
+        assert!(!served.iter().any(|(l, _, p)| l == "public" && p == "/openapi.json"), "admin only");
+    }
 }

@@ -145,7 +145,7 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
             .wrap(actix_web::middleware::from_fn(http::host::check_host))
             .app_data(web::Data::new(Arc::clone(&shared)))
             .app_data(web::PayloadConfig::new(limit))
-            .app_data(web::JsonConfig::default().limit(limit))
+            .app_data(web::JsonConfig::default().limit(limit).error_handler(http::admin::json_error))
             .configure(http::admin::configure)
     })
     .workers(1)
@@ -167,7 +167,7 @@ fn metrics_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Resul
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(Arc::clone(&shared)))
-            .route("/metrics", web::get().to(http::metrics))
+            .configure(|cfg| http::register(cfg, http::METRICS))
     })
     .workers(1)
     .disable_signals()

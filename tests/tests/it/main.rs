@@ -6,6 +6,7 @@ mod admin_auth;
 mod agent;
 mod audit_store;
 mod aws_iam;
+mod config_schemas;
 mod conformance;
 mod doctor;
 mod edge;
@@ -17,6 +18,7 @@ mod install;
 mod issuer;
 mod jwt_rules;
 mod mappings;
+mod openapi;
 mod peers;
 mod platform_peers;
 mod reload;
@@ -83,4 +85,20 @@ pub fn last_reason(broker: &TestBroker) -> String {
     let events = broker.audit_events();
     let last = events.last().expect("an audit event was written");
     last["reason"].as_str().expect("reason").to_string()
+}
+
+/// A JSON schema of the repository (`mappings/schema.json`, `docs/broker.schema.json`, ...),
+/// itself checked against draft 2020-12.
+pub fn json_schema(relative: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(tessera_tests::python::root().join(relative)).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    jsonschema::draft202012::meta::validate(&schema)
+        .unwrap_or_else(|e| panic!("{relative} is not valid draft 2020-12: {e}"));
+    jsonschema::draft202012::new(&schema).unwrap()
+}
+
+/// What `validator` finds wrong with a YAML document, read as the loaders read it.
+pub fn schema_errors(validator: &jsonschema::Validator, yaml: &str) -> Vec<String> {
+    let instance = serde_saphyr::from_str::<Value>(yaml).unwrap();
+    validator.iter_errors(&instance).map(|e| format!("{}: {e}", e.instance_path())).collect()
 }

@@ -5,14 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tessera_adapters::{Clock as _, ManualClock, SystemClock};
 use tessera_broker::Adapters;
 use tessera_broker::mapping::CheckReport;
 use tessera_tests::python::root;
 use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
 
-use crate::{JWT_TARGET, JWT_TYPE, RULES, oidc_source};
+use crate::{JWT_TARGET, JWT_TYPE, RULES, json_schema, oidc_source, schema_errors};
 
 fn example_configs() -> Vec<PathBuf> {
     let mut configs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
@@ -66,19 +66,7 @@ fn mapping_files() -> Vec<PathBuf> {
 }
 
 fn validator() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(root().join("mappings/schema.json")).unwrap();
-    let schema: Value = serde_json::from_str(&text).unwrap();
-    jsonschema::draft202012::meta::validate(&schema).expect("the schema is valid draft 2020-12");
-    jsonschema::draft202012::new(&schema).unwrap()
-}
-
-fn as_json(yaml: &str) -> Value {
-    serde_saphyr::from_str::<Value>(yaml).unwrap()
-}
-
-fn schema_errors(validator: &jsonschema::Validator, yaml: &str) -> Vec<String> {
-    let instance = as_json(yaml);
-    validator.iter_errors(&instance).map(|e| format!("{}: {e}", e.instance_path())).collect()
+    json_schema("mappings/schema.json")
 }
 
 #[test]
