@@ -21,7 +21,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::Method;
+use actix_web::{HttpResponse, Route, web};
 use serde::Deserialize;
 use serde_json::json;
 use tessera_adapters::oauth::token_type;
@@ -33,20 +34,36 @@ use crate::explain::{self, ExplainRequest, Subject};
 use crate::http::Status;
 use crate::mapping::{ReloadOutcome, parse_identity};
 
+/// Every admin route: its method, path and handler. [`configure`] registers exactly these,
+/// and [`routes`] lists them, so a check that walks [`routes`] (the tests of admin
+/// authentication do) covers a route added here.
+fn handlers() -> Vec<(Method, &'static str, Route)> {
+    vec![
+        (Method::POST, "/v1/explain", web::to(explain)),
+        (Method::POST, "/v1/reload", web::to(reload)),
+        (Method::GET, "/v1/status", web::to(status)),
+        (Method::GET, "/metrics", web::to(super::metrics)),
+        (Method::GET, "/v1/workloads", web::to(workloads)),
+        (Method::GET, "/v1/audit", web::to(audit_events)),
+        (Method::GET, "/healthz", web::to(|| async { HttpResponse::Ok().json(json!({ "status": "ok" })) })),
+    ]
+}
+
+/// The method and path of every admin route, as [`configure`] registers them.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    handlers().into_iter().map(|(method, path, _)| (method, path)).collect()
+}
+
 /// Register the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // A query string that does not parse gets this API's JSON error, not actix's text.
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         let body = bad_request("invalid_request", e.to_string());
         actix_web::error::InternalError::from_response(e, body).into()
-    }))
-    .route("/v1/explain", web::post().to(explain))
-    .route("/v1/reload", web::post().to(reload))
-    .route("/v1/status", web::get().to(status))
-    .route("/metrics", web::get().to(super::metrics))
-    .route("/v1/workloads", web::get().to(workloads))
-    .route("/v1/audit", web::get().to(audit_events))
-    .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({ "status": "ok" })) }));
+    }));
+    for (method, path, route) in handlers() {
+        cfg.route(path, route.method(method));
+    }
 }
 
 fn bad_request(error: &str, message: impl Into<String>) -> HttpResponse {
