@@ -469,7 +469,10 @@ mod tests {
         let changed = [
             ("scope", base.with(|p| p.scope = Some("arn:aws:iam::123456789012:role/ledger-writer"))),
             ("absent scope", base.with(|p| p.scope = None)),
-            ("role", base.with(|p| p.params["role_arn"] = json!("arn:aws:iam::123456789012:role/ledger-writer"))),
+            (
+                "role",
+                base.with(|p| p.params["role_arn"] = json!("arn:aws:iam::123456789012:role/ledger-writer")),
+            ),
             ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
             ("claim value", base.with(|p| p.claims["team"] = json!("ledger"))),
             ("claim added", base.with(|p| p.claims["env"] = json!("prod"))),

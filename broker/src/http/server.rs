@@ -175,7 +175,11 @@ fn admin_app(
 /// client certificate read as each connection opens. actix-web's own TLS listener would
 /// bring its HTTP/2 stack, and the `h2` crate with it, into the broker; no listener of
 /// Tessera's needs HTTP/2, so none serves it (the TLS config offers only `http/1.1`).
-fn admin_tls_server<F, T, B>(app: F, listener: TcpListener, tls: rustls::ServerConfig) -> std::io::Result<Server>
+fn admin_tls_server<F, T, B>(
+    app: F,
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+) -> std::io::Result<Server>
 where
     F: Fn() -> App<T> + Send + Clone + 'static,
     T: ServiceFactory<

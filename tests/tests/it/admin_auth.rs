@@ -124,8 +124,11 @@ async fn every_admin_route_refuses_callers_without_a_valid_token() {
     // No credentials: a bare challenge (RFC 6750 §3.1), on every route the admin router
     // registers but the probe, and on a path it does not know.
     let routes = tessera_broker::http::admin::routes();
-    let mut refusing: Vec<(&str, &str)> =
-        routes.iter().filter(|(_, path)| *path != "/healthz").map(|(method, path)| (method.as_str(), *path)).collect();
+    let mut refusing: Vec<(&str, &str)> = routes
+        .iter()
+        .filter(|(_, path)| *path != "/healthz")
+        .map(|(method, path)| (method.as_str(), *path))
+        .collect();
     for known in ["/v1/status", "/v1/explain", "/v1/reload", "/metrics", "/v1/workloads", "/v1/audit"] {
         assert!(refusing.iter().any(|(_, path)| *path == known), "{known} is an admin route: {routes:?}");
     }
@@ -226,8 +229,13 @@ async fn a_token_whose_key_was_retired_past_its_grace_period_is_refused() {
     let loaded = broker.broker.config().clone();
     let rotate = || {
         let clock: Arc<dyn tessera_adapters::Clock> = broker.clock.clone();
-        tessera_broker::issuer::rotate(&loaded.config.issuer, &loaded.base_dir, clock, Duration::from_secs(120))
-            .expect("rotate");
+        tessera_broker::issuer::rotate(
+            &loaded.config.issuer,
+            &loaded.base_dir,
+            clock,
+            Duration::from_secs(120),
+        )
+        .expect("rotate");
         broker.broker.issuer().reload().expect("reload");
     };
     let published = async || {

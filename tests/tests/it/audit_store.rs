@@ -426,7 +426,8 @@ async fn a_locked_sqlite_store_fails_exchanges_closed_and_they_recover_with_it()
     // Another process holds the write lock of each broker's SQLite file.
     let lock = async |broker: &TestBroker| {
         let path = broker.broker.config().data_dir().join("audit.db");
-        let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let mut holder =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
         sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
         holder
     };

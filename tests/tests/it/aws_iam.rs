@@ -269,12 +269,7 @@ async fn requests_failing_a_local_check_are_refused_before_reaching_sts() {
     // A fresh request with the same keys still works: the refusals were the checks. It is
     // the only request moto saw.
     assert_eq!(exchange(&broker, &fresh).await.0, 200);
-    assert_eq!(
-        settled_posts(&moto).await,
-        before + 1,
-        "a refused request was forwarded:\n{}",
-        moto.log()
-    );
+    assert_eq!(settled_posts(&moto).await, before + 1, "a refused request was forwarded:\n{}", moto.log());
     assert_no_secrets(&broker, &[&role]);
     broker.stop().await;
 }

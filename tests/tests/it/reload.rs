@@ -137,8 +137,10 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
 
     // A valid fix takes effect: once the reload is counted, every exchange sees it.
     broker.write_mappings(&[("10-services.yaml", &platinum())]);
-    wait_until("the fix is reloaded", || async { broker.admin_get("/v1/status").await.1["mappings"]["reloads_ok"] == 1 })
-        .await;
+    wait_until("the fix is reloaded", || async {
+        broker.admin_get("/v1/status").await.1["mappings"]["reloads_ok"] == 1
+    })
+    .await;
     assert_eq!(tier(&issuer, &broker).await, Ok("platinum".into()));
     stop.store(true, Ordering::SeqCst);
     let seen = load.await.unwrap();
