@@ -192,8 +192,18 @@ async fn sighup_and_the_admin_api_reload_when_watching_is_off() {
     // whatever the broker's has got to.
     let mut own = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
 
+    // The same edit in a watched broker's directory: once that broker serves it, a watcher
+    // has had its chance, and this broker, which has none, still serves the old rules.
+    let watched = self::broker(&issuer, RELOAD).await;
+    watched.write_mappings(&[("10-services.yaml", &platinum())]);
     broker.write_mappings(&[("10-services.yaml", &platinum())]);
-    assert_eq!(tier(&issuer, &broker).await, Ok("gold".into()));
+    wait_until("the watched broker reloads", || async {
+        tier(&issuer, &watched).await == Ok("platinum".into())
+    })
+    .await;
+    assert_eq!(tier(&issuer, &broker).await, Ok("gold".into()), "not watched: nothing changes by itself");
+    assert_eq!(broker.admin_get("/v1/status").await.1["mappings"]["reloads_ok"], 0);
+    watched.stop().await;
 
     // The reload that brings the edit in is SIGHUP's (resent until the broker's handler,
     // installed by its reload task, has seen one).
