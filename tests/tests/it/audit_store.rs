@@ -223,8 +223,10 @@ async fn a_store_outage_fails_exchanges_closed_and_they_recover_with_it() {
     assert_eq!(status, 200, "{body}");
 
     db.set_available(true);
+    // Waits for the recovery itself; only a store that never comes back fails, after a
+    // minute or more of tries.
     let mut recovered = None;
-    for _ in 0..20 {
+    for _ in 0..300 {
         let (status, body) = closed.exchange(&token(&issuer, &closed, "svc-payments"), "internal-api").await;
         if status == 200 {
             recovered = Some(body);
