@@ -53,9 +53,10 @@ for config in examples/*/broker.yaml deploy/kubernetes/base/broker.yaml deploy/k
 done
 
 step "Tests"
-export TESSERA_PYTHON="$PWD/.venv/bin/python"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-else
-  cargo test --workspace --locked --no-fail-fast
+# nextest runs each test in its own process: end-to-end tests send signals (SIGHUP) and
+# set process-wide state, which `cargo test`'s one process per binary would share.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
 fi
+export TESSERA_PYTHON="$PWD/.venv/bin/python"
+cargo nextest run --workspace --locked --no-fail-fast

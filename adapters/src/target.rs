@@ -453,6 +453,47 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
     }
 
+    /// The part every target's cache key shares: a grant differing from another in any one
+    /// of these gets a key of its own, so a credential issued for one is never served for
+    /// the other, whatever the target adds.
+    #[test]
+    fn every_part_of_a_grant_is_in_its_description() {
+        let key = |p: &testkit::GrantParts| RequestDescription::new(&p.grant()).digest();
+        let base = testkit::GrantParts {
+            identity: testkit::workflow("deploy"),
+            rule: "ci-deploys",
+            target: "aws-prod",
+            scope: Some("arn:aws:iam::123456789012:role/invoices-reader"),
+            ttl: Duration::from_secs(900),
+            claims: json!({ "team": "payments" }),
+            params: json!({
+                "role_arn": "arn:aws:iam::123456789012:role/invoices-reader",
+                "session_name": "deploy",
+                "tags": { "team": "payments" },
+            }),
+        };
+        let changed = [
+            ("scope", base.with(|p| p.scope = Some("arn:aws:iam::123456789012:role/ledger-writer"))),
+            ("absent scope", base.with(|p| p.scope = None)),
+            (
+                "role",
+                base.with(|p| p.params["role_arn"] = json!("arn:aws:iam::123456789012:role/ledger-writer")),
+            ),
+            ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
+            ("claim value", base.with(|p| p.claims["team"] = json!("ledger"))),
+            ("claim added", base.with(|p| p.claims["env"] = json!("prod"))),
+            ("rule", base.with(|p| p.rule = "ci-releases")),
+            ("target", base.with(|p| p.target = "aws-dev")),
+            ("session name", base.with(|p| p.params["session_name"] = json!("release"))),
+            ("tag value", base.with(|p| p.params["tags"]["team"] = json!("ledger"))),
+            ("tag added", base.with(|p| p.params["tags"]["env"] = json!("prod"))),
+            ("grant key added", base.with(|p| p.params["transitive"] = json!("team"))),
+        ];
+        // The identity is the target's to add, where its request carries it.
+        let same = [("identity", base.with(|p| p.identity = testkit::workflow("release")))];
+        testkit::assert_cache_keys(key, &base, &changed, &same);
+    }
+
     #[test]
     fn values_that_print_alike_stay_apart() {
         let base = RequestDescription::new(&grant());

@@ -248,8 +248,10 @@ impl TestBroker {
     /// Every audit event written so far.
     pub fn audit_events(&self) -> Vec<Value> {
         let path: PathBuf = self.dir.path().join("audit.jsonl");
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
+        // The sink creates the file as the broker starts: a missing file is a failure, never
+        // an empty trail that every check over its events would pass.
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
             .collect()
@@ -257,7 +259,8 @@ impl TestBroker {
 
     /// The raw audit file, for asserting what never appears in it.
     pub fn audit_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default()
+        let path = self.dir.path().join("audit.jsonl");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     /// Stop serving and wait for the server to finish.

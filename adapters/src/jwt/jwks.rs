@@ -423,18 +423,26 @@ impl JwksCache {
     /// has them off) and count as failures, like every non-2xx answer.
     async fn get(&self, url: &Url) -> Result<Vec<u8>, JwksError> {
         let limit = self.options.max_bytes;
-        let request = async {
-            let mut response = self
-                .http
+        let send = || {
+            self.http
                 .get(url.clone())
                 .header(reqwest::header::ACCEPT, "application/json, application/jwk-set+json")
                 .timeout(self.options.timeout)
                 .send()
-                .await
-                .map_err(|e| JwksError::Request {
-                    url: url.to_string(),
-                    cause: crate::net::error_chain(&e),
-                })?;
+        };
+        let request = async {
+            let sent = match send().await {
+                // Sent on a pooled connection the server closed at that moment (its idle
+                // timeout ran out as the request went): the GET is tried once more, on a
+                // new connection. Key sets are fetched minutes apart, so a pooled
+                // connection is often near its server's idle limit.
+                Err(e) if e.is_request() && !e.is_connect() && !e.is_timeout() => send().await,
+                sent => sent,
+            };
+            let mut response = sent.map_err(|e| JwksError::Request {
+                url: url.to_string(),
+                cause: crate::net::error_chain(&e),
+            })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(JwksError::Status { url: url.to_string(), status: status.as_u16() });

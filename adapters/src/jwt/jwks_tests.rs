@@ -266,6 +266,8 @@ async fn responses_over_the_size_limit_are_refused() {
     keys.refresh().await.unwrap();
 }
 
+/// The answer comes after 5 s: a fetch that waited for it would succeed. It fails, so the
+/// 200 ms timeout ended it (no assertion on how long that took).
 #[tokio::test]
 async fn slow_responses_time_out() {
     let server = TestServer::start().await;
@@ -273,10 +275,8 @@ async fn slow_responses_time_out() {
     let clock = Arc::new(ManualClock::new(T0));
     let quick = JwksOptions { timeout: Duration::from_millis(200), ..options() };
     let keys = cache(JwksLocation::Uri(server.url("/jwks")), quick, &clock);
-    let started = std::time::Instant::now();
     let err = keys.refresh().await.unwrap_err();
     assert!(matches!(err, JwksError::Timeout { .. } | JwksError::Request { .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[test]
@@ -418,7 +418,9 @@ async fn background_refresh_warms_the_cache() {
     let clock = Arc::new(ManualClock::new(T0));
     let with_task = JwksOptions { background_refresh: true, ..options() };
     let keys = cache(JwksLocation::Uri(server.url("/jwks")), with_task, &clock);
-    for _ in 0..100 {
+    // Waits for the background fetch however late a loaded machine runs it; only one
+    // that never comes fails, after a minute.
+    for _ in 0..3000 {
         if keys.is_warm() {
             break;
         }
@@ -466,4 +468,49 @@ async fn static_files_need_no_network() {
     assert_eq!(build_err(JwksLocation::File(path.clone()), options()).field, Some("jwks_file"));
     assert_eq!(build_err(JwksLocation::File(dir.join("missing.json")), options()).field, Some("jwks_file"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A server that keeps the first connection open after answering, then closes it when the
+/// next request arrives on it (its idle timeout running out just then), and answers every
+/// request on a new connection. Returns its URL and how many requests it answered.
+async fn closes_idle_connections(body: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&answered);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (body, count) = (body.clone(), Arc::clone(&count));
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                // The first request on this connection is answered, keep-alive.
+                if stream.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                // The next one finds the connection closing: read, then closed unanswered.
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    (url, answered)
+}
+
+#[tokio::test]
+async fn a_fetch_on_a_connection_the_server_just_closed_is_retried_on_a_new_one() {
+    let a = TestKey::p256("a");
+    let (url, answered) = closes_idle_connections(jwks(&[a.jwk()])).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let keys = cache(JwksLocation::Uri(url), options(), &clock);
+    keys.refresh().await.unwrap();
+    // The second fetch goes out on the pooled connection, which the server closes unanswered.
+    keys.refresh().await.expect("retried on a new connection");
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

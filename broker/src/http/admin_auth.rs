@@ -362,7 +362,7 @@ impl Refusal {
             Self::Token(_) => "invalid_token",
             Self::Keys(_) => "server_error",
         };
-        response.json(json!({ "error": body_error, "message": self.to_string() }))
+        response.json(json!({ "error": body_error, "message": self.to_string(), "code": self.code() }))
     }
 }
 
@@ -467,7 +467,8 @@ fn describe_certificate(der: &CertificateDer<'_>) -> String {
 
 /// rustls on aws-lc-rs serving `cert`/`key` and verifying client certificates against
 /// `client_ca`. With `require: any` a client may connect without a certificate (and must
-/// then bring a token); a certificate it does present must verify either way.
+/// then bring a token); a certificate it does present must verify either way. ALPN offers
+/// `http/1.1` only: Tessera serves no HTTP/2 (see `server::admin_tls_server`).
 fn server_config(
     config: &LoadedConfig,
     tls: &AdminTlsConfig,
@@ -534,6 +535,10 @@ fn server_config(
         .map_err(|e| vec![at(&tls.cert, format!("admin.auth.tls: {e}"))])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
+        .map(|mut config| {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config
+        })
         .map_err(|e| {
             vec![at(&tls.key, format!("admin.auth.tls.cert and key do not make a usable pair: {e}"))]
         })

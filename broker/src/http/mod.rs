@@ -1,8 +1,8 @@
 //! The HTTP edge: actix-web routes, request limits, and the one mapping from errors to
 //! RFC 6749 §5.2 bodies. Nothing else in the broker knows a wire format. [`admin`] holds
 //! the admin listener's routes, [`admin_auth`] its authentication, [`host`] its `Host` check
-//! against DNS rebinding; [`server`] serves the
-//! public, admin and metrics listeners.
+//! against DNS rebinding; [`drain`] reads what a handler left of a request body so the
+//! connection stays usable; [`server`] serves the public, admin and metrics listeners.
 //!
 //! Each listener's routes are one table of [`Endpoint`]s ([`PUBLIC`], [`admin::ADMIN`],
 //! [`METRICS`]): the servers register exactly these, and a test holds the OpenAPI document
@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod drain;
 mod error;
 pub mod host;
 pub mod server;

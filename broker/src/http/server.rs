@@ -6,8 +6,13 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_http::HttpService;
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Extensions, Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::rt::net::TcpStream;
 use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -104,6 +109,7 @@ fn public_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result
     let limit = broker.limits().max_body_bytes;
     Ok(HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(http::drain::read_rest))
             .app_data(web::Data::new(Arc::clone(&shared)))
             .app_data(web::PayloadConfig::new(limit))
             .configure(http::configure)
@@ -132,31 +138,79 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
     } else {
         tracing::info!(listen = %addr, https = tls.is_some(), "admin API serving, authenticated");
     }
-    // The authentication middleware wraps the whole app, so every admin route, whoever
-    // registers it in `configure`, is behind it; the `Host` check, registered last, is
-    // outermost and runs first.
-    let auth = broker.admin_auth().cloned();
-    let server = HttpServer::new(move || {
-        let auth = auth.clone();
-        App::new()
-            .wrap(actix_web::middleware::from_fn(move |req, next| {
-                http::admin_auth::authenticate(auth.clone(), req, next)
-            }))
-            .wrap(actix_web::middleware::from_fn(http::host::check_host))
-            .app_data(web::Data::new(Arc::clone(&shared)))
-            .app_data(web::PayloadConfig::new(limit))
-            .app_data(web::JsonConfig::default().limit(limit).error_handler(http::admin::json_error))
-            .configure(http::admin::configure)
+    let app = move || admin_app(Arc::clone(&shared), limit);
+    Ok(match tls {
+        Some(tls) => admin_tls_server(app, listener, (*tls).clone())?,
+        None => HttpServer::new(app).workers(1).disable_signals().shutdown_timeout(5).listen(listener)?.run(),
     })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(5);
-    let server = match tls {
-        Some(tls) => server
-            .on_connect(http::admin_auth::client_certificate)
-            .listen_rustls_0_23(listener, (*tls).clone())?,
-        None => server.listen(listener)?,
-    };
+}
+
+/// The admin app. The authentication middleware wraps the whole app, so every admin
+/// route, whoever registers it in `configure`, is behind it; the `Host` check is outside
+/// it and runs first; outermost, what a refusal left of the body is read (see
+/// [`http::drain`]).
+fn admin_app(
+    broker: Arc<Broker>,
+    limit: usize,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let auth = broker.admin_auth().cloned();
+    App::new()
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            http::admin_auth::authenticate(auth.clone(), req, next)
+        }))
+        .wrap(actix_web::middleware::from_fn(http::host::check_host))
+        .wrap(actix_web::middleware::from_fn(http::drain::read_rest))
+        .app_data(web::Data::new(broker))
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(web::JsonConfig::default().limit(limit).error_handler(http::admin::json_error))
+        .configure(http::admin::configure)
+}
+
+/// The admin listener over TLS: `app` on HTTP/1.1 with the timeouts `HttpServer` uses, the
+/// client certificate read as each connection opens. actix-web's own TLS listener would
+/// bring its HTTP/2 stack, and the `h2` crate with it, into the broker; no listener of
+/// Tessera's needs HTTP/2, so none serves it (the TLS config offers only `http/1.1`).
+fn admin_tls_server<F, T, B>(
+    app: F,
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
+    let server = actix_server::Server::build().workers(1).disable_signals().shutdown_timeout(5).listen(
+        "tessera-admin-tls",
+        listener,
+        move || {
+            // Nothing in the admin app reads the app config (no URL generation; `Host` is
+            // checked from the request's own headers), so the default one serves.
+            let app = actix_service::map_config(app(), |()| AppConfig::default());
+            HttpService::build()
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .on_connect_ext(|io: &TlsStream<TcpStream>, extensions: &mut Extensions| {
+                    http::admin_auth::client_certificate(io, extensions);
+                })
+                .h1(app)
+                .rustls_0_23(tls.clone())
+        },
+    )?;
     Ok(server.run())
 }
 

@@ -427,24 +427,17 @@ mod tests {
             sighup: false,
         };
         let task = Arc::clone(&reloader).spawn(Arc::clone(&slot) as Arc<dyn RuleSlot>, options);
-        let wait_for = |name: &'static str| {
-            let slot = Arc::clone(&slot);
-            async move {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                loop {
-                    let set = slot.current();
-                    if set.rules.iter().any(|r| r.name == name) {
-                        return;
-                    }
-                    assert!(tokio::time::Instant::now() < deadline, "rule `{name}` never loaded");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
-        // The watch is armed asynchronously; keep writing until it sees a change.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        std::fs::write(dir.path().join("a.yaml"), rules("edited")).unwrap();
-        wait_for("edited").await;
+        // The watch is armed asynchronously, so a change made before it is armed goes
+        // unseen: make it again until the rules show it. Only a watcher that never sees a
+        // change fails, after a minute.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut edits = 0;
+        while !slot.current().rules.iter().any(|r| r.name == "edited") {
+            assert!(tokio::time::Instant::now() < deadline, "the edit was never seen ({edits} writes)");
+            std::fs::write(dir.path().join("a.yaml"), rules("edited")).unwrap();
+            edits += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         // Kubernetes-style: the mapping directory is a symlink swapped to a new target.
         let root = tempfile::tempdir().unwrap();
@@ -463,14 +456,14 @@ mod tests {
             Arc::new(Metrics::new()),
         ));
         let task2 = Arc::clone(&reloader2).spawn(Arc::clone(&slot2) as Arc<dyn RuleSlot>, options);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Swapped again (to the same target) until the watcher, armed asynchronously, sees it.
         let tmp = root.path().join("mappings.tmp");
-        std::os::unix::fs::symlink(&v2, &tmp).unwrap();
-        std::fs::rename(&tmp, &link).unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while !slot2.current().rules.iter().any(|r| r.name == "swapped") {
             assert!(tokio::time::Instant::now() < deadline, "the symlink swap was never seen");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            std::os::unix::fs::symlink(&v2, &tmp).unwrap();
+            std::fs::rename(&tmp, &link).unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         task.abort();
         task2.abort();

@@ -491,7 +491,9 @@ fn test_identities_get_defaults_for_what_they_leave_out() {
             expect: { allow: r }
         "#,
     );
-    assert!(set.run_tests().iter().all(|o| o.passed));
+    let outcomes = set.run_tests();
+    assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+    assert!(outcomes.iter().all(|o| o.passed), "{outcomes:#?}");
 }
 
 #[test]
@@ -1209,6 +1211,7 @@ fn inline_tests_can_set_the_time_and_client_address() {
         "#,
     );
     let outcomes = set.run_tests_at(0);
+    assert_eq!(outcomes.len(), 3, "{outcomes:#?}");
     assert!(outcomes.iter().all(|o| o.passed), "{outcomes:#?}");
     let e = errors(&[(
         "m.yaml",

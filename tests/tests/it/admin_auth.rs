@@ -122,13 +122,17 @@ async fn every_admin_route_refuses_callers_without_a_valid_token() {
     let (issuer, broker) = jwt_broker().await;
 
     // No credentials: a bare challenge (RFC 6750 §3.1), on every route the admin listener
-    // registers but `/healthz`, and on unknown ones.
+    // registers but `/healthz`, and on a path it does not know.
     let registered = tessera_broker::http::admin::ADMIN
         .iter()
         .filter(|e| e.path != "/healthz")
         .map(|e| (e.method.as_ref().map_or("GET", |m| m.as_str()), e.path));
     let routes: Vec<(&str, &str)> = registered.chain([("GET", "/v1/nowhere")]).collect();
-    assert!(routes.contains(&("GET", "/openapi.json")), "{routes:?}");
+    for known in
+        ["/v1/status", "/v1/explain", "/v1/reload", "/metrics", "/v1/workloads", "/v1/audit", "/openapi.json"]
+    {
+        assert!(routes.iter().any(|(_, path)| *path == known), "{known} is an admin route: {routes:?}");
+    }
     for (method, path) in routes {
         let (status, challenge, body, _) = call(&broker, method, path, None).await;
         assert_eq!(status, 401, "{method} {path}: {body}");
@@ -213,6 +217,49 @@ async fn tokens_signed_by_a_retired_but_published_key_still_open_the_admin_api()
     assert_ne!(header_of(&fresh)["kid"], header_of(&token)["kid"], "the rotation changed the signing key");
     assert_eq!(call(&broker, "GET", "/v1/status", Some(&token)).await.0, 200, "retired key");
     assert_eq!(call(&broker, "GET", "/v1/status", Some(&fresh)).await.0, 200, "new key");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_whose_key_was_retired_past_its_grace_period_is_refused() {
+    let (issuer, broker) = jwt_broker().await;
+    // Valid for 15 minutes; the key that signed it is retired with 2 minutes of grace.
+    let token = admin_token(&issuer, &broker).await;
+    let kid = header_of(&token)["kid"].as_str().unwrap().to_string();
+    let loaded = broker.broker.config().clone();
+    let rotate = || {
+        let clock: Arc<dyn tessera_adapters::Clock> = broker.clock.clone();
+        tessera_broker::issuer::rotate(
+            &loaded.config.issuer,
+            &loaded.base_dir,
+            clock,
+            Duration::from_secs(120),
+        )
+        .expect("rotate");
+        broker.broker.issuer().reload().expect("reload");
+    };
+    let published = async || {
+        let (_, jwks) = broker.get_json("/.well-known/jwks.json").await;
+        jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid.as_str())
+    };
+    rotate();
+    assert!(published().await, "retired, within its grace period");
+    assert_eq!(call(&broker, "GET", "/v1/status", Some(&token)).await.0, 200);
+
+    // Past the grace period the key leaves the JWKS, and the token, still unexpired, with it.
+    broker.clock.advance(121);
+    assert!(!published().await, "past its grace period");
+    let (status, _, body, _) = call(&broker, "GET", "/v1/status", Some(&token)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "TS-SRC-UNKNOWN-KID", "{body}");
+    // The next rotation deletes the key file; the token stays refused.
+    rotate();
+    assert!(!published().await);
+    let (status, _, body, _) = call(&broker, "GET", "/v1/status", Some(&token)).await;
+    assert_eq!((status, &body["code"]), (401, &json!("TS-SRC-UNKNOWN-KID")), "{body}");
+    // A token from the key signing now opens it.
+    let fresh = admin_token(&issuer, &broker).await;
+    assert_eq!(call(&broker, "GET", "/v1/status", Some(&fresh)).await.0, 200);
     broker.stop().await;
 }
 

@@ -223,8 +223,10 @@ async fn a_store_outage_fails_exchanges_closed_and_they_recover_with_it() {
     assert_eq!(status, 200, "{body}");
 
     db.set_available(true);
+    // Waits for the recovery itself; only a store that never comes back fails, after a
+    // minute or more of tries.
     let mut recovered = None;
-    for _ in 0..20 {
+    for _ in 0..300 {
         let (status, body) = closed.exchange(&token(&issuer, &closed, "svc-payments"), "internal-api").await;
         if status == 200 {
             recovered = Some(body);
@@ -348,4 +350,126 @@ async fn a_broker_killed_mid_load_lost_no_exchange_it_answered_sqlite() {
         assert_eq!(missing, 0, "{missing} of {} answered exchanges not in the store", answered.len());
     })
     .await;
+}
+
+/// A broker whose JSON-lines file is `/dev/full`: every audit line fails to write
+/// (`ENOSPC`), as on a full disk. Its `audit_events` must not be read.
+async fn broker_with_a_full_disk(issuer: &TestIssuer, audit: &str) -> TestBroker {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("audit.jsonl")).unwrap();
+    let mut options =
+        BrokerOptions::new(&oidc_source(issuer), JWT_TARGET).mapping("10-services.yaml", RULES).with_admin();
+    options.audit = audit.to_string();
+    options.dir = Some(dir);
+    spawn_broker(options).await
+}
+
+/// The `tessera_exchanges_total` sample for `decision` and `reason`, if any.
+fn exchanges_counted(metrics: &str, decision: &str, reason: &str) -> Option<u64> {
+    let labels = format!("decision=\"{decision}\",reason=\"{reason}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("tessera_exchanges_total{") && l.contains(&labels))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .reduce(|a, b| a + b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_json_lines_sink_fails_exchanges_closed_unless_fail_open() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let closed = broker_with_a_full_disk(&issuer, "").await;
+    let open = broker_with_a_full_disk(&issuer, "fail_open: true\n").await;
+
+    let presented = token(&issuer, &closed, "svc-payments");
+    let (status, headers, body) = closed
+        .post_form(&[
+            ("grant_type", crate::TOKEN_EXCHANGE),
+            ("subject_token", presented.as_str()),
+            ("subject_token_type", crate::JWT_TYPE),
+            ("audience", "internal-api"),
+        ])
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(body.get("access_token").is_none(), "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let metrics = closed.metrics().await;
+    assert_eq!(exchanges_counted(&metrics, "error", "TS-AUD-WRITE"), Some(1), "{metrics}");
+    assert_eq!(exchanges_counted(&metrics, "allow", "TS-OK"), None, "{metrics}");
+    // The store committed first and holds the event as it was decided (docs/audit.md).
+    let (status, events) = closed.admin_get("/v1/audit").await;
+    assert_eq!(status, 200, "{events}");
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["subject_token_fingerprint"], fingerprint(&presented), "{events:?}");
+
+    // With fail_open, the credential goes out; the store is then its only record.
+    let (status, body) = open.exchange(&token(&issuer, &open, "svc-payments"), "internal-api").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    let (_, events) = open.admin_get("/v1/audit").await;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["issued_token_fingerprint"], fingerprint(body["access_token"].as_str().unwrap()));
+    closed.stop().await;
+    open.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_sqlite_store_fails_exchanges_closed_and_they_recover_with_it() {
+    use sqlx::Connection as _;
+
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let closed = broker_with(&issuer, "store:\n  timeout: 1s\n").await;
+    let open = broker_with(&issuer, "fail_open: true\nstore:\n  timeout: 1s\n").await;
+    let (status, body) = closed.exchange(&token(&issuer, &closed, "svc-payments"), "internal-api").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Another process holds the write lock of each broker's SQLite file.
+    let lock = async |broker: &TestBroker| {
+        let path = broker.broker.config().data_dir().join("audit.db");
+        let mut holder =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+        holder
+    };
+    let mut held = lock(&closed).await;
+    let mut held_open = lock(&open).await;
+
+    let (status, body) = closed.exchange(&token(&issuer, &closed, "svc-payments"), "internal-api").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(body.get("access_token").is_none(), "{body}");
+    let line = closed.audit_events().pop().unwrap();
+    assert_eq!(line["decision"], "error", "{line}");
+    assert_eq!(line["reason"], "TS-AUD-WRITE", "{line}");
+    assert!(line.get("issued_token_fingerprint").is_none(), "{line}");
+    let metrics = closed.metrics().await;
+    assert_eq!(exchanges_counted(&metrics, "error", "TS-AUD-WRITE"), Some(1), "{metrics}");
+    // With fail_open, the credential goes out, recorded in the JSON lines only.
+    let (status, body) = open.exchange(&token(&issuer, &open, "svc-ledger"), "internal-api").await;
+    assert_eq!(status, 200, "{body}");
+    let line = open.audit_events().pop().unwrap();
+    assert_eq!(line["decision"], "allow", "{line}");
+    assert_eq!(line["issued_token_fingerprint"], fingerprint(body["access_token"].as_str().unwrap()));
+
+    sqlx::query("ROLLBACK").execute(&mut held).await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut held_open).await.unwrap();
+    // The writer may still be waiting out SQLite's busy timeout on the refused commit: the
+    // first exchange after it answers 200.
+    let mut recovered = None;
+    for _ in 0..40 {
+        let (status, body) = closed.exchange(&token(&issuer, &closed, "svc-payments"), "internal-api").await;
+        if status == 200 {
+            recovered = Some(body);
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+    }
+    let recovered = recovered.expect("exchanges succeed again once the lock is released");
+    let issued = fingerprint(recovered["access_token"].as_str().unwrap());
+    let (_, events) = closed.admin_get(&format!("/v1/audit?issued_token={issued}")).await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+    closed.stop().await;
+    open.stop().await;
 }

@@ -292,3 +292,62 @@ async fn the_public_listener_shows_no_configuration_and_operators_data_is_elsewh
     assert!(s["mappings"]["last_reload_error"]["message"].as_str().unwrap().contains("nowhere"), "{s}");
     broker.stop().await;
 }
+
+/// Read one HTTP/1.1 response with a `content-length` body from `stream`: its status line
+/// and headers (lowercased names) and body.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (String, String) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed before a whole response: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap().to_ascii_lowercase();
+    let length: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed inside a body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    (head, String::from_utf8(buf[head_end..head_end + length].to_vec()).unwrap())
+}
+
+/// An answer made without reading the request's body (a 404 for an unknown path, a 405)
+/// still leaves the connection able to carry the next request: the body is read first, so
+/// the server never closes a socket with the client's bytes unread (which resets it and
+/// can lose the answer the client was reading).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_reads_the_unread_body_and_keeps_the_connection() {
+    use tokio::io::AsyncWriteExt as _;
+    let (_, broker) = standard().await;
+    let addr = broker.url.strip_prefix("http://").unwrap().to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for (method, path, status) in [("POST", "/v1/explain", "404"), ("PUT", "/v1/token", "405")] {
+        let body = "{\"audience\": \"internal-api\"}";
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        // The head alone first, so the answer can be made before any of the body arrived.
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.flush().await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{method} {path}: {head}");
+        assert!(!head.contains("connection: close"), "{method} {path}: {head}");
+    }
+    // The same connection carries the next request.
+    let next = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    stream.write_all(next.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.contains("ok"), "{body}");
+    broker.stop().await;
+}

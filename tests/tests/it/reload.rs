@@ -1,6 +1,7 @@
-//! Hot reload of the mapping directory on a running broker: valid changes take effect
-//! within a second or two, invalid ones leave the previous rules serving and are
-//! reported, and no exchange fails meanwhile.
+//! Hot reload of the mapping directory on a running broker: valid changes take effect,
+//! invalid ones leave the previous rules serving and are reported, and no exchange fails
+//! meanwhile. Tests wait for the change itself, never for a set time: how fast a reload
+//! lands is the watcher's debounce plus the machine's load, not something to assert.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,20 +57,22 @@ async fn tier(issuer: &TestIssuer, broker: &TestBroker) -> Result<String, (u16, 
     Ok(claims["tier"].as_str().unwrap().to_string())
 }
 
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F) -> Duration
+/// Wait until `check` holds, looking every 25 ms. Only a broker that never gets there
+/// fails it: after [`HANG`], so the failure names what never happened.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+    while !check().await {
+        assert!(start.elapsed() < HANG, "{what}: never happened");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// How long a wait may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(60);
 
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
@@ -107,16 +110,12 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
     };
 
     broker.write_mappings(&[("10-services.yaml", INVALID)]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let error = loop {
-        let (_, status) = broker.admin_get("/v1/status").await;
-        let error = &status["mappings"]["last_reload_error"];
-        if !error.is_null() {
-            break error.clone();
-        }
-        assert!(Instant::now() < deadline, "the refused reload was never reported");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    wait_until("the refused reload is reported", || async {
+        !broker.admin_get("/v1/status").await.1["mappings"]["last_reload_error"].is_null()
+    })
+    .await;
+    let (_, status) = broker.admin_get("/v1/status").await;
+    let error = status["mappings"]["last_reload_error"].clone();
     let message = error["message"].as_str().unwrap();
     let file = broker.path().join("mappings/10-services.yaml");
     assert!(
@@ -136,13 +135,13 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
     assert_eq!(metric(&text, "tessera_mapping_last_reload_success"), 0.0);
     assert_eq!(tier(&issuer, &broker).await, Ok("gold".into()), "neither the deny nor the new claim applies");
 
-    // A valid fix takes effect within a second or two of being written.
+    // A valid fix takes effect: once the reload is counted, every exchange sees it.
     broker.write_mappings(&[("10-services.yaml", &platinum())]);
-    let took = wait_until("the fix takes effect", Duration::from_secs(2), || {
-        let (issuer, broker) = (Arc::clone(&issuer), Arc::clone(&broker));
-        async move { tier(&issuer, &broker).await == Ok("platinum".into()) }
+    wait_until("the fix is reloaded", || async {
+        broker.admin_get("/v1/status").await.1["mappings"]["reloads_ok"] == 1
     })
     .await;
+    assert_eq!(tier(&issuer, &broker).await, Ok("platinum".into()));
     stop.store(true, Ordering::SeqCst);
     let seen = load.await.unwrap();
 
@@ -158,7 +157,6 @@ async fn an_invalid_change_keeps_the_old_rules_and_a_fix_takes_effect_while_requ
     assert_eq!(metric(&text, "tessera_mapping_reloads_total{result=\"ok\"}"), 1.0);
     assert_eq!(metric(&text, "tessera_mapping_last_reload_success"), 1.0);
     assert_eq!(metric(&text, "tessera_mapping_rules"), 2.0);
-    eprintln!("the fix took effect in {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,13 +171,13 @@ async fn a_replaced_directory_is_picked_up() {
     std::fs::write(next.join("10-services.yaml"), platinum()).unwrap();
     std::fs::rename(&dir, broker.path().join("mappings.old")).unwrap();
     std::fs::rename(&next, &dir).unwrap();
-    wait_until("the new directory serves", Duration::from_secs(3), || async {
+    wait_until("the new directory serves", || async {
         tier(&issuer, &broker).await == Ok("platinum".into())
     })
     .await;
     // And it is watched in turn.
     std::fs::write(dir.join("10-services.yaml"), RULES).unwrap();
-    wait_until("an edit in the new directory serves", Duration::from_secs(3), || async {
+    wait_until("an edit in the new directory serves", || async {
         tier(&issuer, &broker).await == Ok("gold".into())
     })
     .await;
@@ -194,12 +192,23 @@ async fn sighup_and_the_admin_api_reload_when_watching_is_off() {
     // whatever the broker's has got to.
     let mut own = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
 
+    // The same edit in a watched broker's directory: once that broker serves it, a watcher
+    // has had its chance, and this broker, which has none, still serves the old rules.
+    let watched = self::broker(&issuer, RELOAD).await;
+    watched.write_mappings(&[("10-services.yaml", &platinum())]);
     broker.write_mappings(&[("10-services.yaml", &platinum())]);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_until("the watched broker reloads", || async {
+        tier(&issuer, &watched).await == Ok("platinum".into())
+    })
+    .await;
     assert_eq!(tier(&issuer, &broker).await, Ok("gold".into()), "not watched: nothing changes by itself");
+    assert_eq!(broker.admin_get("/v1/status").await.1["mappings"]["reloads_ok"], 0);
+    watched.stop().await;
 
+    // The reload that brings the edit in is SIGHUP's (resent until the broker's handler,
+    // installed by its reload task, has seen one).
     let pid = std::process::id().to_string();
-    wait_until("SIGHUP reloads", Duration::from_secs(5), || {
+    wait_until("SIGHUP reloads", || {
         let (issuer, broker, pid) = (&issuer, &broker, pid.clone());
         async move {
             let status = std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();

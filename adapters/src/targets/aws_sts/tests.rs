@@ -406,10 +406,13 @@ async fn a_silent_endpoint_times_out() {
     let t = target(json!({
         "type": "aws_sts", "name": "a", "endpoint": url, "insecure_http": true, "max_attempts": 1, "timeout": 1,
     }));
-    let started = std::time::Instant::now();
-    let err = t.issue(&any_grant()).await.unwrap_err();
+    // The endpoint never answers: only the target's own timeout ends the call. The outer
+    // bound only turns a missing timeout into a failure instead of a hang.
+    let err = tokio::time::timeout(Duration::from_secs(60), t.issue(&any_grant()))
+        .await
+        .expect("the target's timeout ends the call")
+        .unwrap_err();
     assert!(matches!(err, TargetError::Upstream { retryable: true, .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
 
 #[test]

@@ -261,6 +261,9 @@ fn every_input_of_the_entra_call_is_in_the_cache_key_and_the_identity_only_as_th
         // The assertion's `sub` is the identity id unless the rule names a subject.
         ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
         ("subject", base.with(|p| p.params["subject"] = json!("ci"))),
+        ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
+        ("claims", base.with(|p| p.claims = json!({ "env": "prod" }))),
+        ("rule", base.with(|p| p.rule = "ci-writes-graph")),
     ];
     let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
     assert_cache_keys(key, &base, &changed, &same);

@@ -247,6 +247,9 @@ fn every_input_of_the_google_calls_is_in_the_cache_key() {
         ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
         // The subject token's `sub`.
         ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
+        ("scope", base.with(|p| p.scope = Some("ops@proj.iam.gserviceaccount.com"))),
+        ("claims", base.with(|p| p.claims = json!({ "env": "prod" }))),
+        ("rule", base.with(|p| p.rule = "ci-writes-buckets")),
     ];
     // Google is told only the identity id: the workflow's name does not reach it.
     let same = [("workflow", base.with(|p| p.identity = workflow("release")))];

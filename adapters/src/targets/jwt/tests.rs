@@ -305,6 +305,7 @@ fn the_request_description_holds_every_claim_and_the_subject() {
         ("scope", base.with(|p| p.scope = Some("invoices:read"))),
         ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
         ("identity", base.with(|p| p.identity.id = "github://octo-org/ledger".into())),
+        ("rule", base.with(|p| p.rule = "ci-releases")),
     ];
     let same = [("workflow", base.with(|p| p.identity = workflow("release")))];
     assert_cache_keys(key, &base, &changed, &same);
