@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::verify::GcpClaims;
 use super::{GOOGLE_ISSUERS, GcpSource};
+use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
@@ -50,6 +51,11 @@ const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 impl BuildSource for GcpSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `gcp://sa/{email}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal("gcp://sa/").field("name"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use super::JWT_SVID_ALGORITHMS;
 use super::id::valid_trust_domain;
 use super::verify::{SpiffeClaims, SpiffeSource};
+use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::jwt::{HeaderRule, IssuerRule, JwksLocation, JwtSource, JwtSourceSettings, KeyUse, KindRules};
@@ -275,6 +276,11 @@ fn trust_domain(text: &str) -> Result<String, BuildError> {
 impl BuildSource for SpiffeSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// the SPIFFE ID.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal("spiffe://").field("tenant").field("name"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {
