@@ -1,0 +1,95 @@
+//! A rule's matches and grant, read-only: what `tessera trust` writes a cloud's trust
+//! setup from.
+
+use std::path::PathBuf;
+
+use crate::mapping::MappingSet;
+use crate::mapping::compile::{CompiledRule, ParamTemplate};
+use crate::mapping::file::Effect;
+use crate::mapping::glob::{GlobPiece, Pattern};
+
+/// One rule, as the platform side of a target needs to see it.
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    pub name: String,
+    pub effect: Effect,
+    pub file: PathBuf,
+    pub line: u64,
+    /// Each `match` condition: the identity field and its patterns (any may match).
+    matchers: Vec<(String, Vec<Pattern>)>,
+    /// Whether a `when:` condition narrows the rule further.
+    pub conditional: bool,
+    /// The target-specific grant keys, in the order written.
+    pub params: Vec<(String, GrantValue)>,
+}
+
+/// A grant key's value: its text when it is the same for every identity, `None` when it
+/// is a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantValue {
+    Text(Option<String>),
+    Map(Vec<(String, Option<String>)>),
+}
+
+impl RuleView {
+    fn of(rule: &CompiledRule) -> Self {
+        let params = rule
+            .params
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    ParamTemplate::Str(t) => GrantValue::Text(t.literal().map(str::to_owned)),
+                    ParamTemplate::Map(entries) => GrantValue::Map(
+                        entries.iter().map(|(k, t)| (k.clone(), t.literal().map(str::to_owned))).collect(),
+                    ),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        Self {
+            name: rule.name.clone(),
+            effect: rule.effect,
+            file: rule.file.to_path_buf(),
+            line: rule.pos.line,
+            matchers: rule.matchers.iter().map(|m| (m.field.clone(), m.patterns.clone())).collect(),
+            conditional: rule.condition.is_some(),
+            params,
+        }
+    }
+
+    /// The patterns of the `match` condition on `field`, as pieces, if the rule has one.
+    pub fn patterns(&self, field: &str) -> Option<Vec<Vec<GlobPiece>>> {
+        self.matchers.iter().find(|(f, _)| f == field).map(|(_, p)| p.iter().map(Pattern::pieces).collect())
+    }
+
+    /// The fields the rule's `match` looks at, in the order written.
+    pub fn matched_fields(&self) -> impl Iterator<Item = &str> {
+        self.matchers.iter().map(|(f, _)| f.as_str())
+    }
+
+    /// Whether the rule's `match` condition on `field` (if any) accepts `value`.
+    pub fn admits(&self, field: &str, value: &str) -> bool {
+        self.matchers.iter().filter(|(f, _)| f == field).all(|(_, p)| p.iter().any(|p| p.matches(value)))
+    }
+
+    /// `file.yaml:line`: the file's name within the mapping directory, and the line.
+    pub fn location(&self) -> String {
+        let name = self
+            .file
+            .file_name()
+            .map_or_else(|| self.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        format!("{name}:{}", self.line)
+    }
+
+    /// The value of grant key `key`, if the rule sets it.
+    pub fn param(&self, key: &str) -> Option<&GrantValue> {
+        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl MappingSet {
+    /// Every rule for `target`, allow and deny, in load order.
+    pub fn rules_for(&self, target: &str) -> Vec<RuleView> {
+        self.rules.iter().filter(|r| r.target == target).map(RuleView::of).collect()
+    }
+}
