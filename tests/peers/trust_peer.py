@@ -10,9 +10,14 @@
         Parses FILE (Terraform) with python-hcl2 and prints its resources as JSON,
         {"TYPE": {"NAME": {attribute: value}}}, strings unquoted, and a `jsonencode(...)`
         argument parsed as the HCL object it is; then {"comments": [...]}.
+
+    trust_peer.py shell FILE
+        Splits FILE (gcloud or az commands) into the argument lists a POSIX shell would
+        run, with Python's shlex, and prints them as JSON.
 """
 
 import json
+import shlex
 import sys
 
 import boto3
@@ -95,12 +100,21 @@ def hcl(path):
     print(json.dumps({"resources": resources, "comments": comments}))
 
 
+def shell(path):
+    with open(path) as f:
+        text = f.read().replace("\\\n", " ")
+    commands = [shlex.split(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    print(json.dumps(commands))
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "aws":
         aws(*args)
     elif command == "hcl":
         hcl(*args)
+    elif command == "shell":
+        shell(*args)
     else:
         sys.exit(f"unknown command {command}")
 

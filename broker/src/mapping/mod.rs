@@ -93,7 +93,7 @@ pub use file::{Effect, Expectation};
 pub use glob::GlobPiece;
 pub use lint::Warning;
 pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
-pub use view::{GrantValue, RuleView};
+pub use view::{GrantValue, RuleView, TemplatePiece};
 
 use crate::mapping::compile::{CompiledRule, RuleIndex, TestCase};
 use crate::mapping::yaml::Pos;

@@ -23,12 +23,18 @@ pub struct RuleView {
     pub params: Vec<(String, GrantValue)>,
 }
 
-/// A grant key's value: its text when it is the same for every identity, `None` when it
-/// is a template.
+/// A grant key's value, as the template it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantValue {
-    Text(Option<String>),
-    Map(Vec<(String, Option<String>)>),
+    Text(Vec<TemplatePiece>),
+    Map(Vec<(String, Vec<TemplatePiece>)>),
+}
+
+/// A piece of a template: literal text, or an identity field (`{namespace}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePiece {
+    Text(String),
+    Field(String),
 }
 
 impl RuleView {
@@ -38,10 +44,10 @@ impl RuleView {
             .iter()
             .map(|(key, value)| {
                 let value = match value {
-                    ParamTemplate::Str(t) => GrantValue::Text(t.literal().map(str::to_owned)),
-                    ParamTemplate::Map(entries) => GrantValue::Map(
-                        entries.iter().map(|(k, t)| (k.clone(), t.literal().map(str::to_owned))).collect(),
-                    ),
+                    ParamTemplate::Str(t) => GrantValue::Text(t.pieces()),
+                    ParamTemplate::Map(entries) => {
+                        GrantValue::Map(entries.iter().map(|(k, t)| (k.clone(), t.pieces())).collect())
+                    }
                 };
                 (key.clone(), value)
             })

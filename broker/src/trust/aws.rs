@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use tessera_adapters::targets::aws_sts::AwsStsTargetConfig;
 
-use super::{Format, Plan, Subject, TrustError, hcl, literal_param};
+use super::{Format, Plan, Subject, TrustError, hcl, param_values};
 
 /// Said with every AWS setup.
 const THUMBPRINT_NOTE: &str = "No thumbprint is given: IAM checks the TLS certificate of the issuer's JWKS endpoint against its trusted root CAs, and uses a thumbprint only for a certificate none of them signed (then add ThumbprintList with the SHA-1 of the top intermediate CA).";
@@ -71,15 +71,16 @@ fn roles(plan: &Plan<'_>) -> (BTreeMap<Role, RoleTrust>, Vec<String>) {
     let mut roles: BTreeMap<Role, RoleTrust> = BTreeMap::new();
     for grant in &plan.grants {
         let rule = &grant.rule;
-        let Some(arn) = literal_param(rule, "role_arn", &mut notes) else { continue };
-        let Some(role) = Role::parse(&arn) else {
-            notes.push(format!("rule `{}`: `{arn}` is not an IAM role ARN", rule.name));
-            continue;
-        };
-        let trust = roles.entry(role).or_default();
-        trust.subjects.extend(grant.subjects.iter().cloned());
-        trust.rules.push(rule.name.clone());
-        trust.tags |= rule.param("tags").is_some();
+        for arn in param_values(rule, "role_arn", &mut notes).unwrap_or_default() {
+            let Some(role) = Role::parse(&arn) else {
+                notes.push(format!("rule `{}`: `{arn}` is not an IAM role ARN", rule.name));
+                continue;
+            };
+            let trust = roles.entry(role).or_default();
+            trust.subjects.extend(grant.subjects.iter().cloned());
+            trust.rules.push(rule.name.clone());
+            trust.tags |= rule.param("tags").is_some();
+        }
     }
     (roles, notes)
 }

@@ -16,6 +16,8 @@
 //! (attributes, `when:`, deny rules) stay Tessera's to enforce, and the output says so.
 
 mod aws;
+mod azure;
+mod gcp;
 mod hcl;
 mod jwt;
 
@@ -205,10 +207,13 @@ pub fn render(
     let plan = plan(loaded, set, target)?;
     let supported: &[Format] = match plan.target {
         TargetConfig::AwsSts(_) => &[Format::Json, Format::Cloudformation, Format::Terraform],
-        TargetConfig::Gcp(_) | TargetConfig::Azure(_) => &[],
+        TargetConfig::Gcp(_) => &[Format::Gcloud, Format::Terraform],
+        TargetConfig::Azure(_) => &[Format::Az, Format::Terraform],
         TargetConfig::Jwt(_) => &[Format::Json],
     };
-    let format = format.or(supported.first().copied()).unwrap_or(Format::Json);
+    let Some(format) = format.or_else(|| supported.first().copied()) else {
+        return Err(TrustError::Incomplete("no format".into()));
+    };
     if !supported.contains(&format) {
         return Err(TrustError::Unsupported {
             kind: plan.target.kind(),
@@ -218,7 +223,8 @@ pub fn render(
     }
     match plan.target {
         TargetConfig::AwsSts(config) => aws::render(&plan, config, format),
-        TargetConfig::Gcp(_) | TargetConfig::Azure(_) => Err(TrustError::Incomplete(String::new())),
+        TargetConfig::Gcp(config) => gcp::render(&plan, config, format),
+        TargetConfig::Azure(config) => azure::render(&plan, config, format),
         TargetConfig::Jwt(config) => Ok(jwt::render(&plan, config)),
     }
 }
@@ -302,15 +308,34 @@ fn subjects(rule: &RuleView, sources: &[SourceShape], at: &str, notes: &mut Vec<
     out
 }
 
+/// Literal text and identity fields: an id shape or a grant value's template.
+enum Part<'a> {
+    Text(&'a str),
+    Field(&'a str),
+}
+
 /// `shape` with each field replaced by each of the rule's patterns for it.
 fn expand(shape: &IdShape, rule: &RuleView, at: &str, notes: &mut Vec<String>) -> Vec<Subject> {
-    let any = vec![vec![GlobPiece::AnyRun]];
-    let mut choices: Vec<Vec<Vec<GlobPiece>>> = shape
+    let parts: Vec<Part<'_>> = shape
         .parts()
         .iter()
+        .map(|p| match p {
+            IdPart::Literal(t) => Part::Text(t),
+            IdPart::Field(f) => Part::Field(f),
+        })
+        .collect();
+    expand_parts(&parts, rule, at, notes)
+}
+
+/// Every value `parts` takes for identities `rule` matches: each field replaced by each of
+/// the rule's patterns for it, `*` where the rule has none.
+fn expand_parts(parts: &[Part<'_>], rule: &RuleView, at: &str, notes: &mut Vec<String>) -> Vec<Subject> {
+    let any = vec![vec![GlobPiece::AnyRun]];
+    let mut choices: Vec<Vec<Vec<GlobPiece>>> = parts
+        .iter()
         .map(|part| match part {
-            IdPart::Literal(text) => vec![vec![GlobPiece::Text(text.clone())]],
-            IdPart::Field(f) => rule.patterns(f).unwrap_or_else(|| any.clone()),
+            Part::Text(text) => vec![vec![GlobPiece::Text((*text).to_owned())]],
+            Part::Field(f) => rule.patterns(f).unwrap_or_else(|| any.clone()),
         })
         .collect();
     while choices.iter().map(Vec::len).product::<usize>() > MAX_SUBJECTS_PER_RULE {
@@ -326,19 +351,33 @@ fn expand(shape: &IdShape, rule: &RuleView, at: &str, notes: &mut Vec<String>) -
     })
 }
 
-/// The literal value of grant key `key` of `rule`, or `None` with a note saying why.
-pub(crate) fn literal_param(rule: &RuleView, key: &str, notes: &mut Vec<String>) -> Option<String> {
-    use crate::mapping::GrantValue;
-    match rule.param(key) {
-        Some(GrantValue::Text(Some(value))) => Some(value.clone()),
-        Some(GrantValue::Text(None)) => {
-            notes.push(format!(
-                "rule `{}` ({}): `{key}` is a template; write the trust for each value it takes by hand",
-                rule.name,
-                rule.location()
-            ));
-            None
-        }
-        Some(GrantValue::Map(_)) | None => None,
+/// The values grant key `key` of `rule` takes: `None` when the rule does not set it. A
+/// template is filled in from the rule's exact `match` values (`role/{name}` with
+/// `name: [a, b]` is two roles); one that could take other values gives none, noted.
+pub(crate) fn param_values(rule: &RuleView, key: &str, notes: &mut Vec<String>) -> Option<Vec<String>> {
+    use crate::mapping::{GrantValue, TemplatePiece};
+    let GrantValue::Text(pieces) = rule.param(key)? else { return None };
+    let at = format!("rule `{}` ({})", rule.name, rule.location());
+    let parts: Vec<Part<'_>> = pieces
+        .iter()
+        .map(|p| match p {
+            TemplatePiece::Text(t) => Part::Text(t),
+            TemplatePiece::Field(f) => Part::Field(f),
+        })
+        .collect();
+    let values: Option<Vec<String>> =
+        expand_parts(&parts, rule, &at, notes).iter().map(Subject::exact).collect();
+    if values.is_none() {
+        notes.push(format!(
+            "{at}: `{key}` depends on fields the rule does not match exactly; write the trust for each value it takes by hand"
+        ));
     }
+    Some(values.unwrap_or_default())
+}
+
+/// `text` as one POSIX shell word: as it is when only safe characters, else single-quoted.
+pub(crate) fn sh(text: &str) -> String {
+    let safe =
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
+    if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', "'\\''")) }
 }

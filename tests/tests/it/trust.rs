@@ -39,6 +39,14 @@ targets:
   - name: internal-api
     type: jwt
     audience: https://internal-api.example
+  - name: gcp-prod
+    type: gcp
+    provider: //iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera-oidc
+  - name: azure-prod
+    type: azure
+    tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47
+    client_id: 6731de76-14a6-49ae-97bc-6eba6914391e
+    scope: https://graph.microsoft.com/.default
 mappings: mappings
 "#;
 
@@ -67,6 +75,21 @@ rules:
   - name: services-call-internal-api
     match: { source: k8s-prod, namespace: services }
     grant: { target: internal-api }
+  - name: payments-uploads
+    match: { source: k8s-prod, namespace: payments, name: uploader }
+    grant: { target: gcp-prod, service_account: uploader@payments-prod.iam.gserviceaccount.com }
+  - name: ci-reads
+    match: { source: github, namespace: "octo-org/*" }
+    grant: { target: gcp-prod, service_account: reader@payments-prod.iam.gserviceaccount.com }
+  - name: graph-readers
+    match: { source: k8s-prod, namespace: payments, name: [api, api-canary] }
+    grant: { target: azure-prod }
+  - name: ci-graph
+    match: { source: github, namespace: "octo-org/*" }
+    grant: { target: azure-prod, subject: github-ci }
+  - name: teams-graph
+    match: { source: k8s-prod, namespace: "team-*" }
+    grant: { target: azure-prod }
 "#;
 
 /// The fixture's config and rules, loaded as `tessera trust` loads them.
@@ -144,7 +167,7 @@ fn subjects_come_from_the_rules_and_the_sources_id_shapes() {
     let notes: Vec<&str> = setup["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
     let noted = |needle: &str| notes.iter().any(|n| n.contains(needle));
     assert!(noted("`per-service-roles` (rules.yaml:"), "{notes:?}");
-    assert!(noted("`role_arn` is a template"), "{notes:?}");
+    assert!(noted("`role_arn` depends on fields the rule does not match exactly"), "{notes:?}");
     assert!(noted("`deploy-from-main` (rules.yaml:13) also matches attributes.github.ref"), "{notes:?}");
     assert!(noted("`ops-jobs` (rules.yaml:9) has a `when:` condition"), "{notes:?}");
     assert!(noted("`no-default` (rules.yaml:19) denies"), "{notes:?}");
@@ -200,7 +223,7 @@ fn terraform_parses_and_holds_the_same_policies() {
         assert_eq!(got["assume_role_policy"], want["AssumeRolePolicyDocument"], "{name}");
     }
     let comments = tf["comments"].as_array().unwrap();
-    assert!(comments.iter().any(|c| c.as_str().unwrap().contains("`role_arn` is a template")));
+    assert!(comments.iter().any(|c| c.as_str().unwrap().contains("`role_arn` depends on fields")));
 }
 
 #[test]
@@ -218,12 +241,141 @@ fn cloudformation_is_for_one_account() {
     assert_eq!(e.to_string(), "broker.yaml has no target named `nope`");
 }
 
+const GCP_PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera-oidc";
+const POOL: &str = "projects/123456789012/locations/global/workloadIdentityPools/tessera";
+const CONDITION: &str = r#"assertion.sub in ["k8s://k8s-prod/ns/payments/sa/uploader"] || assertion.sub.matches("^github://octo-org/.*$")"#;
+
+/// The value of `--flag=value` in `command`.
+fn flag<'a>(command: &'a [Value], name: &str) -> Option<&'a str> {
+    let prefix = format!("--{name}=");
+    command.iter().find_map(|a| a.as_str().unwrap().strip_prefix(&prefix))
+}
+
+#[test]
+fn gcloud_commands_create_the_pool_provider_and_bindings() {
+    let (_dir, loaded, set) = fixture();
+    let commands = peer("shell", &[], &render(&loaded, &set, "gcp-prod", Format::Gcloud));
+    let commands = commands.as_array().unwrap();
+    let words =
+        |c: &Value| c.as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let provider = commands
+        .iter()
+        .find(|c| words(c)[..5].join(" ") == "gcloud iam workload-identity-pools providers create-oidc")
+        .unwrap();
+    let provider = provider.as_array().unwrap();
+    assert_eq!(provider[5], "tessera-oidc");
+    assert_eq!(flag(provider, "workload-identity-pool"), Some("tessera"));
+    assert_eq!(flag(provider, "issuer-uri"), Some(ISSUER));
+    assert_eq!(flag(provider, "allowed-audiences"), Some(format!("https:{GCP_PROVIDER}").as_str()));
+    assert_eq!(flag(provider, "attribute-mapping"), Some("google.subject=assertion.sub"));
+    assert_eq!(flag(provider, "attribute-condition"), Some(CONDITION));
+    let bindings: Vec<(String, String)> = commands
+        .iter()
+        .map(words)
+        .filter(|w| w[..4].join(" ") == "gcloud iam service-accounts add-iam-policy-binding")
+        .map(|w| {
+            assert!(w.contains(&"--role=roles/iam.workloadIdentityUser".to_string()));
+            (w[4].clone(), w.iter().find_map(|a| a.strip_prefix("--member=")).unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        bindings,
+        vec![
+            (
+                "reader@payments-prod.iam.gserviceaccount.com".into(),
+                format!("principalSet://iam.googleapis.com/{POOL}/*")
+            ),
+            (
+                "uploader@payments-prod.iam.gserviceaccount.com".into(),
+                format!(
+                    "principal://iam.googleapis.com/{POOL}/subject/k8s://k8s-prod/ns/payments/sa/uploader"
+                )
+            ),
+        ]
+    );
+}
+
+#[test]
+fn gcp_terraform_parses_and_names_issuer_audience_and_subjects() {
+    let (_dir, loaded, set) = fixture();
+    let tf = peer("hcl", &[], &render(&loaded, &set, "gcp-prod", Format::Terraform));
+    let providers = tf["resources"]["google_iam_workload_identity_pool_provider"].as_object().unwrap();
+    assert_eq!(providers.len(), 1);
+    let provider = providers.values().next().unwrap();
+    assert_eq!(provider["workload_identity_pool_id"], "tessera");
+    assert_eq!(provider["workload_identity_pool_provider_id"], "tessera-oidc");
+    assert_eq!(provider["attribute_mapping"], json!({ "google.subject": "assertion.sub" }));
+    assert_eq!(provider["attribute_condition"], CONDITION);
+    assert_eq!(
+        provider["oidc"],
+        json!([{ "issuer_uri": ISSUER, "allowed_audiences": [format!("https:{GCP_PROVIDER}")] }])
+    );
+    let members: Vec<&Value> = tf["resources"]["google_service_account_iam_member"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| &m["member"])
+        .collect();
+    assert!(members.contains(&&json!(format!(
+        "principal://iam.googleapis.com/{POOL}/subject/k8s://k8s-prod/ns/payments/sa/uploader"
+    ))));
+}
+
+#[test]
+fn azure_credentials_name_issuer_exact_subjects_and_audience() {
+    let (_dir, loaded, set) = fixture();
+    let commands = peer("shell", &[], &render(&loaded, &set, "azure-prod", Format::Az));
+    let mut subjects = Vec::new();
+    for command in commands.as_array().unwrap() {
+        let c = command.as_array().unwrap();
+        assert_eq!(
+            c[..7],
+            [
+                json!("az"),
+                json!("ad"),
+                json!("app"),
+                json!("federated-credential"),
+                json!("create"),
+                json!("--id"),
+                json!("6731de76-14a6-49ae-97bc-6eba6914391e")
+            ]
+        );
+        assert_eq!(c[7], "--parameters");
+        let parameters: Value = serde_json::from_str(c[8].as_str().unwrap()).unwrap();
+        assert_eq!(parameters["issuer"], ISSUER);
+        assert_eq!(parameters["audiences"], json!(["api://AzureADTokenExchange"]));
+        subjects.push(parameters["subject"].as_str().unwrap().to_owned());
+    }
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["github-ci", "k8s://k8s-prod/ns/payments/sa/api", "k8s://k8s-prod/ns/payments/sa/api-canary"]
+    );
+
+    let text = render(&loaded, &set, "azure-prod", Format::Terraform);
+    assert!(text.contains("`teams-graph` (rules.yaml:38) grants subject patterns"), "{text}");
+    let tf = peer("hcl", &[], &text);
+    let credentials =
+        tf["resources"]["azuread_application_federated_identity_credential"].as_object().unwrap();
+    let mut tf_subjects: Vec<&str> = credentials.values().map(|c| c["subject"].as_str().unwrap()).collect();
+    tf_subjects.sort_unstable();
+    assert_eq!(tf_subjects, subjects);
+    for c in credentials.values() {
+        assert_eq!(c["issuer"], ISSUER);
+        assert_eq!(c["audiences"], json!(["api://AzureADTokenExchange"]));
+    }
+}
+
 #[test]
 fn golden_files() {
     let (_dir, loaded, set) = fixture();
     insta::assert_snapshot!("aws_json", render(&loaded, &set, "aws-prod", Format::Json));
     insta::assert_snapshot!("aws_terraform", render(&loaded, &set, "aws-prod", Format::Terraform));
     insta::assert_snapshot!("jwt_json", render(&loaded, &set, "internal-api", Format::Json));
+    insta::assert_snapshot!("gcp_gcloud", render(&loaded, &set, "gcp-prod", Format::Gcloud));
+    insta::assert_snapshot!("gcp_terraform", render(&loaded, &set, "gcp-prod", Format::Terraform));
+    insta::assert_snapshot!("azure_az", render(&loaded, &set, "azure-prod", Format::Az));
+    insta::assert_snapshot!("azure_terraform", render(&loaded, &set, "azure-prod", Format::Terraform));
     let (loaded, set) = load(&root().join("examples/kubernetes-to-aws/broker.yaml"));
     insta::assert_snapshot!("aws_cloudformation", render(&loaded, &set, "aws-prod", Format::Cloudformation));
 }
