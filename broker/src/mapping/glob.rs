@@ -113,6 +113,11 @@ impl Pattern {
         Ok(Self { source: source.to_string(), kind })
     }
 
+    /// The pattern matching `text` alone, wildcard characters included.
+    pub fn exactly(text: &str) -> Self {
+        Self { source: text.to_string(), kind: Kind::Exact(text.to_string()) }
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source

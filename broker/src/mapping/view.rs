@@ -87,6 +87,42 @@ impl RuleView {
         format!("{name}:{}", self.line)
     }
 
+    /// The exact values the rule's `match` accepts for `field`, when it has a condition on
+    /// it and every pattern of that condition is exact.
+    pub fn exact_values(&self, field: &str) -> Option<Vec<String>> {
+        let (_, patterns) = self.matchers.iter().find(|(f, _)| f == field)?;
+        patterns.iter().map(|p| p.exact().map(str::to_owned)).collect()
+    }
+
+    /// This rule with its condition on `field` narrowed to `value` alone: the rule as it
+    /// applies to the identities whose `field` is `value`.
+    pub fn narrowed(&self, field: &str, value: &str) -> Self {
+        let mut out = self.clone();
+        for (f, patterns) in &mut out.matchers {
+            if f == field {
+                *patterns = vec![Pattern::exactly(value)];
+            }
+        }
+        out
+    }
+
+    /// The identity fields the templates of its grant values name.
+    pub fn template_fields(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = Vec::new();
+        let pieces = self.params.iter().flat_map(|(_, value)| match value {
+            GrantValue::Text(pieces) => pieces.iter().collect::<Vec<_>>(),
+            GrantValue::Map(entries) => entries.iter().flat_map(|(_, p)| p.iter()).collect(),
+        });
+        for piece in pieces {
+            if let TemplatePiece::Field(f) = piece
+                && !fields.contains(&f.as_str())
+            {
+                fields.push(f);
+            }
+        }
+        fields
+    }
+
     /// The value of grant key `key`, if the rule sets it.
     pub fn param(&self, key: &str) -> Option<&GrantValue> {
         self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v)

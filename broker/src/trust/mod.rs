@@ -249,13 +249,17 @@ fn plan<'a>(loaded: &'a LoadedConfig, set: &MappingSet, target: &str) -> Result<
             notes.push(format!("{at} denies: Tessera enforces it and never signs for it"));
             continue;
         }
-        let subjects = subjects(&rule, &sources, &at, &mut notes);
-        if subjects.is_empty() {
-            notes.push(format!("{at} matches no configured source: nothing to trust"));
-            continue;
+        for rule in split(&rule) {
+            let subjects = subjects(&rule, &sources, &at, &mut notes);
+            if subjects.is_empty() {
+                notes.push(format!("{at} matches no configured source: nothing to trust"));
+                continue;
+            }
+            grants.push(Granting { rule, subjects });
         }
-        grants.push(Granting { rule, subjects });
     }
+    let mut seen = std::collections::HashSet::new();
+    notes.retain(|n| seen.insert(n.clone()));
     let issuer = &loaded.config.issuer.url;
     Ok(Plan {
         target: config,
@@ -264,6 +268,21 @@ fn plan<'a>(loaded: &'a LoadedConfig, set: &MappingSet, target: &str) -> Result<
         jwks_uri: issuer.jwks_uri(),
         grants,
         notes,
+    })
+}
+
+/// `rule` once for each combination of the exact values it matches for the fields its
+/// grant templates name, so that `role/{name}` with `name: [a, b]` becomes two rules,
+/// each trusting its own subjects. Unsplit when there are more than
+/// [`MAX_SUBJECTS_PER_RULE`] combinations.
+fn split(rule: &RuleView) -> Vec<RuleView> {
+    let fields: Vec<(&str, Vec<String>)> =
+        rule.template_fields().into_iter().filter_map(|f| Some((f, rule.exact_values(f)?))).collect();
+    if fields.iter().map(|(_, v)| v.len()).product::<usize>() > MAX_SUBJECTS_PER_RULE {
+        return vec![rule.clone()];
+    }
+    fields.iter().fold(vec![rule.clone()], |rules, (field, values)| {
+        rules.iter().flat_map(|r| values.iter().map(move |v| r.narrowed(field, v))).collect()
     })
 }
 

@@ -66,7 +66,7 @@ rules:
     match: { source: github, namespace: "octo-org/*", attributes: { github.ref: refs/heads/main } }
     grant: { target: aws-prod, role_arn: "arn:aws:iam::444455556666:role/ci/deployer" }
   - name: per-service-roles
-    match: { source: k8s-prod, namespace: services }
+    match: { source: k8s-prod, namespace: services, name: [billing, search] }
     grant: { target: aws-prod, role_arn: "arn:aws:iam::111122223333:role/{name}" }
   - name: no-default
     effect: deny
@@ -90,6 +90,9 @@ rules:
   - name: teams-graph
     match: { source: k8s-prod, namespace: "team-*" }
     grant: { target: azure-prod }
+  - name: per-team-roles
+    match: { source: k8s-prod, namespace: "team-*" }
+    grant: { target: aws-prod, role_arn: "arn:aws:iam::111122223333:role/{namespace}" }
 "#;
 
 /// The fixture's config and rules, loaded as `tessera trust` loads them.
@@ -162,12 +165,23 @@ fn subjects_come_from_the_rules_and_the_sources_id_shapes() {
         statement["Condition"]["StringLike"]["tessera.example.com:sub"],
         json!(["github://octo-org/*"])
     );
-    assert_eq!(roles.len(), 2, "the templated role_arn is left out: {roles:?}");
+    // `role/{name}` with two names: two roles, each trusting its own service account.
+    let billing = roles.iter().find(|r| r["RoleName"] == "billing").unwrap();
+    assert_eq!(
+        billing["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]["tessera.example.com:sub"],
+        json!(["k8s://k8s-prod/ns/services/sa/billing"])
+    );
+    assert!(roles.iter().any(|r| r["RoleName"] == "search"));
+    assert_eq!(roles.len(), 4, "`role/{{namespace}}` with a pattern is left out: {roles:?}");
 
     let notes: Vec<&str> = setup["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
     let noted = |needle: &str| notes.iter().any(|n| n.contains(needle));
-    assert!(noted("`per-service-roles` (rules.yaml:"), "{notes:?}");
-    assert!(noted("`role_arn` depends on fields the rule does not match exactly"), "{notes:?}");
+    assert!(
+        noted(
+            "`per-team-roles` (rules.yaml:41): `role_arn` depends on fields the rule does not match exactly"
+        ),
+        "{notes:?}"
+    );
     assert!(noted("`deploy-from-main` (rules.yaml:13) also matches attributes.github.ref"), "{notes:?}");
     assert!(noted("`ops-jobs` (rules.yaml:9) has a `when:` condition"), "{notes:?}");
     assert!(noted("`no-default` (rules.yaml:19) denies"), "{notes:?}");

@@ -8,9 +8,9 @@ use url::Url;
 
 use super::AwsIamSource;
 use super::request::RequestPolicy;
-use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::{duration, validate_name};
+use crate::identity::IdShape;
 use crate::net::check_url;
 use crate::source::IdentitySource;
 

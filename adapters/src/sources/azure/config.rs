@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::AzureSource;
 use super::verify::{AzureClaims, IssuerTenant};
-use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
 use crate::source::IdentitySource;
 

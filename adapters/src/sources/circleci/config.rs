@@ -7,9 +7,9 @@ use serde::Deserialize;
 
 use super::verify::CircleciClaims;
 use super::{CircleciSource, issuer};
-use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 

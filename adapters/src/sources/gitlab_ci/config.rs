@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use super::verify::GitlabCiClaims;
 use super::{GITLAB_COM_ISSUER, GitlabCiSource};
-use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 

@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use super::KubernetesSource;
 use super::verify::{KubernetesClaims, LEGACY_ISSUER, is_api_server_audience};
-use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
@@ -62,7 +62,12 @@ impl BuildSource for KubernetesSourceConfig {
 
     /// `k8s://{source}/ns/{namespace}/sa/{name}`.
     fn id_shape(&self) -> Option<IdShape> {
-        Some(IdShape::literal(format!("k8s://{}/ns/", self.name)).field("namespace").then("/sa/").field("name"))
+        Some(
+            IdShape::literal(format!("k8s://{}/ns/", self.name))
+                .field("namespace")
+                .then("/sa/")
+                .field("name"),
+        )
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

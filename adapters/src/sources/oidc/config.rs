@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use super::OidcSource;
 use super::verify::OidcClaims;
-use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 

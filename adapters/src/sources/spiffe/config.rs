@@ -12,9 +12,9 @@ use serde::{Deserialize, Deserializer};
 use super::JWT_SVID_ALGORITHMS;
 use super::id::valid_trust_domain;
 use super::verify::{SpiffeClaims, SpiffeSource};
-use crate::identity::IdShape;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{HeaderRule, IssuerRule, JwksLocation, JwtSource, JwtSourceSettings, KeyUse, KindRules};
 use crate::source::IdentitySource;
 
