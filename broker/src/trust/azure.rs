@@ -9,6 +9,9 @@ use tessera_adapters::targets::azure::AzureTargetConfig;
 
 use super::{Format, Plan, TrustError, hcl, param_values, sh};
 
+/// Said with every Azure setup: the commands below are for application registrations.
+const MANAGED_IDENTITY_NOTE: &str = "These are for application registrations. For a user-assigned managed identity's client id, create the same credential (issuer, subject, audience) with `az identity federated-credential create` or azurerm_federated_identity_credential.";
+
 /// Entra's limit of federated identity credentials per application.
 const MAX_CREDENTIALS_PER_APP: usize = 20;
 
@@ -91,6 +94,8 @@ pub(super) fn render(
             config.name
         )));
     }
+    let mut notes = notes;
+    notes.push(MANAGED_IDENTITY_NOTE.into());
     let mut out = hcl::comment(&format!("Trust in Tessera ({}) for target {}.", plan.issuer, config.name));
     for note in &notes {
         out.push_str(&hcl::comment(note));

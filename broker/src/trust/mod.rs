@@ -20,6 +20,8 @@ mod azure;
 mod gcp;
 mod hcl;
 mod jwt;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
