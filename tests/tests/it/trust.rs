@@ -393,3 +393,28 @@ fn golden_files() {
     let (loaded, set) = load(&root().join("examples/kubernetes-to-aws/broker.yaml"));
     insta::assert_snapshot!("aws_cloudformation", render(&loaded, &set, "aws-prod", Format::Cloudformation));
 }
+
+#[test]
+fn the_command_prints_the_setup_and_refuses_a_format_the_target_has_not() {
+    let (dir, loaded, set) = fixture();
+    let config = dir.path().join("broker.yaml");
+    let run = |args: &[&str]| {
+        std::process::Command::new(tessera_tests::agent::tessera_binary())
+            .args(["--log-format", "text", "trust"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["gcp-prod", "--format", "terraform"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), render(&loaded, &set, "gcp-prod", Format::Terraform));
+    // Without --format, the kind's first: JSON for AWS.
+    let out = run(&["aws-prod"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), render(&loaded, &set, "aws-prod", Format::Json));
+
+    let out = run(&["azure-prod", "--format", "cloudformation"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use one of: az, terraform"));
+}
