@@ -130,12 +130,10 @@ pub(super) fn render(
         roles.keys().map(|r| (r.partition.as_str(), r.account.as_str())).collect();
     match format {
         Format::Json => {
-            let providers: Vec<Value> = roles
-                .keys()
-                .map(|r| (r.provider_arn(host), r))
-                .collect::<BTreeMap<_, _>>()
+            let arns: BTreeSet<String> = roles.keys().map(|r| r.provider_arn(host)).collect();
+            let providers: Vec<Value> = arns
                 .into_iter()
-                .map(|(arn, _)| json!({ "Arn": arn, "Url": plan.issuer, "ClientIDList": [audience] }))
+                .map(|arn| json!({ "Arn": arn, "Url": plan.issuer, "ClientIDList": [audience] }))
                 .collect();
             let roles: Vec<Value> = roles
                 .iter()

@@ -23,12 +23,12 @@ struct Credential {
     rule: String,
 }
 
-fn credentials(
-    plan: &Plan<'_>,
-    config: &AzureTargetConfig,
-) -> (BTreeMap<(String, String), BTreeSet<Credential>>, Vec<String>) {
+/// (tenant, client id) -> the application's credentials.
+type Apps = BTreeMap<(String, String), BTreeSet<Credential>>;
+
+fn credentials(plan: &Plan<'_>, config: &AzureTargetConfig) -> (Apps, Vec<String>) {
     let mut notes = plan.notes.clone();
-    let mut apps: BTreeMap<(String, String), BTreeSet<Credential>> = BTreeMap::new();
+    let mut apps = Apps::new();
     for grant in &plan.grants {
         let rule = &grant.rule;
         let at = format!("rule `{}` ({})", rule.name, rule.location());
