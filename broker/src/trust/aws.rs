@@ -219,10 +219,7 @@ fn terraform(
     several_accounts: bool,
 ) -> String {
     let host = plan.issuer_host();
-    let mut out = hcl::comment(&format!("Trust in Tessera ({}) for target {}.", plan.issuer, config.name));
-    for note in notes {
-        out.push_str(&hcl::comment(note));
-    }
+    let mut out = hcl::header(&plan.issuer, &config.name, notes);
     if several_accounts {
         out.push_str(&hcl::comment(
             "The roles are in several accounts: configure an aws provider alias `account_<id>` for each.",

@@ -96,10 +96,7 @@ pub(super) fn render(
     }
     let mut notes = notes;
     notes.push(MANAGED_IDENTITY_NOTE.into());
-    let mut out = hcl::comment(&format!("Trust in Tessera ({}) for target {}.", plan.issuer, config.name));
-    for note in &notes {
-        out.push_str(&hcl::comment(note));
-    }
+    let mut out = hcl::header(&plan.issuer, &config.name, &notes);
     let audience = config.audience.as_str();
     match format {
         Format::Az => {

@@ -135,34 +135,40 @@ pub(super) fn render(
     if providers.values().any(|t| !t.direct.is_empty()) {
         notes.push("Rules without a service_account use the federated token itself: grant their principals roles on the resources they need.".into());
     }
-    let audience = |p: &Provider| config.audience.clone().unwrap_or_else(|| format!("https:{}", p.resource));
+    let setup = Setup { plan, config, providers, notes };
     match format {
-        Format::Gcloud => Ok(gcloud(plan, config, &providers, &notes, audience)),
-        Format::Terraform => Ok(terraform(plan, config, &providers, &notes, audience)),
+        Format::Gcloud => Ok(setup.gcloud()),
+        Format::Terraform => Ok(setup.terraform()),
         Format::Json | Format::Cloudformation | Format::Az => {
             Err(TrustError::Incomplete("not a Google Cloud format".into()))
         }
     }
 }
 
-fn gcloud(
-    plan: &Plan<'_>,
-    config: &GcpTargetConfig,
-    providers: &BTreeMap<Provider, ProviderTrust>,
-    notes: &[String],
-    audience: impl Fn(&Provider) -> String,
-) -> String {
-    let mut out = hcl::comment(&format!("Trust in Tessera ({}) for target {}.", plan.issuer, config.name));
-    for note in notes {
-        out.push_str(&hcl::comment(note));
+/// What both formats write.
+struct Setup<'a> {
+    plan: &'a Plan<'a>,
+    config: &'a GcpTargetConfig,
+    providers: BTreeMap<Provider, ProviderTrust>,
+    notes: Vec<String>,
+}
+
+impl Setup<'_> {
+    /// The `aud` of Tessera's token, which the provider must allow.
+    fn audience(&self, p: &Provider) -> String {
+        self.config.audience.clone().unwrap_or_else(|| format!("https:{}", p.resource))
     }
-    for (p, trust) in providers {
-        let project = sh(&p.project);
-        out.push_str(&format!(
+
+    fn gcloud(&self) -> String {
+        let (plan, audience) = (self.plan, |p: &Provider| self.audience(p));
+        let mut out = hcl::header(&plan.issuer, &self.config.name, &self.notes);
+        for (p, trust) in &self.providers {
+            let project = sh(&p.project);
+            out.push_str(&format!(
             "\ngcloud iam workload-identity-pools create {} --project={project} --location=global --display-name=Tessera\n",
             sh(&p.pool)
         ));
-        out.push_str(&format!(
+            out.push_str(&format!(
             "\ngcloud iam workload-identity-pools providers create-oidc {} \\\n  --project={project} --location=global --workload-identity-pool={} \\\n  --issuer-uri={} \\\n  --allowed-audiences={} \\\n  --attribute-mapping=google.subject=assertion.sub \\\n  --attribute-condition={}\n",
             sh(&p.id),
             sh(&p.pool),
@@ -170,45 +176,37 @@ fn gcloud(
             sh(&audience(p)),
             sh(&condition(&trust.subjects)),
         ));
-        for (sa, principals) in &trust.bindings {
-            for principal in principals {
-                out.push_str(&format!(
+            for (sa, principals) in &trust.bindings {
+                for principal in principals {
+                    out.push_str(&format!(
                     "\ngcloud iam service-accounts add-iam-policy-binding {} \\\n  --role={WORKLOAD_IDENTITY_USER} \\\n  --member={}\n",
                     sh(sa),
                     sh(principal)
                 ));
+                }
+            }
+            for principal in &trust.direct {
+                out.push_str(&hcl::comment(&format!("federated principal: {principal}")));
             }
         }
-        for principal in &trust.direct {
-            out.push_str(&hcl::comment(&format!("federated principal: {principal}")));
-        }
+        out
     }
-    out
-}
 
-fn terraform(
-    plan: &Plan<'_>,
-    config: &GcpTargetConfig,
-    providers: &BTreeMap<Provider, ProviderTrust>,
-    notes: &[String],
-    audience: impl Fn(&Provider) -> String,
-) -> String {
-    let mut out = hcl::comment(&format!("Trust in Tessera ({}) for target {}.", plan.issuer, config.name));
-    for note in notes {
-        out.push_str(&hcl::comment(note));
-    }
-    let mut pools = BTreeSet::new();
-    for (p, trust) in providers {
-        let pool_label = hcl::label(&format!("{}_{}", p.project, p.pool));
-        if pools.insert(pool_label.clone()) {
-            out.push_str(&format!(
+    fn terraform(&self) -> String {
+        let (plan, audience) = (self.plan, |p: &Provider| self.audience(p));
+        let mut out = hcl::header(&plan.issuer, &self.config.name, &self.notes);
+        let mut pools = BTreeSet::new();
+        for (p, trust) in &self.providers {
+            let pool_label = hcl::label(&format!("{}_{}", p.project, p.pool));
+            if pools.insert(pool_label.clone()) {
+                out.push_str(&format!(
                 "\nresource \"google_iam_workload_identity_pool\" \"{pool_label}\" {{\n  project                   = {}\n  workload_identity_pool_id = {}\n  display_name              = \"Tessera\"\n}}\n",
                 hcl::string(&p.project),
                 hcl::string(&p.pool),
             ));
-        }
-        let label = hcl::label(&format!("{}_{}_{}", p.project, p.pool, p.id));
-        out.push_str(&format!(
+            }
+            let label = hcl::label(&format!("{}_{}_{}", p.project, p.pool, p.id));
+            out.push_str(&format!(
             "\nresource \"google_iam_workload_identity_pool_provider\" \"{label}\" {{\n  project                            = {}\n  workload_identity_pool_id          = {}\n  workload_identity_pool_provider_id = {}\n  attribute_mapping                  = {}\n  attribute_condition                = {}\n  oidc {{\n    issuer_uri        = {}\n    allowed_audiences = {}\n  }}\n  depends_on = [google_iam_workload_identity_pool.{pool_label}]\n}}\n",
             hcl::string(&p.project),
             hcl::string(&p.pool),
@@ -218,21 +216,22 @@ fn terraform(
             hcl::string(&plan.issuer),
             hcl::value(&json!([audience(p)]), 4),
         ));
-        for (sa, principals) in &trust.bindings {
-            for (n, principal) in principals.iter().enumerate() {
-                out.push_str(&format!(
+            for (sa, principals) in &trust.bindings {
+                for (n, principal) in principals.iter().enumerate() {
+                    out.push_str(&format!(
                     "\nresource \"google_service_account_iam_member\" \"{}\" {{\n  service_account_id = {}\n  role               = \"{WORKLOAD_IDENTITY_USER}\"\n  member             = {}\n  depends_on         = [google_iam_workload_identity_pool_provider.{label}]\n}}\n",
                     hcl::label(&format!("{}_{n}", sa.split('@').next().unwrap_or(sa))),
                     hcl::string(&format!("projects/-/serviceAccounts/{sa}")),
                     hcl::string(principal),
                 ));
+                }
+            }
+            for principal in &trust.direct {
+                out.push_str(&hcl::comment(&format!("federated principal: {principal}")));
             }
         }
-        for principal in &trust.direct {
-            out.push_str(&hcl::comment(&format!("federated principal: {principal}")));
-        }
+        out
     }
-    out
 }
 
 #[cfg(test)]

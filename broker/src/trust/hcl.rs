@@ -64,6 +64,15 @@ pub(crate) fn label(text: &str) -> String {
     out
 }
 
+/// The `#` lines every Terraform or shell output opens with: what it is for, and the notes.
+pub(crate) fn header(issuer: &str, target: &str, notes: &[String]) -> String {
+    let mut out = comment(&format!("Trust in Tessera ({issuer}) for target {target}."));
+    for note in notes {
+        out.push_str(&comment(note));
+    }
+    out
+}
+
 /// Each line of `text` as a `#` comment.
 pub(crate) fn comment(text: &str) -> String {
     text.lines().map(|l| format!("# {l}\n")).collect()
