@@ -418,3 +418,21 @@ fn the_command_prints_the_setup_and_refuses_a_format_the_target_has_not() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("use one of: az, terraform"));
 }
+
+#[test]
+fn the_aws_example_trust_policy_is_the_one_tessera_writes() {
+    let dir = root().join("examples/kubernetes-to-aws");
+    let (loaded, set) = load(&dir.join("broker.yaml"));
+    let setup: Value = serde_json::from_str(&render(&loaded, &set, "aws-prod", Format::Json)).unwrap();
+    let reader =
+        setup["roles"].as_array().unwrap().iter().find(|r| r["RoleName"] == "invoices-reader").unwrap();
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    assert_eq!(reader["AssumeRolePolicyDocument"], read("trust-policy.json"));
+    let provider = &setup["oidc_providers"][0];
+    assert_eq!(
+        read("oidc-provider.json"),
+        json!({ "Url": provider["Url"], "ClientIDList": provider["ClientIDList"] })
+    );
+}
