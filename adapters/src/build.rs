@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::identity::IdShape;
 use crate::observe::Observer;
 use crate::source::IdentitySource;
 use crate::target::{CredentialTarget, Signer};
@@ -56,6 +57,10 @@ impl BuildError {
 pub trait BuildSource {
     fn name(&self) -> &str;
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError>;
+
+    /// How the ids of this source's identities are made, for a config that builds.
+    /// `None` when this config's ids cannot be told without building it.
+    fn id_shape(&self) -> Option<IdShape>;
 }
 
 /// Implemented by every target kind's config.

@@ -51,6 +51,57 @@ pub struct Identity {
 pub const FIELDS: &[&str] =
     &["id", "provider", "source", "issuer", "subject", "tenant", "namespace", "name", "instance", "region"];
 
+/// How a source kind builds the `id` of the identities it verifies, from literal text and
+/// identity fields (`k8s://eks-prod/ns/{namespace}/sa/{name}`). `tessera trust` reads it
+/// to write the `sub` conditions a cloud checks on Tessera's tokens, whose `sub` is the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdShape(Vec<IdPart>);
+
+/// One piece of an [`IdShape`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdPart {
+    Literal(String),
+    /// A field by its [`Identity::field`] name.
+    Field(&'static str),
+}
+
+impl IdShape {
+    /// A shape starting with literal text.
+    pub fn literal(text: impl Into<String>) -> Self {
+        Self(vec![IdPart::Literal(text.into())])
+    }
+
+    /// Followed by the value of field `name`.
+    #[must_use]
+    pub fn field(mut self, name: &'static str) -> Self {
+        self.0.push(IdPart::Field(name));
+        self
+    }
+
+    /// Followed by literal text.
+    #[must_use]
+    pub fn then(mut self, text: impl Into<String>) -> Self {
+        self.0.push(IdPart::Literal(text.into()));
+        self
+    }
+
+    pub fn parts(&self) -> &[IdPart] {
+        &self.0
+    }
+
+    /// The id of `identity` by this shape; `None` when a field has no value. Tests hold
+    /// each source's shape to the ids it really makes.
+    pub fn render(&self, identity: &Identity) -> Option<String> {
+        self.0.iter().try_fold(String::new(), |mut out, part| {
+            match part {
+                IdPart::Literal(text) => out.push_str(text),
+                IdPart::Field(name) => out.push_str(identity.field(name)?),
+            }
+            Some(out)
+        })
+    }
+}
+
 impl Identity {
     /// The value of a field by name: one of [`FIELDS`], or `attributes.<key>`.
     /// `None` when the field is unknown or has no value for this identity.

@@ -17,6 +17,7 @@
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics` (admin and metrics
 //!   listeners).
 //! - [`demo`]: the quickstart's local token issuer (loopback only, off by default).
+//! - [`trust`]: `tessera trust`: the setup a target's platform needs to trust Tessera.
 //!
 //! The `tessera` binary (`src/bin/tessera/`) is a thin shell over this library and the
 //! `tessera-agent` crate, which `tessera agent` runs.
@@ -40,6 +41,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
+pub mod trust;
 
 pub use broker::{Adapters, Broker, StartError};
 pub use http::server::{Listeners, run, run_on};

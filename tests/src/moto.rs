@@ -57,6 +57,47 @@ pub struct Moto {
     server: Server,
 }
 
+/// A moto server that checks no signatures: its IAM takes what `tessera trust` writes
+/// (OIDC providers, roles with trust policies) in any account and gives it back, with
+/// IAM's own checks of policy documents.
+#[derive(Debug)]
+pub struct MotoIam {
+    /// `http://127.0.0.1:{port}`.
+    pub origin: String,
+    server: Server,
+}
+
+impl MotoIam {
+    pub async fn start() -> Self {
+        let (origin, server) = start_server(None).await;
+        Self { origin, server }
+    }
+
+    /// moto's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        read(self.server.log.path())
+    }
+}
+
+/// Start moto on a free loopback port and wait until it answers. With `no_auth_calls`,
+/// signatures are checked after that many calls; without, never.
+async fn start_server(no_auth_calls: Option<u32>) -> (String, Server) {
+    // The port is free when probed; another process may take it before moto binds it,
+    // in which case moto exits and a new port is tried.
+    for _ in 0..3 {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+            probe.local_addr().expect("addr").port()
+        };
+        let mut server = Server::spawn(port, no_auth_calls);
+        let origin = format!("http://127.0.0.1:{port}");
+        if server.wait_ready(&origin).await {
+            return (origin, server);
+        }
+    }
+    panic!("moto could not be started on a free port");
+}
+
 /// The moto process and its log; the process is killed on drop.
 #[derive(Debug)]
 struct Server {
@@ -67,24 +108,11 @@ struct Server {
 impl Moto {
     /// Start moto on a free loopback port, wait until it answers, and run the setup.
     pub async fn start() -> Self {
-        // The port is free when probed; another process may take it before moto binds it,
-        // in which case moto exits and a new port is tried.
-        for _ in 0..3 {
-            let port = {
-                let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-                probe.local_addr().expect("addr").port()
-            };
-            let mut server = Server::spawn(port);
-            let origin = format!("http://127.0.0.1:{port}");
-            if !server.wait_ready(&origin).await {
-                continue;
-            }
-            let (url, other) = (origin.clone(), OTHER_ACCOUNT.to_string());
-            let out = run_peer(vec!["setup".into(), url, other]).await;
-            let principals = serde_json::from_str(&out).unwrap_or_else(|e| panic!("setup output {out}: {e}"));
-            return Self { origin, principals, server };
-        }
-        panic!("moto could not be started on a free port");
+        let (origin, server) = start_server(Some(SETUP_CALLS)).await;
+        let (url, other) = (origin.clone(), OTHER_ACCOUNT.to_string());
+        let out = run_peer(vec!["setup".into(), url, other]).await;
+        let principals = serde_json::from_str(&out).unwrap_or_else(|e| panic!("setup output {out}: {e}"));
+        Self { origin, principals, server }
     }
 
     /// The STS URL requests are signed for: `http://127.0.0.1:{port}/`.
@@ -122,11 +150,14 @@ impl Moto {
 }
 
 impl Server {
-    fn spawn(port: u16) -> Self {
+    fn spawn(port: u16, no_auth_calls: Option<u32>) -> Self {
         let log = tempfile::NamedTempFile::new().expect("moto log file");
-        let child = Command::new(python::interpreter())
+        let mut command = Command::new(python::interpreter());
+        if let Some(calls) = no_auth_calls {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", calls.to_string());
+        }
+        let child = command
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", SETUP_CALLS.to_string())
             // MOTO_ACCOUNT_ID would pin every request to one account, and the tests need two.
             .env_remove("MOTO_ACCOUNT_ID")
             .stdin(Stdio::null())

@@ -405,6 +405,13 @@ impl<C: BuildSource + DeserializeOwned> SourceFixture<C> {
         self.build(extra).unwrap()
     }
 
+    /// Holds the kind's [`IdShape`](crate::identity::IdShape) of the config with `extra` to
+    /// the id it really gave `identity`.
+    pub fn assert_id_shape(&self, extra: Value, identity: &Identity) {
+        let shape = self.config(extra).unwrap().id_shape().expect("the config has an id shape");
+        assert_eq!(shape.render(identity).as_deref(), Some(identity.id.as_str()), "{shape:?}");
+    }
+
     /// The key a build with `extra` fails on.
     pub fn field(&self, extra: Value) -> Option<&'static str> {
         self.build(extra).unwrap_err().field

@@ -28,6 +28,17 @@ enum Kind {
     Glob(Vec<Token>),
 }
 
+/// One piece of a pattern, for writing it in another system's syntax (`tessera trust`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GlobPiece {
+    /// Characters matched as they are.
+    Text(String),
+    /// `*`: any run of characters, including none.
+    AnyRun,
+    /// `?`: exactly one character.
+    AnyOne,
+}
+
 /// A compiled match pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pattern {
@@ -100,6 +111,11 @@ impl Pattern {
             )
         };
         Ok(Self { source: source.to_string(), kind })
+    }
+
+    /// The pattern matching `text` alone, wildcard characters included.
+    pub fn exactly(text: &str) -> Self {
+        Self { source: text.to_string(), kind: Kind::Exact(text.to_string()) }
     }
 
     /// The pattern as written.
@@ -176,6 +192,24 @@ impl Pattern {
                 !(p.starts_with(&q) || q.starts_with(&p)) || !(s.ends_with(&t) || t.ends_with(&s))
             }
         }
+    }
+
+    /// The pattern as pieces, adjacent characters joined into one `Text`.
+    pub fn pieces(&self) -> Vec<GlobPiece> {
+        let tokens = match &self.kind {
+            Kind::Exact(s) => return vec![GlobPiece::Text(s.clone())],
+            Kind::Glob(tokens) => tokens,
+        };
+        let mut out: Vec<GlobPiece> = Vec::new();
+        for token in tokens {
+            match (token, out.last_mut()) {
+                (Token::Literal(c), Some(GlobPiece::Text(text))) => text.push(*c),
+                (Token::Literal(c), _) => out.push(GlobPiece::Text(c.to_string())),
+                (Token::AnyRun, _) => out.push(GlobPiece::AnyRun),
+                (Token::AnyOne, _) => out.push(GlobPiece::AnyOne),
+            }
+        }
+        out
     }
 
     /// Whether `text` matches the whole pattern.

@@ -10,6 +10,7 @@
 //! - `eval`: the decision, its explanation, and grant rendering.
 //! - `cases`: the files' inline `tests:` cases.
 //! - `lint`, `check`: warnings, and the report of `tessera mappings check`.
+//! - `view`: a rule's matches and grant, read-only, for `tessera trust`.
 //! - `reload`: watching the directory and swapping valid changes in.
 //!
 //! A directory of `*.yaml` / `*.yml` files is loaded in name order and validated as a
@@ -69,6 +70,7 @@ mod glob;
 mod lint;
 mod reload;
 mod template;
+mod view;
 mod yaml;
 
 #[cfg(test)]
@@ -88,8 +90,10 @@ pub use check::{CheckReport, Diagnostic, Severity, TestResult};
 pub use error::{Denial, EvalError, LoadError, LoadErrors};
 pub use eval::{Decision, Evaluation, GrantPreview, GrantableScope, RuleTrace, TraceOutcome};
 pub use file::{Effect, Expectation};
+pub use glob::GlobPiece;
 pub use lint::Warning;
 pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
+pub use view::{GrantValue, RuleView, TemplatePiece};
 
 use crate::mapping::compile::{CompiledRule, RuleIndex, TestCase};
 use crate::mapping::yaml::Pos;

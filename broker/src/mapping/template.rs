@@ -104,6 +104,18 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// The template as literal text and field names, for `tessera trust`.
+    pub fn pieces(&self) -> Vec<crate::mapping::TemplatePiece> {
+        use crate::mapping::TemplatePiece;
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => TemplatePiece::Text(s.clone()),
+                Part::Field(f) => TemplatePiece::Field(f.clone()),
+            })
+            .collect()
+    }
+
     /// The template's text when it references no field: the same for every identity.
     pub fn literal(&self) -> Option<&str> {
         match self.parts.as_slice() {

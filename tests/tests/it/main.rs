@@ -25,6 +25,7 @@ mod reload;
 mod replicas;
 mod targets_aws;
 mod targets_cloud;
+mod trust;
 
 use serde_json::Value;
 use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};

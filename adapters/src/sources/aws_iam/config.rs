@@ -10,6 +10,7 @@ use super::AwsIamSource;
 use super::request::RequestPolicy;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::{duration, validate_name};
+use crate::identity::IdShape;
 use crate::net::check_url;
 use crate::source::IdentitySource;
 
@@ -185,6 +186,18 @@ pub(crate) fn is_account_id(s: &str) -> bool {
 impl BuildSource for AwsIamSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `aws://{account}/{role|user}/{name}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(
+            IdShape::literal("aws://")
+                .field("tenant")
+                .then("/")
+                .field("attributes.aws.principal_type")
+                .then("/")
+                .field("name"),
+        )
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

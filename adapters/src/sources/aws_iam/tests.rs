@@ -654,6 +654,8 @@ async fn a_verified_role_becomes_the_documented_identity() {
     let verified = f.verify().await.unwrap();
     let id = verified.identity();
     assert_eq!(id.id, "aws://123456789012/role/payments-api");
+    let shape = source_config(json!({})).id_shape().unwrap();
+    assert_eq!(shape.render(id).as_deref(), Some(id.id.as_str()));
     assert_eq!(id.provider, "aws_iam");
     assert_eq!(id.source, "aws");
     assert_eq!(id.issuer, f.server.url("/"));

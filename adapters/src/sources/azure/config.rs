@@ -10,6 +10,7 @@ use super::AzureSource;
 use super::verify::{AzureClaims, IssuerTenant};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, HeaderRule, IssuerRule, JwksLocation, JwtSourceSettings, KeyUse, KindRules};
 use crate::source::IdentitySource;
 
@@ -111,6 +112,11 @@ fn host(field: &'static str, value: &str) -> Result<String, BuildError> {
 impl BuildSource for AzureSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `azure://{tenant}/{oid}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal("azure://").field("tenant").then("/").field("subject"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

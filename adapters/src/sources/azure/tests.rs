@@ -116,6 +116,7 @@ async fn v1_and_v2_tokens_map_to_the_same_identity() {
     let two = f.verify(&source, &v2(json!({}))).await.unwrap();
     for id in [&one, &two] {
         assert_eq!(id.id, format!("azure://{TID}/{OID}"));
+        f.assert_id_shape(json!({}), id);
         assert_eq!(id.subject, OID);
         assert_eq!(id.tenant.as_deref(), Some(TID));
         assert_eq!(id.namespace.as_deref(), Some("0b1c2d3e-1111-2222-3333-444455556666"));

@@ -9,6 +9,7 @@ use super::verify::CircleciClaims;
 use super::{CircleciSource, issuer};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
@@ -51,6 +52,11 @@ const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 impl BuildSource for CircleciSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `circleci://{organization}/project/{project}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal(format!("circleci://{}/project/", self.organization_id)).field("namespace"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

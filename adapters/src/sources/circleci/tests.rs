@@ -62,6 +62,7 @@ async fn token_maps_to_the_identity() {
     let source = f.source(json!({ "attributes": { "branch": "claims.oidc.circleci.com/vcs-ref" } }));
     let id = f.verify(&source, &token(json!({}))).await.unwrap();
     assert_eq!(id.id, format!("circleci://{ORG}/project/{PROJECT}"));
+    f.assert_id_shape(json!({}), &id);
     assert_eq!(id.provider, "circleci");
     assert_eq!(id.issuer, format!("https://oidc.circleci.com/org/{ORG}"));
     assert!(id.subject.starts_with(&format!("org/{ORG}/project/{PROJECT}/user/")));

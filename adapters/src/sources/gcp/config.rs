@@ -9,6 +9,7 @@ use super::verify::GcpClaims;
 use super::{GOOGLE_ISSUERS, GcpSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
@@ -50,6 +51,11 @@ const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 impl BuildSource for GcpSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `gcp://sa/{email}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal("gcp://sa/").field("name"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

@@ -87,6 +87,7 @@ async fn full_format_token_maps_to_the_identity() {
     assert_eq!(source.kind(), "gcp");
     let id = f.verify(&source, &full(json!({}))).await.unwrap();
     assert_eq!(id.id, "gcp://sa/api@payments-prod.iam.gserviceaccount.com");
+    f.assert_id_shape(json!({}), &id);
     assert_eq!(id.subject, "107517467455664443765");
     assert_eq!(id.issuer, "https://accounts.google.com");
     assert_eq!(id.tenant.as_deref(), Some("payments-prod"));

@@ -9,6 +9,7 @@ use super::verify::GithubActionsClaims;
 use super::{GITHUB_ISSUER, GithubActionsSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
@@ -58,6 +59,11 @@ const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 impl BuildSource for GithubActionsSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `github://{repository}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal("github://").field("namespace"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

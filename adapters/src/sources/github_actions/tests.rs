@@ -80,6 +80,7 @@ async fn actions_token_maps_to_the_identity() {
     assert_eq!(source.issuers(), vec![GITHUB_ISSUER.to_string()]);
     let id = f.verify(&source, &actions(json!({}))).await.unwrap();
     assert_eq!(id.id, "github://octo-org/octo-repo");
+    f.assert_id_shape(json!({}), &id);
     assert_eq!(id.subject, "repo:octo-org/octo-repo:environment:prod");
     assert_eq!(id.issuer, GITHUB_ISSUER);
     assert_eq!(id.tenant.as_deref(), Some("octo-org"));

@@ -8,6 +8,7 @@ use super::verify::GitlabCiClaims;
 use super::{GITLAB_COM_ISSUER, GitlabCiSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
@@ -46,6 +47,18 @@ pub struct GitlabCiSourceConfig {
     pub allowed_namespace_ids: Vec<u64>,
 }
 
+impl GitlabCiSourceConfig {
+    /// The instance part of identity ids: the issuer's host, port and path.
+    fn instance(&self) -> Result<String, BuildError> {
+        let url = url::Url::parse(&self.issuer).map_err(|e| {
+            BuildError::field("issuer", format!("issuer `{}` is not a URL: {e}", self.issuer))
+        })?;
+        let host = url.host_str().ok_or_else(|| BuildError::field("issuer", "issuer has no host"))?;
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        Ok(format!("{host}{port}{}", url.path().trim_end_matches('/')))
+    }
+}
+
 fn default_issuer() -> String {
     GITLAB_COM_ISSUER.to_owned()
 }
@@ -53,6 +66,12 @@ fn default_issuer() -> String {
 impl BuildSource for GitlabCiSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `gitlab://{instance}/{project path}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        let instance = self.instance().ok()?;
+        Some(IdShape::literal(format!("gitlab://{instance}/")).field("namespace"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {
@@ -72,14 +91,8 @@ impl BuildSource for GitlabCiSourceConfig {
                 "a namespace is a group path like `platform` or `platform/payments`",
             ));
         }
-        let url = url::Url::parse(&self.issuer).map_err(|e| {
-            BuildError::field("issuer", format!("issuer `{}` is not a URL: {e}", self.issuer))
-        })?;
-        let host = url.host_str().ok_or_else(|| BuildError::field("issuer", "issuer has no host"))?;
-        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let instance = format!("{host}{port}{}", url.path().trim_end_matches('/'));
         let mapper = GitlabCiClaims {
-            instance,
+            instance: self.instance()?,
             namespaces: self.allowed_namespaces.iter().map(|n| n.to_ascii_lowercase()).collect(),
             namespace_ids: self.allowed_namespace_ids.iter().map(u64::to_string).collect(),
         };

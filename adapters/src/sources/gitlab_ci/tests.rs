@@ -89,6 +89,7 @@ async fn id_token_maps_to_the_identity() {
     assert_eq!(source.kind(), "gitlab_ci");
     let id = f.verify(&source, &id_token(json!({}))).await.unwrap();
     assert_eq!(id.id, "gitlab://gitlab.example.com/my-group/my-project");
+    f.assert_id_shape(json!({}), &id);
     assert_eq!(id.subject, "project_path:my-group/my-project:ref_type:branch:ref:feature-branch-1");
     assert_eq!(id.issuer, ISS);
     assert_eq!(id.tenant.as_deref(), Some("my-group"));

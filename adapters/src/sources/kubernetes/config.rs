@@ -8,6 +8,7 @@ use super::KubernetesSource;
 use super::verify::{KubernetesClaims, LEGACY_ISSUER, is_api_server_audience};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
@@ -57,6 +58,16 @@ pub struct KubernetesSourceConfig {
 impl BuildSource for KubernetesSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `k8s://{source}/ns/{namespace}/sa/{name}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(
+            IdShape::literal(format!("k8s://{}/ns/", self.name))
+                .field("namespace")
+                .then("/sa/")
+                .field("name"),
+        )
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

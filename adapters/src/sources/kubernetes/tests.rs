@@ -84,6 +84,7 @@ async fn projected_token_maps_to_the_identity() {
     assert_eq!(source.issuers(), vec![ISS.to_string()]);
     let id = f.verify(&source, &projected(json!({}))).await.unwrap();
     assert_eq!(id.id, "k8s://eks-prod/ns/payments/sa/api");
+    f.assert_id_shape(json!({ "cluster": "prod-eu", "region": "eu-west-1" }), &id);
     assert_eq!(id.provider, "kubernetes");
     assert_eq!(id.source, "eks-prod");
     assert_eq!(id.issuer, ISS);

@@ -8,6 +8,7 @@ use super::OidcSource;
 use super::verify::OidcClaims;
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{Algorithm, JwtSourceSettings, KindRules};
 use crate::source::IdentitySource;
 
@@ -82,6 +83,11 @@ impl OidcSourceConfig {
 impl BuildSource for OidcSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `oidc://{source}/{subject}`.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal(format!("oidc://{}/", self.name)).field("subject"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

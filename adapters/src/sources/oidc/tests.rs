@@ -187,6 +187,7 @@ async fn verifies_and_maps_the_identity() {
     let verified = source.verify(&subject_jwt(token.clone())).await.unwrap();
     let id = verified.identity();
     assert_eq!(id.id, "oidc://corp-idp/svc-42");
+    f.assert_id_shape(json!({}), id);
     assert_eq!(id.provider, "oidc");
     assert_eq!(id.source, "corp-idp");
     assert_eq!(id.issuer, ISS);

@@ -14,6 +14,7 @@ use super::id::valid_trust_domain;
 use super::verify::{SpiffeClaims, SpiffeSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
+use crate::identity::IdShape;
 use crate::jwt::{HeaderRule, IssuerRule, JwksLocation, JwtSource, JwtSourceSettings, KeyUse, KindRules};
 use crate::source::IdentitySource;
 
@@ -275,6 +276,11 @@ fn trust_domain(text: &str) -> Result<String, BuildError> {
 impl BuildSource for SpiffeSourceConfig {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// the SPIFFE ID.
+    fn id_shape(&self) -> Option<IdShape> {
+        Some(IdShape::literal("spiffe://").field("tenant").field("name"))
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn IdentitySource>, BuildError> {

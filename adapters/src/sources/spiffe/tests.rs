@@ -82,6 +82,7 @@ async fn jwt_svid_maps_to_the_identity_and_routes_by_type() {
     assert!(!source.accepts(SubjectTokenType::IdToken));
     let id = f.verify(&source, &svid(json!({}))).await.unwrap();
     assert_eq!(id.id, ID);
+    f.assert_id_shape(json!({}), &id);
     assert_eq!(id.subject, ID);
     assert_eq!(id.issuer, "spiffe://example.org");
     assert_eq!(id.tenant.as_deref(), Some("example.org"));

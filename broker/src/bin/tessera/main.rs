@@ -16,6 +16,7 @@ use tessera_broker::{Adapters, Broker, config, demo, issuer};
 mod aws;
 mod doctor;
 mod mappings;
+mod trust;
 mod workloads;
 
 #[derive(Debug, Parser)]
@@ -76,6 +77,10 @@ enum Command {
         #[command(subcommand)]
         command: mappings::MappingsCommand,
     },
+    /// Print the setup a target's platform needs to trust Tessera (an IAM OIDC provider
+    /// and role trust policies, a workload identity pool, federated credentials), written
+    /// from broker.yaml and the mapping rules that grant the target (docs/targets.md).
+    Trust(trust::TrustArgs),
     /// Helpers for workloads on AWS.
     Aws {
         #[command(subcommand)]
@@ -134,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config).await,
             Command::Keys { command: KeysCommand::List { config } } => list_keys(config),
             Command::Mappings { command } => mappings::run(command).await,
+            Command::Trust(args) => trust::run(&args),
             Command::Aws { command } => aws::run(command).await,
             Command::Agent { config } => Ok(tessera_agent::run_file(&config, shutdown_signal()).await?),
             Command::Workloads(args) => workloads::run(args).await,
