@@ -30,7 +30,8 @@ fn subject_token(bytes: usize) -> (String, Vec<u8>) {
     let header = B64.encode(br#"{"alg":"RS256","typ":"JWT","kid":"bench"}"#);
     // 342 characters of signature and two dots; the claims fill the rest.
     let claims_len = (bytes.saturating_sub(header.len() + 344) * 3 / 4).max(64);
-    let base = r#"{"iss":"http://127.0.0.1:8081","sub":"payments-api","aud":"tessera","exp":1900000000,"pad":""#;
+    let base =
+        r#"{"iss":"http://127.0.0.1:8081","sub":"payments-api","aud":"tessera","exp":1900000000,"pad":""#;
     let claims = format!("{base}{}\"}}", "x".repeat(claims_len.saturating_sub(base.len() + 2)));
     let input = format!("{header}.{}", B64.encode(claims));
     let mut sig = vec![0; key.public_modulus_len()];
@@ -62,6 +63,9 @@ fn main() {
     let (wall, cpu) = (wall.elapsed().as_secs_f64(), (thread_cpu() - cpu).as_secs_f64());
     let cpu = if cpu > 0.0 { cpu } else { wall };
     println!("subject token: RS256, {} bytes; issued: ES256; one thread", token.len());
-    println!("{ops} verify+sign in {wall:.2} s wall, {cpu:.2} s CPU: {:.0}/s of wall time", ops as f64 / wall);
+    println!(
+        "{ops} verify+sign in {wall:.2} s wall, {cpu:.2} s CPU: {:.0}/s of wall time",
+        ops as f64 / wall
+    );
     println!("crypto_bound_per_core {:.0}", ops as f64 / cpu);
 }

@@ -143,7 +143,11 @@ impl KeySet {
                     // A kid we know but cannot use answers "incompatible", not "missing",
                     // so tokens naming it never trigger a refetch.
                     if !kid.is_empty() {
-                        keys.push(VerifyingKey { kid: Some(kid.to_owned()), parsed: Vec::new(), digest: None });
+                        keys.push(VerifyingKey {
+                            kid: Some(kid.to_owned()),
+                            parsed: Vec::new(),
+                            digest: None,
+                        });
                     }
                 }
             }
@@ -317,7 +321,8 @@ fn ec_keys(jwk: &Map<String, Value>, width: usize, algs: &[Algorithm]) -> Result
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    let parsed = algs.iter().map(|&alg| Ok((alg, point_key(alg, &point)?))).collect::<Result<Vec<_>, &str>>()?;
+    let parsed =
+        algs.iter().map(|&alg| Ok((alg, point_key(alg, &point)?))).collect::<Result<Vec<_>, &str>>()?;
     Ok((parsed, KeyDigest::of(&[b"EC", &point])))
 }
 

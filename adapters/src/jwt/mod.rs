@@ -41,6 +41,6 @@ pub use decode::{MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer, peek_subject};
 pub use jwks::{JwksCache, JwksError, JwksLocation, JwksOptions};
 pub use keys::{KeySet, KeySetError, KeyUse};
 pub use policy::{HeaderRule, IssuerRule, JwtPolicy};
-pub use token_cache::TokenCacheOptions;
 pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base};
+pub use token_cache::TokenCacheOptions;
 pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};

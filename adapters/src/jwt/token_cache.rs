@@ -145,7 +145,13 @@ impl TokenCache {
     /// Remember a token its source has just verified and mapped to `identity`. At the
     /// bound, expired entries go first, then an arbitrary eighth of the rest, so that
     /// making room is not a scan per insert.
-    pub(crate) fn insert(&self, token: TokenDigest, claims: &VerifiedClaims, identity: &VerifiedIdentity, now: i64) {
+    pub(crate) fn insert(
+        &self,
+        token: TokenDigest,
+        claims: &VerifiedClaims,
+        identity: &VerifiedIdentity,
+        now: i64,
+    ) {
         if claims.expires_at() <= now {
             return;
         }
@@ -153,7 +159,8 @@ impl TokenCache {
         if entries.len() >= self.max_entries && !entries.contains_key(&token) {
             entries.retain(|_, e| e.expires_at > now);
             if entries.len() >= self.max_entries {
-                let evict: Vec<TokenDigest> = entries.keys().take(self.max_entries / 8 + 1).copied().collect();
+                let evict: Vec<TokenDigest> =
+                    entries.keys().take(self.max_entries / 8 + 1).copied().collect();
                 for digest in evict {
                     entries.remove(&digest);
                 }
@@ -189,10 +196,16 @@ mod tests {
     /// Claims of a token verified by `key`, expiring at `exp`, and an identity for them.
     fn verified(key: &TestKey, jti: usize, exp: i64) -> (TokenDigest, VerifiedClaims, VerifiedIdentity) {
         let keys = KeySet::from_json(jwks(&[key.jwk()]).as_bytes(), &[Algorithm::Es256]).unwrap();
-        let policy =
-            JwtPolicy::new("https://i", vec!["a".into()], vec![Algorithm::Es256], DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME)
-                .unwrap();
-        let claims = json!({ "iss": "https://i", "aud": "a", "sub": "s", "iat": NOW, "exp": exp, "jti": jti });
+        let policy = JwtPolicy::new(
+            "https://i",
+            vec!["a".into()],
+            vec![Algorithm::Es256],
+            DEFAULT_LEEWAY,
+            DEFAULT_MAX_LIFETIME,
+        )
+        .unwrap();
+        let claims =
+            json!({ "iss": "https://i", "aud": "a", "sub": "s", "iat": NOW, "exp": exp, "jti": jti });
         let token = key.token("ES256", &claims);
         let claims = verify_with_keys(&token, &policy, &keys, NOW).unwrap();
         let identity = serde_json::from_value(json!({
@@ -240,7 +253,8 @@ mod tests {
         let cache = cache(10);
         let (digest, claims, identity) = verified(&key, 0, NOW + 600);
         cache.insert(digest, &claims, &identity, NOW);
-        let same = KeySet::from_json(jwks(&[key.jwk(), other.jwk()]).as_bytes(), &[Algorithm::Es256]).unwrap();
+        let same =
+            KeySet::from_json(jwks(&[key.jwk(), other.jwk()]).as_bytes(), &[Algorithm::Es256]).unwrap();
         assert!(cache.get(&digest, NOW).unwrap().still_holds(&same).is_some());
         let rotated = KeySet::from_json(jwks(&[other.jwk()]).as_bytes(), &[Algorithm::Es256]).unwrap();
         assert!(cache.get(&digest, NOW).unwrap().still_holds(&rotated).is_none());

@@ -313,8 +313,10 @@ impl AuditStore {
 
 /// See [`AuditStore::events`].
 async fn events(pool: &AnyPool, backend: Backend, query: &EventQuery) -> Result<EventPage, StoreError> {
-    let mut sql =
-        Sql::new(backend, &format!("SELECT {} FROM tessera_audit_events WHERE 1 = 1", EVENT_COLUMNS.join(", ")));
+    let mut sql = Sql::new(
+        backend,
+        &format!("SELECT {} FROM tessera_audit_events WHERE 1 = 1", EVENT_COLUMNS.join(", ")),
+    );
     if let Some(since) = query.since_ms {
         sql.and("time_ms >=", Param::Int(since));
     }
@@ -533,8 +535,10 @@ async fn insert_events(
     backend: Backend,
     events: &[&AuditEvent],
 ) -> Result<(), sqlx::Error> {
-    let mut sql =
-        Sql::new(backend, &format!("INSERT INTO tessera_audit_events ({}) VALUES ", EVENT_COLUMNS.join(", ")));
+    let mut sql = Sql::new(
+        backend,
+        &format!("INSERT INTO tessera_audit_events ({}) VALUES ", EVENT_COLUMNS.join(", ")),
+    );
     for (i, event) in events.iter().enumerate() {
         sql.tuple(i, event_values(event));
     }

@@ -371,7 +371,8 @@ mod token_cache {
         let (a, b) = (TestKey::p256("a"), TestKey::p256("b"));
         server.set("/jwks", 200, jwks(&[a.jwk()]));
         let f = fixture(TestKey::p256("unused"), "ES256");
-        let source = f.source(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }));
+        let source =
+            f.source(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }));
         let token_a = a.token("ES256", &claims(json!({})));
         let first = present(&source, &token_a).await.unwrap();
         assert!(Arc::ptr_eq(&first.shared(), &present(&source, &token_a).await.unwrap().shared()));
@@ -389,7 +390,8 @@ mod token_cache {
         let (a, a_other, b) = (TestKey::rsa("a"), TestKey::rsa_other("a"), TestKey::p256("b"));
         server.set("/jwks", 200, jwks(&[a.jwk()]));
         let f = fixture(TestKey::p256("unused"), "ES256");
-        let source = f.source(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }));
+        let source =
+            f.source(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }));
         let token_a = a.token("RS256", &claims(json!({})));
         present(&source, &token_a).await.unwrap();
 
