@@ -26,6 +26,8 @@ pub struct BuildContext {
     pub base_dir: PathBuf,
     /// Told about upstream traffic (key set fetches), for metrics.
     pub observer: Arc<dyn Observer>,
+    /// The verified-token cache each JWT source keeps.
+    pub token_cache: crate::jwt::TokenCacheOptions,
 }
 
 impl BuildContext {

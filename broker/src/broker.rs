@@ -84,7 +84,14 @@ impl Adapters {
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let cx = BuildContext { clock, http, signer, base_dir: config.base_dir.clone(), observer };
+        let cx = BuildContext {
+            clock,
+            http,
+            signer,
+            base_dir: config.base_dir.clone(),
+            observer,
+            token_cache: config.config.token_cache(),
+        };
 
         let mut errors: Vec<ConfigError> = Vec::new();
         let mut sources: Vec<Arc<dyn IdentitySource>> = Vec::new();

@@ -257,12 +257,17 @@ impl Pipeline {
         let result = self.run(&req, &mut trail).await;
         let source = trail.source.clone();
         let event = self.audit_event(&req, trail, &result, started);
+        // The audit event is the record of every exchange: the log has a line per exchange
+        // only at debug, and failures (Tessera's or an upstream's) at info.
         match &result {
             Ok(_) => {
-                tracing::info!(request_id = %req.request_id, target = %req.audience, reason = "TS-OK", "exchange allowed")
+                tracing::debug!(request_id = %req.request_id, target = %req.audience, reason = "TS-OK", "exchange allowed")
+            }
+            Err(e) if e.is_failure() => {
+                tracing::info!(request_id = %req.request_id, target = %req.audience, reason = e.code(), detail = %e, "exchange failed")
             }
             Err(e) => {
-                tracing::info!(request_id = %req.request_id, target = %req.audience, reason = e.code(), detail = %e, "exchange refused")
+                tracing::debug!(request_id = %req.request_id, target = %req.audience, reason = e.code(), detail = %e, "exchange refused")
             }
         }
         let recorded = match event {

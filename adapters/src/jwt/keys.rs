@@ -41,22 +41,46 @@ pub enum KeyUse {
     JwtSvid,
 }
 
-/// One verification key: its `kid` and the parsed key for each algorithm it may verify.
+/// SHA-256 of a key's public material (RSA modulus and exponent, EC point, Ed25519 key):
+/// tells whether a key set still holds the very key that verified a token, however the
+/// set was refetched and whatever `kid` the key is published under now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyDigest([u8; 32]);
+
+impl KeyDigest {
+    fn of(parts: &[&[u8]]) -> Self {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in parts {
+            // Length-prefixed, so that no two keys' parts run together alike.
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut out = [0; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Self(out)
+    }
+}
+
+/// One verification key: its `kid`, the parsed key for each algorithm it may verify, and
+/// the digest of its material (`None` for a kid kept only to answer "incompatible").
 struct VerifyingKey {
     kid: Option<String>,
     parsed: Vec<(Algorithm, ParsedPublicKey)>,
+    digest: Option<KeyDigest>,
 }
 
 impl VerifyingKey {
-    fn for_alg(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
-        self.parsed.iter().find(|(a, _)| *a == alg).map(|(_, k)| k)
+    fn for_alg(&self, alg: Algorithm) -> Option<(&ParsedPublicKey, KeyDigest)> {
+        let digest = self.digest?;
+        self.parsed.iter().find(|(a, _)| *a == alg).map(|(_, k)| (k, digest))
     }
 }
 
 /// What looking up a key for a token found.
 #[derive(Debug)]
 pub(crate) enum Selection<'a> {
-    Found(&'a ParsedPublicKey),
+    /// The key, and the digest of its material.
+    Found(&'a ParsedPublicKey, KeyDigest),
     /// No key has this kid (or, without a kid, no key fits the algorithm): the set may be
     /// out of date.
     Missing,
@@ -119,7 +143,11 @@ impl KeySet {
                     // A kid we know but cannot use answers "incompatible", not "missing",
                     // so tokens naming it never trigger a refetch.
                     if !kid.is_empty() {
-                        keys.push(VerifyingKey { kid: Some(kid.to_owned()), parsed: Vec::new() });
+                        keys.push(VerifyingKey {
+                            kid: Some(kid.to_owned()),
+                            parsed: Vec::new(),
+                            digest: None,
+                        });
                     }
                 }
             }
@@ -166,17 +194,27 @@ impl KeySet {
                 if named.peek().is_none() {
                     return Selection::Missing;
                 }
-                named.find_map(|k| k.for_alg(alg)).map_or(Selection::Incompatible, Selection::Found)
+                named
+                    .find_map(|k| k.for_alg(alg))
+                    .map_or(Selection::Incompatible, |(key, digest)| Selection::Found(key, digest))
             }
             None => {
                 let mut fitting = self.keys.iter().filter_map(|k| k.for_alg(alg));
                 match (fitting.next(), fitting.next()) {
-                    (Some(key), None) => Selection::Found(key),
+                    (Some((key, digest)), None) => Selection::Found(key, digest),
                     (None, _) => Selection::Missing,
                     (Some(_), Some(_)) => Selection::Ambiguous,
                 }
             }
         }
+    }
+}
+
+impl KeySet {
+    /// Whether the key a token names (`kid`, `alg`) is still the key whose material is
+    /// `digest`: false once that key has left the set or its kid names another key.
+    pub(crate) fn still_holds(&self, kid: Option<&str>, alg: Algorithm, digest: KeyDigest) -> bool {
+        matches!(self.select(kid, alg), Selection::Found(_, found) if found == digest)
     }
 }
 
@@ -208,12 +246,12 @@ fn parse_jwk(
         .copied()
         .filter(|a| a.key_kind() == kind && own_alg.is_none_or(|own| own == *a))
         .collect();
-    let parsed = match kind {
+    let (parsed, digest) = match kind {
         KeyKind::Rsa => rsa_keys(jwk, &algs)?,
         KeyKind::P256 | KeyKind::P384 => ec_keys(jwk, if kind == KeyKind::P256 { 32 } else { 48 }, &algs)?,
         KeyKind::Ed25519 => ed25519_keys(jwk, &algs)?,
     };
-    Ok(VerifyingKey { kid, parsed })
+    Ok(VerifyingKey { kid, parsed, digest: Some(digest) })
 }
 
 /// The members that say whether and how a key may verify: `kid` (returned), `use`,
@@ -251,7 +289,8 @@ fn check_metadata(jwk: &Map<String, Value>, key_use: KeyUse) -> Result<Option<St
     Ok(kid)
 }
 
-type ParsedKeys = Vec<(Algorithm, ParsedPublicKey)>;
+/// A key parsed for each of its algorithms, and the digest of its material.
+type ParsedKeys = (Vec<(Algorithm, ParsedPublicKey)>, KeyDigest);
 
 fn rsa_keys(jwk: &Map<String, Value>, algs: &[Algorithm]) -> Result<ParsedKeys, &'static str> {
     let n = strip_leading_zeros(b64(jwk, "n")?);
@@ -267,7 +306,7 @@ fn rsa_keys(jwk: &Map<String, Value>, algs: &[Algorithm]) -> Result<ParsedKeys, 
         let key = components.to_parsed_public_key(params).map_err(|_| "invalid RSA key")?;
         parsed.push((alg, key));
     }
-    Ok(parsed)
+    Ok((parsed, KeyDigest::of(&[b"RSA", &n, &e])))
 }
 
 /// An EC key whose coordinates are `width` bytes each.
@@ -282,7 +321,9 @@ fn ec_keys(jwk: &Map<String, Value>, width: usize, algs: &[Algorithm]) -> Result
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    algs.iter().map(|&alg| Ok((alg, point_key(alg, &point)?))).collect()
+    let parsed =
+        algs.iter().map(|&alg| Ok((alg, point_key(alg, &point)?))).collect::<Result<Vec<_>, &str>>()?;
+    Ok((parsed, KeyDigest::of(&[b"EC", &point])))
 }
 
 fn ed25519_keys(jwk: &Map<String, Value>, algs: &[Algorithm]) -> Result<ParsedKeys, &'static str> {
@@ -290,7 +331,8 @@ fn ed25519_keys(jwk: &Map<String, Value>, algs: &[Algorithm]) -> Result<ParsedKe
     if x.len() != 32 {
         return Err("Ed25519 key has the wrong length");
     }
-    algs.iter().map(|&alg| Ok((alg, point_key(alg, &x)?))).collect()
+    let parsed = algs.iter().map(|&alg| Ok((alg, point_key(alg, &x)?))).collect::<Result<Vec<_>, &str>>()?;
+    Ok((parsed, KeyDigest::of(&[b"OKP", &x])))
 }
 
 fn point_key(alg: Algorithm, bytes: &[u8]) -> Result<ParsedPublicKey, &'static str> {
@@ -339,11 +381,11 @@ mod tests {
         .unwrap();
         assert_eq!(set.usable_len(), 4);
         for alg in [Algorithm::Rs256, Algorithm::Rs512, Algorithm::Ps384] {
-            assert!(matches!(set.select(Some("r"), alg), Selection::Found(_)), "{alg}");
+            assert!(matches!(set.select(Some("r"), alg), Selection::Found(..)), "{alg}");
         }
-        assert!(matches!(set.select(Some("e"), Algorithm::Es256), Selection::Found(_)));
-        assert!(matches!(set.select(Some("e384"), Algorithm::Es384), Selection::Found(_)));
-        assert!(matches!(set.select(Some("o"), Algorithm::EdDsa), Selection::Found(_)));
+        assert!(matches!(set.select(Some("e"), Algorithm::Es256), Selection::Found(..)));
+        assert!(matches!(set.select(Some("e384"), Algorithm::Es384), Selection::Found(..)));
+        assert!(matches!(set.select(Some("o"), Algorithm::EdDsa), Selection::Found(..)));
         // Key type must fit the algorithm.
         assert!(matches!(set.select(Some("r"), Algorithm::Es256), Selection::Incompatible));
         assert!(matches!(set.select(Some("e"), Algorithm::Rs256), Selection::Incompatible));
@@ -368,7 +410,7 @@ mod tests {
         let mut jwk = rsa.jwk();
         jwk["alg"] = "PS256".into();
         let set = KeySet::from_json(jwks(&[jwk]).as_bytes(), &Algorithm::ALL).unwrap();
-        assert!(matches!(set.select(Some("r"), Algorithm::Ps256), Selection::Found(_)));
+        assert!(matches!(set.select(Some("r"), Algorithm::Ps256), Selection::Found(..)));
         assert!(matches!(set.select(Some("r"), Algorithm::Rs256), Selection::Incompatible));
     }
 
@@ -378,7 +420,7 @@ mod tests {
         let b = TestKey::p256("b");
         let r = TestKey::rsa("r");
         let one = KeySet::from_json(jwks(&[a.jwk(), r.jwk()]).as_bytes(), &Algorithm::DEFAULT).unwrap();
-        assert!(matches!(one.select(None, Algorithm::Es256), Selection::Found(_)));
+        assert!(matches!(one.select(None, Algorithm::Es256), Selection::Found(..)));
         let two = KeySet::from_json(jwks(&[a.jwk(), b.jwk()]).as_bytes(), &Algorithm::DEFAULT).unwrap();
         assert!(matches!(two.select(None, Algorithm::Es256), Selection::Ambiguous));
         assert!(matches!(two.select(None, Algorithm::Rs256), Selection::Missing));
@@ -404,7 +446,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(set.usable_len(), 1);
-        assert!(matches!(set.select(Some("good"), Algorithm::Es256), Selection::Found(_)));
+        assert!(matches!(set.select(Some("good"), Algorithm::Es256), Selection::Found(..)));
         for kid in ["enc", "priv", "ops", "hmac", "b64", "short"] {
             assert!(matches!(set.select(Some(kid), Algorithm::Es256), Selection::Incompatible), "{kid}");
         }
@@ -440,7 +482,7 @@ mod tests {
         n.extend(rsa.rsa_modulus());
         jwk["n"] = crate::jwt::testkit::b64(&n).into();
         let set = KeySet::from_json(jwks(&[jwk]).as_bytes(), &Algorithm::ALL).unwrap();
-        assert!(matches!(set.select(Some("r"), Algorithm::Rs256), Selection::Found(_)));
+        assert!(matches!(set.select(Some("r"), Algorithm::Rs256), Selection::Found(..)));
     }
 
     #[test]
@@ -486,18 +528,18 @@ mod tests {
 
         let plain = KeySet::from_json(doc.as_bytes(), &Algorithm::ALL).unwrap();
         assert_eq!(plain.usable_len(), 2);
-        assert!(matches!(plain.select(Some("sig"), Algorithm::Es256), Selection::Found(_)));
-        assert!(matches!(plain.select(Some("bare"), Algorithm::Es256), Selection::Found(_)));
+        assert!(matches!(plain.select(Some("sig"), Algorithm::Es256), Selection::Found(..)));
+        assert!(matches!(plain.select(Some("bare"), Algorithm::Es256), Selection::Found(..)));
         assert!(matches!(plain.select(Some("svid"), Algorithm::Es256), Selection::Incompatible));
 
         // JWT-SVID §6.2: only `use: jwt-svid` keys, and §6.1: each with a kid.
         let bundle = KeySet::from_json_for(doc.as_bytes(), &Algorithm::ALL, KeyUse::JwtSvid).unwrap();
         assert_eq!(bundle.usable_len(), 1);
-        assert!(matches!(bundle.select(Some("svid"), Algorithm::Es256), Selection::Found(_)));
+        assert!(matches!(bundle.select(Some("svid"), Algorithm::Es256), Selection::Found(..)));
         for kid in ["x509", "sig", "bare"] {
             assert!(matches!(bundle.select(Some(kid), Algorithm::Es256), Selection::Incompatible), "{kid}");
         }
-        assert!(matches!(bundle.select(None, Algorithm::Es256), Selection::Found(_)));
+        assert!(matches!(bundle.select(None, Algorithm::Es256), Selection::Found(..)));
     }
 
     #[test]

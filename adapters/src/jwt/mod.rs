@@ -14,6 +14,8 @@
 //! - [`attributes`]: verified claims flattened into identity attributes, and the
 //!   per-source `attributes:` mapping.
 //! - [`source`]: the config keys every JWT kind shares and the generic [`JwtSource`].
+//! - [`token_cache`]: tokens a source verified, remembered by their SHA-256 until they
+//!   expire or their key leaves the key set.
 //!
 //! A source kind flattens [`JwtSourceSettings`] into its config, builds a [`JwtVerifier`]
 //! from it with its [`KindRules`], and maps the [`VerifiedClaims`] to an identity its own
@@ -27,6 +29,7 @@ pub mod jwks;
 pub mod keys;
 pub mod policy;
 pub mod source;
+pub mod token_cache;
 mod verify;
 
 #[cfg(test)]
@@ -39,4 +42,5 @@ pub use jwks::{JwksCache, JwksError, JwksLocation, JwksOptions};
 pub use keys::{KeySet, KeySetError, KeyUse};
 pub use policy::{HeaderRule, IssuerRule, JwtPolicy};
 pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base};
+pub use token_cache::TokenCacheOptions;
 pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};

@@ -17,6 +17,7 @@ use super::attributes::AttributeMapping;
 use super::jwks::{DEFAULT_MAX_STALE, DEFAULT_REFRESH_INTERVAL};
 use super::keys::KeyUse;
 use super::policy::{DEFAULT_LEEWAY, HeaderRule, IssuerRule};
+use super::token_cache::TokenDigest;
 use super::{Algorithm, JwksCache, JwksLocation, JwksOptions, JwtPolicy, JwtVerifier, VerifiedClaims};
 use crate::build::{BuildContext, BuildError};
 use crate::config::duration;
@@ -184,7 +185,7 @@ impl JwtSourceSettings {
             cx.http.clone(),
             Arc::clone(&cx.clock),
         )?;
-        Ok(JwtVerifier::new(policy, keys, Arc::clone(&cx.clock)))
+        Ok(JwtVerifier::new(policy, keys, Arc::clone(&cx.clock)).with_token_cache(cx.token_cache))
     }
 }
 
@@ -252,6 +253,16 @@ impl<M: ClaimsMapper> JwtSource<M> {
     }
 }
 
+impl<M: ClaimsMapper> JwtSource<M> {
+    /// Every check, from the token's shape to the kind's own policy.
+    async fn verify_afresh(&self, token: &str) -> Result<(VerifiedClaims, VerifiedIdentity), SourceError> {
+        let claims = self.verifier.verify(token).await?;
+        let mut identity = self.mapper.identity(&self.name, &claims)?;
+        self.attributes.apply(&claims, &mut identity);
+        Ok((claims, VerifiedIdentity::new(identity)))
+    }
+}
+
 #[async_trait]
 impl<M: ClaimsMapper> IdentitySource for JwtSource<M> {
     fn kind(&self) -> &'static str {
@@ -276,10 +287,22 @@ impl<M: ClaimsMapper> IdentitySource for JwtSource<M> {
         if !self.accepts(token.token_type) {
             return Err(SourceError::UnsupportedTokenType);
         }
-        let claims = self.verifier.verify(token.value.expose()).await?;
-        let mut identity = self.mapper.identity(&self.name, &claims)?;
-        self.attributes.apply(&claims, &mut identity);
-        Ok(VerifiedIdentity::new(identity))
+        let value = token.value.expose();
+        let Some(cache) = self.verifier.token_cache() else {
+            return self.verify_afresh(value).await.map(|(_, verified)| verified);
+        };
+        let digest = TokenDigest::of(value);
+        if let Some(hit) = cache.get(&digest, self.verifier.now()) {
+            // Only a token that verified before gets here: its keys have been fetched.
+            let keys = self.verifier.keys().keys().await?;
+            match hit.still_holds(&keys) {
+                Some(verified) => return Ok(verified),
+                None => cache.remove(&digest),
+            }
+        }
+        let (claims, verified) = self.verify_afresh(value).await?;
+        cache.insert(digest, &claims, &verified, self.verifier.now());
+        Ok(verified)
     }
 
     fn ready(&self) -> bool {

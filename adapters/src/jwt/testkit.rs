@@ -303,6 +303,7 @@ pub fn context(clock: Arc<ManualClock>, base_dir: PathBuf) -> BuildContext {
         signer: Arc::new(NoSigner),
         base_dir,
         observer: Arc::new(NoObserver),
+        token_cache: Default::default(),
     }
 }
 

@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 use super::alg::Algorithm;
 use super::decode::{self, Header, Segments, UnverifiedClaims};
 use super::jwks::JwksCache;
-use super::keys::{KeySet, Selection};
+use super::keys::{KeyDigest, KeySet, Selection};
 use super::policy::{HeaderRule, IssuerRule, JwtPolicy};
+use super::token_cache::{TokenCache, TokenCacheOptions};
 use crate::clock::Clock;
 use crate::source::SourceError;
 
@@ -31,9 +32,17 @@ pub struct VerifiedClaims {
     not_before: Option<i64>,
     issued_at: Option<i64>,
     claims: Map<String, Value>,
+    /// The material of the key that verified the signature.
+    key: KeyDigest,
 }
 
 impl VerifiedClaims {
+    /// The digest of the verifying key's material, to tell later whether the key set
+    /// still holds it.
+    pub(crate) fn key_digest(&self) -> KeyDigest {
+        self.key
+    }
+
     /// The algorithm the signature verified with.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
@@ -215,20 +224,19 @@ fn check_jwt_svid_header(members: &Map<String, Value>) -> Result<(), SourceError
 /// Verify the signature with `key`, then the claims against `policy` at time `now`.
 pub(crate) fn finish(
     prepared: Prepared<'_>,
-    key: &ParsedPublicKey,
+    (key, digest): (&ParsedPublicKey, KeyDigest),
     policy: &JwtPolicy,
     now: i64,
 ) -> Result<VerifiedClaims, SourceError> {
     key.verify_sig(prepared.segments.signing_input.as_bytes(), &prepared.signature)
         .map_err(|_| SourceError::BadSignature)?;
     let claims = UnverifiedClaims::parse(&prepared.payload)?.into_verified_map();
-    check_claims(claims, prepared.alg, prepared.header.kid, policy, now)
+    check_claims(claims, (prepared.alg, prepared.header.kid, digest), policy, now)
 }
 
 fn check_claims(
     claims: Map<String, Value>,
-    algorithm: Algorithm,
-    kid: Option<String>,
+    (algorithm, kid, key): (Algorithm, Option<String>, KeyDigest),
     policy: &JwtPolicy,
     now: i64,
 ) -> Result<VerifiedClaims, SourceError> {
@@ -283,7 +291,7 @@ fn check_claims(
         return Err(SourceError::AudienceMismatch);
     }
 
-    Ok(VerifiedClaims { algorithm, kid, issuer, audiences, expires_at, not_before, issued_at, claims })
+    Ok(VerifiedClaims { algorithm, kid, issuer, audiences, expires_at, not_before, issued_at, claims, key })
 }
 
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, SourceError> {
@@ -298,7 +306,7 @@ fn selection_error(selection: &Selection<'_>) -> SourceError {
     match selection {
         // The kid names a key whose type or own `alg` does not fit the token's `alg`.
         Selection::Incompatible => SourceError::DisallowedAlgorithm,
-        Selection::Found(_) | Selection::Missing | Selection::Ambiguous => SourceError::UnknownKey,
+        Selection::Found(..) | Selection::Missing | Selection::Ambiguous => SourceError::UnknownKey,
     }
 }
 
@@ -312,7 +320,7 @@ pub fn verify_with_keys(
 ) -> Result<VerifiedClaims, SourceError> {
     let prepared = prepare(token, policy)?;
     match keys.select(prepared.kid(), prepared.alg()) {
-        Selection::Found(key) => finish(prepared, key, policy, now),
+        Selection::Found(key, digest) => finish(prepared, (key, digest), policy, now),
         other => Err(selection_error(&other)),
     }
 }
@@ -324,12 +332,29 @@ pub struct JwtVerifier {
     policy: JwtPolicy,
     keys: Arc<JwksCache>,
     clock: Arc<dyn Clock>,
+    /// Tokens this verifier's source verified before; see [`super::token_cache`].
+    cache: Option<TokenCache>,
 }
 
 impl JwtVerifier {
-    /// `keys` must have been built for `policy.algorithms()`.
+    /// `keys` must have been built for `policy.algorithms()`. No token cache.
     pub fn new(policy: JwtPolicy, keys: Arc<JwksCache>, clock: Arc<dyn Clock>) -> Self {
-        Self { policy, keys, clock }
+        Self { policy, keys, clock, cache: None }
+    }
+
+    /// Keep verified tokens in a cache of this verifier's own, as `options` say.
+    pub fn with_token_cache(mut self, options: TokenCacheOptions) -> Self {
+        self.cache = TokenCache::new(options);
+        self
+    }
+
+    pub(crate) fn token_cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+
+    /// The time as this verifier's clock reads it, seconds since the Unix epoch.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     pub fn policy(&self) -> &JwtPolicy {
@@ -393,7 +418,7 @@ impl JwtVerifier {
         }
         match keys.select(prepared.kid(), prepared.alg()) {
             // Read the clock after any fetch: a slow fetch must not stretch validity.
-            Selection::Found(key) => finish(prepared, key, &self.policy, self.clock.now()),
+            Selection::Found(key, digest) => finish(prepared, (key, digest), &self.policy, self.clock.now()),
             other => Err(selection_error(&other)),
         }
     }

@@ -49,6 +49,7 @@ pub fn context(algs: &[SigningAlgorithm]) -> BuildContext {
         signer: Arc::new(JsonSigner(algs.to_vec())),
         base_dir: PathBuf::from("."),
         observer: std::sync::Arc::new(crate::observe::NoObserver),
+        token_cache: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
@@ -253,7 +254,7 @@ impl AuditStore {
         migrate(&pool, backend).await.map_err(|e| open_error(describe(&e)))?;
 
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(pool.clone(), pending, metrics, config.timeout));
+        tokio::spawn(write_loop(pool.clone(), backend, pending, metrics, config.timeout));
         let runtime = tokio::runtime::Handle::current();
         Ok(Self { pool, backend, location, queue, timeout: config.timeout, runtime })
     }
@@ -286,14 +287,14 @@ impl AuditStore {
 
     /// Audit events, newest first, one page at a time.
     pub async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let query = query.clone();
-        self.on_store_runtime(move |pool| async move { events(&pool, &query).await }).await
+        let (query, backend) = (query.clone(), self.backend);
+        self.on_store_runtime(move |pool| async move { events(&pool, backend, &query).await }).await
     }
 
     /// The workload directory, most recently seen first.
     pub async fn workloads(&self, query: &WorkloadQuery) -> Result<Vec<Workload>, StoreError> {
-        let query = query.clone();
-        self.on_store_runtime(move |pool| async move { workloads(&pool, &query).await }).await
+        let (query, backend) = (query.clone(), self.backend);
+        self.on_store_runtime(move |pool| async move { workloads(&pool, backend, &query).await }).await
     }
 
     /// Run a query on the runtime the store was opened on. Connections are sockets of
@@ -311,9 +312,11 @@ impl AuditStore {
 }
 
 /// See [`AuditStore::events`].
-async fn events(pool: &AnyPool, query: &EventQuery) -> Result<EventPage, StoreError> {
-    let mut sql =
-        Sql::new(&format!("SELECT {} FROM tessera_audit_events WHERE 1 = 1", EVENT_COLUMNS.join(", ")));
+async fn events(pool: &AnyPool, backend: Backend, query: &EventQuery) -> Result<EventPage, StoreError> {
+    let mut sql = Sql::new(
+        backend,
+        &format!("SELECT {} FROM tessera_audit_events WHERE 1 = 1", EVENT_COLUMNS.join(", ")),
+    );
     if let Some(since) = query.since_ms {
         sql.and("time_ms >=", Param::Int(since));
     }
@@ -360,8 +363,13 @@ async fn events(pool: &AnyPool, query: &EventQuery) -> Result<EventPage, StoreEr
 }
 
 /// See [`AuditStore::workloads`].
-async fn workloads(pool: &AnyPool, query: &WorkloadQuery) -> Result<Vec<Workload>, StoreError> {
+async fn workloads(
+    pool: &AnyPool,
+    backend: Backend,
+    query: &WorkloadQuery,
+) -> Result<Vec<Workload>, StoreError> {
     let mut sql = Sql::new(
+        backend,
         "SELECT identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, denied, errors \
          FROM tessera_workloads WHERE 1 = 1",
     );
@@ -388,6 +396,7 @@ async fn workloads(pool: &AnyPool, query: &WorkloadQuery) -> Result<Vec<Workload
         return Ok(workloads);
     }
     let mut sql = Sql::new(
+        backend,
         "SELECT identity_id, target, decision, reason, exchanges, first_ms, last_ms \
          FROM tessera_workload_outcomes WHERE identity_id IN (",
     );
@@ -449,22 +458,28 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// The writer: commit whatever is queued, in one transaction, and tell every waiter.
+/// The writer: commit whatever is queued, in one transaction, and tell every waiter. It
+/// keeps one connection of the pool for itself between commits (taking one from the pool
+/// per commit costs a round trip to test it), and while a commit runs the next batch
+/// gathers in the queue.
 async fn write_loop(
     pool: AnyPool,
+    backend: Backend,
     mut queue: mpsc::Receiver<Pending>,
     metrics: Arc<Metrics>,
     timeout: Duration,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut conn = None;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics.audit_queue_depth(queue.len() + batch.len());
         let started = Instant::now();
         let rows: Vec<&AuditEvent> = batch.iter().map(|p| &p.event).collect();
-        let mut result = commit(&pool, &rows, timeout).await;
-        // One retry: a connection the server closed is replaced by the pool.
+        let mut result = commit(&pool, &mut conn, backend, &rows, timeout).await;
+        // One retry, on a new connection: the server may have closed the last one.
         if result.is_err() && started.elapsed() < timeout / 2 {
-            result = commit(&pool, &rows, timeout.saturating_sub(started.elapsed())).await;
+            let left = timeout.saturating_sub(started.elapsed());
+            result = commit(&pool, &mut conn, backend, &rows, left).await;
         }
         metrics.audit_commit(result.is_ok(), batch.len(), started.elapsed());
         if let Err(e) = &result {
@@ -477,19 +492,38 @@ async fn write_loop(
     }
 }
 
-async fn commit(pool: &AnyPool, rows: &[&AuditEvent], timeout: Duration) -> Result<(), String> {
+/// Commit `rows` in one transaction on the writer's connection `conn`, taking one from the
+/// pool when it has none. After a failure the connection is closed, not reused: the next
+/// attempt starts on a fresh one.
+async fn commit(
+    pool: &AnyPool,
+    conn: &mut Option<PoolConnection<sqlx::Any>>,
+    backend: Backend,
+    rows: &[&AuditEvent],
+    timeout: Duration,
+) -> Result<(), String> {
     let work = async {
-        let mut tx = pool.begin().await?;
+        let held = match conn {
+            Some(held) => held,
+            None => conn.insert(pool.acquire().await?),
+        };
+        let mut tx = sqlx::Connection::begin(&mut **held).await?;
         for chunk in rows.chunks(INSERT_ROWS) {
-            insert_events(&mut tx, chunk).await?;
+            insert_events(&mut tx, backend, chunk).await?;
         }
-        upsert_directory(&mut tx, rows).await?;
+        upsert_directory(&mut tx, backend, rows).await?;
         tx.commit().await
     };
-    match tokio::time::timeout(timeout, work).await {
+    let result = match tokio::time::timeout(timeout, work).await {
         Ok(result) => result.map_err(|e| describe(&e)),
         Err(_) => Err(format!("no commit within {timeout:?}")),
+    };
+    if result.is_err()
+        && let Some(mut failed) = conn.take()
+    {
+        failed.close_on_drop();
     }
+    result
 }
 
 /// Rows per INSERT statement: one parameter per column each, well under SQLite's and
@@ -498,10 +532,13 @@ const INSERT_ROWS: usize = 128;
 
 async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     events: &[&AuditEvent],
 ) -> Result<(), sqlx::Error> {
-    let mut sql =
-        Sql::new(&format!("INSERT INTO tessera_audit_events ({}) VALUES ", EVENT_COLUMNS.join(", ")));
+    let mut sql = Sql::new(
+        backend,
+        &format!("INSERT INTO tessera_audit_events ({}) VALUES ", EVENT_COLUMNS.join(", ")),
+    );
     for (i, event) in events.iter().enumerate() {
         sql.tuple(i, event_values(event));
     }
@@ -631,14 +668,15 @@ impl Column for Option<IdentityJson> {
 /// never deadlock.
 async fn upsert_directory(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     events: &[&AuditEvent],
 ) -> Result<(), sqlx::Error> {
     let directory = Directory::fold(events);
     if directory.workloads.is_empty() {
         return Ok(());
     }
-    upsert_workloads(tx, &directory.workloads).await?;
-    upsert_outcomes(tx, &directory.outcomes).await
+    upsert_workloads(tx, backend, &directory.workloads).await?;
+    upsert_outcomes(tx, backend, &directory.outcomes).await
 }
 
 /// A batch of events summed up for the directory. Events without a verified identity
@@ -714,9 +752,11 @@ impl<'a> Directory<'a> {
 
 async fn upsert_workloads(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     workloads: &BTreeMap<&str, WorkloadFold<'_>>,
 ) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new(
+        backend,
         "INSERT INTO tessera_workloads (identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, \
          denied, errors) VALUES ",
     );
@@ -755,9 +795,11 @@ async fn upsert_workloads(
 
 async fn upsert_outcomes(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     outcomes: &BTreeMap<OutcomeKey<'_>, OutcomeFold>,
 ) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new(
+        backend,
         "INSERT INTO tessera_workload_outcomes (identity_id, target, decision, reason, exchanges, first_ms, \
          last_ms) VALUES ",
     );
@@ -913,7 +955,7 @@ fn workload(row: &AnyRow) -> Result<Workload, StoreError> {
     })
 }
 
-/// A bound value. Statements are built with `$n` placeholders, which both databases take.
+/// A bound value. See [`Sql::param`] for the placeholders.
 #[derive(Debug, Clone)]
 enum Param {
     Text(String),
@@ -923,21 +965,28 @@ enum Param {
     Float(f64),
 }
 
-/// SQL text with its parameters, numbered as they are added.
+/// SQL text with its parameters, in the order their placeholders appear in the text.
 struct Sql {
+    backend: Backend,
     text: String,
     params: Vec<Param>,
 }
 
 impl Sql {
-    fn new(text: &str) -> Self {
-        Self { text: text.to_string(), params: Vec::new() }
+    fn new(backend: Backend, text: &str) -> Self {
+        Self { backend, text: text.to_string(), params: Vec::new() }
     }
 
-    /// Add a parameter; returns its placeholder.
+    /// Add a parameter; returns its placeholder, which the caller writes into the text
+    /// after every placeholder returned before it. PostgreSQL numbers them (`$n`); SQLite
+    /// takes them in order (`?`): it looks a `$n` up by name among the statement's earlier
+    /// ones, and a batch of events has thousands.
     fn param(&mut self, value: Param) -> String {
         self.params.push(value);
-        format!("${}", self.params.len())
+        match self.backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${}", self.params.len()),
+        }
     }
 
     /// ` AND <condition> $n`.
@@ -1001,12 +1050,16 @@ mod tests {
 
     #[test]
     fn parameters_are_numbered_in_order_across_tuples() {
-        let mut sql = Sql::new("INSERT INTO t (a, b) VALUES ");
-        sql.tuple(0, [Param::Int(1), Param::Text("x".into())]);
-        sql.tuple(1, [Param::Int(2), Param::OptText(None)]);
-        sql.and("c =", Param::Float(1.5));
-        assert_eq!(sql.text, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) AND c = $5");
-        assert_eq!(sql.params.len(), 5);
+        let build = |backend| {
+            let mut sql = Sql::new(backend, "INSERT INTO t (a, b) VALUES ");
+            sql.tuple(0, [Param::Int(1), Param::Text("x".into())]);
+            sql.tuple(1, [Param::Int(2), Param::OptText(None)]);
+            sql.and("c =", Param::Float(1.5));
+            assert_eq!(sql.params.len(), 5);
+            sql.text
+        };
+        assert_eq!(build(Backend::Postgres), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) AND c = $5");
+        assert_eq!(build(Backend::Sqlite), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) AND c = ?");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use tessera_adapters::config::validate_name;
+use tessera_adapters::jwt::token_cache::{self, TokenCacheOptions};
 use tessera_adapters::registry::{SourceConfig, TargetConfig};
 
 use crate::issuer::IssuerConfig;
@@ -73,6 +74,9 @@ pub struct BrokerConfig {
     /// Per-identity exchange rate limit. Off unless set.
     #[serde(default)]
     pub rate_limit: Option<Spanned<RateLimitConfig>>,
+    /// The verified-token cache of each JWT source. Default: on, 10,000 tokens per source.
+    #[serde(default)]
+    pub token_cache: Option<Spanned<TokenCacheOptions>>,
 }
 
 impl BrokerConfig {
@@ -106,6 +110,10 @@ impl BrokerConfig {
 
     pub fn rate_limit(&self) -> Option<RateLimitConfig> {
         self.rate_limit.as_ref().map(|r| r.value)
+    }
+
+    pub fn token_cache(&self) -> TokenCacheOptions {
+        self.token_cache.as_ref().map(|t| t.value).unwrap_or_default()
     }
 
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
@@ -540,6 +548,12 @@ fn check_settings(config: &BrokerConfig, problems: &mut Problems<'_>) {
             problems.at(&rate.referenced, m);
         }
     }
+    if let Some(cache) = &config.token_cache
+        && !(1..=token_cache::MAX_ENTRIES).contains(&cache.value.max_entries)
+    {
+        let max = token_cache::MAX_ENTRIES;
+        problems.at(&cache.referenced, format!("token_cache.max_entries must be between 1 and {max}"));
+    }
 }
 
 /// The audit block: a file sink has a path, the store's settings hold, and something
@@ -837,6 +851,24 @@ demo_issuer:
         assert!(e[0].message.contains("reload.debounce must be between 10ms and 10s"), "{e:?}");
         let e = errors(&format!("{VALID}reload: {{ poll_interval: 500ms }}\n"));
         assert!(e[0].message.contains("whole seconds"), "{e:?}");
+    }
+
+    #[test]
+    fn the_token_cache_is_on_by_default_and_its_bound_is_checked() {
+        let loaded = parse(Path::new("broker.yaml"), VALID).expect("valid");
+        let cache = loaded.config.token_cache();
+        assert!(cache.enabled);
+        assert_eq!(cache.max_entries, 10_000);
+        let text = format!("{VALID}token_cache: {{ enabled: false, max_entries: 5 }}\n");
+        let cache = parse(Path::new("broker.yaml"), &text).expect("valid").config.token_cache();
+        assert_eq!((cache.enabled, cache.max_entries), (false, 5));
+        for bad in ["0", "1000001"] {
+            let e = errors(&format!("{VALID}token_cache: {{ max_entries: {bad} }}\n"));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].message.contains("token_cache.max_entries must be between 1 and 1000000"), "{e:?}");
+        }
+        let e = errors(&format!("{VALID}token_cache: {{ ttl: 5m }}\n"));
+        assert!(!e.is_empty(), "unknown keys are refused");
     }
 
     #[test]

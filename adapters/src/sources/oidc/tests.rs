@@ -334,3 +334,98 @@ async fn a_down_issuer_with_no_keys_is_retryable() {
     assert!(matches!(err, SourceError::Upstream { retryable: true, .. }), "{err:?}");
     assert!(!source.ready());
 }
+
+/// The verified-token cache (`jwt::token_cache`), seen through a built source: the same
+/// token presented again is served from the cache (the very identity made the first time)
+/// only while it has not expired and its key is still published.
+mod token_cache {
+    use super::*;
+    use crate::build::BuildSource as _;
+    use crate::jwt::testkit::context;
+
+    async fn present(
+        source: &Arc<dyn crate::source::IdentitySource>,
+        token: &str,
+    ) -> Result<crate::source::VerifiedIdentity, SourceError> {
+        source.verify(&subject_jwt(token.to_owned())).await
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_serves_until_its_exp_and_is_refused_once_expired() {
+        let f = fixture(TestKey::rsa("r"), "RS256");
+        let source = f.source(json!({}));
+        let token = f.token(&claims(json!({ "exp": NOW + 600 })));
+        let first = present(&source, &token).await.unwrap();
+        let again = present(&source, &token).await.unwrap();
+        assert!(Arc::ptr_eq(&first.shared(), &again.shared()), "the second presentation is a cache hit");
+
+        // At `exp` the entry no longer serves: the token is verified afresh (within the
+        // leeway, it still passes), and past the leeway it is refused as expired.
+        f.clock.set(NOW + 600);
+        let at_exp = present(&source, &token).await.unwrap();
+        assert!(!Arc::ptr_eq(&first.shared(), &at_exp.shared()), "verified afresh at exp");
+        f.clock.set(NOW + 600 + 31);
+        assert!(matches!(present(&source, &token).await, Err(SourceError::Expired)));
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_whose_key_left_the_key_set_is_refused_after_rotation() {
+        let server = TestServer::start().await;
+        let (a, b) = (TestKey::p256("a"), TestKey::p256("b"));
+        server.set("/jwks", 200, jwks(&[a.jwk()]));
+        let f = fixture(TestKey::p256("unused"), "ES256");
+        let source =
+            f.source(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }));
+        let token_a = a.token("ES256", &claims(json!({})));
+        let first = present(&source, &token_a).await.unwrap();
+        assert!(Arc::ptr_eq(&first.shared(), &present(&source, &token_a).await.unwrap().shared()));
+
+        // The issuer rotates `a` out; a token naming `b` makes the broker refetch the set.
+        server.set("/jwks", 200, jwks(&[b.jwk()]));
+        present(&source, &b.token("ES256", &claims(json!({})))).await.unwrap();
+        assert_eq!(server.hits("/jwks"), 2);
+        assert!(matches!(present(&source, &token_a).await, Err(SourceError::UnknownKey)));
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_whose_kid_names_another_key_now_is_refused() {
+        let server = TestServer::start().await;
+        let (a, a_other, b) = (TestKey::rsa("a"), TestKey::rsa_other("a"), TestKey::p256("b"));
+        server.set("/jwks", 200, jwks(&[a.jwk()]));
+        let f = fixture(TestKey::p256("unused"), "ES256");
+        let source =
+            f.source(json!({ "jwks_file": null, "insecure_http": true, "jwks_uri": server.url("/jwks") }));
+        let token_a = a.token("RS256", &claims(json!({})));
+        present(&source, &token_a).await.unwrap();
+
+        // Same kid, other key material: the entry must not vouch for the token any more.
+        server.set("/jwks", 200, jwks(&[a_other.jwk(), b.jwk()]));
+        present(&source, &b.token("ES256", &claims(json!({})))).await.unwrap();
+        assert!(matches!(present(&source, &token_a).await, Err(SourceError::BadSignature)));
+    }
+
+    #[tokio::test]
+    async fn a_source_built_from_a_changed_config_starts_with_no_cached_tokens() {
+        let f = fixture(TestKey::rsa("r"), "RS256");
+        let token = f.token(&claims(json!({})));
+        let before = f.source(json!({}));
+        present(&before, &token).await.unwrap();
+        let changed = f.source(json!({ "audiences": ["someone-else"] }));
+        assert!(matches!(present(&changed, &token).await, Err(SourceError::AudienceMismatch)));
+        // The old source, still running until replaced, keeps its own entries.
+        present(&before, &token).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_the_cache_off_every_presentation_is_verified() {
+        let f = fixture(TestKey::rsa("r"), "RS256");
+        let mut cx = context(Arc::clone(&f.clock), f.dir.0.clone());
+        cx.token_cache.enabled = false;
+        let source = f.config(json!({})).unwrap().build(&cx).unwrap();
+        let token = f.token(&claims(json!({})));
+        let first = present(&source, &token).await.unwrap();
+        let again = present(&source, &token).await.unwrap();
+        assert!(!Arc::ptr_eq(&first.shared(), &again.shared()));
+        assert_eq!(first.identity().id, again.identity().id);
+    }
+}

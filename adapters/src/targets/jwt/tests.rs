@@ -56,6 +56,7 @@ fn context(signer: Arc<RecordingSigner>) -> BuildContext {
         signer,
         base_dir: PathBuf::from("."),
         observer: std::sync::Arc::new(crate::observe::NoObserver),
+        token_cache: Default::default(),
     }
 }
 
