@@ -72,6 +72,23 @@ fn every_broker_config_matches_the_schema_and_names_it_on_its_first_line() {
         assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
         assert_names_its_schema(file, BROKER_SCHEMA);
     }
+    // The reference's annotated file names every top-level key there is; its source and
+    // target lists, elided there, are filled with one of each.
+    let reference = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
+    let annotated = reference
+        .split("```yaml\n")
+        .find(|b| b.starts_with("version: 1 ") && b.contains("sources: [...]"))
+        .and_then(|b| b.split("```").next())
+        .expect("docs/configuration.md has the annotated broker.yaml");
+    let filled = annotated
+        .replace(
+            "sources: [...]",
+            "sources:\n  - { name: corp, type: oidc, issuer: https://idp.example, audiences: [tessera] }",
+        )
+        .replace("targets: [...]", "targets:\n  - { name: api, type: jwt, audience: https://api.example }");
+    assert!(!filled.contains("[...]"), "{filled}");
+    let errors = schema_errors(&validator, &filled);
+    assert!(errors.is_empty(), "docs/configuration.md's annotated file:\n{filled}\n{errors:#?}");
 }
 
 #[test]
