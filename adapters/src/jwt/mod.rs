@@ -40,3 +40,11 @@ pub use keys::{KeySet, KeySetError, KeyUse};
 pub use policy::{HeaderRule, IssuerRule, JwtPolicy};
 pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base};
 pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};
+
+#[cfg(test)]
+#[path = "wycheproof_tests.rs"]
+mod wycheproof_tests;
+
+#[cfg(test)]
+#[path = "oracle_tests.rs"]
+mod oracle_tests;
