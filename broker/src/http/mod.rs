@@ -25,6 +25,9 @@ use crate::broker::Broker;
 
 pub use error::{ErrorBody, WireError};
 pub use server::{PublicStatus, Status};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use token::fuzz_token_request;
 
 /// Register every public route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
