@@ -18,6 +18,7 @@ mod mappings;
 mod peers;
 mod platform_peers;
 mod reload;
+mod relying_party;
 mod replicas;
 mod targets_aws;
 mod targets_cloud;
