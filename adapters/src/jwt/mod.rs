@@ -44,3 +44,11 @@ pub use policy::{HeaderRule, IssuerRule, JwtPolicy};
 pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base};
 pub use token_cache::TokenCacheOptions;
 pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};
+
+#[cfg(test)]
+#[path = "wycheproof_tests.rs"]
+mod wycheproof_tests;
+
+#[cfg(test)]
+#[path = "oracle_tests.rs"]
+mod oracle_tests;

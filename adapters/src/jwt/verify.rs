@@ -189,6 +189,12 @@ pub(crate) fn prepare<'a>(token: &'a str, policy: &JwtPolicy) -> Result<Prepared
     if members.contains_key("crit") {
         return Err(SourceError::ForbiddenHeader("crit"));
     }
+    // RFC 7797 §3, §6: `b64` changes what the signature covers and is only meaningful
+    // listed in `crit`, refused above. A `b64` outside `crit` is ill-formed; another verifier
+    // may honour it, so the token is refused rather than read one way here.
+    if members.contains_key("b64") {
+        return Err(SourceError::ForbiddenHeader("b64"));
+    }
     match policy.header_rule() {
         HeaderRule::Open => {}
         HeaderRule::JwtSvid => check_jwt_svid_header(members)?,
@@ -228,10 +234,20 @@ pub(crate) fn finish(
     policy: &JwtPolicy,
     now: i64,
 ) -> Result<VerifiedClaims, SourceError> {
-    key.verify_sig(prepared.segments.signing_input.as_bytes(), &prepared.signature)
-        .map_err(|_| SourceError::BadSignature)?;
+    check_signature(key, prepared.segments.signing_input.as_bytes(), &prepared.signature)?;
     let claims = UnverifiedClaims::parse(&prepared.payload)?.into_verified_map();
     check_claims(claims, (prepared.alg, prepared.header.kid, digest), policy, now)
+}
+
+/// RFC 7515 §5.2 step 8: the signature over the signing input, with the key selected for
+/// the token's `alg` ([`KeySet::select`]), which was parsed for that algorithm alone. An
+/// ECDSA signature is JOSE's fixed-width `R || S` (RFC 7518 §3.4), never DER.
+pub(crate) fn check_signature(
+    key: &ParsedPublicKey,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> Result<(), SourceError> {
+    key.verify_sig(signing_input, signature).map_err(|_| SourceError::BadSignature)
 }
 
 fn check_claims(
@@ -254,8 +270,8 @@ fn check_claims(
         (IssuerRule::Absent, Some(_)) => return Err(SourceError::IssuerMismatch),
     };
 
-    // RFC 7519 §4.1.4-4.1.6: NumericDate. Only JSON integers: a string, a float or a bool
-    // is an invalid claim, never an absent one.
+    // RFC 7519 §4.1.4-4.1.6: NumericDate. Only JSON integers from 0 (the epoch) on: a
+    // string, a float, a bool or a date before 1970 is an invalid claim, never an absent one.
     let expires_at = numeric_date(&claims, "exp")?.ok_or(SourceError::MissingClaim("exp"))?;
     let not_before = numeric_date(&claims, "nbf")?;
     let issued_at = numeric_date(&claims, "iat")?;
@@ -297,7 +313,9 @@ fn check_claims(
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, SourceError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(SourceError::InvalidClaim(name)),
+        Some(Value::Number(n)) => {
+            n.as_i64().filter(|secs| *secs >= 0).map(Some).ok_or(SourceError::InvalidClaim(name))
+        }
         Some(_) => Err(SourceError::InvalidClaim(name)),
     }
 }

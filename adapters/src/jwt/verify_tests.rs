@@ -257,6 +257,12 @@ fn key_bearing_and_critical_headers_are_refused() {
     assert_err(check(&f, &t), SourceError::ForbiddenHeader("jwk"));
     let t = f.ec.token_with("ES256", &json!({ "crit": ["exp"], "exp": 1 }), &c);
     assert_err(check(&f, &t), SourceError::ForbiddenHeader("crit"));
+    // RFC 7797's `b64` outside `crit`, whatever its value (found by the jsonwebtoken oracle:
+    // `b64: false` was accepted, and a verifier honouring it reads another signing input).
+    for b64 in [json!(false), json!(true), json!("no")] {
+        let t = f.ec.token_with("ES256", &json!({ "b64": b64 }), &c);
+        assert_err(check(&f, &t), SourceError::ForbiddenHeader("b64"));
+    }
 }
 
 #[test]
@@ -351,6 +357,13 @@ fn time_claims_must_be_integers() {
     let payload = format!(r#"{{"iss":"{ISS}","aud":"tessera","exp":{}.0}}"#, NOW + 60);
     let t = sign_raw(r#"{"alg":"ES256","kid":"ec"}"#, &payload, |i| f.ec.sign("ES256", i));
     assert_err(check(&f, &t), SourceError::InvalidClaim("exp"));
+    // No date before the epoch (found by the jsonwebtoken oracle: `nbf: -1` was accepted).
+    for name in ["nbf", "iat"] {
+        let t = f.ec.token("ES256", &with(claims(), json!({ name: -1 })));
+        assert_err(check(&f, &t), SourceError::InvalidClaim(if name == "nbf" { "nbf" } else { "iat" }));
+    }
+    let t = f.ec.token("ES256", &with(claims(), json!({ "nbf": 0 })));
+    assert!(check(&f, &t).is_ok());
 }
 
 #[test]

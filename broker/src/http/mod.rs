@@ -30,6 +30,9 @@ use crate::broker::Broker;
 
 pub use error::{ErrorBody, WireError};
 pub use server::{PublicStatus, Status};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use token::fuzz_token_request;
 
 /// The OpenAPI 3.1 description of the public, admin and metrics listeners
 /// (`docs/openapi.json`). Each operation is tagged with the listeners that serve it.

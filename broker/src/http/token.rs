@@ -35,7 +35,10 @@ pub async fn exchange(
     let request_id = uuid::Uuid::new_v4().to_string();
     let limits = broker.limits();
     let parsed = match read_params(&req, payload, limits.max_body_bytes).await {
-        Ok(params) => to_request(params, limits.max_token_bytes, &request_id, &req),
+        Ok(params) => {
+            let client_addr = req.peer_addr().map(|a| a.ip().to_string());
+            to_request(params, limits.max_token_bytes, &request_id, client_addr)
+        }
         Err(e) => Err(e),
     };
     let exchange_request = match parsed {
@@ -216,11 +219,20 @@ impl<'de> Visitor<'de> for JsonMembers<'_> {
     }
 }
 
+/// The body parsers and the checks of the parameters read, for the cargo-fuzz target in
+/// `fuzz/` (the `fuzzing` feature only); `true` when the body is a well-formed exchange.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_token_request(body: &[u8], json: bool) -> bool {
+    let params = if json { parse_json(body) } else { parse_form(body) };
+    params.and_then(|p| to_request(p, tessera_adapters::jwt::MAX_TOKEN_BYTES, "fuzz", None)).is_ok()
+}
+
 fn to_request(
     params: Params,
     max_token_bytes: usize,
     request_id: &str,
-    req: &HttpRequest,
+    client_addr: Option<String>,
 ) -> Result<ExchangeRequest, WireError> {
     match params.get("grant_type") {
         None => return Err(WireError::MissingGrantType),
@@ -253,7 +265,7 @@ fn to_request(
         audience: audience.to_string(),
         scope: scope.map(|s| s.trim().to_string()),
         requested_token_type: params.get("requested_token_type").map(str::to_string),
-        client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        client_addr,
     })
 }
 
@@ -292,8 +304,7 @@ mod tests {
     }
 
     fn request(pairs: &[(&str, &str)]) -> Result<ExchangeRequest, WireError> {
-        let req = actix_web::test::TestRequest::default().to_http_request();
-        to_request(parse_both(pairs)?, 16 * 1024, "req-1", &req)
+        to_request(parse_both(pairs)?, 16 * 1024, "req-1", None)
     }
 
     #[test]

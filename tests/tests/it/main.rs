@@ -22,6 +22,7 @@ mod openapi;
 mod peers;
 mod platform_peers;
 mod reload;
+mod relying_party;
 mod replicas;
 mod targets_aws;
 mod targets_cloud;

@@ -29,6 +29,9 @@ use crate::identity::Identity;
 use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
 
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod principal;
 mod request;
 mod sts;

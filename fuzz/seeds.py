@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Build fuzz/seeds/<target>/ from the repository's fixtures and documented examples.
+
+Seeds are small and committed; libFuzzer reads them and writes what it finds to
+fuzz/corpus/<target>/ (not committed). Run from anywhere: `python3 fuzz/seeds.py`.
+The output is deterministic, so re-running it changes nothing unless a fixture changed.
+"""
+
+import base64
+import hashlib
+import json
+import pathlib
+import shutil
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "fuzz" / "seeds"
+
+# The fixed time the aws_iam target checks freshness against (fuzzing::NOW).
+AMZ_DATE = "20231114T221320Z"
+
+
+def b64(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def write(target, content, name=None):
+    data = content.encode() if isinstance(content, str) else content
+    folder = SEEDS / target
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (name or hashlib.sha256(data).hexdigest()[:16])).write_bytes(data)
+
+
+def copy_files(target, paths):
+    for path in sorted(paths):
+        write(target, path.read_bytes(), str(path.relative_to(ROOT)).replace("/", "_"))
+
+
+def jwt_seeds():
+    claims = {
+        "iss": "https://issuer.example",
+        "aud": "tessera",
+        "sub": "repo:octo-org/payments:ref:refs/heads/main",
+        "exp": 1_700_000_300,
+        "iat": 1_700_000_000,
+        "nbf": 1_699_999_990,
+        "repository": "octo-org/payments",
+        "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "api"}},
+    }
+    headers = [
+        {"alg": "EdDSA", "kid": "fuzz"},
+        {"alg": "EdDSA", "kid": "fuzz", "typ": "JWT"},
+        {"alg": "EdDSA"},
+        {"alg": "EdDSA", "kid": "fuzz", "cty": "JWT"},
+        {"alg": "EdDSA", "kid": "fuzz", "crit": ["exp"]},
+        {"alg": "none"},
+    ]
+    payloads = [
+        claims,
+        dict(claims, aud=["other", "tessera"]),
+        dict(claims, exp="1700000300"),
+        {k: v for k, v in claims.items() if k != "exp"},
+    ]
+    # Signed mode: header JSON, NUL, payload JSON; the target signs it.
+    for header in headers:
+        for payload in payloads:
+            write("jwt", compact(header) + "\0" + compact(payload))
+    # Raw mode: tokens as sent, with a signature that does not verify.
+    for header in headers:
+        write("jwt", f"{b64(compact(header))}.{b64(compact(claims))}.{b64(bytes(64))}")
+    write("jwt", "a.b.c.d.e")
+    write("jwt", '{"alg":"EdDSA","alg":"RS256"}\0{"iss":"https://issuer.example","iss":"x"}')
+
+
+def jwks_seeds():
+    copy_files("jwks", ROOT.glob("examples/*/jwks.json"))
+    for path in sorted(ROOT.glob("examples/*/jwks.json")):
+        doc = json.loads(path.read_text())
+        for key in doc.get("keys", []):
+            key["use"] = "jwt-svid"
+        write("jwks", compact(doc), str(path.relative_to(ROOT)).replace("/", "_") + "-jwt-svid")
+    ed = {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": b64(bytes(range(32)))}
+    write("jwks", compact({"keys": [ed, {"kty": "oct", "k": "c2VjcmV0"}, {"kty": "EC", "crv": "P-384"}]}))
+
+
+def token_request_seeds():
+    exchange = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "audience": "aws-prod",
+        "scope": "arn:aws:iam::123456789012:role/invoices-reader",
+    }
+    from urllib.parse import urlencode
+
+    write("token_request", urlencode(exchange))
+    write("token_request", compact(exchange))
+    write("token_request", urlencode(dict(exchange, subject_token_type="urn:tessera:params:oauth:token-type:aws-signed-request")))
+    write("token_request", urlencode(exchange) + "&audience=gcp-prod")
+    write("token_request", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=x")
+    write("token_request", '{"grant_type":1}')
+
+
+def signed_request(**changes):
+    headers = {
+        "Authorization": "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEKEY/20231114/us-east-1/sts/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-tessera-server-id, "
+        "Signature=" + "0123456789abcdef" * 4,
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "Host": "sts.us-east-1.amazonaws.com",
+        "X-Amz-Date": AMZ_DATE,
+        "X-Amz-Security-Token": "example-session-token",
+        "X-Tessera-Server-Id": "tessera.example.com",
+    }
+    headers.update(changes.pop("headers", {}))
+    request = {
+        "method": "POST",
+        "url": "https://sts.us-east-1.amazonaws.com/",
+        "headers": headers,
+        "body": "Action=GetCallerIdentity&Version=2011-06-15",
+    }
+    request.update(changes)
+    return b64(compact(request))
+
+
+def aws_seeds():
+    write("aws_signed_request", signed_request())
+    write("aws_signed_request", signed_request(url="http://127.0.0.1:4566/", headers={"Host": "127.0.0.1:4566"}))
+    write("aws_signed_request", signed_request(headers={"Transfer-Encoding": "chunked"}))
+    write("aws_signed_request", signed_request(method="GET"))
+
+
+def sts_seeds():
+    ns = "https://sts.amazonaws.com/doc/2011-06-15/"
+    meta = "<ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata>"
+    for arn, user in [
+        ("arn:aws:iam::123456789012:user/Alice", "AIDACKCEVSQ6C2EXAMPLE"),
+        ("arn:aws:sts::123456789012:assumed-role/payments-api/run-1", "AROAEXAMPLEID:run-1"),
+        ("arn:aws-cn:sts::123456789012:assumed-role/path/to/role/session", "AROAEXAMPLEID:session"),
+    ]:
+        result = f"<GetCallerIdentityResult><Arn>{arn}</Arn><UserId>{user}</UserId><Account>123456789012</Account></GetCallerIdentityResult>"
+        write("sts_response", f'<?xml version="1.0" encoding="UTF-8"?>\n<GetCallerIdentityResponse xmlns="{ns}">{result}{meta}</GetCallerIdentityResponse>')
+    write("sts_response", f'<ErrorResponse xmlns="{ns}"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>m</Message></Error><RequestId>r</RequestId></ErrorResponse>')
+    write("sts_response", '<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')
+
+
+def main():
+    shutil.rmtree(SEEDS, ignore_errors=True)
+    jwt_seeds()
+    jwks_seeds()
+    token_request_seeds()
+    copy_files("mapping", [*ROOT.glob("mappings/*.yaml"), *ROOT.glob("examples/*/mappings/*.yaml"), *ROOT.glob("broker/src/mapping/testdata/*/*.yaml")])
+    copy_files("broker_config", ROOT.glob("examples/*/broker.yaml"))
+    aws_seeds()
+    sts_seeds()
+    for folder in sorted(SEEDS.iterdir()):
+        print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
+
+
+if __name__ == "__main__":
+    main()
