@@ -8,6 +8,8 @@
 //! transaction, so concurrent exchanges share one commit (one fsync on SQLite, one round
 //! of WAL flushing on PostgreSQL) instead of queueing behind one each.
 
+pub mod history;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;

@@ -11,6 +11,7 @@
 //! - `cases`: the files' inline `tests:` cases.
 //! - `lint`, `check`: warnings, and the report of `tessera mappings check`.
 //! - `reload`: watching the directory and swapping valid changes in.
+//! - `replay`: recorded requests decided again, by the current and a proposed set.
 //!
 //! A directory of `*.yaml` / `*.yml` files is loaded in name order and validated as a
 //! whole: every error in every file is collected, each with file, line, column and a fix
@@ -68,6 +69,7 @@ mod file;
 mod glob;
 mod lint;
 mod reload;
+mod replay;
 mod template;
 mod yaml;
 
@@ -88,6 +90,10 @@ pub use eval::{Decision, Evaluation, GrantPreview, GrantableScope, RuleTrace, Tr
 pub use file::{Effect, Expectation};
 pub use lint::Warning;
 pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
+pub use replay::{
+    Change, ChangeKind, Dependent, Group, Impact, ImpactReport, Outcome, Recorded, RuleRef, RuleUsage,
+    Summary, Usage, UsageReport, format_time,
+};
 
 use crate::mapping::compile::{CompiledRule, RuleIndex, TestCase};
 use crate::mapping::yaml::Pos;

@@ -12,6 +12,7 @@ mod examples;
 mod exchange;
 mod fail_closed;
 mod fakes;
+mod impact;
 mod issuer;
 mod jwt_rules;
 mod mappings;

@@ -13,6 +13,7 @@ use tessera_broker::{Adapters, Broker, config, demo, issuer};
 
 mod aws;
 mod mappings;
+mod replay;
 mod workloads;
 
 #[derive(Debug, Parser)]
