@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::{Location, Spanned};
 
+mod references;
+
+pub use references::Secrets;
+
 /// A duration written as `90s`, `15m`, `1h 30m` (humantime) or a bare number of seconds.
 pub mod duration {
     use super::*;
@@ -123,22 +127,32 @@ impl ConfigErrors {
 
 /// Read `text` as a `T`, reporting every shape problem (unknown keys, wrong types), not
 /// only the first: after each, the offending key and its block are blanked out (positions
-/// kept) and the text read again. Returns the value read once nothing more is wrong, so
-/// the caller's semantic checks still run past an unknown key, and the problems found.
-/// `None` when the text cannot be repaired so (a problem inside a list item, a required
-/// key that had to go): the problems found so far are then all there is to report.
-pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> (Option<T>, Vec<ConfigError>) {
+/// kept) and the text read again. `${env:NAME}` and `${file:PATH}` references are resolved
+/// first ([`references`]). Returns the value read once nothing more is wrong (so the
+/// caller's semantic checks still run past an unknown key), the problems found, and the
+/// resolved secrets, to [`Secrets::redact`] the caller's own messages. No value when the
+/// text cannot be repaired so (a problem inside a list item, a required key that had to
+/// go): the problems found so far are then all there is to report.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> (Option<T>, Vec<ConfigError>, Secrets) {
     /// A file with more problems than this is reported in parts.
     const MAX_PROBLEMS: usize = 32;
     let mut errors = Vec::new();
-    let mut current = text.to_string();
+    let (resolved, secrets) = references::resolve(path, text, &mut errors);
+    let mut current = resolved.clone();
     let mut blanked: Vec<String> = Vec::new();
+    let mut value = None;
     while errors.len() < MAX_PROBLEMS {
         let e = match serde_saphyr::from_str::<T>(&current) {
-            Ok(value) => return (Some(value), errors),
+            Ok(read) => {
+                value = Some(read);
+                break;
+            }
             Err(e) => e,
         };
-        let error = shape_error(path, text, &e);
+        let error = shape_error(path, &resolved, &e);
         if blanked.iter().any(|key| error.message.starts_with(&format!("missing field `{key}`"))) {
             // The key was there, and wrong: its own error says so already.
             break;
@@ -153,7 +167,8 @@ pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> (Op
             None => break,
         }
     }
-    (None, errors)
+    secrets.redact(&mut errors);
+    (value, errors, secrets)
 }
 
 /// A shape error in words: the location once (in front, not again at the end), lists and

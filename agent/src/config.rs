@@ -313,7 +313,7 @@ pub fn load(path: &Path) -> Result<LoadedAgentConfig, ConfigErrors> {
 /// Validate agent config text as if read from `path`. Each check below reports what it
 /// finds and the next one runs anyway, so every problem is listed at once.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors> {
-    let (config, found) = tessera_adapters::config::read_yaml::<AgentConfig>(path, text);
+    let (config, found, secrets) = tessera_adapters::config::read_yaml::<AgentConfig>(path, text);
     let Some(config) = config else { return Err(ConfigErrors(found)) };
     let mut problems = Problems { file: path, found };
     check_version(&config.version, &mut problems);
@@ -326,6 +326,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors>
     check_timeout(&config, &mut problems);
 
     let Some(broker) = broker.filter(|_| problems.found.is_empty()) else {
+        secrets.redact(&mut problems.found);
         return Err(ConfigErrors(problems.found));
     };
     Ok(LoadedAgentConfig {

@@ -116,12 +116,13 @@ fn event(n: usize, identity: &IdentityJson, id: &str) -> AuditEvent {
 
 /// Fill a fresh store with `events` events, written as a busy broker would.
 async fn fill(url: &SecretUrl, events: usize) {
-    let store =
-        AuditStore::open(&AuditStoreConfig::default(), url, Arc::new(Metrics::new()), true).await.unwrap();
+    // A long commit timeout: the bench measures replay, not how the writer keeps up.
+    let config = AuditStoreConfig { timeout: Duration::from_secs(60), ..AuditStoreConfig::default() };
+    let store = AuditStore::open(&config, url, Arc::new(Metrics::new()), true).await.unwrap();
     let identities: Vec<(IdentityJson, String)> =
         (0..WORKLOADS).map(identity).map(|i| (IdentityJson::new(&i).unwrap(), i.id)).collect();
     futures::stream::iter(0..events)
-        .for_each_concurrent(4096, |n| {
+        .for_each_concurrent(1024, |n| {
             let (json, id) = &identities[n % WORKLOADS];
             let event = event(n, json, id);
             let store = store.clone();

@@ -490,13 +490,14 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 
 /// Validate config text as if read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
-    let (config, errors) = tessera_adapters::config::read_yaml::<BrokerConfig>(path, text);
+    let (config, errors, secrets) = tessera_adapters::config::read_yaml::<BrokerConfig>(path, text);
     let Some(config) = config else { return Err(ConfigErrors(errors)) };
     let mut problems = Problems { file: path, errors };
     check_settings(&config, &mut problems);
     check_adapters(&config, &mut problems);
     check_audiences(&config, &mut problems);
     if !problems.errors.is_empty() {
+        secrets.redact(&mut problems.errors);
         return Err(ConfigErrors(problems.errors));
     }
     Ok(LoadedConfig {
@@ -1076,5 +1077,32 @@ limits:
         );
         std::fs::create_dir(dir.path().join("rules")).unwrap();
         assert!(named.check_mappings_dir().is_ok());
+    }
+
+    #[test]
+    fn a_secret_reference_is_resolved_at_load_and_kept_out_of_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("store-url"), "postgres://tessera:pw-from-file@db.internal/tessera\n")
+            .unwrap();
+        let path = dir.path().join("broker.yaml");
+        let loaded =
+            parse(&path, &format!("{VALID}audit:\n  store:\n    url: ${{file:store-url}}\n")).unwrap();
+        let url = loaded.config.audit().store.url.unwrap();
+        assert_eq!(url.expose(), "postgres://tessera:pw-from-file@db.internal/tessera");
+        assert!(!format!("{url:?}").contains("pw-from-file"));
+
+        let refused = parse(
+            &path,
+            &format!("{VALID}audit:\n  store:\n    url: ${{file:store-url}}\n    max_connections: 0\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!refused.contains("pw-from-file"), "{refused}");
+        let unset =
+            parse(&path, &format!("{VALID}data_dir: ${{env:TESSERA_SURELY_UNSET_42}}\n")).unwrap_err();
+        assert_eq!(
+            unset.to_string(),
+            format!("{}:13:11: environment variable `TESSERA_SURELY_UNSET_42` is not set", path.display())
+        );
     }
 }

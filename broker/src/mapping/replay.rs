@@ -49,6 +49,14 @@ pub struct RuleRef {
     pub line: u64,
 }
 
+impl std::fmt::Display for RuleRef {
+    /// `name (effect, target) file:line`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (effect, target) = (self.effect.as_str(), &self.target);
+        write!(f, "{} ({effect}, {target}) {}:{}", self.rule, self.file.display(), self.line)
+    }
+}
+
 impl MappingSet {
     /// Every rule, in load order.
     pub fn rules(&self) -> impl Iterator<Item = RuleRef> + '_ {
@@ -447,15 +455,7 @@ impl std::fmt::Display for ImpactReport {
         if !self.unused_rules.is_empty() {
             writeln!(f, "\nRules of the proposed files that decide none of these requests:")?;
             for r in &self.unused_rules {
-                writeln!(
-                    f,
-                    "  {} ({}, {}) {}:{}",
-                    r.rule,
-                    r.effect.as_str(),
-                    r.target,
-                    r.file.display(),
-                    r.line
-                )?;
+                writeln!(f, "  {r}")?;
             }
         }
         Ok(())

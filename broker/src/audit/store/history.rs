@@ -10,7 +10,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row as _};
 use tessera_adapters::Identity;
 
-use super::{Backend, StoreError, describe, sqlite_path};
+use super::{Backend, StoreError, backend_of, describe, sqlite_path};
 use crate::config::{AuditStoreConfig, SecretUrl};
 use crate::mapping::Recorded;
 
@@ -30,15 +30,8 @@ impl History {
     /// Connect read-only to the store at `url` (see [`super::store_url`]). A store that
     /// does not exist or was never migrated is an error, not an empty history.
     pub async fn open(config: &AuditStoreConfig, url: &SecretUrl) -> Result<Self, StoreError> {
-        static DRIVERS: std::sync::Once = std::sync::Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let location = url.redacted();
+        let (backend, location) = backend_of(url)?;
         let open_error = |message: String| StoreError::Open { location: location.clone(), message };
-        let backend = match url.scheme().as_str() {
-            "sqlite" => Backend::Sqlite,
-            "postgres" | "postgresql" => Backend::Postgres,
-            other => return Err(open_error(format!("unsupported scheme {other}://"))),
-        };
         let mut connect = url.expose().to_string();
         if backend == Backend::Sqlite {
             let (path, query) = sqlite_path(url.expose());

@@ -167,7 +167,21 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let demo = demo::start(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let broker = Broker::build(loaded, clock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(listen = %listen, issuer = broker.issuer().url(), "tessera serving");
+    let config = broker.config();
+    let names = |names: Vec<&str>| names.join(",");
+    let mappings = broker.pipeline().mappings();
+    tracing::info!(
+        listen = %listen,
+        admin = %config.config.admin().map_or_else(|| "off".to_string(), |a| a.listen.to_string()),
+        metrics = %config.config.metrics().map_or_else(|| "off".to_string(), |m| m.listen.to_string()),
+        issuer = broker.issuer().url(),
+        sources = %names(config.config.sources().map(|s| s.name()).collect()),
+        targets = %names(config.config.targets().map(|t| t.name()).collect()),
+        rules = mappings.rule_count(),
+        mappings = %config.mappings_dir().display(),
+        store = broker.audit_store().map_or("off", |s| s.location()),
+        "tessera serving"
+    );
     tessera_broker::run(broker, listener, shutdown_signal()).await?;
     if let Some(demo) = demo {
         demo.stop().await;

@@ -136,15 +136,7 @@ pub async fn unused(args: UnusedArgs) -> anyhow::Result<()> {
         Format::Text => {
             println!("replayed {} recorded requests; rules that decided none of them:", report.replayed);
             for r in report.unused() {
-                let rule = &r.rule;
-                println!(
-                    "  {} ({}, {}) {}:{}",
-                    rule.rule,
-                    rule.effect.as_str(),
-                    rule.target,
-                    rule.file.display(),
-                    rule.line
-                );
+                println!("  {}", r.rule);
             }
         }
     }
