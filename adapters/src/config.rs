@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::{Location, Spanned};
 
+mod references;
+
+pub use references::Secrets;
+
 /// A duration written as `90s`, `15m`, `1h 30m` (humantime) or a bare number of seconds.
 pub mod duration {
     use super::*;
@@ -28,12 +32,22 @@ pub mod duration {
 
     /// Parse `15m`, `1h`, `90s`; whole seconds only.
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let d = humantime::parse_duration(text.trim())
-            .map_err(|e| format!("invalid duration `{text}`: {e} (write e.g. 90s, 15m, 1h)"))?;
+        let d = humantime::parse_duration(text.trim()).map_err(|_| not_a_duration(text))?;
         if d.subsec_nanos() != 0 {
             return Err(format!("invalid duration `{text}`: use whole seconds"));
         }
         Ok(d)
+    }
+
+    /// A duration that may be below a second (`300ms`, `1s`), for timeouts and intervals.
+    pub fn deserialize_fine<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(de)?;
+        humantime::parse_duration(text.trim()).map_err(|_| serde::de::Error::custom(not_a_duration(&text)))
+    }
+
+    /// The one message for a value that is not a duration.
+    pub fn not_a_duration(text: &str) -> String {
+        format!("`{text}` is not a duration: expected a duration such as 1h or 15m")
     }
 
     pub mod option {
@@ -84,8 +98,13 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// `file:line:column: message`; `file: message` for a problem with the file as a whole
+    /// (line 0: it cannot be read, a default it relies on does not hold).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        match self.line {
+            0 => write!(f, "{}: {}", self.file.display(), self.message),
+            line => write!(f, "{}:{line}:{}: {}", self.file.display(), self.column, self.message),
+        }
     }
 }
 
@@ -104,18 +123,124 @@ impl ConfigErrors {
     pub fn at_entry<T>(path: &Path, entry: &Spanned<T>, message: String) -> ConfigError {
         ConfigError::at(path, &entry.referenced, message)
     }
+}
 
-    /// Text that is not YAML of the expected shape: the parser's one error, where it
-    /// stopped (the file's start when it cannot say).
-    pub fn yaml(path: &Path, e: &serde_saphyr::Error) -> Self {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
-        Self(vec![ConfigError {
-            file: path.to_path_buf(),
-            line,
-            column,
-            message: e.without_snippet().to_string(),
-        }])
+/// Read `text` as a `T`, reporting every shape problem (unknown keys, wrong types), not
+/// only the first: after each, the offending key and its block are blanked out (positions
+/// kept) and the text read again. `${env:NAME}` and `${file:PATH}` references are resolved
+/// first ([`references`]). Returns the value read once nothing more is wrong (so the
+/// caller's semantic checks still run past an unknown key), the problems found, and the
+/// resolved secrets, to [`Secrets::redact`] the caller's own messages. No value when the
+/// text cannot be repaired so (a problem inside a list item, a required key that had to
+/// go): the problems found so far are then all there is to report.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> (Option<T>, Vec<ConfigError>, Secrets) {
+    /// A file with more problems than this is reported in parts.
+    const MAX_PROBLEMS: usize = 32;
+    let mut errors = Vec::new();
+    let (resolved, secrets) = references::resolve(path, text, &mut errors);
+    let mut current = resolved.clone();
+    let mut blanked: Vec<String> = Vec::new();
+    let mut value = None;
+    while errors.len() < MAX_PROBLEMS {
+        let e = match serde_saphyr::from_str::<T>(&current) {
+            Ok(read) => {
+                value = Some(read);
+                break;
+            }
+            Err(e) => e,
+        };
+        let error = shape_error(path, &resolved, &e);
+        if blanked.iter().any(|key| error.message.starts_with(&format!("missing field `{key}`"))) {
+            // The key was there, and wrong: its own error says so already.
+            break;
+        }
+        let line = usize::try_from(error.line).unwrap_or(0);
+        errors.push(error);
+        match blank_key(&current, line) {
+            Some((keys, repaired)) => {
+                blanked.extend(keys);
+                current = repaired;
+            }
+            None => break,
+        }
     }
+    secrets.redact(&mut errors);
+    (value, errors, secrets)
+}
+
+/// A shape error in words: the location once (in front, not again at the end), lists and
+/// durations named as people write them.
+fn shape_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError {
+    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+    let mut message = e.without_snippet().to_string();
+    let suffix = format!(" at line {line}, column {column}");
+    if let Some(stripped) = message.strip_suffix(&suffix) {
+        message = stripped.to_string();
+    }
+    if message.starts_with("expected sequence start") {
+        let value = value_at(text, line, column).unwrap_or("...");
+        message = format!("expected a list such as [{value}]");
+    }
+    ConfigError { file: path.to_path_buf(), line, column, message }
+}
+
+/// The plain scalar at a 1-based line and column, up to a comment or the line's end.
+fn value_at(text: &str, line: u64, column: u64) -> Option<&str> {
+    let line = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let rest = line.get(usize::try_from(column).ok()?.checked_sub(1)?..)?;
+    let value = rest.split(" #").next()?.trim();
+    (!value.is_empty()).then_some(value)
+}
+
+/// Blank out (with spaces, so every other position stays) the `key:` on 1-based `line` and
+/// the more indented lines of its block, and a parent block left with nothing in it (an
+/// empty block would be a problem of its own). Returns the keys blanked. `None` if the line
+/// holds no plain `key:` to blank: a list item, a flow collection's continuation, nothing.
+fn blank_key(text: &str, line: usize) -> Option<(Vec<String>, String)> {
+    let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
+    let mut index = line.checked_sub(1)?;
+    let mut keys = Vec::new();
+    loop {
+        let (key, indent) = plain_key(lines.get(index)?)?;
+        let deeper = |l: &String| l.trim().is_empty() || indent_of(l) > indent;
+        let end = index + 1 + lines.iter().skip(index + 1).take_while(|l| deeper(l)).count();
+        for l in lines.iter_mut().take(end).skip(index) {
+            *l = l.chars().map(|c| if c == '\n' { c } else { ' ' }).collect();
+        }
+        keys.push(key);
+        // The parent: the nearest line above, less indented, that is not blank.
+        let parent = (0..index).rev().find(|&i| lines.get(i).is_some_and(|l| !l.trim().is_empty()));
+        let Some(parent) = parent.filter(|&p| lines.get(p).is_some_and(|l| indent_of(l) < indent)) else {
+            break;
+        };
+        let parent_indent = lines.get(parent).map_or(0, |l| indent_of(l));
+        let emptied = lines
+            .iter()
+            .skip(parent + 1)
+            .take_while(|l| l.trim().is_empty() || indent_of(l) > parent_indent)
+            .all(|l| l.trim().is_empty());
+        let is_block = lines.get(parent).is_some_and(|l| l.trim_end().ends_with(':'));
+        if !(emptied && is_block) {
+            break;
+        }
+        index = parent;
+    }
+    Some((keys, lines.concat()))
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The key of a `key: ...` line and its indentation; `None` for anything else.
+fn plain_key(line: &str) -> Option<(String, usize)> {
+    let (key, _) = line.trim_start().split_once(':')?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+    (!key.is_empty() && key.chars().all(plain) && !key.starts_with('-'))
+        .then(|| (key.to_string(), indent_of(line)))
 }
 
 /// Write located problems one a line, so config and mapping errors read the same way.
@@ -186,6 +311,19 @@ mod tests {
         }
         let t: T = serde_json::from_str(r#"{"d": 60}"#).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.d, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn blanking_a_key_keeps_every_other_position_and_empties_parents_left_empty() {
+        let text = "a: 1\nb:\n  c: x\n  d:\n    - 1\ne: 2\n";
+        let (keys, once) = blank_key(text, 3).unwrap();
+        assert_eq!(keys, ["c"]);
+        assert_eq!(once, "a: 1\nb:\n      \n  d:\n    - 1\ne: 2\n");
+        let (keys, twice) = blank_key(&once, 4).unwrap();
+        assert_eq!(keys, ["d", "b"]);
+        assert_eq!(twice, "a: 1\n  \n      \n    \n       \ne: 2\n");
+        assert!(blank_key("- a: 1\n", 1).is_none(), "a list item is not blanked");
+        assert!(blank_key("a: 1\n", 2).is_none());
     }
 
     #[test]

@@ -267,10 +267,7 @@ fn default_max_backoff() -> Duration {
 }
 
 fn fine_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(de)?;
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        serde::de::Error::custom(format!("invalid duration `{text}`: {e} (write e.g. 500ms, 1s)"))
-    })
+    tessera_adapters::config::duration::deserialize_fine(de)
 }
 
 impl AgentConfig {
@@ -316,8 +313,9 @@ pub fn load(path: &Path) -> Result<LoadedAgentConfig, ConfigErrors> {
 /// Validate agent config text as if read from `path`. Each check below reports what it
 /// finds and the next one runs anyway, so every problem is listed at once.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors> {
-    let config: AgentConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors::yaml(path, &e))?;
-    let mut problems = Problems { file: path, found: Vec::new() };
+    let (config, found, secrets) = tessera_adapters::config::read_yaml::<AgentConfig>(path, text);
+    let Some(config) = config else { return Err(ConfigErrors(found)) };
+    let mut problems = Problems { file: path, found };
     check_version(&config.version, &mut problems);
     let broker = check_broker(&config.broker, &mut problems);
     check_listen(&config.listen, &mut problems);
@@ -328,6 +326,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedAgentConfig, ConfigErrors>
     check_timeout(&config, &mut problems);
 
     let Some(broker) = broker.filter(|_| problems.found.is_empty()) else {
+        secrets.redact(&mut problems.found);
         return Err(ConfigErrors(problems.found));
     };
     Ok(LoadedAgentConfig {

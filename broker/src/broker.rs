@@ -156,6 +156,7 @@ impl Broker {
     /// Build everything the config names. Signing keys are created on first start; no
     /// network call is made here (key sets are fetched in the background).
     pub async fn build(config: LoadedConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
+        config.check_mappings_dir()?;
         let issuer = Issuer::open(&config.config.issuer, &config.base_dir, Arc::clone(&clock))?;
         let metrics = Arc::new(Metrics::new());
         let adapters = Adapters::build_with(

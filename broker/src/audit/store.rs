@@ -8,6 +8,8 @@
 //! transaction, so concurrent exchanges share one commit (one fsync on SQLite, one round
 //! of WAL flushing on PostgreSQL) instead of queueing behind one each.
 
+pub mod history;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -196,6 +198,19 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Which database `url` names, and where it is with its password redacted. Installs the
+/// drivers on first use.
+fn backend_of(url: &SecretUrl) -> Result<(Backend, String), StoreError> {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+    let location = url.redacted();
+    match url.scheme().as_str() {
+        "sqlite" => Ok((Backend::Sqlite, location)),
+        "postgres" | "postgresql" => Ok((Backend::Postgres, location)),
+        other => Err(StoreError::Open { location, message: format!("unsupported scheme {other}://") }),
+    }
+}
+
 impl AuditStore {
     /// Connect to `url` (see [`store_url`]), run the migrations and start the writer.
     /// `create`: make a missing SQLite file (the broker does; read-only tools do not).
@@ -205,16 +220,8 @@ impl AuditStore {
         metrics: Arc<Metrics>,
         create: bool,
     ) -> Result<Self, StoreError> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
-
-        let location = url.redacted();
+        let (backend, location) = backend_of(url)?;
         let open_error = |message: String| StoreError::Open { location: location.clone(), message };
-        let backend = match url.scheme().as_str() {
-            "sqlite" => Backend::Sqlite,
-            "postgres" | "postgresql" => Backend::Postgres,
-            other => return Err(open_error(format!("unsupported scheme {other}://"))),
-        };
         let mut connect = url.expose().to_string();
         if backend == Backend::Sqlite {
             let (path, query) = sqlite_path(url.expose());

@@ -39,7 +39,7 @@ pub struct BrokerConfig {
     pub targets: Spanned<Vec<Spanned<TargetConfig>>>,
     /// Directory of mapping files, relative to this file. Default `mappings`.
     #[serde(default = "default_mappings")]
-    pub mappings: PathBuf,
+    pub mappings: Spanned<PathBuf>,
     /// Where the broker keeps what it writes itself (the embedded audit store), relative
     /// to this file. Default `data`.
     #[serde(default = "default_data_dir")]
@@ -129,8 +129,9 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
-fn default_mappings() -> PathBuf {
-    PathBuf::from("mappings")
+fn default_mappings() -> Spanned<PathBuf> {
+    let unknown = serde_saphyr::Location::UNKNOWN;
+    Spanned::new(PathBuf::from("mappings"), unknown, unknown)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -441,10 +442,7 @@ fn default_poll_interval() -> Duration {
 pub(crate) fn deserialize_fine_duration<'de, D: serde::Deserializer<'de>>(
     de: D,
 ) -> Result<Duration, D::Error> {
-    let text = String::deserialize(de)?;
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        serde::de::Error::custom(format!("invalid duration `{text}`: {e} (write e.g. 300ms, 1s)"))
-    })
+    tessera_adapters::config::duration::deserialize_fine(de)
 }
 
 /// A loaded, validated configuration and where it came from.
@@ -464,7 +462,28 @@ impl LoadedConfig {
     }
 
     pub fn mappings_dir(&self) -> PathBuf {
-        self.resolve(&self.config.mappings)
+        self.resolve(&self.config.mappings.value)
+    }
+
+    /// An error when the mapping directory does not exist, at the `mappings:` line that
+    /// names it (or, for the default, the file as a whole).
+    pub fn check_mappings_dir(&self) -> Result<(), ConfigErrors> {
+        let dir = self.mappings_dir();
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let problem = if dir.exists() { "is not a directory" } else { "does not exist" };
+        let message = match self.config.mappings.referenced.line() {
+            0 => format!(
+                "the mapping directory {} {problem}: create it, or name the directory with `mappings:`",
+                dir.display()
+            ),
+            _ => format!(
+                "mappings: {} {problem}; relative paths start at this file's directory",
+                dir.display()
+            ),
+        };
+        Err(ConfigErrors(vec![ConfigError::at(&self.path, &self.config.mappings.referenced, message)]))
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -479,12 +498,14 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 
 /// Validate config text as if read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
-    let config: BrokerConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors::yaml(path, &e))?;
-    let mut problems = Problems { file: path, errors: Vec::new() };
+    let (config, errors, secrets) = tessera_adapters::config::read_yaml::<BrokerConfig>(path, text);
+    let Some(config) = config else { return Err(ConfigErrors(errors)) };
+    let mut problems = Problems { file: path, errors };
     check_settings(&config, &mut problems);
     check_adapters(&config, &mut problems);
     check_audiences(&config, &mut problems);
     if !problems.errors.is_empty() {
+        secrets.redact(&mut problems.errors);
         return Err(ConfigErrors(problems.errors));
     }
     Ok(LoadedConfig {
@@ -1015,5 +1036,105 @@ demo_issuer:
     fn unknown_adapter_kinds_are_refused() {
         let e = errors(&VALID.replace("type: jwt", "type: carrier_pigeon"));
         assert!(e[0].message.contains("carrier_pigeon"), "{e:?}");
+    }
+
+    /// Every problem of a file in one run, each once with its position, in words: an
+    /// unknown key hides neither the wrong types after it nor the semantic checks.
+    #[test]
+    fn every_error_is_reported_in_one_run_each_once_and_in_words() {
+        let text = "version: 2
+issuer:
+  url: https://tessera.example.com
+  key_dir: keys
+  algorithms: ES256
+  colour: blue
+sources:
+  - name: corp
+    type: oidc
+    issuer: https://idp.example.com
+    audiences: [tessera]
+targets:
+  - name: corp
+    type: jwt
+reload:
+  debounce: soon
+limits:
+  max_body_bytes: 0
+";
+        let rendered = ConfigErrors(errors(text)).to_string();
+        assert_eq!(
+            rendered,
+            [
+                "conf/broker.yaml:5:15: expected a list such as [ES256]",
+                "conf/broker.yaml:6:3: unknown field `colour`, expected one of url, key_dir, algorithms, key_reload_interval",
+                "conf/broker.yaml:16:13: `soon` is not a duration: expected a duration such as 1h or 15m",
+                "conf/broker.yaml:1:10: unsupported version 2: write `version: 1`",
+                "conf/broker.yaml:18:3: limits.max_body_bytes must be between 1 and 65536",
+                "conf/broker.yaml:13:5: target name `corp` is already used by the source at line 8, column 5",
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_named_without_a_position() {
+        let e = load(Path::new("/nonexistent/broker.yaml")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/nonexistent/broker.yaml: cannot read config file: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn a_missing_mapping_directory_is_reported_at_the_line_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.yaml");
+        let named = parse(&path, &format!("{VALID}mappings: rules\n")).unwrap();
+        assert_eq!(
+            named.check_mappings_dir().unwrap_err().to_string(),
+            format!(
+                "{}:13:11: mappings: {} does not exist; relative paths start at this file's directory",
+                path.display(),
+                dir.path().join("rules").display()
+            )
+        );
+        let defaulted = parse(&path, VALID).unwrap();
+        assert_eq!(
+            defaulted.check_mappings_dir().unwrap_err().to_string(),
+            format!(
+                "{}: the mapping directory {} does not exist: create it, or name the directory with `mappings:`",
+                path.display(),
+                dir.path().join("mappings").display()
+            )
+        );
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        assert!(named.check_mappings_dir().is_ok());
+    }
+
+    #[test]
+    fn a_secret_reference_is_resolved_at_load_and_kept_out_of_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("store-url"), "postgres://tessera:pw-from-file@db.internal/tessera\n")
+            .unwrap();
+        let path = dir.path().join("broker.yaml");
+        let loaded =
+            parse(&path, &format!("{VALID}audit:\n  store:\n    url: ${{file:store-url}}\n")).unwrap();
+        let url = loaded.config.audit().store.url.unwrap();
+        assert_eq!(url.expose(), "postgres://tessera:pw-from-file@db.internal/tessera");
+        assert!(!format!("{url:?}").contains("pw-from-file"));
+
+        let refused = parse(
+            &path,
+            &format!("{VALID}audit:\n  store:\n    url: ${{file:store-url}}\n    max_connections: 0\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!refused.contains("pw-from-file"), "{refused}");
+        let unset =
+            parse(&path, &format!("{VALID}data_dir: ${{env:TESSERA_SURELY_UNSET_42}}\n")).unwrap_err();
+        assert_eq!(
+            unset.to_string(),
+            format!("{}:13:11: environment variable `TESSERA_SURELY_UNSET_42` is not set", path.display())
+        );
     }
 }

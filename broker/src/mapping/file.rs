@@ -481,7 +481,7 @@ impl<'a> Reader<'a> {
             }
             Ok(d) => Some(Sp { value: d, pos: node.pos }),
             Err(message) => {
-                self.error(node.pos, message, "write e.g. 90s, 15m or 1h");
+                self.error(node.pos, message, "or remove `ttl` for the target's default_ttl");
                 None
             }
         }

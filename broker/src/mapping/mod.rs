@@ -12,6 +12,7 @@
 //! - `lint`, `check`: warnings, and the report of `tessera mappings check`.
 //! - `view`: a rule's matches and grant, read-only, for `tessera trust`.
 //! - `reload`: watching the directory and swapping valid changes in.
+//! - `replay`: recorded requests decided again, by the current and a proposed set.
 //!
 //! A directory of `*.yaml` / `*.yml` files is loaded in name order and validated as a
 //! whole: every error in every file is collected, each with file, line, column and a fix
@@ -69,6 +70,7 @@ mod file;
 mod glob;
 mod lint;
 mod reload;
+mod replay;
 mod template;
 mod view;
 mod yaml;
@@ -93,6 +95,10 @@ pub use file::{Effect, Expectation};
 pub use glob::GlobPiece;
 pub use lint::Warning;
 pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
+pub use replay::{
+    Change, ChangeKind, Dependent, Group, Impact, ImpactReport, Outcome, Recorded, RuleRef, RuleUsage,
+    Summary, Usage, UsageReport, format_time,
+};
 pub use view::{GrantValue, RuleView, TemplatePiece};
 
 use crate::mapping::compile::{CompiledRule, RuleIndex, TestCase};

@@ -732,7 +732,7 @@ fn ttl_above_the_target_maximum_is_an_error() {
         "#,
         5,
         41,
-        "invalid duration `soon`",
+        "`soon` is not a duration: expected a duration such as 1h or 15m",
     );
     one_error(
         r#"

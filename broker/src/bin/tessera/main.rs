@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tessera_broker::{Adapters, Broker, config, demo, issuer};
 mod aws;
 mod doctor;
 mod mappings;
+mod replay;
 mod trust;
 mod workloads;
 
@@ -33,9 +35,10 @@ mod workloads;
     about = "Cross-cloud workload identity broker"
 )]
 struct Cli {
-    /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json, env = "TESSERA_LOG_FORMAT")]
-    log_format: LogFormat,
+    /// Log format on standard error. Default: `json` for `serve` and `agent`, `text` for
+    /// the commands people run by hand.
+    #[arg(long, global = true, value_enum, env = "TESSERA_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,9 +124,35 @@ enum KeysCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let daemon = matches!(cli.command, Command::Serve { .. } | Command::Agent { .. });
+    init_logging(cli.log_format.unwrap_or(if daemon { LogFormat::Json } else { LogFormat::Text }));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", plain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error as people read it: its message, then each cause the message does not already
+/// say. Never a backtrace, whatever `RUST_BACKTRACE` says: these are the user's errors
+/// (a bad config, an unreachable endpoint), not Tessera's bugs, which panic.
+fn plain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
@@ -151,7 +180,10 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal who has not asked for none (no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -169,7 +201,21 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let demo = demo::start(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let broker = Broker::build(loaded, clock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(listen = %listen, issuer = broker.issuer().url(), "tessera serving");
+    let config = broker.config();
+    let names = |names: Vec<&str>| names.join(",");
+    let mappings = broker.pipeline().mappings();
+    tracing::info!(
+        listen = %listen,
+        admin = %config.config.admin().map_or_else(|| "off".to_string(), |a| a.listen.to_string()),
+        metrics = %config.config.metrics().map_or_else(|| "off".to_string(), |m| m.listen.to_string()),
+        issuer = broker.issuer().url(),
+        sources = %names(config.config.sources().map(|s| s.name()).collect()),
+        targets = %names(config.config.targets().map(|t| t.name()).collect()),
+        rules = mappings.rule_count(),
+        mappings = %config.mappings_dir().display(),
+        store = broker.audit_store().map_or("off", |s| s.location()),
+        "tessera serving"
+    );
     tessera_broker::run(broker, listener, shutdown_signal()).await?;
     if let Some(demo) = demo {
         demo.stop().await;

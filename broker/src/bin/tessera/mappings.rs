@@ -1,4 +1,5 @@
-//! `tessera mappings check` and `tessera mappings explain`.
+//! `tessera mappings check` and `tessera mappings explain`; the replaying commands are in
+//! `replay`.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,14 @@ pub enum MappingsCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Replay the requests recorded in the audit store against proposed mapping files and
+    /// report which workloads would be newly refused, newly allowed, or get a different
+    /// rule or grant, by rule and by workload. Read-only.
+    Diff(crate::replay::DiffArgs),
+    /// List the rules that decided none of the requests recorded in a window (dead rules).
+    Unused(crate::replay::UnusedArgs),
+    /// List the workloads whose recorded requests a rule decided: who depends on it.
+    Dependents(crate::replay::DependentsArgs),
 }
 
 pub async fn run(command: MappingsCommand) -> anyhow::Result<()> {
@@ -120,10 +129,13 @@ pub async fn run(command: MappingsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        MappingsCommand::Diff(args) => crate::replay::diff(args).await,
+        MappingsCommand::Unused(args) => crate::replay::unused(args).await,
+        MappingsCommand::Dependents(args) => crate::replay::dependents(args).await,
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<config::LoadedConfig> {
+pub fn load(path: &Path) -> anyhow::Result<config::LoadedConfig> {
     config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
 }
 
@@ -145,11 +157,7 @@ fn check(
 ) -> anyhow::Result<()> {
     let loaded = load(config)?;
     let clock = SystemClock;
-    // Built on a thread outside the async runtime, so sources start no background key-set
-    // refresh: checking needs only names and limits, never the network.
-    let adapters = std::thread::scope(|s| s.spawn(|| Adapters::build(&loaded, Arc::new(clock))).join())
-        .map_err(|_| anyhow::anyhow!("building the sources and targets failed"))?
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let adapters = adapters(&loaded)?;
     let dir = dir.unwrap_or_else(|| loaded.mappings_dir());
     let report = CheckReport::run(&dir, &adapters.catalog, time(now.as_deref(), &clock)?);
     match format {
@@ -157,6 +165,15 @@ fn check(
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     if report.passed(strict) { Ok(()) } else { anyhow::bail!("{}: mapping check failed", dir.display()) }
+}
+
+/// The sources and targets of `loaded`, built on a thread outside the async runtime, so
+/// sources start no background key-set refresh: checking and replaying need only names
+/// and limits, never the network.
+pub fn adapters(loaded: &config::LoadedConfig) -> anyhow::Result<Adapters> {
+    std::thread::scope(|s| s.spawn(|| Adapters::build(loaded, Arc::new(SystemClock))).join())
+        .map_err(|_| anyhow::anyhow!("building the sources and targets failed"))?
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn read_input(path: &Path) -> anyhow::Result<String> {
