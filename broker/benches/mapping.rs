@@ -54,15 +54,7 @@ fn catalog() -> Catalog {
         });
     }
     for i in 0..6 {
-        targets.push(TargetInfo {
-            name: format!("api-{i}"),
-            kind: "jwt",
-            max_ttl: Duration::from_secs(3600),
-            default_ttl: Duration::from_secs(600),
-            grant_keys: &[],
-            scope_param: None,
-            target: None,
-        });
+        targets.push(TargetInfo::plain_jwt(&format!("api-{i}")));
     }
     let sources = SOURCES.iter().map(|(n, k)| SourceInfo { name: (*n).into(), kind: (*k).into() }).collect();
     Catalog { targets, sources }

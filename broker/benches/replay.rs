@@ -27,17 +27,8 @@ const TEAMS: usize = 200;
 const START_MS: i64 = 1_790_000_000_000;
 
 fn catalog() -> Catalog {
-    let target = |name: &str| TargetInfo {
-        name: name.into(),
-        kind: "jwt",
-        max_ttl: Duration::from_secs(3600),
-        default_ttl: Duration::from_secs(600),
-        grant_keys: &[],
-        scope_param: None,
-        target: None,
-    };
     Catalog {
-        targets: vec![target("api"), target("reports")],
+        targets: vec![TargetInfo::plain_jwt("api"), TargetInfo::plain_jwt("reports")],
         sources: vec![SourceInfo { name: "eks-prod".into(), kind: "kubernetes".into() }],
     }
 }

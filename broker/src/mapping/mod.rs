@@ -120,6 +120,22 @@ pub struct TargetInfo {
     pub target: Option<Arc<dyn CredentialTarget>>,
 }
 
+impl TargetInfo {
+    /// A `jwt` target with the usual lifetimes (at most 1h, 10m by default), no grant keys
+    /// and no built target: for checking rules without a broker (benches, tests).
+    pub fn plain_jwt(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            kind: "jwt",
+            max_ttl: Duration::from_secs(3600),
+            default_ttl: Duration::from_secs(600),
+            grant_keys: &[],
+            scope_param: None,
+            target: None,
+        }
+    }
+}
+
 /// What the broker knows of one configured source.
 #[derive(Debug, Clone)]
 pub struct SourceInfo {

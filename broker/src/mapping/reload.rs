@@ -341,15 +341,7 @@ mod tests {
 
     fn catalog() -> Catalog {
         Catalog {
-            targets: vec![TargetInfo {
-                name: "api".into(),
-                kind: "jwt",
-                max_ttl: Duration::from_secs(3600),
-                default_ttl: Duration::from_secs(600),
-                grant_keys: &[],
-                scope_param: None,
-                target: None,
-            }],
+            targets: vec![TargetInfo::plain_jwt("api")],
             sources: vec![SourceInfo { name: "corp".into(), kind: "oidc".into() }],
         }
     }

@@ -13,15 +13,7 @@ use super::*;
 fn catalog() -> Catalog {
     Catalog {
         targets: vec![
-            TargetInfo {
-                name: "internal-api".into(),
-                kind: "jwt",
-                max_ttl: Duration::from_secs(3600),
-                default_ttl: Duration::from_secs(600),
-                grant_keys: &[],
-                scope_param: None,
-                target: None,
-            },
+            TargetInfo::plain_jwt("internal-api"),
             TargetInfo {
                 name: "aws-prod".into(),
                 kind: "aws_sts",
@@ -1926,15 +1918,7 @@ fn explain_identities_parse_like_test_case_identities() {
 
 /// The catalog the examples of docs/mappings.md are written against.
 fn docs_catalog() -> Catalog {
-    let jwt = |name: &str| TargetInfo {
-        name: name.into(),
-        kind: "jwt",
-        max_ttl: Duration::from_secs(3600),
-        default_ttl: Duration::from_secs(600),
-        grant_keys: &[],
-        scope_param: None,
-        target: None,
-    };
+    let jwt = TargetInfo::plain_jwt;
     let mut targets = vec![jwt("internal-api"), jwt("gcp-prod"), jwt("warehouse-api"), jwt("ledger-api")];
     targets.push(TargetInfo {
         name: "aws-prod".into(),
