@@ -53,8 +53,10 @@ pub enum ExecCredentialError {
 
 /// The `ExecCredential` for the target's current token.
 pub async fn fetch(args: &KubernetesArgs) -> Result<Secret<String>, ExecCredentialError> {
-    let broker = args.broker.as_deref().ok_or(ExecCredentialError::Missing("--broker or TESSERA_BROKER_URL"))?;
-    let audience = args.audience.clone().ok_or(ExecCredentialError::Missing("--audience or TESSERA_AUDIENCE"))?;
+    let broker =
+        args.broker.as_deref().ok_or(ExecCredentialError::Missing("--broker or TESSERA_BROKER_URL"))?;
+    let audience =
+        args.audience.clone().ok_or(ExecCredentialError::Missing("--audience or TESSERA_AUDIENCE"))?;
     let file = args
         .subject_token_file
         .clone()
@@ -72,7 +74,8 @@ pub async fn fetch(args: &KubernetesArgs) -> Result<Secret<String>, ExecCredenti
         .map_err(|e| ExecCredentialError::Http(e.to_string()))?;
     let client = BrokerClient { http, token_url, subject: Arc::new(Subject::File(file)) };
     let clock = SystemClock;
-    let issued = client.exchange(&Want { target: audience, scope: args.scope.clone() }, || clock.now()).await?;
+    let issued =
+        client.exchange(&Want { target: audience, scope: args.scope.clone() }, || clock.now()).await?;
     if !issued.token_type.eq_ignore_ascii_case("bearer") {
         return Err(ExecCredentialError::NotBearer(issued.token_type));
     }

@@ -224,7 +224,17 @@ impl Broker {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
         }
-        Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock, admin_auth, audit_store, spiffe }))
+        Ok(Arc::new(Self {
+            config,
+            issuer,
+            pipeline,
+            metrics,
+            reloader,
+            clock,
+            admin_auth,
+            audit_store,
+            spiffe,
+        }))
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {

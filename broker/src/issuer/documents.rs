@@ -62,7 +62,9 @@ pub(crate) fn spiffe_bundle(
 ) -> Vec<u8> {
     let mut shown: Vec<&StoredKey> =
         keys.iter().filter(|k| algorithms.contains(&k.info.alg) && k.info.is_published(now)).collect();
-    shown.sort_by(|a, b| (a.info.alg, a.info.created_at, &a.info.kid).cmp(&(b.info.alg, b.info.created_at, &b.info.kid)));
+    shown.sort_by(|a, b| {
+        (a.info.alg, a.info.created_at, &a.info.kid).cmp(&(b.info.alg, b.info.created_at, &b.info.kid))
+    });
     let jwks: Vec<Value> = shown
         .iter()
         .map(|k| {
@@ -77,7 +79,8 @@ pub(crate) fn spiffe_bundle(
     let sequence = keys
         .iter()
         .flat_map(|k| {
-            let dropped = k.info.publish_until.filter(|until| k.info.state == KeyState::Retired && *until <= now);
+            let dropped =
+                k.info.publish_until.filter(|until| k.info.state == KeyState::Retired && *until <= now);
             [Some(k.info.created_at), dropped]
         })
         .flatten()

@@ -68,7 +68,11 @@ pub(crate) fn authentication_configuration(
     })
 }
 
-pub(super) fn render(plan: &Plan<'_>, config: &KubernetesTargetConfig, base_dir: &Path) -> Result<String, TrustError> {
+pub(super) fn render(
+    plan: &Plan<'_>,
+    config: &KubernetesTargetConfig,
+    base_dir: &Path,
+) -> Result<String, TrustError> {
     let ca = config.read_certificate_authority(base_dir).map_err(|e| TrustError::Incomplete(e.message))?;
     let document = authentication_configuration(&plan.issuer, config, ca);
     let mut notes = plan.notes.clone();
@@ -84,12 +88,13 @@ pub(super) fn render(plan: &Plan<'_>, config: &KubernetesTargetConfig, base_dir:
     for g in &plan.grants {
         let user = param_values(&g.rule, "username", &mut notes)
             .map(|names| names.iter().map(|n| format!("{}{n}", config.username_prefix)).collect::<Vec<_>>())
-            .unwrap_or_else(|| {
-                g.subjects.iter().map(|s| format!("{}{s}", config.username_prefix)).collect()
-            });
+            .unwrap_or_else(|| g.subjects.iter().map(|s| format!("{}{s}", config.username_prefix)).collect());
         let groups = param_values(&g.rule, "groups", &mut notes).unwrap_or_default();
-        let groups: Vec<String> =
-            groups.iter().flat_map(|text| text.split_whitespace()).map(|g| format!("{}{g}", config.groups_prefix)).collect();
+        let groups: Vec<String> = groups
+            .iter()
+            .flat_map(|text| text.split_whitespace())
+            .map(|g| format!("{}{g}", config.groups_prefix))
+            .collect();
         out.push_str(&format!(
             "# rule `{}` ({}): user {}; groups {}\n",
             g.rule.name,

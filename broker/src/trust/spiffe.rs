@@ -21,7 +21,8 @@ pub(super) fn render(plan: &Plan<'_>, config: &SpiffeTargetConfig) -> String {
                 .iter()
                 .map(|path| format!("spiffe://{trust_domain}{path}"))
                 .collect();
-            let audiences = param_values(&g.rule, "audience", &mut notes).unwrap_or_else(|| config.audiences.clone());
+            let audiences =
+                param_values(&g.rule, "audience", &mut notes).unwrap_or_else(|| config.audiences.clone());
             let workloads: Vec<String> = g.subjects.iter().map(ToString::to_string).collect();
             json!({ "rule": g.rule.name, "spiffe_ids": ids, "audiences": audiences, "workloads": workloads })
         })
