@@ -12,7 +12,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tessera_adapters::targets::kubernetes::{GROUPS_CLAIM, KubernetesTargetConfig, USERNAME_CLAIM};
 
-use super::{Plan, TrustError, param_values};
+use super::{Plan, TrustError};
+use crate::mapping::{GrantValue, RuleView, TemplatePiece};
 
 /// The `AuthenticationConfiguration` (apiserver.config.k8s.io/v1beta1, "JWT authenticator").
 pub(crate) fn authentication_configuration(
@@ -86,20 +87,20 @@ pub(super) fn render(
         notes.push("issuer.url is not https: kube-apiserver only trusts https issuers".into());
     }
     for g in &plan.grants {
-        let user = param_values(&g.rule, "username", &mut notes)
-            .map(|names| names.iter().map(|n| format!("{}{n}", config.username_prefix)).collect::<Vec<_>>())
-            .unwrap_or_else(|| g.subjects.iter().map(|s| format!("{}{s}", config.username_prefix)).collect());
-        let groups = param_values(&g.rule, "groups", &mut notes).unwrap_or_default();
-        let groups: Vec<String> = groups
-            .iter()
-            .flat_map(|text| text.split_whitespace())
-            .map(|g| format!("{}{g}", config.groups_prefix))
+        let users: Vec<String> = match template(&g.rule, "username") {
+            Some(username) => vec![format!("{}{username}", config.username_prefix)],
+            None => g.subjects.iter().map(|s| format!("{}{s}", config.username_prefix)).collect(),
+        };
+        let groups: Vec<String> = template(&g.rule, "groups")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|group| format!("{}{group}", config.groups_prefix))
             .collect();
         out.push_str(&format!(
             "# rule `{}` ({}): user {}; groups {}\n",
             g.rule.name,
             g.rule.location(),
-            user.join(", "),
+            users.join(", "),
             if groups.is_empty() { "none".to_owned() } else { groups.join(", ") }
         ));
     }
@@ -108,6 +109,20 @@ pub(super) fn render(
     }
     write_yaml(&document, 0, &mut out);
     Ok(out)
+}
+
+/// A rule's grant value as written, `{field}` for what each identity fills in.
+fn template(rule: &RuleView, key: &str) -> Option<String> {
+    let GrantValue::Text(pieces) = rule.param(key)? else { return None };
+    Some(
+        pieces
+            .iter()
+            .map(|p| match p {
+                TemplatePiece::Text(t) => t.clone(),
+                TemplatePiece::Field(f) => format!("{{{f}}}"),
+            })
+            .collect(),
+    )
 }
 
 /// `value` as block-style YAML. Every string is written as a JSON string, which YAML reads
