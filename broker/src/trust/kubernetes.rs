@@ -12,8 +12,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tessera_adapters::targets::kubernetes::{GROUPS_CLAIM, KubernetesTargetConfig, USERNAME_CLAIM};
 
-use super::{Plan, TrustError};
-use crate::mapping::{GrantValue, RuleView, TemplatePiece};
+use super::{Plan, TrustError, template};
 
 /// The `AuthenticationConfiguration` (apiserver.config.k8s.io/v1beta1, "JWT authenticator").
 pub(crate) fn authentication_configuration(
@@ -109,20 +108,6 @@ pub(super) fn render(
     }
     write_yaml(&document, 0, &mut out);
     Ok(out)
-}
-
-/// A rule's grant value as written, `{field}` for what each identity fills in.
-fn template(rule: &RuleView, key: &str) -> Option<String> {
-    let GrantValue::Text(pieces) = rule.param(key)? else { return None };
-    Some(
-        pieces
-            .iter()
-            .map(|p| match p {
-                TemplatePiece::Text(t) => t.clone(),
-                TemplatePiece::Field(f) => format!("{{{f}}}"),
-            })
-            .collect(),
-    )
 }
 
 /// `value` as block-style YAML. Every string is written as a JSON string, which YAML reads

@@ -405,6 +405,20 @@ pub(crate) fn param_values(rule: &RuleView, key: &str, notes: &mut Vec<String>) 
     Some(values.unwrap_or_default())
 }
 
+/// A rule's grant value as written, `{field}` for what each identity fills in.
+pub(crate) fn template(rule: &RuleView, key: &str) -> Option<String> {
+    let crate::mapping::GrantValue::Text(pieces) = rule.param(key)? else { return None };
+    Some(
+        pieces
+            .iter()
+            .map(|p| match p {
+                crate::mapping::TemplatePiece::Text(t) => t.clone(),
+                crate::mapping::TemplatePiece::Field(f) => format!("{{{f}}}"),
+            })
+            .collect(),
+    )
+}
+
 /// `text` as one POSIX shell word: as it is when only safe characters, else single-quoted.
 pub(crate) fn sh(text: &str) -> String {
     let safe =

@@ -6,7 +6,7 @@
 use serde_json::json;
 use tessera_adapters::targets::spiffe::SpiffeTargetConfig;
 
-use super::{Plan, param_values};
+use super::{Plan, param_values, template};
 use crate::http::SPIFFE_BUNDLE_PATH;
 
 pub(super) fn render(plan: &Plan<'_>, config: &SpiffeTargetConfig) -> String {
@@ -16,11 +16,14 @@ pub(super) fn render(plan: &Plan<'_>, config: &SpiffeTargetConfig) -> String {
         .grants
         .iter()
         .map(|g| {
-            let ids: Vec<String> = param_values(&g.rule, "path", &mut notes)
-                .unwrap_or_default()
-                .iter()
-                .map(|path| format!("spiffe://{trust_domain}{path}"))
-                .collect();
+            // A path over fields the rule does not match exactly is shown as its template.
+            let mut unexpanded = Vec::new();
+            let mut paths = param_values(&g.rule, "path", &mut unexpanded).unwrap_or_default();
+            if paths.is_empty() {
+                paths.extend(template(&g.rule, "path"));
+            }
+            let ids: Vec<String> =
+                paths.iter().map(|path| format!("spiffe://{trust_domain}{path}")).collect();
             let audiences =
                 param_values(&g.rule, "audience", &mut notes).unwrap_or_else(|| config.audiences.clone());
             let workloads: Vec<String> = g.subjects.iter().map(ToString::to_string).collect();

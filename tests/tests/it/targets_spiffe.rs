@@ -164,3 +164,33 @@ async fn without_a_spiffe_target_there_is_no_bundle() {
     assert_eq!(body["error"], "not_found");
     broker.stop().await;
 }
+
+#[test]
+fn tessera_trust_names_the_trust_domain_its_bundle_endpoint_and_the_granted_ids() {
+    let path = python::root().join("examples/kubernetes-to-spiffe/broker.yaml");
+    let loaded = tessera_broker::config::load(&path).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(tessera_adapters::ManualClock::starting_now());
+    let adapters = tessera_broker::Adapters::build(&loaded, clock).unwrap();
+    let set =
+        tessera_broker::mapping::MappingSet::load_dir(&loaded.mappings_dir(), &adapters.catalog).unwrap();
+    let out: Value =
+        serde_json::from_str(&tessera_broker::trust::render(&loaded, &set, "svid", None).unwrap()).unwrap();
+    assert_eq!(out["trust_domain"], "tessera.example.com");
+    assert_eq!(out["bundle_endpoint_url"], "https://tessera.example.com/v1/spiffe/bundle");
+    assert_eq!(out["bundle_endpoint_profile"], "https_web");
+    assert!(
+        out["spire_server_federation"].as_str().unwrap().contains("federates_with \"tessera.example.com\"")
+    );
+    assert_eq!(
+        out["rules"][0]["spiffe_ids"],
+        serde_json::json!(["spiffe://tessera.example.com/ns/payments/sa/api"])
+    );
+    assert_eq!(out["rules"][0]["audiences"], serde_json::json!(["ledger"]));
+    assert_eq!(
+        out["rules"][1]["spiffe_ids"],
+        serde_json::json!(["spiffe://tessera.example.com/ns/{namespace}/sa/{name}"])
+    );
+    let format =
+        tessera_broker::trust::render(&loaded, &set, "svid", Some(tessera_broker::trust::Format::Yaml));
+    assert!(format.is_err(), "a spiffe target has only json");
+}
