@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::clock::Clock;
-use crate::target::{Grant, Signer, TargetError};
+use crate::oauth::token_type;
+use crate::target::{Grant, IssuedCredential, Signer, SigningAlgorithm, TargetError};
 use crate::targets::jwt::RESERVED_CLAIMS;
 
 /// The granted lifetime, capped at `max_ttl`; zero is refused.
@@ -61,5 +62,21 @@ impl LocalSigner {
         claims.insert("exp".into(), Value::from(exp));
         claims.insert("jti".into(), Value::from(uuid::Uuid::new_v4().to_string()));
         (claims, exp)
+    }
+
+    /// Sign `claims` with `alg`: a JWT bearer token (`issued_token_type` RFC 8693's `jwt`).
+    pub(crate) fn issue(
+        &self,
+        alg: SigningAlgorithm,
+        claims: &Map<String, Value>,
+        expires_at: i64,
+    ) -> Result<IssuedCredential, TargetError> {
+        Ok(IssuedCredential {
+            access_token: self.signer.sign(alg, claims)?,
+            issued_token_type: token_type::JWT,
+            token_type: "Bearer",
+            expires_at,
+            aws_credentials: None,
+        })
     }
 }

@@ -183,13 +183,6 @@ impl CredentialTarget for SpiffeTarget {
 
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
         let (claims, expires_at) = self.claims(grant)?;
-        let access_token = self.local.signer.sign(self.algorithm, &claims)?;
-        Ok(IssuedCredential {
-            access_token,
-            issued_token_type: token_type::JWT,
-            token_type: "Bearer",
-            expires_at,
-            aws_credentials: None,
-        })
+        self.local.issue(self.algorithm, &claims, expires_at)
     }
 }
