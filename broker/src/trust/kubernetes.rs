@@ -21,8 +21,8 @@ pub(crate) fn authentication_configuration(
     certificate_authority: Option<String>,
 ) -> Value {
     let mut issuer = json!({ "url": issuer, "audiences": [config.audience()] });
-    if let Some(pem) = certificate_authority {
-        issuer["certificateAuthority"] = Value::from(pem);
+    if let (Some(pem), Some(members)) = (certificate_authority, issuer.as_object_mut()) {
+        members.insert("certificateAuthority".into(), Value::from(pem));
     }
     let (user, groups) = (USERNAME_CLAIM, GROUPS_CLAIM);
     let prefixed = |prefix: &str, value: &str| {

@@ -226,7 +226,6 @@ async fn the_exec_credential_carries_the_token_and_its_expiry() {
         issuer.key(0).sign(&issuer.claims("svc-deploy-api", "tessera", broker.clock.now())),
     )
     .unwrap();
-    let binary = tessera_binary();
     let (ok, out, err) = run(Command::new(&binary)
         .args(["credential-process", "--kubernetes", "--broker", &broker.url, "--audience", "k8s-prod"])
         .arg("--subject-token-file")

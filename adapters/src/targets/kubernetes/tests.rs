@@ -10,21 +10,12 @@ use crate::target::{CredentialTarget, IssuedJwt, RuleParam, RuleText, SigningAlg
 use crate::targets::testkit::{self, GrantParts, NOW, assert_cache_keys, identity};
 
 fn config(extra: Value) -> KubernetesTargetConfig {
-    let mut entry = json!({ "name": "k8s-prod", "audience": "https://k8s-prod.example.com" });
-    for (k, v) in extra.as_object().unwrap() {
-        entry[k] = v.clone();
-    }
-    kind_config(KIND, entry).unwrap()
+    let base = json!({ "name": "k8s-prod", "audience": "https://k8s-prod.example.com" });
+    kind_config(KIND, testkit::entry(base, extra)).unwrap()
 }
 
 fn build(extra: Value) -> Result<Arc<dyn CredentialTarget>, String> {
-    config(extra)
-        .build(&testkit::context(&[
-            SigningAlgorithm::Es256,
-            SigningAlgorithm::Rs256,
-            SigningAlgorithm::EdDsa,
-        ]))
-        .map_err(|e| format!("{}: {}", e.field.unwrap_or("-"), e.message))
+    testkit::build_all_algorithms(&config(extra))
 }
 
 fn parts(params: Value) -> GrantParts {

@@ -13,25 +13,16 @@ use crate::target::{
 use crate::targets::testkit::{self, GrantParts, NOW, assert_cache_keys, identity};
 
 fn config(extra: Value) -> SpiffeTargetConfig {
-    let mut entry = json!({
+    let base = json!({
         "name": "svid",
         "trust_domain": "tessera.example.com",
         "audiences": ["ledger", "spiffe://tessera.example.com/reports"],
     });
-    for (k, v) in extra.as_object().unwrap() {
-        entry[k] = v.clone();
-    }
-    kind_config(KIND, entry).unwrap()
+    kind_config(KIND, testkit::entry(base, extra)).unwrap()
 }
 
 fn build(extra: Value) -> Result<Arc<dyn CredentialTarget>, String> {
-    config(extra)
-        .build(&testkit::context(&[
-            SigningAlgorithm::Es256,
-            SigningAlgorithm::Rs256,
-            SigningAlgorithm::EdDsa,
-        ]))
-        .map_err(|e| format!("{}: {}", e.field.unwrap_or("-"), e.message))
+    testkit::build_all_algorithms(&config(extra))
 }
 
 fn parts(params: Value) -> GrantParts {
