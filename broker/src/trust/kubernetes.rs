@@ -75,7 +75,12 @@ pub(super) fn render(
 ) -> Result<String, TrustError> {
     let ca = config.read_certificate_authority(base_dir).map_err(|e| TrustError::Incomplete(e.message))?;
     let document = authentication_configuration(&plan.issuer, config, ca);
-    let mut notes = plan.notes.clone();
+    // The shared notes speak of a cloud's `sub` condition; say what this side sees.
+    let mut notes: Vec<String> = plan
+        .notes
+        .iter()
+        .map(|n| n.replace("the platform sees only `sub`", "the cluster sees only the token's claims"))
+        .collect();
     let mut out = format!(
         "# Kubernetes structured authentication for target `{}`: pass this file to kube-apiserver\n\
          # with --authentication-config (Kubernetes 1.30 or later; from 1.34 `apiVersion` may be\n\

@@ -11,7 +11,12 @@ use crate::http::SPIFFE_BUNDLE_PATH;
 
 pub(super) fn render(plan: &Plan<'_>, config: &SpiffeTargetConfig) -> String {
     let trust_domain = config.trust_domain_name();
-    let mut notes = plan.notes.clone();
+    // The shared notes speak of a cloud's `sub` condition; say what this side sees.
+    let mut notes: Vec<String> = plan
+        .notes
+        .iter()
+        .map(|n| n.replace("the platform sees only `sub`", "relying parties see only the SVID's claims"))
+        .collect();
     let rules: Vec<_> = plan
         .grants
         .iter()
