@@ -149,6 +149,19 @@ def sts_seeds():
     write("sts_response", '<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')
 
 
+def spiffe_id_seeds():
+    for text in [
+        "spiffe://example.org/ns/payments/sa/api",
+        "spiffe://example.org",
+        "spiffe://tessera.example.com/corp/svc-payments",
+        "spiffe://example.org/ns/../sa/api",
+        "spiffe://Example.org:8443/x?y#z",
+        "spiffe://example.org//x/",
+        "/ns/payments/sa/api",
+    ]:
+        write("spiffe_id", text)
+
+
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     jwt_seeds()
@@ -158,6 +171,7 @@ def main():
     copy_files("broker_config", ROOT.glob("examples/*/broker.yaml"))
     aws_seeds()
     sts_seeds()
+    spiffe_id_seeds()
     for folder in sorted(SEEDS.iterdir()):
         print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
 

@@ -16,6 +16,8 @@
 //!   request as a subject token (the agent and `tessera aws sign-request` use it).
 //! - [`net`]: the rules of every URL adapters call (https, loopback-only plain http).
 //! - [`oauth`]: the OAuth wire names (grant types, token types), written once.
+//! - [`spiffe_id`]: SPIFFE IDs, which the `spiffe` source reads and the `spiffe` target
+//!   writes.
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
 //! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
 //!   learns of kinds. Adapters never import it: they implement [`build`].
@@ -36,6 +38,7 @@ pub mod registry;
 pub mod secret;
 pub mod source;
 pub mod sources;
+pub mod spiffe_id;
 pub mod target;
 pub mod targets;
 

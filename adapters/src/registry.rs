@@ -66,6 +66,8 @@ registry! {
     azure => Azure(crate::targets::azure::AzureTargetConfig),
     gcp => Gcp(crate::targets::gcp::GcpTargetConfig),
     jwt => Jwt(crate::targets::jwt::JwtTargetConfig),
+    kubernetes => Kubernetes(crate::targets::kubernetes::KubernetesTargetConfig),
+    spiffe => Spiffe(crate::targets::spiffe::SpiffeTargetConfig),
 }
 
 #[cfg(test)]

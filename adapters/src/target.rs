@@ -319,6 +319,17 @@ pub struct IssuedJwt {
     pub algorithm: SigningAlgorithm,
 }
 
+/// A SPIFFE trust domain a target issues JWT-SVIDs in, and what the trust domain's bundle
+/// (SPIFFE Trust Domain and Bundle §4) that the broker serves for it publishes: the issuer
+/// keys of `algorithm`, and `refresh_hint` as `spiffe_refresh_hint` (§4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustDomainBundle {
+    /// The trust domain name, without `spiffe://`.
+    pub trust_domain: String,
+    pub algorithm: SigningAlgorithm,
+    pub refresh_hint: Duration,
+}
+
 /// A value of a rule's grant key as the mapping file writes it, checked when the file
 /// loads: a literal, or a template with `{field}` references whose value is known only
 /// once rendered for an identity.
@@ -392,6 +403,12 @@ pub trait CredentialTarget: Send + Sync + Debug {
     /// For a target that issues JWTs signed by Tessera's own issuer, what verifying them
     /// takes; `None` for a target whose credentials are another platform's.
     fn issued_jwt(&self) -> Option<IssuedJwt> {
+        None
+    }
+
+    /// For a target that issues JWT-SVIDs, the trust domain they are in and what its
+    /// bundle publishes; `None` for every other target.
+    fn trust_domain(&self) -> Option<TrustDomainBundle> {
         None
     }
 

@@ -1,6 +1,7 @@
 //! `tessera credential-process`: AWS credentials for the AWS CLI and SDKs'
 //! `credential_process` setting ("Sourcing credentials with an external process", AWS SDKs
-//! and Tools Reference Guide), taken from a running agent's ECS endpoint.
+//! and Tools Reference Guide), taken from a running agent's ECS endpoint; with
+//! `--kubernetes`, a Kubernetes `ExecCredential` for kubectl ([`crate::exec_credential`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,12 @@ pub struct CredentialProcessArgs {
     /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
     #[arg(long, env = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Print a Kubernetes `client.authentication.k8s.io/v1` ExecCredential for kubectl
+    /// instead: exchange `--subject-token-file` at `--broker` for `--audience`.
+    #[arg(long)]
+    pub kubernetes: bool,
+    #[command(flatten)]
+    pub kubernetes_args: crate::exec_credential::KubernetesArgs,
 }
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8200/v1/aws/credentials";
@@ -39,6 +46,8 @@ pub enum CredentialProcessError {
     Refused(u16),
     #[error("the agent answered something that is not AWS credentials")]
     Malformed,
+    #[error(transparent)]
+    Kubernetes(#[from] crate::exec_credential::ExecCredentialError),
 }
 
 #[derive(Deserialize)]
@@ -50,23 +59,33 @@ struct EcsCredentials {
     expiration: String,
 }
 
-/// Print the credentials on standard output, the one place the AWS tools read them.
+/// Print the credentials on standard output, the one place the AWS tools (and kubectl)
+/// read them.
 pub async fn run(args: &CredentialProcessArgs) -> Result<(), CredentialProcessError> {
-    let out = fetch(args).await?;
+    let out = if args.kubernetes {
+        crate::exec_credential::fetch(&args.kubernetes_args).await?
+    } else {
+        fetch(args).await?
+    };
     println!("{}", out.expose());
     Ok(())
 }
 
-/// The `credential_process` JSON (`Version: 1`) for the agent's current AWS credentials.
-pub async fn fetch(args: &CredentialProcessArgs) -> Result<Secret<String>, CredentialProcessError> {
-    let url = url::Url::parse(&args.url).map_err(|_| CredentialProcessError::Url(args.url.clone()))?;
+/// Whether a credential may be asked of `url`: `https`, or plain `http` to loopback only.
+pub(crate) fn agent_url_allowed(url: &url::Url) -> bool {
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
     };
-    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
+}
+
+/// The `credential_process` JSON (`Version: 1`) for the agent's current AWS credentials.
+pub async fn fetch(args: &CredentialProcessArgs) -> Result<Secret<String>, CredentialProcessError> {
+    let url = url::Url::parse(&args.url).map_err(|_| CredentialProcessError::Url(args.url.clone()))?;
+    if !agent_url_allowed(&url) {
         return Err(CredentialProcessError::Url(args.url.clone()));
     }
     let token = match &args.token_file {

@@ -16,6 +16,8 @@
 //!   behind a `Host` check against DNS rebinding.
 //! - [`credential_process`]: `tessera credential-process` for the AWS `credential_process`
 //!   setting.
+//! - [`exec_credential`]: `tessera credential-process --kubernetes`, a kubectl credential
+//!   plugin printing an `ExecCredential`.
 //!
 //! [`run`] serves a loaded config on a listener until a shutdown future resolves, which is
 //! how tests start a real agent on `127.0.0.1:0`; [`run_file`] is `tessera agent --config`.
@@ -23,6 +25,7 @@
 pub mod config;
 pub mod credential_process;
 pub mod credentials;
+pub mod exec_credential;
 pub mod serve;
 pub mod subject;
 
@@ -113,7 +116,7 @@ fn secret(
 
 /// `{broker}/v1/token`, keeping a base path (`https://example.com/tessera` ->
 /// `https://example.com/tessera/v1/token`).
-fn token_url(broker: &url::Url) -> Result<url::Url, url::ParseError> {
+pub(crate) fn token_url(broker: &url::Url) -> Result<url::Url, url::ParseError> {
     let mut base = broker.clone();
     if !base.path().ends_with('/') {
         base.set_path(&format!("{}/", base.path()));

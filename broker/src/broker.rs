@@ -47,6 +47,32 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     admin_auth: Option<Arc<AdminAuth>>,
     audit_store: Option<audit::store::AuditStore>,
+    spiffe: Option<SpiffeBundle>,
+}
+
+/// The trust domain the `spiffe` targets issue JWT-SVIDs in (config checks hold them to
+/// one), and what its bundle publishes: the keys of every algorithm they sign with, and the
+/// shortest refresh hint any of them asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpiffeBundle {
+    pub trust_domain: String,
+    pub algorithms: Vec<SigningAlgorithm>,
+    pub refresh_hint: Duration,
+}
+
+impl SpiffeBundle {
+    fn of(targets: &[Arc<dyn CredentialTarget>]) -> Option<Self> {
+        let domains: Vec<_> = targets.iter().filter_map(|t| t.trust_domain()).collect();
+        let first = domains.first()?;
+        let mut algorithms: Vec<SigningAlgorithm> = domains.iter().map(|d| d.algorithm).collect();
+        algorithms.sort();
+        algorithms.dedup();
+        Some(Self {
+            trust_domain: first.trust_domain.clone(),
+            algorithms,
+            refresh_hint: domains.iter().map(|d| d.refresh_hint).min().unwrap_or(first.refresh_hint),
+        })
+    }
 }
 
 /// The configured sources and targets, built, with the router that picks a source for a
@@ -166,6 +192,7 @@ impl Broker {
             Arc::clone(&metrics) as Arc<dyn tessera_adapters::observe::Observer>,
         )?;
         let Adapters { targets, router, catalog, .. } = adapters;
+        let spiffe = SpiffeBundle::of(&targets);
         let admin_auth = AdminAuth::build(&config, &issuer, &targets, &clock)?;
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
         metrics.set_mapping_rules(mappings.rule_count());
@@ -197,7 +224,17 @@ impl Broker {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
         }
-        Ok(Arc::new(Self { config, issuer, pipeline, metrics, reloader, clock, admin_auth, audit_store }))
+        Ok(Arc::new(Self {
+            config,
+            issuer,
+            pipeline,
+            metrics,
+            reloader,
+            clock,
+            admin_auth,
+            audit_store,
+            spiffe,
+        }))
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {
@@ -232,6 +269,18 @@ impl Broker {
     /// The SQL audit store, unless `audit.store.enabled: false`.
     pub fn audit_store(&self) -> Option<&audit::store::AuditStore> {
         self.audit_store.as_ref()
+    }
+
+    /// The trust domain the `spiffe` targets issue JWT-SVIDs in; `None` without one.
+    pub fn spiffe(&self) -> Option<&SpiffeBundle> {
+        self.spiffe.as_ref()
+    }
+
+    /// The SPIFFE bundle (SPIFFE Trust Domain and Bundle §4) of [`spiffe`](Self::spiffe)'s
+    /// trust domain as of now, and its refresh hint.
+    pub fn spiffe_bundle(&self) -> Option<(Vec<u8>, Duration)> {
+        let spiffe = self.spiffe.as_ref()?;
+        Some((self.issuer.spiffe_bundle_json(&spiffe.algorithms, spiffe.refresh_hint), spiffe.refresh_hint))
     }
 
     /// Reloads the mapping directory; see [`mapping::Reloader`].

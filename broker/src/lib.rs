@@ -43,5 +43,5 @@ pub mod ratelimit;
 pub mod redis;
 pub mod trust;
 
-pub use broker::{Adapters, Broker, StartError};
+pub use broker::{Adapters, Broker, SpiffeBundle, StartError};
 pub use http::server::{Listeners, run, run_on};

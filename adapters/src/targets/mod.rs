@@ -3,6 +3,10 @@ pub mod aws_sts;
 pub mod azure;
 pub mod gcp;
 pub mod jwt;
+pub mod kubernetes;
+/// What the targets that hand the workload a JWT Tessera signs share (`spiffe`, `kubernetes`).
+pub(crate) mod signed;
+pub mod spiffe;
 #[cfg(test)]
 pub(crate) mod testkit;
 /// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`).

@@ -53,6 +53,24 @@ pub fn context(algs: &[SigningAlgorithm]) -> BuildContext {
     }
 }
 
+/// `base` (a target entry) with each member of `extra` set over it.
+pub fn entry(mut base: Value, extra: Value) -> Value {
+    if let (Some(entry), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        entry.extend(extra);
+    }
+    base
+}
+
+/// `config` built in a context whose issuer has keys for every algorithm; a build error as
+/// `field: message`.
+pub fn build_all_algorithms(
+    config: &dyn crate::build::BuildTarget,
+) -> Result<Arc<dyn crate::target::CredentialTarget>, String> {
+    config
+        .build(&context(&SigningAlgorithm::ALL))
+        .map_err(|e| format!("{}: {}", e.field.unwrap_or("-"), e.message))
+}
+
 /// A Kubernetes service account identity, `k8s://eks-prod/ns/payments/sa/api`.
 pub fn identity(name: Option<&str>) -> Identity {
     Identity {

@@ -504,6 +504,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     check_settings(&config, &mut problems);
     check_adapters(&config, &mut problems);
     check_audiences(&config, &mut problems);
+    check_trust_domains(&config, &mut problems);
     if !problems.errors.is_empty() {
         secrets.redact(&mut problems.errors);
         return Err(ConfigErrors(problems.errors));
@@ -628,25 +629,30 @@ fn check_adapters(config: &BrokerConfig, problems: &mut Problems<'_>) {
     }
 }
 
-/// Every JWT Tessera signs verifies against the same JWKS, so its `aud` alone says where it
-/// may be used: no two `jwt` targets share an audience (a token issued for one would open
-/// the other), and no target's JWTs carry the admin tokens' audience (they would open the
-/// admin API).
+/// The target kinds whose JWTs Tessera hands to the workload, to present wherever their
+/// `aud` is accepted.
+const WORKLOAD_JWT_KINDS: [&str; 3] = ["jwt", "spiffe", "kubernetes"];
+
+/// Every JWT Tessera signs verifies against the same keys, so its `aud` alone says where it
+/// may be used: no two targets whose JWTs go to workloads (`jwt`, `spiffe`, `kubernetes`)
+/// share an audience (a token issued for one would open the other: an SVID's relying
+/// party would take a cluster token, a cluster an SVID), and no target's JWTs carry the
+/// admin tokens' audience (they would open the admin API).
 fn check_audiences(config: &BrokerConfig, problems: &mut Problems<'_>) {
     let targets = &config.targets.value;
-    let mut issued: HashMap<String, (&str, u64, u64)> = HashMap::new();
-    for target in targets.iter().filter(|t| t.value.kind() == "jwt") {
-        let (name, loc) = (target.value.name(), &target.referenced);
+    let mut issued: HashMap<String, (&str, &str, u64, u64)> = HashMap::new();
+    for target in targets.iter().filter(|t| WORKLOAD_JWT_KINDS.contains(&t.value.kind())) {
+        let (name, kind, loc) = (target.value.name(), target.value.kind(), &target.referenced);
         for audience in target.value.config().audiences() {
-            if let Some((first, line, column)) = issued.get(&audience) {
+            if let Some((first, first_kind, line, column)) = issued.get(&audience) {
                 let message = format!(
-                    "target `{name}` has audience `{audience}`, as the jwt target `{first}` at line {line}, \
+                    "target `{name}` has audience `{audience}`, as the {first_kind} target `{first}` at line {line}, \
                      column {column} does: a token issued for either would be accepted as the other's; give \
-                     each jwt target an audience of its own"
+                     each {kind} target an audience of its own"
                 );
                 problems.at(loc, message);
             } else {
-                issued.insert(audience, (name, loc.line(), loc.column()));
+                issued.insert(audience, (name, kind, loc.line(), loc.column()));
             }
         }
     }
@@ -675,6 +681,29 @@ fn check_audiences(config: &BrokerConfig, problems: &mut Problems<'_>) {
                 loc.column()
             );
             problems.at(&admin_target.referenced, message);
+        }
+    }
+}
+
+/// Tessera has one set of issuer keys, so it can be the issuer of one SPIFFE trust domain:
+/// keys shared between trust domains would let one domain's SVIDs pass for another's
+/// (SPIFFE Trust Domain and Bundle §6.4).
+fn check_trust_domains(config: &BrokerConfig, problems: &mut Problems<'_>) {
+    let mut first: Option<(&str, &str)> = None;
+    for target in &config.targets.value {
+        let TargetConfig::Spiffe(spiffe) = &target.value else { continue };
+        let domain = spiffe.trust_domain_name();
+        match first {
+            None => first = Some((domain, &spiffe.name)),
+            Some((one, other)) if one != domain => problems.at(
+                &target.referenced,
+                format!(
+                    "target `{}` issues SVIDs in trust domain `{domain}`, but target `{other}` in `{one}`: \
+                     Tessera's keys can back one trust domain; give every spiffe target the same one",
+                    spiffe.name
+                ),
+            ),
+            Some(_) => {}
         }
     }
 }

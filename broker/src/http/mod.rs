@@ -70,12 +70,17 @@ pub(crate) fn register(cfg: &mut web::ServiceConfig, endpoints: &[Endpoint]) {
     }
 }
 
+/// Where the public listener serves the SPIFFE bundle of the trust domain the `spiffe`
+/// targets issue JWT-SVIDs in.
+pub const SPIFFE_BUNDLE_PATH: &str = "/v1/spiffe/bundle";
+
 /// The public listener's routes: what workloads and clouds must reach.
 pub static PUBLIC: &[Endpoint] = &[
     Endpoint::new(Method::POST, "/v1/token", |r| r.to(token::exchange)),
     Endpoint { method: None, path: "/v1/token", handler: |r| r.to(method_not_allowed) },
     Endpoint::new(Method::GET, "/.well-known/openid-configuration", |r| r.to(discovery)),
     Endpoint::new(Method::GET, "/.well-known/jwks.json", |r| r.to(jwks)),
+    Endpoint::new(Method::GET, SPIFFE_BUNDLE_PATH, |r| r.to(spiffe_bundle)),
     Endpoint::new(Method::GET, "/healthz", |r| r.to(healthz)),
     Endpoint::new(Method::GET, "/readyz", |r| r.to(readyz)),
     Endpoint::new(Method::GET, "/v1/status", |r| r.to(public_status)),
@@ -110,6 +115,20 @@ async fn discovery(broker: web::Data<Arc<Broker>>) -> HttpResponse {
 
 async fn jwks(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     metadata(broker.issuer().jwks_json())
+}
+
+/// SPIFFE Trust Domain and Bundle §5: the bundle endpoint (`https_web` profile). Not found
+/// when no `spiffe` target is configured.
+async fn spiffe_bundle(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    let Some((body, refresh_hint)) = broker.spiffe_bundle() else {
+        return HttpResponse::NotFound().json(json!({ "error": "not_found" }));
+    };
+    // Caches must not hold it longer than consumers are told to wait before refreshing.
+    let max_age = refresh_hint.as_secs().min(300);
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
+        .body(body)
 }
 
 /// Issuer metadata may be cached briefly: a key is published long before it signs.

@@ -259,6 +259,12 @@ impl Issuer {
         Arc::clone(&self.keys.load().published.jwks)
     }
 
+    /// The SPIFFE bundle of the trust domain Tessera issues JWT-SVIDs in: the published
+    /// keys of `algorithms` (those the `spiffe` targets sign with), as of now.
+    pub fn spiffe_bundle_json(&self, algorithms: &[SigningAlgorithm], refresh_hint: Duration) -> Vec<u8> {
+        documents::spiffe_bundle(&self.keys.load().keys, algorithms, refresh_hint, self.clock.now())
+    }
+
     /// The OpenID Provider Metadata document (OpenID Discovery 1.0 §3).
     pub fn discovery_json(&self) -> Arc<[u8]> {
         Arc::clone(&self.discovery)

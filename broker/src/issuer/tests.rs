@@ -579,3 +579,57 @@ fn rotation_report_and_files_agree_for_every_algorithm() {
         assert_eq!(mode(&file), 0o600);
     }
 }
+
+fn bundle(issuer: &Issuer, algorithms: &[SigningAlgorithm]) -> Value {
+    serde_json::from_slice(&issuer.spiffe_bundle_json(algorithms, Duration::from_secs(300))).unwrap()
+}
+
+/// SPIFFE Trust Domain and Bundle §4: `use: jwt-svid` and a `kid` on each key (JWT-SVID
+/// §6.1), `spiffe_refresh_hint`, and a `spiffe_sequence` that changes with the keys, and
+/// only goes up, through a whole rotation: a new key, an activation, a retired key leaving,
+/// its file deleted.
+#[test]
+fn the_spiffe_bundle_follows_rotation_with_a_rising_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let c = config(tmp.path(), &[ES256, RS256, EDDSA]);
+    let issuer = Issuer::open(&c, tmp.path(), clock.clone()).unwrap();
+    let first = bundle(&issuer, &[ES256]);
+    assert_eq!(first["spiffe_refresh_hint"], 300);
+    assert_eq!(first["spiffe_sequence"], NOW);
+    let keys = first["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "the active and next ES256 keys, no RS256 or EdDSA key: {first}");
+    for key in keys {
+        assert_eq!(key["use"], "jwt-svid");
+        assert_eq!(key["kty"], "EC");
+        assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty()));
+        assert!(key.get("alg").is_none(), "no member SPIFFE does not define: {key}");
+    }
+    let both: Value = bundle(&issuer, &[ES256, RS256]);
+    assert_eq!(both["keys"].as_array().unwrap().len(), 4);
+    assert!(bundle(&issuer, &[]).get("keys").is_some_and(|k| k.as_array().unwrap().is_empty()));
+
+    clock.advance(86_400);
+    let grace = Duration::from_secs(600);
+    rotate(&c, tmp.path(), clock.clone(), grace).unwrap();
+    issuer.reload().unwrap();
+    let rotated = bundle(&issuer, &[ES256]);
+    assert_eq!(rotated["spiffe_sequence"], NOW + 86_400, "the new next key changed the bundle");
+    assert_eq!(rotated["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        rotated["keys"].as_array().unwrap()[..2],
+        first["keys"].as_array().unwrap()[..],
+        "keys keep their place when their state changes"
+    );
+
+    clock.advance(600);
+    let dropped = bundle(&issuer, &[ES256]);
+    assert_eq!(dropped["keys"].as_array().unwrap().len(), 2, "the retired key left at publish_until");
+    assert_eq!(dropped["spiffe_sequence"], NOW + 86_400 + 600);
+
+    clock.advance(5);
+    rotate(&c, tmp.path(), clock.clone(), grace).unwrap();
+    issuer.reload().unwrap();
+    let again = bundle(&issuer, &[ES256]);
+    assert_eq!(again["spiffe_sequence"], NOW + 86_400 + 605, "deleting the file did not take it back");
+}

@@ -169,7 +169,7 @@ pub(super) fn render(
             Ok(pretty(&cloudformation(plan, config, &roles, notes)))
         }
         Format::Terraform => Ok(terraform(plan, config, &roles, &notes, accounts.len() > 1)),
-        Format::Gcloud | Format::Az => Err(TrustError::Incomplete("not an AWS format".into())),
+        Format::Gcloud | Format::Az | Format::Yaml => Err(TrustError::Incomplete("not an AWS format".into())),
     }
 }
 

@@ -140,7 +140,7 @@ pub(super) fn render(
             }
             Ok(out)
         }
-        Format::Json | Format::Cloudformation | Format::Gcloud => {
+        Format::Json | Format::Cloudformation | Format::Gcloud | Format::Yaml => {
             Err(TrustError::Incomplete("not an Azure format".into()))
         }
     }

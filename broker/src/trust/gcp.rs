@@ -139,7 +139,7 @@ pub(super) fn render(
     match format {
         Format::Gcloud => Ok(setup.gcloud()),
         Format::Terraform => Ok(setup.terraform()),
-        Format::Json | Format::Cloudformation | Format::Az => {
+        Format::Json | Format::Cloudformation | Format::Az | Format::Yaml => {
             Err(TrustError::Incomplete("not a Google Cloud format".into()))
         }
     }

@@ -10,6 +10,8 @@
 //!   (gcloud, Terraform).
 //! - `azure`: a federated identity credential per granted application (az, Terraform).
 //! - `jwt`: the issuer and JWKS a relying party configures.
+//! - `spiffe`: the trust domain, its bundle endpoint and the SPIFFE IDs the rules grant.
+//! - `kubernetes`: the cluster's `AuthenticationConfiguration`.
 //! - `hcl`: writing Terraform.
 //!
 //! The cloud sees only a token's `iss`, `aud` and `sub`: a rule's other conditions
@@ -20,6 +22,8 @@ mod azure;
 mod gcp;
 mod hcl;
 mod jwt;
+mod kubernetes;
+mod spiffe;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +47,7 @@ pub enum Format {
     Terraform,
     Gcloud,
     Az,
+    Yaml,
 }
 
 impl Format {
@@ -53,6 +58,7 @@ impl Format {
             Self::Terraform => "terraform",
             Self::Gcloud => "gcloud",
             Self::Az => "az",
+            Self::Yaml => "yaml",
         }
     }
 }
@@ -211,7 +217,8 @@ pub fn render(
         TargetConfig::AwsSts(_) => &[Format::Json, Format::Cloudformation, Format::Terraform],
         TargetConfig::Gcp(_) => &[Format::Gcloud, Format::Terraform],
         TargetConfig::Azure(_) => &[Format::Az, Format::Terraform],
-        TargetConfig::Jwt(_) => &[Format::Json],
+        TargetConfig::Jwt(_) | TargetConfig::Spiffe(_) => &[Format::Json],
+        TargetConfig::Kubernetes(_) => &[Format::Yaml],
     };
     let Some(format) = format.or_else(|| supported.first().copied()) else {
         return Err(TrustError::Incomplete("no format".into()));
@@ -228,6 +235,8 @@ pub fn render(
         TargetConfig::Gcp(config) => gcp::render(&plan, config, format),
         TargetConfig::Azure(config) => azure::render(&plan, config, format),
         TargetConfig::Jwt(config) => Ok(jwt::render(&plan, config)),
+        TargetConfig::Spiffe(config) => Ok(spiffe::render(&plan, config)),
+        TargetConfig::Kubernetes(config) => kubernetes::render(&plan, config, &loaded.base_dir),
     }
 }
 
@@ -394,6 +403,20 @@ pub(crate) fn param_values(rule: &RuleView, key: &str, notes: &mut Vec<String>) 
         ));
     }
     Some(values.unwrap_or_default())
+}
+
+/// A rule's grant value as written, `{field}` for what each identity fills in.
+pub(crate) fn template(rule: &RuleView, key: &str) -> Option<String> {
+    let crate::mapping::GrantValue::Text(pieces) = rule.param(key)? else { return None };
+    Some(
+        pieces
+            .iter()
+            .map(|p| match p {
+                crate::mapping::TemplatePiece::Text(t) => t.clone(),
+                crate::mapping::TemplatePiece::Field(f) => format!("{{{f}}}"),
+            })
+            .collect(),
+    )
 }
 
 /// `text` as one POSIX shell word: as it is when only safe characters, else single-quoted.

@@ -36,7 +36,7 @@ fn clock_of(broker: &TestBroker) -> Arc<dyn Clock> {
     broker.clock.clone()
 }
 
-fn claims_of(token: &str) -> Value {
+pub(crate) fn claims_of(token: &str) -> Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())

@@ -28,6 +28,8 @@ mod relying_party;
 mod replicas;
 mod targets_aws;
 mod targets_cloud;
+mod targets_kubernetes;
+mod targets_spiffe;
 mod trust;
 
 use serde_json::Value;

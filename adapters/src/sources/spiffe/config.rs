@@ -10,13 +10,13 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::JWT_SVID_ALGORITHMS;
-use super::id::valid_trust_domain;
 use super::verify::{SpiffeClaims, SpiffeSource};
 use crate::build::{BuildContext, BuildError, BuildSource};
 use crate::config::validate_name;
 use crate::identity::IdShape;
 use crate::jwt::{HeaderRule, IssuerRule, JwksLocation, JwtSource, JwtSourceSettings, KeyUse, KindRules};
 use crate::source::IdentitySource;
+use crate::spiffe_id::valid_trust_domain;
 
 /// JWT-SVIDs of allow-listed trust domains, each verified with its own trust bundle.
 ///

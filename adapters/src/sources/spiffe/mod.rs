@@ -11,14 +11,14 @@
 //!
 //! # Layout
 //! - [`config`]: [`SpiffeSourceConfig`], the `type: spiffe` entry, and its build.
-//! - `id`: SPIFFE ID parsing (SPIFFE ID specification §2).
+//! - SPIFFE ID parsing (SPIFFE ID specification §2) is [`crate::spiffe_id`], shared with
+//!   the `spiffe` target.
 //! - `verify`: [`SpiffeSource`], which picks a trust domain's key set by the SPIFFE ID in
 //!   `sub`, and that ID to [`Identity`](crate::identity::Identity).
 
 use crate::jwt::Algorithm;
 
 pub mod config;
-mod id;
 mod verify;
 
 pub use config::{SpiffeSourceConfig, TrustBundle, TrustDomains};

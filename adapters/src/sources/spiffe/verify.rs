@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::KIND;
-use super::id;
 use crate::identity::Identity;
 use crate::jwt::{ClaimsMapper, JwtSource, VerifiedClaims, identity_base, peek_subject};
 use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
+use crate::spiffe_id as id;
 
 /// The claims of one trust domain's JWT-SVIDs: `sub` must be a workload of it.
 #[derive(Debug, Clone)]

@@ -98,7 +98,8 @@ enum Command {
     },
     /// The workload directory: every workload identity seen, from the audit store.
     Workloads(workloads::WorkloadsArgs),
-    /// Print AWS credentials from a running agent in the AWS `credential_process` format.
+    /// Print AWS credentials from a running agent in the AWS `credential_process` format, or
+    /// with `--kubernetes` a kubectl `ExecCredential` exchanged at the broker.
     CredentialProcess(tessera_agent::credential_process::CredentialProcessArgs),
 }
 

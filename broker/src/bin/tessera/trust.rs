@@ -16,7 +16,7 @@ pub struct TrustArgs {
     #[arg(long, short, env = "TESSERA_CONFIG")]
     config: PathBuf,
     /// aws_sts: json (default), cloudformation, terraform. gcp: gcloud (default),
-    /// terraform. azure: az (default), terraform. jwt: json.
+    /// terraform. azure: az (default), terraform. jwt, spiffe: json. kubernetes: yaml.
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
     /// The mapping directory. Default: the one broker.yaml names.
@@ -31,6 +31,7 @@ enum FormatArg {
     Terraform,
     Gcloud,
     Az,
+    Yaml,
 }
 
 impl From<FormatArg> for Format {
@@ -41,6 +42,7 @@ impl From<FormatArg> for Format {
             FormatArg::Terraform => Format::Terraform,
             FormatArg::Gcloud => Format::Gcloud,
             FormatArg::Az => Format::Az,
+            FormatArg::Yaml => Format::Yaml,
         }
     }
 }

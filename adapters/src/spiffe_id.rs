@@ -1,13 +1,15 @@
-//! SPIFFE IDs (SPIFFE ID specification §2): `spiffe://` + trust domain name + path.
+//! SPIFFE IDs (SPIFFE ID specification §2): `spiffe://` + trust domain name + path. The
+//! `spiffe` source parses the `sub` of the JWT-SVIDs it verifies with it; the `spiffe`
+//! target checks the IDs it renders with it before it signs one.
 
 /// The longest SPIFFE ID accepted (SPIFFE ID §2.3: URIs up to 2048 bytes).
-const MAX_ID_BYTES: usize = 2048;
+pub const MAX_ID_BYTES: usize = 2048;
 /// The longest trust domain name (SPIFFE ID §2.1: at most 255 characters).
-const MAX_TRUST_DOMAIN_BYTES: usize = 255;
+pub const MAX_TRUST_DOMAIN_BYTES: usize = 255;
 
 /// A parsed SPIFFE ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct SpiffeId<'a> {
+pub struct SpiffeId<'a> {
     pub trust_domain: &'a str,
     /// Empty for the trust domain's own ID, else `/segment/...`.
     pub path: &'a str,
@@ -15,7 +17,7 @@ pub(super) struct SpiffeId<'a> {
 
 /// SPIFFE ID §2.1: a trust domain name has only lower-case letters, digits, `.`, `-` and
 /// `_`; no port, no user info, no percent-encoding.
-pub(super) fn valid_trust_domain(name: &str) -> bool {
+pub fn valid_trust_domain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_TRUST_DOMAIN_BYTES
         && name
@@ -24,8 +26,9 @@ pub(super) fn valid_trust_domain(name: &str) -> bool {
 }
 
 /// SPIFFE ID §2.2: path segments are non-empty, of letters, digits, `.`, `-`, `_`, and
-/// never `.` or `..`; no trailing `/`, query or fragment.
-fn valid_path(path: &str) -> bool {
+/// never `.` or `..`; no trailing `/`, query or fragment. The empty path is the trust
+/// domain's own ID.
+pub fn valid_path(path: &str) -> bool {
     if path.is_empty() {
         return true;
     }
@@ -39,7 +42,7 @@ fn valid_path(path: &str) -> bool {
 }
 
 /// Parse a SPIFFE ID strictly: the scheme exactly `spiffe`, the rest as above.
-pub(super) fn parse(text: &str) -> Option<SpiffeId<'_>> {
+pub fn parse(text: &str) -> Option<SpiffeId<'_>> {
     if text.len() > MAX_ID_BYTES {
         return None;
     }
