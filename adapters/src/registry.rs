@@ -66,6 +66,7 @@ registry! {
     azure => Azure(crate::targets::azure::AzureTargetConfig),
     gcp => Gcp(crate::targets::gcp::GcpTargetConfig),
     jwt => Jwt(crate::targets::jwt::JwtTargetConfig),
+    postgres => Postgres(crate::targets::postgres::PostgresTargetConfig),
 }
 
 #[cfg(test)]

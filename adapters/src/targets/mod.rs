@@ -3,7 +3,8 @@ pub mod aws_sts;
 pub mod azure;
 pub mod gcp;
 pub mod jwt;
+pub mod postgres;
 #[cfg(test)]
 pub(crate) mod testkit;
-/// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`).
+/// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`, `postgres`).
 pub(crate) mod upstream;

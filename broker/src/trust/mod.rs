@@ -10,6 +10,7 @@
 //!   (gcloud, Terraform).
 //! - `azure`: a federated identity credential per granted application (az, Terraform).
 //! - `jwt`: the issuer and JWKS a relying party configures.
+//! - `postgres`: the admin role a database gives the broker (SQL).
 //! - `hcl`: writing Terraform.
 //!
 //! The cloud sees only a token's `iss`, `aud` and `sub`: a rule's other conditions
@@ -20,6 +21,7 @@ mod azure;
 mod gcp;
 mod hcl;
 mod jwt;
+mod postgres;
 #[cfg(test)]
 mod tests;
 
@@ -211,7 +213,7 @@ pub fn render(
         TargetConfig::AwsSts(_) => &[Format::Json, Format::Cloudformation, Format::Terraform],
         TargetConfig::Gcp(_) => &[Format::Gcloud, Format::Terraform],
         TargetConfig::Azure(_) => &[Format::Az, Format::Terraform],
-        TargetConfig::Jwt(_) => &[Format::Json],
+        TargetConfig::Jwt(_) | TargetConfig::Postgres(_) => &[Format::Json],
     };
     let Some(format) = format.or_else(|| supported.first().copied()) else {
         return Err(TrustError::Incomplete("no format".into()));
@@ -228,6 +230,7 @@ pub fn render(
         TargetConfig::Gcp(config) => gcp::render(&plan, config, format),
         TargetConfig::Azure(config) => azure::render(&plan, config, format),
         TargetConfig::Jwt(config) => Ok(jwt::render(&plan, config)),
+        TargetConfig::Postgres(config) => Ok(postgres::render(&plan, config)),
     }
 }
 
