@@ -28,6 +28,7 @@ mod relying_party;
 mod replicas;
 mod targets_aws;
 mod targets_cloud;
+mod targets_postgres;
 mod trust;
 
 use serde_json::Value;
