@@ -203,3 +203,167 @@ async fn a_missing_group_is_refused_and_an_unreachable_database_is_temporarily_u
     assert!(headers.contains_key("retry-after"));
     broker.stop().await;
 }
+
+// ---- the agent: a password file, and `tessera agent exec` ----
+
+/// `psql` with only `env` (and `PATH`): what it printed on stdout, or its stderr on failure.
+async fn psql(cluster: &PasswordPostgres, env: &[(&str, &str)], sql: &str) -> Result<String, String> {
+    let port = cluster.port.to_string();
+    let mut cmd = std::process::Command::new("psql");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &port);
+    cmd.env("PGDATABASE", "app").args(["-Atc", sql]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// The user name in a one-line password file.
+fn passfile_user(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    text.split(':').nth(3).unwrap().to_string()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_keeps_a_password_file_psql_logs_in_with_and_renews_it_before_expiry() {
+    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = broker(&cluster, &issuer).await;
+    let body = "postgres:\n  - target: orders-db\n    passfile: pgpass\nrefresh:\n  after: 0.9\n";
+    let agent = tessera_tests::agent::spawn_agent(
+        &broker.url,
+        &token(&issuer, &broker, "svc-orders"),
+        body,
+        broker.clock.clone(),
+    )
+    .await;
+    agent.wait_ready().await;
+    let passfile = agent.dir.path().join("pgpass");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&passfile).unwrap().permissions().mode() & 0o777, 0o600);
+    let first = passfile_user(&passfile);
+    let path = passfile.to_string_lossy().to_string();
+    let who = psql(&cluster, &[("PGPASSFILE", &path), ("PGUSER", &first)], "SELECT current_user").await;
+    assert_eq!(who.as_deref(), Ok(first.as_str()), "libpq reads the password from the agent's file");
+    let denied =
+        psql(&cluster, &[("PGPASSFILE", &path), ("PGUSER", &first)], "SELECT * FROM app.salaries").await;
+    assert!(denied.unwrap_err().contains("permission denied"));
+
+    // At 90% of the login's 10 minutes the agent renews it (the broker's cache serves a
+    // login until a fifth of its life is left, so this is a new one) and rewrites the file.
+    let later = broker.clock.now() + 541;
+    agent.write_subject(&issuer.key(0).sign(&issuer.claims("svc-orders", "tessera", later)));
+    broker.clock.advance(541);
+    wait_for("the password file's renewal", || passfile_user(&passfile) != first).await;
+    let second = passfile_user(&passfile);
+    let who = psql(&cluster, &[("PGPASSFILE", &path), ("PGUSER", &second)], "SELECT current_user").await;
+    assert_eq!(who.as_deref(), Ok(second.as_str()));
+    agent.stop().await;
+    broker.stop().await;
+}
+
+/// An agent config for `tessera agent exec` in `dir`, with the subject token written.
+fn exec_config(dir: &std::path::Path, broker: &TestBroker, subject: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("subject.jwt"), subject).unwrap();
+    let config = format!(
+        "version: 1\nbroker: {}\nsubject_token:\n  file: subject.jwt\npostgres:\n  - target: orders-db\nrefresh:\n  after: 0.9\n",
+        broker.url
+    );
+    let path = dir.join("agent.yaml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tessera_agent_exec_runs_psql_with_the_login_and_exits_with_its_status() {
+    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = broker(&cluster, &issuer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = exec_config(dir.path(), &broker, &token(&issuer, &broker, "svc-orders"));
+    let run = |sql: &'static str| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(tessera_tests::agent::tessera_binary())
+                .args(["agent", "exec", "--config"])
+                .arg(&config)
+                .args(["--", "psql", "-Atc", sql])
+                .env_remove("PGPASSWORD")
+                .env_remove("PGUSER")
+                .output()
+                .unwrap()
+        })
+    };
+    let out =
+        run("SELECT current_user LIKE 'tessera_svc_orders_%', (SELECT item FROM app.orders)").await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "t|tea",
+        "psql logged in with the login from its environment"
+    );
+    let out = run("SELECT * FROM app.salaries").await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "psql's own exit status");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_exec_restarts_the_command_with_a_new_login_before_the_old_one_expires() {
+    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = broker(&cluster, &issuer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = exec_config(dir.path(), &broker, &token(&issuer, &broker, "svc-orders"));
+    let loaded = tessera_agent::load(&config).unwrap();
+    let logins = dir.path().join("logins");
+    // Each start logs in with its environment and records who it is, then waits.
+    let script = format!("psql -Atc 'SELECT current_user' >> {} && exec sleep 120", logins.display());
+    let args = tessera_agent::exec::ExecArgs {
+        target: None,
+        restart_on_refresh: true,
+        command: vec!["sh".into(), "-c".into(), script.into()],
+    };
+    let clock: Arc<dyn tessera_adapters::Clock> = broker.clock.clone();
+    let task = tokio::spawn(async move { tessera_agent::exec::run(&loaded, &args, clock).await });
+    let lines = || {
+        std::fs::read_to_string(&logins)
+            .map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    wait_for("the first start", || lines().len() == 1).await;
+
+    let later = broker.clock.now() + 541;
+    std::fs::write(
+        dir.path().join("subject.jwt"),
+        issuer.key(0).sign(&issuer.claims("svc-orders", "tessera", later)),
+    )
+    .unwrap();
+    broker.clock.advance(541);
+    wait_for("the restart", || lines().len() == 2).await;
+    let seen = lines();
+    assert!(seen.iter().all(|u| u.starts_with("tessera_svc_orders_")), "{seen:?}");
+    assert_ne!(seen[0], seen[1], "the restarted command logged in with a new login");
+    assert!(!task.is_finished(), "exec keeps running the restarted command");
+    task.abort();
+    broker.stop().await;
+}
