@@ -40,6 +40,14 @@ async fn broker(cluster: &PasswordPostgres, issuer: &TestIssuer) -> TestBroker {
     spawn_broker(options).await
 }
 
+/// A password-checking cluster, an issuer and a broker administering the cluster.
+async fn setup() -> (PasswordPostgres, TestIssuer, TestBroker) {
+    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = broker(&cluster, &issuer).await;
+    (cluster, issuer, broker)
+}
+
 fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
     issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
 }
@@ -78,9 +86,7 @@ fn role_exists(cluster: &PasswordPostgres, role: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_logs_in_with_its_login_and_reads_only_what_its_group_may() {
-    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = broker(&cluster, &issuer).await;
+    let (cluster, issuer, broker) = setup().await;
 
     let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-orders"), "orders-db").await;
     assert_eq!(status, 200, "{body}");
@@ -127,9 +133,7 @@ async fn a_workload_logs_in_with_its_login_and_reads_only_what_its_group_may() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_login_is_refused_by_the_server_and_dropped_by_the_sweep() {
-    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = broker(&cluster, &issuer).await;
+    let (cluster, issuer, broker) = setup().await;
     let real_now = broker.clock.now();
 
     // Issued an hour ago by the broker's clock: its VALID UNTIL has passed by the server's,
@@ -245,9 +249,7 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_keeps_a_password_file_psql_logs_in_with_and_renews_it_before_expiry() {
-    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = broker(&cluster, &issuer).await;
+    let (cluster, issuer, broker) = setup().await;
     let body = "postgres:\n  - target: orders-db\n    passfile: pgpass\nrefresh:\n  after: 0.9\n";
     let agent = tessera_tests::agent::spawn_agent(
         &broker.url,
@@ -295,9 +297,7 @@ fn exec_config(dir: &std::path::Path, broker: &TestBroker, subject: &str) -> std
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tessera_agent_exec_runs_psql_with_the_login_and_exits_with_its_status() {
-    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = broker(&cluster, &issuer).await;
+    let (cluster, issuer, broker) = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let config = exec_config(dir.path(), &broker, &token(&issuer, &broker, "svc-orders"));
     let run = |sql: &'static str| {
@@ -329,9 +329,7 @@ async fn tessera_agent_exec_runs_psql_with_the_login_and_exits_with_its_status()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_exec_restarts_the_command_with_a_new_login_before_the_old_one_expires() {
-    let cluster = tokio::task::spawn_blocking(PasswordPostgres::start).await.unwrap();
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = broker(&cluster, &issuer).await;
+    let (cluster, issuer, broker) = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let config = exec_config(dir.path(), &broker, &token(&issuer, &broker, "svc-orders"));
     let loaded = tessera_agent::load(&config).unwrap();
