@@ -365,3 +365,51 @@ async fn agent_exec_restarts_the_command_with_a_new_login_before_the_old_one_exp
     task.abort();
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sql_tessera_trust_prints_is_all_the_database_needs() {
+    let db = TestPostgres::new();
+    let tag = format!("t{}", &db.name[db.name.len() - 8..]);
+    let (admin, group, owner) = (format!("{tag}_admin"), format!("{tag}_read"), format!("{tag}_owner"));
+    tessera_tests::postgres::psql(&format!("CREATE ROLE {group} NOLOGIN; CREATE ROLE {owner} NOLOGIN"));
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let target = format!(
+        "- name: orders-db\n  type: postgres\n  admin_url: postgres://{admin}@127.0.0.1:5432/{db}\n  groups: [{group}]\n  owner: {owner}\n  role_prefix: {tag}_l_\n",
+        db = db.name
+    );
+    let rules = format!(
+        "version: 1\nrules:\n  - name: read\n    match: {{ source: corp }}\n    grant: {{ target: orders-db, group: {group} }}\n"
+    );
+    let broker =
+        spawn_broker(BrokerOptions::new(&oidc_source(&issuer), &target).mapping("10-db.yaml", &rules)).await;
+
+    let config = broker.path().join("broker.yaml");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(tessera_tests::agent::tessera_binary())
+            .args(["--log-format", "text", "trust", "orders-db", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let setup: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(setup["admin_role"], admin.as_str());
+    assert_eq!(setup["rules"], serde_json::json!([{ "rule": "read", "group": group }]));
+    for sql in
+        setup["sql"].as_array().unwrap().iter().filter_map(Value::as_str).filter(|s| !s.starts_with("--"))
+    {
+        db.query(sql);
+    }
+
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-orders"), "orders-db").await;
+    assert_eq!(status, 200, "{body}");
+    let (user, _) = creds(&body);
+    let member = db.query(&format!("SELECT pg_has_role('{user}', '{group}', 'MEMBER')"));
+    assert_eq!(member, "t", "the admin the printed SQL made could create the login and grant the group");
+    broker.stop().await;
+    tessera_tests::postgres::psql(&format!(
+        "DROP ROLE \"{user}\"; DROP ROLE {admin}; DROP ROLE {group}; DROP ROLE {owner}"
+    ));
+}
