@@ -297,7 +297,7 @@ fn exec_config(dir: &std::path::Path, broker: &TestBroker, subject: &str) -> std
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tessera_agent_exec_runs_psql_with_the_login_and_exits_with_its_status() {
-    let (cluster, issuer, broker) = setup().await;
+    let (_cluster, issuer, broker) = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let config = exec_config(dir.path(), &broker, &token(&issuer, &broker, "svc-orders"));
     let run = |sql: &'static str| {
@@ -329,7 +329,7 @@ async fn tessera_agent_exec_runs_psql_with_the_login_and_exits_with_its_status()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_exec_restarts_the_command_with_a_new_login_before_the_old_one_expires() {
-    let (cluster, issuer, broker) = setup().await;
+    let (_cluster, issuer, broker) = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let config = exec_config(dir.path(), &broker, &token(&issuer, &broker, "svc-orders"));
     let loaded = tessera_agent::load(&config).unwrap();
