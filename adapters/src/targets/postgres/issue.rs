@@ -110,7 +110,9 @@ impl PostgresTarget {
         let role = sql::role_name(&plan.stem).map_err(upstream_internal)?;
         let verifier = sql::scram_verifier(password.expose()).map_err(upstream_internal)?;
         let until = format_rfc3339(expires_at);
-        let comment = format!("{}expires={until} identity={}", self.inner.marker(), plan.identity);
+        // A NUL cannot be in a PostgreSQL string: written out, so any identity can be marked.
+        let identity = plan.identity.replace('\0', "\\0");
+        let comment = format!("{}expires={until} identity={identity}", self.inner.marker());
         let quoted = quote_ident(&role).map_err(upstream_internal)?;
         let create = format!(
             "CREATE ROLE {quoted} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \

@@ -400,7 +400,7 @@ async fn a_login_is_made_as_granted_and_marked_whatever_the_identity_holds() {
     let cluster = Cluster::new().await;
     let clock = Arc::new(ManualClock::starting_now());
     let t = config(cluster.config()).target(&context_with(Arc::clone(&clock))).unwrap();
-    let nasty = "spiffe://td/it's \\ \"quoted\"; DROP ROLE postgres; -- é";
+    let nasty = "spiffe://td/it's \\ \"quoted\"; DROP ROLE postgres; -- é \0 end";
     let g = testkit::grant(
         identity(nasty, Some("x'); DROP")),
         "orders-db",
@@ -435,7 +435,11 @@ async fn a_login_is_made_as_granted_and_marked_whatever_the_identity_holds() {
     assert!(!row.get::<bool, _>("rolsuper") && !row.get::<bool, _>("rolcreaterole"));
     assert_eq!(
         row.get::<String, _>("comment"),
-        format!("tessera target=orders-db expires={} identity={nasty}", creds.expires_at)
+        format!(
+            "tessera target=orders-db expires={} identity={}",
+            creds.expires_at,
+            nasty.replace('\0', "\\0")
+        )
     );
     // What PostgreSQL stores is the SCRAM verifier of the password handed out.
     let stored: String = row.get("rolpassword");
