@@ -22,6 +22,9 @@ pub mod token_type {
     pub const AWS_SIGNED_REQUEST: &str = "urn:tessera:params:oauth:token-type:aws-signed-request";
     /// Tessera's: AWS temporary credentials, what the `aws_sts` target issues.
     pub const AWS_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:aws-credentials";
+    /// Tessera's: a PostgreSQL login (user name and password), what the `postgres` target
+    /// issues.
+    pub const POSTGRES_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:postgres-credentials";
 }
 
 /// `client_assertion_type` values (RFC 7521 §4.2).

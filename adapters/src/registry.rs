@@ -67,6 +67,7 @@ registry! {
     gcp => Gcp(crate::targets::gcp::GcpTargetConfig),
     jwt => Jwt(crate::targets::jwt::JwtTargetConfig),
     kubernetes => Kubernetes(crate::targets::kubernetes::KubernetesTargetConfig),
+    postgres => Postgres(crate::targets::postgres::PostgresTargetConfig),
     spiffe => Spiffe(crate::targets::spiffe::SpiffeTargetConfig),
 }
 

@@ -207,6 +207,24 @@ fn secret<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Secret<String>, D::
     String::deserialize(de).map(Secret::new)
 }
 
+/// A PostgreSQL login a `postgres` target made: a role of its own, with a random password
+/// that expires at `expires_at`, and where to use it (what the target's config says
+/// clients connect to; absent parts are left to the client's defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresCredentials {
+    pub username: String,
+    #[serde(serialize_with = "expose_secret", deserialize_with = "secret")]
+    pub password: Secret<String>,
+    /// RFC 3339 UTC: the role's `VALID UNTIL`.
+    pub expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
 /// A credential a target issued.
 #[derive(Debug, Clone)]
 pub struct IssuedCredential {
@@ -219,6 +237,7 @@ pub struct IssuedCredential {
     /// Seconds since the Unix epoch.
     pub expires_at: i64,
     pub aws_credentials: Option<AwsCredentials>,
+    pub postgres_credentials: Option<PostgresCredentials>,
 }
 
 /// Why a target could not issue. Only the HTTP edge maps these to wire codes. Clone, so
@@ -437,6 +456,12 @@ pub trait CredentialTarget: Send + Sync + Debug {
 
     /// Issue a credential for a grant.
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError>;
+
+    /// Start the target's background work, once, when the broker starts serving (the
+    /// `postgres` target's sweep of expired roles). Tools that only build targets to check
+    /// configs and mapping files never call it. Needs a Tokio runtime; the work ends when
+    /// the target is dropped. Default: none.
+    fn start(&self) {}
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub struct AgentConfig {
     /// Credentials written to files, for tools that read a token from a file.
     #[serde(default)]
     pub token_files: Vec<Spanned<TokenFileConfig>>,
+    /// PostgreSQL logins from the broker's `postgres` targets, written as password files
+    /// (`PGPASSFILE`) and given to `tessera agent exec` children as `PG*` variables.
+    #[serde(default)]
+    pub postgres: Vec<Spanned<PostgresConfig>>,
     /// When credentials are refreshed and how failures back off.
     #[serde(default)]
     pub refresh: Option<Spanned<RefreshConfig>>,
@@ -213,6 +217,23 @@ pub struct TokenFileConfig {
     /// Where to write it (mode 0600, replaced atomically on every refresh). Relative to
     /// this file.
     pub path: PathBuf,
+}
+
+/// One `postgres` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The broker's `postgres` target.
+    pub target: String,
+    /// The group role to be granted (the exchange's `scope`). Default: the one group the
+    /// mapping rules grant.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// A libpq password file (`host:port:database:user:password`) kept holding the current
+    /// login (mode 0600, replaced atomically on every refresh). Relative to this file.
+    /// Default: none.
+    #[serde(default)]
+    pub passfile: Option<PathBuf>,
 }
 
 /// `refresh:`.
@@ -454,11 +475,15 @@ fn check_subject(subject: &Spanned<SubjectTokenConfig>, problems: &mut Problems<
 /// The credentials kept: at least one, each naming a valid target, then each block's own
 /// rules.
 fn check_credentials(config: &AgentConfig, problems: &mut Problems<'_>) {
-    if config.aws.is_none() && config.gcp.is_none() && config.azure.is_none() && config.token_files.is_empty()
+    if config.aws.is_none()
+        && config.gcp.is_none()
+        && config.azure.is_none()
+        && config.token_files.is_empty()
+        && config.postgres.is_empty()
     {
         problems.at(
             &config.version.referenced,
-            "no credentials configured: add `aws`, `gcp`, `azure` or `token_files`".to_string(),
+            "no credentials configured: add `aws`, `gcp`, `azure`, `token_files` or `postgres`".to_string(),
         );
     }
     check_target_names(config, problems);
@@ -473,7 +498,7 @@ fn check_credentials(config: &AgentConfig, problems: &mut Problems<'_>) {
             "azure.resources is empty: name each resource and the target that serves it".to_string(),
         );
     }
-    check_token_files(&config.token_files, problems);
+    check_token_files(config, problems);
 }
 
 /// Every target a credential is exchanged for is a valid target name.
@@ -502,6 +527,9 @@ fn check_target_names(config: &AgentConfig, problems: &mut Problems<'_>) {
     for file in &config.token_files {
         check(&file.value.target, &file.referenced, "token_files");
     }
+    for entry in &config.postgres {
+        check(&entry.value.target, &entry.referenced, "postgres");
+    }
 }
 
 fn check_gcp(gcp: &Spanned<GcpConfig>, problems: &mut Problems<'_>) {
@@ -517,15 +545,17 @@ fn check_gcp(gcp: &Spanned<GcpConfig>, problems: &mut Problems<'_>) {
     }
 }
 
-/// No file is written by two entries.
-fn check_token_files(files: &[Spanned<TokenFileConfig>], problems: &mut Problems<'_>) {
+/// No file is written by two entries (token files and password files alike).
+fn check_token_files(config: &AgentConfig, problems: &mut Problems<'_>) {
+    let tokens = config.token_files.iter().map(|f| (&f.value.path, &f.referenced, "token_files"));
+    let passfiles = config
+        .postgres
+        .iter()
+        .filter_map(|p| p.value.passfile.as_ref().map(|path| (path, &p.referenced, "postgres.passfile")));
     let mut paths = HashSet::new();
-    for file in files {
-        if !paths.insert(file.value.path.clone()) {
-            problems.at(
-                &file.referenced,
-                format!("token_files: `{}` is written twice", file.value.path.display()),
-            );
+    for (path, loc, what) in tokens.chain(passfiles) {
+        if !paths.insert(path.clone()) {
+            problems.at(loc, format!("{what}: `{}` is written twice", path.display()));
         }
     }
 }

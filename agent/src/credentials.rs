@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::oauth::grant_type;
-use tessera_adapters::target::AwsCredentials;
+use tessera_adapters::target::{AwsCredentials, PostgresCredentials};
 use tessera_adapters::{Clock, Secret};
 use tokio::io::AsyncWriteExt as _;
 use url::Url;
@@ -40,6 +40,52 @@ pub struct Issued {
     pub issued_at: i64,
     pub expires_at: i64,
     pub aws: Option<AwsCredentials>,
+    pub postgres: Option<PostgresCredentials>,
+}
+
+/// A file the agent keeps holding a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutFile {
+    /// The access token alone.
+    Token(PathBuf),
+    /// A libpq password file with the PostgreSQL login.
+    Passfile(PathBuf),
+}
+
+impl OutFile {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Token(p) | Self::Passfile(p) => p,
+        }
+    }
+
+    /// What the file holds for `issued`.
+    fn contents(&self, issued: &Issued) -> Result<Secret<String>, String> {
+        match self {
+            Self::Token(_) => Ok(issued.access_token.clone()),
+            Self::Passfile(_) => issued
+                .postgres
+                .as_ref()
+                .map(passfile_line)
+                .ok_or_else(|| "the target issued no PostgreSQL login".to_string()),
+        }
+    }
+}
+
+/// One line of a libpq password file (PostgreSQL manual, "The Password File"):
+/// `host:port:database:username:password`, each `:` and `\` in a field escaped with `\`,
+/// `*` for a part the login does not name.
+pub fn passfile_line(c: &PostgresCredentials) -> Secret<String> {
+    let field = |v: &str| v.replace('\\', "\\\\").replace(':', "\\:");
+    let port = c.port.map(|p| p.to_string());
+    let parts = [
+        c.host.as_deref().map_or_else(|| "*".to_string(), field),
+        port.unwrap_or_else(|| "*".to_string()),
+        c.database.as_deref().map_or_else(|| "*".to_string(), field),
+        field(&c.username),
+        field(c.password.expose()),
+    ];
+    Secret::new(format!("{}\n", parts.join(":")))
 }
 
 /// Why a refresh failed. Messages never carry a token or credential.
@@ -84,8 +130,15 @@ struct SlotState {
 #[derive(Debug)]
 pub struct Slot {
     pub want: Want,
-    files: Vec<PathBuf>,
+    files: Vec<OutFile>,
     state: Mutex<SlotState>,
+}
+
+impl Slot {
+    /// Write `issued` to the slot's files.
+    pub async fn write(&self, issued: &Issued) -> Result<(), String> {
+        write_files(&self.files, issued).await
+    }
 }
 
 /// Why no credential can be served right now.
@@ -102,13 +155,13 @@ pub enum Unavailable {
 pub struct Store {
     slots: BTreeMap<Want, Arc<Slot>>,
     clock: Arc<dyn Clock>,
-    refresh: RefreshConfig,
+    pub(crate) refresh: RefreshConfig,
 }
 
 impl Store {
-    /// One slot per distinct want; `files` are the token files each one writes.
-    pub fn new(wants: Vec<(Want, Option<PathBuf>)>, clock: Arc<dyn Clock>, refresh: RefreshConfig) -> Self {
-        let mut files: BTreeMap<Want, Vec<PathBuf>> = BTreeMap::new();
+    /// One slot per distinct want; `files` are the files each one writes.
+    pub fn new(wants: Vec<(Want, Option<OutFile>)>, clock: Arc<dyn Clock>, refresh: RefreshConfig) -> Self {
+        let mut files: BTreeMap<Want, Vec<OutFile>> = BTreeMap::new();
         for (want, file) in wants {
             let entry = files.entry(want).or_default();
             entry.extend(file);
@@ -149,7 +202,7 @@ impl Store {
 
     /// When `c` is due for renewal: once `after` of its lifetime has passed, and never later
     /// than the margin before expiry.
-    fn refresh_at(&self, c: &Issued) -> i64 {
+    pub(crate) fn refresh_at(&self, c: &Issued) -> i64 {
         let lifetime = (c.expires_at - c.issued_at).max(0);
         // `after` is within 0.1..=0.9, so the product fits comfortably.
         #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
@@ -234,6 +287,8 @@ struct TokenResponse {
     expires_in: i64,
     #[serde(default)]
     aws_credentials: Option<AwsCredentials>,
+    #[serde(default)]
+    postgres_credentials: Option<PostgresCredentials>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +336,7 @@ impl BrokerClient {
             issued_at,
             expires_at: issued_at + body.expires_in,
             aws: body.aws_credentials,
+            postgres: body.postgres_credentials,
         })
     }
 }
@@ -305,7 +361,7 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
         let wait = match outcome {
             Ok(issued) => {
                 let issued = Arc::new(issued);
-                let file_error = write_files(&slot.files, &issued.access_token).await.err();
+                let file_error = write_files(&slot.files, &issued).await.err();
                 if let Some(e) = &file_error {
                     tracing::error!(target_name = %slot.want.target, error = %e, "token file not written");
                 }
@@ -345,7 +401,7 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
 
 /// Sleep until the clock reads `at`, looking at it every [`CLOCK_CHECK`]; at least `floor`
 /// so a credential that is due at once does not spin.
-async fn wait_until(clock: &dyn Clock, at: i64, floor: Duration) {
+pub(crate) async fn wait_until(clock: &dyn Clock, at: i64, floor: Duration) {
     tokio::time::sleep(floor).await;
     loop {
         let left = at - clock.now();
@@ -359,7 +415,7 @@ async fn wait_until(clock: &dyn Clock, at: i64, floor: Duration) {
 
 /// Exponential backoff with jitter: `min * 2^(failures-1)`, capped at `max`, then a random
 /// point in its upper half, so many agents that failed together do not retry together.
-fn backoff(refresh: &RefreshConfig, failures: u32) -> Duration {
+pub(crate) fn backoff(refresh: &RefreshConfig, failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
     let base = refresh.min_backoff.saturating_mul(1u32 << exp).min(refresh.max_backoff);
     let jitter = random_fraction();
@@ -374,11 +430,14 @@ fn random_fraction() -> f64 {
     f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX)
 }
 
-/// Write `token` to each file: a temporary file in the same directory, mode 0600, synced,
-/// then renamed over the old one, so readers see the old token or the new one, never half.
-async fn write_files(files: &[PathBuf], token: &Secret<String>) -> Result<(), String> {
-    for path in files {
-        write_atomically(path, token.expose().as_bytes())
+/// Write what each file holds of `issued`: a temporary file in the same directory, mode
+/// 0600, synced, then renamed over the old one, so readers see the old credential or the
+/// new one, never half.
+async fn write_files(files: &[OutFile], issued: &Issued) -> Result<(), String> {
+    for file in files {
+        let path = file.path();
+        let contents = file.contents(issued).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_atomically(path, contents.expose().as_bytes())
             .await
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -425,6 +484,7 @@ mod tests {
             issued_at: at,
             expires_at: at + lifetime,
             aws: None,
+            postgres: None,
         }
     }
 
@@ -471,6 +531,24 @@ mod tests {
         assert_eq!(body["credentials"][0]["state"], "failing");
         assert_eq!(store.get(&want).unwrap_err(), Unavailable::NotReady(Some("TS-AGENT-BROKER-UNREACHABLE")));
         assert!(!body.to_string().contains("\"t\""), "no token in health");
+    }
+
+    /// libpq's password file: `:` and `\` in a field are escaped with `\`; a part the
+    /// login does not name matches any (`*`).
+    #[test]
+    fn a_password_file_line_escapes_colons_and_backslashes() {
+        let login = PostgresCredentials {
+            username: "tessera_api_0123456789_abcdef".into(),
+            password: Secret::new("pa:ss\\word".into()),
+            expires_at: "2026-01-01T00:00:00Z".into(),
+            host: Some("fe80::1".into()),
+            port: Some(5432),
+            database: None,
+        };
+        assert_eq!(
+            passfile_line(&login).expose(),
+            "fe80\\:\\:1:5432:*:tessera_api_0123456789_abcdef:pa\\:ss\\\\word\n"
+        );
     }
 
     #[test]

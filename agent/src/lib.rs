@@ -18,6 +18,8 @@
 //!   setting.
 //! - [`exec_credential`]: `tessera credential-process --kubernetes`, a kubectl credential
 //!   plugin printing an `ExecCredential`.
+//! - [`exec`]: `tessera agent exec -- <command>`, a command run with a PostgreSQL login in
+//!   its environment (and restarted with a new one before it expires, if asked).
 //!
 //! [`run`] serves a loaded config on a listener until a shutdown future resolves, which is
 //! how tests start a real agent on `127.0.0.1:0`; [`run_file`] is `tessera agent --config`.
@@ -25,13 +27,14 @@
 pub mod config;
 pub mod credential_process;
 pub mod credentials;
+pub mod exec;
 pub mod exec_credential;
 pub mod serve;
 pub mod subject;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +42,7 @@ use actix_web::{App, HttpServer, web};
 use tessera_adapters::{Clock, Secret};
 
 use self::config::LoadedAgentConfig;
-use self::credentials::{BrokerClient, Store, Want};
+use self::credentials::{BrokerClient, OutFile, Store, Want};
 use self::serve::Served;
 use self::subject::Subject;
 
@@ -61,6 +64,8 @@ pub enum AgentError {
     Http(String),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Exec(String),
     #[error("invalid agent configuration:\n{0}")]
     Config(#[from] tessera_adapters::config::ConfigErrors),
 }
@@ -125,7 +130,7 @@ pub(crate) fn token_url(broker: &url::Url) -> Result<url::Url, url::ParseError> 
 }
 
 /// Every credential the config keeps, with the file it is written to, if any.
-fn wants(loaded: &LoadedAgentConfig) -> Vec<(Want, Option<PathBuf>)> {
+fn wants(loaded: &LoadedAgentConfig) -> Vec<(Want, Option<OutFile>)> {
     let c = &loaded.config;
     let mut wants = Vec::new();
     if let Some(a) = c.aws() {
@@ -146,8 +151,13 @@ fn wants(loaded: &LoadedAgentConfig) -> Vec<(Want, Option<PathBuf>)> {
     }
     for f in &c.token_files {
         let f = &f.value;
-        wants
-            .push((Want { target: f.target.clone(), scope: f.scope.clone() }, Some(loaded.resolve(&f.path))));
+        let file = OutFile::Token(loaded.resolve(&f.path));
+        wants.push((Want { target: f.target.clone(), scope: f.scope.clone() }, Some(file)));
+    }
+    for p in &c.postgres {
+        let p = &p.value;
+        let file = p.passfile.as_ref().map(|path| OutFile::Passfile(loaded.resolve(path)));
+        wants.push((Want { target: p.target.clone(), scope: p.scope.clone() }, file));
     }
     wants
 }

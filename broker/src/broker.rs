@@ -193,6 +193,11 @@ impl Broker {
         )?;
         let Adapters { targets, router, catalog, .. } = adapters;
         let spiffe = SpiffeBundle::of(&targets);
+        // Background work (the `postgres` sweep) runs only in a serving broker, never in
+        // the tools that build targets to check files.
+        for target in &targets {
+            target.start();
+        }
         let admin_auth = AdminAuth::build(&config, &issuer, &targets, &clock)?;
         let mappings = MappingSet::load_dir(&config.mappings_dir(), &catalog)?;
         metrics.set_mapping_rules(mappings.rule_count());

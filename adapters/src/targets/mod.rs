@@ -4,10 +4,11 @@ pub mod azure;
 pub mod gcp;
 pub mod jwt;
 pub mod kubernetes;
+pub mod postgres;
 /// What the targets that hand the workload a JWT Tessera signs share (`spiffe`, `kubernetes`).
 pub(crate) mod signed;
 pub mod spiffe;
 #[cfg(test)]
 pub(crate) mod testkit;
-/// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`).
+/// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`, `postgres`).
 pub(crate) mod upstream;

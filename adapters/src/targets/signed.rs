@@ -77,6 +77,7 @@ impl LocalSigner {
             token_type: "Bearer",
             expires_at,
             aws_credentials: None,
+            postgres_credentials: None,
         })
     }
 }

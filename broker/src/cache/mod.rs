@@ -353,6 +353,7 @@ mod tests {
                 token_type: "Bearer",
                 expires_at: fresh_until + 60,
                 aws_credentials: None,
+                postgres_credentials: None,
             },
             fresh_until,
         }

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
-use tessera_adapters::target::AwsCredentials;
+use tessera_adapters::target::{AwsCredentials, PostgresCredentials};
 use tessera_adapters::{IssuedCredential, Secret};
 
 use super::{Entry, Key};
@@ -39,6 +39,8 @@ struct Stored {
     fresh_until: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aws_credentials: Option<AwsCredentials>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    postgres_credentials: Option<PostgresCredentials>,
 }
 
 /// See the module documentation.
@@ -104,6 +106,7 @@ impl SharedCache {
                 token_type,
                 expires_at: stored.expires_at,
                 aws_credentials: stored.aws_credentials,
+                postgres_credentials: stored.postgres_credentials,
             },
             fresh_until: stored.fresh_until,
         }))
@@ -124,6 +127,7 @@ impl SharedCache {
             expires_at: c.expires_at,
             fresh_until: entry.fresh_until,
             aws_credentials: c.aws_credentials.clone(),
+            postgres_credentials: c.postgres_credentials.clone(),
         };
         let sealed = self.seal(&name, &stored)?;
         let mut conn = self.redis.conn();
@@ -259,6 +263,7 @@ mod tests {
             expires_at: 2000,
             fresh_until: 1800,
             aws_credentials: None,
+            postgres_credentials: None,
         }
     }
 

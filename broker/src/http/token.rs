@@ -25,6 +25,8 @@ struct TokenResponse<'a> {
     expires_in: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     aws_credentials: Option<&'a tessera_adapters::target::AwsCredentials>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_credentials: Option<&'a tessera_adapters::target::PostgresCredentials>,
 }
 
 pub async fn exchange(
@@ -57,6 +59,7 @@ pub async fn exchange(
                 token_type: c.token_type,
                 expires_in: done.expires_in,
                 aws_credentials: c.aws_credentials.as_ref(),
+                postgres_credentials: c.postgres_credentials.as_ref(),
             };
             no_store(HttpResponse::Ok(), &request_id).json(body)
         }

@@ -12,6 +12,7 @@
 //! - `jwt`: the issuer and JWKS a relying party configures.
 //! - `spiffe`: the trust domain, its bundle endpoint and the SPIFFE IDs the rules grant.
 //! - `kubernetes`: the cluster's `AuthenticationConfiguration`.
+//! - `postgres`: the admin role a database gives the broker (SQL).
 //! - `hcl`: writing Terraform.
 //!
 //! The cloud sees only a token's `iss`, `aud` and `sub`: a rule's other conditions
@@ -24,6 +25,7 @@ mod hcl;
 mod jwt;
 mod kubernetes;
 mod spiffe;
+mod postgres;
 #[cfg(test)]
 mod tests;
 
@@ -217,7 +219,7 @@ pub fn render(
         TargetConfig::AwsSts(_) => &[Format::Json, Format::Cloudformation, Format::Terraform],
         TargetConfig::Gcp(_) => &[Format::Gcloud, Format::Terraform],
         TargetConfig::Azure(_) => &[Format::Az, Format::Terraform],
-        TargetConfig::Jwt(_) | TargetConfig::Spiffe(_) => &[Format::Json],
+        TargetConfig::Jwt(_) | TargetConfig::Spiffe(_) | TargetConfig::Postgres(_) => &[Format::Json],
         TargetConfig::Kubernetes(_) => &[Format::Yaml],
     };
     let Some(format) = format.or_else(|| supported.first().copied()) else {
@@ -237,6 +239,7 @@ pub fn render(
         TargetConfig::Jwt(config) => Ok(jwt::render(&plan, config)),
         TargetConfig::Spiffe(config) => Ok(spiffe::render(&plan, config)),
         TargetConfig::Kubernetes(config) => kubernetes::render(&plan, config, &loaded.base_dir),
+        TargetConfig::Postgres(config) => Ok(postgres::render(&plan, config)),
     }
 }
 

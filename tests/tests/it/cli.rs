@@ -40,7 +40,7 @@ fn agent_config_errors_are_printed_once_each_all_in_one_run_past_an_unknown_key(
         stderr,
         format!(
             "error: invalid agent configuration:\n{p}:3:1: unknown field `colour`, expected one of version, broker, \
-             listen, hosts, subject_token, aws, gcp, azure, token_files, refresh, timeout\n{p}:4:10: `soon` is not a \
+             listen, hosts, subject_token, aws, gcp, azure, token_files, postgres, refresh, timeout\n{p}:4:10: `soon` is not a \
              duration: expected a duration such as 1h or 15m\n{p}:2:1: missing field `subject_token`\n"
         )
     );

@@ -29,6 +29,7 @@ mod replicas;
 mod targets_aws;
 mod targets_cloud;
 mod targets_kubernetes;
+mod targets_postgres;
 mod targets_spiffe;
 mod trust;
 

@@ -400,6 +400,7 @@ pub(super) fn credential(out: &AssumeRoleWithWebIdentityOutput) -> Result<Issued
             session_token: Secret::new(c.session_token().to_string()),
             expiration: format_rfc3339(expires_at),
         }),
+        postgres_credentials: None,
     })
 }
 

@@ -279,6 +279,7 @@ impl CredentialTarget for AzureTarget {
             token_type: "Bearer",
             expires_at: now.saturating_add(expires_in),
             aws_credentials: None,
+            postgres_credentials: None,
         })
     }
 }

@@ -422,6 +422,7 @@ impl CredentialTarget for GcpTarget {
             token_type: "Bearer",
             expires_at,
             aws_credentials: None,
+            postgres_credentials: None,
         })
     }
 }

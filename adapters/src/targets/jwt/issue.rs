@@ -144,6 +144,7 @@ impl CredentialTarget for JwtTarget {
             token_type: "Bearer",
             expires_at,
             aws_credentials: None,
+            postgres_credentials: None,
         })
     }
 }

@@ -92,15 +92,24 @@ enum Command {
     /// Run beside a workload: exchange its native credential at the broker and serve the
     /// results where unmodified AWS, Google and Azure SDKs look (docs/agent.md).
     Agent {
-        /// The agent config file.
-        #[arg(long, short, env = "TESSERA_AGENT_CONFIG")]
-        config: PathBuf,
+        /// The agent config file (required).
+        #[arg(long, short, env = "TESSERA_AGENT_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<AgentCommand>,
     },
     /// The workload directory: every workload identity seen, from the audit store.
     Workloads(workloads::WorkloadsArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format, or
     /// with `--kubernetes` a kubectl `ExecCredential` exchanged at the broker.
     CredentialProcess(tessera_agent::credential_process::CredentialProcessArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Run a command with a PostgreSQL login from the config's `postgres` entries in its
+    /// environment (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD); exits with its status.
+    Exec(tessera_agent::exec::ExecArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,7 +136,7 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let daemon = matches!(cli.command, Command::Serve { .. } | Command::Agent { .. });
+    let daemon = matches!(cli.command, Command::Serve { .. } | Command::Agent { command: None, .. });
     init_logging(cli.log_format.unwrap_or(if daemon { LogFormat::Json } else { LogFormat::Text }));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,11 +180,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Mappings { command } => mappings::run(command).await,
             Command::Trust(args) => trust::run(&args),
             Command::Aws { command } => aws::run(command).await,
-            Command::Agent { config } => Ok(tessera_agent::run_file(&config, shutdown_signal()).await?),
+            Command::Agent { config, command } => agent(config, command).await,
             Command::Workloads(args) => workloads::run(args).await,
             Command::CredentialProcess(args) => Ok(tessera_agent::credential_process::run(&args).await?),
         }
     })
+}
+
+async fn agent(config: Option<PathBuf>, command: Option<AgentCommand>) -> anyhow::Result<()> {
+    let config = config
+        .ok_or_else(|| anyhow::anyhow!("name the agent config with --config (or TESSERA_AGENT_CONFIG)"))?;
+    match command {
+        None => Ok(tessera_agent::run_file(&config, shutdown_signal()).await?),
+        Some(AgentCommand::Exec(args)) => {
+            let loaded = tessera_agent::load(&config).map_err(tessera_agent::AgentError::from)?;
+            let code = tessera_agent::exec::run(&loaded, &args, Arc::new(SystemClock)).await?;
+            std::process::exit(code)
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
