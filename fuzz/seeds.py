@@ -149,6 +149,15 @@ def sts_seeds():
     write("sts_response", '<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')
 
 
+def session_policy_seeds():
+    """Inline session policies for the aws_sts target's `policy` grant key."""
+    statement = '{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::invoices/${aws:PrincipalTag/team}/*"}'
+    write("aws_session_policy", '{"Version":"2012-10-17","Statement":[' + statement + "]}")
+    write("aws_session_policy", '{\n  "Statement": ' + statement + "\n}")
+    write("aws_session_policy", '{"Statement":[],"Statement":{}}')
+    write("aws_session_policy", '{"Statement":{"Resource":"\u00ff\u2603"}}')
+
+
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     jwt_seeds()
@@ -158,6 +167,7 @@ def main():
     copy_files("broker_config", ROOT.glob("examples/*/broker.yaml"))
     aws_seeds()
     sts_seeds()
+    session_policy_seeds()
     for folder in sorted(SEEDS.iterdir()):
         print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
 

@@ -64,7 +64,7 @@ rules:
     grant: { target: aws-prod, role_arn: arn:aws:iam::111122223333:role/invoices-reader }
   - name: deploy-from-main
     match: { source: github, namespace: "octo-org/*", attributes: { github.ref: refs/heads/main } }
-    grant: { target: aws-prod, role_arn: "arn:aws:iam::444455556666:role/ci/deployer" }
+    grant: { target: aws-prod, role_arn: "arn:aws:iam::444455556666:role/ci/deployer", source_identity: "run-{instance}" }
   - name: per-service-roles
     match: { source: k8s-prod, namespace: services, name: [billing, search] }
     grant: { target: aws-prod, role_arn: "arn:aws:iam::111122223333:role/{name}" }
@@ -156,7 +156,14 @@ fn subjects_come_from_the_rules_and_the_sources_id_shapes() {
     let deployer = roles.iter().find(|r| r["RoleName"] == "deployer").unwrap();
     assert_eq!(deployer["Path"], "/ci/");
     let statement = &deployer["AssumeRolePolicyDocument"]["Statement"][0];
-    assert_eq!(statement["Action"], json!(["sts:AssumeRoleWithWebIdentity"]));
+    // The rule sets a source identity, so the role must allow setting one.
+    assert_eq!(statement["Action"], json!(["sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity"]));
+    let billing = roles.iter().find(|r| r["RoleName"] == "billing").unwrap();
+    assert_eq!(
+        billing["AssumeRolePolicyDocument"]["Statement"][0]["Action"],
+        json!(["sts:AssumeRoleWithWebIdentity"]),
+        "no tags, no source identity: only the web identity action"
+    );
     assert_eq!(
         statement["Principal"]["Federated"],
         "arn:aws:iam::444455556666:oidc-provider/tessera.example.com"
