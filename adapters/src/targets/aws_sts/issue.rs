@@ -112,6 +112,7 @@ impl AwsStsTarget {
     /// a grant can fail happens here, before anything is signed or sent.
     pub(super) fn plan(&self, grant: &Grant) -> Result<Plan, TargetError> {
         upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_granted_lifetime(grant)?;
         let role_arn = grant
             .param_str("role_arn")
             .ok_or_else(|| TargetError::InvalidGrant("the rule grants no `role_arn`".into()))?;

@@ -131,6 +131,7 @@ impl AzureTarget {
     /// signed or sent.
     fn plan<'a>(&'a self, grant: &'a Grant) -> Result<Plan<'a>, TargetError> {
         upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_granted_lifetime(grant)?;
         let tenant = self.pick(grant, "tenant", self.settings.tenant.as_deref())?;
         check_tenant(tenant).map_err(TargetError::InvalidGrant)?;
         let client_id = self.pick(grant, "client_id", self.settings.client_id.as_deref())?;
