@@ -228,6 +228,50 @@ async fn gcp_a_templated_service_account_google_would_refuse_is_invalid_target_b
     broker.stop().await;
 }
 
+/// A rule for direct resource access (no service account), for workloads whose ids are
+/// longer than Google's 127-byte `google.subject`.
+const GCP_DIRECT_RULES: &str = r#"version: 1
+rules:
+  - name: pipelines-read-ledger
+    match: { source: corp, subject: "pipeline-*" }
+    grant: { target: gcp-prod, scopes: https://www.googleapis.com/auth/devstorage.read_only }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_a_long_identity_is_compacted_to_googles_127_bytes_with_its_full_id_beside() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let (google, broker) = gcp_broker(&issuer, GCP_DIRECT_RULES).await;
+    google.add_provider(WorkloadIdentityProvider::new(PROVIDER, &broker.url));
+    let sub = format!("pipeline-{}", "nightly-reconciliation-of-ledger-entries-".repeat(4));
+    let id = format!("oidc://corp/{sub}");
+    assert!(id.len() > 127);
+
+    let (status, body) = broker.exchange(&token(&issuer, &broker, &sub), "gcp-prod").await;
+    assert_eq!(status, 200, "{body}\n{:?}", google.refusals());
+    let compact = tessera_adapters::targets::gcp::google_subject(&id);
+    let claims = google.last_sts_request().unwrap().claims.expect("the fake verified the subject token");
+    assert_eq!(claims["sub"], compact.as_ref(), "google.subject fits");
+    assert_eq!(compact.len(), 127);
+    assert!(id.starts_with(compact.split('~').next().unwrap()), "a readable prefix: {compact}");
+    assert_eq!(claims["tessera_id"], id.as_str(), "the full id, for attribute.tessera_id");
+    assert_eq!(claims["tessera_rule"], "pipelines-read-ledger", "for attribute.tessera_rule");
+    // The federated token is the credential: its principal is the compacted subject's.
+    let issued = google.issued_access_tokens();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(body["access_token"], issued[0].access_token.as_str());
+    let provider = WorkloadIdentityProvider::new(PROVIDER, &broker.url);
+    assert_eq!(issued[0].principal, provider.principal(&compact));
+
+    // Another long id sharing the first 83 bytes gets a subject of its own.
+    let other = format!("{sub}x");
+    let (status, _) = broker.exchange(&token(&issuer, &broker, &other), "gcp-prod").await;
+    assert_eq!(status, 200);
+    let claims = google.last_sts_request().unwrap().claims.unwrap();
+    assert_ne!(claims["sub"], compact.as_ref());
+    assert_eq!(claims["sub"].as_str().unwrap().len(), 127);
+    broker.stop().await;
+}
+
 async fn azure_setup() -> (TestIssuer, FakeEntra, TestBroker) {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let mut fake = None;

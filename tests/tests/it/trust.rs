@@ -93,6 +93,9 @@ rules:
   - name: per-team-roles
     match: { source: k8s-prod, namespace: "team-*" }
     grant: { target: aws-prod, role_arn: "arn:aws:iam::111122223333:role/{namespace}" }
+  - name: reconciliation-reads-ledger
+    match: { source: k8s-prod, namespace: data-pipelines-europe-west1-batch, name: nightly-reconciliation-of-ledger-entries-against-payment-provider-exports }
+    grant: { target: gcp-prod }
 "#;
 
 /// The fixture's config and rules, loaded as `tessera trust` loads them.
@@ -264,7 +267,12 @@ fn cloudformation_is_for_one_account() {
 
 const GCP_PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera-oidc";
 const POOL: &str = "projects/123456789012/locations/global/workloadIdentityPools/tessera";
-const CONDITION: &str = r#"assertion.sub in ["k8s://k8s-prod/ns/payments/sa/uploader"] || assertion.sub.matches("^github://octo-org/.*$")"#;
+const LONG_ID: &str = "k8s://k8s-prod/ns/data-pipelines-europe-west1-batch/sa/nightly-reconciliation-of-ledger-entries-against-payment-provider-exports";
+const CONDITION: &str = concat!(
+    r#"assertion.tessera_id in ["k8s://k8s-prod/ns/data-pipelines-europe-west1-batch/sa/nightly-reconciliation-of-ledger-entries-against-payment-provider-exports", "k8s://k8s-prod/ns/payments/sa/uploader"]"#,
+    r#" || assertion.tessera_id.matches("^github://octo-org/.*$")"#
+);
+const ATTRIBUTE_MAPPING: &str = "google.subject=assertion.sub,attribute.tessera_id=assertion.tessera_id,attribute.tessera_rule=assertion.tessera_rule";
 
 /// The value of `--flag=value` in `command`.
 fn flag<'a>(command: &'a [Value], name: &str) -> Option<&'a str> {
@@ -288,7 +296,7 @@ fn gcloud_commands_create_the_pool_provider_and_bindings() {
     assert_eq!(flag(provider, "workload-identity-pool"), Some("tessera"));
     assert_eq!(flag(provider, "issuer-uri"), Some(ISSUER));
     assert_eq!(flag(provider, "allowed-audiences"), Some(format!("https:{GCP_PROVIDER}").as_str()));
-    assert_eq!(flag(provider, "attribute-mapping"), Some("google.subject=assertion.sub"));
+    assert_eq!(flag(provider, "attribute-mapping"), Some(ATTRIBUTE_MAPPING));
     assert_eq!(flag(provider, "attribute-condition"), Some(CONDITION));
     let bindings: Vec<(String, String)> = commands
         .iter()
@@ -304,7 +312,7 @@ fn gcloud_commands_create_the_pool_provider_and_bindings() {
         vec![
             (
                 "reader@payments-prod.iam.gserviceaccount.com".into(),
-                format!("principalSet://iam.googleapis.com/{POOL}/*")
+                format!("principalSet://iam.googleapis.com/{POOL}/attribute.tessera_rule/ci-reads"),
             ),
             (
                 "uploader@payments-prod.iam.gserviceaccount.com".into(),
@@ -316,6 +324,38 @@ fn gcloud_commands_create_the_pool_provider_and_bindings() {
     );
 }
 
+/// A rule without a service account is granted roles on resources directly: the output
+/// names its principals, the identity's (with its id compacted to Google's 127 bytes) and
+/// the rule's set.
+#[test]
+fn direct_access_principals_are_written_for_each_rule_and_fit_google_subject() {
+    let (_dir, loaded, set) = fixture();
+    let text = render(&loaded, &set, "gcp-prod", Format::Gcloud);
+    let subject = tessera_adapters::targets::gcp::google_subject(LONG_ID);
+    assert_eq!(subject.len(), 127, "{subject}");
+    assert!(subject.starts_with("k8s://k8s-prod/ns/data-pipelines-europe-west1-batch/sa/nightly-"));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| {
+        *l == "# rule reconciliation-reads-ledger: grant roles on resources to these principals:"
+    });
+    let at = at.unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        lines[at + 1..at + 3],
+        [
+            format!("#   principal://iam.googleapis.com/{POOL}/subject/{subject}"),
+            format!(
+                "#   principalSet://iam.googleapis.com/{POOL}/attribute.tessera_rule/reconciliation-reads-ledger"
+            ),
+        ]
+    );
+    assert!(
+        text.contains(&format!("Tessera presents it as `{subject}`, the full id as attribute.tessera_id")),
+        "{text}"
+    );
+    let tf = render(&loaded, &set, "gcp-prod", Format::Terraform);
+    assert!(tf.contains(&format!("#   principal://iam.googleapis.com/{POOL}/subject/{subject}")), "{tf}");
+}
+
 #[test]
 fn gcp_terraform_parses_and_names_issuer_audience_and_subjects() {
     let (_dir, loaded, set) = fixture();
@@ -325,7 +365,14 @@ fn gcp_terraform_parses_and_names_issuer_audience_and_subjects() {
     let provider = providers.values().next().unwrap();
     assert_eq!(provider["workload_identity_pool_id"], "tessera");
     assert_eq!(provider["workload_identity_pool_provider_id"], "tessera-oidc");
-    assert_eq!(provider["attribute_mapping"], json!({ "google.subject": "assertion.sub" }));
+    assert_eq!(
+        provider["attribute_mapping"],
+        json!({
+            "google.subject": "assertion.sub",
+            "attribute.tessera_id": "assertion.tessera_id",
+            "attribute.tessera_rule": "assertion.tessera_rule",
+        })
+    );
     assert_eq!(provider["attribute_condition"], CONDITION);
     assert_eq!(
         provider["oidc"],
