@@ -96,6 +96,9 @@ rules:
   - name: reconciliation-reads-ledger
     match: { source: k8s-prod, namespace: data-pipelines-europe-west1-batch, name: nightly-reconciliation-of-ledger-entries-against-payment-provider-exports }
     grant: { target: gcp-prod }
+  - name: release-graph
+    match: { source: github, namespace: "octo-org/*", attributes: { github.ref: "refs/tags/*" } }
+    grant: { target: azure-prod, subject: github-ci }
 "#;
 
 /// The fixture's config and rules, loaded as `tessera trust` loads them.
@@ -412,6 +415,10 @@ fn azure_credentials_name_issuer_exact_subjects_and_audience() {
         let parameters: Value = serde_json::from_str(c[8].as_str().unwrap()).unwrap();
         assert_eq!(parameters["issuer"], ISSUER);
         assert_eq!(parameters["audiences"], json!(["api://AzureADTokenExchange"]));
+        if parameters["subject"] == "github-ci" {
+            // Two rules give this subject: one credential, naming both.
+            assert_eq!(parameters["description"], "Tessera rules ci-graph, release-graph");
+        }
         subjects.push(parameters["subject"].as_str().unwrap().to_owned());
     }
     subjects.sort();

@@ -237,12 +237,13 @@ impl CredentialTarget for AzureTarget {
         self.settings.upstream.cache
     }
 
-    /// The plan's tenant, client id, scope and assertion subject. The subject is the
-    /// identity id unless the rule names one, so the identity counts only then.
     fn upstream_endpoints(&self) -> Vec<String> {
         vec![self.settings.authority.clone()]
     }
 
+    /// The plan's tenant, client id, scope and assertion subject. The subject is the
+    /// identity id unless the rule names one, so the identity counts only then: workloads
+    /// sharing a rule's `subject` ask Entra for the same token and share it.
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
         let Plan { tenant, client_id, scope, subject } = self.plan(grant)?;
         Ok(RequestDescription::new(grant)
