@@ -287,7 +287,7 @@ async fn azure_setup() -> (TestIssuer, FakeEntra, TestBroker) {
 async fn azure_broker(issuer: &TestIssuer, rules: &str) -> (FakeEntra, TestBroker) {
     let mut fake = None;
     let broker = broker_with(
-        &issuer,
+        issuer,
         |clock| {
             let entra = FakeEntra::start(clock);
             let target = format!(
