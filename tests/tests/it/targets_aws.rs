@@ -50,6 +50,17 @@ async fn setup(extra_target: &str) -> (StsPeer, TestIssuer, TestBroker) {
     (sts, issuer, broker)
 }
 
+/// moto's STS, an issuer and a broker whose `aws-prod` target's rules are `rules`.
+async fn setup_rules(rules: &str) -> (StsPeer, TestIssuer, TestBroker) {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", rules),
+    )
+    .await;
+    (sts, issuer, broker)
+}
+
 pub(crate) fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
     issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
 }
@@ -452,12 +463,7 @@ rules:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grant_rendering_what_sts_refuses_is_invalid_target_before_any_call() {
-    let sts = StsPeer::start().await;
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", TEMPLATED_RULES),
-    )
-    .await;
+    let (sts, issuer, broker) = setup_rules(TEMPLATED_RULES).await;
     let exchange_with = |role: &str, session: &str, team: &str| {
         let mut claims = issuer.claims("svc-payments", "tessera", broker.clock.now());
         claims["role"] = serde_json::json!(role);
@@ -528,12 +534,7 @@ rules:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn source_identity_transitive_tags_and_session_policies_reach_sts() {
-    let sts = StsPeer::start().await;
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", SESSION_RULES),
-    )
-    .await;
+    let (sts, issuer, broker) = setup_rules(SESSION_RULES).await;
     let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
     assert_eq!(status, 200, "{body}\n{}", sts.log());
     let call = sts.calls().pop().unwrap();

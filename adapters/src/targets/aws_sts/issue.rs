@@ -230,25 +230,26 @@ pub fn session_name(raw: &str) -> Option<String> {
 /// `[A-Za-z0-9_+=,.@-]`, the path up to 512 printable ASCII characters other than space,
 /// `/` first and last.
 fn check_role_arn(arn: &str) -> Result<(), String> {
+    if iam_arn_ok(arn, "role", 64, false) { Ok(()) } else { Err(format!("`{arn}` is not an IAM role ARN")) }
+}
+
+/// `arn:<partition>:iam::<account>:<kind>/<path><name>`: the account 12 digits (or `aws`,
+/// for AWS managed policies, when `aws_owned`), the path and a name of at most `max_name`
+/// as IAM takes them ([`path_and_name_ok`]).
+pub(super) fn iam_arn_ok(arn: &str, kind: &str, max_name: usize, aws_owned: bool) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = match parts.as_slice() {
+    match parts.as_slice() {
         [prefix, partition, service, region, account, resource] => {
             *prefix == "arn"
                 && partition.starts_with("aws")
                 && *service == "iam"
                 && region.is_empty()
-                && account.len() == 12
-                && account.bytes().all(|b| b.is_ascii_digit())
-                && resource.strip_prefix("role").is_some_and(role_path_and_name_ok)
+                && ((aws_owned && *account == "aws")
+                    || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
+                && resource.strip_prefix(kind).is_some_and(|rest| path_and_name_ok(rest, max_name))
         }
         _ => false,
-    };
-    if ok { Ok(()) } else { Err(format!("`{arn}` is not an IAM role ARN")) }
-}
-
-/// `/<path/>name` of a role ARN, as IAM takes them.
-fn role_path_and_name_ok(path_and_name: &str) -> bool {
-    path_and_name_ok(path_and_name, 64)
+    }
 }
 
 /// `/<path/>name` of an IAM ARN's resource: the path up to 512 printable ASCII characters

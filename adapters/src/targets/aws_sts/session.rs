@@ -156,21 +156,11 @@ pub(super) fn policy_arns(text: &str) -> Result<Vec<String>, String> {
 /// A managed policy ARN: `arn:<partition>:iam::<12-digit account or aws>:policy/<path><name>`,
 /// the name 1 to 128 of `[A-Za-z0-9_+=,.@-]` (IAM API reference, `Policy`).
 fn check_policy_arn(arn: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = match parts.as_slice() {
-        [prefix, partition, service, region, account, resource] => {
-            *prefix == "arn"
-                && partition.starts_with("aws")
-                && *service == "iam"
-                && region.is_empty()
-                && (*account == "aws" || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
-                && resource
-                    .strip_prefix("policy")
-                    .is_some_and(|rest| super::issue::path_and_name_ok(rest, 128))
-        }
-        _ => false,
-    };
-    if ok { Ok(()) } else { Err(format!("`{arn}` is not an IAM managed policy ARN")) }
+    if super::issue::iam_arn_ok(arn, "policy", 128, true) {
+        Ok(())
+    } else {
+        Err(format!("`{arn}` is not an IAM managed policy ARN"))
+    }
 }
 
 /// The load-time check of this module's grant keys; `None` for another key.
