@@ -162,6 +162,15 @@ def spiffe_id_seeds():
         write("spiffe_id", text)
 
 
+def session_policy_seeds():
+    """Inline session policies for the aws_sts target's `policy` grant key."""
+    statement = '{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::invoices/${aws:PrincipalTag/team}/*"}'
+    write("aws_session_policy", '{"Version":"2012-10-17","Statement":[' + statement + "]}")
+    write("aws_session_policy", '{\n  "Statement": ' + statement + "\n}")
+    write("aws_session_policy", '{"Statement":[],"Statement":{}}')
+    write("aws_session_policy", '{"Statement":{"Resource":"\u00ff\u2603"}}')
+
+
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     jwt_seeds()
@@ -172,6 +181,7 @@ def main():
     aws_seeds()
     sts_seeds()
     spiffe_id_seeds()
+    session_policy_seeds()
     for folder in sorted(SEEDS.iterdir()):
         print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
 

@@ -326,20 +326,22 @@ pub async fn run_every_registered_kind() {
     for (kind, run) in runs {
         match run.await {
             Ok(()) => println!("conformance kit passed: {} [{}]", kind.kind, kind.label),
-            Err(e) => {
-                let why = match e.try_into_panic() {
-                    Ok(panic) => panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "a panic without a message".to_string()),
-                    Err(e) => e.to_string(),
-                };
-                failures.push(format!("{} [{}]: {why}", kind.kind, kind.label));
-            }
+            Err(e) => failures.push(format!("{} [{}]: {}", kind.kind, kind.label, panic_message(e))),
         }
     }
     assert!(failures.is_empty(), "the conformance kit failed for:\n{}", failures.join("\n"));
+}
+
+/// What a kit task that failed said: its panic message.
+pub fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".to_string()),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// A broker that never reached the key endpoint cannot verify: a retryable 503.

@@ -17,6 +17,9 @@
 //!   ([`run_jwt_conformance`](conformance::run_jwt_conformance)), each kind's description
 //!   ([`KINDS_UNDER_TEST`](conformance::KINDS_UNDER_TEST)), and the run over every kind the
 //!   registry lists.
+//! - [`target_conformance`]: the target conformance kit's HTTP half, run for every
+//!   registered target kind ([`run_every_registered_target_kind`](target_conformance::run_every_registered_target_kind)),
+//!   each kind's description in [`target_under_test`](target_conformance::target_under_test).
 //! - [`python`]: runs the Python peers (PyJWT and friends) from the project's virtualenv.
 //! - [`google`]: [`FakeGoogle`](google::FakeGoogle), Google's STS and IAM Credentials APIs on
 //!   loopback, verifying subject tokens against the issuer's JWKS as a workload identity pool
@@ -52,6 +55,7 @@ pub mod python;
 pub mod redis;
 pub mod relying_party;
 pub mod sts;
+pub mod target_conformance;
 
 pub use broker::{BrokerOptions, TestBroker, spawn_broker};
 pub use issuer::TestIssuer;

@@ -30,6 +30,10 @@ pub struct AssumeRoleCall {
     pub role_session_name: String,
     pub duration_seconds: Option<String>,
     pub web_identity_token: String,
+    /// The inline session policy (`Policy`), as sent.
+    pub policy: Option<String>,
+    /// The managed session policies (`PolicyArns.member.N.arn`), in order.
+    pub policy_arns: Vec<String>,
     /// Whether the request carried an `Authorization` header (real STS needs none).
     pub signed: bool,
 }
@@ -148,6 +152,26 @@ impl StsPeer {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("whoami output {out}: {e}"))
     }
 
+    /// The inline session policy moto keeps for the session of `access_key_id`, as moto
+    /// parsed it from the request (its state, read through `/moto-api/data.json`).
+    pub async fn session_policy(&self, access_key_id: &str) -> Option<String> {
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        let data: serde_json::Value = http
+            .get(format!("{}/moto-api/data.json", self.moto_url))
+            .send()
+            .await
+            .expect("moto's data")
+            .json()
+            .await
+            .expect("moto's data is JSON");
+        let sessions = data["sts"]["AssumedRole"].as_array().expect("moto's sessions");
+        let session = sessions
+            .iter()
+            .find(|s| s["access_key_id"] == access_key_id)
+            .unwrap_or_else(|| panic!("moto has no session for {access_key_id}"));
+        session["policy"].as_str().map(str::to_owned)
+    }
+
     /// moto's log so far, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
@@ -205,6 +229,8 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<ProxyState
             role_session_name: field("RoleSessionName").unwrap_or_default(),
             duration_seconds: field("DurationSeconds"),
             web_identity_token: field("WebIdentityToken").unwrap_or_default(),
+            policy: field("Policy"),
+            policy_arns: (1..).map_while(|n| field(&format!("PolicyArns.member.{n}.arn"))).collect(),
             signed: req.headers().contains_key("authorization"),
         });
         let delay = *state.delay.lock().expect("lock");

@@ -24,7 +24,7 @@
 pub mod alg;
 pub mod attributes;
 mod decode;
-mod json;
+pub(crate) mod json;
 pub mod jwks;
 pub mod keys;
 pub mod policy;

@@ -1,6 +1,9 @@
 //! Credential targets, one folder per kind.
 pub mod aws_sts;
 pub mod azure;
+/// The target conformance kit's contract half, run for every registered kind.
+#[cfg(test)]
+mod conformance;
 pub mod gcp;
 pub mod jwt;
 pub mod kubernetes;

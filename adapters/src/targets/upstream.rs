@@ -167,6 +167,16 @@ pub(crate) fn check_grant_target(grant: &Grant, name: &str) -> Result<(), Target
     }
 }
 
+/// A grant of no lifetime is a bug in the caller (the mapping engine refuses `ttl: 0`);
+/// every target refuses it rather than issue something anyway.
+pub(crate) fn check_granted_lifetime(grant: &Grant) -> Result<(), TargetError> {
+    if grant.ttl().is_zero() {
+        Err(TargetError::InvalidGrant("granted lifetime is zero".into()))
+    } else {
+        Ok(())
+    }
+}
+
 /// The claims of the JWT Tessera presents to a platform (web identity token, subject
 /// token, client assertion): who (`sub`), for whom (`aud`), by whom (`iss`), briefly
 /// (`exp` = now + [`PRESENTED_TOKEN_LIFETIME`]), once (`jti`).

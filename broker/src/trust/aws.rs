@@ -1,6 +1,7 @@
 //! AWS: Tessera as an IAM OIDC identity provider, and a trust policy for each role the
 //! rules grant, allowing `sts:AssumeRoleWithWebIdentity` to the `aud` and `sub` values of
-//! Tessera's web identity tokens (`sts:TagSession` too where a rule sets session tags).
+//! Tessera's web identity tokens (`sts:TagSession` too where a rule sets session tags,
+//! `sts:SetSourceIdentity` where a rule sets a source identity).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +12,7 @@ use super::{Format, Plan, Subject, TrustError, hcl, param_values};
 
 /// Said with every AWS setup.
 const THUMBPRINT_NOTE: &str = "No thumbprint is given: IAM checks the TLS certificate of the issuer's JWKS endpoint against its trusted root CAs, and uses a thumbprint only for a certificate none of them signed (then add ThumbprintList with the SHA-1 of the top intermediate CA).";
-const PERMISSIONS_NOTE: &str = "Only trust is written here: each role's permission policies stay yours. Tessera never sets a source identity, so no role needs sts:SetSourceIdentity.";
+const PERMISSIONS_NOTE: &str = "Only trust is written here: each role's permission policies stay yours. Session policies (policy, policy_arns) need no trust statement: they only narrow the role.";
 
 /// A role ARN's parts (`arn:aws:iam::123456789012:role/path/name`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,6 +64,7 @@ struct RoleTrust {
     subjects: BTreeSet<Subject>,
     rules: Vec<String>,
     tags: bool,
+    source_identity: bool,
 }
 
 /// Every granted role with its trust, and the notes.
@@ -80,6 +82,7 @@ fn roles(plan: &Plan<'_>) -> (BTreeMap<Role, RoleTrust>, Vec<String>) {
             trust.subjects.extend(grant.subjects.iter().cloned());
             trust.rules.push(rule.name.clone());
             trust.tags |= rule.param("tags").is_some();
+            trust.source_identity |= rule.param("source_identity").is_some();
         }
     }
     (roles, notes)
@@ -88,8 +91,13 @@ fn roles(plan: &Plan<'_>) -> (BTreeMap<Role, RoleTrust>, Vec<String>) {
 /// The trust policy document of one role.
 fn policy(host: &str, audience: &str, principal: Value, trust: &RoleTrust) -> Value {
     let mut actions = vec!["sts:AssumeRoleWithWebIdentity"];
+    // IAM User Guide: a web identity token with session tags needs `sts:TagSession`, one
+    // with a source identity `sts:SetSourceIdentity`, in the same statement.
     if trust.tags {
         actions.push("sts:TagSession");
+    }
+    if trust.source_identity {
+        actions.push("sts:SetSourceIdentity");
     }
     let aud_key = format!("{host}:aud");
     let sub_key = format!("{host}:sub");

@@ -1,6 +1,8 @@
 //! Azure: a federated identity credential on each granted application, naming Tessera's
 //! issuer, the exact `sub` of the client assertion and its audience. Entra compares the
-//! subject exactly, so a rule whose subjects are patterns needs a `subject:` grant key.
+//! subject exactly and takes at most 20 credentials per application, so a rule whose
+//! subjects are patterns, or many rules, use a `subject:` grant key: every rule giving the
+//! same subject shares one credential, and Tessera decides per workload which may use it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,16 +17,34 @@ const MANAGED_IDENTITY_NOTE: &str = "These are for application registrations. Fo
 /// Entra's limit of federated identity credentials per application.
 const MAX_CREDENTIALS_PER_APP: usize = 20;
 
-/// One federated identity credential.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// Entra's limit on a federated identity credential's description.
+const MAX_DESCRIPTION_CHARS: usize = 600;
+
+/// One federated identity credential: its name and the rules whose assertions carry its
+/// subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Credential {
     name: String,
-    subject: String,
-    rule: String,
+    rules: BTreeSet<String>,
 }
 
-/// (tenant, client id) -> the application's credentials.
-type Apps = BTreeMap<(String, String), BTreeSet<Credential>>;
+impl Credential {
+    /// `Tessera rules a, b`, cut to Entra's limit.
+    fn description(&self) -> String {
+        let rules: Vec<&str> = self.rules.iter().map(String::as_str).collect();
+        let word = if rules.len() == 1 { "rule" } else { "rules" };
+        let text = format!("Tessera {word} {}", rules.join(", "));
+        if text.chars().count() <= MAX_DESCRIPTION_CHARS {
+            return text;
+        }
+        let cut: String = text.chars().take(MAX_DESCRIPTION_CHARS - 3).collect();
+        format!("{cut}...")
+    }
+}
+
+/// (tenant, client id) -> the application's credentials, by subject: Entra allows one
+/// credential per issuer and subject on an application.
+type Apps = BTreeMap<(String, String), BTreeMap<String, Credential>>;
 
 fn credentials(plan: &Plan<'_>, config: &AzureTargetConfig) -> (Apps, Vec<String>) {
     let mut notes = plan.notes.clone();
@@ -56,8 +76,11 @@ fn credentials(plan: &Plan<'_>, config: &AzureTargetConfig) -> (Apps, Vec<String
         for (tenant, client_id) in tenants.iter().flat_map(|t| client_ids.iter().map(move |c| (t, c))) {
             let creds = apps.entry((tenant.clone(), client_id.clone())).or_default();
             for (n, subject) in subjects.iter().enumerate() {
-                let name = credential_name(&rule.name, n);
-                creds.insert(Credential { name, subject: subject.clone(), rule: rule.name.clone() });
+                let credential = creds.entry(subject.clone()).or_insert_with(|| Credential {
+                    name: credential_name(&rule.name, n),
+                    rules: BTreeSet::new(),
+                });
+                credential.rules.insert(rule.name.clone());
             }
         }
     }
@@ -102,13 +125,13 @@ pub(super) fn render(
         Format::Az => {
             for ((tenant, client_id), creds) in &apps {
                 out.push_str(&format!("\n# tenant {tenant}\n"));
-                for c in creds {
+                for (subject, c) in creds {
                     let parameters = json!({
                         "name": c.name,
                         "issuer": plan.issuer,
-                        "subject": c.subject,
+                        "subject": subject,
                         "audiences": [audience],
-                        "description": format!("Tessera rule {}", c.rule),
+                        "description": c.description(),
                     });
                     out.push_str(&format!(
                         "az ad app federated-credential create --id {} \\\n  --parameters {}\n",
@@ -126,14 +149,14 @@ pub(super) fn render(
                     "\n# tenant {tenant}\ndata \"azuread_application\" \"{app}\" {{\n  client_id = {}\n}}\n",
                     hcl::string(client_id)
                 ));
-                for c in creds {
+                for (subject, c) in creds {
                     out.push_str(&format!(
                         "\nresource \"azuread_application_federated_identity_credential\" \"{}\" {{\n  application_id = data.azuread_application.{app}.id\n  display_name   = {}\n  description    = {}\n  issuer         = {}\n  subject        = {}\n  audiences      = {}\n}}\n",
                         hcl::label(&format!("{app}_{}", c.name)),
                         hcl::string(&c.name),
-                        hcl::string(&format!("Tessera rule {}", c.rule)),
+                        hcl::string(&c.description()),
                         hcl::string(&plan.issuer),
-                        hcl::string(&c.subject),
+                        hcl::string(subject),
                         hcl::value(&json!([audience]), 2),
                     ));
                 }
@@ -148,12 +171,23 @@ pub(super) fn render(
 
 #[cfg(test)]
 mod tests {
-    use super::credential_name;
+    use super::*;
 
     #[test]
     fn credential_names_keep_to_entras_characters() {
         assert_eq!(credential_name("ci.deploy", 0), "tessera-ci-deploy");
         assert_eq!(credential_name("ci", 2), "tessera-ci-2");
         assert!(credential_name(&"x".repeat(300), 9).len() <= 120);
+    }
+
+    #[test]
+    fn descriptions_name_every_rule_within_entras_limit() {
+        let one = Credential { name: "n".into(), rules: BTreeSet::from(["ci".to_owned()]) };
+        assert_eq!(one.description(), "Tessera rule ci");
+        let two = Credential { name: "n".into(), rules: BTreeSet::from(["b".to_owned(), "a".to_owned()]) };
+        assert_eq!(two.description(), "Tessera rules a, b");
+        let many = Credential { name: "n".into(), rules: (0..100).map(|i| format!("rule-{i:03}")).collect() };
+        assert_eq!(many.description().chars().count(), MAX_DESCRIPTION_CHARS);
+        assert!(many.description().ends_with("..."));
     }
 }

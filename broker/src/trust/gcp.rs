@@ -1,17 +1,18 @@
 //! Google Cloud: a workload identity pool with an OIDC provider for Tessera's issuer (its
-//! attribute mapping `google.subject = assertion.sub`, an attribute condition admitting the
-//! subjects the rules grant), and `roles/iam.workloadIdentityUser` on each granted service
-//! account for those subjects.
+//! attribute mapping `google.subject = assertion.sub` plus the full identity id and the
+//! granting rule as custom attributes, an attribute condition admitting the identities the
+//! rules grant), `roles/iam.workloadIdentityUser` on each granted service account, and for
+//! rules without one the principals to grant roles on resources directly: an exact
+//! identity's `principal://.../subject/SUBJECT`, a rule's
+//! `principalSet://.../attribute.tessera_rule/RULE`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
-use tessera_adapters::targets::gcp::GcpTargetConfig;
+use tessera_adapters::targets::gcp::{ATTRIBUTE_MAPPING, GcpTargetConfig, MAX_SUBJECT_BYTES, google_subject};
 
 use super::{Format, Plan, Subject, TrustError, hcl, param_values, sh};
 
-/// Google's limit on `google.subject` (Workload Identity Federation, "Attribute mappings").
-const MAX_SUBJECT_BYTES: usize = 127;
 const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
 
 /// A provider resource name's parts.
@@ -44,11 +45,24 @@ impl Provider {
         format!("projects/{}/locations/global/workloadIdentityPools/{}", self.project, self.pool)
     }
 
-    /// The IAM principal of one subject; a pattern can only be the whole pool's set.
-    fn principal(&self, subject: &Subject) -> String {
-        match subject.exact() {
-            Some(sub) => format!("principal://iam.googleapis.com/{}/subject/{sub}", self.pool_path()),
-            None => format!("principalSet://iam.googleapis.com/{}/*", self.pool_path()),
+    /// The IAM principal of one identity id: its `google.subject`, compacted as the
+    /// target compacts it.
+    fn principal(&self, id: &str) -> String {
+        format!("principal://iam.googleapis.com/{}/subject/{}", self.pool_path(), google_subject(id))
+    }
+
+    /// Every identity a rule granted: the rule's name is the `tessera_rule` attribute of
+    /// the tokens Tessera presents for it.
+    fn rule_principal_set(&self, rule: &str) -> String {
+        format!("principalSet://iam.googleapis.com/{}/attribute.tessera_rule/{rule}", self.pool_path())
+    }
+
+    /// Whom a binding for `rule` names: each exact identity, or the rule's set when the rule
+    /// grants patterns.
+    fn principals(&self, rule: &str, subjects: &[Subject]) -> Vec<String> {
+        match subjects.iter().map(Subject::exact).collect::<Option<Vec<String>>>() {
+            Some(ids) => ids.iter().map(|id| self.principal(id)).collect(),
+            None => vec![self.rule_principal_set(rule)],
         }
     }
 }
@@ -59,8 +73,9 @@ struct ProviderTrust {
     subjects: BTreeSet<Subject>,
     /// Service account email -> the principals allowed to impersonate it.
     bindings: BTreeMap<String, BTreeSet<String>>,
-    /// Principals of rules that use the federated token as it is (no service account).
-    direct: BTreeSet<String>,
+    /// Rules that use the federated token as it is (no service account): rule name ->
+    /// its principals.
+    direct: BTreeMap<String, Vec<String>>,
 }
 
 fn providers(plan: &Plan<'_>, config: &GcpTargetConfig) -> (BTreeMap<Provider, ProviderTrust>, Vec<String>) {
@@ -78,24 +93,34 @@ fn providers(plan: &Plan<'_>, config: &GcpTargetConfig) -> (BTreeMap<Provider, P
         };
         if grant.subjects.iter().any(|s| s.exact().is_none()) {
             notes.push(format!(
-                "{at} grants subject patterns: IAM binds exact subjects only, so the binding names the whole pool, which the attribute condition keeps to the subjects the rules grant"
+                "{at} grants subject patterns: IAM binds exact subjects only, so the binding names the rule's set (attribute.tessera_rule/{})",
+                rule.name
             ));
         }
-        if grant.subjects.iter().filter_map(Subject::exact).any(|s| s.len() > MAX_SUBJECT_BYTES) {
+        for long in grant.subjects.iter().filter_map(Subject::exact).filter(|s| s.len() > MAX_SUBJECT_BYTES) {
             notes.push(format!(
-                "{at}: a subject is longer than the {MAX_SUBJECT_BYTES} bytes Google takes as google.subject"
+                "{at}: `{long}` is longer than the {MAX_SUBJECT_BYTES} bytes of google.subject; Tessera presents it as `{}`, the full id as attribute.tessera_id",
+                google_subject(&long)
             ));
         }
         for provider in resources.iter().filter_map(|r| Provider::parse(r)) {
             let trust = out.entry(provider.clone()).or_default();
             trust.subjects.extend(grant.subjects.iter().cloned());
-            let principals: Vec<String> = grant.subjects.iter().map(|s| provider.principal(s)).collect();
+            let principals = provider.principals(&rule.name, &grant.subjects);
             for sa in &service_accounts {
                 match sa {
                     Some(sa) => {
                         trust.bindings.entry(sa.clone()).or_default().extend(principals.iter().cloned())
                     }
-                    None => trust.direct.extend(principals.iter().cloned()),
+                    None => {
+                        // The rule's set names every identity it grants, whatever they are.
+                        let mut direct = principals.clone();
+                        let set = provider.rule_principal_set(&rule.name);
+                        if !direct.contains(&set) {
+                            direct.push(set);
+                        }
+                        trust.direct.insert(rule.name.clone(), direct);
+                    }
                 }
             }
         }
@@ -103,17 +128,23 @@ fn providers(plan: &Plan<'_>, config: &GcpTargetConfig) -> (BTreeMap<Provider, P
     (out, notes)
 }
 
-/// The attribute condition: CEL over the token's `sub`.
+/// The attribute condition: CEL over the token's full identity id (its `sub` may be
+/// compacted).
 fn condition(subjects: &BTreeSet<Subject>) -> String {
     let exact: Vec<String> = subjects.iter().filter_map(Subject::exact).map(|s| cel_string(&s)).collect();
     let mut terms = Vec::new();
     if !exact.is_empty() {
-        terms.push(format!("assertion.sub in [{}]", exact.join(", ")));
+        terms.push(format!("assertion.tessera_id in [{}]", exact.join(", ")));
     }
     for s in subjects.iter().filter(|s| s.exact().is_none()) {
-        terms.push(format!("assertion.sub.matches({})", cel_string(&s.regex())));
+        terms.push(format!("assertion.tessera_id.matches({})", cel_string(&s.regex())));
     }
     terms.join(" || ")
+}
+
+/// `google.subject=assertion.sub,attribute.tessera_id=...` for gcloud.
+fn attribute_mapping_flag() -> String {
+    ATTRIBUTE_MAPPING.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 fn cel_string(s: &str) -> String {
@@ -133,7 +164,7 @@ pub(super) fn render(
         )));
     }
     if providers.values().any(|t| !t.direct.is_empty()) {
-        notes.push("Rules without a service_account use the federated token itself: grant their principals roles on the resources they need.".into());
+        notes.push("Rules without a service_account use the federated token itself: grant the principals listed for each rule roles on the resources it needs.".into());
     }
     let setup = Setup { plan, config, providers, notes };
     match format {
@@ -169,11 +200,12 @@ impl Setup<'_> {
             sh(&p.pool)
         ));
             out.push_str(&format!(
-            "\ngcloud iam workload-identity-pools providers create-oidc {} \\\n  --project={project} --location=global --workload-identity-pool={} \\\n  --issuer-uri={} \\\n  --allowed-audiences={} \\\n  --attribute-mapping=google.subject=assertion.sub \\\n  --attribute-condition={}\n",
+            "\ngcloud iam workload-identity-pools providers create-oidc {} \\\n  --project={project} --location=global --workload-identity-pool={} \\\n  --issuer-uri={} \\\n  --allowed-audiences={} \\\n  --attribute-mapping={} \\\n  --attribute-condition={}\n",
             sh(&p.id),
             sh(&p.pool),
             sh(&plan.issuer),
             sh(&audience(p)),
+            sh(&attribute_mapping_flag()),
             sh(&condition(&trust.subjects)),
         ));
             for (sa, principals) in &trust.bindings {
@@ -185,9 +217,7 @@ impl Setup<'_> {
                 ));
                 }
             }
-            for principal in &trust.direct {
-                out.push_str(&hcl::comment(&format!("federated principal: {principal}")));
-            }
+            out.push_str(&direct_principals(trust));
         }
         out
     }
@@ -211,7 +241,7 @@ impl Setup<'_> {
             hcl::string(&p.project),
             hcl::string(&p.pool),
             hcl::string(&p.id),
-            hcl::value(&json!({ "google.subject": "assertion.sub" }), 2),
+            hcl::value(&serde_json::Value::Object(ATTRIBUTE_MAPPING.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()), 2),
             hcl::string(&condition(&trust.subjects)),
             hcl::string(&plan.issuer),
             hcl::value(&json!([audience(p)]), 4),
@@ -226,12 +256,23 @@ impl Setup<'_> {
                 ));
                 }
             }
-            for principal in &trust.direct {
-                out.push_str(&hcl::comment(&format!("federated principal: {principal}")));
-            }
+            out.push_str(&direct_principals(trust));
         }
         out
     }
+}
+
+/// The principals of the rules that use the federated token itself, as comments: for each
+/// rule, the rule's set, and each exact identity where the rule grants exact ones.
+fn direct_principals(trust: &ProviderTrust) -> String {
+    let mut out = String::new();
+    for (rule, principals) in &trust.direct {
+        out.push_str(&hcl::comment(&format!("rule {rule}: grant roles on resources to these principals:")));
+        for principal in principals {
+            out.push_str(&hcl::comment(&format!("  {principal}")));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -260,14 +301,22 @@ mod tests {
         let set = BTreeSet::from([exact.clone(), glob.clone()]);
         assert_eq!(
             condition(&set),
-            r#"assertion.sub in ["github://o/r"] || assertion.sub.matches("^k8s://c/ns/a\\.b/sa/.*$")"#
+            r#"assertion.tessera_id in ["github://o/r"] || assertion.tessera_id.matches("^k8s://c/ns/a\\.b/sa/.*$")"#
+        );
+        let pool = "projects/123456789012/locations/global/workloadIdentityPools/tessera";
+        assert_eq!(
+            p.principals("r", std::slice::from_ref(&exact)),
+            [format!("principal://iam.googleapis.com/{pool}/subject/github://o/r")]
         );
         assert_eq!(
-            p.principal(&exact),
-            "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/subject/github://o/r"
+            p.principals("r", &[exact, glob]),
+            [format!("principalSet://iam.googleapis.com/{pool}/attribute.tessera_rule/r")],
+            "a pattern: the rule's set, never the whole pool"
         );
-        assert!(
-            p.principal(&glob).starts_with("principalSet://") && p.principal(&glob).ends_with("/tessera/*")
+        let long = format!("github://octo-org/payments/{}", "x".repeat(200));
+        assert_eq!(
+            p.principal(&long),
+            format!("principal://iam.googleapis.com/{pool}/subject/{}", google_subject(&long))
         );
     }
 }

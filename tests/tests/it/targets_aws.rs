@@ -50,6 +50,17 @@ async fn setup(extra_target: &str) -> (StsPeer, TestIssuer, TestBroker) {
     (sts, issuer, broker)
 }
 
+/// moto's STS, an issuer and a broker whose `aws-prod` target's rules are `rules`.
+async fn setup_rules(rules: &str) -> (StsPeer, TestIssuer, TestBroker) {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", rules),
+    )
+    .await;
+    (sts, issuer, broker)
+}
+
 pub(crate) fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
     issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()))
 }
@@ -452,12 +463,7 @@ rules:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grant_rendering_what_sts_refuses_is_invalid_target_before_any_call() {
-    let sts = StsPeer::start().await;
-    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
-    let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", TEMPLATED_RULES),
-    )
-    .await;
+    let (sts, issuer, broker) = setup_rules(TEMPLATED_RULES).await;
     let exchange_with = |role: &str, session: &str, team: &str| {
         let mut claims = issuer.claims("svc-payments", "tessera", broker.clock.now());
         claims["role"] = serde_json::json!(role);
@@ -499,4 +505,94 @@ async fn a_grant_rendering_what_sts_refuses_is_invalid_target_before_any_call() 
     }
     assert_eq!(sts.call_count(), 1, "STS never saw a refused grant");
     broker.stop().await;
+}
+
+/// A rule using every session extra: a source identity from a template, a transitive tag
+/// key of its own, and session policies. The policy's braces are doubled, as every literal
+/// brace in a grant value is (`${{aws:PrincipalTag/team}}` is AWS's policy variable).
+const SESSION_RULES: &str = r#"version: 1
+rules:
+  - name: payments-scoped
+    match: { source: corp, subject: "svc-*" }
+    grant:
+      target: aws-prod
+      role_arn: arn:aws:iam::123456789012:role/workloads/payments-api
+      source_identity: "{subject}@corp"
+      tags: { team: payments, env: prod }
+      transitive_tag_keys: env
+      policy: |
+        {{
+          "Version": "2012-10-17",
+          "Statement": [{{
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::invoices/${{aws:PrincipalTag/team}}/*"
+          }}]
+        }}
+      policy_arns: arn:aws:iam::aws:policy/ReadOnlyAccess arn:aws:iam::123456789012:policy/invoices/read
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_identity_transitive_tags_and_session_policies_reach_sts() {
+    let (sts, issuer, broker) = setup_rules(SESSION_RULES).await;
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-payments")).await;
+    assert_eq!(status, 200, "{body}\n{}", sts.log());
+    let call = sts.calls().pop().unwrap();
+    let policy = r#"{"Statement":[{"Action":"s3:GetObject","Effect":"Allow","Resource":"arn:aws:s3:::invoices/${aws:PrincipalTag/team}/*"}],"Version":"2012-10-17"}"#;
+    assert_eq!(call.policy.as_deref(), Some(policy), "compact JSON, the policy variable intact");
+    assert_eq!(
+        call.policy_arns,
+        ["arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws:iam::123456789012:policy/invoices/read"]
+    );
+    // moto took the request: its session holds the policy it parsed from it.
+    let key = body["aws_credentials"]["AccessKeyId"].as_str().unwrap();
+    assert_eq!(sts.session_policy(key).await.as_deref(), Some(policy));
+
+    // The source identity and the tags travel in the web identity token, verified here as
+    // STS would: against Tessera's JWKS.
+    let jwks = format!("{}/.well-known/jwks.json", broker.url);
+    let (url, sent) = (broker.url.clone(), call.web_identity_token);
+    let out = tokio::task::spawn_blocking(move || {
+        python::run("pyjwt_peer.py", &["verify", &jwks, &sent, "sts.amazonaws.com", &url])
+    })
+    .await
+    .unwrap();
+    let claims = &serde_json::from_str::<Value>(&out).unwrap()["claims"];
+    assert_eq!(claims["https://aws.amazon.com/source_identity"], "svc-payments@corp");
+    let tags = &claims["https://aws.amazon.com/tags"];
+    assert_eq!(tags["principal_tags"], serde_json::json!({ "team": ["payments"], "env": ["prod"] }));
+    // `team` from the target's transitive_tag_keys, `env` from the rule's.
+    assert_eq!(tags["transitive_tag_keys"], serde_json::json!(["env", "team"]));
+
+    // A source identity STS would refuse is refused before any call.
+    let calls = sts.call_count();
+    let (status, body) = exchange(&broker, &token(&issuer, &broker, "svc-pay ments")).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")), "{body}");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(event["reason"], "TS-TGT-INVALID-GRANT", "{event}");
+    assert!(event["detail"].as_str().unwrap().contains("source_identity"), "{event}");
+    assert_eq!(sts.call_count(), calls);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn templated_session_policies_and_bad_literals_are_load_errors() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let load = |rules: String| {
+        let options =
+            BrokerOptions::new(&oidc_source(&issuer), &target(&sts, "")).mapping("10-aws.yaml", &rules);
+        async move { tessera_tests::broker::try_spawn_broker(options).await.unwrap_err() }
+    };
+    // Identity data spliced into policy JSON could add a statement: refused.
+    let err = load(SESSION_RULES.replace("${{aws:PrincipalTag/team}}", "{subject}")).await;
+    assert!(err.contains("10-aws.yaml:12:9"), "the policy's position: {err}");
+    assert!(err.contains("`policy` must be literal text, not a template"), "{err}");
+    let err = load(SESSION_RULES.replace("invoices/read", "{subject}")).await;
+    assert!(err.contains("`policy_arns` must be literal text, not a template"), "{err}");
+    let err = load(SESSION_RULES.replace("\"{subject}@corp\"", "aws:ci")).await;
+    assert!(err.contains("source_identity `aws:ci` is not 2 to 64 characters"), "{err}");
+    let err = load(SESSION_RULES.replace("\"Statement\"", "\"Statements\"")).await;
+    assert!(err.contains("`policy` has no `Statement`"), "{err}");
+    assert_eq!(sts.call_count(), 0);
 }

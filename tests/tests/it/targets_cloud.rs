@@ -228,11 +228,66 @@ async fn gcp_a_templated_service_account_google_would_refuse_is_invalid_target_b
     broker.stop().await;
 }
 
+/// A rule for direct resource access (no service account), for workloads whose ids are
+/// longer than Google's 127-byte `google.subject`.
+const GCP_DIRECT_RULES: &str = r#"version: 1
+rules:
+  - name: pipelines-read-ledger
+    match: { source: corp, subject: "pipeline-*" }
+    grant: { target: gcp-prod, scopes: https://www.googleapis.com/auth/devstorage.read_only }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_a_long_identity_is_compacted_to_googles_127_bytes_with_its_full_id_beside() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let (google, broker) = gcp_broker(&issuer, GCP_DIRECT_RULES).await;
+    google.add_provider(WorkloadIdentityProvider::new(PROVIDER, &broker.url));
+    let sub = format!("pipeline-{}", "nightly-reconciliation-of-ledger-entries-".repeat(4));
+    let id = format!("oidc://corp/{sub}");
+    assert!(id.len() > 127);
+
+    let (status, body) = broker.exchange(&token(&issuer, &broker, &sub), "gcp-prod").await;
+    assert_eq!(status, 200, "{body}\n{:?}", google.refusals());
+    let compact = tessera_adapters::targets::gcp::google_subject(&id);
+    let claims = google.last_sts_request().unwrap().claims.expect("the fake verified the subject token");
+    assert_eq!(claims["sub"], compact.as_ref(), "google.subject fits");
+    assert_eq!(compact.len(), 127);
+    assert!(id.starts_with(compact.split('~').next().unwrap()), "a readable prefix: {compact}");
+    assert_eq!(claims["tessera_id"], id.as_str(), "the full id, for attribute.tessera_id");
+    assert_eq!(claims["tessera_rule"], "pipelines-read-ledger", "for attribute.tessera_rule");
+    // The federated token is the credential: its principal is the compacted subject's.
+    let issued = google.issued_access_tokens();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(body["access_token"], issued[0].access_token.as_str());
+    let provider = WorkloadIdentityProvider::new(PROVIDER, &broker.url);
+    assert_eq!(issued[0].principal, provider.principal(&compact));
+
+    // Another long id sharing the first 83 bytes gets a subject of its own.
+    let other = format!("{sub}x");
+    let (status, _) = broker.exchange(&token(&issuer, &broker, &other), "gcp-prod").await;
+    assert_eq!(status, 200);
+    let claims = google.last_sts_request().unwrap().claims.unwrap();
+    assert_ne!(claims["sub"], compact.as_ref());
+    assert_eq!(claims["sub"].as_str().unwrap().len(), 127);
+    broker.stop().await;
+}
+
 async fn azure_setup() -> (TestIssuer, FakeEntra, TestBroker) {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let (entra, broker) = azure_broker(&issuer, AZURE_RULES).await;
+    entra.add_federated_credential(
+        TENANT,
+        CLIENT_ID,
+        FederatedCredential::new(&broker.url, "oidc://corp/svc-payments"),
+    );
+    (issuer, entra, broker)
+}
+
+/// A broker with the `graph` target, its authority a fake Entra's, and `rules`.
+async fn azure_broker(issuer: &TestIssuer, rules: &str) -> (FakeEntra, TestBroker) {
     let mut fake = None;
     let broker = broker_with(
-        &issuer,
+        issuer,
         |clock| {
             let entra = FakeEntra::start(clock);
             let target = format!(
@@ -242,16 +297,93 @@ async fn azure_setup() -> (TestIssuer, FakeEntra, TestBroker) {
             fake = Some(entra);
             target
         },
-        AZURE_RULES,
+        rules,
     )
     .await;
-    let entra = fake.unwrap();
+    (fake.unwrap(), broker)
+}
+
+/// Two rules for two groups of workloads, one subject: one federated identity credential
+/// on the application serves them all, and Tessera decides per workload.
+const AZURE_SHARED_SUBJECT_RULES: &str = r#"version: 1
+rules:
+  - name: payments-calls-graph
+    match: { source: corp, subject: "svc-payments-*" }
+    grant: { target: graph, scope: https://graph.microsoft.com/.default, subject: tessera-graph }
+  - name: ledger-calls-graph
+    match: { source: corp, subject: "svc-ledger-*" }
+    grant: { target: graph, scope: https://graph.microsoft.com/.default, subject: tessera-graph }
+"#;
+
+/// The federated identity credentials `tessera trust graph --format az` prints for the
+/// broker's own config and rules, as Python's shlex splits the commands: `--parameters`.
+fn printed_credentials(broker: &TestBroker) -> Vec<Value> {
+    use tessera_broker::trust::{self, Format};
+    let loaded = tessera_broker::config::load(&broker.path().join("broker.yaml")).unwrap();
+    let adapters = tessera_broker::Adapters::build(&loaded, broker.clock.clone()).unwrap();
+    let set =
+        tessera_broker::mapping::MappingSet::load_dir(&loaded.mappings_dir(), &adapters.catalog).unwrap();
+    let text = trust::render(&loaded, &set, "graph", Some(Format::Az)).unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    let words = tessera_tests::python::run("trust_peer.py", &["shell", file.path().to_str().unwrap()]);
+    let commands: Vec<Vec<String>> = serde_json::from_str(&words).unwrap();
+    commands
+        .iter()
+        .map(|c| {
+            assert_eq!(c[..7].join(" "), format!("az ad app federated-credential create --id {CLIENT_ID}"));
+            serde_json::from_str(&c[8]).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_one_federated_credential_serves_every_workload_its_rules_allow() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let (entra, broker) = azure_broker(&issuer, AZURE_SHARED_SUBJECT_RULES).await;
+    let credentials = printed_credentials(&broker);
+    assert_eq!(credentials.len(), 1, "one credential for both rules: {credentials:?}");
+    let printed = &credentials[0];
+    assert_eq!(printed["subject"], "tessera-graph");
+    assert_eq!(printed["issuer"], broker.url.as_str());
+    assert_eq!(printed["audiences"], serde_json::json!(["api://AzureADTokenExchange"]));
+    assert_eq!(printed["description"], "Tessera rules ledger-calls-graph, payments-calls-graph");
+    // Entra holds exactly what was printed.
     entra.add_federated_credential(
         TENANT,
         CLIENT_ID,
-        FederatedCredential::new(&broker.url, "oidc://corp/svc-payments"),
+        FederatedCredential::new(printed["issuer"].as_str().unwrap(), printed["subject"].as_str().unwrap()),
     );
-    (issuer, entra, broker)
+
+    let mut tokens = Vec::new();
+    for workload in ["svc-payments-api", "svc-payments-worker", "svc-ledger-api"] {
+        let (status, body) = broker.exchange(&token(&issuer, &broker, workload), "graph").await;
+        assert_eq!(status, 200, "{workload}: {body}\n{:?}", entra.refusals());
+        let claims = entra.last_token_request().unwrap().claims.unwrap();
+        assert_eq!(claims["sub"], "tessera-graph", "{workload}");
+        let event = broker.audit_events().pop().unwrap();
+        assert_eq!(
+            event["identity"]["id"],
+            format!("oidc://corp/{workload}"),
+            "the audit names the workload"
+        );
+        assert_eq!(
+            event["rule"],
+            if workload.starts_with("svc-ledger") { "ledger-calls-graph" } else { "payments-calls-graph" }
+        );
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    // Both payments workloads ask Entra for the same thing (the assertion's `sub` is the
+    // rule's subject, not the workload): one call, one cached token. The ledger rule's
+    // request differs by its rule, so it has its own.
+    assert_eq!(entra.token_calls(), 2);
+    assert_eq!(tokens[0], tokens[1]);
+    assert_ne!(tokens[0], tokens[2]);
+    // The per-workload decision is Tessera's: a workload no rule names never reaches Entra.
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-search-api"), "graph").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")));
+    assert_eq!(entra.token_calls(), 2, "Entra never saw it");
+    broker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -64,7 +64,7 @@ rules:
     grant: { target: aws-prod, role_arn: arn:aws:iam::111122223333:role/invoices-reader }
   - name: deploy-from-main
     match: { source: github, namespace: "octo-org/*", attributes: { github.ref: refs/heads/main } }
-    grant: { target: aws-prod, role_arn: "arn:aws:iam::444455556666:role/ci/deployer" }
+    grant: { target: aws-prod, role_arn: "arn:aws:iam::444455556666:role/ci/deployer", source_identity: "run-{instance}" }
   - name: per-service-roles
     match: { source: k8s-prod, namespace: services, name: [billing, search] }
     grant: { target: aws-prod, role_arn: "arn:aws:iam::111122223333:role/{name}" }
@@ -93,6 +93,12 @@ rules:
   - name: per-team-roles
     match: { source: k8s-prod, namespace: "team-*" }
     grant: { target: aws-prod, role_arn: "arn:aws:iam::111122223333:role/{namespace}" }
+  - name: reconciliation-reads-ledger
+    match: { source: k8s-prod, namespace: data-pipelines-europe-west1-batch, name: nightly-reconciliation-of-ledger-entries-against-payment-provider-exports }
+    grant: { target: gcp-prod }
+  - name: release-graph
+    match: { source: github, namespace: "octo-org/*", attributes: { github.ref: "refs/tags/*" } }
+    grant: { target: azure-prod, subject: github-ci }
 "#;
 
 /// The fixture's config and rules, loaded as `tessera trust` loads them.
@@ -156,7 +162,14 @@ fn subjects_come_from_the_rules_and_the_sources_id_shapes() {
     let deployer = roles.iter().find(|r| r["RoleName"] == "deployer").unwrap();
     assert_eq!(deployer["Path"], "/ci/");
     let statement = &deployer["AssumeRolePolicyDocument"]["Statement"][0];
-    assert_eq!(statement["Action"], json!(["sts:AssumeRoleWithWebIdentity"]));
+    // The rule sets a source identity, so the role must allow setting one.
+    assert_eq!(statement["Action"], json!(["sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity"]));
+    let billing = roles.iter().find(|r| r["RoleName"] == "billing").unwrap();
+    assert_eq!(
+        billing["AssumeRolePolicyDocument"]["Statement"][0]["Action"],
+        json!(["sts:AssumeRoleWithWebIdentity"]),
+        "no tags, no source identity: only the web identity action"
+    );
     assert_eq!(
         statement["Principal"]["Federated"],
         "arn:aws:iam::444455556666:oidc-provider/tessera.example.com"
@@ -257,7 +270,12 @@ fn cloudformation_is_for_one_account() {
 
 const GCP_PROVIDER: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/tessera/providers/tessera-oidc";
 const POOL: &str = "projects/123456789012/locations/global/workloadIdentityPools/tessera";
-const CONDITION: &str = r#"assertion.sub in ["k8s://k8s-prod/ns/payments/sa/uploader"] || assertion.sub.matches("^github://octo-org/.*$")"#;
+const LONG_ID: &str = "k8s://k8s-prod/ns/data-pipelines-europe-west1-batch/sa/nightly-reconciliation-of-ledger-entries-against-payment-provider-exports";
+const CONDITION: &str = concat!(
+    r#"assertion.tessera_id in ["k8s://k8s-prod/ns/data-pipelines-europe-west1-batch/sa/nightly-reconciliation-of-ledger-entries-against-payment-provider-exports", "k8s://k8s-prod/ns/payments/sa/uploader"]"#,
+    r#" || assertion.tessera_id.matches("^github://octo-org/.*$")"#
+);
+const ATTRIBUTE_MAPPING: &str = "google.subject=assertion.sub,attribute.tessera_id=assertion.tessera_id,attribute.tessera_rule=assertion.tessera_rule";
 
 /// The value of `--flag=value` in `command`.
 fn flag<'a>(command: &'a [Value], name: &str) -> Option<&'a str> {
@@ -281,7 +299,7 @@ fn gcloud_commands_create_the_pool_provider_and_bindings() {
     assert_eq!(flag(provider, "workload-identity-pool"), Some("tessera"));
     assert_eq!(flag(provider, "issuer-uri"), Some(ISSUER));
     assert_eq!(flag(provider, "allowed-audiences"), Some(format!("https:{GCP_PROVIDER}").as_str()));
-    assert_eq!(flag(provider, "attribute-mapping"), Some("google.subject=assertion.sub"));
+    assert_eq!(flag(provider, "attribute-mapping"), Some(ATTRIBUTE_MAPPING));
     assert_eq!(flag(provider, "attribute-condition"), Some(CONDITION));
     let bindings: Vec<(String, String)> = commands
         .iter()
@@ -297,7 +315,7 @@ fn gcloud_commands_create_the_pool_provider_and_bindings() {
         vec![
             (
                 "reader@payments-prod.iam.gserviceaccount.com".into(),
-                format!("principalSet://iam.googleapis.com/{POOL}/*")
+                format!("principalSet://iam.googleapis.com/{POOL}/attribute.tessera_rule/ci-reads"),
             ),
             (
                 "uploader@payments-prod.iam.gserviceaccount.com".into(),
@@ -309,6 +327,38 @@ fn gcloud_commands_create_the_pool_provider_and_bindings() {
     );
 }
 
+/// A rule without a service account is granted roles on resources directly: the output
+/// names its principals, the identity's (with its id compacted to Google's 127 bytes) and
+/// the rule's set.
+#[test]
+fn direct_access_principals_are_written_for_each_rule_and_fit_google_subject() {
+    let (_dir, loaded, set) = fixture();
+    let text = render(&loaded, &set, "gcp-prod", Format::Gcloud);
+    let subject = tessera_adapters::targets::gcp::google_subject(LONG_ID);
+    assert_eq!(subject.len(), 127, "{subject}");
+    assert!(subject.starts_with("k8s://k8s-prod/ns/data-pipelines-europe-west1-batch/sa/nightly-"));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| {
+        *l == "# rule reconciliation-reads-ledger: grant roles on resources to these principals:"
+    });
+    let at = at.unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        lines[at + 1..at + 3],
+        [
+            format!("#   principal://iam.googleapis.com/{POOL}/subject/{subject}"),
+            format!(
+                "#   principalSet://iam.googleapis.com/{POOL}/attribute.tessera_rule/reconciliation-reads-ledger"
+            ),
+        ]
+    );
+    assert!(
+        text.contains(&format!("Tessera presents it as `{subject}`, the full id as attribute.tessera_id")),
+        "{text}"
+    );
+    let tf = render(&loaded, &set, "gcp-prod", Format::Terraform);
+    assert!(tf.contains(&format!("#   principal://iam.googleapis.com/{POOL}/subject/{subject}")), "{tf}");
+}
+
 #[test]
 fn gcp_terraform_parses_and_names_issuer_audience_and_subjects() {
     let (_dir, loaded, set) = fixture();
@@ -318,7 +368,14 @@ fn gcp_terraform_parses_and_names_issuer_audience_and_subjects() {
     let provider = providers.values().next().unwrap();
     assert_eq!(provider["workload_identity_pool_id"], "tessera");
     assert_eq!(provider["workload_identity_pool_provider_id"], "tessera-oidc");
-    assert_eq!(provider["attribute_mapping"], json!({ "google.subject": "assertion.sub" }));
+    assert_eq!(
+        provider["attribute_mapping"],
+        json!({
+            "google.subject": "assertion.sub",
+            "attribute.tessera_id": "assertion.tessera_id",
+            "attribute.tessera_rule": "assertion.tessera_rule",
+        })
+    );
     assert_eq!(provider["attribute_condition"], CONDITION);
     assert_eq!(
         provider["oidc"],
@@ -358,6 +415,10 @@ fn azure_credentials_name_issuer_exact_subjects_and_audience() {
         let parameters: Value = serde_json::from_str(c[8].as_str().unwrap()).unwrap();
         assert_eq!(parameters["issuer"], ISSUER);
         assert_eq!(parameters["audiences"], json!(["api://AzureADTokenExchange"]));
+        if parameters["subject"] == "github-ci" {
+            // Two rules give this subject: one credential, naming both.
+            assert_eq!(parameters["description"], "Tessera rules ci-graph, release-graph");
+        }
         subjects.push(parameters["subject"].as_str().unwrap().to_owned());
     }
     subjects.sort();

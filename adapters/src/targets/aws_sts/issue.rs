@@ -12,7 +12,10 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role_with_web_identity::{
     AssumeRoleWithWebIdentityError, AssumeRoleWithWebIdentityOutput,
 };
+use aws_sdk_sts::types::PolicyDescriptorType;
 use serde_json::{Map, Value, json};
+
+use super::session::{self, Extras, SOURCE_IDENTITY_CLAIM};
 
 use crate::clock::{Clock, format_rfc3339};
 use crate::oauth::token_type;
@@ -31,7 +34,8 @@ pub const MAX_TAGS: usize = 50;
 pub const MAX_TAG_KEY_LEN: usize = 128;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 /// The grant keys a rule for this target may set.
-const GRANT_KEYS: &[&str] = &["role_arn", "session_name", "tags"];
+const GRANT_KEYS: &[&str] =
+    &["role_arn", "session_name", "tags", "source_identity", "transitive_tag_keys", "policy", "policy_arns"];
 
 /// Everything [`AwsStsTargetConfig`](super::AwsStsTargetConfig) checked.
 #[derive(Debug, Clone)]
@@ -63,6 +67,7 @@ pub(super) struct Plan {
     pub session_name: String,
     pub tags: BTreeMap<String, String>,
     pub duration_seconds: i32,
+    pub extras: Extras,
 }
 
 /// What one `AssumeRoleWithWebIdentity` call asks for.
@@ -71,6 +76,8 @@ pub(super) struct StsRequest {
     pub role_arn: String,
     pub session_name: String,
     pub duration_seconds: i32,
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
     pub token: Secret<String>,
 }
 
@@ -105,6 +112,7 @@ impl AwsStsTarget {
     /// a grant can fail happens here, before anything is signed or sent.
     pub(super) fn plan(&self, grant: &Grant) -> Result<Plan, TargetError> {
         upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_granted_lifetime(grant)?;
         let role_arn = grant
             .param_str("role_arn")
             .ok_or_else(|| TargetError::InvalidGrant("the rule grants no `role_arn`".into()))?;
@@ -126,16 +134,17 @@ impl AwsStsTarget {
                 })?,
         };
         let tags = tags(grant.params().get("tags"))?;
+        let extras = Extras::of(grant, &tags, &self.settings.transitive_tag_keys)?;
 
         let duration = grant.ttl().min(self.settings.max_ttl).clamp(super::MIN_DURATION, super::MAX_DURATION);
         let duration_seconds = i32::try_from(duration.as_secs())
             .map_err(|_| TargetError::InvalidGrant("session duration out of range".into()))?;
-        Ok(Plan { role_arn: role_arn.to_string(), session_name, tags, duration_seconds })
+        Ok(Plan { role_arn: role_arn.to_string(), session_name, tags, duration_seconds, extras })
     }
 
     /// The request for `grant`: its [`plan`](Self::plan) and the signed web identity token.
     pub(super) fn request(&self, grant: &Grant) -> Result<StsRequest, TargetError> {
-        let Plan { role_arn, session_name, tags, duration_seconds } = self.plan(grant)?;
+        let Plan { role_arn, session_name, tags, duration_seconds, extras } = self.plan(grant)?;
         let now = self.clock.now();
         let mut claims = upstream::presented_claims(
             self.signer.as_ref(),
@@ -146,26 +155,39 @@ impl AwsStsTarget {
         if !tags.is_empty() {
             let principal_tags: Map<String, Value> =
                 tags.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
-            let transitive: Vec<&String> =
-                self.settings.transitive_tag_keys.iter().filter(|k| tags.contains_key(*k)).collect();
             let mut claim = Map::new();
             claim.insert("principal_tags".into(), Value::Object(principal_tags));
-            if !transitive.is_empty() {
-                claim.insert("transitive_tag_keys".into(), json!(transitive));
+            if !extras.transitive_tag_keys.is_empty() {
+                claim.insert("transitive_tag_keys".into(), json!(extras.transitive_tag_keys));
             }
             claims.insert(TAGS_CLAIM.into(), Value::Object(claim));
         }
+        if let Some(source_identity) = &extras.source_identity {
+            claims.insert(SOURCE_IDENTITY_CLAIM.into(), Value::from(source_identity.as_str()));
+        }
         let token = self.signer.sign(self.settings.algorithm, &claims)?;
-        Ok(StsRequest { role_arn, session_name, duration_seconds, token })
+        Ok(StsRequest {
+            role_arn,
+            session_name,
+            duration_seconds,
+            policy: extras.policy,
+            policy_arns: extras.policy_arns,
+            token,
+        })
     }
 
     async fn call(&self, req: &StsRequest) -> Result<AssumeRoleWithWebIdentityOutput, TargetError> {
+        let policy_arns: Option<Vec<PolicyDescriptorType>> = (!req.policy_arns.is_empty()).then(|| {
+            req.policy_arns.iter().map(|arn| PolicyDescriptorType::builder().arn(arn).build()).collect()
+        });
         let send = self
             .client
             .assume_role_with_web_identity()
             .role_arn(&req.role_arn)
             .role_session_name(&req.session_name)
             .duration_seconds(req.duration_seconds)
+            .set_policy(req.policy.clone())
+            .set_policy_arns(policy_arns)
             .web_identity_token(req.token.expose())
             .send();
         // The SDK's own timeouts cover connect and each attempt; this one also bounds
@@ -208,29 +230,36 @@ pub fn session_name(raw: &str) -> Option<String> {
 /// `[A-Za-z0-9_+=,.@-]`, the path up to 512 printable ASCII characters other than space,
 /// `/` first and last.
 fn check_role_arn(arn: &str) -> Result<(), String> {
+    if iam_arn_ok(arn, "role", 64, false) { Ok(()) } else { Err(format!("`{arn}` is not an IAM role ARN")) }
+}
+
+/// `arn:<partition>:iam::<account>:<kind>/<path><name>`: the account 12 digits (or `aws`,
+/// for AWS managed policies, when `aws_owned`), the path and a name of at most `max_name`
+/// as IAM takes them ([`path_and_name_ok`]).
+pub(super) fn iam_arn_ok(arn: &str, kind: &str, max_name: usize, aws_owned: bool) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = match parts.as_slice() {
+    match parts.as_slice() {
         [prefix, partition, service, region, account, resource] => {
             *prefix == "arn"
                 && partition.starts_with("aws")
                 && *service == "iam"
                 && region.is_empty()
-                && account.len() == 12
-                && account.bytes().all(|b| b.is_ascii_digit())
-                && resource.strip_prefix("role").is_some_and(role_path_and_name_ok)
+                && ((aws_owned && *account == "aws")
+                    || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
+                && resource.strip_prefix(kind).is_some_and(|rest| path_and_name_ok(rest, max_name))
         }
         _ => false,
-    };
-    if ok { Ok(()) } else { Err(format!("`{arn}` is not an IAM role ARN")) }
+    }
 }
 
-/// `/<path/>name` of a role ARN, as IAM takes them.
-fn role_path_and_name_ok(path_and_name: &str) -> bool {
+/// `/<path/>name` of an IAM ARN's resource: the path up to 512 printable ASCII characters
+/// other than space, `/` first and last; the name 1 to `max_name` of `[A-Za-z0-9_+=,.@-]`.
+pub(super) fn path_and_name_ok(path_and_name: &str, max_name: usize) -> bool {
     let Some((path, name)) = path_and_name.rsplit_once('/') else { return false };
     // `path` lacks the IAM path's last `/`; empty is the root path `/`.
     let path_ok = (path.is_empty() || (path.starts_with('/') && (2..512).contains(&path.len())))
         && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    let name_ok = (1..=64).contains(&name.len())
+    let name_ok = (1..=max_name).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
     path_ok && name_ok
 }
@@ -265,6 +294,9 @@ fn check_tag_value(key: &str, value: &str) -> Result<(), String> {
 /// The load-time check of a rule's grant key (see
 /// [`CredentialTarget::check_grant_param`]).
 pub(super) fn check_rule_param(key: &str, value: &RuleParam<'_>) -> Result<(), String> {
+    if let Some(checked) = session::check_rule_param(key, value) {
+        return checked;
+    }
     match (key, value) {
         ("role_arn", RuleParam::Text(RuleText::Literal(arn))) => check_role_arn(arn),
         ("session_name", RuleParam::Text(RuleText::Literal(name))) => {
@@ -450,8 +482,6 @@ impl CredentialTarget for AwsStsTarget {
         self.settings.upstream.cache
     }
 
-    /// The plan's role, session name, tags and duration, and the identity id the web
-    /// identity token carries as `sub` (the role's trust policy reads it).
     /// The configured endpoint, else the region's STS endpoint as the SDK resolves it.
     fn upstream_endpoints(&self) -> Vec<String> {
         let s = &self.settings;
@@ -462,13 +492,20 @@ impl CredentialTarget for AwsStsTarget {
         vec![s.endpoint.clone().unwrap_or_else(default)]
     }
 
+    /// The plan's role, session name, tags, duration, source identity, transitive tag
+    /// keys and session policies, and the identity id the web identity token carries as
+    /// `sub` (the role's trust policy reads it).
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
-        let Plan { role_arn, session_name, tags, duration_seconds } = self.plan(grant)?;
+        let Plan { role_arn, session_name, tags, duration_seconds, extras } = self.plan(grant)?;
         let tags: Map<String, Value> = tags.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
         Ok(RequestDescription::new(grant)
             .with("role_arn", role_arn)
             .with("role_session_name", session_name)
             .with("tags", tags)
+            .with("transitive_tag_keys", extras.transitive_tag_keys)
+            .with("source_identity", extras.source_identity)
+            .with("policy", extras.policy)
+            .with("policy_arns", extras.policy_arns)
             .with("duration_seconds", duration_seconds)
             .with("sub", grant.identity().id.as_str()))
     }

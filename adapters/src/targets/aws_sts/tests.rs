@@ -58,7 +58,18 @@ fn defaults_are_documented_values() {
     let t = c.build(&context()).unwrap();
     assert_eq!(t.kind(), "aws_sts");
     assert_eq!(t.name(), "aws-prod");
-    assert_eq!(t.grant_keys(), &["role_arn", "session_name", "tags"]);
+    assert_eq!(
+        t.grant_keys(),
+        &[
+            "role_arn",
+            "session_name",
+            "tags",
+            "source_identity",
+            "transitive_tag_keys",
+            "policy",
+            "policy_arns"
+        ]
+    );
     assert_eq!(t.scope_param(), Some("role_arn"));
     assert_eq!(t.issued_token_type(), token_type::AWS_CREDENTIALS);
     assert_eq!(t.issued_jwt(), None, "the platform issues, not Tessera");
@@ -438,6 +449,13 @@ fn every_input_of_the_sts_call_is_in_the_cache_key() {
         // which is the session name when the rule names none.
         ("workflow", base.with(|p| p.identity = workflow("release"))),
         ("tags", base.with(|p| p.params["tags"]["team"] = json!("ledger"))),
+        ("source identity", base.with(|p| p.params["source_identity"] = json!("deploy@octo-org"))),
+        ("transitive tag keys", base.with(|p| p.params["transitive_tag_keys"] = json!("team"))),
+        ("policy", base.with(|p| p.params["policy"] = json!(POLICY))),
+        (
+            "policy arns",
+            base.with(|p| p.params["policy_arns"] = json!("arn:aws:iam::aws:policy/ReadOnlyAccess")),
+        ),
         ("tag keys", base.with(|p| p.params["tags"] = json!({ "team": "payments", "env": "prod" }))),
         ("claims", base.with(|p| p.claims = json!({ "env": "prod" }))),
         ("ttl", base.with(|p| p.ttl = Duration::from_secs(1800))),
@@ -465,4 +483,150 @@ fn doctor_reaches_the_configured_endpoint_or_the_regions() {
     let pinned =
         target(json!({ "type": "aws_sts", "name": "a", "endpoint": "https://sts.example.internal" }));
     assert_eq!(pinned.upstream_endpoints(), ["https://sts.example.internal"]);
+}
+
+const POLICY: &str = r#"{
+    "Version": "2012-10-17",
+    "Statement": [{ "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::invoices/*" }]
+}"#;
+
+fn extras_grant(params: Value) -> Grant {
+    let mut all = json!({ "role_arn": ROLE, "tags": { "team": "payments", "env": "prod" } });
+    for (k, v) in params.as_object().unwrap() {
+        all[k] = v.clone();
+    }
+    grant("a", Duration::from_secs(900), Some("api"), all)
+}
+
+#[test]
+fn the_source_identity_travels_in_its_claim_and_is_checked_as_sts_does() {
+    let t = target(json!({ "type": "aws_sts", "name": "a" }));
+    let claims = signed_claims(&t, &extras_grant(json!({ "source_identity": "payments-api@eks-prod" })));
+    assert_eq!(claims[SOURCE_IDENTITY_CLAIM], "payments-api@eks-prod");
+    assert!(!signed_claims(&t, &extras_grant(json!({}))).contains_key(SOURCE_IDENTITY_CLAIM));
+    let long = "a".repeat(65);
+    for bad in
+        ["x", "", "payments api", "k8s://eks/ns/p", "a/b", long.as_str(), "aws:x", "AWS:x", "payments:api"]
+    {
+        match t.request(&extras_grant(json!({ "source_identity": bad }))) {
+            Err(TargetError::InvalidGrant(m)) => assert!(m.contains("source_identity"), "{m}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+        let literal = check_rule_param("source_identity", &RuleParam::Text(RuleText::Literal(bad)));
+        assert!(literal.is_err(), "{bad:?} is refused when the mapping file loads");
+    }
+    for good in ["ab", "a_b+c=d,e.f@g-h", &"z".repeat(64)] {
+        assert!(t.request(&extras_grant(json!({ "source_identity": good }))).is_ok(), "{good}");
+    }
+    assert!(check_rule_param("source_identity", &RuleParam::Text(RuleText::Template)).is_ok());
+}
+
+#[test]
+fn a_rules_transitive_tag_keys_join_the_targets_and_must_be_its_tags() {
+    let t = target(json!({ "type": "aws_sts", "name": "a", "transitive_tag_keys": ["team"] }));
+    let claims = signed_claims(&t, &extras_grant(json!({ "transitive_tag_keys": "env" })));
+    assert_eq!(claims[TAGS_CLAIM]["transitive_tag_keys"], json!(["env", "team"]));
+    let spaced = signed_claims(&t, &extras_grant(json!({ "transitive_tag_keys": " env , team " })));
+    assert_eq!(spaced[TAGS_CLAIM]["transitive_tag_keys"], json!(["env", "team"]));
+    for bad in ["absent", "env,", "aws:x", ""] {
+        assert!(
+            matches!(
+                t.request(&extras_grant(json!({ "transitive_tag_keys": bad }))),
+                Err(TargetError::InvalidGrant(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let template = check_rule_param("transitive_tag_keys", &RuleParam::Text(RuleText::Template));
+    assert!(template.unwrap_err().contains("literal"));
+}
+
+#[tokio::test]
+async fn session_policies_are_sent_compact_with_their_arns() {
+    let server = testkit::scripted_server("text/xml", vec![(200, sts_ok())]).await;
+    let t = sts_target(&server.url, 1);
+    let arns = "arn:aws:iam::aws:policy/ReadOnlyAccess arn:aws:iam::123456789012:policy/team/invoices-read";
+    t.issue(&extras_grant(json!({ "policy": POLICY, "policy_arns": arns }))).await.unwrap();
+    let request = server.requests.lock().unwrap().pop().unwrap();
+    let body = request.split("\r\n\r\n").nth(1).unwrap();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let sent: Value = serde_json::from_str(field("Policy").unwrap()).unwrap();
+    assert_eq!(sent, serde_json::from_str::<Value>(POLICY).unwrap());
+    assert!(!field("Policy").unwrap().contains(' '), "compact: {:?}", field("Policy"));
+    assert_eq!(field("PolicyArns.member.1.arn"), Some("arn:aws:iam::aws:policy/ReadOnlyAccess"));
+    assert_eq!(field("PolicyArns.member.2.arn"), Some("arn:aws:iam::123456789012:policy/team/invoices-read"));
+    assert_eq!(field("PolicyArns.member.3.arn"), None);
+
+    let plain = testkit::scripted_server("text/xml", vec![(200, sts_ok())]).await;
+    sts_target(&plain.url, 1).issue(&any_grant()).await.unwrap();
+    let request = plain.requests.lock().unwrap().pop().unwrap();
+    assert!(!request.contains("Policy"), "no policy, no parameter: {request}");
+}
+
+#[test]
+fn session_policies_are_checked_before_any_call() {
+    let t = target(json!({ "type": "aws_sts", "name": "a" }));
+    let big = format!(
+        r#"{{"Statement":{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}"}}}}"#,
+        "b".repeat(MAX_POLICY_CHARS)
+    );
+    let bad_policies = [
+        "not json",
+        "[]",
+        r#"{"Version":"2012-10-17"}"#,
+        r#"{"Statement":[]}"#,
+        r#"{"Statement":{"Effect":"Allow"},"Statement":{"Effect":"Deny"}}"#,
+        r#"{"Statement":{"Resource":"arn:aws:s3:::b/\u2603"}}"#,
+        big.as_str(),
+    ];
+    for policy in bad_policies {
+        assert!(
+            matches!(
+                t.request(&extras_grant(json!({ "policy": policy }))),
+                Err(TargetError::InvalidGrant(_))
+            ),
+            "{policy}"
+        );
+        assert!(check_rule_param("policy", &RuleParam::Text(RuleText::Literal(policy))).is_err(), "{policy}");
+    }
+    assert_eq!(session_policy(POLICY).unwrap().len(), 118, "whitespace does not count against the limit");
+    let eleven: Vec<String> =
+        (0..=MAX_POLICY_ARNS).map(|i| format!("arn:aws:iam::aws:policy/P{i}")).collect();
+    let bad_arns = [
+        String::new(),
+        eleven.join(" "),
+        "arn:aws:iam::aws:policy/P arn:aws:iam::aws:policy/P".into(),
+        "arn:aws:iam::123456789012:role/not-a-policy".into(),
+        "arn:aws:s3:::bucket".into(),
+        "arn:aws:iam::12345:policy/P".into(),
+        format!("arn:aws:iam::aws:policy/{}", "n".repeat(129)),
+    ];
+    for arns in &bad_arns {
+        assert!(
+            matches!(
+                t.request(&extras_grant(json!({ "policy_arns": arns }))),
+                Err(TargetError::InvalidGrant(_))
+            ),
+            "{arns}"
+        );
+    }
+    let ten = eleven[..MAX_POLICY_ARNS].join(" ");
+    assert!(t.request(&extras_grant(json!({ "policy_arns": ten }))).is_ok());
+    // The inline and managed policies share one plaintext limit.
+    let near = format!(
+        r#"{{"Statement":{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}"}}}}"#,
+        "b".repeat(MAX_POLICY_CHARS - 100)
+    );
+    assert!(t.request(&extras_grant(json!({ "policy": near }))).is_ok());
+    let both = extras_grant(json!({ "policy": near, "policy_arns": ten }));
+    match t.request(&both) {
+        Err(TargetError::InvalidGrant(m)) => assert!(m.contains("2048"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    for key in ["policy", "policy_arns"] {
+        let template = check_rule_param(key, &RuleParam::Text(RuleText::Template));
+        assert!(template.unwrap_err().contains("literal"), "{key}: templates could inject statements");
+        assert!(check_rule_param(key, &RuleParam::Map(vec![])).is_err(), "{key}");
+    }
 }

@@ -131,6 +131,7 @@ impl AzureTarget {
     /// signed or sent.
     fn plan<'a>(&'a self, grant: &'a Grant) -> Result<Plan<'a>, TargetError> {
         upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_granted_lifetime(grant)?;
         let tenant = self.pick(grant, "tenant", self.settings.tenant.as_deref())?;
         check_tenant(tenant).map_err(TargetError::InvalidGrant)?;
         let client_id = self.pick(grant, "client_id", self.settings.client_id.as_deref())?;
@@ -236,12 +237,13 @@ impl CredentialTarget for AzureTarget {
         self.settings.upstream.cache
     }
 
-    /// The plan's tenant, client id, scope and assertion subject. The subject is the
-    /// identity id unless the rule names one, so the identity counts only then.
     fn upstream_endpoints(&self) -> Vec<String> {
         vec![self.settings.authority.clone()]
     }
 
+    /// The plan's tenant, client id, scope and assertion subject. The subject is the
+    /// identity id unless the rule names one, so the identity counts only then: workloads
+    /// sharing a rule's `subject` ask Entra for the same token and share it.
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
         let Plan { tenant, client_id, scope, subject } = self.plan(grant)?;
         Ok(RequestDescription::new(grant)

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::subject::{ID_CLAIM, RULE_CLAIM, google_subject};
 use crate::clock::Clock;
 use crate::oauth::{grant_type, token_type};
 use crate::secret::Secret;
@@ -212,14 +213,21 @@ impl GcpTarget {
         Ok(Plan { provider, scopes, service_account, lifetime })
     }
 
-    /// The claims of the JWT presented to STS. `sub` is the identity id, which the
-    /// provider's attribute mapping reads as `google.subject = assertion.sub`.
+    /// The claims of the JWT presented to STS. `sub` is the identity id made to fit
+    /// `google.subject` ([`google_subject`]), which the provider's attribute mapping reads
+    /// as `google.subject = assertion.sub`; the full id and the granting rule's name ride
+    /// along for `attribute.tessera_id` and `attribute.tessera_rule`.
     pub(super) fn subject_claims(&self, grant: &Grant, provider: &str, now: i64) -> Map<String, Value> {
         let audience = match &self.settings.audience {
             Some(a) => a.clone(),
             None => provider_audience(provider),
         };
-        upstream::presented_claims(self.signer.as_ref(), &grant.identity().id, &audience, now)
+        let id = grant.identity().id.as_str();
+        let mut claims =
+            upstream::presented_claims(self.signer.as_ref(), &google_subject(id), &audience, now);
+        claims.insert(ID_CLAIM.into(), Value::from(id));
+        claims.insert(RULE_CLAIM.into(), Value::from(grant.rule()));
+        claims
     }
 
     async fn sts_exchange(
@@ -380,20 +388,23 @@ impl CredentialTarget for GcpTarget {
         self.settings.upstream.cache
     }
 
-    /// The plan's provider, scopes, service account and lifetime, and the identity id the
-    /// subject token carries as `sub` (the provider's attribute mapping reads it).
     fn upstream_endpoints(&self) -> Vec<String> {
         vec![self.settings.sts_endpoint.clone(), self.settings.iamcredentials_endpoint.clone()]
     }
 
+    /// The plan's provider, scopes, service account and lifetime, and what the subject
+    /// token says of the workload: its `sub` and the full identity id (the provider's
+    /// attribute mapping reads them; the rule is in every description already).
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
         let Plan { provider, scopes, service_account, lifetime } = self.plan(grant)?;
+        let id = grant.identity().id.as_str();
         Ok(RequestDescription::new(grant)
             .with("provider", provider)
             .with("scopes", scopes)
             .with("service_account", service_account)
             .with("lifetime", lifetime.as_secs())
-            .with("sub", grant.identity().id.as_str()))
+            .with("sub", google_subject(id).into_owned())
+            .with(ID_CLAIM, id))
     }
 
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {

@@ -15,14 +15,18 @@
 //! # Layout
 //! - `config.rs`: [`GcpTargetConfig`], the `type: gcp` entry of `broker.yaml`.
 //! - `issue.rs`: [`GcpTarget`]: the subject JWT, both calls, and how answers are read.
+//! - `subject.rs`: the subject token's `sub` within Google's 127 bytes, and the claims
+//!   carrying the full id and the granting rule.
 
 mod config;
 mod issue;
+mod subject;
 #[cfg(test)]
 mod tests;
 
 pub use config::{DEFAULT_IAMCREDENTIALS_ENDPOINT, DEFAULT_STS_ENDPOINT, GcpTargetConfig};
 pub use issue::{CLOUD_PLATFORM_SCOPE, GcpTarget};
+pub use subject::{ATTRIBUTE_MAPPING, ID_CLAIM, MAX_SUBJECT_BYTES, RULE_CLAIM, google_subject};
 
 /// The adapter kind, as written in `type:`.
 pub const KIND: &str = "gcp";

@@ -218,6 +218,19 @@ async fn the_subject_token_names_the_identity_and_the_provider_audience() {
     );
     assert_eq!(claims["exp"], NOW + 300);
     assert_eq!(claims["iat"], NOW);
+    assert_eq!(claims[ID_CLAIM], "k8s://eks-prod/ns/payments/sa/api");
+    assert_eq!(claims[RULE_CLAIM], "rule-1");
+
+    // An id over Google's 127 bytes: `sub` is its compacted form, the full id beside it.
+    let mut long = testkit::identity(None);
+    long.id = format!("spiffe://example.org/{}", "region/eu/cluster/prod/ns/payments/".repeat(5));
+    let g = testkit::grant(long.clone(), "gcp", None, Duration::from_secs(900), json!({}));
+    let claims = target.subject_claims(&g, PROVIDER, NOW);
+    let sub = claims["sub"].as_str().unwrap();
+    assert_eq!(sub.len(), MAX_SUBJECT_BYTES);
+    assert_eq!(sub, google_subject(&long.id));
+    assert!(sub.starts_with("spiffe://example.org/region/eu/"), "{sub}");
+    assert_eq!(claims[ID_CLAIM], long.id.as_str());
 }
 
 #[test]
