@@ -8,7 +8,13 @@
 //! transaction, so concurrent exchanges share one commit (one fsync on SQLite, one round
 //! of WAL flushing on PostgreSQL) instead of queueing behind one each.
 
+mod console;
 pub mod history;
+
+pub use console::{
+    Activity, DirectoryPage, Edge, EdgeQuery, LATENCY_SAMPLE, MinuteCounts, RuleMatches, TargetHealth,
+    WorkloadRule,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,9 +55,10 @@ impl Backend {
 
 /// Schema versions, applied in order at start, each once, under a lock on PostgreSQL so
 /// replicas starting together do not race. Statements are portable SQL.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
         "CREATE TABLE tessera_audit_events (
             event_id TEXT PRIMARY KEY,
             time_ms BIGINT NOT NULL,
@@ -98,7 +105,26 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             PRIMARY KEY (identity_id, target, decision, reason)
         )",
     ],
-)];
+    ),
+    (
+        2,
+        &[
+            // Per rule and decision: how often it decided and when last, for the console's
+            // rules page; kept with the directory, filled from the events recorded so far.
+            "CREATE TABLE tessera_rule_matches (
+            rule TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            exchanges BIGINT NOT NULL,
+            first_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            PRIMARY KEY (rule, decision)
+        )",
+            "INSERT INTO tessera_rule_matches (rule, decision, exchanges, first_ms, last_ms) \
+             SELECT rule, decision, COUNT(*), MIN(time_ms), MAX(time_ms) FROM tessera_audit_events \
+             WHERE rule IS NOT NULL GROUP BY rule, decision",
+        ],
+    ),
+];
 
 /// An arbitrary constant naming Tessera's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
@@ -389,6 +415,7 @@ async fn workloads(
     if let Some(seen) = query.seen_since_ms {
         sql.and("last_seen_ms >=", Param::Int(seen));
     }
+    console::directory_filters(&mut sql, query);
     let limit = sql.param(Param::Int(i64::from(query.limit.clamp(1, MAX_PAGE))));
     sql.text.push_str(&format!(" ORDER BY last_seen_ms DESC, identity_id LIMIT {limit}"));
     let rows = sql.fetch_all(pool).await?;
@@ -679,11 +706,14 @@ async fn upsert_directory(
     events: &[&AuditEvent],
 ) -> Result<(), sqlx::Error> {
     let directory = Directory::fold(events);
-    if directory.workloads.is_empty() {
-        return Ok(());
+    if !directory.workloads.is_empty() {
+        upsert_workloads(tx, backend, &directory.workloads).await?;
+        upsert_outcomes(tx, backend, &directory.outcomes).await?;
     }
-    upsert_workloads(tx, backend, &directory.workloads).await?;
-    upsert_outcomes(tx, backend, &directory.outcomes).await
+    if !directory.rules.is_empty() {
+        console::upsert_rule_matches(tx, backend, &directory.rules).await?;
+    }
+    Ok(())
 }
 
 /// A batch of events summed up for the directory. Events without a verified identity
@@ -692,6 +722,8 @@ async fn upsert_directory(
 struct Directory<'a> {
     workloads: BTreeMap<&'a str, WorkloadFold<'a>>,
     outcomes: BTreeMap<OutcomeKey<'a>, OutcomeFold>,
+    /// (rule, decision): the events a rule decided.
+    rules: BTreeMap<(&'a str, &'a str), OutcomeFold>,
 }
 
 /// (workload, target, decision, reason)
@@ -708,17 +740,35 @@ struct WorkloadFold<'a> {
     errors: i64,
 }
 
-/// The exchanges of one workload, target, decision and reason.
+/// The exchanges of one workload, target, decision and reason (or of one rule and
+/// decision).
 struct OutcomeFold {
     exchanges: i64,
     first: i64,
     last: i64,
 }
 
+impl Default for OutcomeFold {
+    fn default() -> Self {
+        Self { exchanges: 0, first: i64::MAX, last: i64::MIN }
+    }
+}
+
+impl OutcomeFold {
+    fn add(&mut self, time: i64) {
+        self.exchanges += 1;
+        self.first = self.first.min(time);
+        self.last = self.last.max(time);
+    }
+}
+
 impl<'a> Directory<'a> {
     fn fold(events: &[&'a AuditEvent]) -> Self {
         let mut directory = Self::default();
         for &event in events {
+            if let Some(rule) = &event.rule {
+                directory.rules.entry((rule.as_str(), event.decision.as_str())).or_default().add(event.time_ms);
+            }
             let (Some(id), Some(identity), Some(source)) =
                 (&event.identity_id, &event.identity, &event.source)
             else {
@@ -744,14 +794,7 @@ impl<'a> Directory<'a> {
                 Decision::Error => w.errors += 1,
             }
             let key = (id.as_str(), event.target.as_str(), event.decision.as_str(), event.reason.as_str());
-            let o = directory.outcomes.entry(key).or_insert(OutcomeFold {
-                exchanges: 0,
-                first: time,
-                last: time,
-            });
-            o.exchanges += 1;
-            o.first = o.first.min(time);
-            o.last = o.last.max(time);
+            directory.outcomes.entry(key).or_default().add(time);
         }
         directory
     }
@@ -886,13 +929,49 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
-/// Filters of `GET /v1/workloads`.
+/// Filters of `GET /v1/workloads` and of the console's directory; all optional, combined
+/// with AND.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadQuery {
     pub source: Option<String>,
     pub identity: Option<String>,
     pub seen_since_ms: Option<i64>,
+    /// Part of the identity id, anywhere in it.
+    pub search: Option<String>,
+    /// An attribute and its exact value (`oidc.team`, `payments`).
+    pub attribute: Option<(String, String)>,
+    /// Workloads with at least one exchange of this decision (`allow`, `deny`, `error`).
+    pub decision: Option<String>,
     pub limit: u32,
+    /// Where the page starts: after this workload in the directory's order.
+    pub cursor: Option<WorkloadCursor>,
+}
+
+/// A place in the directory's order (most recently seen first, then by id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadCursor {
+    pub last_seen_ms: i64,
+    pub identity_id: String,
+}
+
+impl fmt::Display for WorkloadCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.last_seen_ms, self.identity_id)
+    }
+}
+
+impl std::str::FromStr for WorkloadCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || "cursor is not one this page returned".to_string();
+        let (time, id) = s.split_once('.').ok_or_else(bad)?;
+        let last_seen_ms = time.parse().map_err(|_| bad())?;
+        if id.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self { last_seen_ms, identity_id: id.to_string() })
+    }
 }
 
 /// One workload identity as the directory knows it.
