@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn times_read_as_people_read_them() {
-        assert_eq!(time(1_795_424_401_000), "2026-11-23 08:20:01Z");
+        assert_eq!(time(1_795_424_401_000), "2026-11-23 09:00:01Z");
         assert_eq!(ago(1_000, 61_000), "1 min ago");
         assert_eq!(ago(1_000, 5_000), "4 s ago");
         assert_eq!(ago(0, 7_200_000), "2 h ago");
