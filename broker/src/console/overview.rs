@@ -63,7 +63,7 @@ fn exchanges(activity: &Activity, now_ms: i64) -> Markup {
             }
             p.help { "Latency over the latest " (activity.latencies_ms.len()) " exchanges of the hour (at most "
                 (LATENCY_SAMPLE) "), from the audit store shared by every replica." }
-            svg.minutes viewBox="0 0 600 80" role="img" aria-label="Exchanges per minute over the last hour: allowed, denied, errors" {
+            svg.minutes viewBox="0 0 600 80" preserveAspectRatio="xMinYMid meet" role="img" aria-label="Exchanges per minute over the last hour: allowed, denied, errors" {
                 @for m in &activity.minutes {
                     @let x = 600 - (now_minute - m.minute).clamp(0, 59) * 10 - 10;
                     @let scale = |n: i64| n * 76 / peak;
