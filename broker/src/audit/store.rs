@@ -59,7 +59,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         1,
         &[
-        "CREATE TABLE tessera_audit_events (
+            "CREATE TABLE tessera_audit_events (
             event_id TEXT PRIMARY KEY,
             time_ms BIGINT NOT NULL,
             event_time TEXT NOT NULL,
@@ -80,10 +80,10 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             client_addr TEXT,
             latency_ms DOUBLE PRECISION NOT NULL
         )",
-        "CREATE INDEX tessera_audit_events_time ON tessera_audit_events (time_ms, event_id)",
-        "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms)",
-        "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms)",
-        "CREATE TABLE tessera_workloads (
+            "CREATE INDEX tessera_audit_events_time ON tessera_audit_events (time_ms, event_id)",
+            "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms)",
+            "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms)",
+            "CREATE TABLE tessera_workloads (
             identity_id TEXT PRIMARY KEY,
             source TEXT NOT NULL,
             identity TEXT NOT NULL,
@@ -93,8 +93,8 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             denied BIGINT NOT NULL,
             errors BIGINT NOT NULL
         )",
-        "CREATE INDEX tessera_workloads_last_seen ON tessera_workloads (last_seen_ms)",
-        "CREATE TABLE tessera_workload_outcomes (
+            "CREATE INDEX tessera_workloads_last_seen ON tessera_workloads (last_seen_ms)",
+            "CREATE TABLE tessera_workload_outcomes (
             identity_id TEXT NOT NULL,
             target TEXT NOT NULL,
             decision TEXT NOT NULL,
@@ -104,7 +104,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             last_ms BIGINT NOT NULL,
             PRIMARY KEY (identity_id, target, decision, reason)
         )",
-    ],
+        ],
     ),
     (
         2,
@@ -767,7 +767,11 @@ impl<'a> Directory<'a> {
         let mut directory = Self::default();
         for &event in events {
             if let Some(rule) = &event.rule {
-                directory.rules.entry((rule.as_str(), event.decision.as_str())).or_default().add(event.time_ms);
+                directory
+                    .rules
+                    .entry((rule.as_str(), event.decision.as_str()))
+                    .or_default()
+                    .add(event.time_ms);
             }
             let (Some(id), Some(identity), Some(source)) =
                 (&event.identity_id, &event.identity, &event.source)

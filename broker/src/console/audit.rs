@@ -105,7 +105,8 @@ fn trace_form(fingerprint: Option<&str>, page: &EventPage) -> Markup {
 }
 
 fn filters(ctx: &Ctx, p: &AuditParams) -> Markup {
-    let mut sources: Vec<String> = ctx.broker.pipeline().router().sources().map(|s| s.name().to_string()).collect();
+    let mut sources: Vec<String> =
+        ctx.broker.pipeline().router().sources().map(|s| s.name().to_string()).collect();
     sources.sort();
     let mut targets: Vec<String> = ctx.broker.pipeline().targets().map(|t| t.name().to_string()).collect();
     targets.sort();

@@ -175,7 +175,8 @@ impl Graph {
 }
 
 fn form(ctx: &Ctx, p: &GraphParams, window: &str, group: &str, top: usize) -> Markup {
-    let mut sources: Vec<String> = ctx.broker.pipeline().router().sources().map(|s| s.name().to_string()).collect();
+    let mut sources: Vec<String> =
+        ctx.broker.pipeline().router().sources().map(|s| s.name().to_string()).collect();
     sources.sort();
     let mut targets: Vec<String> = ctx.broker.pipeline().targets().map(|t| t.name().to_string()).collect();
     targets.sort();
@@ -218,7 +219,11 @@ fn middle_href(m: &Middle, group: &str) -> String {
 }
 
 fn shorten(text: &str) -> String {
-    if text.chars().count() <= 34 { text.to_string() } else { format!("{}…", text.chars().take(33).collect::<String>()) }
+    if text.chars().count() <= 34 {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(33).collect::<String>())
+    }
 }
 
 /// A node: a link around a box and its label.
@@ -308,14 +313,7 @@ mod tests {
     use super::*;
 
     fn edge(source: &str, id: &str, target: &str, allow: i64, deny: i64) -> Edge {
-        Edge {
-            source: source.into(),
-            identity_id: id.into(),
-            target: target.into(),
-            allow,
-            deny,
-            error: 0,
-        }
+        Edge { source: source.into(), identity_id: id.into(), target: target.into(), allow, deny, error: 0 }
     }
 
     #[test]
@@ -323,7 +321,8 @@ mod tests {
         let mut edges: Vec<Edge> = (0..10).map(|i| edge("k8s", &format!("w{i}"), "api", i + 1, 0)).collect();
         edges.push(edge("gh", "repo", "api", 0, 3));
         let graph = Graph::build(&edges, &BTreeMap::new(), 3);
-        let labels: Vec<String> = graph.middles.iter().map(|(m, _, n)| middle_label(m, *n, "workload")).collect();
+        let labels: Vec<String> =
+            graph.middles.iter().map(|(m, _, n)| middle_label(m, *n, "workload")).collect();
         assert_eq!(labels, ["w9", "w8", "w7", "and 1 more of gh", "and 7 more of k8s"]);
         let rest = graph.middles.iter().find(|(m, _, _)| m.key.is_none() && m.source == "k8s").unwrap();
         assert_eq!(rest.1.total(), 1 + 2 + 3 + 4 + 5 + 6 + 7);
@@ -334,7 +333,10 @@ mod tests {
     #[test]
     fn groups_count_their_workloads() {
         let edges = vec![edge("k8s", "a", "api", 1, 0), edge("k8s", "b", "api", 0, 2)];
-        let groups = BTreeMap::from([("a".to_string(), "payments".to_string()), ("b".to_string(), "payments".to_string())]);
+        let groups = BTreeMap::from([
+            ("a".to_string(), "payments".to_string()),
+            ("b".to_string(), "payments".to_string()),
+        ]);
         let graph = Graph::build(&edges, &groups, 25);
         assert_eq!(graph.middles.len(), 1);
         let (m, c, n) = &graph.middles[0];

@@ -40,9 +40,7 @@ fn head(title: &str) -> Markup {
 
 /// A console page: skip link, navigation, who is logged in, the page's content.
 pub(super) fn page(page: &Page<'_>, body: Markup) -> Markup {
-    let current = |path: &str| {
-        page.path == path || (path == "/ui/workloads" && page.path == "/ui/workload")
-    };
+    let current = |path: &str| page.path == path || (path == "/ui/workloads" && page.path == "/ui/workload");
     html! {
         (DOCTYPE)
         html lang="en" {

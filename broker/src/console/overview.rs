@@ -7,8 +7,8 @@ use tessera_adapters::Signer as _;
 
 use super::Ctx;
 use super::layout::{ago, time, time_s};
-use crate::audit::store::LATENCY_SAMPLE;
 use crate::audit::store::Activity;
+use crate::audit::store::LATENCY_SAMPLE;
 use crate::issuer::KeyState;
 
 const TITLE: &str = "Overview";
@@ -45,9 +45,11 @@ fn percentile(sorted: &[f64], p: usize) -> Option<f64> {
 }
 
 fn exchanges(activity: &Activity, now_ms: i64) -> Markup {
-    let total = |f: fn(&crate::audit::store::MinuteCounts) -> i64| activity.minutes.iter().map(f).sum::<i64>();
+    let total =
+        |f: fn(&crate::audit::store::MinuteCounts) -> i64| activity.minutes.iter().map(f).sum::<i64>();
     let (allow, deny, error) = (total(|m| m.allow), total(|m| m.deny), total(|m| m.error));
-    let latency = |p| percentile(&activity.latencies_ms, p).map_or("–".to_string(), |v| format!("{v:.1} ms"));
+    let latency =
+        |p| percentile(&activity.latencies_ms, p).map_or("–".to_string(), |v| format!("{v:.1} ms"));
     let peak = activity.minutes.iter().map(|m| m.allow + m.deny + m.error).max().unwrap_or(0).max(1);
     let now_minute = now_ms / 60_000;
     html! {

@@ -111,7 +111,8 @@ impl Sessions {
         {
             sessions.remove(&oldest);
         }
-        sessions.insert(key(&id), Session { csrf: csrf.clone(), caller, created: now, expires: now + LIFETIME });
+        sessions
+            .insert(key(&id), Session { csrf: csrf.clone(), caller, created: now, expires: now + LIFETIME });
         Some((id, csrf))
     }
 
@@ -192,7 +193,11 @@ pub async fn admit(
             let refused = if method == Method::GET || method == Method::HEAD {
                 HttpResponse::SeeOther().insert_header((header::LOCATION, "/ui/login")).finish()
             } else {
-                super::error_page(StatusCode::FORBIDDEN, "Not logged in", "Log in again: your session has ended.")
+                super::error_page(
+                    StatusCode::FORBIDDEN,
+                    "Not logged in",
+                    "Log in again: your session has ended.",
+                )
             };
             req.into_response(refused)
         }
@@ -233,7 +238,9 @@ pub fn session_of(req: &HttpRequest) -> Option<ActiveSession> {
 /// Whether a posted form's `csrf` field is the CSRF token of the session its cookie names.
 /// A post without a session cookie has none to match.
 pub fn csrf_ok(req: &HttpRequest, posted: &str) -> bool {
-    req.extensions().get::<ActiveSession>().is_some_and(|s| s.new_cookie.is_none() && same_secret(&s.csrf, posted))
+    req.extensions()
+        .get::<ActiveSession>()
+        .is_some_and(|s| s.new_cookie.is_none() && same_secret(&s.csrf, posted))
 }
 
 /// The body of `POST /ui/login`.
@@ -284,7 +291,11 @@ pub async fn login(
                 .append_header((header::SET_COOKIE, sessions.cookie(&id)))
                 .append_header((header::SET_COOKIE, sessions.login_cookie("", 0)))
                 .finish(),
-            None => super::error_page(StatusCode::SERVICE_UNAVAILABLE, "Login failed", "No session could be made."),
+            None => super::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Login failed",
+                "No session could be made.",
+            ),
         },
         Err(reason) => {
             let csrf = random_token();
@@ -304,7 +315,11 @@ pub struct CsrfForm {
 }
 
 /// `POST /ui/logout`: end the session and delete its cookie.
-pub async fn logout(req: HttpRequest, sessions: web::Data<Sessions>, form: web::Form<CsrfForm>) -> HttpResponse {
+pub async fn logout(
+    req: HttpRequest,
+    sessions: web::Data<Sessions>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
     if !csrf_ok(&req, &form.csrf) {
         return super::csrf_refused();
     }

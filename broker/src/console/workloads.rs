@@ -68,7 +68,8 @@ pub(super) async fn directory(ctx: Ctx, params: web::Query<DirectoryParams>) -> 
 }
 
 fn source_names(ctx: &Ctx) -> Vec<String> {
-    let mut names: Vec<String> = ctx.broker.pipeline().router().sources().map(|s| s.name().to_string()).collect();
+    let mut names: Vec<String> =
+        ctx.broker.pipeline().router().sources().map(|s| s.name().to_string()).collect();
     names.sort();
     names
 }
@@ -187,7 +188,8 @@ pub(super) async fn workload(ctx: Ctx, params: web::Query<WorkloadParams>) -> Ht
 }
 
 fn identity(w: &Workload) -> Markup {
-    let fields = ["provider", "source", "issuer", "subject", "tenant", "namespace", "name", "instance", "region"];
+    let fields =
+        ["provider", "source", "issuer", "subject", "tenant", "namespace", "name", "instance", "region"];
     let attributes = w.identity.get("attributes").and_then(|a| a.as_object());
     html! {
         section aria-labelledby="identity" {

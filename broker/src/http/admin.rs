@@ -131,7 +131,12 @@ pub(crate) fn explain_subject(
 async fn explain(broker: web::Data<Arc<Broker>>, body: web::Json<ExplainBody>) -> HttpResponse {
     let body = body.into_inner();
     let identity = body.identity.map(|i| i.to_string());
-    let subject = match explain_subject(&broker, identity.as_deref(), body.subject_token, body.subject_token_type.as_deref()) {
+    let subject = match explain_subject(
+        &broker,
+        identity.as_deref(),
+        body.subject_token,
+        body.subject_token_type.as_deref(),
+    ) {
         Ok(subject) => subject,
         Err((error, message)) => return bad_request(error, message),
     };

@@ -147,7 +147,8 @@ impl AdminAuth {
     /// The error says why not, never with the token.
     pub fn check_login(&self, token: &str, req: &actix_web::HttpRequest) -> Result<AdminCaller, String> {
         let header = format!("Bearer {}", token.trim());
-        let authorization: Vec<&[u8]> = if token.trim().is_empty() { Vec::new() } else { vec![header.as_bytes()] };
+        let authorization: Vec<&[u8]> =
+            if token.trim().is_empty() { Vec::new() } else { vec![header.as_bytes()] };
         let certificate = req.conn_data::<ClientCertificate>();
         self.check(&authorization, certificate).map_err(|refusal| {
             tracing::warn!(code = refusal.code(), reason = %refusal, peer = ?req.peer_addr(), "console login refused");

@@ -54,7 +54,8 @@ fn subject_token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String 
 
 /// The quickstart's two exchanges: one allowed (its access token returned), one denied.
 async fn quickstart_exchanges(issuer: &TestIssuer, broker: &TestBroker) -> String {
-    let (status, body) = broker.exchange(&subject_token(issuer, broker, "payments-api"), "internal-api").await;
+    let (status, body) =
+        broker.exchange(&subject_token(issuer, broker, "payments-api"), "internal-api").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) =
         broker.exchange(&subject_token(issuer, broker, "payments-batch-nightly"), "internal-api").await;
@@ -86,7 +87,17 @@ async fn browse(issuer: &TestIssuer, broker: &TestBroker, admin_token: Option<St
     })
     .to_string();
     let report = tokio::task::spawn_blocking(move || python::run("console_peer.py", &[&args])).await.unwrap();
-    for page in ["overview", "workloads", "graph", "workload", "audit", "trace", "explain", "rules", "rules-reload-error"] {
+    for page in [
+        "overview",
+        "workloads",
+        "graph",
+        "workload",
+        "audit",
+        "trace",
+        "explain",
+        "rules",
+        "rules-reload-error",
+    ] {
         assert!(out.join(format!("{page}.png")).exists(), "a screenshot of {page} in {}", out.display());
     }
     serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"))
@@ -148,7 +159,11 @@ async fn with_admin_tokens_the_console_needs_a_login_and_holds_its_session_tight
     // No session: pages send the browser to the login page; posts are refused.
     for path in ["/ui/", "/ui/workloads", "/ui/rules", "/ui/nowhere"] {
         let r = http.get(format!("{admin}{path}")).send().await.unwrap();
-        assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/ui/login"), "{path}");
+        assert_eq!(
+            (r.status().as_u16(), r.headers()["location"].to_str().unwrap()),
+            (303, "/ui/login"),
+            "{path}"
+        );
     }
     let r = http.post(format!("{admin}/ui/rules/reload")).form(&[("csrf", "x")]).send().await.unwrap();
     assert_eq!(r.status(), 403);
@@ -158,9 +173,15 @@ async fn with_admin_tokens_the_console_needs_a_login_and_holds_its_session_tight
     // The login form's own CSRF cookie must come back with the form.
     let page = http.get(format!("{admin}/ui/login")).send().await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     let (login_cookie, line) = set_cookie(&page, "tessera_console_login").unwrap();
-    assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict") && line.contains("Path=/ui/login"), "{line}");
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Strict") && line.contains("Path=/ui/login"),
+        "{line}"
+    );
     let csrf = csrf_of(&page.text().await.unwrap());
     let (status, body) = broker.exchange(&subject_token(&issuer, &broker, "svc-ops"), "admin").await;
     assert_eq!(status, 200, "{body}");
@@ -192,7 +213,10 @@ async fn with_admin_tokens_the_console_needs_a_login_and_holds_its_session_tight
     let html = page.text().await.unwrap();
     assert!(html.contains("no-payments-batch") && !html.contains(&token), "the token is never shown");
     let post = |csrf: &str| {
-        http.post(format!("{admin}/ui/rules/reload")).header("cookie", &session).form(&[("csrf", csrf)]).send()
+        http.post(format!("{admin}/ui/rules/reload"))
+            .header("cookie", &session)
+            .form(&[("csrf", csrf)])
+            .send()
     };
     assert_eq!(post("").await.unwrap().status(), 403);
     assert_eq!(post("forged").await.unwrap().status(), 403);
@@ -252,7 +276,12 @@ async fn two_replicas_on_one_postgresql_store_show_the_same_directory() {
         }
     }
     // Each replica's rules page counts the other's decisions too.
-    let rules = reqwest::get(format!("{}/ui/rules", a.admin_url.as_deref().unwrap())).await.unwrap().text().await.unwrap();
+    let rules = reqwest::get(format!("{}/ui/rules", a.admin_url.as_deref().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(rules.contains("1 deny"), "{rules}");
     a.stop().await;
     b.stop().await;

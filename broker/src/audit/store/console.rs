@@ -157,7 +157,8 @@ impl AuditStore {
         let next_cursor = if workloads.len() > limit as usize {
             workloads.truncate(limit as usize);
             workloads.last().and_then(|w| {
-                let last_seen_ms = chrono::DateTime::parse_from_rfc3339(&w.last_seen).ok()?.timestamp_millis();
+                let last_seen_ms =
+                    chrono::DateTime::parse_from_rfc3339(&w.last_seen).ok()?.timestamp_millis();
                 Some(super::WorkloadCursor { last_seen_ms, identity_id: w.id.clone() }.to_string())
             })
         } else {
@@ -166,8 +167,9 @@ impl AuditStore {
         let mut count = query.clone();
         count.cursor = None;
         let (backend, total) = (self.backend, count);
-        let total =
-            self.on_store_runtime(move |pool| async move { count_workloads(&pool, backend, &total).await }).await?;
+        let total = self
+            .on_store_runtime(move |pool| async move { count_workloads(&pool, backend, &total).await })
+            .await?;
         Ok(DirectoryPage { workloads, total, next_cursor })
     }
 
@@ -207,13 +209,18 @@ impl AuditStore {
     }
 
     /// The identity JSON of each workload of `ids` the directory knows.
-    pub async fn identities(&self, ids: Vec<String>) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+    pub async fn identities(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
         let backend = self.backend;
         self.on_store_runtime(move |pool| async move {
             let mut out = BTreeMap::new();
             for chunk in ids.chunks(500) {
-                let mut sql =
-                    Sql::new(backend, "SELECT identity_id, identity FROM tessera_workloads WHERE identity_id IN (");
+                let mut sql = Sql::new(
+                    backend,
+                    "SELECT identity_id, identity FROM tessera_workloads WHERE identity_id IN (",
+                );
                 for (i, id) in chunk.iter().enumerate() {
                     let p = sql.param(Param::Text(id.clone()));
                     sql.text.push_str(if i == 0 { "" } else { ", " });
@@ -328,8 +335,15 @@ async fn activity(pool: &AnyPool, backend: Backend, since_ms: i64) -> Result<Act
     let mut minutes: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
     for row in sql.fetch_all(pool).await? {
         let minute: i64 = get(&row, "minute")?;
-        let counts = minutes.entry(minute).or_insert_with(|| MinuteCounts { minute, ..MinuteCounts::default() });
-        add_decision(&mut counts.allow, &mut counts.deny, &mut counts.error, &get::<String>(&row, "decision")?, get(&row, "n")?);
+        let counts =
+            minutes.entry(minute).or_insert_with(|| MinuteCounts { minute, ..MinuteCounts::default() });
+        add_decision(
+            &mut counts.allow,
+            &mut counts.deny,
+            &mut counts.error,
+            &get::<String>(&row, "decision")?,
+            get(&row, "n")?,
+        );
     }
     activity.minutes = minutes.into_values().collect();
 
@@ -337,8 +351,12 @@ async fn activity(pool: &AnyPool, backend: Backend, since_ms: i64) -> Result<Act
     sql.and("time_ms >=", Param::Int(since_ms));
     let limit = sql.param(Param::Int(LATENCY_SAMPLE));
     sql.text.push_str(&format!(" ORDER BY time_ms DESC LIMIT {limit}"));
-    let mut latencies =
-        sql.fetch_all(pool).await?.iter().map(|row| get::<f64>(row, "latency_ms")).collect::<Result<Vec<_>, _>>()?;
+    let mut latencies = sql
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| get::<f64>(row, "latency_ms"))
+        .collect::<Result<Vec<_>, _>>()?;
     latencies.sort_by(f64::total_cmp);
     activity.latencies_ms = latencies;
 
@@ -364,7 +382,11 @@ fn add_decision(allow: &mut i64, deny: &mut i64, error: &mut i64, decision: &str
     }
 }
 
-async fn target_health(pool: &AnyPool, backend: Backend, since_ms: i64) -> Result<Vec<TargetHealth>, StoreError> {
+async fn target_health(
+    pool: &AnyPool,
+    backend: Backend,
+    since_ms: i64,
+) -> Result<Vec<TargetHealth>, StoreError> {
     let mut sql = Sql::new(
         backend,
         "SELECT target, decision, cache, COUNT(*) AS n FROM tessera_audit_events WHERE 1 = 1",
@@ -375,8 +397,9 @@ async fn target_health(pool: &AnyPool, backend: Backend, since_ms: i64) -> Resul
     for row in sql.fetch_all(pool).await? {
         let target: String = get(&row, "target")?;
         let n: i64 = get(&row, "n")?;
-        let health =
-            targets.entry(target.clone()).or_insert_with(|| TargetHealth { target, ..TargetHealth::default() });
+        let health = targets
+            .entry(target.clone())
+            .or_insert_with(|| TargetHealth { target, ..TargetHealth::default() });
         let decision: String = get(&row, "decision")?;
         add_decision(&mut health.allow, &mut health.deny, &mut health.error, &decision, n);
         match get::<Option<String>>(&row, "cache")?.as_deref() {
