@@ -25,12 +25,12 @@ pub(super) struct AuditParams {
     /// `1h`, `24h`, `7d`, `30d`.
     since: Option<String>,
     /// `sha256:<hex>`, as the script sends it.
-    issued_token: Option<String>,
-    cursor: Option<String>,
+    pub(super) issued_token: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 /// A fingerprint as the audit store records it: `sha256:` and 64 lowercase hex digits.
-fn is_fingerprint(text: &str) -> bool {
+pub(super) fn is_fingerprint(text: &str) -> bool {
     text.strip_prefix("sha256:")
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }

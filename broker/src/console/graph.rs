@@ -17,10 +17,14 @@ use crate::audit::store::{Edge, EdgeQuery};
 
 const TITLE: &str = "Access graph";
 const WINDOWS: &[(&str, i64)] = &[("1h", 3_600_000), ("24h", 86_400_000), ("7d", 604_800_000)];
+const DEFAULT_WINDOW: (&str, i64) = ("24h", 86_400_000);
 const GROUPS: &[&str] = &["workload", "namespace", "tenant"];
 const DEFAULT_TOP: usize = 25;
 const ROW: i64 = 28;
-const COLUMNS: [i64; 3] = [10, 310, 640];
+/// The x of the sources', workloads' and targets' columns.
+const SOURCES_X: i64 = 10;
+const MIDDLE_X: i64 = 310;
+const TARGETS_X: i64 = 640;
 const NODE_WIDTH: i64 = 240;
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,7 +94,7 @@ pub(super) async fn page(ctx: Ctx, params: web::Query<GraphParams>) -> HttpRespo
         Err(page) => return page,
     };
     let p = params.into_inner();
-    let window = WINDOWS.iter().find(|(n, _)| Some(*n) == p.window.as_deref()).copied().unwrap_or(WINDOWS[1]);
+    let window = WINDOWS.iter().find(|(n, _)| Some(*n) == p.window.as_deref()).copied().unwrap_or(DEFAULT_WINDOW);
     let group = p.group.as_deref().filter(|g| GROUPS.contains(g)).unwrap_or("workload");
     let query = EdgeQuery {
         since_ms: ctx.now_ms() - window.1,
@@ -260,26 +264,26 @@ fn svg(g: &Graph, group: &str) -> Markup {
     let target_y = |t: &str| g.targets.iter().position(|x| x == t).map_or(0, y);
     let peak = g.left.values().chain(g.right.values()).map(|c| c.total()).max().unwrap_or(1);
     html! {
-        svg.graph viewBox={ "0 0 " (COLUMNS[2] + NODE_WIDTH + 10) " " (height) } role="img"
+        svg.graph viewBox={ "0 0 " (TARGETS_X + NODE_WIDTH + 10) " " (height) } role="img"
             aria-label="Access graph: sources on the left, workloads in the middle, targets on the right" {
             @for ((s, m), c) in &g.left {
-                (edge((COLUMNS[0], source_y(s)), (COLUMNS[1], middle_y(m)), *c, peak, &middle_href(m, group)))
+                (edge((SOURCES_X, source_y(s)), (MIDDLE_X, middle_y(m)), *c, peak, &middle_href(m, group)))
             }
             @for ((m, t), c) in &g.right {
                 @let href = match (&m.key, group) {
                     (Some(id), "workload") => format!("/ui/audit?{}", query(&[("identity", Some(id)), ("target", Some(t))])),
                     _ => format!("/ui/audit?{}", query(&[("source", Some(&m.source)), ("target", Some(t))])),
                 };
-                (edge((COLUMNS[1], middle_y(m)), (COLUMNS[2], target_y(t)), *c, peak, &href))
+                (edge((MIDDLE_X, middle_y(m)), (TARGETS_X, target_y(t)), *c, peak, &href))
             }
             @for (i, s) in g.sources.iter().enumerate() {
-                (node(COLUMNS[0], y(i), s, &format!("/ui/graph?{}", query(&[("source", Some(s))])), "source"))
+                (node(SOURCES_X, y(i), s, &format!("/ui/graph?{}", query(&[("source", Some(s))])), "source"))
             }
             @for (i, (m, c, n)) in g.middles.iter().enumerate() {
-                (node(COLUMNS[1], y(i), &middle_label(m, *n, group), &middle_href(m, group), c.class()))
+                (node(MIDDLE_X, y(i), &middle_label(m, *n, group), &middle_href(m, group), c.class()))
             }
             @for (i, t) in g.targets.iter().enumerate() {
-                (node(COLUMNS[2], y(i), t, &format!("/ui/audit?{}", query(&[("target", Some(t))])), "target"))
+                (node(TARGETS_X, y(i), t, &format!("/ui/audit?{}", query(&[("target", Some(t))])), "target"))
             }
         }
     }

@@ -195,6 +195,27 @@ fn filled(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
+/// The console's query strings as its pages read them: the directory's, the audit page's
+/// and the graph's parameters, their cursors (each must read back as written) and filters.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_console_query(query: &str) {
+    use crate::audit::store::{Cursor, WorkloadCursor};
+    if let Ok(p) = serde_urlencoded::from_str::<workloads::DirectoryParams>(query) {
+        let _ = attribute_filter(&p.attribute);
+        if let Some(c) = filled(&p.cursor).and_then(|c| c.parse::<WorkloadCursor>().ok()) {
+            assert_eq!(c.to_string().parse::<WorkloadCursor>().ok(), Some(c));
+        }
+    }
+    if let Ok(p) = serde_urlencoded::from_str::<audit::AuditParams>(query) {
+        let _ = filled(&p.issued_token).map(|f| audit::is_fingerprint(&f));
+        if let Some(c) = filled(&p.cursor).and_then(|c| c.parse::<Cursor>().ok()) {
+            assert_eq!(c.to_string().parse::<Cursor>().ok(), Some(c));
+        }
+    }
+    let _ = serde_urlencoded::from_str::<graph::GraphParams>(query);
+}
+
 /// `key=value` of an attribute filter.
 fn attribute_filter(value: &Option<String>) -> Option<(String, String)> {
     filled(value).and_then(|v| v.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))

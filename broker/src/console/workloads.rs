@@ -18,11 +18,11 @@ pub(super) struct DirectoryParams {
     q: Option<String>,
     source: Option<String>,
     /// `key=value`.
-    attribute: Option<String>,
+    pub(super) attribute: Option<String>,
     /// `1h`, `24h`, `7d`, `30d`.
     seen: Option<String>,
     decision: Option<String>,
-    cursor: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 /// The `seen` choices and their length in milliseconds.
