@@ -406,15 +406,6 @@ async fn workloads(
         "SELECT identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, denied, errors \
          FROM tessera_workloads WHERE 1 = 1",
     );
-    if let Some(source) = &query.source {
-        sql.and("source =", Param::Text(source.clone()));
-    }
-    if let Some(identity) = &query.identity {
-        sql.and("identity_id =", Param::Text(identity.clone()));
-    }
-    if let Some(seen) = query.seen_since_ms {
-        sql.and("last_seen_ms >=", Param::Int(seen));
-    }
     console::directory_filters(&mut sql, query);
     let limit = sql.param(Param::Int(i64::from(query.limit.clamp(1, MAX_PAGE))));
     sql.text.push_str(&format!(" ORDER BY last_seen_ms DESC, identity_id LIMIT {limit}"));
@@ -711,7 +702,8 @@ async fn upsert_directory(
         upsert_outcomes(tx, backend, &directory.outcomes).await?;
     }
     if !directory.rules.is_empty() {
-        console::upsert_rule_matches(tx, backend, &directory.rules).await?;
+        let rows = directory.rules.iter().map(|((rule, decision), o)| ([*rule, *decision], o));
+        upsert_counts(tx, backend, "tessera_rule_matches", ["rule", "decision"], rows).await?;
     }
     Ok(())
 }
@@ -852,33 +844,41 @@ async fn upsert_outcomes(
     backend: Backend,
     outcomes: &BTreeMap<OutcomeKey<'_>, OutcomeFold>,
 ) -> Result<(), sqlx::Error> {
-    let mut sql = Sql::new(
+    let rows =
+        outcomes.iter().map(|((id, target, decision, reason), o)| ([*id, *target, *decision, *reason], o));
+    upsert_counts(
+        tx,
         backend,
-        "INSERT INTO tessera_workload_outcomes (identity_id, target, decision, reason, exchanges, first_ms, \
-         last_ms) VALUES ",
-    );
-    for (i, ((id, target, decision, reason), o)) in outcomes.iter().enumerate() {
-        sql.tuple(
-            i,
-            [
-                Param::Text((*id).to_string()),
-                Param::Text((*target).to_string()),
-                Param::Text((*decision).to_string()),
-                Param::Text((*reason).to_string()),
-                Param::Int(o.exchanges),
-                Param::Int(o.first),
-                Param::Int(o.last),
-            ],
-        );
+        "tessera_workload_outcomes",
+        ["identity_id", "target", "decision", "reason"],
+        rows,
+    )
+    .await
+}
+
+/// Add folded counts to a table keyed by `keys` with the columns `exchanges`, `first_ms`
+/// and `last_ms`: one multi-row upsert, rows in the order given.
+async fn upsert_counts<'a, const K: usize>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    table: &str,
+    keys: [&str; K],
+    rows: impl Iterator<Item = ([&'a str; K], &'a OutcomeFold)>,
+) -> Result<(), sqlx::Error> {
+    let keys = keys.join(", ");
+    let mut sql =
+        Sql::new(backend, &format!("INSERT INTO {table} ({keys}, exchanges, first_ms, last_ms) VALUES "));
+    for (i, (key, o)) in rows.enumerate() {
+        let mut values: Vec<Param> = key.iter().map(|k| Param::Text((*k).to_string())).collect();
+        values.extend([Param::Int(o.exchanges), Param::Int(o.first), Param::Int(o.last)]);
+        sql.tuple(i, values);
     }
-    sql.text.push_str(
-        " ON CONFLICT (identity_id, target, decision, reason) DO UPDATE SET \
-         exchanges = tessera_workload_outcomes.exchanges + excluded.exchanges, \
-         first_ms = CASE WHEN excluded.first_ms < tessera_workload_outcomes.first_ms \
-             THEN excluded.first_ms ELSE tessera_workload_outcomes.first_ms END, \
-         last_ms = CASE WHEN excluded.last_ms > tessera_workload_outcomes.last_ms \
-             THEN excluded.last_ms ELSE tessera_workload_outcomes.last_ms END",
-    );
+    sql.text.push_str(&format!(
+        " ON CONFLICT ({keys}) DO UPDATE SET \
+         exchanges = {table}.exchanges + excluded.exchanges, \
+         first_ms = CASE WHEN excluded.first_ms < {table}.first_ms THEN excluded.first_ms ELSE {table}.first_ms END, \
+         last_ms = CASE WHEN excluded.last_ms > {table}.last_ms THEN excluded.last_ms ELSE {table}.last_ms END"
+    ));
     sql.execute(tx).await
 }
 
@@ -1086,7 +1086,7 @@ impl Sql {
     }
 
     /// One `(…)` of a multi-row VALUES list; the `i`-th.
-    fn tuple<const N: usize>(&mut self, i: usize, values: [Param; N]) {
+    fn tuple(&mut self, i: usize, values: impl IntoIterator<Item = Param>) {
         if i > 0 {
             self.text.push_str(", ");
         }

@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{decision, query, select, workload_href};
+use super::layout::{decision, head_row, query, select, workload_href};
 use super::workloads::{WINDOWS, window_ms};
 use super::{Ctx, filled};
 use crate::audit::AuditEvent;
@@ -138,11 +138,7 @@ fn identity_link(e: &AuditEvent) -> Markup {
 pub(super) fn events_table(events: &[AuditEvent]) -> Markup {
     html! {
         table.events {
-            thead { tr {
-                th scope="col" { "Time" } th scope="col" { "Workload" } th scope="col" { "Target" }
-                th scope="col" { "Decision" } th scope="col" { "Rule" } th scope="col" { "Reason" }
-                th scope="col" { "Issued token" } th scope="col" { "Latency" }
-            } }
+            (head_row(&["Time", "Workload", "Target", "Decision", "Rule", "Reason", "Issued token", "Latency"]))
             tbody {
                 @for e in events {
                     tr {

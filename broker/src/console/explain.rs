@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::decision;
+use super::layout::{decision, head_row};
 use super::{Ctx, filled};
 use crate::explain::{self, ExplainRequest, Explanation};
 use crate::mapping::{Decision, TraceOutcome};
@@ -133,7 +133,7 @@ fn result(e: &Explanation) -> Markup {
         section aria-labelledby="decision" {
             h2 id="decision" { "Decision: " (decision(class)) }
             table {
-                thead { tr { th scope="col" { "Rule" } th scope="col" { "Effect" } th scope="col" { "Verdict" } th scope="col" { "Where" } } }
+                (head_row(&["Rule", "Effect", "Verdict", "Where"]))
                 tbody {
                     @for t in &e.trace {
                         @let (text, class) = verdict(&t.outcome);

@@ -11,7 +11,7 @@ use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{query, select, workload_href};
+use super::layout::{head_row, query, select, workload_href};
 use super::{Ctx, attribute_filter, filled};
 use crate::audit::store::{Edge, EdgeQuery};
 
@@ -94,7 +94,8 @@ pub(super) async fn page(ctx: Ctx, params: web::Query<GraphParams>) -> HttpRespo
         Err(page) => return page,
     };
     let p = params.into_inner();
-    let window = WINDOWS.iter().find(|(n, _)| Some(*n) == p.window.as_deref()).copied().unwrap_or(DEFAULT_WINDOW);
+    let window =
+        WINDOWS.iter().find(|(n, _)| Some(*n) == p.window.as_deref()).copied().unwrap_or(DEFAULT_WINDOW);
     let group = p.group.as_deref().filter(|g| GROUPS.contains(g)).unwrap_or("workload");
     let query = EdgeQuery {
         since_ms: ctx.now_ms() - window.1,
@@ -293,8 +294,7 @@ fn table(g: &Graph, group: &str) -> Markup {
     html! {
         table.edges {
             caption { "The edges drawn above: each workload (or group) and target, with its exchanges in the window" }
-            thead { tr { th scope="col" { "Source" } th scope="col" { "Workload" } th scope="col" { "Target" }
-                th scope="col" { "Allowed" } th scope="col" { "Denied" } th scope="col" { "Errors" } } }
+            (head_row(&["Source", "Workload", "Target", "Allowed", "Denied", "Errors"]))
             tbody {
                 @for ((m, t), c) in &g.right {
                     @let workloads = g.middles.iter().find(|(x, _, _)| x == m).map_or(0, |(_, _, n)| *n);

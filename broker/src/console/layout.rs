@@ -168,6 +168,11 @@ pub(super) fn workload_href(id: &str) -> String {
     format!("/ui/workload?{}", query(&[("id", Some(id))]))
 }
 
+/// A table's header row: one column header per label.
+pub(super) fn head_row(labels: &[&str]) -> Markup {
+    html! { thead { tr { @for label in labels { th scope="col" { (label) } } } } }
+}
+
 /// A decision as a labelled badge (text, not colour alone).
 pub(super) fn decision(decision: &str) -> Markup {
     html! { span class={ "badge " (decision) } { (decision) } }

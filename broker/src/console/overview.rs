@@ -6,7 +6,7 @@ use maud::{Markup, html};
 use tessera_adapters::Signer as _;
 
 use super::Ctx;
-use super::layout::{ago, time, time_s};
+use super::layout::{ago, head_row, time, time_s};
 use crate::audit::store::Activity;
 use crate::audit::store::LATENCY_SAMPLE;
 use crate::issuer::KeyState;
@@ -84,8 +84,7 @@ fn targets(activity: &Activity) -> Markup {
         section aria-labelledby="targets" {
             h2 id="targets" { "Targets, last hour" }
             table {
-                thead { tr { th scope="col" { "Target" } th scope="col" { "Allowed" } th scope="col" { "Denied" }
-                    th scope="col" { "Errors" } th scope="col" { "Cache hit rate" } } }
+                (head_row(&["Target", "Allowed", "Denied", "Errors", "Cache hit rate"]))
                 tbody {
                     @for t in &activity.targets {
                         @let lookups = t.cache_hits + t.cache_misses;
@@ -111,8 +110,7 @@ fn sources(ctx: &Ctx, activity: Option<&Activity>) -> Markup {
         section aria-labelledby="sources" {
             h2 id="sources" { "Sources" }
             table {
-                thead { tr { th scope="col" { "Source" } th scope="col" { "Type" } th scope="col" { "Key set" }
-                    th scope="col" { "Key set age" } th scope="col" { "Last failed fetch" } th scope="col" { "Unverified tokens, last hour" } } }
+                (head_row(&["Source", "Type", "Key set", "Key set age", "Last failed fetch", "Unverified tokens, last hour"]))
                 tbody {
                     @for s in &sources {
                         @let (fetched, failed) = ctx.broker.metrics().key_set_fetches(s.name());
@@ -143,8 +141,7 @@ fn keys(ctx: &Ctx) -> Markup {
             p { "Issuer " code { (issuer.url()) } "; algorithms "
                 (algorithms.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")) "." }
             table {
-                thead { tr { th scope="col" { "Key id (RFC 7638 thumbprint)" } th scope="col" { "Algorithm" }
-                    th scope="col" { "State" } th scope="col" { "Created" } th scope="col" { "Leaves the JWKS" } } }
+                (head_row(&["Key id (RFC 7638 thumbprint)", "Algorithm", "State", "Created", "Leaves the JWKS"]))
                 tbody {
                     @for k in &keys {
                         tr {

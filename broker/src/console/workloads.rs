@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{ago, decision, parse_ms, query, select, time, workload_href};
+use super::layout::{ago, decision, head_row, parse_ms, query, select, time, workload_href};
 use super::{Ctx, attribute_filter, filled};
 use crate::audit::store::{DirectoryPage, EventQuery, Workload, WorkloadQuery};
 
@@ -96,11 +96,7 @@ fn directory_table(page: &DirectoryPage, now_ms: i64) -> Markup {
     html! {
         p { (page.total) " workloads match; " (page.workloads.len()) " shown, most recently seen first." }
         table.directory {
-            thead { tr {
-                th scope="col" { "Workload" } th scope="col" { "Source" } th scope="col" { "Last seen" }
-                th scope="col" { "Allowed" } th scope="col" { "Denied" } th scope="col" { "Errors" }
-                th scope="col" { "Reached" } th scope="col" { "Refused" }
-            } }
+            (head_row(&["Workload", "Source", "Last seen", "Allowed", "Denied", "Errors", "Reached", "Refused"]))
             tbody {
                 @for w in &page.workloads {
                     tr {
@@ -158,8 +154,7 @@ pub(super) async fn workload(ctx: Ctx, params: web::Query<WorkloadParams>) -> Ht
         section aria-labelledby="decided" {
             h2 id="decided" { "What it asked for, and the rules that decided" }
             table {
-                thead { tr { th scope="col" { "Target" } th scope="col" { "Decision" } th scope="col" { "Rule" }
-                    th scope="col" { "Reason" } th scope="col" { "Exchanges" } th scope="col" { "Last" } } }
+                (head_row(&["Target", "Decision", "Rule", "Reason", "Exchanges", "Last"]))
                 tbody {
                     @for r in &rules {
                         tr {

@@ -286,3 +286,158 @@ async fn two_replicas_on_one_postgresql_store_show_the_same_directory() {
     a.stop().await;
     b.stop().await;
 }
+
+mod store {
+    //! The console's store queries, alike on SQLite and PostgreSQL.
+
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use tessera_adapters::Identity;
+    use tessera_broker::audit::store::{AuditStore, EdgeQuery, WorkloadQuery};
+    use tessera_broker::audit::{AuditEvent, Decision, IdentityJson};
+    use tessera_broker::config::{AuditStoreConfig, SecretUrl};
+    use tessera_broker::metrics::Metrics;
+    use tessera_tests::postgres::TestPostgres;
+
+    const T0: i64 = 1_790_000_000_000;
+
+    fn identity(team: &str, name: &str) -> Identity {
+        Identity {
+            id: format!("k8s://prod/ns/{team}/sa/{name}"),
+            provider: "kubernetes".into(),
+            source: "prod".into(),
+            issuer: "https://k8s.example".into(),
+            subject: name.into(),
+            tenant: Some("prod".into()),
+            namespace: Some(team.into()),
+            name: Some(name.into()),
+            instance: None,
+            region: None,
+            attributes: BTreeMap::from([("k8s.team".to_string(), team.to_string())]),
+            withheld: Default::default(),
+            expires_at: 1_900_000_000,
+        }
+    }
+
+    fn event(at: i64, who: &Identity, decision: Decision, rule: &str) -> AuditEvent {
+        AuditEvent {
+            event_id: None,
+            time_ms: T0 + at,
+            time: String::new(),
+            request_id: format!("r{at}"),
+            decision,
+            reason: if decision == Decision::Allow { "TS-OK".into() } else { "TS-MAP-DENIED".into() },
+            detail: None,
+            source: Some(who.source.clone()),
+            identity_id: Some(who.id.clone()),
+            identity: Some(IdentityJson::new(who).unwrap()),
+            target: "api".into(),
+            scope: None,
+            rule: Some(rule.into()),
+            cache: Some(if at % 2000 == 0 { "hit" } else { "miss" }.into()),
+            issued_ttl: None,
+            subject_token_fingerprint: "sha256:00".into(),
+            issued_token_fingerprint: None,
+            client_addr: None,
+            latency_ms: at as f64,
+        }
+    }
+
+    async fn exercise(url: SecretUrl) {
+        let store = AuditStore::open(&AuditStoreConfig::default(), &url, Arc::new(Metrics::new()), true)
+            .await
+            .unwrap();
+        let pay: Vec<Identity> = (0..5).map(|i| identity("payments", &format!("api-{i}"))).collect();
+        let batch = identity("pay_ments", "batch");
+        for (i, who) in pay.iter().enumerate() {
+            store.write(&event(i as i64 * 1000, who, Decision::Allow, "pay")).await.unwrap();
+        }
+        store.write(&event(60_000, &batch, Decision::Deny, "no-batch")).await.unwrap();
+        store.write(&event(61_000, &batch, Decision::Deny, "no-batch")).await.unwrap();
+
+        // Search, attribute (the `_` is no wildcard), decision; pages by keyset.
+        let page = |q: WorkloadQuery| {
+            let store = store.clone();
+            async move { store.directory(&WorkloadQuery { limit: 2, ..q }).await.unwrap() }
+        };
+        let all = page(WorkloadQuery::default()).await;
+        assert_eq!((all.total, all.workloads.len()), (6, 2));
+        assert_eq!(
+            (&all.workloads[0].id, &all.workloads[1].id),
+            (&batch.id, &pay[4].id),
+            "most recently seen first"
+        );
+        let next =
+            page(WorkloadQuery { cursor: all.next_cursor.unwrap().parse().ok(), ..Default::default() }).await;
+        assert_eq!((&next.workloads[0].id, &next.workloads[1].id), (&pay[3].id, &pay[2].id));
+        let found = page(WorkloadQuery { search: Some("api-3".into()), ..Default::default() }).await;
+        assert_eq!((found.total, found.workloads[0].id.as_str()), (1, pay[3].id.as_str()));
+        let team = page(WorkloadQuery {
+            attribute: Some(("k8s.team".into(), "pay_ments".into())),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!((team.total, team.next_cursor), (1, None));
+        let denied = page(WorkloadQuery { decision: Some("deny".into()), ..Default::default() }).await;
+        assert_eq!(denied.total, 1);
+
+        let rules = store.rule_matches().await.unwrap();
+        let counts: Vec<(&str, &str, i64)> =
+            rules.iter().map(|r| (r.rule.as_str(), r.decision.as_str(), r.exchanges)).collect();
+        assert_eq!(counts, [("no-batch", "deny", 2), ("pay", "allow", 5)]);
+        assert_eq!(rules[0].last_ms, T0 + 61_000);
+
+        let edges = store.edges(&EdgeQuery { since_ms: T0 + 3_000, ..Default::default() }).await.unwrap();
+        let seen: Vec<(&str, i64, i64)> =
+            edges.iter().map(|e| (e.identity_id.as_str(), e.allow, e.deny)).collect();
+        assert_eq!(seen, [(batch.id.as_str(), 0, 2), (pay[3].id.as_str(), 1, 0), (pay[4].id.as_str(), 1, 0)]);
+
+        let activity = store.activity(T0).await.unwrap();
+        let minutes: Vec<(i64, i64, i64)> =
+            activity.minutes.iter().map(|m| (m.minute, m.allow, m.deny)).collect();
+        assert_eq!(minutes, [(T0 / 60_000, 5, 0), (T0 / 60_000 + 1, 0, 2)]);
+        assert_eq!(activity.latencies_ms.len(), 7);
+        let api = &activity.targets[0];
+        assert_eq!((api.allow, api.deny, api.cache_hits, api.cache_misses), (5, 2, 4, 3));
+
+        let decided = store.workload_rules(&batch.id).await.unwrap();
+        assert_eq!((decided[0].rule.as_deref(), decided[0].exchanges), (Some("no-batch"), 2));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_console_queries_answer_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(SecretUrl::new(format!("sqlite://{}", dir.path().join("audit.db").display()))).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_console_queries_answer_alike_on_postgresql() {
+        let db = TestPostgres::new();
+        exercise(SecretUrl::new(db.url())).await;
+    }
+
+    /// A store written before the rule counters existed gets them filled from its events.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_rule_counters_are_filled_from_the_events_already_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = SecretUrl::new(format!("sqlite://{}", dir.path().join("audit.db").display()));
+        let config = AuditStoreConfig::default();
+        let open = || AuditStore::open(&config, &url, Arc::new(Metrics::new()), true);
+        let store = open().await.unwrap();
+        let who = identity("payments", "api");
+        for at in 0..3 {
+            store.write(&event(at, &who, Decision::Allow, "pay")).await.unwrap();
+        }
+        drop(store);
+        // Back to schema version 1, as a store of an older broker.
+        let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rw", url.expose())).await.unwrap();
+        for statement in ["DROP TABLE tessera_rule_matches", "DELETE FROM tessera_schema WHERE version = 2"] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let store = open().await.unwrap();
+        let rules = store.rule_matches().await.unwrap();
+        assert_eq!((rules.len(), rules[0].exchanges, rules[0].last_ms), (1, 3, T0 + 2));
+    }
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::AnyPool;
 
-use super::{AuditStore, Backend, MAX_PAGE, OutcomeFold, Param, Sql, StoreError, WorkloadQuery, get};
+use super::{AuditStore, Backend, MAX_PAGE, Param, Sql, StoreError, WorkloadQuery, get};
 
 /// One page of the directory, how many workloads match in all, and where the next page
 /// starts.
@@ -121,8 +121,17 @@ fn attribute_pattern(key: &str, value: &str) -> String {
     format!("%{}%", like_escaped(&pair))
 }
 
-/// The directory's search filters, after the `GET /v1/workloads` ones.
+/// The conditions of a directory query: `GET /v1/workloads`'s, then the console's.
 pub(super) fn directory_filters(sql: &mut Sql, query: &WorkloadQuery) {
+    if let Some(source) = &query.source {
+        sql.and("source =", Param::Text(source.clone()));
+    }
+    if let Some(identity) = &query.identity {
+        sql.and("identity_id =", Param::Text(identity.clone()));
+    }
+    if let Some(seen) = query.seen_since_ms {
+        sql.and("last_seen_ms >=", Param::Int(seen));
+    }
     if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
         let p = sql.param(Param::Text(format!("%{}%", like_escaped(search))));
         sql.text.push_str(&format!(" AND identity_id LIKE {p} ESCAPE '\\'"));
@@ -269,15 +278,6 @@ impl AuditStore {
 
 async fn count_workloads(pool: &AnyPool, backend: Backend, query: &WorkloadQuery) -> Result<i64, StoreError> {
     let mut sql = Sql::new(backend, "SELECT COUNT(*) AS n FROM tessera_workloads WHERE 1 = 1");
-    if let Some(source) = &query.source {
-        sql.and("source =", Param::Text(source.clone()));
-    }
-    if let Some(identity) = &query.identity {
-        sql.and("identity_id =", Param::Text(identity.clone()));
-    }
-    if let Some(seen) = query.seen_since_ms {
-        sql.and("last_seen_ms >=", Param::Int(seen));
-    }
     directory_filters(&mut sql, query);
     let rows = sql.fetch_all(pool).await?;
     rows.first().map_or(Ok(0), |row| get(row, "n"))
@@ -409,39 +409,6 @@ async fn target_health(
         }
     }
     Ok(targets.into_values().collect())
-}
-
-/// Add a batch's rule decisions to `tessera_rule_matches`, in key order.
-pub(super) async fn upsert_rule_matches(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    rules: &BTreeMap<(&str, &str), OutcomeFold>,
-) -> Result<(), sqlx::Error> {
-    let mut sql = Sql::new(
-        backend,
-        "INSERT INTO tessera_rule_matches (rule, decision, exchanges, first_ms, last_ms) VALUES ",
-    );
-    for (i, ((rule, decision), o)) in rules.iter().enumerate() {
-        sql.tuple(
-            i,
-            [
-                Param::Text((*rule).to_string()),
-                Param::Text((*decision).to_string()),
-                Param::Int(o.exchanges),
-                Param::Int(o.first),
-                Param::Int(o.last),
-            ],
-        );
-    }
-    sql.text.push_str(
-        " ON CONFLICT (rule, decision) DO UPDATE SET \
-         exchanges = tessera_rule_matches.exchanges + excluded.exchanges, \
-         first_ms = CASE WHEN excluded.first_ms < tessera_rule_matches.first_ms \
-             THEN excluded.first_ms ELSE tessera_rule_matches.first_ms END, \
-         last_ms = CASE WHEN excluded.last_ms > tessera_rule_matches.last_ms \
-             THEN excluded.last_ms ELSE tessera_rule_matches.last_ms END",
-    );
-    sql.execute(tx).await
 }
 
 #[cfg(test)]
