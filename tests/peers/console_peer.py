@@ -146,6 +146,19 @@ class Console:
         self.seen["explain"] = report.splitlines()[-1]
         self.shot("explain")
 
+    def impact(self):
+        check(self.open("/ui/impact") == "Impact of a change", "impact")
+        proposed = self.out / "proposed"
+        proposed.mkdir(exist_ok=True)
+        (proposed / "10-rules.yaml").write_text(self.args["proposed_rules"])
+        self.driver.find_element(By.ID, "proposed").send_keys(str(proposed))
+        self.driver.find_element(By.XPATH, "//button[.='Replay']").click()
+        self.wait.until(ec.presence_of_element_located((By.ID, "impact")))
+        report = self.text("pre.explain-text")
+        check(self.args["denied_id"] in report and "newly allowed" in self.text("#impact + p + table"), report)
+        self.seen["impact"] = self.text("#impact + p")
+        self.shot("impact")
+
     def exchange(self, token):
         form = {
             "grant_type": TOKEN_EXCHANGE,
@@ -199,6 +212,7 @@ class Console:
             self.trace()
             self.explain()
             self.broken_rules()
+            self.impact()
             self.refusals()
         except Exception:
             self.shot("failure")

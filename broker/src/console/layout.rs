@@ -23,6 +23,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("/ui/audit", "Audit"),
     ("/ui/explain", "Explain"),
     ("/ui/rules", "Rules"),
+    ("/ui/impact", "Impact"),
 ];
 
 fn head(title: &str) -> Markup {

@@ -5,7 +5,7 @@
 //! - `session`: login with an admin token (or client certificate), session cookies, CSRF
 //!   tokens, and the gate the admin authentication middleware hands `/ui` requests to.
 //! - `layout`: the page shell, navigation, the login page, formatting helpers.
-//! - `overview`, `graph`, `workloads`, `audit`, `explain`, `rules`: one page each.
+//! - `overview`, `graph`, `workloads`, `audit`, `explain`, `rules`, `impact`: one page each.
 //! - `assets/`: the one stylesheet and the one script (hashing a pasted token in the
 //!   browser), compiled into the binary.
 //!
@@ -17,6 +17,7 @@
 mod audit;
 mod explain;
 mod graph;
+mod impact;
 mod layout;
 mod overview;
 mod rules;
@@ -59,6 +60,8 @@ pub static ROUTES: &[Endpoint] = &[
     Endpoint::new(Method::POST, "/ui/explain", |r| r.to(explain::run)),
     Endpoint::new(Method::GET, "/ui/rules", |r| r.to(rules::page)),
     Endpoint::new(Method::POST, "/ui/rules/reload", |r| r.to(rules::reload)),
+    Endpoint::new(Method::GET, "/ui/impact", |r| r.to(impact::form)),
+    Endpoint::new(Method::POST, "/ui/impact", |r| r.to(impact::run)),
     Endpoint::new(Method::GET, "/ui/login", |r| r.to(session::login_page)),
     Endpoint::new(Method::POST, "/ui/login", |r| r.to(session::login)),
     Endpoint::new(Method::POST, "/ui/logout", |r| r.to(session::logout)),

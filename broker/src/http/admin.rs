@@ -16,6 +16,10 @@
 //!   `source`, `decision`, `issued_token` (a fingerprint), `limit`, `cursor`).
 //! - `GET /openapi.json`: the OpenAPI document of every listener ([`super::OPENAPI`]).
 //!
+//! The operator console's pages (`/ui/`, [`crate::console`]) are registered on the same
+//! app, behind the same `Host` check and authentication; they answer HTML and are not in
+//! the OpenAPI document.
+//!
 //! Answers are JSON. Errors are `{"error": <code>, "message": <detail>}`: this API is
 //! for operators, so details are not withheld as they are from workloads.
 

@@ -35,6 +35,17 @@ tests:
     expect: { deny: no-payments-batch }
 "#;
 
+/// The rules above without the batch jobs' deny rule: the change the impact page replays.
+const PROPOSED: &str = r#"version: 1
+rules:
+  - name: payments-calls-internal-api
+    match: { source: corp, subject: "payments-*" }
+    grant: { target: internal-api, ttl: 10m }
+  - name: ops-administer-tessera
+    match: { source: corp, subject: svc-ops }
+    grant: { target: admin, ttl: 15m }
+"#;
+
 const ALLOWED: &str = "oidc://corp/payments-api";
 const DENIED: &str = "oidc://corp/payments-batch-nightly";
 
@@ -84,6 +95,7 @@ async fn browse(issuer: &TestIssuer, broker: &TestBroker, admin_token: Option<St
         "explain_identity": "{ source: corp, subject: payments-batch-nightly }",
         "audience": "internal-api",
         "mapping_dir": broker.path().join("mappings").display().to_string(),
+        "proposed_rules": PROPOSED,
     })
     .to_string();
     let report = tokio::task::spawn_blocking(move || python::run("console_peer.py", &[&args])).await.unwrap();
@@ -97,6 +109,7 @@ async fn browse(issuer: &TestIssuer, broker: &TestBroker, admin_token: Option<St
         "explain",
         "rules",
         "rules-reload-error",
+        "impact",
     ] {
         assert!(out.join(format!("{page}.png")).exists(), "a screenshot of {page} in {}", out.display());
     }
