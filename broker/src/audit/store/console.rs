@@ -324,54 +324,59 @@ async fn edges(pool: &AnyPool, backend: Backend, query: &EdgeQuery) -> Result<Ve
     Ok(edges.into_values().collect())
 }
 
+/// One scan of the window's events, grouped by everything the overview shows (minute,
+/// source, target, decision, cache use, verified or not), folded here; and the latency
+/// sample, read newest first through the time index.
 async fn activity(pool: &AnyPool, backend: Backend, since_ms: i64) -> Result<Activity, StoreError> {
-    let mut activity = Activity::default();
     let mut sql = Sql::new(
         backend,
-        "SELECT time_ms / 60000 AS minute, decision, COUNT(*) AS n FROM tessera_audit_events WHERE 1 = 1",
+        "SELECT time_ms / 60000 AS minute, source, target, decision, cache, \
+         CASE WHEN identity_id IS NULL THEN 1 ELSE 0 END AS unverified, COUNT(*) AS n \
+         FROM tessera_audit_events WHERE 1 = 1",
     );
     sql.and("time_ms >=", Param::Int(since_ms));
-    sql.text.push_str(" GROUP BY time_ms / 60000, decision ORDER BY minute");
+    sql.text.push_str(
+        " GROUP BY time_ms / 60000, source, target, decision, cache, \
+         CASE WHEN identity_id IS NULL THEN 1 ELSE 0 END",
+    );
     let mut minutes: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
+    let mut targets: BTreeMap<String, TargetHealth> = BTreeMap::new();
+    let mut sources: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for row in sql.fetch_all(pool).await? {
-        let minute: i64 = get(&row, "minute")?;
-        let counts =
-            minutes.entry(minute).or_insert_with(|| MinuteCounts { minute, ..MinuteCounts::default() });
-        add_decision(
-            &mut counts.allow,
-            &mut counts.deny,
-            &mut counts.error,
-            &get::<String>(&row, "decision")?,
-            get(&row, "n")?,
-        );
+        let (minute, n): (i64, i64) = (get(&row, "minute")?, get(&row, "n")?);
+        let decision: String = get(&row, "decision")?;
+        let m = minutes.entry(minute).or_insert_with(|| MinuteCounts { minute, ..MinuteCounts::default() });
+        add_decision(&mut m.allow, &mut m.deny, &mut m.error, &decision, n);
+        let target: String = get(&row, "target")?;
+        let t = targets
+            .entry(target.clone())
+            .or_insert_with(|| TargetHealth { target, ..TargetHealth::default() });
+        add_decision(&mut t.allow, &mut t.deny, &mut t.error, &decision, n);
+        match get::<Option<String>>(&row, "cache")?.as_deref() {
+            Some("hit") => t.cache_hits += n,
+            Some("miss") => t.cache_misses += n,
+            _ => {}
+        }
+        if let Some(source) = get::<Option<String>>(&row, "source")? {
+            let s = sources.entry(source).or_default();
+            s.0 += n * get::<i64>(&row, "unverified")?;
+            s.1 += n;
+        }
     }
-    activity.minutes = minutes.into_values().collect();
-
     let mut sql = Sql::new(backend, "SELECT latency_ms FROM tessera_audit_events WHERE 1 = 1");
     sql.and("time_ms >=", Param::Int(since_ms));
     let limit = sql.param(Param::Int(LATENCY_SAMPLE));
     sql.text.push_str(&format!(" ORDER BY time_ms DESC LIMIT {limit}"));
-    let mut latencies = sql
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|row| get::<f64>(row, "latency_ms"))
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = sql.fetch_all(pool).await?;
+    let mut latencies =
+        rows.iter().map(|row| get::<f64>(row, "latency_ms")).collect::<Result<Vec<_>, _>>()?;
     latencies.sort_by(f64::total_cmp);
-    activity.latencies_ms = latencies;
-
-    activity.targets = target_health(pool, backend, since_ms).await?;
-    let mut sql = Sql::new(
-        backend,
-        "SELECT source, COUNT(*) AS n, SUM(CASE WHEN identity_id IS NULL THEN 1 ELSE 0 END) AS unverified \
-         FROM tessera_audit_events WHERE source IS NOT NULL",
-    );
-    sql.and("time_ms >=", Param::Int(since_ms));
-    sql.text.push_str(" GROUP BY source ORDER BY source");
-    for row in sql.fetch_all(pool).await? {
-        activity.sources.push((get(&row, "source")?, get(&row, "unverified")?, get(&row, "n")?));
-    }
-    Ok(activity)
+    Ok(Activity {
+        minutes: minutes.into_values().collect(),
+        latencies_ms: latencies,
+        targets: targets.into_values().collect(),
+        sources: sources.into_iter().map(|(s, (bad, all))| (s, bad, all)).collect(),
+    })
 }
 
 fn add_decision(allow: &mut i64, deny: &mut i64, error: &mut i64, decision: &str, n: i64) {
@@ -380,35 +385,6 @@ fn add_decision(allow: &mut i64, deny: &mut i64, error: &mut i64, decision: &str
         "deny" => *deny += n,
         _ => *error += n,
     }
-}
-
-async fn target_health(
-    pool: &AnyPool,
-    backend: Backend,
-    since_ms: i64,
-) -> Result<Vec<TargetHealth>, StoreError> {
-    let mut sql = Sql::new(
-        backend,
-        "SELECT target, decision, cache, COUNT(*) AS n FROM tessera_audit_events WHERE 1 = 1",
-    );
-    sql.and("time_ms >=", Param::Int(since_ms));
-    sql.text.push_str(" GROUP BY target, decision, cache");
-    let mut targets: BTreeMap<String, TargetHealth> = BTreeMap::new();
-    for row in sql.fetch_all(pool).await? {
-        let target: String = get(&row, "target")?;
-        let n: i64 = get(&row, "n")?;
-        let health = targets
-            .entry(target.clone())
-            .or_insert_with(|| TargetHealth { target, ..TargetHealth::default() });
-        let decision: String = get(&row, "decision")?;
-        add_decision(&mut health.allow, &mut health.deny, &mut health.error, &decision, n);
-        match get::<Option<String>>(&row, "cache")?.as_deref() {
-            Some("hit") => health.cache_hits += n,
-            Some("miss") => health.cache_misses += n,
-            _ => {}
-        }
-    }
-    Ok(targets.into_values().collect())
 }
 
 #[cfg(test)]
