@@ -3,9 +3,9 @@
 //!
 //! - The session id is 32 random bytes, base64url, in a cookie that is `HttpOnly`,
 //!   `SameSite=Strict`, `Path=/ui`, `Secure` when the admin listener serves HTTPS, and
-//!   short-lived ([`LIFETIME`], never beyond the admin token's own expiry is not tracked:
-//!   the lifetime is short instead). The server keeps sessions in memory by the SHA-256 of
-//!   their id, so a lookup's timing says nothing about a valid id.
+//!   short-lived ([`LIFETIME`] from login, whatever the admin token's own expiry). The
+//!   server keeps sessions in memory by the SHA-256 of their id, so a lookup's timing says
+//!   nothing about a valid id.
 //! - The CSRF token is another 32 random bytes per session, compared in constant time.
 //!   The login form, posted before any session exists, uses a double-submit cookie
 //!   (`Path=/ui/login`) compared the same way.
