@@ -122,6 +122,24 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "INSERT INTO tessera_rule_matches (rule, decision, exchanges, first_ms, last_ms) \
              SELECT rule, decision, COUNT(*), MIN(time_ms), MAX(time_ms) FROM tessera_audit_events \
              WHERE rule IS NOT NULL GROUP BY rule, decision",
+            // Per minute: the exchanges the console's overview charts, by source, target,
+            // decision, cache use and whether the identity was verified.
+            "CREATE TABLE tessera_minutes (
+            minute BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            target TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            cache TEXT NOT NULL,
+            verified TEXT NOT NULL,
+            exchanges BIGINT NOT NULL,
+            first_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            PRIMARY KEY (minute, source, target, decision, cache, verified)
+        )",
+            "INSERT INTO tessera_minutes (minute, source, target, decision, cache, verified, exchanges, first_ms, \
+             last_ms) SELECT time_ms / 60000, COALESCE(source, ''), target, decision, COALESCE(cache, ''), \
+             CASE WHEN identity_id IS NULL THEN 'no' ELSE 'yes' END, COUNT(*), MIN(time_ms), MAX(time_ms) \
+             FROM tessera_audit_events GROUP BY 1, 2, 3, 4, 5, 6",
         ],
     ),
 ];
@@ -702,8 +720,26 @@ async fn upsert_directory(
         upsert_outcomes(tx, backend, &directory.outcomes).await?;
     }
     if !directory.rules.is_empty() {
-        let rows = directory.rules.iter().map(|((rule, decision), o)| ([*rule, *decision], o));
+        let rows = directory.rules.iter().map(|((rule, decision), o)| ([text(rule), text(decision)], o));
         upsert_counts(tx, backend, "tessera_rule_matches", ["rule", "decision"], rows).await?;
+    }
+    if !directory.minutes.is_empty() {
+        let rows =
+            directory.minutes.iter().map(|((minute, source, target, decision, cache, verified), o)| {
+                (
+                    [
+                        Param::Int(*minute),
+                        text(source),
+                        text(target),
+                        text(decision),
+                        text(cache),
+                        text(verified),
+                    ],
+                    o,
+                )
+            });
+        let keys = ["minute", "source", "target", "decision", "cache", "verified"];
+        upsert_counts(tx, backend, "tessera_minutes", keys, rows).await?;
     }
     Ok(())
 }
@@ -716,7 +752,13 @@ struct Directory<'a> {
     outcomes: BTreeMap<OutcomeKey<'a>, OutcomeFold>,
     /// (rule, decision): the events a rule decided.
     rules: BTreeMap<(&'a str, &'a str), OutcomeFold>,
+    /// Every event, by minute and what the console's overview shows of it.
+    minutes: BTreeMap<MinuteKey<'a>, OutcomeFold>,
 }
+
+/// (minute since the epoch, source or "", target, decision, cache or "", "yes" when the
+/// identity was verified else "no")
+type MinuteKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// (workload, target, decision, reason)
 type OutcomeKey<'a> = (&'a str, &'a str, &'a str, &'a str);
@@ -758,6 +800,15 @@ impl<'a> Directory<'a> {
     fn fold(events: &[&'a AuditEvent]) -> Self {
         let mut directory = Self::default();
         for &event in events {
+            let minute = (
+                event.time_ms.div_euclid(60_000),
+                event.source.as_deref().unwrap_or(""),
+                event.target.as_str(),
+                event.decision.as_str(),
+                event.cache.as_deref().unwrap_or(""),
+                if event.identity_id.is_some() { "yes" } else { "no" },
+            );
+            directory.minutes.entry(minute).or_default().add(event.time_ms);
             if let Some(rule) = &event.rule {
                 directory
                     .rules
@@ -844,8 +895,9 @@ async fn upsert_outcomes(
     backend: Backend,
     outcomes: &BTreeMap<OutcomeKey<'_>, OutcomeFold>,
 ) -> Result<(), sqlx::Error> {
-    let rows =
-        outcomes.iter().map(|((id, target, decision, reason), o)| ([*id, *target, *decision, *reason], o));
+    let rows = outcomes.iter().map(|((id, target, decision, reason), o)| {
+        ([text(id), text(target), text(decision), text(reason)], o)
+    });
     upsert_counts(
         tx,
         backend,
@@ -863,13 +915,13 @@ async fn upsert_counts<'a, const K: usize>(
     backend: Backend,
     table: &str,
     keys: [&str; K],
-    rows: impl Iterator<Item = ([&'a str; K], &'a OutcomeFold)>,
+    rows: impl Iterator<Item = ([Param; K], &'a OutcomeFold)>,
 ) -> Result<(), sqlx::Error> {
     let keys = keys.join(", ");
     let mut sql =
         Sql::new(backend, &format!("INSERT INTO {table} ({keys}, exchanges, first_ms, last_ms) VALUES "));
     for (i, (key, o)) in rows.enumerate() {
-        let mut values: Vec<Param> = key.iter().map(|k| Param::Text((*k).to_string())).collect();
+        let mut values: Vec<Param> = key.into();
         values.extend([Param::Int(o.exchanges), Param::Int(o.first), Param::Int(o.last)]);
         sql.tuple(i, values);
     }
@@ -880,6 +932,10 @@ async fn upsert_counts<'a, const K: usize>(
          last_ms = CASE WHEN excluded.last_ms > {table}.last_ms THEN excluded.last_ms ELSE {table}.last_ms END"
     ));
     sql.execute(tx).await
+}
+
+fn text(value: &&str) -> Param {
+    Param::Text((*value).to_string())
 }
 
 /// Largest page of events or workloads one query returns.

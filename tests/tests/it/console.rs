@@ -430,7 +430,8 @@ mod store {
         exercise(SecretUrl::new(db.url())).await;
     }
 
-    /// A store written before the rule counters existed gets them filled from its events.
+    /// A store written before the rule and minute counters existed gets them filled from
+    /// its events.
     #[tokio::test(flavor = "multi_thread")]
     async fn the_rule_counters_are_filled_from_the_events_already_recorded() {
         let dir = tempfile::tempdir().unwrap();
@@ -445,12 +446,19 @@ mod store {
         drop(store);
         // Back to schema version 1, as a store of an older broker.
         let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rw", url.expose())).await.unwrap();
-        for statement in ["DROP TABLE tessera_rule_matches", "DELETE FROM tessera_schema WHERE version = 2"] {
+        for statement in [
+            "DROP TABLE tessera_rule_matches",
+            "DROP TABLE tessera_minutes",
+            "DELETE FROM tessera_schema WHERE version = 2",
+        ] {
             sqlx::query(statement).execute(&pool).await.unwrap();
         }
         pool.close().await;
         let store = open().await.unwrap();
         let rules = store.rule_matches().await.unwrap();
         assert_eq!((rules.len(), rules[0].exchanges, rules[0].last_ms), (1, 3, T0 + 2));
+        let activity = store.activity(T0).await.unwrap();
+        assert_eq!(activity.minutes.iter().map(|m| m.allow).sum::<i64>(), 3, "the overview's minutes too");
+        assert_eq!(activity.sources, [("prod".to_string(), 0, 3)]);
     }
 }

@@ -324,21 +324,15 @@ async fn edges(pool: &AnyPool, backend: Backend, query: &EdgeQuery) -> Result<Ve
     Ok(edges.into_values().collect())
 }
 
-/// One scan of the window's events, grouped by everything the overview shows (minute,
-/// source, target, decision, cache use, verified or not), folded here; and the latency
-/// sample, read newest first through the time index.
+/// The window's per-minute counts (`tessera_minutes`, kept with the directory), folded by
+/// minute, target and source; and the latency sample, read newest first through the time
+/// index. The window starts at the minute `since_ms` falls in.
 async fn activity(pool: &AnyPool, backend: Backend, since_ms: i64) -> Result<Activity, StoreError> {
     let mut sql = Sql::new(
         backend,
-        "SELECT time_ms / 60000 AS minute, source, target, decision, cache, \
-         CASE WHEN identity_id IS NULL THEN 1 ELSE 0 END AS unverified, COUNT(*) AS n \
-         FROM tessera_audit_events WHERE 1 = 1",
+        "SELECT minute, source, target, decision, cache, verified, exchanges AS n FROM tessera_minutes WHERE 1 = 1",
     );
-    sql.and("time_ms >=", Param::Int(since_ms));
-    sql.text.push_str(
-        " GROUP BY time_ms / 60000, source, target, decision, cache, \
-         CASE WHEN identity_id IS NULL THEN 1 ELSE 0 END",
-    );
+    sql.and("minute >=", Param::Int(since_ms.div_euclid(60_000)));
     let mut minutes: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
     let mut targets: BTreeMap<String, TargetHealth> = BTreeMap::new();
     let mut sources: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -352,14 +346,17 @@ async fn activity(pool: &AnyPool, backend: Backend, since_ms: i64) -> Result<Act
             .entry(target.clone())
             .or_insert_with(|| TargetHealth { target, ..TargetHealth::default() });
         add_decision(&mut t.allow, &mut t.deny, &mut t.error, &decision, n);
-        match get::<Option<String>>(&row, "cache")?.as_deref() {
-            Some("hit") => t.cache_hits += n,
-            Some("miss") => t.cache_misses += n,
+        match get::<String>(&row, "cache")?.as_str() {
+            "hit" => t.cache_hits += n,
+            "miss" => t.cache_misses += n,
             _ => {}
         }
-        if let Some(source) = get::<Option<String>>(&row, "source")? {
+        let source: String = get(&row, "source")?;
+        if !source.is_empty() {
             let s = sources.entry(source).or_default();
-            s.0 += n * get::<i64>(&row, "unverified")?;
+            if get::<String>(&row, "verified")? == "no" {
+                s.0 += n;
+            }
             s.1 += n;
         }
     }
