@@ -171,6 +171,12 @@ def session_policy_seeds():
     write("aws_session_policy", '{"Statement":{"Resource":"\u00ff\u2603"}}')
 
 
+def console_seeds():
+    write("console_query", "q=svc&source=corp&attribute=oidc.team%3Dpayments&seen=24h&decision=deny&cursor=1790000000123.oidc%3A%2F%2Fcorp%2Fsvc")
+    write("console_query", "identity=oidc%3A%2F%2Fcorp%2Fsvc&issued_token=sha256%3Aba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad&cursor=1790000000123.5b0e4a3e-0000-4000-8000-000000000000")
+    write("console_query", "window=7d&group=namespace&top=25&target=api")
+
+
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     jwt_seeds()
@@ -182,6 +188,7 @@ def main():
     sts_seeds()
     spiffe_id_seeds()
     session_policy_seeds()
+    console_seeds()
     for folder in sorted(SEEDS.iterdir()):
         print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
 

@@ -18,9 +18,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-step "System packages the tests drive (buildah, podman, runc, kubectl)"
+step "System packages the tests drive (buildah, podman, runc, kubectl, chromium for the console)"
 missing=()
-for pkg in buildah podman runc; do
+for pkg in buildah podman runc chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)

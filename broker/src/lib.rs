@@ -12,6 +12,7 @@
 //! - [`http`]: actix-web routes, request limits and the one error -> RFC 6749 mapping; the
 //!   admin listener's routes and authentication; [`http::server`] serves a broker.
 //! - [`audit`]: audit events, sinks and the SQL store behind the workload directory.
+//! - [`console`]: the operator console, HTML pages under `/ui/` on the admin listener.
 //! - [`cache`], [`ratelimit`], [`redis`]: the credential cache and rate limits, shared
 //!   across replicas through Redis when one is configured.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics` (admin and metrics
@@ -32,6 +33,7 @@ pub mod audit;
 pub mod broker;
 pub mod cache;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod exchange;
 pub mod explain;

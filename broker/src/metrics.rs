@@ -86,6 +86,8 @@ pub struct Metrics {
     jwks_age: Family<SourceLabels, Gauge>,
     /// Last successful key set fetch per source, to compute the age at scrape time.
     jwks_fetched_at: Mutex<HashMap<String, i64>>,
+    /// Last failed key set fetch per source, for the console's source health.
+    jwks_failed_at: Mutex<HashMap<String, i64>>,
     audit_queue: Gauge,
     audit_commits: Family<ResultLabel, Counter>,
     audit_committed_events: Counter,
@@ -119,6 +121,7 @@ impl Metrics {
             jwks_last_success: Family::default(),
             jwks_age: Family::default(),
             jwks_fetched_at: Mutex::new(HashMap::new()),
+            jwks_failed_at: Mutex::new(HashMap::new()),
             audit_queue: Gauge::default(),
             audit_commits: Family::default(),
             audit_committed_events: Counter::default(),
@@ -287,6 +290,15 @@ impl Metrics {
         self.mapping_rules.set(i64::try_from(rules).unwrap_or(i64::MAX));
     }
 
+    /// When `source`'s key set was last fetched, and when a fetch last failed (seconds
+    /// since the epoch), as far as this process saw.
+    pub fn key_set_fetches(&self, source: &str) -> (Option<i64>, Option<i64>) {
+        let read = |map: &Mutex<HashMap<String, i64>>| {
+            map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(source).copied()
+        };
+        (read(&self.jwks_fetched_at), read(&self.jwks_failed_at))
+    }
+
     /// Every metric in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, fmt::Error> {
         let mut out = String::new();
@@ -301,11 +313,9 @@ impl Observer for Metrics {
         self.jwks_fetches.get_or_create(&SourceResultLabels { source: source.to_string(), result }).inc();
         if ok {
             self.jwks_last_success.get_or_create(&SourceLabels { source: source.to_string() }).set(at);
-            self.jwks_fetched_at
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(source.to_string(), at);
         }
+        let times = if ok { &self.jwks_fetched_at } else { &self.jwks_failed_at };
+        times.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(source.to_string(), at);
     }
 }
 

@@ -8,7 +8,13 @@
 //! transaction, so concurrent exchanges share one commit (one fsync on SQLite, one round
 //! of WAL flushing on PostgreSQL) instead of queueing behind one each.
 
+mod console;
 pub mod history;
+
+pub use console::{
+    Activity, DirectoryPage, Edge, EdgeQuery, LATENCY_SAMPLE, MinuteCounts, RuleMatches, TargetHealth,
+    WorkloadRule,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,10 +55,11 @@ impl Backend {
 
 /// Schema versions, applied in order at start, each once, under a lock on PostgreSQL so
 /// replicas starting together do not race. Statements are portable SQL.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE tessera_audit_events (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE tessera_audit_events (
             event_id TEXT PRIMARY KEY,
             time_ms BIGINT NOT NULL,
             event_time TEXT NOT NULL,
@@ -73,10 +80,10 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             client_addr TEXT,
             latency_ms DOUBLE PRECISION NOT NULL
         )",
-        "CREATE INDEX tessera_audit_events_time ON tessera_audit_events (time_ms, event_id)",
-        "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms)",
-        "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms)",
-        "CREATE TABLE tessera_workloads (
+            "CREATE INDEX tessera_audit_events_time ON tessera_audit_events (time_ms, event_id)",
+            "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms)",
+            "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms)",
+            "CREATE TABLE tessera_workloads (
             identity_id TEXT PRIMARY KEY,
             source TEXT NOT NULL,
             identity TEXT NOT NULL,
@@ -86,8 +93,8 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             denied BIGINT NOT NULL,
             errors BIGINT NOT NULL
         )",
-        "CREATE INDEX tessera_workloads_last_seen ON tessera_workloads (last_seen_ms)",
-        "CREATE TABLE tessera_workload_outcomes (
+            "CREATE INDEX tessera_workloads_last_seen ON tessera_workloads (last_seen_ms)",
+            "CREATE TABLE tessera_workload_outcomes (
             identity_id TEXT NOT NULL,
             target TEXT NOT NULL,
             decision TEXT NOT NULL,
@@ -97,8 +104,45 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             last_ms BIGINT NOT NULL,
             PRIMARY KEY (identity_id, target, decision, reason)
         )",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        &[
+            // Per rule and decision: how often it decided and when last, for the console's
+            // rules page; kept with the directory, filled from the events recorded so far.
+            "CREATE TABLE tessera_rule_matches (
+            rule TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            exchanges BIGINT NOT NULL,
+            first_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            PRIMARY KEY (rule, decision)
+        )",
+            "INSERT INTO tessera_rule_matches (rule, decision, exchanges, first_ms, last_ms) \
+             SELECT rule, decision, COUNT(*), MIN(time_ms), MAX(time_ms) FROM tessera_audit_events \
+             WHERE rule IS NOT NULL GROUP BY rule, decision",
+            // Per minute: the exchanges the console's overview charts, by source, target,
+            // decision, cache use and whether the identity was verified.
+            "CREATE TABLE tessera_minutes (
+            minute BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            target TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            cache TEXT NOT NULL,
+            verified TEXT NOT NULL,
+            exchanges BIGINT NOT NULL,
+            first_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            PRIMARY KEY (minute, source, target, decision, cache, verified)
+        )",
+            "INSERT INTO tessera_minutes (minute, source, target, decision, cache, verified, exchanges, first_ms, \
+             last_ms) SELECT time_ms / 60000, COALESCE(source, ''), target, decision, COALESCE(cache, ''), \
+             CASE WHEN identity_id IS NULL THEN 'no' ELSE 'yes' END, COUNT(*), MIN(time_ms), MAX(time_ms) \
+             FROM tessera_audit_events GROUP BY 1, 2, 3, 4, 5, 6",
+        ],
+    ),
+];
 
 /// An arbitrary constant naming Tessera's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
@@ -380,15 +424,7 @@ async fn workloads(
         "SELECT identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, denied, errors \
          FROM tessera_workloads WHERE 1 = 1",
     );
-    if let Some(source) = &query.source {
-        sql.and("source =", Param::Text(source.clone()));
-    }
-    if let Some(identity) = &query.identity {
-        sql.and("identity_id =", Param::Text(identity.clone()));
-    }
-    if let Some(seen) = query.seen_since_ms {
-        sql.and("last_seen_ms >=", Param::Int(seen));
-    }
+    console::directory_filters(&mut sql, query);
     let limit = sql.param(Param::Int(i64::from(query.limit.clamp(1, MAX_PAGE))));
     sql.text.push_str(&format!(" ORDER BY last_seen_ms DESC, identity_id LIMIT {limit}"));
     let rows = sql.fetch_all(pool).await?;
@@ -679,11 +715,33 @@ async fn upsert_directory(
     events: &[&AuditEvent],
 ) -> Result<(), sqlx::Error> {
     let directory = Directory::fold(events);
-    if directory.workloads.is_empty() {
-        return Ok(());
+    if !directory.workloads.is_empty() {
+        upsert_workloads(tx, backend, &directory.workloads).await?;
+        upsert_outcomes(tx, backend, &directory.outcomes).await?;
     }
-    upsert_workloads(tx, backend, &directory.workloads).await?;
-    upsert_outcomes(tx, backend, &directory.outcomes).await
+    if !directory.rules.is_empty() {
+        let rows = directory.rules.iter().map(|((rule, decision), o)| ([text(rule), text(decision)], o));
+        upsert_counts(tx, backend, "tessera_rule_matches", ["rule", "decision"], rows).await?;
+    }
+    if !directory.minutes.is_empty() {
+        let rows =
+            directory.minutes.iter().map(|((minute, source, target, decision, cache, verified), o)| {
+                (
+                    [
+                        Param::Int(*minute),
+                        text(source),
+                        text(target),
+                        text(decision),
+                        text(cache),
+                        text(verified),
+                    ],
+                    o,
+                )
+            });
+        let keys = ["minute", "source", "target", "decision", "cache", "verified"];
+        upsert_counts(tx, backend, "tessera_minutes", keys, rows).await?;
+    }
+    Ok(())
 }
 
 /// A batch of events summed up for the directory. Events without a verified identity
@@ -692,7 +750,15 @@ async fn upsert_directory(
 struct Directory<'a> {
     workloads: BTreeMap<&'a str, WorkloadFold<'a>>,
     outcomes: BTreeMap<OutcomeKey<'a>, OutcomeFold>,
+    /// (rule, decision): the events a rule decided.
+    rules: BTreeMap<(&'a str, &'a str), OutcomeFold>,
+    /// Every event, by minute and what the console's overview shows of it.
+    minutes: BTreeMap<MinuteKey<'a>, OutcomeFold>,
 }
+
+/// (minute since the epoch, source or "", target, decision, cache or "", "yes" when the
+/// identity was verified else "no")
+type MinuteKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// (workload, target, decision, reason)
 type OutcomeKey<'a> = (&'a str, &'a str, &'a str, &'a str);
@@ -708,17 +774,48 @@ struct WorkloadFold<'a> {
     errors: i64,
 }
 
-/// The exchanges of one workload, target, decision and reason.
+/// The exchanges of one workload, target, decision and reason (or of one rule and
+/// decision).
 struct OutcomeFold {
     exchanges: i64,
     first: i64,
     last: i64,
 }
 
+impl Default for OutcomeFold {
+    fn default() -> Self {
+        Self { exchanges: 0, first: i64::MAX, last: i64::MIN }
+    }
+}
+
+impl OutcomeFold {
+    fn add(&mut self, time: i64) {
+        self.exchanges += 1;
+        self.first = self.first.min(time);
+        self.last = self.last.max(time);
+    }
+}
+
 impl<'a> Directory<'a> {
     fn fold(events: &[&'a AuditEvent]) -> Self {
         let mut directory = Self::default();
         for &event in events {
+            let minute = (
+                event.time_ms.div_euclid(60_000),
+                event.source.as_deref().unwrap_or(""),
+                event.target.as_str(),
+                event.decision.as_str(),
+                event.cache.as_deref().unwrap_or(""),
+                if event.identity_id.is_some() { "yes" } else { "no" },
+            );
+            directory.minutes.entry(minute).or_default().add(event.time_ms);
+            if let Some(rule) = &event.rule {
+                directory
+                    .rules
+                    .entry((rule.as_str(), event.decision.as_str()))
+                    .or_default()
+                    .add(event.time_ms);
+            }
             let (Some(id), Some(identity), Some(source)) =
                 (&event.identity_id, &event.identity, &event.source)
             else {
@@ -744,14 +841,7 @@ impl<'a> Directory<'a> {
                 Decision::Error => w.errors += 1,
             }
             let key = (id.as_str(), event.target.as_str(), event.decision.as_str(), event.reason.as_str());
-            let o = directory.outcomes.entry(key).or_insert(OutcomeFold {
-                exchanges: 0,
-                first: time,
-                last: time,
-            });
-            o.exchanges += 1;
-            o.first = o.first.min(time);
-            o.last = o.last.max(time);
+            directory.outcomes.entry(key).or_default().add(time);
         }
         directory
     }
@@ -805,34 +895,47 @@ async fn upsert_outcomes(
     backend: Backend,
     outcomes: &BTreeMap<OutcomeKey<'_>, OutcomeFold>,
 ) -> Result<(), sqlx::Error> {
-    let mut sql = Sql::new(
+    let rows = outcomes.iter().map(|((id, target, decision, reason), o)| {
+        ([text(id), text(target), text(decision), text(reason)], o)
+    });
+    upsert_counts(
+        tx,
         backend,
-        "INSERT INTO tessera_workload_outcomes (identity_id, target, decision, reason, exchanges, first_ms, \
-         last_ms) VALUES ",
-    );
-    for (i, ((id, target, decision, reason), o)) in outcomes.iter().enumerate() {
-        sql.tuple(
-            i,
-            [
-                Param::Text((*id).to_string()),
-                Param::Text((*target).to_string()),
-                Param::Text((*decision).to_string()),
-                Param::Text((*reason).to_string()),
-                Param::Int(o.exchanges),
-                Param::Int(o.first),
-                Param::Int(o.last),
-            ],
-        );
+        "tessera_workload_outcomes",
+        ["identity_id", "target", "decision", "reason"],
+        rows,
+    )
+    .await
+}
+
+/// Add folded counts to a table keyed by `keys` with the columns `exchanges`, `first_ms`
+/// and `last_ms`: one multi-row upsert, rows in the order given.
+async fn upsert_counts<'a, const K: usize>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    table: &str,
+    keys: [&str; K],
+    rows: impl Iterator<Item = ([Param; K], &'a OutcomeFold)>,
+) -> Result<(), sqlx::Error> {
+    let keys = keys.join(", ");
+    let mut sql =
+        Sql::new(backend, &format!("INSERT INTO {table} ({keys}, exchanges, first_ms, last_ms) VALUES "));
+    for (i, (key, o)) in rows.enumerate() {
+        let mut values: Vec<Param> = key.into();
+        values.extend([Param::Int(o.exchanges), Param::Int(o.first), Param::Int(o.last)]);
+        sql.tuple(i, values);
     }
-    sql.text.push_str(
-        " ON CONFLICT (identity_id, target, decision, reason) DO UPDATE SET \
-         exchanges = tessera_workload_outcomes.exchanges + excluded.exchanges, \
-         first_ms = CASE WHEN excluded.first_ms < tessera_workload_outcomes.first_ms \
-             THEN excluded.first_ms ELSE tessera_workload_outcomes.first_ms END, \
-         last_ms = CASE WHEN excluded.last_ms > tessera_workload_outcomes.last_ms \
-             THEN excluded.last_ms ELSE tessera_workload_outcomes.last_ms END",
-    );
+    sql.text.push_str(&format!(
+        " ON CONFLICT ({keys}) DO UPDATE SET \
+         exchanges = {table}.exchanges + excluded.exchanges, \
+         first_ms = CASE WHEN excluded.first_ms < {table}.first_ms THEN excluded.first_ms ELSE {table}.first_ms END, \
+         last_ms = CASE WHEN excluded.last_ms > {table}.last_ms THEN excluded.last_ms ELSE {table}.last_ms END"
+    ));
     sql.execute(tx).await
+}
+
+fn text(value: &&str) -> Param {
+    Param::Text((*value).to_string())
 }
 
 /// Largest page of events or workloads one query returns.
@@ -886,13 +989,49 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
-/// Filters of `GET /v1/workloads`.
+/// Filters of `GET /v1/workloads` and of the console's directory; all optional, combined
+/// with AND.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadQuery {
     pub source: Option<String>,
     pub identity: Option<String>,
     pub seen_since_ms: Option<i64>,
+    /// Part of the identity id, anywhere in it.
+    pub search: Option<String>,
+    /// An attribute and its exact value (`oidc.team`, `payments`).
+    pub attribute: Option<(String, String)>,
+    /// Workloads with at least one exchange of this decision (`allow`, `deny`, `error`).
+    pub decision: Option<String>,
     pub limit: u32,
+    /// Where the page starts: after this workload in the directory's order.
+    pub cursor: Option<WorkloadCursor>,
+}
+
+/// A place in the directory's order (most recently seen first, then by id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadCursor {
+    pub last_seen_ms: i64,
+    pub identity_id: String,
+}
+
+impl fmt::Display for WorkloadCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.last_seen_ms, self.identity_id)
+    }
+}
+
+impl std::str::FromStr for WorkloadCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || "cursor is not one this page returned".to_string();
+        let (time, id) = s.split_once('.').ok_or_else(bad)?;
+        let last_seen_ms = time.parse().map_err(|_| bad())?;
+        if id.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self { last_seen_ms, identity_id: id.to_string() })
+    }
 }
 
 /// One workload identity as the directory knows it.
@@ -1003,7 +1142,7 @@ impl Sql {
     }
 
     /// One `(…)` of a multi-row VALUES list; the `i`-th.
-    fn tuple<const N: usize>(&mut self, i: usize, values: [Param; N]) {
+    fn tuple(&mut self, i: usize, values: impl IntoIterator<Item = Param>) {
         if i > 0 {
             self.text.push_str(", ");
         }

@@ -16,6 +16,10 @@
 //!   `source`, `decision`, `issued_token` (a fingerprint), `limit`, `cursor`).
 //! - `GET /openapi.json`: the OpenAPI document of every listener ([`super::OPENAPI`]).
 //!
+//! The operator console's pages (`/ui/`, [`crate::console`]) are registered on the same
+//! app, behind the same `Host` check and authentication; they answer HTML and are not in
+//! the OpenAPI document.
+//!
 //! Answers are JSON. Errors are `{"error": <code>, "message": <detail>}`: this API is
 //! for operators, so details are not withheld as they are from workloads.
 
@@ -100,24 +104,45 @@ struct ExplainBody {
     now: Option<serde_json::Value>,
 }
 
-async fn explain(broker: web::Data<Arc<Broker>>, body: web::Json<ExplainBody>) -> HttpResponse {
-    let body = body.into_inner();
-    let subject = match (body.identity, body.subject_token) {
-        (Some(identity), None) => match parse_identity(Path::new("identity"), &identity.to_string()) {
-            Ok(identity) => Subject::Identity(Box::new(identity)),
-            Err(e) => return bad_request("invalid_identity", e.to_string()),
+/// Who to explain for: an identity as written in a test case (YAML or JSON), or a subject
+/// token of `token_type` (default a JWT). Exactly one must be given. The error is the
+/// admin API's code and message. Shared with the console's explain page.
+pub(crate) fn explain_subject(
+    broker: &Broker,
+    identity: Option<&str>,
+    token: Option<String>,
+    token_type: Option<&str>,
+) -> Result<Subject, (&'static str, String)> {
+    match (identity, token) {
+        (Some(identity), None) => match parse_identity(Path::new("identity"), identity) {
+            Ok(identity) => Ok(Subject::Identity(Box::new(identity))),
+            Err(e) => Err(("invalid_identity", e.to_string())),
         },
         (None, Some(token)) => {
             if token.len() > broker.limits().max_token_bytes {
-                return bad_request("invalid_request", "subject_token is over the size limit");
+                return Err(("invalid_request", "subject_token is over the size limit".into()));
             }
-            let uri = body.subject_token_type.as_deref().unwrap_or(token_type::JWT);
+            let uri = token_type.unwrap_or(token_type::JWT);
             let Some(token_type) = SubjectTokenType::from_uri(uri) else {
-                return bad_request("invalid_request", format!("unsupported subject_token_type `{uri}`"));
+                return Err(("invalid_request", format!("unsupported subject_token_type `{uri}`")));
             };
-            Subject::Token(SubjectToken { token_type, value: Secret::new(token) })
+            Ok(Subject::Token(SubjectToken { token_type, value: Secret::new(token) }))
         }
-        _ => return bad_request("invalid_request", "give either `identity` or `subject_token`"),
+        _ => Err(("invalid_request", "give either `identity` or `subject_token`".into())),
+    }
+}
+
+async fn explain(broker: web::Data<Arc<Broker>>, body: web::Json<ExplainBody>) -> HttpResponse {
+    let body = body.into_inner();
+    let identity = body.identity.map(|i| i.to_string());
+    let subject = match explain_subject(
+        &broker,
+        identity.as_deref(),
+        body.subject_token,
+        body.subject_token_type.as_deref(),
+    ) {
+        Ok(subject) => subject,
+        Err((error, message)) => return bad_request(error, message),
     };
     let now = match body.now {
         None => broker.clock().now(),
@@ -224,6 +249,7 @@ impl WorkloadParams {
             identity: self.identity,
             seen_since_ms: instant_ms("seen_since", self.seen_since.as_deref())?,
             limit: page_limit(self.limit)?,
+            ..WorkloadQuery::default()
         })
     }
 }

@@ -141,6 +141,29 @@ impl AdminAuth {
         self.tls.clone()
     }
 
+    /// Whether a console login with `token` (pasted into the login form) and the
+    /// request's client certificate, if any, would be admitted as an API request with
+    /// `Authorization: Bearer <token>`. An empty token logs in on the certificate alone.
+    /// The error says why not, never with the token.
+    pub fn check_login(&self, token: &str, req: &actix_web::HttpRequest) -> Result<AdminCaller, String> {
+        let header = format!("Bearer {}", token.trim());
+        let authorization: Vec<&[u8]> =
+            if token.trim().is_empty() { Vec::new() } else { vec![header.as_bytes()] };
+        let certificate = req.conn_data::<ClientCertificate>();
+        self.check(&authorization, certificate).map_err(|refusal| {
+            tracing::warn!(code = refusal.code(), reason = %refusal, peer = ?req.peer_addr(), "console login refused");
+            refusal.to_string()
+        })
+    }
+
+    /// Admit a request as [`authenticate`] does, or say why not: for the console, whose
+    /// pages answer a refusal with the login page rather than a JSON body.
+    pub(crate) fn check_request(&self, req: &ServiceRequest) -> Result<AdminCaller, String> {
+        let authorization: Vec<&[u8]> =
+            req.headers().get_all(header::AUTHORIZATION).map(header::HeaderValue::as_bytes).collect();
+        self.check(&authorization, req.conn_data::<ClientCertificate>()).map_err(|r| r.to_string())
+    }
+
     /// Decide on a request from its `Authorization` header values and the connection's
     /// verified client certificate, if any.
     fn check(
@@ -380,6 +403,11 @@ pub async fn authenticate(
     let peer = req.peer_addr();
     if path == OPEN_PATH {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    // The console's pages log in with a session cookie and answer refusals with the login
+    // page; it admits them by the same rules.
+    if crate::console::is_console_path(&path) {
+        return crate::console::session::admit(auth.as_deref(), req, next).await;
     }
     let caller = match &auth {
         None => AdminCaller::default(),

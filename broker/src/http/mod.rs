@@ -50,7 +50,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    const fn new(method: Method, path: &'static str, handler: fn(Route) -> Route) -> Self {
+    pub(crate) const fn new(method: Method, path: &'static str, handler: fn(Route) -> Route) -> Self {
         Self { method: Some(method), path, handler }
     }
 

@@ -138,7 +138,9 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
     } else {
         tracing::info!(listen = %addr, https = tls.is_some(), "admin API serving, authenticated");
     }
-    let app = move || admin_app(Arc::clone(&shared), limit);
+    // One set of console sessions for every worker of the listener.
+    let sessions = web::Data::new(crate::console::Sessions::new(Arc::clone(broker.clock()), tls.is_some()));
+    let app = move || admin_app(Arc::clone(&shared), web::Data::clone(&sessions), limit);
     Ok(match tls {
         Some(tls) => admin_tls_server(app, listener, (*tls).clone())?,
         None => HttpServer::new(app).workers(1).disable_signals().shutdown_timeout(5).listen(listener)?.run(),
@@ -151,6 +153,7 @@ fn admin_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Result<
 /// [`http::drain`]).
 fn admin_app(
     broker: Arc<Broker>,
+    sessions: web::Data<crate::console::Sessions>,
     limit: usize,
 ) -> App<
     impl ServiceFactory<
@@ -169,9 +172,11 @@ fn admin_app(
         .wrap(actix_web::middleware::from_fn(http::host::check_host))
         .wrap(actix_web::middleware::from_fn(http::drain::read_rest))
         .app_data(web::Data::new(broker))
+        .app_data(sessions)
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::JsonConfig::default().limit(limit).error_handler(http::admin::json_error))
         .configure(http::admin::configure)
+        .configure(crate::console::configure)
 }
 
 /// The admin listener over TLS: `app` on HTTP/1.1 with the timeouts `HttpServer` uses, the

@@ -12,7 +12,10 @@ use crate::mapping::glob::{GlobPiece, Pattern};
 #[derive(Debug, Clone)]
 pub struct RuleView {
     pub name: String,
+    pub description: Option<String>,
     pub effect: Effect,
+    /// The target the rule grants (or, for a deny rule, refuses).
+    pub target: String,
     pub file: PathBuf,
     pub line: u64,
     /// Each `match` condition: the identity field and its patterns (any may match).
@@ -54,7 +57,9 @@ impl RuleView {
             .collect();
         Self {
             name: rule.name.clone(),
+            description: rule.description.clone(),
             effect: rule.effect,
+            target: rule.target.clone(),
             file: rule.file.to_path_buf(),
             line: rule.pos.line,
             matchers: rule.matchers.iter().map(|m| (m.field.clone(), m.patterns.clone())).collect(),
@@ -66,6 +71,11 @@ impl RuleView {
     /// The patterns of the `match` condition on `field`, as pieces, if the rule has one.
     pub fn patterns(&self, field: &str) -> Option<Vec<Vec<GlobPiece>>> {
         self.matchers.iter().find(|(f, _)| f == field).map(|(_, p)| p.iter().map(Pattern::pieces).collect())
+    }
+
+    /// The rule's `match` conditions as written: each field and its patterns.
+    pub fn matchers_as_written(&self) -> Vec<(&str, Vec<&str>)> {
+        self.matchers.iter().map(|(f, p)| (f.as_str(), p.iter().map(Pattern::as_str).collect())).collect()
     }
 
     /// The fields the rule's `match` looks at, in the order written.
@@ -133,5 +143,10 @@ impl MappingSet {
     /// Every rule for `target`, allow and deny, in load order.
     pub fn rules_for(&self, target: &str) -> Vec<RuleView> {
         self.rules.iter().filter(|r| r.target == target).map(RuleView::of).collect()
+    }
+
+    /// Every rule, in load order (file by file, as written).
+    pub fn rule_views(&self) -> Vec<RuleView> {
+        self.rules.iter().map(RuleView::of).collect()
     }
 }

@@ -370,6 +370,56 @@ async fn mtls_lets_in_only_client_certificates_from_the_configured_ca() {
     broker.stop().await;
 }
 
+/// The operator console under mTLS: a trusted certificate opens it without a login and the
+/// session cookie is `Secure`; when a token is required too, the login page takes it from
+/// the certificate's holder.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_admits_client_certificates_and_logs_in_their_holders_with_a_token() {
+    let pki = pki();
+    let (_issuer, broker) = tls_broker(&pki, "", false).await;
+    let base = broker.admin_url.clone().unwrap();
+    let trusted = client(&pki, Some(&pki.client_pem));
+    let page = trusted.get(format!("{base}/ui/workloads")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(page.text().await.unwrap().contains("CN=ops-oncall"), "the page names the certificate's holder");
+    broker.stop().await;
+
+    let (issuer, broker) = tls_broker(&pki, "", true).await;
+    let base = broker.admin_url.clone().unwrap();
+    let token = admin_token(&issuer, &broker).await;
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+        .identity(reqwest::Identity::from_pem(pki.client_pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303, "a certificate alone is not enough when a token is required too");
+    let login = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let login_cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let html = login.text().await.unwrap();
+    let csrf = html.split(r#"name="csrf" value=""#).nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("cookie", login_cookie)
+        .form(&[("csrf", csrf.as_str()), ("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = http.get(format!("{base}/ui/rules")).header("cookie", session).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("oidc://corp/svc-ops (certificate CN=ops-oncall"),
+        "both credentials name the caller"
+    );
+    broker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_both_methods_all_needs_both_and_any_needs_one() {
     let pki = pki();

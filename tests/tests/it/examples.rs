@@ -186,6 +186,20 @@ async fn the_quickstart_works_as_the_readme_says() {
     assert_eq!(ids.len(), 2, "{directory}");
     assert!(ids.contains(&"oidc://demo/payments-api"), "{directory}");
     assert!(scratch.path().join("examples/quickstart/.data/audit.db").exists());
+
+    // README step: the console lists both workloads, and the denied one's page names the
+    // rule that refused it.
+    let page = |path: &str| {
+        let url = format!("http://127.0.0.1:{admin_port}{path}");
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let workloads = page("/ui/workloads").await;
+    for id in ["oidc://demo/payments-api", "oidc://demo/payments-batch-nightly"] {
+        assert!(workloads.contains(&format!(">{id}</a>")), "{id} in the console: {workloads}");
+    }
+    let denied = page("/ui/workload?id=oidc%3A%2F%2Fdemo%2Fpayments-batch-nightly").await;
+    assert!(denied.contains(">no-payments-batch</a>"), "{denied}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     demo.stop().await;

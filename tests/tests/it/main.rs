@@ -9,6 +9,7 @@ mod aws_iam;
 mod cli;
 mod config_schemas;
 mod conformance;
+mod console;
 mod doctor;
 mod edge;
 mod examples;

@@ -43,7 +43,8 @@ pub async fn run(args: WorkloadsArgs) -> anyhow::Result<()> {
         .transpose()?;
     let url = tessera_broker::audit::store::store_url(&loaded);
     let store = AuditStore::open(&audit.store, &url, Arc::new(Metrics::new()), false).await?;
-    let query = WorkloadQuery { source: args.source, identity: None, seen_since_ms, limit: args.limit };
+    let query =
+        WorkloadQuery { source: args.source, seen_since_ms, limit: args.limit, ..WorkloadQuery::default() };
     let workloads = store.workloads(&query).await?;
     match args.format {
         Format::Json => {
