@@ -84,6 +84,36 @@ pub fn target_under_test(kind: &str) -> Option<TargetUnderTest> {
             bad_template: "claims: { team: \"{attributes.kit_missing}\" }",
             upstream: false,
         },
+        // The bad value rendered into the path is no SPIFFE ID path (spaces).
+        "spiffe" => TargetUnderTest {
+            kind: "spiffe",
+            target: |_| "trust_domain: kit.example\naudiences: [kit]\n".into(),
+            grant: "path: /kit/deploy",
+            bad_template: "path: \"/kit/{attributes.kit_bad}\"",
+            upstream: false,
+        },
+        // Kubernetes takes spaces in a username, but no `system:` name; `groups` takes no
+        // template at all.
+        "kubernetes" => TargetUnderTest {
+            kind: "kubernetes",
+            target: |_| "audience: https://k8s.kit.example\n".into(),
+            grant: "username: kit-deployer, groups: kit-readers",
+            bad_template: "username: \"system:{attributes.kit_bad}\", groups: kit-readers",
+            upstream: false,
+        },
+        // The admin URL at the dead port; `timeout` bounds the wait for a connection.
+        "postgres" => TargetUnderTest {
+            kind: "postgres",
+            target: |url| {
+                let address = url.trim_start_matches("http://");
+                format!(
+                    "admin_url: postgres://tessera@{address}/kit\ngroups: [kit_read, kit_write]\nowner: kit_owner\ntimeout: 2s\n"
+                )
+            },
+            grant: "group: kit_read",
+            bad_template: "group: \"{attributes.kit_bad}\"",
+            upstream: true,
+        },
         _ => return None,
     };
     Some(kind)

@@ -34,7 +34,8 @@ pub enum Lifetime {
 #[derive(Debug, Clone)]
 pub struct TargetFixture {
     /// The target entry of `broker.yaml` without `type` and `name`, as JSON, its upstream
-    /// endpoints (if any) at [`DEAD_ENDPOINT`] with `insecure_http`.
+    /// endpoints (if any) at [`DEAD_ENDPOINT`] (with `insecure_http` where the kind speaks
+    /// HTTP; a database URL at its host and port).
     pub config: Value,
     /// The grant keys of a grant the target accepts for the kit's identity
     /// ([`testkit::workflow`]); the scope is the value of the target's scope key, if any.
@@ -113,6 +114,37 @@ pub fn fixture(kind: &str) -> Option<TargetFixture> {
             varied: vec![],
             scope: Some("invoices:read"),
             lifetime: Lifetime::Requested("ttl"),
+        },
+        "spiffe" => TargetFixture {
+            config: json!({ "trust_domain": "kit.example", "audiences": ["ledger", "reports"] }),
+            params: json!({ "path": "/payments/deploy", "audience": "ledger" }),
+            varied: vec![
+                ("path", "path", json!("/ledger/deploy")),
+                ("audience", "audience", json!("reports")),
+            ],
+            scope: None,
+            lifetime: Lifetime::Requested("ttl"),
+        },
+        "kubernetes" => TargetFixture {
+            config: json!({ "audience": "https://k8s-prod.example.com", "max_ttl": "2h" }),
+            params: json!({ "username": "deployer", "groups": "payments-readers" }),
+            varied: vec![
+                ("username", "username", json!("ledger-deployer")),
+                ("groups", "groups", json!("payments-readers payments-writers")),
+            ],
+            scope: Some("cluster:deploy"),
+            lifetime: Lifetime::Requested("ttl"),
+        },
+        // A database at the dead endpoint: the target connects lazily, and only in `issue`.
+        "postgres" => TargetFixture {
+            config: json!({
+                "admin_url": format!("postgres://tessera@{}/orders", DEAD_ENDPOINT.trim_start_matches("http://")),
+                "groups": ["orders_read", "orders_write"], "owner": "orders_owner", "timeout": "2s",
+            }),
+            params: json!({ "group": "orders_read" }),
+            varied: vec![("group", "group", json!("orders_write"))],
+            scope: None,
+            lifetime: Lifetime::Requested("valid_for"),
         },
         _ => return None,
     };

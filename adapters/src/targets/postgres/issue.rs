@@ -85,6 +85,8 @@ impl PostgresTarget {
     pub(super) fn plan(&self, grant: &Grant) -> Result<Plan, TargetError> {
         let s = &self.inner.settings;
         upstream::check_grant_target(grant, &s.name)?;
+        // A grant of no lifetime is refused, not raised to the shortest login.
+        upstream::check_granted_lifetime(grant)?;
         let group = grant
             .param_str("group")
             .ok_or_else(|| TargetError::InvalidGrant("the rule grants no `group`".into()))?;

@@ -172,9 +172,12 @@ impl CredentialTarget for SpiffeTarget {
         false
     }
 
+    /// The SVID's values, and the identity it is issued to: the SVID carries the identity
+    /// only through its rendered path, but two identities never share one credential.
     fn describe_request(&self, grant: &Grant) -> Result<RequestDescription, TargetError> {
         let svid = self.svid(grant)?;
         Ok(RequestDescription::new(grant)
+            .with("identity", grant.identity().id.as_str())
             .with("sub", svid.spiffe_id)
             .with("aud", svid.audience)
             .with("ttl", svid.ttl.as_secs())
