@@ -24,8 +24,8 @@ mod gcp;
 mod hcl;
 mod jwt;
 mod kubernetes;
-mod spiffe;
 mod postgres;
+mod spiffe;
 #[cfg(test)]
 mod tests;
 
