@@ -63,7 +63,7 @@ pub async fn check_host(
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     tracing::warn!(
-        host = ?req.headers().get(header::HOST),
+        host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
         path = req.path(),
         "request refused: Host is not a name of the agent"
     );

@@ -373,7 +373,7 @@ impl JwksCache {
             Ok(keys) => {
                 self.options.observer.jwks_fetch(&self.source, true, now);
                 let keys = Arc::new(keys);
-                tracing::debug!(source = %self.source, kids = ?keys.kids(), "key set fetched");
+                tracing::debug!(source = %self.source, kids = %keys.kids().join(","), "key set fetched");
                 self.current.store(Some(Arc::new(Snapshot { keys: Arc::clone(&keys), fetched_at: now })));
                 state.last_failure = None;
                 Ok(keys)

@@ -193,6 +193,53 @@ enum Named {
     Always,
 }
 
+/// What a condition reads of the request besides the identity, audience and scope: the
+/// time (`now`) and the client address. Replay folds recorded requests that differ in
+/// nothing a condition reads. Any use of `now`, and any use of `request` other than
+/// selecting another of its fields by name, counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ContextReads {
+    pub now: bool,
+    pub client_addr: bool,
+}
+
+impl ContextReads {
+    pub fn union(self, other: Self) -> Self {
+        Self { now: self.now || other.now, client_addr: self.client_addr || other.client_addr }
+    }
+}
+
+/// What the condition `e` reads of the time and the client address.
+pub(crate) fn context_reads(e: &IdedExpr) -> ContextReads {
+    let mut out = ContextReads::default();
+    collect_context(e, &mut out);
+    out
+}
+
+fn collect_context(e: &IdedExpr, out: &mut ContextReads) {
+    let request_field = match &e.expr {
+        Expr::Ident(name) => {
+            out.now |= name == "now";
+            out.client_addr |= name == "request";
+            None
+        }
+        Expr::Select(s) if is_request(&s.operand) => Some(s.field.as_str()),
+        Expr::Call(call) => literal_index(call).filter(|(c, _)| is_request(c)).map(|(_, key)| key),
+        _ => None,
+    };
+    if let Some(field) = request_field {
+        out.client_addr |= field == "client_addr";
+        return;
+    }
+    for child in children(e) {
+        collect_context(child, out);
+    }
+}
+
+fn is_request(e: &IdedExpr) -> bool {
+    matches!(&e.expr, Expr::Ident(name) if name == "request")
+}
+
 /// How an expression uses the identity, in the forms conditions read it by.
 enum Use {
     /// Its value: an error when it is missing.
@@ -299,6 +346,20 @@ mod tests {
 
     fn unguarded_in(source: &str) -> Vec<String> {
         unguarded(&parse(source)).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn context_reads_find_the_time_and_the_client_address() {
+        let reads = |source: &str| context_reads(&parse(source));
+        let none = ContextReads::default();
+        assert_eq!(reads(r#"identity.name == "api" && request.audience == "a""#), none);
+        assert_eq!(reads(r#"request["scope"] == "s""#), none);
+        assert_eq!(reads("now.getHours() < 18"), ContextReads { now: true, client_addr: false });
+        let addr = ContextReads { now: false, client_addr: true };
+        assert_eq!(reads(r#"request.client_addr.startsWith("10.")"#), addr);
+        assert_eq!(reads(r#"request["client_addr"] == "10.0.0.1""#), addr);
+        assert_eq!(reads(r#"request.all(k, k != "x")"#), addr, "request as a whole");
+        assert!(reads("[1].exists(x, now > identity.expires_at)").now);
     }
 
     #[test]

@@ -45,3 +45,116 @@ fn agent_config_errors_are_printed_once_each_all_in_one_run_past_an_unknown_key(
         )
     );
 }
+
+/// `tessera serve` logs one JSON start-up line saying what was loaded, and no library's
+/// chatter (actix's "starting 2 workers", "Actix runtime found"), no Rust `Debug` forms.
+#[test]
+fn serve_starts_with_one_line_and_no_library_noise() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/api.yaml"),
+        "version: 1\nrules:\n  - name: demo-api\n    match: { source: demo }\n    grant: { target: internal-api }\n",
+    )
+    .unwrap();
+    let config = dir.path().join("conf/broker.yaml");
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    std::fs::write(
+        &config,
+        "version: 1\nlisten: 127.0.0.1:0\nissuer:\n  url: http://127.0.0.1:8080\n  key_dir: keys\n\
+         sources:\n  - name: demo\n    type: oidc\n    issuer: http://127.0.0.1:9\n    audiences: [tessera]\n    insecure_http: true\n\
+         targets:\n  - name: internal-api\n    type: jwt\n    audience: https://internal-api.example\n\
+         mappings: ./../rules\naudit:\n  sink: none\n",
+    )
+    .unwrap();
+    let mut child = Command::new(tessera_tests::agent::tessera_binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let serving = line.contains("tessera serving");
+        lines.push(line);
+        if serving {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = lines.join("\n");
+    let events: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    let start = events.last().filter(|e| e["message"] == "tessera serving").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(start["sources"], "demo", "{text}");
+    assert_eq!(start["targets"], "internal-api", "{text}");
+    assert_eq!(start["rules"], 1, "{text}");
+    assert_eq!(start["mappings"], dir.path().join("rules").display().to_string(), "paths are shown normalized");
+    for event in &events {
+        let target = event["target"].as_str().unwrap_or_default();
+        assert!(target.starts_with("tessera"), "a library's line: {event}");
+    }
+    assert!(!text.contains("Some("), "{text}");
+}
+
+#[test]
+fn bash_completion_is_a_script_bash_reads() {
+    let out = Command::new(tessera_tests::agent::tessera_binary()).args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    for word in ["serve", "mappings", "diff", "--proposed", "credential-process", "completions"] {
+        assert!(script.contains(word), "{word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tessera.bash");
+    std::fs::write(&path, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // Sourced, it registers a completion function for `tessera`.
+    let registered = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p tessera", path.display()))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&registered.stdout).contains("tessera"), "{registered:?}");
+    let zsh = Command::new(tessera_tests::agent::tessera_binary()).args(["completions", "zsh"]).output().unwrap();
+    assert!(String::from_utf8(zsh.stdout).unwrap().starts_with("#compdef tessera"));
+}
+
+#[test]
+fn man_pages_cover_every_command_and_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(tessera_tests::agent::tessera_binary())
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in ["tessera.1", "tessera-serve.1", "tessera-mappings-diff.1", "tessera-completions.1", "tessera-man.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        for section in [".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION", ".SH OPTIONS"] {
+            assert!(text.contains(section), "{page} lacks {section}");
+        }
+    }
+    let serve = std::fs::read_to_string(dir.path().join("tessera-serve.1")).unwrap();
+    assert!(serve.contains("tessera serve \\-\\-config /etc/tessera/broker.yaml"), "{serve}");
+    let page = Command::new(tessera_tests::agent::tessera_binary()).arg("man").output().unwrap();
+    assert!(String::from_utf8(page.stdout).unwrap().contains(".TH tessera 1"));
+    // Rendered by man(1), where it is installed.
+    if Command::new("man").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let rendered = Command::new("man")
+            .arg("-l")
+            .arg(dir.path().join("tessera-serve.1"))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&rendered.stdout);
+        assert!(text.contains("NAME") && text.contains("tessera-serve - Run the broker"), "{text}");
+        assert!(text.contains("tessera serve --config /etc/tessera/broker.yaml"), "{text}");
+    }
+}

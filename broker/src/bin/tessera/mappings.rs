@@ -25,12 +25,14 @@ pub enum MappingsCommand {
     /// Validate a mapping directory against broker.yaml's sources and targets, run every
     /// file's inline `tests:`, and warn about rules that can never apply or overlap.
     /// Exits 1 on any error or failed test (with --strict, on any warning too).
+    #[command(after_help = "Example:\n  tessera mappings check ./mappings --config broker.yaml --strict")]
     Check {
         /// The mapping directory. Default: the `mappings` directory broker.yaml names.
         dir: Option<PathBuf>,
         /// The broker config whose sources and targets the rules may name.
         #[arg(long, short, env = "TESSERA_CONFIG")]
         config: PathBuf,
+        /// Output for people (`text`) or for tools (`json`).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Fail on warnings as well.
@@ -43,10 +45,16 @@ pub enum MappingsCommand {
     /// Explain the decision for an identity (as in a test case) or a real subject token
     /// (verified by the configured source): every rule for the audience and why it
     /// applied or not, the decision, and the grant.
+    #[command(
+        after_help = "Examples:\n  tessera mappings explain --config broker.yaml --token @token.jwt --audience aws-prod\n  echo '{source: eks-prod, subject: \"system:serviceaccount:payments:api\"}' \\\n    | tessera mappings explain --config broker.yaml --identity - --audience aws-prod"
+    )]
     Explain {
+        /// The broker config: its sources, targets and mapping directory.
         #[arg(long, short, env = "TESSERA_CONFIG")]
         config: PathBuf,
-        /// A YAML or JSON file holding the identity; `-` reads standard input.
+        /// A YAML or JSON file holding the identity, as in a test case; `-` reads standard
+        /// input. With only `source` and `subject`, the rest is derived as the source's
+        /// kind derives it from a token (`id`, `provider`, ...).
         #[arg(long, conflicts_with = "token", required_unless_present = "token")]
         identity: Option<PathBuf>,
         /// The subject token; `@FILE` reads it from a file and `-` from standard input
@@ -59,6 +67,7 @@ pub enum MappingsCommand {
         /// The target name, as a workload would send it.
         #[arg(long)]
         audience: String,
+        /// The scope, as a workload would send it (a role ARN for AWS).
         #[arg(long)]
         scope: Option<String>,
         /// The client address conditions see as `request.client_addr`.
@@ -70,6 +79,7 @@ pub enum MappingsCommand {
         /// The mapping directory. Default: the one broker.yaml names.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Output for people (`text`) or for tools (`json`).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
