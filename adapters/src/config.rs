@@ -295,8 +295,11 @@ fn named_in(message: &str) -> Option<Named> {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         return between(rest, '`', '`').map(Named::Key);
     }
-    if let Some(rest) = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: ")) {
-        let quoted = if rest.starts_with("string ") { between(rest, '"', '"') } else { between(rest, '`', '`') };
+    if let Some(rest) =
+        message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: "))
+    {
+        let quoted =
+            if rest.starts_with("string ") { between(rest, '"', '"') } else { between(rest, '`', '`') };
         return quoted.map(Named::Value);
     }
     message.contains("` is not a duration").then(|| between(message, '`', '`').map(Named::Value)).flatten()
@@ -491,7 +494,10 @@ mod tests {
         assert_eq!(n("/../x"), "/x");
         assert_eq!(n("../shared/rules"), "../shared/rules");
         assert_eq!(n("a/.."), ".");
-        assert_eq!(resolve(&base_dir(Path::new("./conf/broker.yaml")), Path::new("../mappings")), Path::new("mappings"));
+        assert_eq!(
+            resolve(&base_dir(Path::new("./conf/broker.yaml")), Path::new("../mappings")),
+            Path::new("mappings")
+        );
         assert_eq!(base_dir(Path::new("broker.yaml")), Path::new("."));
         assert_eq!(base_dir(Path::new("/broker.yaml")), Path::new("/"));
     }

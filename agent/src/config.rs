@@ -571,7 +571,9 @@ aws:
     /// A list item missing a required key goes, and the problems after it still show.
     #[test]
     fn a_broken_list_item_hides_nothing_after_it() {
-        let text = format!("{VALID}token_files:\n  - target: aws-prod\n    mode: what\n  - target: api\ntimeout: forever\n");
+        let text = format!(
+            "{VALID}token_files:\n  - target: aws-prod\n    mode: what\n  - target: api\ntimeout: forever\n"
+        );
         let rendered: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
         assert_eq!(
             rendered,

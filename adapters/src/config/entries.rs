@@ -75,7 +75,8 @@ pub(super) fn read_list(
         };
         let entry = Entry { path, resolved, text };
         let read = (list.read)(&kind, &entry).unwrap_or_else(|| {
-            let message = format!("unknown {} type `{kind}`, expected one of {}", list.what, list.kinds.join(", "));
+            let message =
+                format!("unknown {} type `{kind}`, expected one of {}", list.what, list.kinds.join(", "));
             let line = u64::try_from(type_line + 1).unwrap_or(0);
             let problem = ConfigError { file: normalize(path), line, column, message };
             EntryRead { problems: vec![problem], repaired: None }
@@ -108,7 +109,8 @@ fn list_items(lines: &[String], key: &str) -> Option<(usize, Vec<(usize, usize)>
     let key_line = lines.iter().position(|l| {
         indent_of(l) == 0
             && plain_key(l).is_some_and(|(k, _)| k == key)
-            && l.split_once(':').is_some_and(|(_, rest)| rest.trim().is_empty() || rest.trim().starts_with('#'))
+            && l.split_once(':')
+                .is_some_and(|(_, rest)| rest.trim().is_empty() || rest.trim().starts_with('#'))
     })?;
     let block_end = (key_line + 1..lines.len())
         .find(|&i| lines.get(i).is_some_and(|l| is_content(l) && indent_of(l) == 0 && !is_dash(l)))
@@ -125,8 +127,11 @@ fn list_items(lines: &[String], key: &str) -> Option<(usize, Vec<(usize, usize)>
 /// A copy of the file with only lines `start..end`, the item's `-` a space, and its
 /// `type:` line blank; and that line, the value's column and the kind it names.
 fn isolate(lines: &[String], start: usize, end: usize) -> (String, Option<(usize, u64, String)>) {
-    let mut out: Vec<String> =
-        lines.iter().enumerate().map(|(i, l)| if (start..end).contains(&i) { l.clone() } else { blank(l) }).collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| if (start..end).contains(&i) { l.clone() } else { blank(l) })
+        .collect();
     if let Some(first) = out.get_mut(start) {
         *first = first.replacen('-', " ", 1);
     }
@@ -174,7 +179,8 @@ pub(super) fn blank_item(text: &str, line: usize) -> Option<String> {
     let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
     let at = line.checked_sub(1)?;
     let limit = lines.get(at).filter(|l| is_content(l)).map_or(usize::MAX, |l| indent_of(l));
-    let start = (0..=at).rev().find(|&i| lines.get(i).is_some_and(|l| is_dash(l) && indent_of(l) <= limit))?;
+    let start =
+        (0..=at).rev().find(|&i| lines.get(i).is_some_and(|l| is_dash(l) && indent_of(l) <= limit))?;
     let indent = lines.get(start).map_or(0, |l| indent_of(l));
     let end = (start + 1..lines.len())
         .find(|&i| lines.get(i).is_some_and(|l| is_content(l) && indent_of(l) <= indent))
@@ -185,14 +191,18 @@ pub(super) fn blank_item(text: &str, line: usize) -> Option<String> {
     blank_lines(&mut lines, start, end);
     // A list left with no item would read as no list at all: make it an empty one.
     let parent = (0..start).rev().find(|&i| {
-        lines.get(i).is_some_and(|l| is_content(l) && (indent_of(l) < indent || indent_of(l) == indent && !is_dash(l)))
+        lines.get(i).is_some_and(|l| {
+            is_content(l) && (indent_of(l) < indent || indent_of(l) == indent && !is_dash(l))
+        })
     });
     if let Some(parent) = parent.filter(|&p| lines.get(p).is_some_and(|l| l.trim_end().ends_with(':'))) {
         let parent_indent = lines.get(parent).map_or(0, |l| indent_of(l));
         let emptied = lines
             .iter()
             .skip(parent + 1)
-            .take_while(|l| !is_content(l) || indent_of(l) > parent_indent || is_dash(l) && indent_of(l) == parent_indent)
+            .take_while(|l| {
+                !is_content(l) || indent_of(l) > parent_indent || is_dash(l) && indent_of(l) == parent_indent
+            })
             .all(|l| !is_content(l));
         if let Some(line) = lines.get_mut(parent).filter(|_| emptied) {
             *line = format!("{} []\n", line.trim_end());

@@ -441,7 +441,7 @@ impl JwksCache {
             };
             let mut response = sent.map_err(|e| JwksError::Request {
                 url: url.to_string(),
-                cause: crate::net::error_chain(&e),
+                cause: crate::net::request_failure(&e),
             })?;
             let status = response.status();
             if !status.is_success() {
@@ -454,7 +454,7 @@ impl JwksCache {
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(|e| JwksError::Request {
                 url: url.to_string(),
-                cause: crate::net::error_chain(&e),
+                cause: crate::net::request_failure(&e),
             })? {
                 if body.len().saturating_add(chunk.len()) > limit {
                     return Err(too_large());

@@ -499,10 +499,21 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 /// Validate config text as if read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     let lists = [
-        TaggedList { key: "sources", what: "source", kinds: SOURCE_KINDS, read: SourceConfig::entry_problems },
-        TaggedList { key: "targets", what: "target", kinds: TARGET_KINDS, read: TargetConfig::entry_problems },
+        TaggedList {
+            key: "sources",
+            what: "source",
+            kinds: SOURCE_KINDS,
+            read: SourceConfig::entry_problems,
+        },
+        TaggedList {
+            key: "targets",
+            what: "target",
+            kinds: TARGET_KINDS,
+            read: TargetConfig::entry_problems,
+        },
     ];
-    let (config, errors, secrets) = tessera_adapters::config::read_yaml_with::<BrokerConfig>(path, text, &lists);
+    let (config, errors, secrets) =
+        tessera_adapters::config::read_yaml_with::<BrokerConfig>(path, text, &lists);
     let Some(config) = config else { return Err(ConfigErrors(errors)) };
     let mut problems = Problems { file: path, errors };
     check_settings(&config, &mut problems);

@@ -96,8 +96,8 @@ pub use glob::GlobPiece;
 pub use lint::Warning;
 pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
 pub use replay::{
-    Change, ChangeKind, Dependent, Folding, Group, Impact, ImpactReport, Outcome, Recorded, RuleRef, RuleUsage,
-    Summary, Usage, UsageReport, format_time,
+    Change, ChangeKind, Dependent, Folding, Group, Impact, ImpactReport, Outcome, Recorded, RuleRef,
+    RuleUsage, Summary, Usage, UsageReport, format_time,
 };
 pub use view::{GrantValue, RuleView, TemplatePiece};
 

@@ -89,11 +89,16 @@ fn serve_starts_with_one_line_and_no_library_noise() {
     let text = lines.join("\n");
     let events: Vec<serde_json::Value> =
         lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
-    let start = events.last().filter(|e| e["message"] == "tessera serving").unwrap_or_else(|| panic!("{text}"));
+    let start =
+        events.last().filter(|e| e["message"] == "tessera serving").unwrap_or_else(|| panic!("{text}"));
     assert_eq!(start["sources"], "demo", "{text}");
     assert_eq!(start["targets"], "internal-api", "{text}");
     assert_eq!(start["rules"], 1, "{text}");
-    assert_eq!(start["mappings"], dir.path().join("rules").display().to_string(), "paths are shown normalized");
+    assert_eq!(
+        start["mappings"],
+        dir.path().join("rules").display().to_string(),
+        "paths are shown normalized"
+    );
     for event in &events {
         let target = event["target"].as_str().unwrap_or_default();
         assert!(target.starts_with("tessera"), "a library's line: {event}");
@@ -103,7 +108,8 @@ fn serve_starts_with_one_line_and_no_library_noise() {
 
 #[test]
 fn bash_completion_is_a_script_bash_reads() {
-    let out = Command::new(tessera_tests::agent::tessera_binary()).args(["completions", "bash"]).output().unwrap();
+    let out =
+        Command::new(tessera_tests::agent::tessera_binary()).args(["completions", "bash"]).output().unwrap();
     assert!(out.status.success());
     let script = String::from_utf8(out.stdout).unwrap();
     for word in ["serve", "mappings", "diff", "--proposed", "credential-process", "completions"] {
@@ -121,7 +127,8 @@ fn bash_completion_is_a_script_bash_reads() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&registered.stdout).contains("tessera"), "{registered:?}");
-    let zsh = Command::new(tessera_tests::agent::tessera_binary()).args(["completions", "zsh"]).output().unwrap();
+    let zsh =
+        Command::new(tessera_tests::agent::tessera_binary()).args(["completions", "zsh"]).output().unwrap();
     assert!(String::from_utf8(zsh.stdout).unwrap().starts_with("#compdef tessera"));
 }
 
@@ -134,7 +141,9 @@ fn man_pages_cover_every_command_and_render() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for page in ["tessera.1", "tessera-serve.1", "tessera-mappings-diff.1", "tessera-completions.1", "tessera-man.1"] {
+    for page in
+        ["tessera.1", "tessera-serve.1", "tessera-mappings-diff.1", "tessera-completions.1", "tessera-man.1"]
+    {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         for section in [".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION", ".SH OPTIONS"] {
             assert!(text.contains(section), "{page} lacks {section}");
@@ -157,4 +166,24 @@ fn man_pages_cover_every_command_and_render() {
         assert!(text.contains("NAME") && text.contains("tessera-serve - Run the broker"), "{text}");
         assert!(text.contains("tessera serve --config /etc/tessera/broker.yaml"), "{text}");
     }
+}
+
+/// A connection error names the endpoint and the operating system's error, once.
+#[test]
+fn credential_process_names_the_agent_it_cannot_reach_and_why() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/aws/credentials", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0k3n").unwrap();
+    let (ok, stderr) =
+        tessera(&["credential-process", "--url", &url, "--token-file", token.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: the agent is unreachable: {url}: cannot connect: Connection refused (os error 111)\n"
+        )
+    );
 }

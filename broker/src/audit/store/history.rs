@@ -207,7 +207,8 @@ mod tests {
             (e.time_ms, e.client_addr) = (ms, Some(addr.to_string()));
             e
         };
-        for event in [bare_event(), bare_event(), at(t, "10.0.0.1"), at(t + 500, "10.0.0.2"), at(t + 2000, "10.0.0.1")]
+        for event in
+            [bare_event(), bare_event(), at(t, "10.0.0.1"), at(t + 500, "10.0.0.2"), at(t + 2000, "10.0.0.1")]
         {
             store.write(&event).await.unwrap();
         }

@@ -116,9 +116,7 @@ enum Command {
     CredentialProcess(tessera_agent::credential_process::CredentialProcessArgs),
     /// Print a shell completion script for `tessera` (docs/operations.md says where each
     /// shell looks for one).
-    #[command(
-        after_help = "Example:\n  tessera completions bash > /etc/bash_completion.d/tessera"
-    )]
+    #[command(after_help = "Example:\n  tessera completions bash > /etc/bash_completion.d/tessera")]
     Completions {
         /// The shell to complete in.
         #[arg(value_enum)]
@@ -354,7 +352,8 @@ fn man(dir: Option<&Path>) -> anyhow::Result<()> {
         None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            clap_mangen::generate_to(command, dir).with_context(|| format!("cannot write to {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("cannot write to {}", dir.display()))?;
         }
     }
     Ok(())
