@@ -16,6 +16,7 @@
 //!   request as a subject token (the agent and `tessera aws sign-request` use it).
 //! - [`net`]: the rules of every URL adapters call (https, loopback-only plain http).
 //! - [`oauth`]: the OAuth wire names (grant types, token types), written once.
+//! - [`process`]: `tessera_build_info` and the process metrics both processes export.
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
 //! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
 //!   learns of kinds. Adapters never import it: they implement [`build`].
@@ -32,6 +33,7 @@ pub mod jwt;
 pub mod net;
 pub mod oauth;
 pub mod observe;
+pub mod process;
 pub mod registry;
 pub mod secret;
 pub mod source;

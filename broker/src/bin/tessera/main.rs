@@ -159,6 +159,7 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tessera_adapters::process::set_build(tessera_broker::metrics::BUILD);
     let daemon = matches!(cli.command, Command::Serve { .. } | Command::Agent { .. });
     init_logging(cli.log_format.unwrap_or(if daemon { LogFormat::Json } else { LogFormat::Text }));
     match run(cli) {
