@@ -187,3 +187,85 @@ fn credential_process_names_the_agent_it_cannot_reach_and_why() {
         )
     );
 }
+
+/// `tessera mappings explain --identity` with only `source` and `subject`: the provider,
+/// the id and what the subject names come from the source's kind, as a token's would.
+#[test]
+fn explain_derives_an_identity_from_its_source_and_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    std::fs::write(
+        dir.path().join("mappings/rules.yaml"),
+        "version: 1\nrules:\n  - name: payments-api\n    match: { provider: kubernetes, namespace: payments, name: api }\n    grant: { target: api }\n  - name: deployer\n    match: { provider: aws_iam, tenant: \"123456789012\", name: deployer }\n    grant: { target: api }\n",
+    )
+    .unwrap();
+    let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+    std::fs::write(dir.path().join("jwks.json"), jwks).unwrap();
+    let config = dir.path().join("broker.yaml");
+    std::fs::write(
+        &config,
+        "version: 1\nissuer:\n  url: https://tessera.example.com\n  key_dir: keys\nsources:\n\
+         \x20 - name: eks-prod\n    type: kubernetes\n    issuer: https://k8s.example.com\n    audiences: [tessera]\n    cluster: eks-prod\n    region: eu-west-1\n    jwks_file: jwks.json\n\
+         \x20 - name: aws\n    type: aws_iam\n    server_id: tessera.example.com\n\
+         \x20 - name: gcp\n    type: gcp\n    audiences: [https://tessera.example.com]\n    allowed_projects: [payments-prod]\n\
+         targets:\n  - name: api\n    type: jwt\n    audience: https://api.example\n",
+    )
+    .unwrap();
+    let explain = |identity: &str| {
+        let mut child = Command::new(tessera_tests::agent::tessera_binary())
+            .args([
+                "mappings",
+                "explain",
+                "--format",
+                "json",
+                "--audience",
+                "api",
+                "--identity",
+                "-",
+                "--config",
+            ])
+            .arg(&config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), identity.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        (out.status.success(), serde_json::from_slice::<serde_json::Value>(&out.stdout).ok(), stderr)
+    };
+
+    let (ok, body, stderr) = explain("{source: eks-prod, subject: \"system:serviceaccount:payments:api\"}");
+    assert!(ok, "{stderr}");
+    let body = body.unwrap();
+    let identity = &body["identity"];
+    assert_eq!(identity["id"], "k8s://eks-prod/ns/payments/sa/api");
+    assert_eq!(identity["provider"], "kubernetes");
+    assert_eq!(identity["issuer"], "https://k8s.example.com");
+    assert_eq!((&identity["tenant"], &identity["namespace"]), (&"eks-prod".into(), &"payments".into()));
+    assert_eq!((&identity["name"], &identity["region"]), (&"api".into(), &"eu-west-1".into()));
+    assert_eq!(body["decision"]["rule"], "payments-api", "{body}");
+
+    let (ok, body, stderr) = explain("{source: aws, subject: \"arn:aws:iam::123456789012:role/deployer\"}");
+    assert!(ok, "{stderr}");
+    let body = body.unwrap();
+    assert_eq!(body["identity"]["id"], "aws://123456789012/role/deployer");
+    assert_eq!(body["identity"]["provider"], "aws_iam");
+    assert_eq!(body["decision"]["rule"], "deployer", "{body}");
+
+    // What a field gives is kept; what the subject cannot tell is said.
+    let (ok, body, _) =
+        explain("{source: eks-prod, subject: \"system:serviceaccount:payments:api\", name: web}");
+    assert!(ok);
+    assert_eq!(body.unwrap()["identity"]["name"], "web");
+    let (ok, _, stderr) = explain("{source: gcp, subject: \"110000000000000000001\"}");
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        "error: -: source `gcp` (gcp): a GCP subject is the service account's unique id, which does not name it: give `id: gcp://sa/EMAIL` and `name: EMAIL`\n"
+    );
+    let (ok, _, stderr) = explain("{source: nowhere, subject: x}");
+    assert!(!ok);
+    assert_eq!(stderr, "error: -: `nowhere` is not a source of broker.yaml (sources: eks-prod, aws, gcp)\n");
+}

@@ -44,7 +44,9 @@ fn assert_process_metrics(families: &Value) {
 async fn the_brokers_metrics_carry_its_build_and_process_figures() {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let broker = spawn_broker(
-        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET).mapping("10-services.yaml", RULES).with_metrics(),
+        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
+            .mapping("10-services.yaml", RULES)
+            .with_metrics(),
     )
     .await;
     let families = parse(&broker.metrics().await);
