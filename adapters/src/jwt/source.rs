@@ -233,21 +233,10 @@ pub fn identity_base(
     id: String,
     subject: String,
 ) -> Identity {
-    Identity {
-        id,
-        provider: kind.to_owned(),
-        source: source.to_owned(),
-        issuer: claims.issuer().unwrap_or_default().to_owned(),
-        subject,
-        tenant: None,
-        namespace: None,
-        name: None,
-        instance: None,
-        region: None,
-        attributes: Default::default(),
-        withheld: Default::default(),
-        expires_at: claims.expires_at(),
-    }
+    let mut identity = sketch_base(kind, source, claims.issuer().unwrap_or_default(), &subject);
+    identity.id = id;
+    identity.expires_at = claims.expires_at();
+    identity
 }
 
 /// A built JWT source of kind `M::KIND`.

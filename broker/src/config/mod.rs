@@ -1096,15 +1096,7 @@ limits:
     /// of the whole file (the duplicate name below).
     #[test]
     fn every_error_of_every_entry_is_reported_at_its_key() {
-        let text = "version: 1
-issuer:
-  url: https://tessera.example.com
-  key_dir: keys
-sources:
-  - name: corp
-    type: oidc
-    issuer: https://idp.example.com
-    audiences: tessera
+        let entries = "    audiences: tessera
     algorithms: ES256
     colour: red
     max_token_lifetime: soon
@@ -1121,7 +1113,10 @@ targets:
   - name: aws
     type: carrier_pigeon
 ";
-        let rendered = ConfigErrors(errors(text)).to_string();
+        // VALID up to the first source's audiences, then the entries under test.
+        let text = VALID
+            .replace("    audiences: [tessera]\ntargets:\n  - name: internal-api\n    type: jwt\n", entries);
+        let rendered = ConfigErrors(errors(&text)).to_string();
         assert_eq!(
             rendered,
             [

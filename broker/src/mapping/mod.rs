@@ -327,6 +327,17 @@ pub fn parse_identity(file: &Path, text: &str) -> Result<Identity, LoadErrors> {
     }
 }
 
+/// The keys an identity written as in a test case gives itself (`source`, `subject`,
+/// ...), in order; empty when it is not a map. [`parse_identity`] fills the others.
+pub fn identity_keys(text: &str) -> Vec<String> {
+    match yaml::parse(text) {
+        Ok(yaml::Node { value: yaml::Value::Map(pairs), .. }) => {
+            pairs.iter().filter_map(|(key, _)| key.scalar_text()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Each file contributes its name and contents, length-prefixed so no two different sets
 /// hash alike. Names, not full paths: the same files mounted elsewhere have one version.
 pub(crate) fn version(files: &[(PathBuf, String)]) -> String {

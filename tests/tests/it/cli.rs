@@ -13,6 +13,15 @@ fn tessera(args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8(out.stderr).unwrap())
 }
 
+/// Run `command` with `input` on its standard input; its output.
+fn with_input(command: &mut Command, input: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_user_error_is_one_plain_message_even_with_rust_backtrace_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,26 +221,9 @@ fn explain_derives_an_identity_from_its_source_and_subject() {
     )
     .unwrap();
     let explain = |identity: &str| {
-        let mut child = Command::new(tessera_tests::agent::tessera_binary())
-            .args([
-                "mappings",
-                "explain",
-                "--format",
-                "json",
-                "--audience",
-                "api",
-                "--identity",
-                "-",
-                "--config",
-            ])
-            .arg(&config)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), identity.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let mut command = Command::new(tessera_tests::agent::tessera_binary());
+        command.args(["mappings", "explain", "--format", "json", "--audience", "api", "--identity", "-"]);
+        let out = with_input(command.arg("--config").arg(&config), identity);
         let stderr = String::from_utf8(out.stderr).unwrap();
         (out.status.success(), serde_json::from_slice::<serde_json::Value>(&out.stdout).ok(), stderr)
     };

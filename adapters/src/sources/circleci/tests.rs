@@ -107,8 +107,11 @@ async fn projects_ssh_reruns_and_subject_are_enforced() {
 #[test]
 fn a_subject_alone_sketches_the_project_identity() {
     use crate::jwt::{ClaimsMapper as _, sketch_base};
-    let mapper =
-        super::verify::CircleciClaims { organization_id: ORG.into(), projects: vec![], allow_ssh_rerun: false };
+    let mapper = super::verify::CircleciClaims {
+        organization_id: ORG.into(),
+        projects: vec![],
+        allow_ssh_rerun: false,
+    };
     let base = |subject: &str| sketch_base(KIND, "ci", "https://oidc.circleci.com/org/x", subject);
     let identity = mapper.sketch(base(&format!("org/{ORG}/project/{PROJECT}/user/u1"))).unwrap();
     assert_eq!(identity.id, format!("circleci://{ORG}/project/{PROJECT}"));

@@ -10,7 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use tessera_adapters::oauth::token_type;
 use tessera_adapters::{Clock, Secret, SubjectToken, SubjectTokenType, SystemClock};
 use tessera_broker::explain::{self, ExplainRequest, Subject};
-use tessera_broker::mapping::{CheckReport, MappingSet, parse_identity};
+use tessera_broker::mapping::{CheckReport, MappingSet, identity_keys, parse_identity};
 use tessera_broker::{Adapters, config};
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -110,18 +110,26 @@ pub async fn run(command: MappingsCommand) -> anyhow::Result<()> {
             dir,
             format,
         } => {
-            let subject = match (identity, token) {
-                (Some(path), _) => Subject::Identity(Box::new(read_identity(&path)?)),
-                (None, Some(token)) => Subject::Token(SubjectToken {
-                    token_type: token_type_of(&token_type)?,
-                    value: Secret::new(read_token(&token)?),
-                }),
-                (None, None) => anyhow::bail!("give --identity or --token"),
-            };
             let loaded = load(&config)?;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let adapters =
-                Adapters::build(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (subject, adapters) = match (identity, token) {
+                (Some(path), _) => {
+                    // No token to verify: the sources need not fetch keys.
+                    let adapters = adapters(&loaded)?;
+                    let identity = read_identity(&path, &adapters.sources)?;
+                    (Subject::Identity(Box::new(identity)), adapters)
+                }
+                (None, Some(token)) => {
+                    let token = SubjectToken {
+                        token_type: token_type_of(&token_type)?,
+                        value: Secret::new(read_token(&token)?),
+                    };
+                    let adapters =
+                        Adapters::build(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    (Subject::Token(token), adapters)
+                }
+                (None, None) => anyhow::bail!("give --identity or --token"),
+            };
             let dir = dir.unwrap_or_else(|| loaded.mappings_dir());
             let set = MappingSet::load_dir(&dir, &adapters.catalog)
                 .map_err(|e| anyhow::anyhow!("the mapping files do not load:\n{e}"))?;
@@ -196,9 +204,15 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
     }
 }
 
-fn read_identity(path: &Path) -> anyhow::Result<tessera_adapters::Identity> {
+/// The identity in `path`, completed from its source as [`explain::complete_identity`] says.
+fn read_identity(
+    path: &Path,
+    sources: &[Arc<dyn tessera_adapters::IdentitySource>],
+) -> anyhow::Result<tessera_adapters::Identity> {
     let text = read_input(path)?;
-    parse_identity(path, &text).map_err(|e| anyhow::anyhow!("invalid identity:\n{e}"))
+    let written = parse_identity(path, &text).map_err(|e| anyhow::anyhow!("invalid identity:\n{e}"))?;
+    explain::complete_identity(sources, written, &identity_keys(&text))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn read_token(arg: &str) -> anyhow::Result<String> {
