@@ -193,19 +193,25 @@ enum Named {
     Always,
 }
 
-/// What a condition reads of the request besides the identity, audience and scope: the
-/// time (`now`) and the client address. Replay folds recorded requests that differ in
-/// nothing a condition reads. Any use of `now`, and any use of `request` other than
+/// What a condition reads that changes from one request of a workload to the next: the
+/// time (`now`), the client address and the presented credential's expiry
+/// (`identity.expires_at`). Replay folds recorded requests that differ in nothing a
+/// condition reads. Any use of `now`, and any use of `request` or `identity` other than
 /// selecting another of its fields by name, counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ContextReads {
     pub now: bool,
     pub client_addr: bool,
+    pub expires_at: bool,
 }
 
 impl ContextReads {
     pub fn union(self, other: Self) -> Self {
-        Self { now: self.now || other.now, client_addr: self.client_addr || other.client_addr }
+        Self {
+            now: self.now || other.now,
+            client_addr: self.client_addr || other.client_addr,
+            expires_at: self.expires_at || other.expires_at,
+        }
     }
 }
 
@@ -217,19 +223,27 @@ pub(crate) fn context_reads(e: &IdedExpr) -> ContextReads {
 }
 
 fn collect_context(e: &IdedExpr, out: &mut ContextReads) {
-    let request_field = match &e.expr {
+    let selected = match &e.expr {
         Expr::Ident(name) => {
             out.now |= name == "now";
             out.client_addr |= name == "request";
+            out.expires_at |= name == "identity";
             None
         }
-        Expr::Select(s) if is_request(&s.operand) => Some(s.field.as_str()),
-        Expr::Call(call) => literal_index(call).filter(|(c, _)| is_request(c)).map(|(_, key)| key),
+        Expr::Select(s) => Some((&*s.operand, s.field.as_str())),
+        Expr::Call(call) => literal_index(call),
         _ => None,
     };
-    if let Some(field) = request_field {
-        out.client_addr |= field == "client_addr";
-        return;
+    match selected {
+        Some((container, field)) if is_request(container) => {
+            out.client_addr |= field == "client_addr";
+            return;
+        }
+        Some((container, field)) if is_identity(container) => {
+            out.expires_at |= field == "expires_at";
+            return;
+        }
+        _ => {}
     }
     for child in children(e) {
         collect_context(child, out);
@@ -354,12 +368,16 @@ mod tests {
         let none = ContextReads::default();
         assert_eq!(reads(r#"identity.name == "api" && request.audience == "a""#), none);
         assert_eq!(reads(r#"request["scope"] == "s""#), none);
-        assert_eq!(reads("now.getHours() < 18"), ContextReads { now: true, client_addr: false });
-        let addr = ContextReads { now: false, client_addr: true };
+        assert_eq!(reads("now.getHours() < 18"), ContextReads { now: true, ..none });
+        let addr = ContextReads { client_addr: true, ..none };
         assert_eq!(reads(r#"request.client_addr.startsWith("10.")"#), addr);
         assert_eq!(reads(r#"request["client_addr"] == "10.0.0.1""#), addr);
         assert_eq!(reads(r#"request.all(k, k != "x")"#), addr, "request as a whole");
-        assert!(reads("[1].exists(x, now > identity.expires_at)").now);
+        let both = reads("[1].exists(x, now > identity.expires_at)");
+        assert!(both.now && both.expires_at && !both.client_addr);
+        assert_eq!(reads(r#"identity.attributes["k"] == "v" && has(identity.tenant)"#), none);
+        assert!(reads(r#"identity["expires_at"] > now"#).expires_at);
+        assert!(reads("identity.all(k, k != \"x\")").expires_at, "identity as a whole");
     }
 
     #[test]

@@ -46,11 +46,14 @@ impl Recorded<'_> {
 
 /// Which recorded requests a replay may decide once for all: those of one identity,
 /// audience and scope, and, when some condition reads them, of one client address
-/// (`by_client_addr`) and one second of the clock (`by_second`, the resolution of `now`).
+/// (`by_client_addr`), one second of the clock (`by_second`, the resolution of `now`) and
+/// one expiry of the presented credential (`by_expiry`; otherwise identities that differ
+/// only in `expires_at`, as each new token of a workload does, fold).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Folding {
     pub by_second: bool,
     pub by_client_addr: bool,
+    pub by_expiry: bool,
 }
 
 impl Folding {
@@ -60,13 +63,14 @@ impl Folding {
             .iter()
             .filter_map(|r| r.condition.as_ref())
             .fold(ContextReads::default(), |all, c| all.union(c.context_reads()));
-        Self { by_second: reads.now, by_client_addr: reads.client_addr }
+        Self { by_second: reads.now, by_client_addr: reads.client_addr, by_expiry: reads.expires_at }
     }
 
     fn union(self, other: Self) -> Self {
         Self {
             by_second: self.by_second || other.by_second,
             by_client_addr: self.by_client_addr || other.by_client_addr,
+            by_expiry: self.by_expiry || other.by_expiry,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::mapping::{Folding, Recorded};
 /// A read-only view of the store's events.
 pub struct History {
     pool: AnyPool,
+    backend: Backend,
     location: String,
 }
 
@@ -66,7 +67,7 @@ impl History {
             .await
             .and_then(|row| row.try_get::<Option<i64>, _>("v"));
         match migrated {
-            Ok(Some(_)) => Ok(Self { pool, location }),
+            Ok(Some(_)) => Ok(Self { pool, backend, location }),
             Ok(None) | Err(_) => {
                 Err(open_error("no audit events here: has the broker run with this config?".into()))
             }
@@ -88,7 +89,7 @@ impl History {
         folding: Folding,
         mut each: impl FnMut(&Recorded<'_>),
     ) -> Result<u64, StoreError> {
-        let sql = fold_query(folding);
+        let sql = fold_query(folding, self.backend);
         let mut rows = sqlx::query(&sql).bind(since_ms).fetch(&self.pool);
         let mut skipped = 0;
         // Rows of one identity tend to come together (SQLite groups by sorting): parse once.
@@ -129,19 +130,26 @@ impl History {
 }
 
 /// The events since `$1`, one row per group of requests a replay decides alike, with
-/// their count and last time.
-fn fold_query(folding: Folding) -> String {
-    let mut columns = vec!["identity", "target", "scope"];
+/// their count and last time. Unless folding by expiry, the identity is read without
+/// `expires_at` (which the identity then defaults to 0).
+fn fold_query(folding: Folding, backend: Backend) -> String {
+    let identity = match (folding.by_expiry, backend) {
+        (true, _) => "identity",
+        (false, Backend::Sqlite) => "json_remove(identity, '$.expires_at')",
+        (false, Backend::Postgres) => "(identity::jsonb - 'expires_at')::text",
+    };
+    let mut columns = vec!["target", "scope"];
     if folding.by_client_addr {
         columns.push("client_addr");
     }
-    let mut group = columns.clone();
+    let mut group = vec!["1"];
+    group.extend(&columns);
     if folding.by_second {
         group.push("time_ms / 1000");
     }
     format!(
-        "SELECT {}, COUNT(*) AS exchanges, MAX(time_ms) AS last_ms FROM tessera_audit_events \
-         WHERE time_ms >= $1 GROUP BY {}",
+        "SELECT {identity} AS identity, {}, COUNT(*) AS exchanges, MAX(time_ms) AS last_ms \
+         FROM tessera_audit_events WHERE time_ms >= $1 GROUP BY {}",
         columns.join(", "),
         group.join(", ")
     )
@@ -159,6 +167,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::audit::IdentityJson;
     use crate::audit::store::AuditStore;
     use crate::metrics::Metrics;
 
@@ -207,9 +216,13 @@ mod tests {
             (e.time_ms, e.client_addr) = (ms, Some(addr.to_string()));
             e
         };
-        for event in
-            [bare_event(), bare_event(), at(t, "10.0.0.1"), at(t + 500, "10.0.0.2"), at(t + 2000, "10.0.0.1")]
-        {
+        // The same workload with a later token: only `expires_at` differs.
+        let mut renewed = at(t + 2000, "10.0.0.1");
+        let mut identity: Identity =
+            serde_json::from_str(renewed.identity.as_ref().unwrap().as_str()).unwrap();
+        identity.expires_at += 3600;
+        renewed.identity = Some(IdentityJson::new(&identity).unwrap());
+        for event in [bare_event(), bare_event(), at(t, "10.0.0.1"), at(t + 500, "10.0.0.2"), renewed] {
             store.write(&event).await.unwrap();
         }
         let history = History::open(&config, &url).await.unwrap();
@@ -221,9 +234,11 @@ mod tests {
         let (seen, skipped) = rows(&history, 0, Folding::default()).await;
         assert_eq!(skipped, 2, "the events without an identity");
         assert_eq!(seen, [row(t + 2000, 3, None)]);
-        let by_second = Folding { by_second: true, by_client_addr: false };
+        let by_second = Folding { by_second: true, ..Folding::default() };
         assert_eq!(rows(&history, 0, by_second).await.0, [row(t + 500, 2, None), row(t + 2000, 1, None)]);
-        let by_addr = Folding { by_second: false, by_client_addr: true };
+        let by_expiry = Folding { by_expiry: true, ..Folding::default() };
+        assert_eq!(rows(&history, 0, by_expiry).await.0, [row(t + 500, 2, None), row(t + 2000, 1, None)]);
+        let by_addr = Folding { by_client_addr: true, ..Folding::default() };
         assert_eq!(
             rows(&history, 0, by_addr).await.0,
             [row(t + 500, 1, Some("10.0.0.2")), row(t + 2000, 2, Some("10.0.0.1"))]
