@@ -401,8 +401,9 @@ pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> 
 /// "agent config").
 pub fn read_file(path: &Path, what: &str) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path).map_err(|e| {
+        // As given: normalized, `x/../broker.yaml` would name a file that may well exist.
         ConfigErrors(vec![ConfigError {
-            file: normalize(path),
+            file: path.to_path_buf(),
             line: 0,
             column: 0,
             message: format!("cannot read {what} file: {e}"),

@@ -286,7 +286,8 @@ async fn check(path: PathBuf) -> anyhow::Result<()> {
     AdminAuth::validate(&loaded, &adapters.targets).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mappings = MappingSet::load_dir(&loaded.mappings_dir(), &adapters.catalog)
         .map_err(|e| anyhow::anyhow!("the mapping files do not load:\n{e}"))?;
-    println!("{}: ok ({} rules, mappings {})", path.display(), mappings.rule_count(), mappings.version());
+    let shown = tessera_adapters::config::normalize(&path);
+    println!("{}: ok ({} rules, mappings {})", shown.display(), mappings.rule_count(), mappings.version());
     Ok(())
 }
 
