@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::{Location, Spanned};
 
+mod entries;
 mod references;
 
+pub use entries::{Entry, EntryRead, TaggedList};
 pub use references::Secrets;
 
 /// A duration written as `90s`, `15m`, `1h 30m` (humantime) or a bare number of seconds.
@@ -93,7 +95,7 @@ pub struct ConfigError {
 impl ConfigError {
     /// A problem at `loc` in `file`.
     pub fn at(file: &Path, loc: &Location, message: String) -> Self {
-        Self { file: file.to_path_buf(), line: loc.line(), column: loc.column(), message }
+        Self { file: normalize(file), line: loc.line(), column: loc.column(), message }
     }
 }
 
@@ -127,64 +129,202 @@ impl ConfigErrors {
 
 /// Read `text` as a `T`, reporting every shape problem (unknown keys, wrong types), not
 /// only the first: after each, the offending key and its block are blanked out (positions
-/// kept) and the text read again. `${env:NAME}` and `${file:PATH}` references are resolved
-/// first ([`references`]). Returns the value read once nothing more is wrong (so the
-/// caller's semantic checks still run past an unknown key), the problems found, and the
-/// resolved secrets, to [`Secrets::redact`] the caller's own messages. No value when the
-/// text cannot be repaired so (a problem inside a list item, a required key that had to
-/// go): the problems found so far are then all there is to report.
+/// kept) and the text read again; a list item that cannot be repaired so (a required key
+/// missing or wrong) is blanked as a whole. `${env:NAME}` and `${file:PATH}` references
+/// are resolved first ([`references`]). Returns the value read once nothing more is wrong
+/// (so the caller's semantic checks still run past an unknown key), the problems found,
+/// and the resolved secrets, to [`Secrets::redact`] the caller's own messages. No value
+/// when a list item or a required key had to go: what is left is not the file's meaning,
+/// and the problems found are all there is to report.
 pub fn read_yaml<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
 ) -> (Option<T>, Vec<ConfigError>, Secrets) {
-    /// A file with more problems than this is reported in parts.
-    const MAX_PROBLEMS: usize = 32;
+    read_yaml_with(path, text, &[])
+}
+
+/// [`read_yaml`], with the entries of each of `lists` read first, one by one, as the
+/// kind their `type:` names: every problem of every entry, at its own key.
+pub fn read_yaml_with<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    lists: &[TaggedList<'_>],
+) -> (Option<T>, Vec<ConfigError>, Secrets) {
     let mut errors = Vec::new();
     let (resolved, secrets) = references::resolve(path, text, &mut errors);
     let mut current = resolved.clone();
-    let mut blanked: Vec<String> = Vec::new();
-    let mut value = None;
-    while errors.len() < MAX_PROBLEMS {
-        let e = match serde_saphyr::from_str::<T>(&current) {
-            Ok(read) => {
-                value = Some(read);
-                break;
-            }
-            Err(e) => e,
-        };
-        let error = shape_error(path, &resolved, &e);
-        if blanked.iter().any(|key| error.message.starts_with(&format!("missing field `{key}`"))) {
-            // The key was there, and wrong: its own error says so already.
-            break;
-        }
-        let line = usize::try_from(error.line).unwrap_or(0);
-        errors.push(error);
-        match blank_key(&current, line) {
-            Some((keys, repaired)) => {
-                blanked.extend(keys);
-                current = repaired;
-            }
-            None => break,
-        }
+    let mut complete = true;
+    for list in lists {
+        complete &= entries::read_list(list, path, &resolved, &mut current, &mut errors);
     }
+    let repaired = repair::<T>(path, &resolved, current, &mut errors);
     secrets.redact(&mut errors);
+    let value = repaired.value.filter(|_| complete && repaired.complete);
     (value, errors, secrets)
 }
 
-/// A shape error in words: the location once (in front, not again at the end), lists and
-/// durations named as people write them.
-fn shape_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError {
-    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+/// What [`repair`] made of a text.
+struct Repaired<T> {
+    value: Option<T>,
+    /// No list item or required key had to go.
+    complete: bool,
+    /// The text as last read, with what was blanked blank.
+    text: String,
+}
+
+/// Read `current` as a `T`, blanking each problem's key (or list item) and reading again,
+/// until it reads or nothing more can be blanked. Problems go to `errors`, worded from
+/// `resolved` (the text as written, references resolved).
+fn repair<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    resolved: &str,
+    mut current: String,
+    errors: &mut Vec<ConfigError>,
+) -> Repaired<T> {
+    /// A file with more problems than this is reported in parts.
+    const MAX_PROBLEMS: usize = 32;
+    let mut blanked: Vec<String> = Vec::new();
+    // A required key blanked for a wrong value, and its line with a value of the shape
+    // asked for, to read on past it.
+    let mut fixes: Vec<(String, usize, String)> = Vec::new();
+    let mut complete = true;
+    while errors.len() < MAX_PROBLEMS {
+        let e = match serde_saphyr::from_str::<T>(&current) {
+            Ok(read) => return Repaired { value: Some(read), complete, text: current },
+            Err(e) => e,
+        };
+        let error = shape_error(path, resolved, &current, &e);
+        let line = usize::try_from(error.line).unwrap_or(0);
+        let gone = blanked.iter().find(|key| error.message.starts_with(&format!("missing field `{key}`")));
+        if let Some(key) = gone {
+            // A key that was there and wrong has said so already: put a value of the right
+            // shape in its place if one is known, else its item (in a list) goes.
+            complete = false;
+            if let Some(i) = fixes.iter().position(|(k, _, _)| k == key) {
+                let (_, at, fixed) = fixes.swap_remove(i);
+                current = replace_line(&current, at, &fixed);
+                continue;
+            }
+            match entries::blank_item(&current, line) {
+                Some(repaired) => current = repaired,
+                None => break,
+            }
+            continue;
+        }
+        let fix = fixed_line(&current, line, &error.message);
+        errors.push(error);
+        match blank_key(&current, line) {
+            Some((keys, repaired)) => {
+                if let (Some(fixed), Some(key)) = (fix, keys.first()) {
+                    fixes.push((key.clone(), line, fixed));
+                }
+                blanked.extend(keys);
+                current = repaired;
+            }
+            None => match entries::blank_item(&current, line) {
+                Some(repaired) => {
+                    complete = false;
+                    current = repaired;
+                }
+                None => break,
+            },
+        }
+    }
+    Repaired { value: None, complete: false, text: current }
+}
+
+/// A shape error in words: the location once (in front, not again at the end), at the
+/// key or value it is about, lists and durations named as people write them. `current`
+/// is the text that was read (blanked where repaired), `text` the file as written.
+fn shape_error(path: &Path, text: &str, current: &str, e: &serde_saphyr::Error) -> ConfigError {
+    let (mut line, mut column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
     let mut message = e.without_snippet().to_string();
     let suffix = format!(" at line {line}, column {column}");
     if let Some(stripped) = message.strip_suffix(&suffix) {
         message = stripped.to_string();
     }
-    if message.starts_with("expected sequence start") {
+    // Read through a buffer (a flattened or tagged struct), a value's error is placed at
+    // the end of its mapping: find the key or value it names.
+    if let Some((l, c)) = named_in(&message).and_then(|named| locate(current, line, &named)) {
+        (line, column) = (l, c);
+    }
+    let buffered_list = message.starts_with("invalid type: ") && message.ends_with("expected a sequence");
+    if message.starts_with("expected sequence start") || buffered_list {
         let value = value_at(text, line, column).unwrap_or("...");
         message = format!("expected a list such as [{value}]");
     }
-    ConfigError { file: path.to_path_buf(), line, column, message }
+    ConfigError { file: normalize(path), line, column, message }
+}
+
+/// Line `line` (1-based) of `text` with its value in the shape `message` asks for: a
+/// list holding it, a duration.
+fn fixed_line(text: &str, line: usize, message: &str) -> Option<String> {
+    let original = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, value) = original.split_once(':')?;
+    let value = value.split(" #").next()?.trim();
+    if message.starts_with("expected a list such as") {
+        Some(format!("{key}: [{value}]"))
+    } else if message.contains("expected a duration such as") {
+        Some(format!("{key}: 1h"))
+    } else {
+        None
+    }
+}
+
+/// `text` with line `line` (1-based) replaced.
+fn replace_line(text: &str, line: usize, with: &str) -> String {
+    let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
+    if let Some(l) = line.checked_sub(1).and_then(|i| lines.get_mut(i)) {
+        *l = format!("{with}\n");
+    }
+    lines.concat()
+}
+
+/// What a serde message is about: a key (`unknown field `k``) or a value (`invalid type:
+/// string "v"`, `` `v` is not a duration``).
+enum Named {
+    Key(String),
+    Value(String),
+}
+
+fn named_in(message: &str) -> Option<Named> {
+    let between = |text: &str, open: char, close: char| {
+        let rest = text.split_once(open)?.1;
+        rest.split_once(close).map(|(inside, _)| inside.to_string())
+    };
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        return between(rest, '`', '`').map(Named::Key);
+    }
+    if let Some(rest) =
+        message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: "))
+    {
+        let quoted =
+            if rest.starts_with("string ") { between(rest, '"', '"') } else { between(rest, '`', '`') };
+        return quoted.map(Named::Value);
+    }
+    message.contains("` is not a duration").then(|| between(message, '`', '`').map(Named::Value)).flatten()
+}
+
+/// Where in `text` the key or value is: `line` (1-based) if it is there, else its first
+/// line, at the key or the value.
+fn locate(text: &str, line: u64, named: &Named) -> Option<(u64, u64)> {
+    let at = |l: &str| -> Option<u64> {
+        match named {
+            Named::Key(key) => plain_key(l).filter(|(k, _)| k == key).map(|(_, indent)| indent as u64 + 1),
+            Named::Value(value) => {
+                let (before, rest) = l.split_once(':')?;
+                let found = rest.split(" #").next()?.trim().trim_matches(|c| c == '"' || c == '\'');
+                let column = before.len() + 1 + rest.len() - rest.trim_start().len() + 1;
+                (plain_key(l).is_some() && found == value).then_some(column as u64)
+            }
+        }
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let reported = usize::try_from(line).ok()?.checked_sub(1).and_then(|i| lines.get(i));
+    if reported.is_some_and(|l| at(l).is_some()) {
+        return None;
+    }
+    lines.iter().enumerate().find_map(|(i, l)| Some((i as u64 + 1, at(l)?)))
 }
 
 /// The plain scalar at a 1-based line and column, up to a comment or the line's end.
@@ -261,6 +401,7 @@ pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> 
 /// "agent config").
 pub fn read_file(path: &Path, what: &str) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path).map_err(|e| {
+        // As given: normalized, `x/../broker.yaml` would name a file that may well exist.
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             line: 0,
@@ -272,15 +413,34 @@ pub fn read_file(path: &Path, what: &str) -> Result<String, ConfigErrors> {
 
 /// The directory relative paths in the config file at `path` resolve against: the file's own.
 pub fn base_dir(path: &Path) -> PathBuf {
-    path.parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."))
+    normalize(&normalize(path).join(".."))
 }
 
-/// `path` as written in a config whose directory is `base_dir`.
+/// `path` as written in a config whose directory is `base_dir`, [`normalize`]d.
 pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) }
+    if path.is_absolute() { normalize(path) } else { normalize(&base_dir.join(path)) }
+}
+
+/// `path` without `.` components and with each `..` taking out the name before it, as
+/// people expect paths shown (`conf/../mappings` is `mappings`); a leading `..` stays. The
+/// empty path is `.`.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(component),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() { PathBuf::from(".") } else { out.iter().collect() }
 }
 
 #[cfg(test)]
@@ -324,6 +484,23 @@ mod tests {
         assert_eq!(twice, "a: 1\n  \n      \n    \n       \ne: 2\n");
         assert!(blank_key("- a: 1\n", 1).is_none(), "a list item is not blanked");
         assert!(blank_key("a: 1\n", 2).is_none());
+    }
+
+    #[test]
+    fn paths_are_shown_normalized() {
+        let n = |p: &str| normalize(Path::new(p)).display().to_string();
+        assert_eq!(n("./a/../b"), "b");
+        assert_eq!(n("conf/./rules/../mappings/"), "conf/mappings");
+        assert_eq!(n("/etc/tessera/../tessera/broker.yaml"), "/etc/tessera/broker.yaml");
+        assert_eq!(n("/../x"), "/x");
+        assert_eq!(n("../shared/rules"), "../shared/rules");
+        assert_eq!(n("a/.."), ".");
+        assert_eq!(
+            resolve(&base_dir(Path::new("./conf/broker.yaml")), Path::new("../mappings")),
+            Path::new("mappings")
+        );
+        assert_eq!(base_dir(Path::new("broker.yaml")), Path::new("."));
+        assert_eq!(base_dir(Path::new("/broker.yaml")), Path::new("/"));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`oauth`]: the OAuth wire names (grant types, token types), written once.
 //! - [`spiffe_id`]: SPIFFE IDs, which the `spiffe` source reads and the `spiffe` target
 //!   writes.
+//! - [`process`]: `tessera_build_info` and the process metrics both processes export.
 //! - [`sources`] and [`targets`]: one folder per adapter kind.
 //! - [`registry`]: one line per adapter kind, nothing else; the only place the broker
 //!   learns of kinds. Adapters never import it: they implement [`build`].
@@ -34,6 +35,7 @@ pub mod jwt;
 pub mod net;
 pub mod oauth;
 pub mod observe;
+pub mod process;
 pub mod registry;
 pub mod secret;
 pub mod source;

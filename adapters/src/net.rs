@@ -157,6 +157,41 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Why an HTTP request failed, in words: what failed (`cannot connect`, `timed out`, ...)
+/// and, unless it timed out, the innermost cause, which for a connection is the operating
+/// system's error (`Connection refused (os error 111)`), else a DNS or TLS problem. Without
+/// the URL, which [`request_error`] puts in front.
+pub fn request_failure(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        return "timed out".to_string();
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read"
+    } else {
+        "the request failed"
+    };
+    match root_cause(e) {
+        Some(root) => format!("{what}: {root}"),
+        None => what.to_string(),
+    }
+}
+
+/// [`request_failure`] after the endpoint called:
+/// `http://127.0.0.1:8200/v1/aws/credentials: cannot connect: Connection refused (os error 111)`.
+pub fn request_error(endpoint: &dyn std::fmt::Display, e: &reqwest::Error) -> String {
+    format!("{endpoint}: {}", request_failure(e))
+}
+
+/// The message of the last error in `error`'s chain of sources; `None` when it has none.
+pub fn root_cause(error: &dyn std::error::Error) -> Option<String> {
+    let mut cause = error.source()?;
+    while let Some(deeper) = cause.source() {
+        cause = deeper;
+    }
+    Some(cause.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +278,19 @@ mod tests {
         {
             assert!(check_host_name(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A refused connection names the endpoint and the operating system's error.
+    #[tokio::test]
+    async fn a_request_error_names_the_endpoint_and_the_os_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/token", listener.local_addr().unwrap());
+        drop(listener);
+        let e = reqwest::Client::new().get(&url).send().await.unwrap_err();
+        let text = request_error(&url, &e);
+        assert!(text.starts_with(&format!("{url}: cannot connect: ")), "{text}");
+        assert!(text.contains("(os error 111)"), "{text}");
+        assert_eq!(text.matches(&url).count(), 1, "{text}");
     }
 
     #[test]

@@ -41,6 +41,15 @@ macro_rules! registry {
             pub fn config(&self) -> &dyn $trait {
                 match self { $(Self::$variant(c) => c,)+ }
             }
+
+            /// The shape problems of one entry of kind `kind`, read on its own (see
+            /// [`crate::config::TaggedList`]); `None` for a kind not registered.
+            pub fn entry_problems(kind: &str, entry: &crate::config::Entry<'_>) -> Option<crate::config::EntryRead> {
+                match kind {
+                    $(stringify!($kind) => Some(entry.read::<$config>()),)+
+                    _ => None,
+                }
+            }
         }
     };
 }

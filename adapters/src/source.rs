@@ -165,6 +165,14 @@ pub trait IdentitySource: Send + Sync + Debug {
     /// Verify a presented token. Only a fully verified token yields a [`VerifiedIdentity`].
     async fn verify(&self, token: &SubjectToken) -> Result<VerifiedIdentity, SourceError>;
 
+    /// The identity a token of `subject` would give, as far as the subject and this
+    /// source's config determine it: `id`, `provider`, `issuer`, and what the subject
+    /// names (a service account's namespace, a repository, an account): for explaining
+    /// rules without a token (`tessera mappings explain --identity` given only `source`
+    /// and `subject`). Verifies nothing and makes no [`VerifiedIdentity`]. `Err` says
+    /// what the subject cannot tell, in words.
+    fn sketch(&self, subject: &str) -> Result<Identity, String>;
+
     /// Whether the source is ready to verify (e.g. its key set has been fetched once).
     /// Sources with nothing to warm up are always ready.
     fn ready(&self) -> bool {

@@ -598,6 +598,24 @@ aws:
         parse(Path::new("conf/agent.yaml"), text).expect_err("config should be refused").0
     }
 
+    /// A list item missing a required key goes, and the problems after it still show.
+    #[test]
+    fn a_broken_list_item_hides_nothing_after_it() {
+        let text = format!(
+            "{VALID}token_files:\n  - target: aws-prod\n    mode: what\n  - target: api\ntimeout: forever\n"
+        );
+        let rendered: Vec<String> = errors(&text).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            [
+                "conf/agent.yaml:10:5: unknown field `mode`, expected one of target, scope, path",
+                "conf/agent.yaml:9:5: missing field `path`",
+                "conf/agent.yaml:11:5: missing field `path`",
+                "conf/agent.yaml:12:10: `forever` is not a duration: expected a duration such as 1h or 15m",
+            ]
+        );
+    }
+
     #[test]
     fn a_valid_config_loads_with_secure_defaults() {
         let loaded = parse(Path::new("conf/agent.yaml"), VALID).unwrap();

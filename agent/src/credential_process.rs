@@ -106,9 +106,7 @@ pub async fn fetch(args: &CredentialProcessArgs) -> Result<Secret<String>, Crede
         .send()
         .await
         .map_err(|e| {
-            CredentialProcessError::Unreachable(
-                if e.is_timeout() { "timed out" } else { "connection failed" }.into(),
-            )
+            CredentialProcessError::Unreachable(tessera_adapters::net::request_error(&args.url, &e))
         })?;
     let status = resp.status().as_u16();
     if status != 200 {

@@ -309,13 +309,9 @@ impl BrokerClient {
         if let Some(scope) = &want.scope {
             form.push(("scope", scope.as_str()));
         }
-        let resp = self
-            .http
-            .post(self.token_url.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| RefreshError::Unreachable(without_url(&e)))?;
+        let resp = self.http.post(self.token_url.clone()).form(&form).send().await.map_err(|e| {
+            RefreshError::Unreachable(tessera_adapters::net::request_error(&self.token_url, &e))
+        })?;
         let status = resp.status().as_u16();
         if status != 200 {
             let error = resp.json::<ErrorResponse>().await.map(|e| e.error).unwrap_or_else(|_| "-".into());
@@ -339,18 +335,6 @@ impl BrokerClient {
             postgres: body.postgres_credentials,
         })
     }
-}
-
-/// A reqwest error's text without its URL (which names only the broker, but keep it short).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    kind.to_string()
 }
 
 /// Keep `slot` fresh until the task is aborted.

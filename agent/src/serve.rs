@@ -63,7 +63,7 @@ pub async fn check_host(
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     tracing::warn!(
-        host = ?req.headers().get(header::HOST),
+        host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
         path = req.path(),
         "request refused: Host is not a name of the agent"
     );
@@ -73,6 +73,7 @@ pub async fn check_host(
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
         .route(ECS_PATH, web::get().to(ecs))
         .route(APP_SERVICE_PATH, web::get().to(app_service))
         .route(IMDS_PATH, web::get().to(imds))
@@ -85,6 +86,25 @@ async fn healthz(served: web::Data<Served>) -> HttpResponse {
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     HttpResponse::build(status).insert_header(("cache-control", "no-store")).json(body)
 }
+
+/// `GET /metrics`: whether the agent can serve every credential (as `/healthz`), the
+/// build and the process metrics, in the OpenMetrics text format.
+async fn metrics(served: web::Data<Served>) -> HttpResponse {
+    let (ready, _) = served.store.health();
+    let mut out = format!(
+        "# HELP tessera_agent_ready Whether every configured credential can be served, as /healthz says.\n\
+         # TYPE tessera_agent_ready gauge\ntessera_agent_ready {}\n",
+        u8::from(ready)
+    );
+    if tessera_adapters::process::encode(tessera_adapters::process::build(), &mut out).is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    out.push_str("# EOF\n");
+    no_store(StatusCode::OK).content_type(METRICS_CONTENT_TYPE).body(out)
+}
+
+/// The content type of the OpenMetrics text format.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Equal in constant time: both sides are hashed first, so neither length nor content
 /// leaks through timing.

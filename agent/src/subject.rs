@@ -3,6 +3,7 @@
 //! signed with the ambient AWS credentials.
 
 use std::path::PathBuf;
+use tessera_adapters::net::{request_error, request_failure};
 
 use aws_credential_types::provider::ProvideCredentials as _;
 use serde::Deserialize;
@@ -114,7 +115,7 @@ async fn gce_identity(http: &reqwest::Client, g: &GceMetadataConfig) -> Result<S
     let text = resp
         .text()
         .await
-        .map_err(|e| SubjectError::Unreachable { service: SERVICE, message: e.to_string() })?;
+        .map_err(|e| SubjectError::Unreachable { service: SERVICE, message: request_failure(&e) })?;
     let token = text.trim();
     if token.is_empty() || token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
         return Err(SubjectError::Malformed { service: SERVICE });
@@ -130,12 +131,13 @@ async fn metadata_get(
     (name, value): (&str, &str),
     service: &'static str,
 ) -> Result<reqwest::Response, SubjectError> {
+    let endpoint = url.clone();
     let resp = http
         .get(url)
         .header(name, value)
         .send()
         .await
-        .map_err(|e| SubjectError::Unreachable { service, message: e.to_string() })?;
+        .map_err(|e| SubjectError::Unreachable { service, message: request_error(&endpoint, &e) })?;
     let status = resp.status().as_u16();
     if status != 200 {
         return Err(SubjectError::Refused { service, status });

@@ -139,7 +139,8 @@ async fn main() {
     let history = History::open(&AuditStoreConfig::default(), &url).await.unwrap();
     let started = Instant::now();
     let mut impact = Impact::new(&current, &proposed);
-    let skipped = history.requests(0, |r| impact.add(r)).await.unwrap();
+    let folding = impact.folding();
+    let skipped = history.requests(0, folding, |r| impact.add(r)).await.unwrap();
     let report = impact.report(skipped);
     let elapsed = started.elapsed();
     assert_eq!(report.replayed, events as u64);
@@ -160,6 +161,7 @@ async fn main() {
         let identity = &identities[n % WORKLOADS];
         impact.add(&Recorded {
             time_ms,
+            exchanges: 1,
             identity,
             audience: target,
             scope: None,

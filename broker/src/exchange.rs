@@ -378,7 +378,7 @@ impl Pipeline {
             subject_token_fingerprint: req.subject_token.value.fingerprint(),
             issued_token_fingerprint: issued.map(|x| x.credential.access_token.fingerprint()),
             client_addr: req.client_addr.clone(),
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: crate::audit::milliseconds(started.elapsed()),
         })
     }
 }

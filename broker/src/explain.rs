@@ -9,14 +9,63 @@
 use std::fmt;
 
 use serde::Serialize;
+use std::sync::Arc;
 use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::config::format_duration;
-use tessera_adapters::{Identity, SourceError, SubjectToken};
+
+use tessera_adapters::{Identity, IdentitySource, SourceError, SubjectToken};
 
 use crate::exchange::SourceRouter;
 use crate::mapping::{
     Decision, EvalError, GrantPreview, GrantableScope, MappingSet, Request, RuleTrace, TraceOutcome,
 };
+
+/// An identity written as in a test case, with what `source` would derive from its
+/// `subject` ([`IdentitySource::sketch`]) in place of the fields it does not give
+/// (`given`: the keys written, [`crate::mapping::identity_keys`]): `provider` is always
+/// the source's kind unless given, and with a `subject`, `id` and the fields the subject
+/// names are the source's. The source must be configured. `Err` in words.
+pub fn complete_identity(
+    sources: &[Arc<dyn IdentitySource>],
+    written: Identity,
+    given: &[String],
+) -> Result<Identity, String> {
+    let source = sources.iter().find(|s| s.name() == written.source).ok_or_else(|| {
+        let names: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+        format!("`{}` is not a source of broker.yaml (sources: {})", written.source, names.join(", "))
+    })?;
+    let has = |key: &str| given.iter().any(|g| g == key);
+    let mut identity = written;
+    if !has("provider") {
+        identity.provider = source.kind().to_owned();
+    }
+    if !has("subject") {
+        return Ok(identity);
+    }
+    let sketch = match source.sketch(&identity.subject) {
+        Ok(sketch) => sketch,
+        Err(_) if has("id") => return Ok(identity),
+        Err(why) => return Err(format!("source `{}` ({}): {why}", source.name(), source.kind())),
+    };
+    let keep = |given_value: Option<String>, key: &str, derived: Option<String>| {
+        if has(key) { given_value } else { derived }
+    };
+    identity.tenant = keep(identity.tenant, "tenant", sketch.tenant);
+    identity.namespace = keep(identity.namespace, "namespace", sketch.namespace);
+    identity.name = keep(identity.name, "name", sketch.name);
+    identity.instance = keep(identity.instance, "instance", sketch.instance);
+    identity.region = keep(identity.region, "region", sketch.region);
+    if !has("id") {
+        identity.id = sketch.id;
+    }
+    if !has("issuer") {
+        identity.issuer = sketch.issuer;
+    }
+    for (key, value) in sketch.attributes {
+        identity.attributes.entry(key).or_insert(value);
+    }
+    Ok(identity)
+}
 
 /// Who to explain for.
 #[derive(Debug)]

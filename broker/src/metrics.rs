@@ -17,6 +17,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tessera_adapters::observe::Observer;
 
+/// The broker's build, for `tessera_build_info`.
+pub const BUILD: tessera_adapters::process::Build =
+    tessera_adapters::process::Build { version: env!("CARGO_PKG_VERSION"), commit: env!("TESSERA_COMMIT") };
+
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -299,10 +303,13 @@ impl Metrics {
         (read(&self.jwks_fetched_at), read(&self.jwks_failed_at))
     }
 
-    /// Every metric in the OpenMetrics text format.
+    /// Every metric in the OpenMetrics text format, with `tessera_build_info` and the
+    /// process metrics ([`tessera_adapters::process`]).
     pub fn encode(&self) -> Result<String, fmt::Error> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)?;
+        tessera_adapters::process::encode(BUILD, &mut out)?;
+        prometheus_client::encoding::text::encode_eof(&mut out)?;
         Ok(out)
     }
 }

@@ -373,7 +373,7 @@ impl JwksCache {
             Ok(keys) => {
                 self.options.observer.jwks_fetch(&self.source, true, now);
                 let keys = Arc::new(keys);
-                tracing::debug!(source = %self.source, kids = ?keys.kids(), "key set fetched");
+                tracing::debug!(source = %self.source, kids = %keys.kids().join(","), "key set fetched");
                 self.current.store(Some(Arc::new(Snapshot { keys: Arc::clone(&keys), fetched_at: now })));
                 state.last_failure = None;
                 Ok(keys)
@@ -441,7 +441,7 @@ impl JwksCache {
             };
             let mut response = sent.map_err(|e| JwksError::Request {
                 url: url.to_string(),
-                cause: crate::net::error_chain(&e),
+                cause: crate::net::request_failure(&e),
             })?;
             let status = response.status();
             if !status.is_success() {
@@ -454,7 +454,7 @@ impl JwksCache {
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(|e| JwksError::Request {
                 url: url.to_string(),
-                cause: crate::net::error_chain(&e),
+                cause: crate::net::request_failure(&e),
             })? {
                 if body.len().saturating_add(chunk.len()) > limit {
                     return Err(too_large());

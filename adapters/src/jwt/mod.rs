@@ -41,7 +41,7 @@ pub use decode::{MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer, peek_subject};
 pub use jwks::{JwksCache, JwksError, JwksLocation, JwksOptions};
 pub use keys::{KeySet, KeySetError, KeyUse};
 pub use policy::{HeaderRule, IssuerRule, JwtPolicy};
-pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base};
+pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base, sketch_base};
 pub use token_cache::TokenCacheOptions;
 pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};
 

@@ -197,6 +197,30 @@ pub trait ClaimsMapper: std::fmt::Debug + Send + Sync + 'static {
     const KIND: &'static str;
 
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError>;
+
+    /// [`IdentitySource::sketch`]: `base` has `provider`, `source`, `issuer` and `subject`
+    /// set; the kind derives `id` and what else its subject names, as `identity` does.
+    fn sketch(&self, base: Identity) -> Result<Identity, String>;
+}
+
+/// An identity with only `provider`, `source`, `issuer` and `subject` (and `id` the
+/// subject), for [`ClaimsMapper::sketch`].
+pub fn sketch_base(kind: &str, source: &str, issuer: &str, subject: &str) -> Identity {
+    Identity {
+        id: subject.to_owned(),
+        provider: kind.to_owned(),
+        source: source.to_owned(),
+        issuer: issuer.to_owned(),
+        subject: subject.to_owned(),
+        tenant: None,
+        namespace: None,
+        name: None,
+        instance: None,
+        region: None,
+        attributes: Default::default(),
+        withheld: Default::default(),
+        expires_at: 0,
+    }
 }
 
 /// An identity with the fields every JWT kind fills alike: `provider`, `source`, `issuer`
@@ -209,21 +233,10 @@ pub fn identity_base(
     id: String,
     subject: String,
 ) -> Identity {
-    Identity {
-        id,
-        provider: kind.to_owned(),
-        source: source.to_owned(),
-        issuer: claims.issuer().unwrap_or_default().to_owned(),
-        subject,
-        tenant: None,
-        namespace: None,
-        name: None,
-        instance: None,
-        region: None,
-        attributes: Default::default(),
-        withheld: Default::default(),
-        expires_at: claims.expires_at(),
-    }
+    let mut identity = sketch_base(kind, source, claims.issuer().unwrap_or_default(), &subject);
+    identity.id = id;
+    identity.expires_at = claims.expires_at();
+    identity
 }
 
 /// A built JWT source of kind `M::KIND`.
@@ -303,6 +316,12 @@ impl<M: ClaimsMapper> IdentitySource for JwtSource<M> {
         let (claims, verified) = self.verify_afresh(value).await?;
         cache.insert(digest, &claims, &verified, self.verifier.now());
         Ok(verified)
+    }
+
+    fn sketch(&self, subject: &str) -> Result<Identity, String> {
+        let issuers = self.issuers();
+        let issuer = issuers.first().map_or("", String::as_str);
+        self.mapper.sketch(sketch_base(M::KIND, &self.name, issuer, subject))
     }
 
     fn ready(&self) -> bool {

@@ -3,6 +3,7 @@
 //! Tessera presents, endpoint checks, one bounded POST with a timeout and a size limit,
 //! and retries with backoff and jitter on retryable failures only.
 
+use crate::net::request_error;
 use std::future::Future;
 use std::time::Duration;
 
@@ -245,7 +246,7 @@ pub(crate) async fn post(
         let mut response = request
             .send()
             .await
-            .map_err(|e| upstream(true, format!("{what}: request failed: {}", describe(&e))))?;
+            .map_err(|e| upstream(true, format!("{what}: {}", request_error(&url, &e))))?;
         let status = response.status().as_u16();
         if response.content_length().is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
             return Err(upstream(false, format!("{what}: answer over {MAX_RESPONSE_BYTES} bytes")));
@@ -254,7 +255,7 @@ pub(crate) async fn post(
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| upstream(true, format!("{what}: reading the answer failed: {}", describe(&e))))?
+            .map_err(|e| upstream(true, format!("{what}: {}", request_error(&url, &e))))?
         {
             if body.len().saturating_add(chunk.len()) > MAX_RESPONSE_BYTES {
                 return Err(upstream(false, format!("{what}: answer over {MAX_RESPONSE_BYTES} bytes")));
@@ -333,20 +334,6 @@ pub(crate) fn upstream(retryable: bool, cause: String) -> TargetError {
 /// How a status other than success is classified: 429 and 5xx are worth retrying.
 pub(crate) fn retryable_status(status: u16) -> bool {
     status == 429 || (500..=599).contains(&status)
-}
-
-/// A transport error without its URL (which can carry nothing secret here, but keeps
-/// causes short and stable).
-fn describe(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "bad body"
-    } else {
-        "transport error"
-    }
 }
 
 /// A value read from an upstream answer that Tessera puts in an error: kept only when it

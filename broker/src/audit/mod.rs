@@ -94,6 +94,7 @@ pub struct AuditEvent {
     pub issued_token_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
+    /// Milliseconds, to a tenth ([`milliseconds`]).
     pub latency_ms: f64,
 }
 
@@ -262,6 +263,12 @@ pub async fn open(
     Ok((Arc::new(Recorder { store: store.clone(), sink, fail_open: audit.fail_open }), store))
 }
 
+/// A duration in milliseconds rounded to a tenth, as latencies are logged and recorded:
+/// finer digits are noise of the clock and the scheduler.
+pub fn milliseconds(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -349,6 +356,14 @@ pub(crate) mod tests {
 
     /// The JSON-lines format is what log pipelines parse: field names, their order and
     /// which fields are left out when empty stay as they are.
+    #[test]
+    fn latencies_are_milliseconds_to_a_tenth() {
+        use std::time::Duration;
+        assert_eq!(milliseconds(Duration::from_micros(1_234)), 1.2);
+        assert_eq!(milliseconds(Duration::from_nanos(40_123)), 0.0);
+        assert_eq!(milliseconds(Duration::from_millis(2_500)), 2500.0);
+    }
+
     #[test]
     fn a_json_line_names_its_fields_in_a_fixed_order_and_leaves_out_empty_ones() {
         let line = |event: &AuditEvent| serde_json::to_string(event).unwrap();

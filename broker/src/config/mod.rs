@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use tessera_adapters::config::validate_name;
+use tessera_adapters::config::{TaggedList, validate_name};
 use tessera_adapters::jwt::token_cache::{self, TokenCacheOptions};
-use tessera_adapters::registry::{SourceConfig, TargetConfig};
+use tessera_adapters::registry::{SOURCE_KINDS, SourceConfig, TARGET_KINDS, TargetConfig};
 
 use crate::issuer::IssuerConfig;
 
@@ -498,7 +498,22 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 
 /// Validate config text as if read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
-    let (config, errors, secrets) = tessera_adapters::config::read_yaml::<BrokerConfig>(path, text);
+    let lists = [
+        TaggedList {
+            key: "sources",
+            what: "source",
+            kinds: SOURCE_KINDS,
+            read: SourceConfig::entry_problems,
+        },
+        TaggedList {
+            key: "targets",
+            what: "target",
+            kinds: TARGET_KINDS,
+            read: TargetConfig::entry_problems,
+        },
+    ];
+    let (config, errors, secrets) =
+        tessera_adapters::config::read_yaml_with::<BrokerConfig>(path, text, &lists);
     let Some(config) = config else { return Err(ConfigErrors(errors)) };
     let mut problems = Problems { file: path, errors };
     check_settings(&config, &mut problems);
@@ -1100,6 +1115,63 @@ limits:
                 "conf/broker.yaml:1:10: unsupported version 2: write `version: 1`",
                 "conf/broker.yaml:18:3: limits.max_body_bytes must be between 1 and 65536",
                 "conf/broker.yaml:13:5: target name `corp` is already used by the source at line 8, column 5",
+            ]
+            .join("\n")
+        );
+    }
+
+    /// Every problem of every source and target entry, each at its own key, with the fix
+    /// in words; an entry's unknown key hides neither its other problems nor the checks
+    /// of the whole file (the duplicate name below).
+    #[test]
+    fn every_error_of_every_entry_is_reported_at_its_key() {
+        let entries = "    audiences: tessera
+    algorithms: ES256
+    colour: red
+    max_token_lifetime: soon
+  - name: gh
+    type: github_actions
+    allowed_owners: [octo-org]
+    audiences: [tessera]
+    bogus: 1
+targets:
+  - name: gh
+    type: jwt
+    audience: https://api.example
+    max_ttl: forever
+  - name: aws
+    type: carrier_pigeon
+";
+        // VALID up to the first source's audiences, then the entries under test.
+        let text = VALID
+            .replace("    audiences: [tessera]\ntargets:\n  - name: internal-api\n    type: jwt\n", entries);
+        let rendered = ConfigErrors(errors(&text)).to_string();
+        assert_eq!(
+            rendered,
+            [
+                "conf/broker.yaml:9:16: expected a list such as [tessera]",
+                "conf/broker.yaml:10:17: expected a list such as [ES256]",
+                "conf/broker.yaml:12:25: `soon` is not a duration: expected a duration such as 1h or 15m",
+                "conf/broker.yaml:11:5: unknown field `colour`",
+                "conf/broker.yaml:17:5: unknown field `bogus`",
+                "conf/broker.yaml:22:14: `forever` is not a duration: expected a duration such as 1h or 15m",
+                "conf/broker.yaml:24:11: unknown target type `carrier_pigeon`, expected one of aws_sts, azure, gcp, jwt",
+            ]
+            .join("\n")
+        );
+        // With only repairable problems left, the checks of the whole file run too.
+        let repairable = text
+            .replace("    audiences: tessera\n", "    audiences: [tessera]\n")
+            .replace("    algorithms: ES256\n", "")
+            .replace("    max_token_lifetime: soon\n", "")
+            .replace("    max_ttl: forever\n", "")
+            .replace("type: carrier_pigeon", "type: jwt\n    audience: https://other.example");
+        assert_eq!(
+            ConfigErrors(errors(&repairable)).to_string(),
+            [
+                "conf/broker.yaml:10:5: unknown field `colour`",
+                "conf/broker.yaml:15:5: unknown field `bogus`",
+                "conf/broker.yaml:17:5: target name `gh` is already used by the source at line 11, column 5",
             ]
             .join("\n")
         );

@@ -75,7 +75,8 @@ async fn replay(ctx: &Ctx, proposed: &MappingSet, since_ms: i64) -> Result<Impac
     let history = History::open(&audit.store, &store_url(config)).await.map_err(|e| e.to_string())?;
     let current = ctx.broker.pipeline().mappings();
     let mut impact = Impact::new(&current, proposed);
-    let skipped = history.requests(since_ms, |r| impact.add(r)).await.map_err(|e| e.to_string())?;
+    let folding = impact.folding();
+    let skipped = history.requests(since_ms, folding, |r| impact.add(r)).await.map_err(|e| e.to_string())?;
     Ok(impact.report(skipped))
 }
 

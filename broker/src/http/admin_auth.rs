@@ -400,7 +400,7 @@ pub async fn authenticate(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let peer = req.peer_addr();
+    let peer = req.peer_addr().map(|p| p.to_string());
     if path == OPEN_PATH {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
@@ -423,7 +423,7 @@ pub async fn authenticate(
                         reason = %refusal,
                         method = %method,
                         path,
-                        peer = ?peer,
+                        peer = peer.as_deref(),
                         client_certificate = certificate.map(|c| c.0.as_str()),
                         "admin request refused"
                     );
@@ -442,7 +442,7 @@ pub async fn authenticate(
         caller = %caller,
         sub = caller.subject.as_deref(),
         client_certificate = caller.certificate.as_deref(),
-        peer = ?peer,
+        peer = peer.as_deref(),
         "admin request"
     );
     Ok(response.map_into_boxed_body())

@@ -38,10 +38,10 @@ pub async fn check_host(
     }
     tracing::warn!(
         code = "TS-ADMIN-HOST",
-        host = ?req.headers().get(header::HOST),
+        host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
         method = %req.method(),
         path = req.path(),
-        peer = ?req.peer_addr(),
+        peer = req.peer_addr().map(|p| p.to_string()).as_deref(),
         "admin request refused: Host is not a name of this listener"
     );
     Ok(req.into_response(misdirected()))

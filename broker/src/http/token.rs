@@ -46,7 +46,7 @@ pub async fn exchange(
     let exchange_request = match parsed {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(request_id = %request_id, error = e.code(), cause = ?e, "token request refused at the edge");
+            tracing::info!(request_id = %request_id, error = e.code(), cause = e.description(), "token request refused at the edge");
             return refuse(e, &request_id);
         }
     };

@@ -133,7 +133,7 @@ fn rotate_one(
     tracing::info!(
         alg = alg.as_str(),
         activated = %activated,
-        retired = ?retired,
+        retired = %retired.join(","),
         next = %next.info.kid,
         publish_until,
         "rotated signing keys"

@@ -193,6 +193,67 @@ enum Named {
     Always,
 }
 
+/// What a condition reads that changes from one request of a workload to the next: the
+/// time (`now`), the client address and the presented credential's expiry
+/// (`identity.expires_at`). Replay folds recorded requests that differ in nothing a
+/// condition reads. Any use of `now`, and any use of `request` or `identity` other than
+/// selecting another of its fields by name, counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ContextReads {
+    pub now: bool,
+    pub client_addr: bool,
+    pub expires_at: bool,
+}
+
+impl ContextReads {
+    pub fn union(self, other: Self) -> Self {
+        Self {
+            now: self.now || other.now,
+            client_addr: self.client_addr || other.client_addr,
+            expires_at: self.expires_at || other.expires_at,
+        }
+    }
+}
+
+/// What the condition `e` reads of the time and the client address.
+pub(crate) fn context_reads(e: &IdedExpr) -> ContextReads {
+    let mut out = ContextReads::default();
+    collect_context(e, &mut out);
+    out
+}
+
+fn collect_context(e: &IdedExpr, out: &mut ContextReads) {
+    let selected = match &e.expr {
+        Expr::Ident(name) => {
+            out.now |= name == "now";
+            out.client_addr |= name == "request";
+            out.expires_at |= name == "identity";
+            None
+        }
+        Expr::Select(s) => Some((&*s.operand, s.field.as_str())),
+        Expr::Call(call) => literal_index(call),
+        _ => None,
+    };
+    match selected {
+        Some((container, field)) if is_request(container) => {
+            out.client_addr |= field == "client_addr";
+            return;
+        }
+        Some((container, field)) if is_identity(container) => {
+            out.expires_at |= field == "expires_at";
+            return;
+        }
+        _ => {}
+    }
+    for child in children(e) {
+        collect_context(child, out);
+    }
+}
+
+fn is_request(e: &IdedExpr) -> bool {
+    matches!(&e.expr, Expr::Ident(name) if name == "request")
+}
+
 /// How an expression uses the identity, in the forms conditions read it by.
 enum Use {
     /// Its value: an error when it is missing.
@@ -299,6 +360,24 @@ mod tests {
 
     fn unguarded_in(source: &str) -> Vec<String> {
         unguarded(&parse(source)).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn context_reads_find_the_time_and_the_client_address() {
+        let reads = |source: &str| context_reads(&parse(source));
+        let none = ContextReads::default();
+        assert_eq!(reads(r#"identity.name == "api" && request.audience == "a""#), none);
+        assert_eq!(reads(r#"request["scope"] == "s""#), none);
+        assert_eq!(reads("now.getHours() < 18"), ContextReads { now: true, ..none });
+        let addr = ContextReads { client_addr: true, ..none };
+        assert_eq!(reads(r#"request.client_addr.startsWith("10.")"#), addr);
+        assert_eq!(reads(r#"request["client_addr"] == "10.0.0.1""#), addr);
+        assert_eq!(reads(r#"request.all(k, k != "x")"#), addr, "request as a whole");
+        let both = reads("[1].exists(x, now > identity.expires_at)");
+        assert!(both.now && both.expires_at && !both.client_addr);
+        assert_eq!(reads(r#"identity.attributes["k"] == "v" && has(identity.tenant)"#), none);
+        assert!(reads(r#"identity["expires_at"] > now"#).expires_at);
+        assert!(reads("identity.all(k, k != \"x\")").expires_at, "identity as a whole");
     }
 
     #[test]

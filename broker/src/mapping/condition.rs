@@ -27,7 +27,7 @@ use tessera_adapters::Identity;
 use tessera_adapters::identity::FIELDS;
 
 use crate::mapping::Request;
-use crate::mapping::access::{self, Optional, Reads};
+use crate::mapping::access::{self, ContextReads, Optional, Reads};
 
 /// Longest condition accepted, in bytes.
 pub(crate) const MAX_BYTES: usize = 4096;
@@ -82,6 +82,8 @@ pub(crate) struct Condition {
     expr: IdedExpr,
     /// What it reads of the identity's attributes.
     reads: Reads,
+    /// Whether it reads the time or the client address.
+    context: ContextReads,
 }
 
 impl fmt::Debug for Condition {
@@ -152,13 +154,18 @@ impl Condition {
                 )]);
             }
         };
-        let reads = access::reads(&expr);
-        Ok(Self { source: source.to_string(), expr, reads })
+        let (reads, context) = (access::reads(&expr), access::context_reads(&expr));
+        Ok(Self { source: source.to_string(), expr, reads, context })
     }
 
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether it reads the time or the client address.
+    pub fn context_reads(&self) -> ContextReads {
+        self.context
     }
 
     /// The attributes and optional fields it reads without a `has()` / `in` test.

@@ -96,8 +96,8 @@ pub use glob::GlobPiece;
 pub use lint::Warning;
 pub use reload::{ReloadError, ReloadOutcome, ReloadStatus, Reloader, RuleSlot, WatchOptions};
 pub use replay::{
-    Change, ChangeKind, Dependent, Group, Impact, ImpactReport, Outcome, Recorded, RuleRef, RuleUsage,
-    Summary, Usage, UsageReport, format_time,
+    Change, ChangeKind, Dependent, Folding, Group, Impact, ImpactReport, Outcome, Recorded, RuleRef,
+    RuleUsage, Summary, Usage, UsageReport, format_time,
 };
 pub use view::{GrantValue, RuleView, TemplatePiece};
 
@@ -324,6 +324,17 @@ pub fn parse_identity(file: &Path, text: &str) -> Result<Identity, LoadErrors> {
     match identity {
         Some(identity) if errors.is_empty() => Ok(identity),
         _ => Err(LoadErrors(errors)),
+    }
+}
+
+/// The keys an identity written as in a test case gives itself (`source`, `subject`,
+/// ...), in order; empty when it is not a map. [`parse_identity`] fills the others.
+pub fn identity_keys(text: &str) -> Vec<String> {
+    match yaml::parse(text) {
+        Ok(yaml::Node { value: yaml::Value::Map(pairs), .. }) => {
+            pairs.iter().filter_map(|(key, _)| key.scalar_text()).collect()
+        }
+        _ => Vec::new(),
     }
 }
 

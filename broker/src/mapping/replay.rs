@@ -13,15 +13,20 @@ use serde::Serialize;
 use tessera_adapters::Identity;
 use tessera_adapters::config::format_duration;
 
+use crate::mapping::access::ContextReads;
 use crate::mapping::eval::GrantPreview;
 use crate::mapping::file::Effect;
 use crate::mapping::{Denial, MappingSet, Request};
 
-/// One recorded request, as the audit store keeps it.
+/// Recorded requests alike in everything a decision reads, as the audit store keeps them:
+/// one identity, audience and scope, and the same client address and second of the
+/// clock where the rules read those ([`Folding`]). Decided once, counted `exchanges` times.
 #[derive(Debug, Clone, Copy)]
 pub struct Recorded<'a> {
-    /// When it was made, milliseconds since the Unix epoch.
+    /// When the last of them was made, milliseconds since the Unix epoch.
     pub time_ms: i64,
+    /// How many recorded requests this stands for (at least 1).
+    pub exchanges: u64,
     pub identity: &'a Identity,
     pub audience: &'a str,
     pub scope: Option<&'a str>,
@@ -35,6 +40,37 @@ impl Recorded<'_> {
             scope: self.scope,
             client_addr: self.client_addr,
             now: self.time_ms.div_euclid(1000),
+        }
+    }
+}
+
+/// Which recorded requests a replay may decide once for all: those of one identity,
+/// audience and scope, and, when some condition reads them, of one client address
+/// (`by_client_addr`), one second of the clock (`by_second`, the resolution of `now`) and
+/// one expiry of the presented credential (`by_expiry`; otherwise identities that differ
+/// only in `expires_at`, as each new token of a workload does, fold).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folding {
+    pub by_second: bool,
+    pub by_client_addr: bool,
+    pub by_expiry: bool,
+}
+
+impl Folding {
+    fn of(set: &MappingSet) -> Self {
+        let reads = set
+            .rules
+            .iter()
+            .filter_map(|r| r.condition.as_ref())
+            .fold(ContextReads::default(), |all, c| all.union(c.context_reads()));
+        Self { by_second: reads.now, by_client_addr: reads.client_addr, by_expiry: reads.expires_at }
+    }
+
+    fn union(self, other: Self) -> Self {
+        Self {
+            by_second: self.by_second || other.by_second,
+            by_client_addr: self.by_client_addr || other.by_client_addr,
+            by_expiry: self.by_expiry || other.by_expiry,
         }
     }
 }
@@ -239,9 +275,14 @@ impl<'s> Impact<'s> {
         }
     }
 
-    /// Decide one recorded request by both sets and keep any difference.
+    /// Which recorded requests both sets decide alike.
+    pub fn folding(&self) -> Folding {
+        Folding::of(self.current).union(Folding::of(self.proposed))
+    }
+
+    /// Decide recorded requests by both sets and keep any difference.
     pub fn add(&mut self, recorded: &Recorded<'_>) {
-        self.replayed += 1;
+        self.replayed += recorded.exchanges;
         let identity = recorded.identity;
         if !self.workloads.contains(&identity.id) {
             self.workloads.insert(identity.id.clone());
@@ -277,7 +318,7 @@ impl<'s> Impact<'s> {
             }
         };
         let seen = self.changes.entry(key).or_insert(Seen { exchanges: 0, last_ms: i64::MIN, source_index });
-        seen.exchanges += 1;
+        seen.exchanges += recorded.exchanges;
         seen.last_ms = seen.last_ms.max(recorded.time_ms);
     }
 
@@ -534,8 +575,13 @@ impl<'s> Usage<'s> {
         Self { set, replayed: 0, by_rule: BTreeMap::new() }
     }
 
+    /// Which recorded requests the set decides alike.
+    pub fn folding(&self) -> Folding {
+        Folding::of(self.set)
+    }
+
     pub fn add(&mut self, recorded: &Recorded<'_>) {
-        self.replayed += 1;
+        self.replayed += recorded.exchanges;
         let result = self.set.preview(recorded.identity, &recorded.request());
         let decision = Outcome::of(&result).decision;
         for rule in deciding_rules(&result) {
@@ -544,7 +590,7 @@ impl<'s> Usage<'s> {
                 None => self.by_rule.entry(rule.to_string()).or_default(),
             };
             let seen = workloads.entry((recorded.identity.id.clone(), decision)).or_insert((0, i64::MIN));
-            seen.0 += 1;
+            seen.0 += recorded.exchanges;
             seen.1 = seen.1.max(recorded.time_ms);
         }
     }

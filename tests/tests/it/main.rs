@@ -21,6 +21,7 @@ mod install;
 mod issuer;
 mod jwt_rules;
 mod mappings;
+mod metrics;
 mod openapi;
 mod peers;
 mod platform_peers;

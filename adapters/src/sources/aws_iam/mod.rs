@@ -91,6 +91,46 @@ impl IdentitySource for AwsIamSource {
         let identity = identity(&self.name, &checked, &caller, &principal, self.policy.max_age);
         Ok(VerifiedIdentity::new(identity))
     }
+
+    /// The subject is the canonical ARN: `arn:aws:iam::{account}:role/{name}` (or `user/`).
+    fn sketch(&self, subject: &str) -> Result<Identity, String> {
+        let parts: Vec<&str> = subject.splitn(6, ':').collect();
+        let (partition, account, kind, name) = match parts.as_slice() {
+            ["arn", partition, "iam", "", account, resource] if config::is_account_id(account) => {
+                match resource.split_once('/') {
+                    Some((kind @ ("role" | "user"), path)) if !path.is_empty() => {
+                        (*partition, *account, kind, path.rsplit('/').next().unwrap_or(path))
+                    }
+                    _ => ("", "", "", ""),
+                }
+            }
+            _ => ("", "", "", ""),
+        };
+        if account.is_empty() {
+            return Err("an aws_iam subject is a role or user ARN: arn:aws:iam::ACCOUNT:role/NAME".into());
+        }
+        let mut attributes = BTreeMap::new();
+        for (key, value) in
+            [("account", account), ("arn", subject), ("partition", partition), ("principal_type", kind)]
+        {
+            attributes.insert(format!("aws.{key}"), value.to_owned());
+        }
+        Ok(Identity {
+            id: format!("aws://{account}/{kind}/{name}"),
+            provider: KIND.to_owned(),
+            source: self.name.clone(),
+            issuer: self.policy.endpoints.first().cloned().unwrap_or_default(),
+            subject: subject.to_owned(),
+            tenant: Some(account.to_owned()),
+            namespace: None,
+            name: Some(name.to_owned()),
+            instance: None,
+            region: None,
+            attributes,
+            withheld: Default::default(),
+            expires_at: 0,
+        })
+    }
 }
 
 /// The normalized identity (DESIGN.md "The normalized identity"): `issuer` is the STS

@@ -64,14 +64,16 @@ pub(crate) async fn get_caller_identity(
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| upstream(true, format!("STS request failed: {}", crate::net::error_chain(&e))))?;
+            .map_err(|e| {
+                upstream(true, format!("STS request failed: {}", crate::net::request_error(&request.url, &e)))
+            })?;
         let status = response.status().as_u16();
         if response.content_length().is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
             return Err(upstream(false, format!("STS answer over {MAX_RESPONSE_BYTES} bytes")));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| {
-            upstream(true, format!("reading STS answer failed: {}", crate::net::error_chain(&e)))
+            upstream(true, format!("reading STS answer failed: {}", crate::net::request_failure(&e)))
         })? {
             if body.len().saturating_add(chunk.len()) > MAX_RESPONSE_BYTES {
                 return Err(upstream(false, format!("STS answer over {MAX_RESPONSE_BYTES} bytes")));

@@ -59,6 +59,21 @@ fn resource_id(text: &str) -> Option<ResourceId<'_>> {
 impl ClaimsMapper for AzureClaims {
     const KIND: &'static str = KIND;
 
+    /// The subject is the object id (`oid`); the tenant is this source's, when it trusts
+    /// one only.
+    fn sketch(&self, mut identity: Identity) -> Result<Identity, String> {
+        let tenants: std::collections::BTreeSet<&str> =
+            self.issuers.values().map(|t| t.tenant.as_str()).collect();
+        let [tenant] = tenants.into_iter().collect::<Vec<_>>()[..] else {
+            return Err(
+                "this source trusts several tenants: give `id: azure://TENANT/OID` and `tenant`".into()
+            );
+        };
+        identity.id = format!("azure://{tenant}/{}", identity.subject);
+        identity.tenant = Some(tenant.to_owned());
+        Ok(identity)
+    }
+
     /// `id = azure://{tid}/{oid}`.
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         let expected =

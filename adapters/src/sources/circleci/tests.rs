@@ -102,3 +102,20 @@ async fn projects_ssh_reruns_and_subject_are_enforced() {
     let no_project = token(json!({ "oidc.circleci.com/project-id": null }));
     assert!(matches!(f.verify(&source, &no_project).await, Err(SourceError::MissingClaim(_))));
 }
+
+/// Explaining without a token: the project comes from the subject, as from a token.
+#[test]
+fn a_subject_alone_sketches_the_project_identity() {
+    use crate::jwt::{ClaimsMapper as _, sketch_base};
+    let mapper = super::verify::CircleciClaims {
+        organization_id: ORG.into(),
+        projects: vec![],
+        allow_ssh_rerun: false,
+    };
+    let base = |subject: &str| sketch_base(KIND, "ci", "https://oidc.circleci.com/org/x", subject);
+    let identity = mapper.sketch(base(&format!("org/{ORG}/project/{PROJECT}/user/u1"))).unwrap();
+    assert_eq!(identity.id, format!("circleci://{ORG}/project/{PROJECT}"));
+    assert_eq!(identity.namespace.as_deref(), Some(PROJECT));
+    let other = mapper.sketch(base(&format!("org/0000/project/{PROJECT}/user/u1"))).unwrap_err();
+    assert!(other.contains(ORG), "{other}");
+}

@@ -28,6 +28,27 @@ pub struct CircleciClaims {
 impl ClaimsMapper for CircleciClaims {
     const KIND: &'static str = KIND;
 
+    /// The subject is `org/{organization}/project/{project}/user/{user}`.
+    fn sketch(&self, mut identity: Identity) -> Result<Identity, String> {
+        let lower = identity.subject.to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split('/').collect();
+        let project = match parts.as_slice() {
+            ["org", org, "project", project, ..] if *org == self.organization_id && !project.is_empty() => {
+                (*project).to_owned()
+            }
+            _ => {
+                return Err(format!(
+                    "a CircleCI subject of this source is `org/{}/project/PROJECT/user/USER`",
+                    self.organization_id
+                ));
+            }
+        };
+        identity.id = format!("circleci://{}/project/{project}", self.organization_id);
+        identity.tenant = Some(self.organization_id.clone());
+        identity.namespace = Some(project);
+        Ok(identity)
+    }
+
     /// `id = circleci://{organization}/project/{project}`.
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         let subject = claims.required_str("sub")?;

@@ -55,6 +55,12 @@ pub(super) fn home_project(email: &str) -> Option<&str> {
 impl ClaimsMapper for GcpClaims {
     const KIND: &'static str = KIND;
 
+    /// The subject is the service account's unique id, which does not name it: the id
+    /// (`gcp://sa/{email}`) needs the email.
+    fn sketch(&self, _identity: Identity) -> Result<Identity, String> {
+        Err("a GCP subject is the service account's unique id, which does not name it: give `id: gcp://sa/EMAIL` and `name: EMAIL`".into())
+    }
+
     /// `id = gcp://sa/{email}`.
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         let unique_id = claims.required_str("sub")?;

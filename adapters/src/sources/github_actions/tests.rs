@@ -169,3 +169,17 @@ async fn defaults_pin_rs256_and_one_hour() {
     let token = ec.token("ES256", &actions(json!({})));
     assert!(matches!(ec_source.verify(&subject_jwt(token)).await, Err(SourceError::DisallowedAlgorithm)));
 }
+
+/// Explaining without a token: the repository comes from the subject, as from a token.
+#[test]
+fn a_subject_alone_sketches_the_repository_identity() {
+    use crate::jwt::{ClaimsMapper as _, sketch_base};
+    let mapper = super::verify::GithubActionsClaims { owner_ids: vec![], owners: vec!["octo-org".into()] };
+    let base = |subject: &str| sketch_base(KIND, "gh", GITHUB_ISSUER, subject);
+    let identity = mapper.sketch(base("repo:octo-org/payments:ref:refs/heads/main")).unwrap();
+    assert_eq!(identity.id, "github://octo-org/payments");
+    assert_eq!(identity.tenant.as_deref(), Some("octo-org"));
+    assert_eq!(identity.namespace.as_deref(), Some("octo-org/payments"));
+    assert_eq!(identity.issuer, GITHUB_ISSUER);
+    assert!(mapper.sketch(base("octo-org/payments")).unwrap_err().contains("repo:OWNER/REPOSITORY"));
+}

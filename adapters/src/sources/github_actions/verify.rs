@@ -27,6 +27,21 @@ pub struct GithubActionsClaims {
 impl ClaimsMapper for GithubActionsClaims {
     const KIND: &'static str = KIND;
 
+    /// The subject is `repo:{owner}/{repository}:...`.
+    fn sketch(&self, mut identity: Identity) -> Result<Identity, String> {
+        let repository = identity
+            .subject
+            .strip_prefix("repo:")
+            .and_then(|rest| rest.split(':').next())
+            .filter(|r| r.split_once('/').is_some_and(|(owner, name)| !owner.is_empty() && !name.is_empty()))
+            .map(str::to_owned)
+            .ok_or("a GitHub Actions subject is `repo:OWNER/REPOSITORY:...`")?;
+        identity.id = format!("github://{repository}");
+        identity.tenant = repository.split('/').next().map(str::to_owned);
+        identity.namespace = Some(repository);
+        Ok(identity)
+    }
+
     /// `id = github://{repository}` (`github://octo-org/octo-repo`).
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         let repository = claims.required_str("repository")?;

@@ -145,3 +145,20 @@ async fn required_claims_must_be_present_and_consistent() {
     let elsewhere = id_token(json!({ "project_path": "other-group/my-project" }));
     assert!(matches!(f.verify(&source, &elsewhere).await, Err(SourceError::InvalidClaim("project_path"))));
 }
+
+/// Explaining without a token: the project comes from the subject, as from a token.
+#[test]
+fn a_subject_alone_sketches_the_project_identity() {
+    use crate::jwt::{ClaimsMapper as _, sketch_base};
+    let mapper = super::verify::GitlabCiClaims {
+        instance: "gitlab.example.com".into(),
+        namespaces: vec!["my-group".into()],
+        namespace_ids: vec![],
+    };
+    let base = |subject: &str| sketch_base(KIND, "gl", ISS, subject);
+    let identity = mapper.sketch(base("project_path:my-group/app:ref_type:branch:ref:main")).unwrap();
+    assert_eq!(identity.id, "gitlab://gitlab.example.com/my-group/app");
+    assert_eq!(identity.tenant.as_deref(), Some("my-group"));
+    assert_eq!(identity.namespace.as_deref(), Some("my-group/app"));
+    assert!(mapper.sketch(base("my-group/app")).is_err());
+}

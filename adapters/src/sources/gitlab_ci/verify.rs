@@ -40,6 +40,23 @@ impl GitlabCiClaims {
 impl ClaimsMapper for GitlabCiClaims {
     const KIND: &'static str = KIND;
 
+    /// The subject is `project_path:{group}/{project}:ref_type:...`.
+    fn sketch(&self, mut identity: Identity) -> Result<Identity, String> {
+        let project_path = identity
+            .subject
+            .strip_prefix("project_path:")
+            .and_then(|rest| rest.split(':').next())
+            .filter(|p| {
+                p.split_once('/').is_some_and(|(group, project)| !group.is_empty() && !project.is_empty())
+            })
+            .map(str::to_owned)
+            .ok_or("a GitLab CI subject is `project_path:GROUP/PROJECT:...`")?;
+        identity.id = format!("gitlab://{}/{project_path}", self.instance);
+        identity.tenant = project_path.split('/').next().map(str::to_owned);
+        identity.namespace = Some(project_path);
+        Ok(identity)
+    }
+
     /// `id = gitlab://{instance}/{project_path}` (`gitlab://gitlab.com/my-group/my-project`).
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         let namespace_path = claims.required_str("namespace_path")?;

@@ -55,6 +55,23 @@ pub(super) fn is_api_server_audience(k: &KubernetesClaims, aud: &str) -> bool {
 impl ClaimsMapper for KubernetesClaims {
     const KIND: &'static str = KIND;
 
+    /// The subject is `system:serviceaccount:{namespace}:{service account}`.
+    fn sketch(&self, mut identity: Identity) -> Result<Identity, String> {
+        let (namespace, account) = identity
+            .subject
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains(':'))
+            .map(|(ns, sa)| (ns.to_owned(), sa.to_owned()))
+            .ok_or("a Kubernetes subject is `system:serviceaccount:NAMESPACE:SERVICE_ACCOUNT`")?;
+        identity.id = format!("k8s://{}/ns/{namespace}/sa/{account}", identity.source);
+        identity.tenant = Some(self.cluster.clone());
+        identity.namespace = Some(namespace);
+        identity.name = Some(account);
+        identity.region = self.region.clone();
+        Ok(identity)
+    }
+
     /// `id = k8s://{source}/ns/{namespace}/sa/{service account}`.
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         if claims.claims().keys().any(|k| k.starts_with("kubernetes.io/serviceaccount/")) {

@@ -24,6 +24,11 @@ impl ClaimsMapper for OidcClaims {
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         identity(source, self, claims)
     }
+
+    fn sketch(&self, mut identity: Identity) -> Result<Identity, String> {
+        identity.id = format!("oidc://{}/{}", identity.source, identity.subject);
+        Ok(identity)
+    }
 }
 
 /// `id = oidc://{source}/{subject}`; further claims become `oidc.*` attributes.

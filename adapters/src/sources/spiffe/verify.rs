@@ -22,6 +22,30 @@ pub struct SpiffeClaims {
 impl ClaimsMapper for SpiffeClaims {
     const KIND: &'static str = KIND;
 
+    /// The subject is the SPIFFE ID, which is the id.
+    fn sketch(&self, mut identity: Identity) -> Result<Identity, String> {
+        let (trust_domain, path) = match id::parse(&identity.subject) {
+            Some(id) if id.trust_domain == self.trust_domain && !id.path.is_empty() => {
+                (id.trust_domain.to_owned(), id.path.to_owned())
+            }
+            _ => {
+                return Err(format!(
+                    "the subject is a SPIFFE ID of a workload: spiffe://{}/PATH",
+                    self.trust_domain
+                ));
+            }
+        };
+        identity.id = identity.subject.clone();
+        if identity.issuer.is_empty() {
+            identity.issuer = format!("spiffe://{trust_domain}");
+        }
+        identity.attributes.insert("spiffe.trust_domain".into(), trust_domain.clone());
+        identity.attributes.insert("spiffe.path".into(), path.clone());
+        identity.tenant = Some(trust_domain);
+        identity.name = Some(path);
+        Ok(identity)
+    }
+
     /// `id` = the SPIFFE ID itself (`spiffe://example.org/ns/payments/sa/api`).
     fn identity(&self, source: &str, claims: &VerifiedClaims) -> Result<Identity, SourceError> {
         let sub = claims.required_str("sub")?;
@@ -100,6 +124,16 @@ impl IdentitySource for SpiffeSource {
             .get(spiffe_id.trust_domain)
             .ok_or_else(|| SourceError::Policy("trust domain is not on the allow-list".into()))?;
         domain.verify(token).await
+    }
+
+    /// As the trust domain the subject names sketches it.
+    fn sketch(&self, subject: &str) -> Result<Identity, String> {
+        let domain = id::parse(subject).and_then(|id| self.domains.get(id.trust_domain));
+        let domains = || self.domains.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        match domain {
+            Some(source) => source.sketch(subject),
+            None => Err(format!("the subject is a SPIFFE ID of one of the trust domains {}", domains())),
+        }
     }
 
     /// Every trust domain's keys are at hand.

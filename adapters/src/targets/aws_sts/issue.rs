@@ -195,7 +195,7 @@ impl AwsStsTarget {
         let timeout = self.settings.upstream.timeout;
         match tokio::time::timeout(timeout, send).await {
             Ok(Ok(out)) => Ok(out),
-            Ok(Err(e)) => Err(sdk_error(&e)),
+            Ok(Err(e)) => Err(sdk_error(&e, &self.upstream_endpoints().concat())),
             Err(_) => Err(TargetError::Upstream {
                 retryable: true,
                 cause: format!("STS did not answer within {}s", timeout.as_secs()),
@@ -376,7 +376,8 @@ pub(super) fn classify(code: Option<&str>, status: Option<u16>) -> TargetError {
     }
 }
 
-fn sdk_error(e: &SdkError<AssumeRoleWithWebIdentityError>) -> TargetError {
+/// `endpoint` is where the call went, named when it could not be reached.
+fn sdk_error(e: &SdkError<AssumeRoleWithWebIdentityError>, endpoint: &str) -> TargetError {
     match e {
         SdkError::ServiceError(ctx) => {
             let err = ctx.err();
@@ -385,19 +386,21 @@ fn sdk_error(e: &SdkError<AssumeRoleWithWebIdentityError>) -> TargetError {
         SdkError::TimeoutError(_) => {
             TargetError::Upstream { retryable: true, cause: "STS call timed out".into() }
         }
-        SdkError::DispatchFailure(d) => TargetError::Upstream {
-            retryable: true,
-            cause: format!(
-                "STS could not be reached ({})",
-                if d.is_timeout() {
-                    "timeout"
-                } else if d.is_io() {
-                    "connection failed"
-                } else {
-                    "dispatch failed"
-                }
-            ),
-        },
+        SdkError::DispatchFailure(d) => {
+            let what = if d.is_timeout() {
+                "timed out"
+            } else if d.is_io() {
+                "cannot connect"
+            } else {
+                "the request failed"
+            };
+            let root = d.as_connector_error().and_then(|c| crate::net::root_cause(c));
+            let cause = match root {
+                Some(root) if !d.is_timeout() => format!("STS {endpoint}: {what}: {root}"),
+                _ => format!("STS {endpoint}: {what}"),
+            };
+            TargetError::Upstream { retryable: true, cause }
+        }
         SdkError::ResponseError(r) => TargetError::Upstream {
             retryable: true,
             cause: format!("STS answered with an unreadable response (HTTP {})", r.raw().status().as_u16()),

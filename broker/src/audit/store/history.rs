@@ -12,11 +12,12 @@ use tessera_adapters::Identity;
 
 use super::{Backend, StoreError, backend_of, describe, sqlite_path};
 use crate::config::{AuditStoreConfig, SecretUrl};
-use crate::mapping::Recorded;
+use crate::mapping::{Folding, Recorded};
 
 /// A read-only view of the store's events.
 pub struct History {
     pool: AnyPool,
+    backend: Backend,
     location: String,
 }
 
@@ -66,7 +67,7 @@ impl History {
             .await
             .and_then(|row| row.try_get::<Option<i64>, _>("v"));
         match migrated {
-            Ok(Some(_)) => Ok(Self { pool, location }),
+            Ok(Some(_)) => Ok(Self { pool, backend, location }),
             Ok(None) | Err(_) => {
                 Err(open_error("no audit events here: has the broker run with this config?".into()))
             }
@@ -78,33 +79,47 @@ impl History {
         &self.location
     }
 
-    /// Every request recorded at or after `since_ms`, in no particular order, to `each`.
-    /// Returns how many recorded requests had no verified identity (or one this version
-    /// cannot read) and so were not handed over.
+    /// Every request recorded at or after `since_ms`, folded as `folding` allows (the
+    /// store counts them), in no particular order, to `each`. Returns how many recorded
+    /// requests had no verified identity (or one this version cannot read) and so were not
+    /// handed over.
     pub async fn requests(
         &self,
         since_ms: i64,
+        folding: Folding,
         mut each: impl FnMut(&Recorded<'_>),
     ) -> Result<u64, StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT time_ms, identity, target, scope, client_addr FROM tessera_audit_events \
-             WHERE time_ms >= $1",
-        )
-        .bind(since_ms)
-        .fetch(&self.pool);
+        let sql = fold_query(folding, self.backend);
+        let mut rows = sqlx::query(&sql).bind(since_ms).fetch(&self.pool);
         let mut skipped = 0;
+        // Rows of one identity tend to come together (SQLite groups by sorting): parse once.
+        let mut last: Option<(String, Identity)> = None;
         while let Some(row) = rows.try_next().await.map_err(|e| StoreError::query(&e))? {
-            let identity: Option<String> = super::get(&row, "identity")?;
-            let Some(identity) = identity.and_then(|t| serde_json::from_str::<Identity>(&t).ok()) else {
-                skipped += 1;
+            let exchanges: i64 = super::get(&row, "exchanges")?;
+            let exchanges = u64::try_from(exchanges).unwrap_or(0);
+            let text: Option<String> = super::get(&row, "identity")?;
+            let Some(text) = text else {
+                skipped += exchanges;
                 continue;
             };
+            if last.as_ref().is_none_or(|(seen, _)| *seen != text) {
+                match serde_json::from_str::<Identity>(&text) {
+                    Ok(identity) => last = Some((text, identity)),
+                    Err(_) => {
+                        skipped += exchanges;
+                        continue;
+                    }
+                }
+            }
+            let Some((_, identity)) = &last else { continue };
             let target: String = super::get(&row, "target")?;
             let scope: Option<String> = super::get(&row, "scope")?;
-            let client_addr: Option<String> = super::get(&row, "client_addr")?;
+            let client_addr: Option<String> =
+                if folding.by_client_addr { super::get(&row, "client_addr")? } else { None };
             each(&Recorded {
-                time_ms: super::get(&row, "time_ms")?,
-                identity: &identity,
+                time_ms: super::get(&row, "last_ms")?,
+                exchanges,
+                identity,
                 audience: &target,
                 scope: scope.as_deref(),
                 client_addr: client_addr.as_deref(),
@@ -112,6 +127,32 @@ impl History {
         }
         Ok(skipped)
     }
+}
+
+/// The events since `$1`, one row per group of requests a replay decides alike, with
+/// their count and last time. Unless folding by expiry, the identity is read without
+/// `expires_at` (which the identity then defaults to 0).
+fn fold_query(folding: Folding, backend: Backend) -> String {
+    let identity = match (folding.by_expiry, backend) {
+        (true, _) => "identity",
+        (false, Backend::Sqlite) => "json_remove(identity, '$.expires_at')",
+        (false, Backend::Postgres) => "(identity::jsonb - 'expires_at')::text",
+    };
+    let mut columns = vec!["target", "scope"];
+    if folding.by_client_addr {
+        columns.push("client_addr");
+    }
+    let mut group = vec!["1"];
+    group.extend(&columns);
+    if folding.by_second {
+        group.push("time_ms / 1000");
+    }
+    format!(
+        "SELECT {identity} AS identity, {}, COUNT(*) AS exchanges, MAX(time_ms) AS last_ms \
+         FROM tessera_audit_events WHERE time_ms >= $1 GROUP BY {}",
+        columns.join(", "),
+        group.join(", ")
+    )
 }
 
 /// A SQLite URL query with `mode=ro` in place of any other mode.
@@ -126,6 +167,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::audit::IdentityJson;
     use crate::audit::store::AuditStore;
     use crate::metrics::Metrics;
 
@@ -135,43 +177,75 @@ mod tests {
         assert_eq!(read_only_query("cache=shared&mode=rw"), "cache=shared&mode=ro");
     }
 
+    /// (time_ms, exchanges, identity id, audience, scope, client address) of each row.
+    type Row = (i64, u64, String, String, Option<String>, Option<String>);
+
+    async fn rows(history: &History, since_ms: i64, folding: Folding) -> (Vec<Row>, u64) {
+        let mut seen = Vec::new();
+        let skipped = history
+            .requests(since_ms, folding, |r| {
+                seen.push((
+                    r.time_ms,
+                    r.exchanges,
+                    r.identity.id.clone(),
+                    r.audience.to_string(),
+                    r.scope.map(str::to_string),
+                    r.client_addr.map(str::to_string),
+                ))
+            })
+            .await
+            .unwrap();
+        seen.sort();
+        (seen, skipped)
+    }
+
+    /// Requests alike are read as one row with their count and last time; the client
+    /// address and the second they were made in tell them apart only when the rules read
+    /// those.
     #[tokio::test]
-    async fn history_reads_what_the_store_wrote_and_cannot_write() {
+    async fn history_reads_what_the_store_wrote_folded_and_cannot_write() {
         use crate::audit::tests::{allowed_event, bare_event};
         let dir = tempfile::tempdir().unwrap();
         let url = SecretUrl::new(format!("sqlite://{}", dir.path().join("audit.db").display()));
         let config = AuditStoreConfig::default();
         let store = AuditStore::open(&config, &url, Arc::new(Metrics::new()), true).await.unwrap();
-        for event in [bare_event(), allowed_event()] {
+        let allowed = allowed_event();
+        let t = allowed.time_ms;
+        let at = |ms: i64, addr: &str| {
+            let mut e = allowed_event();
+            (e.time_ms, e.client_addr) = (ms, Some(addr.to_string()));
+            e
+        };
+        // The same workload with a later token: only `expires_at` differs.
+        let mut renewed = at(t + 2000, "10.0.0.1");
+        let mut identity: Identity =
+            serde_json::from_str(renewed.identity.as_ref().unwrap().as_str()).unwrap();
+        identity.expires_at += 3600;
+        renewed.identity = Some(IdentityJson::new(&identity).unwrap());
+        for event in [bare_event(), bare_event(), at(t, "10.0.0.1"), at(t + 500, "10.0.0.2"), renewed] {
             store.write(&event).await.unwrap();
         }
         let history = History::open(&config, &url).await.unwrap();
-        let mut seen = Vec::new();
-        let skipped = history
-            .requests(0, |r| {
-                seen.push((
-                    r.time_ms,
-                    r.identity.id.clone(),
-                    r.audience.to_string(),
-                    r.scope.map(str::to_string),
-                ))
-            })
-            .await
-            .unwrap();
-        assert_eq!(skipped, 1, "the event without an identity");
-        let allowed = allowed_event();
+        let row = |ms, n, addr: Option<&str>| {
+            let id = "oidc://corp/svc-payments".to_string();
+            (ms, n, id, "aws-prod".to_string(), allowed.scope.clone(), addr.map(str::to_string))
+        };
+
+        let (seen, skipped) = rows(&history, 0, Folding::default()).await;
+        assert_eq!(skipped, 2, "the events without an identity");
+        assert_eq!(seen, [row(t + 2000, 3, None)]);
+        let by_second = Folding { by_second: true, ..Folding::default() };
+        assert_eq!(rows(&history, 0, by_second).await.0, [row(t + 500, 2, None), row(t + 2000, 1, None)]);
+        let by_expiry = Folding { by_expiry: true, ..Folding::default() };
+        assert_eq!(rows(&history, 0, by_expiry).await.0, [row(t + 500, 2, None), row(t + 2000, 1, None)]);
+        let by_addr = Folding { by_client_addr: true, ..Folding::default() };
         assert_eq!(
-            seen,
-            [(
-                allowed.time_ms,
-                "oidc://corp/svc-payments".to_string(),
-                "aws-prod".to_string(),
-                allowed.scope
-            )]
+            rows(&history, 0, by_addr).await.0,
+            [row(t + 500, 1, Some("10.0.0.2")), row(t + 2000, 2, Some("10.0.0.1"))]
         );
-        let later =
-            history.requests(allowed.time_ms + 1, |_| panic!("nothing is that recent")).await.unwrap();
-        assert_eq!(later, 0);
+
+        let later = history.requests(t + 2001, Folding::default(), |_| panic!("nothing is that recent"));
+        assert_eq!(later.await.unwrap(), 0);
         let write = sqlx::query("DELETE FROM tessera_audit_events").execute(&history.pool).await;
         assert!(write.is_err(), "a history is read-only: {write:?}");
     }

@@ -17,6 +17,9 @@ pub enum AwsCommand {
     /// shared config and credentials files, web identity, ECS or EC2 instance metadata) and
     /// print it as a subject token of type
     /// urn:tessera:params:oauth:token-type:aws-signed-request for an `aws_iam` source.
+    #[command(
+        after_help = "Example:\n  tessera aws sign-request --server-id tessera.example.com --region eu-west-1 > token"
+    )]
     SignRequest {
         /// The `server_id` of the broker's `aws_iam` source; it is signed into the request.
         #[arg(long, env = "TESSERA_AWS_SERVER_ID")]

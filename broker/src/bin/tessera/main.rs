@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::{Clock, SystemClock};
 use tessera_broker::http::admin_auth::AdminAuth;
@@ -49,33 +49,40 @@ enum LogFormat {
     Text,
 }
 
+/// `--config`: the broker config file.
+const CONFIG_HELP: &str = "The broker config file (broker.yaml)";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker.
+    #[command(after_help = "Example:\n  tessera serve --config /etc/tessera/broker.yaml")]
     Serve {
-        /// The broker config file.
-        #[arg(long, short, env = "TESSERA_CONFIG")]
+        #[arg(long, short, env = "TESSERA_CONFIG", help = CONFIG_HELP)]
         config: PathBuf,
     },
     /// Check a config file (and the mapping files it names) without serving.
+    #[command(after_help = "Example:\n  tessera check --config /etc/tessera/broker.yaml")]
     Check {
-        #[arg(long, short, env = "TESSERA_CONFIG")]
+        #[arg(long, short, env = "TESSERA_CONFIG", help = CONFIG_HELP)]
         config: PathBuf,
     },
     /// Check what breaks in production: the issuer URL serves discovery and a JWKS that
     /// match the local keys, every source's key set and target's endpoint is reachable,
     /// the store and Redis connect, key files are private, the clock agrees. Exits 1 when
-    /// a check fails. Example: `tessera doctor --config /etc/tessera/broker.yaml`
+    /// a check fails.
+    #[command(after_help = "Example:\n  tessera doctor --config /etc/tessera/broker.yaml")]
     Doctor {
-        #[arg(long, short, env = "TESSERA_CONFIG")]
+        #[arg(long, short, env = "TESSERA_CONFIG", help = CONFIG_HELP)]
         config: PathBuf,
     },
     /// Manage Tessera's signing keys.
+    #[command(after_help = "Example:\n  tessera keys list --config /etc/tessera/broker.yaml")]
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
     /// Check mapping files and explain decisions.
+    #[command(after_help = "Example:\n  tessera mappings check --config /etc/tessera/broker.yaml")]
     Mappings {
         #[command(subcommand)]
         command: mappings::MappingsCommand,
@@ -83,32 +90,58 @@ enum Command {
     /// Print the setup a target's platform needs to trust Tessera (an IAM OIDC provider
     /// and role trust policies, a workload identity pool, federated credentials), written
     /// from broker.yaml and the mapping rules that grant the target (docs/targets.md).
+    #[command(after_help = "Example:\n  tessera trust aws-prod --config broker.yaml --format terraform")]
     Trust(trust::TrustArgs),
     /// Helpers for workloads on AWS.
+    #[command(after_help = "Example:\n  tessera aws sign-request --server-id tessera.example.com")]
     Aws {
         #[command(subcommand)]
         command: aws::AwsCommand,
     },
     /// Run beside a workload: exchange its native credential at the broker and serve the
     /// results where unmodified AWS, Google and Azure SDKs look (docs/agent.md).
+    #[command(after_help = "Example:\n  tessera agent --config /etc/tessera/agent.yaml")]
     Agent {
-        /// The agent config file (required).
+        /// The agent config file (agent.yaml; required).
         #[arg(long, short, env = "TESSERA_AGENT_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: Option<AgentCommand>,
     },
     /// The workload directory: every workload identity seen, from the audit store.
+    #[command(after_help = "Example:\n  tessera workloads --config broker.yaml --source eks-prod --limit 20")]
     Workloads(workloads::WorkloadsArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format, or
     /// with `--kubernetes` a kubectl `ExecCredential` exchanged at the broker.
+    #[command(
+        after_help = "Example (in ~/.aws/config):\n  [default]\n  credential_process = tessera credential-process --token-file /var/run/tessera/aws-token"
+    )]
     CredentialProcess(tessera_agent::credential_process::CredentialProcessArgs),
+    /// Print a shell completion script for `tessera` (docs/operations.md says where each
+    /// shell looks for one).
+    #[command(after_help = "Example:\n  tessera completions bash > /etc/bash_completion.d/tessera")]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page tessera(1), or write it and one page per command
+    /// (tessera-serve(1), tessera-mappings-diff(1), ...) into a directory.
+    #[command(after_help = "Example:\n  tessera man --dir /usr/local/share/man/man1")]
+    Man {
+        /// Write tessera.1 and tessera-*.1 into this directory instead of printing tessera.1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// Run a command with a PostgreSQL login from the config's `postgres` entries in its
     /// environment (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD); exits with its status.
+    #[command(
+        after_help = "Example:\n  tessera agent --config /etc/tessera/agent.yaml exec --target orders-db -- psql -c 'select 1'"
+    )]
     Exec(tessera_agent::exec::ExecArgs),
 }
 
@@ -117,25 +150,29 @@ enum KeysCommand {
     /// Create the key directory: signing keys for every configured algorithm (current and
     /// next) and the credential-cache key replicas share. Existing keys are kept. For
     /// filling a read-only volume (a Kubernetes Secret) before replicas start.
+    #[command(after_help = "Example:\n  tessera keys init --config broker.yaml")]
     Init {
-        #[arg(long, short, env = "TESSERA_CONFIG")]
+        #[arg(long, short, env = "TESSERA_CONFIG", help = CONFIG_HELP)]
         config: PathBuf,
     },
     /// Promote the published next key to signing, retire the current one (it stays
     /// published longer than the longest TTL it signed) and publish a new next key.
+    #[command(after_help = "Example:\n  tessera keys rotate --config /etc/tessera/broker.yaml")]
     Rotate {
-        #[arg(long, short, env = "TESSERA_CONFIG")]
+        #[arg(long, short, env = "TESSERA_CONFIG", help = CONFIG_HELP)]
         config: PathBuf,
     },
     /// List keys with their state and dates (never private material).
+    #[command(after_help = "Example:\n  tessera keys list --config /etc/tessera/broker.yaml")]
     List {
-        #[arg(long, short, env = "TESSERA_CONFIG")]
+        #[arg(long, short, env = "TESSERA_CONFIG", help = CONFIG_HELP)]
         config: PathBuf,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tessera_adapters::process::set_build(tessera_broker::metrics::BUILD);
     let daemon = matches!(cli.command, Command::Serve { .. } | Command::Agent { command: None, .. });
     init_logging(cli.log_format.unwrap_or(if daemon { LogFormat::Json } else { LogFormat::Text }));
     match run(cli) {
@@ -183,6 +220,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Agent { config, command } => agent(config, command).await,
             Command::Workloads(args) => workloads::run(args).await,
             Command::CredentialProcess(args) => Ok(tessera_agent::credential_process::run(&args).await?),
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "tessera", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man { dir } => man(dir.as_deref()),
         }
     })
 }
@@ -200,9 +242,22 @@ async fn agent(config: Option<PathBuf>, command: Option<AgentCommand>) -> anyhow
     }
 }
 
+/// Libraries whose informational lines say nothing an operator acts on (actix's "starting
+/// 2 workers", "Actix runtime found"): warnings and errors only, unless `RUST_LOG` names
+/// them.
+const QUIET_TARGETS: &[&str] = &["actix_server", "actix_web", "actix_http", "actix_rt", "mio", "h2", "hyper"];
+
+/// `RUST_LOG` (default `info`), with [`QUIET_TARGETS`] it does not name at `warn`.
+fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let spec = spec.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let quiet = QUIET_TARGETS.iter().filter(|t| !spec.contains(*t)).map(|t| format!("{t}=warn"));
+    let full: Vec<String> = std::iter::once(spec.to_string()).chain(quiet).collect();
+    tracing_subscriber::EnvFilter::try_new(full.join(","))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colour only for a person at a terminal who has not asked for none (no-color.org).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder =
@@ -257,7 +312,8 @@ async fn check(path: PathBuf) -> anyhow::Result<()> {
     AdminAuth::validate(&loaded, &adapters.targets).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mappings = MappingSet::load_dir(&loaded.mappings_dir(), &adapters.catalog)
         .map_err(|e| anyhow::anyhow!("the mapping files do not load:\n{e}"))?;
-    println!("{}: ok ({} rules, mappings {})", path.display(), mappings.rule_count(), mappings.version());
+    let shown = tessera_adapters::config::normalize(&path);
+    println!("{}: ok ({} rules, mappings {})", shown.display(), mappings.rule_count(), mappings.version());
     Ok(())
 }
 
@@ -317,6 +373,20 @@ fn list_keys(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// tessera(1) on standard output, or every page into `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let command = Cli::command();
+    match dir {
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("cannot write to {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -335,4 +405,40 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every argument says what it is for and every command shows how it is run, in
+    /// `--help`, the completions and the man pages alike.
+    #[test]
+    fn every_flag_has_help_and_every_command_an_example() {
+        fn walk(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name()).trim().to_string();
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    problems.push(format!("`{path}`: argument `{id}` has no help"));
+                }
+            }
+            let example = command.get_after_help().or(command.get_after_long_help());
+            let has_example = example.is_some_and(|e| e.to_string().contains("tessera "));
+            if path != "tessera" && !has_example {
+                problems.push(format!("`{path}` has no example in its help"));
+            }
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &path, problems);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut problems = Vec::new();
+        walk(&command, "", &mut problems);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        assert!(command.get_subcommands().count() > 10, "the walk saw the commands");
+    }
 }

@@ -10,7 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use tessera_adapters::oauth::token_type;
 use tessera_adapters::{Clock, Secret, SubjectToken, SubjectTokenType, SystemClock};
 use tessera_broker::explain::{self, ExplainRequest, Subject};
-use tessera_broker::mapping::{CheckReport, MappingSet, parse_identity};
+use tessera_broker::mapping::{CheckReport, MappingSet, identity_keys, parse_identity};
 use tessera_broker::{Adapters, config};
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -25,12 +25,14 @@ pub enum MappingsCommand {
     /// Validate a mapping directory against broker.yaml's sources and targets, run every
     /// file's inline `tests:`, and warn about rules that can never apply or overlap.
     /// Exits 1 on any error or failed test (with --strict, on any warning too).
+    #[command(after_help = "Example:\n  tessera mappings check ./mappings --config broker.yaml --strict")]
     Check {
         /// The mapping directory. Default: the `mappings` directory broker.yaml names.
         dir: Option<PathBuf>,
         /// The broker config whose sources and targets the rules may name.
         #[arg(long, short, env = "TESSERA_CONFIG")]
         config: PathBuf,
+        /// Output for people (`text`) or for tools (`json`).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Fail on warnings as well.
@@ -43,10 +45,16 @@ pub enum MappingsCommand {
     /// Explain the decision for an identity (as in a test case) or a real subject token
     /// (verified by the configured source): every rule for the audience and why it
     /// applied or not, the decision, and the grant.
+    #[command(
+        after_help = "Examples:\n  tessera mappings explain --config broker.yaml --token @token.jwt --audience aws-prod\n  echo '{source: eks-prod, subject: \"system:serviceaccount:payments:api\"}' \\\n    | tessera mappings explain --config broker.yaml --identity - --audience aws-prod"
+    )]
     Explain {
+        /// The broker config: its sources, targets and mapping directory.
         #[arg(long, short, env = "TESSERA_CONFIG")]
         config: PathBuf,
-        /// A YAML or JSON file holding the identity; `-` reads standard input.
+        /// A YAML or JSON file holding the identity, as in a test case; `-` reads standard
+        /// input. With only `source` and `subject`, the rest is derived as the source's
+        /// kind derives it from a token (`id`, `provider`, ...).
         #[arg(long, conflicts_with = "token", required_unless_present = "token")]
         identity: Option<PathBuf>,
         /// The subject token; `@FILE` reads it from a file and `-` from standard input
@@ -59,6 +67,7 @@ pub enum MappingsCommand {
         /// The target name, as a workload would send it.
         #[arg(long)]
         audience: String,
+        /// The scope, as a workload would send it (a role ARN for AWS).
         #[arg(long)]
         scope: Option<String>,
         /// The client address conditions see as `request.client_addr`.
@@ -70,6 +79,7 @@ pub enum MappingsCommand {
         /// The mapping directory. Default: the one broker.yaml names.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Output for people (`text`) or for tools (`json`).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -100,18 +110,26 @@ pub async fn run(command: MappingsCommand) -> anyhow::Result<()> {
             dir,
             format,
         } => {
-            let subject = match (identity, token) {
-                (Some(path), _) => Subject::Identity(Box::new(read_identity(&path)?)),
-                (None, Some(token)) => Subject::Token(SubjectToken {
-                    token_type: token_type_of(&token_type)?,
-                    value: Secret::new(read_token(&token)?),
-                }),
-                (None, None) => anyhow::bail!("give --identity or --token"),
-            };
             let loaded = load(&config)?;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let adapters =
-                Adapters::build(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (subject, adapters) = match (identity, token) {
+                (Some(path), _) => {
+                    // No token to verify: the sources need not fetch keys.
+                    let adapters = adapters(&loaded)?;
+                    let identity = read_identity(&path, &adapters.sources)?;
+                    (Subject::Identity(Box::new(identity)), adapters)
+                }
+                (None, Some(token)) => {
+                    let token = SubjectToken {
+                        token_type: token_type_of(&token_type)?,
+                        value: Secret::new(read_token(&token)?),
+                    };
+                    let adapters =
+                        Adapters::build(&loaded, Arc::clone(&clock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    (Subject::Token(token), adapters)
+                }
+                (None, None) => anyhow::bail!("give --identity or --token"),
+            };
             let dir = dir.unwrap_or_else(|| loaded.mappings_dir());
             let set = MappingSet::load_dir(&dir, &adapters.catalog)
                 .map_err(|e| anyhow::anyhow!("the mapping files do not load:\n{e}"))?;
@@ -186,9 +204,15 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
     }
 }
 
-fn read_identity(path: &Path) -> anyhow::Result<tessera_adapters::Identity> {
+/// The identity in `path`, completed from its source as [`explain::complete_identity`] says.
+fn read_identity(
+    path: &Path,
+    sources: &[Arc<dyn tessera_adapters::IdentitySource>],
+) -> anyhow::Result<tessera_adapters::Identity> {
     let text = read_input(path)?;
-    parse_identity(path, &text).map_err(|e| anyhow::anyhow!("invalid identity:\n{e}"))
+    let written = parse_identity(path, &text).map_err(|e| anyhow::anyhow!("invalid identity:\n{e}"))?;
+    explain::complete_identity(sources, written, &identity_keys(&text))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn read_token(arg: &str) -> anyhow::Result<String> {

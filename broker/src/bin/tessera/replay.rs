@@ -10,7 +10,7 @@ use tessera_adapters::{Clock as _, SystemClock};
 use tessera_broker::audit::store::history::History;
 use tessera_broker::audit::store::store_url;
 use tessera_broker::config::LoadedConfig;
-use tessera_broker::mapping::{ChangeKind, Impact, MappingSet, Recorded, Usage, format_time};
+use tessera_broker::mapping::{ChangeKind, Folding, Impact, MappingSet, Recorded, Usage, format_time};
 
 use crate::mappings::{Format, adapters, load};
 
@@ -101,7 +101,8 @@ pub async fn diff(args: DiffArgs) -> anyhow::Result<()> {
     let current = load_set(&current_dir, &catalog, "the current")?;
     let proposed = load_set(&args.proposed, &catalog, "the proposed")?;
     let mut impact = Impact::new(&current, &proposed);
-    let skipped = replay(&loaded, &args.window, DIFF_DEFAULT, |r| impact.add(r)).await?;
+    let folding = impact.folding();
+    let skipped = replay(&loaded, &args.window, DIFF_DEFAULT, folding, |r| impact.add(r)).await?;
     let report = impact.report(skipped);
     match args.window.format {
         Format::Text => print!("{report}"),
@@ -121,7 +122,8 @@ pub async fn unused(args: UnusedArgs) -> anyhow::Result<()> {
     let set =
         load_set(&args.dir.unwrap_or_else(|| loaded.mappings_dir()), &adapters(&loaded)?.catalog, "the")?;
     let mut usage = Usage::new(&set);
-    let skipped = replay(&loaded, &args.window, USAGE_DEFAULT, |r| usage.add(r)).await?;
+    let folding = usage.folding();
+    let skipped = replay(&loaded, &args.window, USAGE_DEFAULT, folding, |r| usage.add(r)).await?;
     let report = usage.report(skipped);
     match args.window.format {
         Format::Json => {
@@ -153,7 +155,8 @@ pub async fn dependents(args: DependentsArgs) -> anyhow::Result<()> {
         args.rule
     );
     let mut usage = Usage::new(&set);
-    let skipped = replay(&loaded, &args.window, USAGE_DEFAULT, |r| usage.add(r)).await?;
+    let folding = usage.folding();
+    let skipped = replay(&loaded, &args.window, USAGE_DEFAULT, folding, |r| usage.add(r)).await?;
     let report = usage.report(skipped);
     let Some(rule) = report.rule(&args.rule) else { anyhow::bail!("no rule named `{}`", args.rule) };
     match args.window.format {
@@ -194,6 +197,7 @@ async fn replay(
     loaded: &LoadedConfig,
     window: &Window,
     default: Duration,
+    folding: Folding,
     mut each: impl FnMut(&Recorded<'_>),
 ) -> anyhow::Result<u64> {
     let audit = loaded.config.audit();
@@ -206,5 +210,5 @@ async fn replay(
     let since = window.since.unwrap_or(default);
     let since_ms =
         SystemClock.now_millis().saturating_sub(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
-    Ok(history.requests(since_ms, |r| each(r)).await?)
+    Ok(history.requests(since_ms, folding, |r| each(r)).await?)
 }

@@ -13,6 +13,7 @@ use tessera_broker::{Adapters, config};
 pub struct TrustArgs {
     /// The target, as named in broker.yaml.
     target: String,
+    /// The broker config file (broker.yaml).
     #[arg(long, short, env = "TESSERA_CONFIG")]
     config: PathBuf,
     /// aws_sts: json (default), cloudformation, terraform. gcp: gcloud (default),

@@ -13,6 +13,7 @@ use crate::mappings::Format;
 
 #[derive(Debug, Args)]
 pub struct WorkloadsArgs {
+    /// The broker config file: its audit store holds the directory.
     #[arg(long, short, env = "TESSERA_CONFIG")]
     config: PathBuf,
     /// Only workloads from this source.
@@ -24,6 +25,7 @@ pub struct WorkloadsArgs {
     /// At most this many, most recently seen first.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE)))]
     limit: u32,
+    /// Output for people (`text`) or for tools (`json`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
