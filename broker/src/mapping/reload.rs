@@ -3,8 +3,9 @@
 //! serving and is reported (log, metrics, `/v1/status`) until a valid one replaces it.
 //!
 //! Triggers: file-system events in the directory (debounced, so an editor's several
-//! writes make one reload), events in its parent (the directory itself replaced, or a
-//! symlink to it swapped, as Kubernetes does with ConfigMap volumes), a slow poll as a
+//! writes make one reload), entries of its parent made, removed or renamed (the directory
+//! itself replaced, or a symlink to it swapped, as Kubernetes does with ConfigMap volumes;
+//! on Linux, writes to other files there wake nothing), a slow poll as a
 //! safety net for file systems without events, `SIGHUP`, and `POST /v1/reload` on the
 //! admin listener. Every trigger runs the same check: unchanged files cost a read and a
 //! hash, nothing more.
@@ -207,6 +208,7 @@ impl Reloader {
         if let Some(w) = watcher.as_mut() {
             arm(w, &dir);
         }
+        let mut parent = if options.watch { parent::ParentWatch::new(&dir) } else { None };
         let mut poll = options.poll_interval.map(|every| {
             let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -216,6 +218,7 @@ impl Reloader {
         loop {
             let force = tokio::select! {
                 Some(()) = events.recv() => false,
+                () = parent::changed(&mut parent) => false,
                 _ = tick(&mut poll) => false,
                 _ = hangup_recv(&mut hangup) => {
                     tracing::info!(dir = %self.dir.display(), "SIGHUP: reloading mapping files");
@@ -259,19 +262,109 @@ impl Reloader {
     }
 }
 
-/// (Re)watch `dir` and its parent, non-recursively. Errors are expected while a directory
-/// is being replaced; the parent's events and the poll cover that moment.
+/// (Re)watch `dir` (and, where [`parent::ParentWatch`] does not, its parent),
+/// non-recursively. Errors are expected while a directory is being replaced; the parent's
+/// events and the poll cover that moment.
 fn arm(debouncer: &mut Debouncer<notify::RecommendedWatcher>, dir: &Path) {
     let watcher = debouncer.watcher();
     let _ = watcher.unwatch(dir);
     if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
         tracing::debug!(dir = %dir.display(), error = %e, "mapping directory not watched");
     }
+    if cfg!(target_os = "linux") {
+        return;
+    }
     if let Some(parent) = dir.parent() {
         let _ = watcher.unwatch(parent);
         if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
             tracing::debug!(dir = %parent.display(), error = %e, "parent of the mapping directory not watched");
         }
+    }
+}
+
+/// The mapping directory's parent, watched for its entries made, removed and renamed, and
+/// for being removed or renamed itself: what replacing the directory or swapping a symlink
+/// to it does. Not for writes to its files, which notify's watches report too, each a
+/// wake-up of its threads (an audit file next to the mapping directory would cost a few per
+/// exchange).
+#[cfg(target_os = "linux")]
+mod parent {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use futures::StreamExt as _;
+    use inotify::{EventStream, Inotify, WatchMask};
+
+    pub(super) struct ParentWatch {
+        events: EventStream<Vec<u8>>,
+        /// The mapping directory's name in its parent.
+        name: OsString,
+    }
+
+    impl ParentWatch {
+        pub(super) fn new(dir: &Path) -> Option<Self> {
+            let (parent, name) = (dir.parent()?, dir.file_name()?.to_os_string());
+            let watch = || {
+                let inotify = Inotify::init()?;
+                let mask = WatchMask::CREATE
+                    | WatchMask::DELETE
+                    | WatchMask::MOVED_FROM
+                    | WatchMask::MOVED_TO
+                    | WatchMask::DELETE_SELF
+                    | WatchMask::MOVE_SELF
+                    | WatchMask::ONLYDIR;
+                inotify.watches().add(parent, mask)?;
+                inotify.into_event_stream(vec![0; 4096])
+            };
+            match watch() {
+                Ok(events) => Some(Self { events, name }),
+                Err(e) => {
+                    tracing::debug!(dir = %parent.display(), error = %e, "parent of the mapping directory not watched");
+                    None
+                }
+            }
+        }
+
+        /// Returns when the directory's entry in the parent, or the parent itself, changed.
+        async fn next(&mut self) -> std::io::Result<()> {
+            while let Some(event) = self.events.next().await {
+                if event?.name.is_none_or(|n| n == self.name) {
+                    return Ok(());
+                }
+            }
+            Err(std::io::ErrorKind::UnexpectedEof.into())
+        }
+    }
+
+    /// Returns when the watched parent says the directory changed; never without a watch
+    /// (or once reading it failed).
+    pub(super) async fn changed(watch: &mut Option<ParentWatch>) {
+        if let Some(w) = watch {
+            match w.next().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "parent of the mapping directory no longer watched");
+                    *watch = None;
+                }
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+/// Elsewhere notify's watch of the parent (see [`arm`]) stands in.
+#[cfg(not(target_os = "linux"))]
+mod parent {
+    pub(super) struct ParentWatch;
+
+    impl ParentWatch {
+        pub(super) fn new(_: &std::path::Path) -> Option<Self> {
+            None
+        }
+    }
+
+    pub(super) async fn changed(_: &mut Option<ParentWatch>) {
+        std::future::pending().await
     }
 }
 
