@@ -204,11 +204,11 @@ impl Reloader {
     async fn watch_loop(self: Arc<Self>, slot: Arc<dyn RuleSlot>, options: WatchOptions) {
         let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
         let dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let _parent = if options.watch { parent::ParentWatch::new(&dir, tx.clone()) } else { None };
         let mut watcher = if options.watch { self.watcher(&dir, options.debounce, tx) } else { None };
         if let Some(w) = watcher.as_mut() {
             arm(w, &dir);
         }
-        let mut parent = if options.watch { parent::ParentWatch::new(&dir) } else { None };
         let mut poll = options.poll_interval.map(|every| {
             let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -218,7 +218,6 @@ impl Reloader {
         loop {
             let force = tokio::select! {
                 Some(()) = events.recv() => false,
-                () = parent::changed(&mut parent) => false,
                 _ = tick(&mut poll) => false,
                 _ = hangup_recv(&mut hangup) => {
                     tracing::info!(dir = %self.dir.display(), "SIGHUP: reloading mapping files");
@@ -286,23 +285,25 @@ fn arm(debouncer: &mut Debouncer<notify::RecommendedWatcher>, dir: &Path) {
 /// for being removed or renamed itself: what replacing the directory or swapping a symlink
 /// to it does. Not for writes to its files, which notify's watches report too, each a
 /// wake-up of its threads (an audit file next to the mapping directory would cost a few per
-/// exchange).
+/// exchange). A thread of its own blocks on the watch and wakes only for these events.
 #[cfg(target_os = "linux")]
 mod parent {
     use std::ffi::OsString;
     use std::path::Path;
 
-    use futures::StreamExt as _;
-    use inotify::{EventStream, Inotify, WatchMask};
+    use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+    use tokio::sync::mpsc;
 
+    /// The watch; dropping it ends the watch and its thread.
     pub(super) struct ParentWatch {
-        events: EventStream<Vec<u8>>,
-        /// The mapping directory's name in its parent.
-        name: OsString,
+        watches: Watches,
+        wd: WatchDescriptor,
     }
 
     impl ParentWatch {
-        pub(super) fn new(dir: &Path) -> Option<Self> {
+        /// Watch `dir`'s parent; each change to `dir`'s entry there, or to the parent
+        /// itself, sends on `changed`.
+        pub(super) fn new(dir: &Path, changed: mpsc::Sender<()>) -> Option<Self> {
             let (parent, name) = (dir.parent()?, dir.file_name()?.to_os_string());
             let watch = || {
                 let inotify = Inotify::init()?;
@@ -313,42 +314,47 @@ mod parent {
                     | WatchMask::DELETE_SELF
                     | WatchMask::MOVE_SELF
                     | WatchMask::ONLYDIR;
-                inotify.watches().add(parent, mask)?;
-                inotify.into_event_stream(vec![0; 4096])
+                let wd = inotify.watches().add(parent, mask)?;
+                let watches = inotify.watches();
+                std::thread::Builder::new()
+                    .name("mapping-parent".to_string())
+                    .spawn(move || read(inotify, &name, &changed))?;
+                Ok::<_, std::io::Error>(Self { watches, wd })
             };
             match watch() {
-                Ok(events) => Some(Self { events, name }),
+                Ok(watch) => Some(watch),
                 Err(e) => {
                     tracing::debug!(dir = %parent.display(), error = %e, "parent of the mapping directory not watched");
                     None
                 }
             }
         }
+    }
 
-        /// Returns when the directory's entry in the parent, or the parent itself, changed.
-        async fn next(&mut self) -> std::io::Result<()> {
-            while let Some(event) = self.events.next().await {
-                if event?.name.is_none_or(|n| n == self.name) {
-                    return Ok(());
-                }
-            }
-            Err(std::io::ErrorKind::UnexpectedEof.into())
+    impl Drop for ParentWatch {
+        fn drop(&mut self) {
+            // The kernel then reports the watch gone, which ends the thread.
+            let _ = self.watches.remove(self.wd.clone());
         }
     }
 
-    /// Returns when the watched parent says the directory changed; never without a watch
-    /// (or once reading it failed).
-    pub(super) async fn changed(watch: &mut Option<ParentWatch>) {
-        if let Some(w) = watch {
-            match w.next().await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "parent of the mapping directory no longer watched");
-                    *watch = None;
+    /// Until the watch is removed (or the receiver is gone, or reading fails).
+    fn read(mut inotify: Inotify, name: &OsString, changed: &mpsc::Sender<()>) {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let Ok(events) = inotify.read_events_blocking(&mut buffer) else { return };
+            let mut relevant = false;
+            for event in events {
+                if event.mask.contains(EventMask::IGNORED) {
+                    return;
                 }
+                relevant |= event.name.is_none_or(|n| n == name);
+            }
+            // A full channel already holds a pending reload, which will see this change.
+            if relevant && let Err(mpsc::error::TrySendError::Closed(())) = changed.try_send(()) {
+                return;
             }
         }
-        std::future::pending().await
     }
 }
 
@@ -358,13 +364,9 @@ mod parent {
     pub(super) struct ParentWatch;
 
     impl ParentWatch {
-        pub(super) fn new(_: &std::path::Path) -> Option<Self> {
+        pub(super) fn new(_: &std::path::Path, _: tokio::sync::mpsc::Sender<()>) -> Option<Self> {
             None
         }
-    }
-
-    pub(super) async fn changed(_: &mut Option<ParentWatch>) {
-        std::future::pending().await
     }
 }
 
