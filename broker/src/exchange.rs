@@ -271,7 +271,7 @@ impl Pipeline {
             }
         }
         let recorded = match event {
-            Ok(event) => self.audit.record(&event).await,
+            Ok(event) => self.audit.record(event).await,
             Err(e) => Err(AuditError::Encode(e)),
         };
         let result = match recorded {

@@ -3,10 +3,13 @@
 //!
 //! Each event goes to the SQL [`store`] first, then to the JSON-lines sink (`stdout`,
 //! `file`, or `none`) with the exchange's final outcome: when the store refuses an event
-//! and the exchange fails closed, the line says so. The exchange waits for both.
+//! and the exchange fails closed, the line says so. The exchange waits for both. Both are
+//! written in batches: the store's writer commits the events of all exchanges waiting at
+//! once and appends their lines in one write ([`Recorder`]).
 
 pub mod store;
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -137,28 +140,29 @@ pub enum AuditError {
 #[async_trait]
 pub trait AuditSink: Send + Sync + Debug {
     /// Returns once the event is written; an error means it was not.
-    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError>;
+    async fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
+}
+
+/// A JSON-lines destination: whole lines, appended in one write each call so that lines
+/// of concurrent writers never interleave. The write is a short synchronous append (to the
+/// page cache, or a pipe): cheaper than a hand-off to a blocking thread pool and back.
+pub trait LineSink: Send + Sync + Debug {
+    fn append(&self, lines: &[u8]) -> std::io::Result<()>;
 }
 
 /// JSON lines on standard output (logs go to standard error).
 #[derive(Debug, Default)]
 pub struct StdoutSink;
 
-#[async_trait]
-impl AuditSink for StdoutSink {
-    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let mut line = serde_json::to_vec(event)?;
-        line.push(b'\n');
+impl LineSink for StdoutSink {
+    fn append(&self, lines: &[u8]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
-        out.write_all(&line)?;
-        out.flush()?;
-        Ok(())
+        out.write_all(lines)?;
+        out.flush()
     }
 }
 
-/// JSON lines appended to a file, one `write` per event so lines never interleave.
-/// The write is a short synchronous append to the page cache: cheaper than handing every
-/// event to a blocking thread pool and back.
+/// JSON lines appended to a file.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
@@ -183,54 +187,116 @@ impl FileSink {
     }
 }
 
-#[async_trait]
-impl AuditSink for FileSink {
-    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let mut line = serde_json::to_vec(event)?;
-        line.push(b'\n');
+impl LineSink for FileSink {
+    fn append(&self, lines: &[u8]) -> std::io::Result<()> {
         // A poisoned lock only means another writer panicked mid-call; the file is intact.
         let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.write_all(&line)?;
-        Ok(())
+        file.write_all(lines)
     }
 }
 
-/// The store, then the JSON-lines sink. See the module documentation.
+/// `event` as its JSON line, newline included.
+pub fn json_line(event: &AuditEvent) -> Result<Vec<u8>, serde_json::Error> {
+    let mut line = serde_json::to_vec(event)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// The JSON lines of an exchange: the sink, and what a line says when the store refused
+/// the event of an allowed exchange that then fails closed.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    sink: Arc<dyn LineSink>,
+    fail_open: bool,
+}
+
+impl Lines {
+    pub fn new(sink: Arc<dyn LineSink>, fail_open: bool) -> Self {
+        Self { sink, fail_open }
+    }
+
+    /// The line for `event` (already rendered as `line`) once the store answered `stored`:
+    /// the line itself, or, when no credential leaves because the store refused the event,
+    /// a line recording that failure instead of the grant.
+    pub(crate) fn final_line<'a>(
+        &self,
+        event: &AuditEvent,
+        line: &'a [u8],
+        stored: &Result<(), String>,
+    ) -> Cow<'a, [u8]> {
+        match stored {
+            Err(e) if !self.fail_open && event.decision == Decision::Allow => {
+                let failed = AuditEvent {
+                    decision: Decision::Error,
+                    reason: "TS-AUD-WRITE".to_string(),
+                    detail: Some(e.clone()),
+                    issued_ttl: None,
+                    issued_token_fingerprint: None,
+                    ..event.clone()
+                };
+                // The event serialized once already; its failure line cannot fail to.
+                json_line(&failed).map_or(Cow::Borrowed(line), Cow::Owned)
+            }
+            _ => Cow::Borrowed(line),
+        }
+    }
+
+    /// Append `lines` in one write; the error in words, for every exchange of the batch.
+    pub(crate) fn append(&self, lines: &[u8]) -> Result<(), LineError> {
+        self.sink.append(lines).map_err(|e| LineError { kind: e.kind(), message: e.to_string() })
+    }
+}
+
+/// A failed JSON-lines write, shared by the exchanges of one batch.
+#[derive(Debug, Clone)]
+pub struct LineError {
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+impl From<LineError> for AuditError {
+    fn from(e: LineError) -> Self {
+        Self::Write(std::io::Error::new(e.kind, e.message))
+    }
+}
+
+/// What became of one event: whether the store committed it, and whether its JSON line
+/// was written (`Ok` when there is no JSON-lines sink).
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub stored: Result<(), String>,
+    pub line: Result<(), LineError>,
+}
+
+/// The store, then the JSON-lines sink, in one batch: the store's writer commits the
+/// events of every exchange waiting, then appends their lines in one write, each saying
+/// how its exchange ends (see [`Lines::final_line`]), and only then answers them. Without
+/// a store, each exchange appends its own line.
 #[derive(Debug)]
 pub struct Recorder {
     store: Option<store::AuditStore>,
-    sink: Option<Arc<dyn AuditSink>>,
-    fail_open: bool,
+    lines: Option<Lines>,
 }
 
 #[async_trait]
 impl AuditSink for Recorder {
-    async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let stored = match &self.store {
-            Some(store) => store.write(event).await.map_err(AuditError::Store),
-            None => Ok(()),
-        };
-        let Some(sink) = &self.sink else { return stored };
-        match &stored {
-            Err(e) if !self.fail_open && event.decision == Decision::Allow => {
-                // No credential leaves: the line records the failure, not the grant.
-                let mut failed = event.clone();
-                failed.decision = Decision::Error;
-                failed.reason = "TS-AUD-WRITE".to_string();
-                failed.detail = Some(e.to_string());
-                failed.issued_ttl = None;
-                failed.issued_token_fingerprint = None;
-                sink.record(&failed).await?;
+    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let line = self.lines.as_ref().map(|_| json_line(&event)).transpose()?;
+        match (&self.store, &self.lines, line) {
+            (Some(store), _, line) => {
+                let recorded = store.record(event, line).await;
+                recorded.line?;
+                recorded.stored.map_err(AuditError::Store)
             }
-            _ => sink.record(event).await?,
+            (None, Some(lines), Some(line)) => Ok(lines.append(&line)?),
+            (None, _, _) => Ok(()),
         }
-        stored
     }
 }
 
 /// The JSON-lines sink `broker.yaml` asks for, if any; relative paths resolve against
 /// `base_dir`.
-pub fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Option<Arc<dyn AuditSink>>, AuditError> {
+pub fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Option<Arc<dyn LineSink>>, AuditError> {
     match (config.sink, &config.path) {
         (AuditSinkKind::None, _) => Ok(None),
         (AuditSinkKind::Stdout, _) => Ok(Some(Arc::new(StdoutSink))),
@@ -245,22 +311,24 @@ pub fn open_sink(config: &AuditConfig, base_dir: &Path) -> Result<Option<Arc<dyn
     }
 }
 
-/// Open the sink and the store `config` asks for: the fan-out exchanges record to, and
+/// Open the sink and the store `config` asks for: the recorder exchanges record to, and
 /// the store for the directory and `GET /v1/audit` to read (`None` if disabled).
 pub async fn open(
     config: &crate::config::LoadedConfig,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(Arc<dyn AuditSink>, Option<store::AuditStore>), AuditError> {
     let audit = config.config.audit();
-    let sink = open_sink(&audit, &config.base_dir)?;
+    let lines = open_sink(&audit, &config.base_dir)?.map(|sink| Lines::new(sink, audit.fail_open));
     let store = if audit.store.enabled {
-        let store = store::AuditStore::open(&audit.store, &store::store_url(config), metrics, true).await?;
+        let url = store::store_url(config);
+        let store =
+            store::AuditStore::open_with_lines(&audit.store, &url, metrics, true, lines.clone()).await?;
         tracing::info!(store = store.location(), "audit store open");
         Some(store)
     } else {
         None
     };
-    Ok((Arc::new(Recorder { store: store.clone(), sink, fail_open: audit.fail_open }), store))
+    Ok((Arc::new(Recorder { store: store.clone(), lines }), store))
 }
 
 /// A duration in milliseconds rounded to a tenth, as latencies are logged and recorded:
@@ -400,13 +468,13 @@ pub(crate) mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn file_sink_appends_one_json_line_per_event_with_private_mode() {
+    #[test]
+    fn file_sink_appends_one_json_line_per_event_with_private_mode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit/events.jsonl");
         let sink = FileSink::open(&path).unwrap();
-        sink.record(&event()).await.unwrap();
-        sink.record(&event()).await.unwrap();
+        sink.append(&json_line(&event()).unwrap()).unwrap();
+        sink.append(&json_line(&event()).unwrap()).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);

@@ -6,7 +6,9 @@
 //! Writes are group-committed: exchanges hand their event to one writer task and wait;
 //! the writer takes every event queued since its last commit and commits them in one
 //! transaction, so concurrent exchanges share one commit (one fsync on SQLite, one round
-//! of WAL flushing on PostgreSQL) instead of queueing behind one each.
+//! of WAL flushing on PostgreSQL) instead of queueing behind one each. While a commit
+//! runs, the next batch gathers in the queue. The JSON lines of a batch's events follow
+//! its commit in one write, and only then are its exchanges answered.
 
 mod console;
 pub mod history;
@@ -16,9 +18,11 @@ pub use console::{
     WorkloadRule,
 };
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
@@ -28,7 +32,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AuditEvent, Decision, IdentityJson};
+use super::{AuditEvent, Decision, IdentityJson, LineError, Lines, Recorded};
 use crate::config::{AuditStoreConfig, SecretUrl};
 use crate::metrics::Metrics;
 
@@ -142,6 +146,23 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
              FROM tessera_audit_events GROUP BY 1, 2, 3, 4, 5, 6",
         ],
     ),
+    // Pages of one workload's or one target's events come out of their index in order,
+    // with no sort of all their events; an issued token's event is found by its index, not
+    // by reading every event (`GET /v1/audit?issued_token=`); refused and failed events,
+    // rare among allowed ones, page from an index of their own, which allowed events do
+    // not pay for.
+    (
+        3,
+        &[
+            "DROP INDEX tessera_audit_events_identity",
+            "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms, event_id)",
+            "DROP INDEX tessera_audit_events_target",
+            "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms, event_id)",
+            "CREATE INDEX tessera_audit_events_issued ON tessera_audit_events (issued_token_fingerprint)",
+            "CREATE INDEX tessera_audit_events_refused ON tessera_audit_events (decision, time_ms, event_id) \
+             WHERE decision <> 'allow'",
+        ],
+    ),
 ];
 
 /// An arbitrary constant naming Tessera's migration lock among PostgreSQL advisory locks.
@@ -176,8 +197,26 @@ fn describe(e: &sqlx::Error) -> String {
 
 /// One event waiting for the writer, and who waits for its commit.
 struct Pending {
+    entry: Arc<Entry>,
+    done: oneshot::Sender<Recorded>,
+}
+
+/// An event and its JSON line if there is a JSON-lines sink. The exchange holds the entry
+/// too: if the writer has not taken it into a batch by the store's timeout, the exchange
+/// takes it back, fails, and appends the line of its failure itself (see
+/// [`AuditStore::record`]).
+struct Entry {
     event: AuditEvent,
-    done: oneshot::Sender<Result<(), String>>,
+    line: Option<Vec<u8>>,
+    /// Set by whoever takes the event: the writer into a batch, or the exchange giving up.
+    claimed: AtomicBool,
+}
+
+impl Entry {
+    /// Claim the line; `false` if the other side already has.
+    fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// The SQL store. Cloning is cheap; every clone writes through the same writer task.
@@ -189,6 +228,7 @@ pub struct AuditStore {
     queue: mpsc::Sender<Pending>,
     timeout: Duration,
     runtime: tokio::runtime::Handle,
+    lines: Option<Lines>,
 }
 
 impl fmt::Debug for AuditStore {
@@ -264,6 +304,17 @@ impl AuditStore {
         metrics: Arc<Metrics>,
         create: bool,
     ) -> Result<Self, StoreError> {
+        Self::open_with_lines(config, url, metrics, create, None).await
+    }
+
+    /// [`AuditStore::open`], with the JSON lines that follow each commit.
+    pub async fn open_with_lines(
+        config: &AuditStoreConfig,
+        url: &SecretUrl,
+        metrics: Arc<Metrics>,
+        create: bool,
+        lines: Option<Lines>,
+    ) -> Result<Self, StoreError> {
         let (backend, location) = backend_of(url)?;
         let open_error = |message: String| StoreError::Open { location: location.clone(), message };
         let mut connect = url.expose().to_string();
@@ -287,11 +338,14 @@ impl AuditStore {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL: readers never block the writer. FULL: a commit is on disk
-                        // before the exchange it records returns.
+                        // before the exchange it records returns. Temporary tables and
+                        // statement journals in memory: not a file made and removed per
+                        // commit.
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = FULL",
                             "PRAGMA busy_timeout = 5000",
+                            "PRAGMA temp_store = MEMORY",
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
@@ -305,9 +359,11 @@ impl AuditStore {
         migrate(&pool, backend).await.map_err(|e| open_error(describe(&e)))?;
 
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(pool.clone(), backend, pending, metrics, config.timeout));
+        let writer =
+            Writer { pool: pool.clone(), backend, metrics, timeout: config.timeout, lines: lines.clone() };
+        tokio::spawn(writer.run(pending));
         let runtime = tokio::runtime::Handle::current();
-        Ok(Self { pool, backend, location, queue, timeout: config.timeout, runtime })
+        Ok(Self { pool, backend, location, queue, timeout: config.timeout, runtime, lines })
     }
 
     pub fn backend(&self) -> Backend {
@@ -321,19 +377,44 @@ impl AuditStore {
 
     /// Store one event; returns once it is committed.
     pub async fn write(&self, event: &AuditEvent) -> Result<(), String> {
-        let (done, committed) = oneshot::channel();
-        // Time-ordered and, within one process, increasing: events of one millisecond
-        // page in the order they were written.
-        let event = AuditEvent { event_id: Some(uuid::Uuid::now_v7().to_string()), ..event.clone() };
-        let pending = Pending { event, done };
-        let wait = async {
-            self.queue.send(pending).await.map_err(|_| "the audit writer has stopped".to_string())?;
-            committed.await.map_err(|_| "the audit writer has stopped".to_string())?
-        };
-        match tokio::time::timeout(self.timeout, wait).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("not committed within {:?}", self.timeout)),
+        self.record(event.clone(), None).await.stored
+    }
+
+    /// Store one event and append its JSON line `line` (with the JSON-lines sink the store
+    /// was opened with); returns once both are done. An event still queued when the
+    /// store's timeout is up is taken back: not committed, and the line of its failure
+    /// appended here. One the writer has taken into a batch shares that batch's outcome,
+    /// which its commit's own timeout bounds, so the store never holds the event of an
+    /// exchange answered as failed by its timeout.
+    pub async fn record(&self, event: AuditEvent, line: Option<Vec<u8>>) -> Recorded {
+        let stopped = || "the audit writer has stopped".to_string();
+        let (done, mut answer) = oneshot::channel();
+        let entry = Arc::new(Entry { event, line, claimed: AtomicBool::new(false) });
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.queue.reserve()).await {
+            Ok(Ok(permit)) => permit.send(Pending { entry: Arc::clone(&entry), done }),
+            Ok(Err(_)) => return self.refused(&entry, stopped()),
+            Err(_) => return self.refused(&entry, late(self.timeout)),
         }
+        if let Ok(answer) = tokio::time::timeout_at(deadline, &mut answer).await {
+            return answer.unwrap_or_else(|_| Recorded { stored: Err(stopped()), line: Ok(()) });
+        }
+        if entry.claim() {
+            return self.refused(&entry, late(self.timeout));
+        }
+        // In a commit: its outcome is this exchange's.
+        answer.await.unwrap_or_else(|_| Recorded { stored: Err(stopped()), line: Ok(()) })
+    }
+
+    /// The outcome of an event whose exchange stops waiting for the writer: not stored (as
+    /// far as it knows), and the line of its failure appended here.
+    fn refused(&self, entry: &Entry, error: String) -> Recorded {
+        let stored = Err(error);
+        let line = match (&self.lines, &entry.line) {
+            (Some(lines), Some(line)) => lines.append(&lines.final_line(&entry.event, line, &stored)),
+            _ => Ok(()),
+        };
+        Recorded { stored, line }
     }
 
     /// Audit events, newest first, one page at a time.
@@ -362,6 +443,11 @@ impl AuditStore {
     }
 }
 
+/// The failure of an exchange that stopped waiting for the store.
+fn late(timeout: Duration) -> String {
+    format!("not committed within {timeout:?}")
+}
+
 /// See [`AuditStore::events`].
 async fn events(pool: &AnyPool, backend: Backend, query: &EventQuery) -> Result<EventPage, StoreError> {
     let mut sql = Sql::new(
@@ -375,24 +461,29 @@ async fn events(pool: &AnyPool, backend: Backend, query: &EventQuery) -> Result<
         sql.and("time_ms <", Param::Int(until));
     }
     if let Some(identity) = &query.identity {
-        sql.and("identity_id =", Param::Text(identity.clone()));
+        sql.and("identity_id =", Param::Text(Cow::Borrowed(identity)));
     }
     if let Some(target) = &query.target {
-        sql.and("target =", Param::Text(target.clone()));
+        sql.and("target =", Param::Text(Cow::Borrowed(target)));
     }
     if let Some(source) = &query.source {
-        sql.and("source =", Param::Text(source.clone()));
+        sql.and("source =", Param::Text(Cow::Borrowed(source)));
     }
     if let Some(decision) = &query.decision {
-        sql.and("decision =", Param::Text(decision.clone()));
+        sql.and("decision =", Param::Text(Cow::Borrowed(decision)));
+        if decision != Decision::Allow.as_str() {
+            // The condition of the index of refused events, word for word, which is how
+            // SQLite knows it may use that index.
+            sql.text.push_str(" AND decision <> 'allow'");
+        }
     }
     if let Some(fingerprint) = &query.issued_token_fingerprint {
-        sql.and("issued_token_fingerprint =", Param::Text(fingerprint.clone()));
+        sql.and("issued_token_fingerprint =", Param::Text(Cow::Borrowed(fingerprint)));
     }
     if let Some(cursor) = &query.cursor {
         let time = sql.param(Param::Int(cursor.time_ms));
         let time_again = sql.param(Param::Int(cursor.time_ms));
-        let id = sql.param(Param::Text(cursor.event_id.clone()));
+        let id = sql.param(Param::Text(Cow::Borrowed(&cursor.event_id)));
         sql.text
             .push_str(&format!(" AND (time_ms < {time} OR (time_ms = {time_again} AND event_id < {id}))"));
     }
@@ -444,7 +535,7 @@ async fn workloads(
          FROM tessera_workload_outcomes WHERE identity_id IN (",
     );
     for (i, w) in workloads.iter().enumerate() {
-        let p = sql.param(Param::Text(w.id.clone()));
+        let p = sql.param(Param::Text(Cow::Borrowed(&w.id)));
         sql.text.push_str(if i == 0 { "" } else { ", " });
         sql.text.push_str(&p);
     }
@@ -501,48 +592,101 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// The writer: commit whatever is queued, in one transaction, and tell every waiter. It
-/// keeps one connection of the pool for itself between commits (taking one from the pool
-/// per commit costs a round trip to test it), and while a commit runs the next batch
-/// gathers in the queue.
-async fn write_loop(
+/// The writer: commit whatever is queued, in one transaction, append the batch's JSON
+/// lines in one write, and tell every waiter. It keeps one connection of the pool for
+/// itself between commits (taking one from the pool per commit costs a round trip to test
+/// it), and while a commit runs the next batch gathers in the queue.
+struct Writer {
     pool: AnyPool,
     backend: Backend,
-    mut queue: mpsc::Receiver<Pending>,
     metrics: Arc<Metrics>,
     timeout: Duration,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut conn = None;
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        metrics.audit_queue_depth(queue.len() + batch.len());
-        let started = Instant::now();
-        let rows: Vec<&AuditEvent> = batch.iter().map(|p| &p.event).collect();
-        let mut result = commit(&pool, &mut conn, backend, &rows, timeout).await;
-        // One retry, on a new connection: the server may have closed the last one.
-        if result.is_err() && started.elapsed() < timeout / 2 {
-            let left = timeout.saturating_sub(started.elapsed());
-            result = commit(&pool, &mut conn, backend, &rows, left).await;
+    lines: Option<Lines>,
+}
+
+impl Writer {
+    async fn run(self, mut queue: mpsc::Receiver<Pending>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut conn = None;
+        let mut text = Vec::new();
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // The events of exchanges that stopped waiting are not committed; each has
+            // appended the line of its failure.
+            batch.retain(|p| p.entry.claim());
+            self.metrics.audit_queue_depth(queue.len() + batch.len());
+            if batch.is_empty() {
+                continue;
+            }
+            let stored = self.commit_batch(&mut conn, &batch).await;
+            let line = self.append_lines(&batch, &stored, &mut text);
+            for pending in batch.drain(..) {
+                let _ = pending.done.send(Recorded { stored: stored.clone(), line: line.clone() });
+            }
+            self.metrics.audit_queue_depth(queue.len());
         }
-        metrics.audit_commit(result.is_ok(), batch.len(), started.elapsed());
+    }
+
+    /// Commit the batch, retrying once on a new connection (the server may have closed the
+    /// last one).
+    async fn commit_batch(
+        &self,
+        conn: &mut Option<PoolConnection<sqlx::Any>>,
+        batch: &[Pending],
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        // Time-ordered and increasing in queue order: events of one millisecond page in
+        // the order they were committed, which is the order of their JSON lines.
+        let rows: Vec<Row<'_>> = batch
+            .iter()
+            .map(|p| Row { id: uuid::Uuid::now_v7().to_string(), event: &p.entry.event })
+            .collect();
+        let mut result = commit(&self.pool, conn, self.backend, &rows, self.timeout).await;
+        if result.is_err() && started.elapsed() < self.timeout / 2 {
+            let left = self.timeout.saturating_sub(started.elapsed());
+            result = commit(&self.pool, conn, self.backend, &rows, left).await;
+        }
+        self.metrics.audit_commit(result.is_ok(), batch.len(), started.elapsed());
         if let Err(e) = &result {
             tracing::error!(events = batch.len(), error = %e, reason = "TS-AUD-STORE", "audit store commit failed");
         }
-        for pending in batch.drain(..) {
-            let _ = pending.done.send(result.clone());
+        result
+    }
+
+    /// Append the JSON line of every event of the batch, in queue order, in one write;
+    /// `text` is the reused buffer.
+    fn append_lines(
+        &self,
+        batch: &[Pending],
+        stored: &Result<(), String>,
+        text: &mut Vec<u8>,
+    ) -> Result<(), LineError> {
+        let Some(lines) = &self.lines else { return Ok(()) };
+        text.clear();
+        for Pending { entry, .. } in batch {
+            if let Some(line) = &entry.line {
+                text.extend_from_slice(&lines.final_line(&entry.event, line, stored));
+            }
         }
-        metrics.audit_queue_depth(queue.len());
+        if text.is_empty() {
+            return Ok(());
+        }
+        let written = lines.append(text);
+        // A large batch's buffer is not kept for the small ones after it.
+        if text.capacity() > 1 << 20 {
+            *text = Vec::new();
+        }
+        written
     }
 }
 
 /// Commit `rows` in one transaction on the writer's connection `conn`, taking one from the
 /// pool when it has none. After a failure the connection is closed, not reused: the next
-/// attempt starts on a fresh one.
+/// attempt starts on a fresh one (which also ends a transaction left open).
 async fn commit(
     pool: &AnyPool,
     conn: &mut Option<PoolConnection<sqlx::Any>>,
     backend: Backend,
-    rows: &[&AuditEvent],
+    rows: &[Row<'_>],
     timeout: Duration,
 ) -> Result<(), String> {
     let work = async {
@@ -550,12 +694,28 @@ async fn commit(
             Some(held) => held,
             None => conn.insert(pool.acquire().await?),
         };
-        let mut tx = sqlx::Connection::begin(&mut **held).await?;
-        for chunk in rows.chunks(INSERT_ROWS) {
-            insert_events(&mut tx, backend, chunk).await?;
+        let directory = Directory::fold(rows);
+        let statements = batch_statements(backend, rows, &directory);
+        match backend {
+            // SQLite runs every statement of a query in turn, its `?` parameters numbered
+            // across them: the whole transaction is one request to the connection's worker
+            // thread instead of one per statement.
+            Backend::Sqlite => {
+                let mut sql = Sql::new(backend, "BEGIN IMMEDIATE; ");
+                for statement in statements {
+                    sql.append(statement);
+                }
+                sql.text.push_str("COMMIT");
+                sql.query().execute(&mut **held).await.map(|_| ())
+            }
+            Backend::Postgres => {
+                let mut tx = sqlx::Connection::begin(&mut **held).await?;
+                for statement in &statements {
+                    statement.query().execute(&mut *tx).await?;
+                }
+                tx.commit().await
+            }
         }
-        upsert_directory(&mut tx, backend, rows).await?;
-        tx.commit().await
     };
     let result = match tokio::time::timeout(timeout, work).await {
         Ok(result) => result.map_err(|e| describe(&e)),
@@ -573,19 +733,61 @@ async fn commit(
 /// PostgreSQL's parameter limits.
 const INSERT_ROWS: usize = 128;
 
-async fn insert_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    events: &[&AuditEvent],
-) -> Result<(), sqlx::Error> {
+/// The statements that commit `rows` and fold them into the directory, in order.
+fn batch_statements<'a>(backend: Backend, rows: &'a [Row<'a>], directory: &Directory<'a>) -> Vec<Sql<'a>> {
+    let mut statements: Vec<Sql<'a>> =
+        rows.chunks(INSERT_ROWS).map(|chunk| insert_events(backend, chunk)).collect();
+    // Keys go in sorted order, so replicas committing at once lock rows in the same order
+    // and never deadlock.
+    if !directory.workloads.is_empty() {
+        statements.push(upsert_workloads(backend, &directory.workloads));
+        statements.push(upsert_outcomes(backend, &directory.outcomes));
+    }
+    if !directory.rules.is_empty() {
+        let rows = directory.rules.iter().map(|((rule, decision), o)| ([text(rule), text(decision)], o));
+        statements.push(upsert_counts(backend, "tessera_rule_matches", ["rule", "decision"], rows));
+    }
+    if !directory.minutes.is_empty() {
+        let rows =
+            directory.minutes.iter().map(|((minute, source, target, decision, cache, verified), o)| {
+                (
+                    [
+                        Param::Int(*minute),
+                        text(source),
+                        text(target),
+                        text(decision),
+                        text(cache),
+                        text(verified),
+                    ],
+                    o,
+                )
+            });
+        let keys = ["minute", "source", "target", "decision", "cache", "verified"];
+        statements.push(upsert_counts(backend, "tessera_minutes", keys, rows));
+    }
+    statements
+}
+
+/// An event as the writer commits it, with the id it gives it.
+struct Row<'a> {
+    id: String,
+    event: &'a AuditEvent,
+}
+
+fn insert_events<'a>(backend: Backend, rows: &'a [Row<'a>]) -> Sql<'a> {
     let mut sql = Sql::new(
         backend,
         &format!("INSERT INTO tessera_audit_events ({}) VALUES ", EVENT_COLUMNS.join(", ")),
     );
-    for (i, event) in events.iter().enumerate() {
-        sql.tuple(i, event_values(event));
+    for (i, row) in rows.iter().enumerate() {
+        let mut values = event_values(row.event);
+        if let Some(id) = values.first_mut() {
+            // `event_id` is the first column.
+            *id = Param::Text(Cow::Borrowed(&row.id));
+        }
+        sql.tuple(i, values);
     }
-    sql.execute(tx).await
+    sql
 }
 
 /// The columns of `tessera_audit_events` in table order (see [`MIGRATIONS`]), each with
@@ -596,7 +798,7 @@ macro_rules! event_columns {
         const EVENT_COLUMNS: &[&str] = &[$($column),*];
 
         /// An event's values, in column order.
-        fn event_values(event: &AuditEvent) -> [Param; EVENT_COLUMNS.len()] {
+        fn event_values(event: &AuditEvent) -> [Param<'_>; EVENT_COLUMNS.len()] {
             [$(Column::param(&event.$field)),*]
         }
 
@@ -630,13 +832,13 @@ event_columns! {
 
 /// A type of [`AuditEvent`] field as a column: bound in an INSERT, read from a row.
 trait Column: Sized {
-    fn param(&self) -> Param;
+    fn param(&self) -> Param<'_>;
     fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError>;
 }
 
 impl Column for String {
-    fn param(&self) -> Param {
-        Param::Text(self.clone())
+    fn param(&self) -> Param<'_> {
+        Param::Text(Cow::Borrowed(self))
     }
 
     fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
@@ -645,8 +847,8 @@ impl Column for String {
 }
 
 impl Column for Option<String> {
-    fn param(&self) -> Param {
-        Param::OptText(self.clone())
+    fn param(&self) -> Param<'_> {
+        Param::OptText(self.as_deref().map(Cow::Borrowed))
     }
 
     fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
@@ -655,7 +857,7 @@ impl Column for Option<String> {
 }
 
 impl Column for i64 {
-    fn param(&self) -> Param {
+    fn param(&self) -> Param<'_> {
         Param::Int(*self)
     }
 
@@ -665,7 +867,7 @@ impl Column for i64 {
 }
 
 impl Column for Option<i64> {
-    fn param(&self) -> Param {
+    fn param(&self) -> Param<'_> {
         Param::OptInt(*self)
     }
 
@@ -675,7 +877,7 @@ impl Column for Option<i64> {
 }
 
 impl Column for f64 {
-    fn param(&self) -> Param {
+    fn param(&self) -> Param<'_> {
         Param::Float(*self)
     }
 
@@ -685,8 +887,8 @@ impl Column for f64 {
 }
 
 impl Column for Decision {
-    fn param(&self) -> Param {
-        Param::Text(self.as_str().to_string())
+    fn param(&self) -> Param<'_> {
+        Param::Text(Cow::Borrowed(self.as_str()))
     }
 
     fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
@@ -696,52 +898,14 @@ impl Column for Decision {
 }
 
 impl Column for Option<IdentityJson> {
-    fn param(&self) -> Param {
-        Param::OptText(self.as_ref().map(|i| i.as_str().to_string()))
+    fn param(&self) -> Param<'_> {
+        Param::OptText(self.as_ref().map(|i| Cow::Borrowed(i.as_str())))
     }
 
     fn read(row: &AnyRow, column: &str) -> Result<Self, StoreError> {
         let text: Option<String> = get(row, column)?;
         Ok(text.and_then(|t| IdentityJson::from_stored(&t)))
     }
-}
-
-/// Fold the batch into the directory: per workload, per (workload, target, outcome). Keys
-/// go in sorted order, so replicas committing at once lock rows in the same order and
-/// never deadlock.
-async fn upsert_directory(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    events: &[&AuditEvent],
-) -> Result<(), sqlx::Error> {
-    let directory = Directory::fold(events);
-    if !directory.workloads.is_empty() {
-        upsert_workloads(tx, backend, &directory.workloads).await?;
-        upsert_outcomes(tx, backend, &directory.outcomes).await?;
-    }
-    if !directory.rules.is_empty() {
-        let rows = directory.rules.iter().map(|((rule, decision), o)| ([text(rule), text(decision)], o));
-        upsert_counts(tx, backend, "tessera_rule_matches", ["rule", "decision"], rows).await?;
-    }
-    if !directory.minutes.is_empty() {
-        let rows =
-            directory.minutes.iter().map(|((minute, source, target, decision, cache, verified), o)| {
-                (
-                    [
-                        Param::Int(*minute),
-                        text(source),
-                        text(target),
-                        text(decision),
-                        text(cache),
-                        text(verified),
-                    ],
-                    o,
-                )
-            });
-        let keys = ["minute", "source", "target", "decision", "cache", "verified"];
-        upsert_counts(tx, backend, "tessera_minutes", keys, rows).await?;
-    }
-    Ok(())
 }
 
 /// A batch of events summed up for the directory. Events without a verified identity
@@ -797,9 +961,9 @@ impl OutcomeFold {
 }
 
 impl<'a> Directory<'a> {
-    fn fold(events: &[&'a AuditEvent]) -> Self {
+    fn fold(rows: &[Row<'a>]) -> Self {
         let mut directory = Self::default();
-        for &event in events {
+        for &Row { event, .. } in rows {
             let minute = (
                 event.time_ms.div_euclid(60_000),
                 event.source.as_deref().unwrap_or(""),
@@ -847,11 +1011,7 @@ impl<'a> Directory<'a> {
     }
 }
 
-async fn upsert_workloads(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    workloads: &BTreeMap<&str, WorkloadFold<'_>>,
-) -> Result<(), sqlx::Error> {
+fn upsert_workloads<'a>(backend: Backend, workloads: &BTreeMap<&'a str, WorkloadFold<'a>>) -> Sql<'a> {
     let mut sql = Sql::new(
         backend,
         "INSERT INTO tessera_workloads (identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, \
@@ -861,9 +1021,9 @@ async fn upsert_workloads(
         sql.tuple(
             i,
             [
-                Param::Text((*id).to_string()),
-                Param::Text(w.source.to_string()),
-                Param::Text(w.identity.to_string()),
+                Param::Text(Cow::Borrowed(id)),
+                Param::Text(Cow::Borrowed(w.source)),
+                Param::Text(Cow::Borrowed(w.identity)),
                 Param::Int(w.first),
                 Param::Int(w.last),
                 Param::Int(w.allowed),
@@ -887,41 +1047,29 @@ async fn upsert_workloads(
          denied = tessera_workloads.denied + excluded.denied, \
          errors = tessera_workloads.errors + excluded.errors",
     );
-    sql.execute(tx).await
+    sql
 }
 
-async fn upsert_outcomes(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
-    outcomes: &BTreeMap<OutcomeKey<'_>, OutcomeFold>,
-) -> Result<(), sqlx::Error> {
+fn upsert_outcomes<'a>(backend: Backend, outcomes: &BTreeMap<OutcomeKey<'a>, OutcomeFold>) -> Sql<'a> {
     let rows = outcomes.iter().map(|((id, target, decision, reason), o)| {
         ([text(id), text(target), text(decision), text(reason)], o)
     });
-    upsert_counts(
-        tx,
-        backend,
-        "tessera_workload_outcomes",
-        ["identity_id", "target", "decision", "reason"],
-        rows,
-    )
-    .await
+    upsert_counts(backend, "tessera_workload_outcomes", ["identity_id", "target", "decision", "reason"], rows)
 }
 
 /// Add folded counts to a table keyed by `keys` with the columns `exchanges`, `first_ms`
 /// and `last_ms`: one multi-row upsert, rows in the order given.
-async fn upsert_counts<'a, const K: usize>(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+fn upsert_counts<'a, 'f, const K: usize>(
     backend: Backend,
     table: &str,
     keys: [&str; K],
-    rows: impl Iterator<Item = ([Param; K], &'a OutcomeFold)>,
-) -> Result<(), sqlx::Error> {
+    rows: impl Iterator<Item = ([Param<'a>; K], &'f OutcomeFold)>,
+) -> Sql<'a> {
     let keys = keys.join(", ");
     let mut sql =
         Sql::new(backend, &format!("INSERT INTO {table} ({keys}, exchanges, first_ms, last_ms) VALUES "));
     for (i, (key, o)) in rows.enumerate() {
-        let mut values: Vec<Param> = key.into();
+        let mut values: Vec<Param<'a>> = key.into();
         values.extend([Param::Int(o.exchanges), Param::Int(o.first), Param::Int(o.last)]);
         sql.tuple(i, values);
     }
@@ -931,11 +1079,11 @@ async fn upsert_counts<'a, const K: usize>(
          first_ms = CASE WHEN excluded.first_ms < {table}.first_ms THEN excluded.first_ms ELSE {table}.first_ms END, \
          last_ms = CASE WHEN excluded.last_ms > {table}.last_ms THEN excluded.last_ms ELSE {table}.last_ms END"
     ));
-    sql.execute(tx).await
+    sql
 }
 
-fn text(value: &&str) -> Param {
-    Param::Text((*value).to_string())
+fn text<'a>(value: &&'a str) -> Param<'a> {
+    Param::Text(Cow::Borrowed(value))
 }
 
 /// Largest page of events or workloads one query returns.
@@ -1101,24 +1249,25 @@ fn workload(row: &AnyRow) -> Result<Workload, StoreError> {
     })
 }
 
-/// A bound value. See [`Sql::param`] for the placeholders.
+/// A bound value, borrowed from what it binds where it can be. See [`Sql::param`] for the
+/// placeholders.
 #[derive(Debug, Clone)]
-enum Param {
-    Text(String),
-    OptText(Option<String>),
+enum Param<'a> {
+    Text(Cow<'a, str>),
+    OptText(Option<Cow<'a, str>>),
     Int(i64),
     OptInt(Option<i64>),
     Float(f64),
 }
 
 /// SQL text with its parameters, in the order their placeholders appear in the text.
-struct Sql {
+struct Sql<'a> {
     backend: Backend,
     text: String,
-    params: Vec<Param>,
+    params: Vec<Param<'a>>,
 }
 
-impl Sql {
+impl<'a> Sql<'a> {
     fn new(backend: Backend, text: &str) -> Self {
         Self { backend, text: text.to_string(), params: Vec::new() }
     }
@@ -1127,7 +1276,7 @@ impl Sql {
     /// after every placeholder returned before it. PostgreSQL numbers them (`$n`); SQLite
     /// takes them in order (`?`): it looks a `$n` up by name among the statement's earlier
     /// ones, and a batch of events has thousands.
-    fn param(&mut self, value: Param) -> String {
+    fn param(&mut self, value: Param<'a>) -> String {
         self.params.push(value);
         match self.backend {
             Backend::Sqlite => "?".to_string(),
@@ -1136,13 +1285,13 @@ impl Sql {
     }
 
     /// ` AND <condition> $n`.
-    fn and(&mut self, condition: &str, value: Param) {
+    fn and(&mut self, condition: &str, value: Param<'a>) {
         let p = self.param(value);
         self.text.push_str(&format!(" AND {condition} {p}"));
     }
 
     /// One `(…)` of a multi-row VALUES list; the `i`-th.
-    fn tuple(&mut self, i: usize, values: impl IntoIterator<Item = Param>) {
+    fn tuple(&mut self, i: usize, values: impl IntoIterator<Item = Param<'a>>) {
         if i > 0 {
             self.text.push_str(", ");
         }
@@ -1157,12 +1306,21 @@ impl Sql {
         self.text.push(')');
     }
 
+    /// Append `statement` and its parameters after this one's, for a query of several
+    /// statements. SQLite only: its `?` placeholders number on across statements.
+    fn append(&mut self, statement: Sql<'a>) {
+        debug_assert_eq!(self.backend, Backend::Sqlite);
+        self.text.push_str(&statement.text);
+        self.text.push_str("; ");
+        self.params.extend(statement.params);
+    }
+
     fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
         // Not prepared and kept: batch statements differ by their row count.
         let mut query = sqlx::query(&self.text).persistent(false);
         for param in &self.params {
             query = match param {
-                Param::Text(v) => query.bind(v.as_str()),
+                Param::Text(v) => query.bind(v.as_ref()),
                 Param::OptText(v) => query.bind(v.as_deref()),
                 Param::Int(v) => query.bind(*v),
                 Param::OptInt(v) => query.bind(*v),
@@ -1170,10 +1328,6 @@ impl Sql {
             };
         }
         query
-    }
-
-    async fn execute(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
-        self.query().execute(&mut **tx).await.map(|_| ())
     }
 
     async fn fetch_all(&self, pool: &AnyPool) -> Result<Vec<AnyRow>, StoreError> {

@@ -3,8 +3,9 @@
 //! serving and is reported (log, metrics, `/v1/status`) until a valid one replaces it.
 //!
 //! Triggers: file-system events in the directory (debounced, so an editor's several
-//! writes make one reload), events in its parent (the directory itself replaced, or a
-//! symlink to it swapped, as Kubernetes does with ConfigMap volumes), a slow poll as a
+//! writes make one reload), entries of its parent made, removed or renamed (the directory
+//! itself replaced, or a symlink to it swapped, as Kubernetes does with ConfigMap volumes;
+//! on Linux, writes to other files there wake nothing), a slow poll as a
 //! safety net for file systems without events, `SIGHUP`, and `POST /v1/reload` on the
 //! admin listener. Every trigger runs the same check: unchanged files cost a read and a
 //! hash, nothing more.
@@ -203,6 +204,7 @@ impl Reloader {
     async fn watch_loop(self: Arc<Self>, slot: Arc<dyn RuleSlot>, options: WatchOptions) {
         let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
         let dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let _parent = if options.watch { parent::ParentWatch::new(&dir, tx.clone()) } else { None };
         let mut watcher = if options.watch { self.watcher(&dir, options.debounce, tx) } else { None };
         if let Some(w) = watcher.as_mut() {
             arm(w, &dir);
@@ -259,18 +261,111 @@ impl Reloader {
     }
 }
 
-/// (Re)watch `dir` and its parent, non-recursively. Errors are expected while a directory
-/// is being replaced; the parent's events and the poll cover that moment.
+/// (Re)watch `dir` (and, where [`parent::ParentWatch`] does not, its parent),
+/// non-recursively. Errors are expected while a directory is being replaced; the parent's
+/// events and the poll cover that moment.
 fn arm(debouncer: &mut Debouncer<notify::RecommendedWatcher>, dir: &Path) {
     let watcher = debouncer.watcher();
     let _ = watcher.unwatch(dir);
     if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
         tracing::debug!(dir = %dir.display(), error = %e, "mapping directory not watched");
     }
+    if cfg!(target_os = "linux") {
+        return;
+    }
     if let Some(parent) = dir.parent() {
         let _ = watcher.unwatch(parent);
         if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
             tracing::debug!(dir = %parent.display(), error = %e, "parent of the mapping directory not watched");
+        }
+    }
+}
+
+/// The mapping directory's parent, watched for its entries made, removed and renamed, and
+/// for being removed or renamed itself: what replacing the directory or swapping a symlink
+/// to it does. Not for writes to its files, which notify's watches report too, each a
+/// wake-up of its threads (an audit file next to the mapping directory would cost a few per
+/// exchange). A thread of its own blocks on the watch and wakes only for these events.
+#[cfg(target_os = "linux")]
+mod parent {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+    use tokio::sync::mpsc;
+
+    /// The watch; dropping it ends the watch and its thread.
+    pub(super) struct ParentWatch {
+        watches: Watches,
+        wd: WatchDescriptor,
+    }
+
+    impl ParentWatch {
+        /// Watch `dir`'s parent; each change to `dir`'s entry there, or to the parent
+        /// itself, sends on `changed`.
+        pub(super) fn new(dir: &Path, changed: mpsc::Sender<()>) -> Option<Self> {
+            let (parent, name) = (dir.parent()?, dir.file_name()?.to_os_string());
+            let watch = || {
+                let inotify = Inotify::init()?;
+                let mask = WatchMask::CREATE
+                    | WatchMask::DELETE
+                    | WatchMask::MOVED_FROM
+                    | WatchMask::MOVED_TO
+                    | WatchMask::DELETE_SELF
+                    | WatchMask::MOVE_SELF
+                    | WatchMask::ONLYDIR;
+                let wd = inotify.watches().add(parent, mask)?;
+                let watches = inotify.watches();
+                std::thread::Builder::new()
+                    .name("mapping-parent".to_string())
+                    .spawn(move || read(inotify, &name, &changed))?;
+                Ok::<_, std::io::Error>(Self { watches, wd })
+            };
+            match watch() {
+                Ok(watch) => Some(watch),
+                Err(e) => {
+                    tracing::debug!(dir = %parent.display(), error = %e, "parent of the mapping directory not watched");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for ParentWatch {
+        fn drop(&mut self) {
+            // The kernel then reports the watch gone, which ends the thread.
+            let _ = self.watches.remove(self.wd.clone());
+        }
+    }
+
+    /// Until the watch is removed (or the receiver is gone, or reading fails).
+    fn read(mut inotify: Inotify, name: &OsString, changed: &mpsc::Sender<()>) {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let Ok(events) = inotify.read_events_blocking(&mut buffer) else { return };
+            let mut relevant = false;
+            for event in events {
+                if event.mask.contains(EventMask::IGNORED) {
+                    return;
+                }
+                relevant |= event.name.is_none_or(|n| n == name);
+            }
+            // A full channel already holds a pending reload, which will see this change.
+            if relevant && let Err(mpsc::error::TrySendError::Closed(())) = changed.try_send(()) {
+                return;
+            }
+        }
+    }
+}
+
+/// Elsewhere notify's watch of the parent (see [`arm`]) stands in.
+#[cfg(not(target_os = "linux"))]
+mod parent {
+    pub(super) struct ParentWatch;
+
+    impl ParentWatch {
+        pub(super) fn new(_: &std::path::Path, _: tokio::sync::mpsc::Sender<()>) -> Option<Self> {
+            None
         }
     }
 }

@@ -473,3 +473,93 @@ async fn a_locked_sqlite_store_fails_exchanges_closed_and_they_recover_with_it()
     closed.stop().await;
     open.stop().await;
 }
+
+/// Exchanges made at once: each answered only once its event is committed and its line
+/// appended; the store's order (event ids) and the JSON lines' order are the same, one line
+/// per exchange, even though the writer committed and appended them in batches.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_exchanges_are_recorded_once_each_in_the_same_order_in_the_store_and_the_lines() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = broker_with(&issuer, "").await;
+    let tokens: Vec<String> = (0..48).map(|i| token(&issuer, &broker, &format!("svc-{i}"))).collect();
+    let answers = futures::future::join_all(tokens.iter().map(|t| broker.exchange(t, "internal-api"))).await;
+    let mut issued = HashSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        issued.insert(fingerprint(body["access_token"].as_str().unwrap()));
+    }
+    let lines = broker.audit_events();
+    assert_eq!(lines.len(), tokens.len(), "one line per exchange");
+    let in_lines: HashSet<String> =
+        lines.iter().map(|l| l["issued_token_fingerprint"].as_str().unwrap().to_string()).collect();
+    assert_eq!(in_lines, issued, "every answered exchange has its line");
+
+    let (status, page) = broker.admin_get("/v1/audit?limit=100").await;
+    assert_eq!(status, 200, "{page}");
+    // Newest first: reversed, the order the writer committed them in.
+    let mut stored: Vec<&str> =
+        page["events"].as_array().unwrap().iter().map(|e| e["request_id"].as_str().unwrap()).collect();
+    stored.reverse();
+    let appended: Vec<&str> = lines.iter().map(|l| l["request_id"].as_str().unwrap()).collect();
+    assert_eq!(stored, appended, "the lines are in the store's order");
+    let metrics = broker.metrics().await;
+    assert!(metrics.contains("tessera_audit_store_events_total 48"), "{metrics}");
+    broker.stop().await;
+}
+
+/// While the store refuses commits, every exchange of each refused batch fails closed and
+/// its line, appended before the answer, records the failure; none of them is in the store
+/// once it accepts commits again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_exchanges_of_a_refused_batch_are_all_refused_and_each_line_says_so() {
+    use sqlx::Connection as _;
+
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = broker_with(&issuer, "store:\n  timeout: 1s\n").await;
+    let path = broker.broker.config().data_dir().join("audit.db");
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+
+    let tokens: Vec<String> = (0..12).map(|i| token(&issuer, &broker, &format!("svc-{i}"))).collect();
+    let answers = futures::future::join_all(tokens.iter().map(|t| broker.exchange(t, "internal-api"))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        assert!(body.get("access_token").is_none(), "{body}");
+    }
+    // Read as the last answer came back: every line is there already.
+    let lines = broker.audit_events();
+    assert_eq!(lines.len(), tokens.len(), "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["decision"], "error", "{line}");
+        assert_eq!(line["reason"], "TS-AUD-WRITE", "{line}");
+        assert!(line.get("issued_token_fingerprint").is_none(), "{line}");
+    }
+    let presented: HashSet<String> = tokens.iter().map(|t| fingerprint(t)).collect();
+    let in_lines: HashSet<String> =
+        lines.iter().map(|l| l["subject_token_fingerprint"].as_str().unwrap().to_string()).collect();
+    assert_eq!(in_lines, presented);
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let mut recovered = false;
+    for _ in 0..40 {
+        let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-later"), "internal-api").await;
+        if status == 200 {
+            recovered = true;
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+    }
+    assert!(recovered, "exchanges succeed again once the lock is released");
+    let (_, page) = broker.admin_get("/v1/audit?decision=allow&limit=100").await;
+    let allowed: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject_token_fingerprint"].as_str().unwrap())
+        .collect();
+    assert!(
+        allowed.iter().all(|f| !presented.contains(*f)),
+        "a refused exchange is in the store: {allowed:?}"
+    );
+    broker.stop().await;
+}
