@@ -21,6 +21,7 @@ os.environ.setdefault("SE_OFFLINE", "true")
 os.environ.setdefault("SE_AVOID_STATS", "true")
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -53,7 +54,9 @@ class Console:
         self.out = pathlib.Path(args["out_dir"])
         self.out.mkdir(parents=True, exist_ok=True)
         self.driver = browser()
-        self.wait = WebDriverWait(self.driver, 15)
+        # A form's submit navigates: a look at the page while it loads is aborted by the
+        # navigation, and asked again, not failed.
+        self.wait = WebDriverWait(self.driver, 15, ignored_exceptions=(WebDriverException,))
         self.seen = {}
 
     def open(self, path):

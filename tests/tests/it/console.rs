@@ -449,7 +449,9 @@ mod store {
         for statement in [
             "DROP TABLE tessera_rule_matches",
             "DROP TABLE tessera_minutes",
-            "DELETE FROM tessera_schema WHERE version = 2",
+            "DROP INDEX tessera_audit_events_issued",
+            "DROP INDEX tessera_audit_events_refused",
+            "DELETE FROM tessera_schema WHERE version >= 2",
         ] {
             sqlx::query(statement).execute(&pool).await.unwrap();
         }
