@@ -14,6 +14,7 @@
 //! - [`audit`]: audit events, sinks and the SQL store behind the workload directory.
 //! - [`cache`], [`ratelimit`], [`redis`]: the credential cache and rate limits, shared
 //!   across replicas through Redis when one is configured.
+//! - [`revocation`]: revocations: what they match, as the admin API takes and lists them.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics` (admin and metrics
 //!   listeners).
 //! - [`demo`]: the quickstart's local token issuer (loopback only, off by default).
@@ -41,6 +42,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
+pub mod revocation;
 pub mod trust;
 
 pub use broker::{Adapters, Broker, SpiffeBundle, StartError};

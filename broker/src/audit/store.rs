@@ -9,6 +9,7 @@
 //! of WAL flushing on PostgreSQL) instead of queueing behind one each.
 
 pub mod history;
+mod revocations;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,10 +50,11 @@ impl Backend {
 
 /// Schema versions, applied in order at start, each once, under a lock on PostgreSQL so
 /// replicas starting together do not race. Statements are portable SQL.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE tessera_audit_events (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE tessera_audit_events (
             event_id TEXT PRIMARY KEY,
             time_ms BIGINT NOT NULL,
             event_time TEXT NOT NULL,
@@ -73,10 +75,10 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             client_addr TEXT,
             latency_ms DOUBLE PRECISION NOT NULL
         )",
-        "CREATE INDEX tessera_audit_events_time ON tessera_audit_events (time_ms, event_id)",
-        "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms)",
-        "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms)",
-        "CREATE TABLE tessera_workloads (
+            "CREATE INDEX tessera_audit_events_time ON tessera_audit_events (time_ms, event_id)",
+            "CREATE INDEX tessera_audit_events_identity ON tessera_audit_events (identity_id, time_ms)",
+            "CREATE INDEX tessera_audit_events_target ON tessera_audit_events (target, time_ms)",
+            "CREATE TABLE tessera_workloads (
             identity_id TEXT PRIMARY KEY,
             source TEXT NOT NULL,
             identity TEXT NOT NULL,
@@ -86,8 +88,8 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             denied BIGINT NOT NULL,
             errors BIGINT NOT NULL
         )",
-        "CREATE INDEX tessera_workloads_last_seen ON tessera_workloads (last_seen_ms)",
-        "CREATE TABLE tessera_workload_outcomes (
+            "CREATE INDEX tessera_workloads_last_seen ON tessera_workloads (last_seen_ms)",
+            "CREATE TABLE tessera_workload_outcomes (
             identity_id TEXT NOT NULL,
             target TEXT NOT NULL,
             decision TEXT NOT NULL,
@@ -97,8 +99,28 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             last_ms BIGINT NOT NULL,
             PRIMARY KEY (identity_id, target, decision, reason)
         )",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        &[
+            // Revocations (see `crate::revocation`). Rows are never deleted: a removed one
+            // keeps who removed it and when, so the table is also their audit record.
+            "CREATE TABLE tessera_revocations (
+            revocation_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            matcher TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT,
+            removed_ms BIGINT,
+            removed_by TEXT
+        )",
+            "CREATE INDEX tessera_revocations_created ON tessera_revocations (created_ms, revocation_id)",
+        ],
+    ),
+];
 
 /// An arbitrary constant naming Tessera's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
@@ -939,7 +961,7 @@ fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
-fn rfc3339_ms(ms: i64) -> String {
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
@@ -1090,7 +1112,7 @@ mod tests {
         assert_eq!(store_url(&pg).expose(), "postgres://u:p@db.internal/tessera");
     }
 
-    async fn sqlite_store(dir: &Path) -> AuditStore {
+    pub(super) async fn sqlite_store(dir: &Path) -> AuditStore {
         let url = SecretUrl::new(format!("sqlite://{}", dir.join("audit.db").display()));
         AuditStore::open(&AuditStoreConfig::default(), &url, Arc::new(Metrics::new()), true).await.unwrap()
     }

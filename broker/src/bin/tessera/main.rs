@@ -18,6 +18,7 @@ mod aws;
 mod doctor;
 mod mappings;
 mod replay;
+mod revoke;
 mod trust;
 mod workloads;
 
@@ -98,6 +99,9 @@ enum Command {
     },
     /// The workload directory: every workload identity seen, from the audit store.
     Workloads(workloads::WorkloadsArgs),
+    /// Revoke workload identities, list and remove revocations, through a running broker's
+    /// admin API (docs/revocation.md).
+    Revoke(revoke::RevokeArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format, or
     /// with `--kubernetes` a kubectl `ExecCredential` exchanged at the broker.
     CredentialProcess(tessera_agent::credential_process::CredentialProcessArgs),
@@ -173,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Aws { command } => aws::run(command).await,
             Command::Agent { config } => Ok(tessera_agent::run_file(&config, shutdown_signal()).await?),
             Command::Workloads(args) => workloads::run(args).await,
+            Command::Revoke(args) => revoke::run(args).await,
             Command::CredentialProcess(args) => Ok(tessera_agent::credential_process::run(&args).await?),
         }
     })
