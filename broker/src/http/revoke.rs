@@ -1,6 +1,8 @@
 //! The admin listener's revocation routes: `POST /v1/revocations`, `GET /v1/revocations`,
 //! `DELETE /v1/revocations/{id}` (see [`crate::revocation`]). Each change is committed to
-//! the audit store before it is answered, and logged with its author.
+//! the audit store before it is answered, takes effect on this broker's exchanges at
+//! once (an added one also purges the credentials it names from the caches), and is
+//! logged with its author.
 
 use std::sync::Arc;
 
@@ -47,10 +49,14 @@ async fn add_revocation(broker: &Broker, req: &HttpRequest, body: NewRevocation)
         matcher: body.matcher,
     };
     store.add_revocation(&revocation).await.map_err(|e| store_failed(&e))?;
+    broker.pipeline().revocations().add(revocation.clone());
+    let (local, shared) = broker.pipeline().cache().purge(&revocation).await;
     tracing::warn!(
         revocation = %revocation.id,
         kind = revocation.matcher.kind(),
         author = %revocation.author,
+        purged_local = local,
+        purged_shared = shared,
         reason = "TS-REVOKE-ADD",
         "revocation added"
     );
@@ -108,6 +114,7 @@ async fn remove_revocation(broker: &Broker, req: &HttpRequest, id: &str) -> Answ
             "message": format!("no revocation `{id}` in force or expired (already removed, or never made)"),
         })));
     };
+    broker.pipeline().revocations().remove(&revocation.id);
     tracing::warn!(revocation = %revocation.id, author = %by, reason = "TS-REVOKE-REMOVE", "revocation removed");
     Ok(HttpResponse::Ok().json(&revocation))
 }

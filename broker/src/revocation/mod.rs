@@ -14,6 +14,9 @@ use tessera_adapters::Identity;
 
 use crate::mapping::glob::Pattern;
 
+mod set;
+pub use set::{RevocationSet, Revoked};
+
 /// Longest text accepted in any field of a revocation.
 pub const MAX_FIELD: usize = 1024;
 /// Most attributes one `attributes` matcher may name.

@@ -134,3 +134,44 @@ fn a_revocation_is_in_force_until_it_expires_or_is_removed() {
     let removed = Revocation { removed: Some("then".into()), removed_by: Some("ops".into()), ..r };
     assert!(!removed.in_force(1000));
 }
+
+#[test]
+fn the_set_finds_revocations_in_force_by_identity_jti_rule_and_issued_token() {
+    let now_ms = 10_000;
+    let revocation = |id: &str, matcher: Matcher, expires_ms: Option<i64>| Revocation {
+        id: id.into(),
+        matcher,
+        reason: "test".into(),
+        author: "ops".into(),
+        created: String::new(),
+        created_ms: 0,
+        expires: None,
+        expires_ms,
+        removed: None,
+        removed_by: None,
+    };
+    let fingerprint = format!("sha256:{}", "ab".repeat(32));
+    let set = RevocationSet::new(vec![
+        revocation("expired", Matcher::Source { source: "github".into() }, Some(now_ms)),
+        revocation("jti", Matcher::SubjectJti { jti: "j-1".into() }, None),
+        revocation("rule", Matcher::Rule { rule: "r".into() }, Some(now_ms + 1)),
+    ]);
+    let id = identity();
+    assert_eq!(set.identity(&id, None, now_ms), None, "an expired revocation matches nothing");
+    assert_eq!(set.identity(&id, Some("j-2"), now_ms), None);
+    assert_eq!(
+        set.identity(&id, Some("j-1"), now_ms),
+        Some(Revoked { id: "jti".into(), subject_token: true })
+    );
+    assert_eq!(set.rule("r", now_ms), Some(Revoked { id: "rule".into(), subject_token: false }));
+    assert_eq!(set.rule("other", now_ms), None);
+    assert_eq!(set.issued(&fingerprint, now_ms), None);
+
+    set.add(revocation("token", Matcher::IssuedToken { fingerprint: fingerprint.clone() }, None));
+    assert_eq!(set.issued(&fingerprint, now_ms).map(|r| r.id), Some("token".into()));
+    set.add(revocation("me", Matcher::Identity { id: id.id.clone() }, None));
+    assert_eq!(set.identity(&id, None, now_ms).map(|r| r.id), Some("me".into()));
+    set.remove("me");
+    assert_eq!(set.identity(&id, None, now_ms), None);
+    assert_eq!(set.all().len(), 4);
+}

@@ -1,12 +1,20 @@
 //! Revocations on the admin API (`/v1/revocations`) and through `tessera revoke`: made with
 //! the admin caller as author, validated, listed, removed but kept on record, in SQLite and
-//! in PostgreSQL, and still there after the broker restarts.
+//! in PostgreSQL, and still there after the broker restarts. Their effect: each kind refuses
+//! the exchanges it names (after verification, before any cache), cached credentials are
+//! purged from the process's cache and Redis, and a broker that cannot read them does not
+//! start.
 
 use serde_json::{Value, json};
+use tessera_adapters::Clock as _;
+use tessera_tests::broker::try_spawn_broker;
 use tessera_tests::postgres::TestPostgres;
+use tessera_tests::redis::TestRedis;
+use tessera_tests::sts::StsPeer;
 use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};
 
 use crate::admin_auth::{admin_token, jwt_broker};
+use crate::targets_aws as aws;
 use crate::{JWT_TARGET, RULES, oidc_source};
 
 /// `method` on the admin API at `path`, with a bearer token if given.
@@ -112,6 +120,14 @@ async fn revocations_that_could_never_match_are_refused_and_nothing_is_stored() 
     assert!(listed(&all).is_empty(), "{all}");
 }
 
+/// A broker with the standard target and rules, the admin API, and `db` as its store.
+fn on_postgres(issuer: &TestIssuer, db: &TestPostgres) -> BrokerOptions {
+    let mut options =
+        BrokerOptions::new(&oidc_source(issuer), JWT_TARGET).mapping("10-services.yaml", RULES).with_admin();
+    options.audit = db.store_config();
+    options
+}
+
 /// `tessera revoke` against `admin_url`; its stdout.
 fn revoke(admin_url: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(tessera_tests::agent::tessera_binary())
@@ -127,13 +143,7 @@ fn revoke(admin_url: &str, args: &[&str]) -> String {
 async fn tessera_revoke_works_on_postgresql_and_revocations_survive_a_restart() {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let db = TestPostgres::new();
-    let options = || {
-        let mut options = BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET)
-            .mapping("10-services.yaml", RULES)
-            .with_admin();
-        options.audit = db.store_config();
-        options
-    };
+    let options = || on_postgres(&issuer, &db);
     let broker = spawn_broker(options()).await;
     let admin = broker.admin_url.clone().unwrap();
     let attribute = revoke(
@@ -159,4 +169,141 @@ async fn tessera_revoke_works_on_postgresql_and_revocations_survive_a_restart() 
     assert!(rule.contains("rule") && rule.contains(" yes ") && rule.contains("(rule too broad)"), "{table}");
     let removed = lines.iter().find(|l| l.contains(attribute.as_str())).unwrap();
     assert!(removed.contains(" no ") && removed.contains("\"team\":\"payments\""), "{table}");
+}
+
+/// Make a revocation on `broker`'s loopback admin listener; its id.
+async fn revoke_on(broker: &TestBroker, matcher: Value) -> String {
+    let body = json!({ "match": matcher, "reason": "incident" });
+    let (status, made) = call(broker, "POST", "/v1/revocations", None, Some(body)).await;
+    assert_eq!(status, 201, "{made}");
+    made["id"].as_str().unwrap().to_string()
+}
+
+async fn lift(broker: &TestBroker, id: &str) {
+    let (status, body) = call(broker, "DELETE", &format!("/v1/revocations/{id}"), None, None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The last audit event's decision and reason.
+fn last_outcome(broker: &TestBroker) -> (String, String) {
+    let event = broker.audit_events().pop().unwrap();
+    (event["decision"].as_str().unwrap().to_string(), event["reason"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_kind_refuses_what_it_names_after_verification_and_nothing_else() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = spawn_broker(
+        BrokerOptions::new(&oidc_source(&issuer), JWT_TARGET).mapping("10-services.yaml", RULES).with_admin(),
+    )
+    .await;
+    let token = |sub: &str| issuer.key(0).sign(&issuer.claims(sub, "tessera", broker.clock.now()));
+    let (status, _) = broker.exchange(&token("svc-payments"), "internal-api").await;
+    assert_eq!(status, 200);
+    let payments = broker.audit_events().pop().unwrap()["identity"]["id"].as_str().unwrap().to_string();
+    let mut leaked = issuer.claims("svc-payments", "tessera", broker.clock.now());
+    leaked["jti"] = json!("leaked-1");
+    let leaked = issuer.key(0).sign(&leaked);
+    let cases = [
+        (json!({ "kind": "identity", "id": payments }), "invalid_target", true),
+        (json!({ "kind": "identity_glob", "pattern": "*/svc-pay*" }), "invalid_target", true),
+        (json!({ "kind": "rule", "rule": "services-call-internal-api" }), "invalid_target", false),
+        (json!({ "kind": "source", "source": "corp" }), "invalid_target", false),
+        (json!({ "kind": "subject_jti", "jti": "leaked-1" }), "invalid_request", true),
+    ];
+    for (matcher, error, others_pass) in cases {
+        let id = revoke_on(&broker, matcher.clone()).await;
+        let subject = if error == "invalid_request" { leaked.clone() } else { token("svc-payments") };
+        let (status, refused) = broker.exchange(&subject, "internal-api").await;
+        assert_eq!((status, refused["error"].as_str()), (400, Some(error)), "{matcher}: {refused}");
+        assert_eq!(last_outcome(&broker), ("deny".into(), "TS-REVOKED".into()), "{matcher}");
+        let (status, _) = broker.exchange(&token("svc-payments"), "internal-api").await;
+        assert_eq!(
+            status == 200,
+            error == "invalid_request",
+            "{matcher}: a fresh token of the same workload"
+        );
+        let (status, _) = broker.exchange(&token("svc-ledger"), "internal-api").await;
+        assert_eq!(status == 200, others_pass, "{matcher}: another workload");
+        lift(&broker, &id).await;
+        let (status, _) = broker.exchange(&subject, "internal-api").await;
+        assert_eq!(status, 200, "{matcher}: lifted");
+    }
+    // A forged token naming a revoked workload is refused as forged, not as revoked.
+    revoke_on(&broker, json!({ "kind": "identity", "id": payments })).await;
+    let forged = TestKey::rsa("rsa-1").sign(&issuer.claims("svc-payments", "tessera", broker.clock.now()));
+    let (status, _) = broker.exchange(&forged, "internal-api").await;
+    assert_eq!(status, 400);
+    assert_ne!(last_outcome(&broker).1, "TS-REVOKED", "checked only after verification");
+}
+
+fn access_key(body: &Value) -> String {
+    body["aws_credentials"]["AccessKeyId"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_purges_cached_credentials_from_both_caches_and_none_is_served() {
+    let sts = StsPeer::start().await;
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let redis = TestRedis::new();
+    let mut options = BrokerOptions::new(&oidc_source(&issuer), &aws::target(&sts, ""))
+        .mapping("10-aws.yaml", aws::RULES)
+        .with_admin();
+    options.extra = redis.config();
+    let broker = spawn_broker(options).await;
+    let cached = || redis.entries().iter().filter(|(k, _)| k.contains(":credential:")).count();
+    let payments = aws::token(&issuer, &broker, "svc-payments");
+    let ledger = aws::token(&issuer, &broker, "svc-ledger");
+    let (status, first) = broker.exchange(&payments, "aws-prod").await;
+    assert_eq!(status, 200, "{first}");
+    let identity = broker.audit_events().pop().unwrap()["identity"]["id"].as_str().unwrap().to_string();
+    let (status, _) = broker.exchange(&ledger, "aws-prod").await;
+    assert_eq!(status, 200);
+    assert_eq!((sts.call_count(), cached()), (2, 2));
+
+    let id = revoke_on(&broker, json!({ "kind": "identity", "id": identity })).await;
+    assert_eq!(cached(), 1, "the revoked workload's credential left Redis; the other's stayed");
+    let (status, refused) = broker.exchange(&payments, "aws-prod").await;
+    assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_target")), "{refused}");
+    let event = broker.audit_events().pop().unwrap();
+    assert_eq!(
+        (event["reason"].as_str(), event["cache"].as_str()),
+        (Some("TS-REVOKED"), None),
+        "before the cache"
+    );
+    let (status, _) = broker.exchange(&ledger, "aws-prod").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        broker.audit_events().pop().unwrap()["cache"],
+        "hit",
+        "another workload's credential stays cached"
+    );
+
+    lift(&broker, &id).await;
+    let (status, again) = broker.exchange(&payments, "aws-prod").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(sts.call_count(), 3, "the purged credential was not served again: a new one was issued");
+    assert_ne!(access_key(&again), access_key(&first));
+
+    // A leaked credential, by its fingerprint: the next exchange gets a new one.
+    let fingerprint =
+        broker.audit_events().pop().unwrap()["issued_token_fingerprint"].as_str().unwrap().to_string();
+    revoke_on(&broker, json!({ "kind": "issued_token", "fingerprint": fingerprint })).await;
+    let (status, fresh) = broker.exchange(&payments, "aws-prod").await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(sts.call_count(), 4);
+    assert_ne!(access_key(&fresh), access_key(&again));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_cannot_read_its_revocations_does_not_start() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let db = TestPostgres::new();
+    let options = || on_postgres(&issuer, &db);
+    let broker = spawn_broker(options()).await;
+    revoke_on(&broker, json!({ "kind": "source", "source": "corp" })).await;
+    broker.stop().await;
+    db.query("UPDATE tessera_revocations SET matcher = '{\"kind\": \"from a newer version\"}'");
+    let Err(refused) = try_spawn_broker(options()).await else { panic!("the broker must not serve") };
+    assert!(refused.contains("revocations could not be loaded"), "{refused}");
 }
