@@ -14,7 +14,9 @@ use tessera_adapters::Identity;
 
 use crate::mapping::glob::Pattern;
 
+mod poll;
 mod set;
+pub use poll::{POLL_INTERVAL, spawn_poller};
 pub use set::{RevocationSet, Revoked};
 
 /// Longest text accepted in any field of a revocation.

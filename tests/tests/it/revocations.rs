@@ -3,7 +3,8 @@
 //! in PostgreSQL, and still there after the broker restarts. Their effect: each kind refuses
 //! the exchanges it names (after verification, before any cache), cached credentials are
 //! purged from the process's cache and Redis, and a broker that cannot read them does not
-//! start.
+//! start. Replicas sharing the store enforce one made on any of them, and a replica killed
+//! right after one comes back refusing.
 
 use serde_json::{Value, json};
 use tessera_adapters::Clock as _;
@@ -306,4 +307,74 @@ async fn a_broker_that_cannot_read_its_revocations_does_not_start() {
     db.query("UPDATE tessera_revocations SET matcher = '{\"kind\": \"from a newer version\"}'");
     let Err(refused) = try_spawn_broker(options()).await else { panic!("the broker must not serve") };
     assert!(refused.contains("revocations could not be loaded"), "{refused}");
+}
+
+/// An exchange of `sub`'s token at `url`'s public listener: the status and, when refused,
+/// the error.
+async fn exchange_at(http: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", crate::TOKEN_EXCHANGE),
+        ("subject_token", token),
+        ("subject_token_type", crate::JWT_TYPE),
+        ("audience", "internal-api"),
+    ];
+    let response = http.post(format!("{url}/v1/token")).form(&form).send().await.expect("token request");
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// Wait until `check` holds, polling; fails after a generous deadline (this is no timing
+/// assertion: the propagation time is measured by the `revocation_propagation` bench).
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_made_on_one_replica_is_enforced_by_the_other_and_lifted_on_it_too() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let db = TestPostgres::new();
+    let keys = tempfile::tempdir().unwrap();
+    let options = || on_postgres(&issuer, &db).replica_of("https://tessera.replicas.example", keys.path());
+    let (a, b) = (spawn_broker(options()).await, spawn_broker(options()).await);
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", a.clock.now()));
+    assert_eq!(b.exchange(&token, "internal-api").await.0, 200);
+
+    let id = revoke_on(&a, json!({ "kind": "identity_glob", "pattern": "*/svc-payments" })).await;
+    eventually("replica b refuses", async || b.exchange(&token, "internal-api").await.0 == 400).await;
+    assert_eq!(last_outcome(&b), ("deny".into(), "TS-REVOKED".into()));
+    lift(&a, &id).await;
+    eventually("replica b serves again", async || b.exchange(&token, "internal-api").await.0 == 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_right_after_a_revocation_comes_back_refusing() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let db = TestPostgres::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    std::fs::write(dir.path().join("mappings/10-services.yaml"), RULES).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
+    let config = format!(
+        "  key_dir: keys\nsources:\n{}targets:\n{}mappings: mappings\nadmin:\n  listen: {admin}\naudit:\n  sink: none\n{}",
+        indent(&oidc_source(&issuer)),
+        indent(JWT_TARGET),
+        indent(&db.store_config()),
+    );
+    let mut broker = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
+    let http = reqwest::Client::new();
+    let token =
+        issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", tessera_adapters::SystemClock.now()));
+    assert_eq!(exchange_at(&http, &broker.url, &token).await.0, 200);
+    let body = json!({ "match": { "kind": "source", "source": "corp" }, "reason": "issuer key leaked" });
+    let made = http.post(format!("http://{admin}/v1/revocations")).json(&body).send().await.unwrap();
+    assert_eq!(made.status(), 201);
+    broker.kill();
+
+    let broker = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
+    let (status, refused) = exchange_at(&http, &broker.url, &token).await;
+    assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_target")), "{refused}");
 }
