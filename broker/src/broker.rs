@@ -204,7 +204,9 @@ impl Broker {
         let (sink, audit_store) = audit::open(&config, Arc::clone(&metrics)).await?;
         // Fail closed: a broker that cannot read the revocations does not serve.
         let revocations = match &audit_store {
-            Some(store) => store.revocations(false).await.map_err(StartError::Revocations)?,
+            Some(store) => {
+                store.revocations_in_force(clock.now_millis()).await.map_err(StartError::Revocations)?
+            }
             None => Vec::new(),
         };
         let mut pipeline = Pipeline::new(

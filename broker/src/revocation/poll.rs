@@ -25,7 +25,7 @@ pub fn spawn_poller(broker: Arc<Broker>) -> Option<JoinHandle<()>> {
         loop {
             tick.tick().await;
             let Some(store) = broker.audit_store() else { return };
-            match store.revocations(false).await {
+            match store.revocations_in_force(broker.clock().now_millis()).await {
                 Ok(list) => {
                     if failing {
                         tracing::info!("revocations read from the store again");

@@ -24,7 +24,18 @@ impl AuditStore {
     /// Expired ones are listed too; [`Revocation::in_force`] tells them apart.
     pub async fn revocations(&self, removed: bool) -> Result<Vec<Revocation>, StoreError> {
         let backend = self.backend;
-        self.on_store_runtime(move |pool| async move { list(&pool, backend, removed, None).await }).await
+        self.on_store_runtime(move |pool| async move { list(&pool, backend, removed, None, None).await })
+            .await
+    }
+
+    /// Every revocation in force at `now_ms` (not removed, not expired), without a page
+    /// limit: what a broker enforces.
+    pub async fn revocations_in_force(&self, now_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+        let backend = self.backend;
+        self.on_store_runtime(
+            move |pool| async move { list(&pool, backend, false, None, Some(now_ms)).await },
+        )
+        .await
     }
 
     /// Mark revocation `id` removed by `by` at `now_ms`. `None` when there is no such
@@ -65,6 +76,7 @@ async fn list(
     backend: Backend,
     removed: bool,
     id: Option<&str>,
+    in_force_at: Option<i64>,
 ) -> Result<Vec<Revocation>, StoreError> {
     let mut sql = Sql::new(backend, &format!("SELECT {COLUMNS} FROM tessera_revocations WHERE 1 = 1"));
     if !removed {
@@ -73,8 +85,16 @@ async fn list(
     if let Some(id) = id {
         sql.and("revocation_id =", Param::Text(id.to_string()));
     }
-    let limit = sql.param(Param::Int(MAX_REVOCATIONS));
-    sql.text.push_str(&format!(" ORDER BY created_ms, revocation_id LIMIT {limit}"));
+    if let Some(now_ms) = in_force_at {
+        let now = sql.param(Param::Int(now_ms));
+        sql.text.push_str(&format!(" AND (expires_ms IS NULL OR expires_ms > {now})"));
+    }
+    sql.text.push_str(" ORDER BY created_ms, revocation_id");
+    // A listing is paged; what is enforced never is, so none goes unenforced.
+    if in_force_at.is_none() {
+        let limit = sql.param(Param::Int(MAX_REVOCATIONS));
+        sql.text.push_str(&format!(" LIMIT {limit}"));
+    }
     sql.fetch_all(pool).await?.iter().map(read).collect()
 }
 
@@ -97,7 +117,7 @@ async fn remove(
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
-    Ok(list(pool, backend, true, Some(id)).await?.into_iter().next())
+    Ok(list(pool, backend, true, Some(id), None).await?.into_iter().next())
 }
 
 fn read(row: &AnyRow) -> Result<Revocation, StoreError> {
@@ -156,9 +176,12 @@ mod tests {
         assert_eq!(removed.removed.as_deref(), Some(rfc3339_ms(3_000).as_str()));
         assert_eq!(removed.removed_by.as_deref(), Some("admin@example"));
         assert_eq!(store.revocations(false).await.unwrap(), vec![second.clone()]);
-        assert_eq!(store.revocations(true).await.unwrap(), vec![removed, second]);
+        assert_eq!(store.revocations(true).await.unwrap(), vec![removed, second.clone()]);
         assert_eq!(store.remove_revocation("r1", "admin@example", 4_000).await.unwrap(), None);
         assert_eq!(store.remove_revocation("nope", "admin@example", 4_000).await.unwrap(), None);
+        // Enforced: not removed and not expired (`second` expires at 62_000).
+        assert_eq!(store.revocations_in_force(61_999).await.unwrap(), vec![second]);
+        assert!(store.revocations_in_force(62_000).await.unwrap().is_empty());
     }
 
     #[tokio::test]
