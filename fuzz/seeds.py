@@ -177,6 +177,21 @@ def console_seeds():
     write("console_query", "window=7d&group=namespace&top=25&target=api")
 
 
+def revocation_seeds():
+    fingerprint = "sha256:" + hashlib.sha256(b"token").hexdigest()
+    for match in [
+        {"kind": "identity", "id": "github://octo-org/payments"},
+        {"kind": "identity_glob", "pattern": "github://octo-org/pay*"},
+        {"kind": "attributes", "source": "github", "attributes": {"github.repository_id": "42"}},
+        {"kind": "rule", "rule": "payments-api-reads-invoices"},
+        {"kind": "source", "source": "github"},
+        {"kind": "subject_jti", "jti": "abc"},
+        {"kind": "issued_token", "fingerprint": fingerprint},
+    ]:
+        write("revocation", compact({"match": match, "reason": "repository compromised", "expires_at": "2027-02-01T00:00:00Z"}))
+    write("revocation", compact({"match": {"kind": "identity_glob", "pattern": "a\\"}, "reason": "r", "expires_at": 1}))
+
+
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     jwt_seeds()
@@ -189,6 +204,7 @@ def main():
     spiffe_id_seeds()
     session_policy_seeds()
     console_seeds()
+    revocation_seeds()
     for folder in sorted(SEEDS.iterdir()):
         print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
 

@@ -15,6 +15,7 @@ use crate::http::admin_auth::AdminAuth;
 use crate::issuer::{self, Issuer};
 use crate::mapping::{self, Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo};
 use crate::metrics::Metrics;
+use crate::revocation::RevocationSet;
 use crate::{audit, cache, ratelimit, redis};
 
 /// Why a broker could not start.
@@ -28,6 +29,8 @@ pub enum StartError {
     Mapping(#[from] mapping::LoadErrors),
     #[error("audit sink: {0}")]
     Audit(#[from] audit::AuditError),
+    #[error("revocations could not be loaded, so none can be enforced: {0}")]
+    Revocations(audit::store::StoreError),
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("redis: {0}")]
@@ -204,6 +207,13 @@ impl Broker {
         let reloader =
             Arc::new(Reloader::new(config.mappings_dir(), catalog, Arc::clone(&clock), Arc::clone(&metrics)));
         let (sink, audit_store) = audit::open(&config, Arc::clone(&metrics)).await?;
+        // Fail closed: a broker that cannot read the revocations does not serve.
+        let revocations = match &audit_store {
+            Some(store) => {
+                store.revocations_in_force(clock.now_millis()).await.map_err(StartError::Revocations)?
+            }
+            None => Vec::new(),
+        };
         let mut pipeline = Pipeline::new(
             Arc::clone(&clock),
             router,
@@ -212,7 +222,8 @@ impl Broker {
             sink,
             config.config.audit().fail_open,
             Arc::clone(&metrics),
-        );
+        )
+        .with_revocations(Arc::new(RevocationSet::new(revocations)));
         let issuer_url = config.config.issuer.url.as_str();
         let shared = config.config.redis().map(|r| redis::SharedRedis::connect(r, issuer_url)).transpose()?;
         if let Some(redis) = &shared {

@@ -20,6 +20,7 @@ use crate::cache::{CacheOutcome, CredentialCache, DEFAULT_MAX_ENTRIES};
 use crate::mapping::{Denial, MappingSet, Request};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimited, RateLimiter};
+use crate::revocation::{RevocationSet, Revoked};
 
 /// A token-exchange request, already parsed and size-checked by the HTTP edge.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub enum ExchangeError {
     #[error(transparent)]
     Denied(#[from] Denial),
     #[error(transparent)]
+    Revoked(#[from] Revoked),
+    #[error(transparent)]
     Target(#[from] TargetError),
     #[error("audit event could not be written: {0}")]
     Audit(AuditError),
@@ -61,6 +64,7 @@ impl ExchangeError {
             Self::UnsupportedTokenType { .. } => "TS-EXC-TOKEN-TYPE",
             Self::RateLimited(_) => "TS-EXC-RATE-LIMITED",
             Self::Denied(d) => d.code(),
+            Self::Revoked(_) => "TS-REVOKED",
             Self::Target(e) => e.code(),
             Self::Audit(_) => "TS-AUD-WRITE",
         }
@@ -79,6 +83,7 @@ impl ExchangeError {
             | Self::UnsupportedTokenType { .. }
             | Self::RateLimited(_)
             | Self::Denied(_)
+            | Self::Revoked(_)
             | Self::Target(_) => false,
         }
     }
@@ -177,6 +182,7 @@ pub struct Pipeline {
     audit_fail_open: bool,
     cache: CredentialCache,
     rate_limit: Option<RateLimiter>,
+    revocations: Arc<RevocationSet>,
     metrics: Arc<Metrics>,
 }
 
@@ -209,6 +215,7 @@ impl Pipeline {
             audit,
             audit_fail_open,
             rate_limit: None,
+            revocations: Arc::default(),
             metrics,
         }
     }
@@ -223,6 +230,17 @@ impl Pipeline {
     pub fn with_rate_limit(mut self, limiter: RateLimiter) -> Self {
         self.rate_limit = Some(limiter);
         self
+    }
+
+    /// Refuse what these revocations name.
+    pub fn with_revocations(mut self, revocations: Arc<RevocationSet>) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    /// The revocations exchanges are checked against.
+    pub fn revocations(&self) -> &Arc<RevocationSet> {
+        &self.revocations
     }
 
     /// The credential cache (cacheable targets only).
@@ -314,6 +332,18 @@ impl Pipeline {
         trail.source = Some(source.name().to_string());
         let verified = source.verify(&req.subject_token).await?;
         trail.identity = Some(verified.shared());
+        // Only a verified identity can match a revocation, so a forged token naming a
+        // revoked workload is refused as forged; and before any cache, so a cached
+        // credential never goes to a revoked identity.
+        let now_ms = self.clock.now_millis();
+        let jti = if req.subject_token.token_type.is_jwt() {
+            jwt::verified_jti(req.subject_token.value.expose())
+        } else {
+            None
+        };
+        if let Some(revoked) = self.revocations.identity(verified.identity(), jti.as_deref(), now_ms) {
+            return Err(revoked.into());
+        }
         // Counted once the identity is proven, so a forged token cannot spend another
         // workload's budget; before the rules, so a refused identity still counts.
         if let Some(limiter) = &self.rate_limit {
@@ -332,6 +362,9 @@ impl Pipeline {
         })?;
         trail.rule = Some(grant.rule().to_string());
         trail.scope = grant.scope().map(str::to_string);
+        if let Some(revoked) = self.revocations.rule(grant.rule(), now_ms) {
+            return Err(revoked.into());
+        }
         let credential = if target.cacheable() {
             let (credential, outcome) = self.cache.get_or_issue(target, &grant).await;
             trail.cache = Some(outcome);
@@ -340,6 +373,12 @@ impl Pipeline {
         } else {
             crate::cache::issue_measured(target.as_ref(), &grant, &self.metrics).await?
         };
+        // A revoked issued token may still sit in a cache (another replica's, say): drop
+        // it there so the next exchange gets a new one.
+        if let Some(revocation) = self.revocations.issued(&credential.access_token.fingerprint(), now_ms) {
+            self.cache.purge(&revocation).await;
+            return Err(Revoked::by(&revocation).into());
+        }
         let expires_in = (credential.expires_at - self.clock.now()).max(0);
         Ok(Exchanged { credential, expires_in })
     }

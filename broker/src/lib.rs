@@ -15,6 +15,7 @@
 //! - [`console`]: the operator console, HTML pages under `/ui/` on the admin listener.
 //! - [`cache`], [`ratelimit`], [`redis`]: the credential cache and rate limits, shared
 //!   across replicas through Redis when one is configured.
+//! - [`revocation`]: revocations: what they match, as the admin API takes and lists them.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics` (admin and metrics
 //!   listeners).
 //! - [`demo`]: the quickstart's local token issuer (loopback only, off by default).
@@ -43,6 +44,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
+pub mod revocation;
 pub mod trust;
 
 pub use broker::{Adapters, Broker, SpiffeBundle, StartError};

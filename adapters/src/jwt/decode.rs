@@ -163,6 +163,18 @@ pub fn peek_subject(token: &str) -> Result<String, SourceError> {
     }
 }
 
+/// The `jti` of a token that has been VERIFIED, for revocations by `jti`: its payload
+/// parsed as strictly as verification parses it. `None` for a token without a string
+/// `jti`, or one that is not a compact JWS. Never call it on a token not yet verified.
+pub fn verified_jti(token: &str) -> Option<String> {
+    let segments = split(token).ok()?;
+    let claims = UnverifiedClaims::parse(&b64(segments.payload, "payload is not base64url").ok()?).ok()?;
+    match claims.0.get("jti") {
+        Some(Value::String(jti)) => Some(jti.clone()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +185,16 @@ mod tests {
 
     fn token(header: &str, payload: &str) -> String {
         format!("{}.{}.c2ln", enc(header), enc(payload))
+    }
+
+    #[test]
+    fn the_jti_of_a_verified_token_is_read_as_strictly_as_verification_reads_it() {
+        let header = r#"{"alg":"RS256","typ":"JWT"}"#;
+        assert_eq!(verified_jti(&token(header, r#"{"jti":"j-1"}"#)).as_deref(), Some("j-1"));
+        assert_eq!(verified_jti(&token(header, r#"{"jti":7}"#)), None);
+        assert_eq!(verified_jti(&token(header, r#"{"sub":"x"}"#)), None);
+        assert_eq!(verified_jti(&token(header, r#"{"jti":"a","jti":"b"}"#)), None, "duplicate claims");
+        assert_eq!(verified_jti("not-a-jwt"), None);
     }
 
     #[test]

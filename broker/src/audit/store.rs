@@ -12,6 +12,7 @@
 
 mod console;
 pub mod history;
+mod revocations;
 
 pub use console::{
     Activity, DirectoryPage, Edge, EdgeQuery, LATENCY_SAMPLE, MinuteCounts, RuleMatches, TargetHealth,
@@ -161,6 +162,25 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX tessera_audit_events_issued ON tessera_audit_events (issued_token_fingerprint)",
             "CREATE INDEX tessera_audit_events_refused ON tessera_audit_events (decision, time_ms, event_id) \
              WHERE decision <> 'allow'",
+        ],
+    ),
+    (
+        4,
+        &[
+            // Revocations (see `crate::revocation`). Rows are never deleted: a removed one
+            // keeps who removed it and when, so the table is also their audit record.
+            "CREATE TABLE tessera_revocations (
+            revocation_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            matcher TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT,
+            removed_ms BIGINT,
+            removed_by TEXT
+        )",
+            "CREATE INDEX tessera_revocations_created ON tessera_revocations (created_ms, revocation_id)",
         ],
     ),
 ];
@@ -1226,7 +1246,7 @@ fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
-fn rfc3339_ms(ms: i64) -> String {
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
@@ -1383,7 +1403,7 @@ mod tests {
         assert_eq!(store_url(&pg).expose(), "postgres://u:p@db.internal/tessera");
     }
 
-    async fn sqlite_store(dir: &Path) -> AuditStore {
+    pub(super) async fn sqlite_store(dir: &Path) -> AuditStore {
         let url = SecretUrl::new(format!("sqlite://{}", dir.join("audit.db").display()));
         AuditStore::open(&AuditStoreConfig::default(), &url, Arc::new(Metrics::new()), true).await.unwrap()
     }

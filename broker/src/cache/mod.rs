@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
-use tessera_adapters::{Clock, CredentialTarget, Grant, IssuedCredential, TargetError};
+use tessera_adapters::{Clock, CredentialTarget, Grant, Identity, IssuedCredential, TargetError};
 
 use self::shared::SharedCache;
 use crate::metrics::Metrics;
+use crate::revocation::{Matcher, Revocation};
 
 /// The longest safety margin: a credential is never served from the cache when it has
 /// less than this left (or less than a fifth of its lifetime, for short ones).
@@ -78,11 +79,40 @@ type Key = [u8; 32];
 /// the shared cache had it).
 type Issuing = Shared<BoxFuture<'static, Result<(IssuedCredential, bool), TargetError>>>;
 
-/// A cached credential and the last second it may be served.
+/// A cached credential, the last second it may be served, and whom it was issued to
+/// under which rule (what a revocation purges by).
 #[derive(Clone)]
 struct Entry {
     credential: IssuedCredential,
     fresh_until: i64,
+    owner: Option<Arc<Owner>>,
+}
+
+/// The identity and rule of the grant a cached credential was issued for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    pub identity: Identity,
+    pub rule: String,
+}
+
+impl Owner {
+    fn of(grant: &Grant) -> Self {
+        Self { identity: grant.identity().clone(), rule: grant.rule().to_string() }
+    }
+}
+
+/// Whether a revocation names the credential `credential` issued to `owner`. An entry
+/// with no owner (written by an older broker) is purged by any revocation.
+pub fn revoked_by(revocation: &Revocation, owner: Option<&Owner>, credential: &IssuedCredential) -> bool {
+    let Some(owner) = owner else { return true };
+    match &revocation.matcher {
+        Matcher::Rule { rule } => owner.rule == *rule,
+        Matcher::IssuedToken { fingerprint } => credential.access_token.fingerprint() == *fingerprint,
+        // A cached credential does not know the subject token it was first issued for:
+        // purge every credential of identities the token could have been.
+        Matcher::SubjectJti { .. } => true,
+        other => other.matches_identity(&owner.identity),
+    }
 }
 
 #[derive(Default)]
@@ -138,6 +168,27 @@ impl CredentialCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Drop every credential `revocation` names, here and in the shared cache; how many
+    /// were dropped here and there. A shared cache that does not answer is reported in the
+    /// log: its entries expire on their own, and exchanges check revocations before any
+    /// cache.
+    pub async fn purge(&self, revocation: &Revocation) -> (usize, usize) {
+        let local = {
+            let mut state = lock(&self.state);
+            let before = state.entries.len();
+            state.entries.retain(|_, e| !revoked_by(revocation, e.owner.as_deref(), &e.credential));
+            before - state.entries.len()
+        };
+        let shared = match &self.shared {
+            None => 0,
+            Some(shared) => shared.purge(revocation).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, reason = "TS-CACHE-SHARED-DOWN", "shared credential cache not purged");
+                0
+            }),
+        };
+        (local, shared)
     }
 
     /// The credential for `grant`: a fresh cached one, the result of an identical call
@@ -285,7 +336,7 @@ impl Issuer<'_> {
         let issued_at = self.clock.now();
         let credential = issue_measured(self.target, self.grant, self.metrics).await?;
         let fresh_until = fresh_until(issued_at, credential.expires_at);
-        Ok(Entry { credential, fresh_until })
+        Ok(Entry { credential, fresh_until, owner: Some(Arc::new(Owner::of(self.grant))) })
     }
 }
 
@@ -356,6 +407,7 @@ mod tests {
                 postgres_credentials: None,
             },
             fresh_until,
+            owner: None,
         }
     }
 

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use tessera_adapters::target::{AwsCredentials, PostgresCredentials};
 use tessera_adapters::{IssuedCredential, Secret};
 
-use super::{Entry, Key};
+use super::{Entry, Key, Owner, revoked_by};
 use crate::redis::{RedisError, SharedRedis, hex};
+use crate::revocation::Revocation;
 
 /// The key file's name in the signing-key directory.
 pub const KEY_FILE: &str = "credential-cache.key";
@@ -41,6 +42,26 @@ struct Stored {
     aws_credentials: Option<AwsCredentials>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     postgres_credentials: Option<PostgresCredentials>,
+    /// Whom it was issued to, for revocations to purge by; absent in entries written by
+    /// an older broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<Owner>,
+}
+
+/// Keys one SCAN step asks Redis for.
+const SCAN_COUNT: usize = 500;
+
+impl Stored {
+    fn credential(&self, issued_token_type: &'static str, token_type: &'static str) -> IssuedCredential {
+        IssuedCredential {
+            access_token: Secret::new(self.access_token.clone()),
+            issued_token_type,
+            token_type,
+            expires_at: self.expires_at,
+            aws_credentials: self.aws_credentials.clone(),
+            postgres_credentials: self.postgres_credentials.clone(),
+        }
+    }
 }
 
 /// See the module documentation.
@@ -100,15 +121,9 @@ impl SharedCache {
             return Ok(None);
         }
         Ok(Some(Entry {
-            credential: IssuedCredential {
-                access_token: Secret::new(stored.access_token),
-                issued_token_type,
-                token_type,
-                expires_at: stored.expires_at,
-                aws_credentials: stored.aws_credentials,
-                postgres_credentials: stored.postgres_credentials,
-            },
+            credential: stored.credential(issued_token_type, token_type),
             fresh_until: stored.fresh_until,
+            owner: stored.owner.map(std::sync::Arc::new),
         }))
     }
 
@@ -128,10 +143,48 @@ impl SharedCache {
             fresh_until: entry.fresh_until,
             aws_credentials: c.aws_credentials.clone(),
             postgres_credentials: c.postgres_credentials.clone(),
+            owner: entry.owner.as_deref().cloned(),
         };
         let sealed = self.seal(&name, &stored)?;
         let mut conn = self.redis.conn();
         self.redis.timed("set credential", conn.pset_ex::<_, _, ()>(&name, sealed, millis)).await
+    }
+
+    /// Delete every shared entry `revocation` names, whichever replica wrote it: every
+    /// credential key is scanned and opened. Returns how many were deleted.
+    pub(super) async fn purge(&self, revocation: &Revocation) -> Result<usize, RedisError> {
+        let pattern = self.redis.key("credential", "*");
+        let mut conn = self.redis.conn();
+        let mut names: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .to_owned();
+            let (next, batch): (u64, Vec<String>) =
+                self.redis.timed("scan credentials", scan.query_async(&mut conn)).await?;
+            names.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut purged = 0;
+        for name in names {
+            let sealed: Option<Vec<u8>> = self.redis.timed("get credential", conn.get(&name)).await?;
+            let Some(mut sealed) = sealed else { continue };
+            // One that does not open is served to no one (see `get`); it is left to expire.
+            let Some(stored) = self.open(&name, &mut sealed) else { continue };
+            let credential = stored.credential("", "");
+            if revoked_by(revocation, stored.owner.as_ref(), &credential) {
+                purged += self.redis.timed("delete credential", conn.del::<_, usize>(&name)).await?;
+            }
+        }
+        Ok(purged)
     }
 
     /// Take the lock on `key` for `ttl_ms`, unless another replica holds it.
@@ -264,6 +317,7 @@ mod tests {
             fresh_until: 1800,
             aws_credentials: None,
             postgres_credentials: None,
+            owner: None,
         }
     }
 

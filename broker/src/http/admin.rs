@@ -14,6 +14,9 @@
 //!   `limit`).
 //! - `GET /v1/audit`: audit events, newest first (`since`, `until`, `identity`, `target`,
 //!   `source`, `decision`, `issued_token` (a fingerprint), `limit`, `cursor`).
+//! - `POST /v1/revocations`, `GET /v1/revocations` (`removed=true`: removed ones too),
+//!   `DELETE /v1/revocations/{id}`: revocations ([`crate::revocation`]), kept in the audit
+//!   store; the author is the admin caller.
 //! - `GET /openapi.json`: the OpenAPI document of every listener ([`super::OPENAPI`]).
 //!
 //! The operator console's pages (`/ui/`, [`crate::console`]) are registered on the same
@@ -48,6 +51,9 @@ pub static ADMIN: &[Endpoint] = &[
     Endpoint::new(Method::GET, "/metrics", |r| r.to(super::metrics)),
     Endpoint::new(Method::GET, "/v1/workloads", |r| r.to(workloads)),
     Endpoint::new(Method::GET, "/v1/audit", |r| r.to(audit_events)),
+    Endpoint::new(Method::POST, "/v1/revocations", |r| r.to(super::revoke::add)),
+    Endpoint::new(Method::GET, "/v1/revocations", |r| r.to(super::revoke::list)),
+    Endpoint::new(Method::DELETE, "/v1/revocations/{id}", |r| r.to(super::revoke::remove)),
     Endpoint::new(Method::GET, "/openapi.json", |r| r.to(openapi)),
     Endpoint::new(Method::GET, "/healthz", |r| r.to(super::healthz)),
 ];
@@ -79,7 +85,7 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(super::OPENAPI)
 }
 
-fn bad_request(error: &str, message: impl Into<String>) -> HttpResponse {
+pub(super) fn bad_request(error: &str, message: impl Into<String>) -> HttpResponse {
     HttpResponse::BadRequest().json(json!({ "error": error, "message": message.into() }))
 }
 
@@ -197,7 +203,7 @@ async fn status(broker: web::Data<Arc<Broker>>) -> HttpResponse {
 /// Default page size of `/v1/workloads` and `/v1/audit`.
 const DEFAULT_PAGE: u32 = 100;
 
-fn store(broker: &Broker) -> Result<&AuditStore, HttpResponse> {
+pub(super) fn store(broker: &Broker) -> Result<&AuditStore, HttpResponse> {
     broker.audit_store().ok_or_else(|| {
         HttpResponse::NotFound().json(json!({
             "error": "no_audit_store",
@@ -206,7 +212,7 @@ fn store(broker: &Broker) -> Result<&AuditStore, HttpResponse> {
     })
 }
 
-fn store_failed(e: &crate::audit::store::StoreError) -> HttpResponse {
+pub(super) fn store_failed(e: &crate::audit::store::StoreError) -> HttpResponse {
     tracing::error!(error = %e, "audit store query failed");
     HttpResponse::ServiceUnavailable().json(json!({ "error": "store_unavailable", "message": e.to_string() }))
 }

@@ -39,6 +39,8 @@ pub enum WireError {
     InvalidSubjectToken,
     /// No rule allows this identity this target, or a deny rule applies.
     NotAllowed,
+    /// A revocation names this identity, its rule or the credential it would get.
+    Revoked,
     /// Several rules apply and no scope chose between them.
     Ambiguous,
     /// The requested scope is not granted to this identity.
@@ -80,6 +82,7 @@ impl WireError {
             | Self::MultipleScopes
             | Self::InvalidSubjectToken
             | Self::NotAllowed
+            | Self::Revoked
             | Self::Ambiguous
             | Self::ScopeNotGrantable => StatusCode::BAD_REQUEST,
         }
@@ -89,7 +92,9 @@ impl WireError {
     pub fn code(self) -> &'static str {
         match self {
             Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::NotAllowed => "invalid_target",
+            // The identity is proven and the request well formed; what it asks for is not
+            // issued to it (RFC 6749 §5.2, RFC 8693 §2.2.2).
+            Self::NotAllowed | Self::Revoked => "invalid_target",
             Self::ScopeNotGrantable | Self::MultipleScopes => "invalid_scope",
             Self::RateLimited { .. } | Self::Unavailable | Self::UpstreamUnusable => {
                 "temporarily_unavailable"
@@ -141,6 +146,7 @@ impl WireError {
             Self::MultipleScopes => "Request a single scope.",
             Self::InvalidSubjectToken => "The subject token is invalid, expired, or not trusted.",
             Self::NotAllowed => "No rule allows this identity to obtain a credential for this audience.",
+            Self::Revoked => "Credentials for this identity have been revoked.",
             Self::Ambiguous => "More than one rule applies; name a scope to choose one.",
             Self::ScopeNotGrantable => {
                 "The requested scope is not granted to this identity for this audience."
@@ -188,6 +194,9 @@ impl From<&ExchangeError> for WireError {
                 | SourceError::Policy(_) => Self::InvalidSubjectToken,
             },
             ExchangeError::UnknownAudience(_) => Self::NotAllowed,
+            // A revoked subject token is one no longer valid (RFC 8693 §2.2.2).
+            ExchangeError::Revoked(r) if r.subject_token => Self::InvalidSubjectToken,
+            ExchangeError::Revoked(_) => Self::Revoked,
             ExchangeError::UnsupportedTokenType { .. } => Self::UnsupportedRequestedTokenType,
             ExchangeError::RateLimited(r) => Self::RateLimited { retry_after: r.retry_after_secs() },
             ExchangeError::Denied(d) => match d {

@@ -17,6 +17,7 @@ pub mod admin_auth;
 pub mod drain;
 mod error;
 pub mod host;
+mod revoke;
 pub mod server;
 mod token;
 

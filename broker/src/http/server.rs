@@ -57,6 +57,7 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let watcher = start_background(&broker);
+    let poller = crate::revocation::spawn_poller(Arc::clone(&broker));
     let server = public_server(&broker, listeners.public)?;
     let mut others = Vec::new();
     if let Some(listener) = listeners.admin {
@@ -69,6 +70,9 @@ pub async fn run_on(
     let others: Vec<_> = others.into_iter().map(|(what, s)| (what, tokio::spawn(s))).collect();
     let result = server.await;
     watcher.abort();
+    if let Some(poller) = poller {
+        poller.abort();
+    }
     for (what, task) in others {
         match task.await {
             Ok(Err(e)) => tracing::error!(error = %e, "{what} failed"),

@@ -67,7 +67,7 @@ mod condition;
 mod error;
 mod eval;
 mod file;
-mod glob;
+pub(crate) mod glob;
 mod lint;
 mod reload;
 mod replay;

@@ -19,9 +19,9 @@ use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker
 
 use crate::{JWT_TARGET, oidc_source};
 
-const ADMIN_TARGET: &str = "- name: admin\n  type: jwt\n  audience: https://tessera-admin.example\n  max_ttl: 1h\n  default_ttl: 15m\n";
+pub(crate) const ADMIN_TARGET: &str = "- name: admin\n  type: jwt\n  audience: https://tessera-admin.example\n  max_ttl: 1h\n  default_ttl: 15m\n";
 
-const RULES: &str = r#"version: 1
+pub(crate) const RULES: &str = r#"version: 1
 rules:
   - name: ops-administer-tessera
     description: the ops service account may use the admin API
@@ -32,13 +32,13 @@ rules:
     grant: { target: internal-api, ttl: 10m }
 "#;
 
-const JWT_AUTH: &str = "admin:\n  auth:\n    jwt:\n      target: admin\n";
+pub(crate) const JWT_AUTH: &str = "admin:\n  auth:\n    jwt:\n      target: admin\n";
 
-fn targets() -> String {
+pub(crate) fn targets() -> String {
     format!("{JWT_TARGET}{ADMIN_TARGET}")
 }
 
-async fn jwt_broker() -> (TestIssuer, TestBroker) {
+pub(crate) async fn jwt_broker() -> (TestIssuer, TestBroker) {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let mut options =
         BrokerOptions::new(&oidc_source(&issuer), &targets()).mapping("10-admin.yaml", RULES).with_admin();
@@ -52,7 +52,7 @@ async fn exchange(issuer: &TestIssuer, broker: &TestBroker, sub: &str, audience:
     broker.exchange(&token, audience).await
 }
 
-async fn admin_token(issuer: &TestIssuer, broker: &TestBroker) -> String {
+pub(crate) async fn admin_token(issuer: &TestIssuer, broker: &TestBroker) -> String {
     let (status, body) = exchange(issuer, broker, "svc-ops", "admin").await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_string()

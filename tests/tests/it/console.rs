@@ -451,6 +451,7 @@ mod store {
             "DROP TABLE tessera_minutes",
             "DROP INDEX tessera_audit_events_issued",
             "DROP INDEX tessera_audit_events_refused",
+            "DROP TABLE tessera_revocations",
             "DELETE FROM tessera_schema WHERE version >= 2",
         ] {
             sqlx::query(statement).execute(&pool).await.unwrap();

@@ -28,6 +28,7 @@ mod platform_peers;
 mod reload;
 mod relying_party;
 mod replicas;
+mod revocations;
 mod targets_aws;
 mod targets_cloud;
 mod targets_kubernetes;

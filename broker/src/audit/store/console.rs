@@ -124,20 +124,20 @@ fn attribute_pattern(key: &str, value: &str) -> String {
 /// The conditions of a directory query: `GET /v1/workloads`'s, then the console's.
 pub(super) fn directory_filters(sql: &mut Sql, query: &WorkloadQuery) {
     if let Some(source) = &query.source {
-        sql.and("source =", Param::Text(std::borrow::Cow::Owned(source.clone())));
+        sql.and("source =", Param::Text(source.clone().into()));
     }
     if let Some(identity) = &query.identity {
-        sql.and("identity_id =", Param::Text(std::borrow::Cow::Owned(identity.clone())));
+        sql.and("identity_id =", Param::Text(identity.clone().into()));
     }
     if let Some(seen) = query.seen_since_ms {
         sql.and("last_seen_ms >=", Param::Int(seen));
     }
     if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-        let p = sql.param(Param::Text(std::borrow::Cow::Owned(format!("%{}%", like_escaped(search)))));
+        let p = sql.param(Param::Text(format!("%{}%", like_escaped(search)).into()));
         sql.text.push_str(&format!(" AND identity_id LIKE {p} ESCAPE '\\'"));
     }
     if let Some((key, value)) = &query.attribute {
-        let p = sql.param(Param::Text(std::borrow::Cow::Owned(attribute_pattern(key, value))));
+        let p = sql.param(Param::Text(attribute_pattern(key, value).into()));
         sql.text.push_str(&format!(" AND identity LIKE {p} ESCAPE '\\'"));
     }
     match query.decision.as_deref() {
@@ -149,7 +149,7 @@ pub(super) fn directory_filters(sql: &mut Sql, query: &WorkloadQuery) {
     if let Some(cursor) = &query.cursor {
         let time = sql.param(Param::Int(cursor.last_seen_ms));
         let time_again = sql.param(Param::Int(cursor.last_seen_ms));
-        let id = sql.param(Param::Text(std::borrow::Cow::Owned(cursor.identity_id.clone())));
+        let id = sql.param(Param::Text(cursor.identity_id.clone().into()));
         sql.text.push_str(&format!(
             " AND (last_seen_ms < {time} OR (last_seen_ms = {time_again} AND identity_id > {id}))"
         ));
@@ -191,7 +191,7 @@ impl AuditStore {
                 "SELECT rule, target, decision, reason, COUNT(*) AS n, MAX(time_ms) AS last_ms \
                  FROM tessera_audit_events WHERE 1 = 1",
             );
-            sql.and("identity_id =", Param::Text(std::borrow::Cow::Owned(id)));
+            sql.and("identity_id =", Param::Text(id.into()));
             sql.text.push_str(" GROUP BY rule, target, decision, reason ORDER BY last_ms DESC");
             let rows = sql.fetch_all(&pool).await?;
             rows.iter()
@@ -231,7 +231,7 @@ impl AuditStore {
                     "SELECT identity_id, identity FROM tessera_workloads WHERE identity_id IN (",
                 );
                 for (i, id) in chunk.iter().enumerate() {
-                    let p = sql.param(Param::Text(std::borrow::Cow::Owned(id.clone())));
+                    let p = sql.param(Param::Text(id.clone().into()));
                     sql.text.push_str(if i == 0 { "" } else { ", " });
                     sql.text.push_str(&p);
                 }
@@ -291,13 +291,13 @@ async fn edges(pool: &AnyPool, backend: Backend, query: &EdgeQuery) -> Result<Ve
     );
     sql.and("time_ms >=", Param::Int(query.since_ms));
     if let Some(source) = &query.source {
-        sql.and("source =", Param::Text(std::borrow::Cow::Owned(source.clone())));
+        sql.and("source =", Param::Text(source.clone().into()));
     }
     if let Some(target) = &query.target {
-        sql.and("target =", Param::Text(std::borrow::Cow::Owned(target.clone())));
+        sql.and("target =", Param::Text(target.clone().into()));
     }
     if let Some((key, value)) = &query.attribute {
-        let p = sql.param(Param::Text(std::borrow::Cow::Owned(attribute_pattern(key, value))));
+        let p = sql.param(Param::Text(attribute_pattern(key, value).into()));
         sql.text.push_str(&format!(" AND identity LIKE {p} ESCAPE '\\'"));
     }
     sql.text.push_str(" GROUP BY source, identity_id, target, decision");

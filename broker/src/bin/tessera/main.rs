@@ -18,6 +18,7 @@ mod aws;
 mod doctor;
 mod mappings;
 mod replay;
+mod revoke;
 mod trust;
 mod workloads;
 
@@ -111,6 +112,9 @@ enum Command {
     /// The workload directory: every workload identity seen, from the audit store.
     #[command(after_help = "Example:\n  tessera workloads --config broker.yaml --source eks-prod --limit 20")]
     Workloads(workloads::WorkloadsArgs),
+    /// Revoke workload identities, list and remove revocations, through a running broker's
+    /// admin API (docs/revocation.md).
+    Revoke(revoke::RevokeArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format, or
     /// with `--kubernetes` a kubectl `ExecCredential` exchanged at the broker.
     #[command(
@@ -219,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Aws { command } => aws::run(command).await,
             Command::Agent { config, command } => agent(config, command).await,
             Command::Workloads(args) => workloads::run(args).await,
+            Command::Revoke(args) => revoke::run(args).await,
             Command::CredentialProcess(args) => Ok(tessera_agent::credential_process::run(&args).await?),
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "tessera", &mut std::io::stdout());

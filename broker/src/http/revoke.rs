@@ -1,0 +1,120 @@
+//! The admin listener's revocation routes: `POST /v1/revocations`, `GET /v1/revocations`,
+//! `DELETE /v1/revocations/{id}` (see [`crate::revocation`]). Each change is committed to
+//! the audit store before it is answered, takes effect on this broker's exchanges at
+//! once (an added one also purges the credentials it names from the caches), and is
+//! logged with its author.
+
+use std::sync::Arc;
+
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::admin::{bad_request, store, store_failed};
+use super::admin_auth::AdminCaller;
+use crate::audit::store::rfc3339_ms;
+use crate::broker::Broker;
+use crate::revocation::{MAX_FIELD, NewRevocation, Revocation};
+
+/// Who is asking, as the admin authentication found them.
+fn author(req: &HttpRequest) -> String {
+    req.extensions().get::<AdminCaller>().map(ToString::to_string).unwrap_or_else(|| "anonymous".into())
+}
+
+/// An answer, or the refusal that ended the request early.
+type Answer = Result<HttpResponse, HttpResponse>;
+
+pub(super) async fn add(
+    broker: web::Data<Arc<Broker>>,
+    req: HttpRequest,
+    body: web::Json<NewRevocation>,
+) -> HttpResponse {
+    add_revocation(&broker, &req, body.into_inner()).await.unwrap_or_else(|refused| refused)
+}
+
+async fn add_revocation(broker: &Broker, req: &HttpRequest, body: NewRevocation) -> Answer {
+    let store = store(broker)?;
+    let now_ms = broker.clock().now_millis();
+    let expires_ms = body.validate(now_ms).map_err(|e| bad_request("invalid_revocation", e.to_string()))?;
+    let revocation = Revocation {
+        id: uuid::Uuid::now_v7().to_string(),
+        reason: body.reason,
+        author: author(req),
+        created: rfc3339_ms(now_ms),
+        created_ms: now_ms,
+        expires: expires_ms.map(rfc3339_ms),
+        expires_ms,
+        removed: None,
+        removed_by: None,
+        matcher: body.matcher,
+    };
+    store.add_revocation(&revocation).await.map_err(|e| store_failed(&e))?;
+    broker.pipeline().revocations().add(revocation.clone());
+    let (local, shared) = broker.pipeline().cache().purge(&revocation).await;
+    tracing::warn!(
+        revocation = %revocation.id,
+        kind = revocation.matcher.kind(),
+        author = %revocation.author,
+        purged_local = local,
+        purged_shared = shared,
+        reason = "TS-REVOKE-ADD",
+        "revocation added"
+    );
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/revocations/{}", revocation.id)))
+        .json(&revocation))
+}
+
+/// A revocation as listed: with whether it is in force now.
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    revocation: &'a Revocation,
+    in_force: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    #[serde(default)]
+    removed: bool,
+}
+
+pub(super) async fn list(broker: web::Data<Arc<Broker>>, params: web::Query<ListParams>) -> HttpResponse {
+    list_revocations(&broker, params.removed).await.unwrap_or_else(|refused| refused)
+}
+
+async fn list_revocations(broker: &Broker, removed: bool) -> Answer {
+    let revocations = store(broker)?.revocations(removed).await.map_err(|e| store_failed(&e))?;
+    let now_ms = broker.clock().now_millis();
+    let listed: Vec<Listed<'_>> =
+        revocations.iter().map(|r| Listed { in_force: r.in_force(now_ms), revocation: r }).collect();
+    Ok(HttpResponse::Ok().json(json!({ "revocations": listed })))
+}
+
+pub(super) async fn remove(
+    broker: web::Data<Arc<Broker>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> HttpResponse {
+    remove_revocation(&broker, &req, &id).await.unwrap_or_else(|refused| refused)
+}
+
+async fn remove_revocation(broker: &Broker, req: &HttpRequest, id: &str) -> Answer {
+    let store = store(broker)?;
+    if id.len() > MAX_FIELD {
+        return Err(bad_request("invalid_request", "the revocation id is too long"));
+    }
+    let by = author(req);
+    let removed =
+        store.remove_revocation(id, &by, broker.clock().now_millis()).await.map_err(|e| store_failed(&e))?;
+    let Some(revocation) = removed else {
+        return Err(HttpResponse::NotFound().json(json!({
+            "error": "no_such_revocation",
+            "message": format!("no revocation `{id}` in force or expired (already removed, or never made)"),
+        })));
+    };
+    broker.pipeline().revocations().remove(&revocation.id);
+    tracing::warn!(revocation = %revocation.id, author = %by, reason = "TS-REVOKE-REMOVE", "revocation removed");
+    Ok(HttpResponse::Ok().json(&revocation))
+}
