@@ -114,6 +114,9 @@ enum Command {
     Workloads(workloads::WorkloadsArgs),
     /// Revoke workload identities, list and remove revocations, through a running broker's
     /// admin API (docs/revocation.md).
+    #[command(
+        after_help = "Example:\n  tessera revoke --admin-url http://127.0.0.1:8081 add --identity github://octo-org/payments --reason 'leaked token'"
+    )]
     Revoke(revoke::RevokeArgs),
     /// Print AWS credentials from a running agent in the AWS `credential_process` format, or
     /// with `--kubernetes` a kubectl `ExecCredential` exchanged at the broker.

@@ -32,16 +32,26 @@ pub struct RevokeArgs {
 enum RevokeCommand {
     /// Revoke: exactly one of `--identity`, `--identity-glob`, `--source` (with
     /// `--attribute`), `--rule`, `--jti`, `--issued-token`; and a reason.
+    #[command(
+        after_help = "Example:\n  tessera revoke --admin-url http://127.0.0.1:8081 add --identity-glob 'github://octo-org/payments*' --reason 'repository compromised'"
+    )]
     Add(AddArgs),
     /// List revocations not removed (with `--removed`, every one ever made).
+    #[command(after_help = "Example:\n  tessera revoke --admin-url http://127.0.0.1:8081 list --format json")]
     List {
+        /// Also list revocations that were removed.
         #[arg(long)]
         removed: bool,
+        /// `text` for people, `json` for tools.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Remove a revocation by its id; it stays on record as removed.
-    Remove { id: String },
+    #[command(after_help = "Example:\n  tessera revoke --admin-url http://127.0.0.1:8081 remove <id>")]
+    Remove {
+        /// The revocation's id, as `tessera revoke list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
