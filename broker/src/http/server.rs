@@ -239,19 +239,18 @@ fn metrics_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Resul
     .run())
 }
 
-/// When `shutdown` resolves, stop the other listeners, then drain the public one.
+/// When `shutdown` resolves, drain every listener at once: stopping them one after the
+/// other added their drain timeouts up, and a broker with a slow admin client took longer
+/// to stop than its public listener's own timeout.
 fn stop_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
     public: &Server,
-    others: Vec<actix_web::dev::ServerHandle>,
+    mut others: Vec<actix_web::dev::ServerHandle>,
 ) {
-    let handle = public.handle();
+    others.push(public.handle());
     tokio::spawn(async move {
         shutdown.await;
-        for other in others {
-            other.stop(true).await;
-        }
-        handle.stop(true).await;
+        futures::future::join_all(others.iter().map(|handle| handle.stop(true))).await;
     });
 }
 
