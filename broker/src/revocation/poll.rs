@@ -3,6 +3,8 @@
 //! revocation made on any replica sharing the store is enforced by all of them within
 //! about a second. A revocation seen for the first time also purges the credential caches
 //! of what it names. When the store does not answer, the last set read stays enforced.
+//! With Redis, a notice from the replica that made the change wakes the poller at once
+//! (see [`super::propagate`]); the interval is the fallback.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,8 +24,12 @@ pub fn spawn_poller(broker: Arc<Broker>) -> Option<JoinHandle<()>> {
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let propagation = Arc::clone(broker.propagation());
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = propagation.woken() => tick.reset(),
+            }
             let Some(store) = broker.audit_store() else { return };
             match store.revocations_in_force(broker.clock().now_millis()).await {
                 Ok(list) => {

@@ -378,3 +378,60 @@ async fn a_replica_killed_right_after_a_revocation_comes_back_refusing() {
     let (status, refused) = exchange_at(&http, &broker.url, &token).await;
     assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_target")), "{refused}");
 }
+
+/// With Redis, the replica that made a change publishes a notice on
+/// `<key_prefix>revocations` (its id, never its match or reason) and the others read the
+/// store at once; the replica that did not make it refuses, then serves again once lifted.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_a_revocation_is_announced_and_the_other_replica_refuses() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let db = TestPostgres::new();
+    let redis = TestRedis::new();
+    let keys = tempfile::tempdir().unwrap();
+    let options = || {
+        let mut options =
+            on_postgres(&issuer, &db).replica_of("https://tessera.replicas.example", keys.path());
+        options.extra = redis.config();
+        options
+    };
+    let (a, b) = (spawn_broker(options()).await, spawn_broker(options()).await);
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", a.clock.now()));
+    assert_eq!(b.exchange(&token, "internal-api").await.0, 200);
+
+    // Listen on the channel as a third replica would.
+    let mut listener = redis::Client::open(tessera_tests::redis::URL).unwrap().get_connection().unwrap();
+    let channel = format!("{}revocations", redis.prefix);
+    let (tx, notices) = std::sync::mpsc::channel::<String>();
+    let subscribed = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut pubsub = listener.as_pubsub();
+        pubsub.subscribe(&channel).unwrap();
+        subscribed.0.send(()).unwrap();
+        while let Ok(message) = pubsub.get_message() {
+            if tx.send(message.get_payload::<String>().unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    subscribed.1.recv().unwrap();
+
+    let body = json!({
+        "match": { "kind": "identity_glob", "pattern": "*/svc-payments" },
+        "reason": "secret-incident-4711",
+    });
+    let (status, made) = call(&a, "POST", "/v1/revocations", None, Some(body)).await;
+    assert_eq!(status, 201, "{made}");
+    let id = made["id"].as_str().unwrap().to_string();
+    let notice = notices.recv_timeout(std::time::Duration::from_secs(20)).expect("a notice");
+    assert_eq!(notice, format!("added:{id}"), "the id alone: no match, no reason");
+    eventually("replica b refuses", async || b.exchange(&token, "internal-api").await.0 == 400).await;
+    assert_eq!(last_outcome(&b), ("deny".into(), "TS-REVOKED".into()));
+
+    lift(&a, &id).await;
+    let notice = notices.recv_timeout(std::time::Duration::from_secs(20)).expect("a notice");
+    assert_eq!(notice, format!("removed:{id}"));
+    eventually("replica b serves again", async || b.exchange(&token, "internal-api").await.0 == 200).await;
+
+    a.stop().await;
+    b.stop().await;
+}
