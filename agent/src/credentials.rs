@@ -231,7 +231,7 @@ impl Store {
             .values()
             .map(|slot| {
                 let s = lock(&slot.state);
-                let servable = s.current.as_ref().is_some_and(|c| self.servable(c, now));
+                let servable = !s.revoked && s.current.as_ref().is_some_and(|c| self.servable(c, now));
                 let fresh = s.current.as_ref().is_some_and(|c| now < self.refresh_at(c));
                 let state = match (servable, fresh, s.last_error.is_some()) {
                     _ if s.revoked => "revoked",

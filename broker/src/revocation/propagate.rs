@@ -15,6 +15,7 @@
 //! [poller]: super::spawn_poller
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -54,12 +55,13 @@ impl Change {
 pub struct Propagation {
     redis: Option<SharedRedis>,
     wake: Notify,
+    notices: AtomicU64,
 }
 
 impl Propagation {
     /// Publish on `redis` when given; store polling alone otherwise.
     pub fn new(redis: Option<SharedRedis>) -> Self {
-        Self { redis, wake: Notify::new() }
+        Self { redis, wake: Notify::new(), notices: AtomicU64::new(0) }
     }
 
     /// The channel notices go on, when Redis is configured.
@@ -71,6 +73,11 @@ impl Propagation {
     /// re-established). Wakes coalesce: many notices at once make one read.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Notices received from the channel since the broker started (its own included).
+    pub fn notices(&self) -> u64 {
+        self.notices.load(Ordering::Relaxed)
     }
 
     /// Resolves once [`wake`](Self::wake) was called (at once if it was called since the
@@ -161,6 +168,7 @@ async fn subscribe(
             message = stream.next() => match message {
                 Some(message) => {
                     tracing::debug!(bytes = message.get_payload_bytes().len(), "revocation notice");
+                    propagation.notices.fetch_add(1, Ordering::Relaxed);
                     propagation.wake();
                 }
                 None => return Err(Ended { message: "the subscription's connection closed".into(), lasted: true }),

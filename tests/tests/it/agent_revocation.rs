@@ -9,19 +9,8 @@ use tessera_tests::agent::{ECS_TOKEN, run_peer, spawn_agent};
 use tessera_tests::sts::StsPeer;
 use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
 
+use crate::agent::{AWS_RULES, ROLE};
 use crate::{JWT_TARGET, RULES, oidc_source};
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/workloads/payments-api";
-const AWS_RULES: &str = r#"version: 1
-rules:
-  - name: payments-assume-role
-    match: { source: corp, subject: "svc-*" }
-    grant:
-      target: aws-prod
-      role_arn: arn:aws:iam::123456789012:role/workloads/payments-api
-      session_name: "{subject}"
-      ttl: 15m
-"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_workloads_agent_stops_serving_and_serves_again_once_lifted() {

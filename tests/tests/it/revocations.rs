@@ -424,6 +424,7 @@ async fn with_redis_a_revocation_is_announced_and_the_other_replica_refuses() {
     let id = made["id"].as_str().unwrap().to_string();
     let notice = notices.recv_timeout(std::time::Duration::from_secs(20)).expect("a notice");
     assert_eq!(notice, format!("added:{id}"), "the id alone: no match, no reason");
+    eventually("replica b receives the notice", async || b.broker.propagation().notices() >= 1).await;
     eventually("replica b refuses", async || b.exchange(&token, "internal-api").await.0 == 400).await;
     assert_eq!(last_outcome(&b), ("deny".into(), "TS-REVOKED".into()));
 
