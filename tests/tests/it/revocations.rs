@@ -436,3 +436,50 @@ async fn with_redis_a_revocation_is_announced_and_the_other_replica_refuses() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A replica on PostgreSQL and Redis, killed with SIGKILL right after it answered a
+/// revocation: the replica that stayed up enforces it, and the killed one comes back on
+/// the same store still refusing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_right_after_announcing_a_revocation_leaves_every_replica_refusing() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let db = TestPostgres::new();
+    let redis = TestRedis::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    std::fs::write(dir.path().join("mappings/10-services.yaml"), RULES).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
+    let config = format!(
+        "  key_dir: keys\nsources:\n{}targets:\n{}mappings: mappings\nadmin:\n  listen: {admin}\naudit:\n  sink: none\n{}{}",
+        indent(&oidc_source(&issuer)),
+        indent(JWT_TARGET),
+        indent(&db.store_config()),
+        redis.config(),
+    );
+    let mut killed = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
+    let mut options = on_postgres(&issuer, &db);
+    options.extra = redis.config();
+    let other = spawn_broker(options).await;
+    let http = reqwest::Client::new();
+    let token =
+        issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", tessera_adapters::SystemClock.now()));
+    assert_eq!(exchange_at(&http, &killed.url, &token).await.0, 200);
+    assert_eq!(exchange_at(&http, &other.url, &token).await.0, 200);
+
+    let body =
+        json!({ "match": { "kind": "identity_glob", "pattern": "*/svc-payments" }, "reason": "INC-2" });
+    let made = http.post(format!("http://{admin}/v1/revocations")).json(&body).send().await.unwrap();
+    assert_eq!(made.status(), 201);
+    killed.kill();
+
+    eventually("the replica still up refuses", async || {
+        exchange_at(&http, &other.url, &token).await.0 == 400
+    })
+    .await;
+    assert_eq!(last_outcome(&other), ("deny".into(), "TS-REVOKED".into()));
+    let restarted = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
+    let (status, refused) = exchange_at(&http, &restarted.url, &token).await;
+    assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_target")), "{refused}");
+    other.stop().await;
+}
