@@ -32,3 +32,12 @@ pub mod client_assertion_type {
     /// RFC 7523 §2.2: a JWT as client authentication.
     pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 }
+
+/// `error_description` texts a client may act on. The broker's descriptions are fixed text
+/// per cause (RFC 6749 §5.2 leaves them to the server); this one is also what tells
+/// `tessera agent` that what it holds was revoked.
+pub mod error_description {
+    /// An exchange refused (`invalid_target`) because a revocation names the identity, the
+    /// rule that would grant it, or the credential it would get.
+    pub const REVOKED: &str = "Credentials for this identity have been revoked.";
+}

@@ -258,6 +258,14 @@ pub struct RefreshConfig {
     /// Longest wait between attempts. Default `60s`.
     #[serde(default = "default_max_backoff", deserialize_with = "fine_duration")]
     pub max_backoff: Duration,
+    /// Exchange again this often, between refreshes, to learn of a revocation: once the
+    /// broker refuses with the revocation error, the credential is no longer served and
+    /// its files are removed. `0` checks only at refreshes. Default `30s`.
+    #[serde(
+        default = "default_revocation_check",
+        deserialize_with = "tessera_adapters::config::duration::deserialize"
+    )]
+    pub revocation_check: Duration,
 }
 
 impl Default for RefreshConfig {
@@ -267,6 +275,7 @@ impl Default for RefreshConfig {
             margin: default_margin(),
             min_backoff: default_min_backoff(),
             max_backoff: default_max_backoff(),
+            revocation_check: default_revocation_check(),
         }
     }
 }
@@ -285,6 +294,10 @@ fn default_min_backoff() -> Duration {
 
 fn default_max_backoff() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_revocation_check() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn fine_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
@@ -572,6 +585,9 @@ fn check_refresh(refresh: Option<&Spanned<RefreshConfig>>, problems: &mut Proble
     }
     if r.max_backoff > Duration::from_secs(3600) {
         problems.at(loc, "refresh.max_backoff must be at most 1h".to_string());
+    }
+    if r.revocation_check > Duration::from_secs(3600) {
+        problems.at(loc, "refresh.revocation_check must be at most 1h (0 turns it off)".to_string());
     }
 }
 

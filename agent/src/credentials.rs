@@ -97,6 +97,8 @@ pub enum RefreshError {
     Unreachable(String),
     #[error("the broker refused: {error} (HTTP {status})")]
     Refused { status: u16, error: String },
+    #[error("the broker revoked this workload's credentials for this target")]
+    Revoked,
     #[error("the broker is unavailable: {error} (HTTP {status})")]
     Unavailable { status: u16, error: String },
     #[error("the broker answered something that is not a token response")]
@@ -110,6 +112,7 @@ impl RefreshError {
             Self::Subject(e) => e.code(),
             Self::Unreachable(_) => "TS-AGENT-BROKER-UNREACHABLE",
             Self::Refused { .. } => "TS-AGENT-BROKER-REFUSED",
+            Self::Revoked => "TS-AGENT-REVOKED",
             Self::Unavailable { .. } => "TS-AGENT-BROKER-UNAVAILABLE",
             Self::Malformed => "TS-AGENT-BROKER-MALFORMED",
         }
@@ -124,6 +127,9 @@ struct SlotState {
     refreshes: u64,
     last_refresh_at: Option<i64>,
     file_error: Option<String>,
+    /// The broker's last answer was the revocation error: nothing is served until an
+    /// exchange succeeds again.
+    revoked: bool,
 }
 
 /// One kept credential.
@@ -148,6 +154,8 @@ pub enum Unavailable {
     Unknown,
     /// Not obtained yet, or expired and not renewed; the last error's code, if any.
     NotReady(Option<&'static str>),
+    /// The broker refused it as revoked; what was held is dropped.
+    Revoked,
 }
 
 /// Every slot, the clock and the refresh policy.
@@ -189,6 +197,9 @@ impl Store {
     pub fn get(&self, want: &Want) -> Result<Arc<Issued>, Unavailable> {
         let slot = self.slots.get(want).ok_or(Unavailable::Unknown)?;
         let state = lock(&slot.state);
+        if state.revoked {
+            return Err(Unavailable::Revoked);
+        }
         let now = self.clock.now();
         match &state.current {
             Some(c) if self.servable(c, now) => Ok(Arc::clone(c)),
@@ -220,9 +231,10 @@ impl Store {
             .values()
             .map(|slot| {
                 let s = lock(&slot.state);
-                let servable = s.current.as_ref().is_some_and(|c| self.servable(c, now));
+                let servable = !s.revoked && s.current.as_ref().is_some_and(|c| self.servable(c, now));
                 let fresh = s.current.as_ref().is_some_and(|c| now < self.refresh_at(c));
                 let state = match (servable, fresh, s.last_error.is_some()) {
+                    _ if s.revoked => "revoked",
                     (true, true, _) => "fresh",
                     (true, false, _) => "stale",
                     (false, _, true) => "failing",
@@ -294,6 +306,18 @@ struct TokenResponse {
 #[derive(Deserialize)]
 struct ErrorResponse {
     error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl ErrorResponse {
+    /// The broker's refusal of a revoked identity, rule or credential (`invalid_target`
+    /// with its fixed description; a revoked subject token is `invalid_request`, which a
+    /// new token from the platform cures).
+    fn is_revocation(&self) -> bool {
+        self.error == "invalid_target"
+            && self.error_description.as_deref() == Some(tessera_adapters::oauth::error_description::REVOKED)
+    }
 }
 
 impl BrokerClient {
@@ -314,7 +338,11 @@ impl BrokerClient {
         })?;
         let status = resp.status().as_u16();
         if status != 200 {
-            let error = resp.json::<ErrorResponse>().await.map(|e| e.error).unwrap_or_else(|_| "-".into());
+            let answer = resp.json::<ErrorResponse>().await.ok();
+            if status == 400 && answer.as_ref().is_some_and(ErrorResponse::is_revocation) {
+                return Err(RefreshError::Revoked);
+            }
+            let error = answer.map(|e| e.error).unwrap_or_else(|| "-".into());
             return Err(if status == 429 || status >= 500 {
                 RefreshError::Unavailable { status, error }
             } else {
@@ -337,20 +365,35 @@ impl BrokerClient {
     }
 }
 
-/// Keep `slot` fresh until the task is aborted.
+/// Keep `slot` fresh until the task is aborted. Between refreshes, every
+/// `refresh.revocation_check` it exchanges again (the broker answers from its credential
+/// cache) to learn of a revocation: on the revocation error the held credential is dropped
+/// and its files removed, and exchanges go on with backoff until one succeeds (the
+/// revocation lifted).
 pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClient) {
     let clock = Arc::clone(&store.clock);
+    let check = store.refresh.revocation_check;
     loop {
         let outcome = client.exchange(&slot.want, || clock.now()).await;
         let wait = match outcome {
             Ok(issued) => {
                 let issued = Arc::new(issued);
-                let file_error = write_files(&slot.files, &issued).await.err();
-                if let Some(e) = &file_error {
+                let unchanged = lock(&slot.state)
+                    .current
+                    .as_ref()
+                    .is_some_and(|held| held.access_token.expose() == issued.access_token.expose());
+                // The broker's cache answered a check with the credential held: no need to
+                // write the files again.
+                let file_error = if unchanged {
+                    lock(&slot.state).file_error.clone()
+                } else {
+                    write_files(&slot.files, &issued).await.err()
+                };
+                if let Some(e) = file_error.as_ref().filter(|_| !unchanged) {
                     tracing::error!(target_name = %slot.want.target, error = %e, "token file not written");
                 }
                 let refresh_at = store.refresh_at(&issued);
-                {
+                let was_revoked = {
                     let mut s = lock(&slot.state);
                     s.current = Some(Arc::clone(&issued));
                     s.last_error = None;
@@ -358,15 +401,42 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
                     s.refreshes += 1;
                     s.last_refresh_at = Some(issued.issued_at);
                     s.file_error = file_error;
+                    std::mem::replace(&mut s.revoked, false)
+                };
+                if was_revoked {
+                    tracing::warn!(target_name = %slot.want.target, "the broker issues again: the revocation was lifted");
                 }
-                tracing::info!(
-                    target_name = %slot.want.target,
-                    expires_at = %format_rfc3339(issued.expires_at),
-                    refresh_at = %format_rfc3339(refresh_at),
-                    "credential refreshed"
-                );
-                wait_until(&*clock, refresh_at, store.refresh.min_backoff).await;
+                if !unchanged {
+                    tracing::info!(
+                        target_name = %slot.want.target,
+                        expires_at = %format_rfc3339(issued.expires_at),
+                        refresh_at = %format_rfc3339(refresh_at),
+                        "credential refreshed"
+                    );
+                }
+                let next =
+                    if check.is_zero() { refresh_at } else { refresh_at.min(clock.now() + secs(check)) };
+                wait_until(&*clock, next, store.refresh.min_backoff).await;
                 continue;
+            }
+            Err(RefreshError::Revoked) => {
+                let (failures, dropped) = {
+                    let mut s = lock(&slot.state);
+                    s.failures = s.failures.saturating_add(1);
+                    s.last_error = Some((RefreshError::Revoked.code(), RefreshError::Revoked.to_string()));
+                    s.revoked = true;
+                    (s.failures, s.current.take().is_some())
+                };
+                if dropped {
+                    let removed = remove_files(&slot.files).await;
+                    lock(&slot.state).file_error = removed.err();
+                    tracing::error!(
+                        target_name = %slot.want.target,
+                        code = RefreshError::Revoked.code(),
+                        "the broker revoked this workload's credentials: the held credential is no longer served and its files are removed"
+                    );
+                }
+                backoff(&store.refresh, failures)
             }
             Err(e) => {
                 let failures = {
@@ -381,6 +451,18 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
         };
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Remove the files a revoked credential was written to; a file already gone is fine.
+async fn remove_files(files: &[OutFile]) -> Result<(), String> {
+    for file in files {
+        match tokio::fs::remove_file(file.path()).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", file.path().display())),
+        }
+    }
+    Ok(())
 }
 
 /// Sleep until the clock reads `at`, looking at it every [`CLOCK_CHECK`]; at least `floor`
@@ -533,6 +615,36 @@ mod tests {
             passfile_line(&login).expose(),
             "fe80\\:\\:1:5432:*:tessera_api_0123456789_abcdef:pa\\:ss\\\\word\n"
         );
+    }
+
+    #[test]
+    fn only_the_revocation_error_counts_as_a_revocation() {
+        let answer = |body: Value| serde_json::from_value::<ErrorResponse>(body).unwrap().is_revocation();
+        let revoked = tessera_adapters::oauth::error_description::REVOKED;
+        assert!(answer(json!({ "error": "invalid_target", "error_description": revoked })));
+        assert!(!answer(json!({ "error": "invalid_target" })), "another refusal: no rule allows it");
+        assert!(!answer(json!({ "error": "invalid_target", "error_description": "No rule allows this." })));
+        assert!(!answer(json!({ "error": "invalid_request", "error_description": revoked })), "wrong error");
+    }
+
+    #[test]
+    fn a_revoked_slot_serves_nothing_and_says_so() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let store = store(Arc::clone(&clock));
+        let want = Want { target: "api".into(), scope: None };
+        let slot = Arc::clone(store.slots().next().unwrap());
+        lock(&slot.state).current = Some(Arc::new(issued(1_000, 600)));
+        assert!(store.get(&want).is_ok());
+        {
+            let mut s = lock(&slot.state);
+            s.revoked = true;
+            s.last_error = Some((RefreshError::Revoked.code(), RefreshError::Revoked.to_string()));
+        }
+        assert_eq!(store.get(&want).unwrap_err(), Unavailable::Revoked, "even while a credential is held");
+        let (ok, body) = store.health();
+        assert!(!ok);
+        assert_eq!(body["credentials"][0]["state"], "revoked");
+        assert_eq!(body["credentials"][0]["last_error"]["code"], "TS-AGENT-REVOKED");
     }
 
     #[test]

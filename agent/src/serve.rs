@@ -131,8 +131,20 @@ fn no_store(status: StatusCode) -> HttpResponseBuilder {
 fn unavailable_message(u: &Unavailable) -> String {
     match u {
         Unavailable::Unknown => "no such credential is configured".to_string(),
+        Unavailable::Revoked => {
+            "the broker revoked this workload's credentials (TS-AGENT-REVOKED); nothing is served".to_string()
+        }
         Unavailable::NotReady(Some(code)) => format!("no valid credential yet (last error {code})"),
         Unavailable::NotReady(None) => "no valid credential yet".to_string(),
+    }
+}
+
+/// `403` once the broker revoked the credential, so SDKs report a refusal rather than an
+/// outage to retry; `503` while none is ready yet.
+fn unavailable_status(u: &Unavailable) -> StatusCode {
+    match u {
+        Unavailable::Revoked => StatusCode::FORBIDDEN,
+        Unavailable::Unknown | Unavailable::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -158,7 +170,10 @@ async fn ecs(req: HttpRequest, served: web::Data<Served>) -> HttpResponse {
     let want = Want { target: aws.target.clone(), scope: aws.scope.clone() };
     let issued = match served.store.get(&want) {
         Ok(i) => i,
-        Err(u) => return error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &unavailable_message(&u)),
+        Err(u @ Unavailable::Revoked) => {
+            return error(unavailable_status(&u), "AccessDenied", &unavailable_message(&u));
+        }
+        Err(u) => return error(unavailable_status(&u), "Unavailable", &unavailable_message(&u)),
     };
     let Some(creds) = &issued.aws else {
         return error(
@@ -285,7 +300,7 @@ fn service_account(
                     "expires_in": expires_in(&issued, store),
                     "token_type": "Bearer",
                 })),
-                Err(u) => gce_text(StatusCode::SERVICE_UNAVAILABLE, unavailable_message(&u)),
+                Err(u) => gce_text(unavailable_status(&u), unavailable_message(&u)),
             }
         }
         "identity" => {
@@ -301,7 +316,7 @@ fn service_account(
             let want = Want { target: target.clone(), scope: None };
             match store.get(&want) {
                 Ok(issued) => gce_text(StatusCode::OK, issued.access_token.expose().clone()),
-                Err(u) => gce_text(StatusCode::SERVICE_UNAVAILABLE, unavailable_message(&u)),
+                Err(u) => gce_text(unavailable_status(&u), unavailable_message(&u)),
             }
         }
         _ => gce_text(StatusCode::NOT_FOUND, "not found\n"),
@@ -369,7 +384,7 @@ async fn app_service(
             }
             no_store(StatusCode::OK).json(body)
         }
-        Err(u) => app_service_error(StatusCode::SERVICE_UNAVAILABLE, &unavailable_message(&u)),
+        Err(u) => app_service_error(unavailable_status(&u), &unavailable_message(&u)),
     }
 }
 
@@ -438,7 +453,7 @@ async fn imds(
             }
             no_store(StatusCode::OK).json(body)
         }
-        Err(u) => imds_error(StatusCode::SERVICE_UNAVAILABLE, &unavailable_message(&u)),
+        Err(u) => imds_error(unavailable_status(&u), &unavailable_message(&u)),
     }
 }
 

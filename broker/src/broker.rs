@@ -15,7 +15,7 @@ use crate::http::admin_auth::AdminAuth;
 use crate::issuer::{self, Issuer};
 use crate::mapping::{self, Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo};
 use crate::metrics::Metrics;
-use crate::revocation::RevocationSet;
+use crate::revocation::{Propagation, RevocationSet};
 use crate::{audit, cache, ratelimit, redis};
 
 /// Why a broker could not start.
@@ -51,6 +51,7 @@ pub struct Broker {
     admin_auth: Option<Arc<AdminAuth>>,
     audit_store: Option<audit::store::AuditStore>,
     spiffe: Option<SpiffeBundle>,
+    propagation: Arc<Propagation>,
 }
 
 /// The trust domain the `spiffe` targets issue JWT-SVIDs in (config checks hold them to
@@ -236,6 +237,7 @@ impl Broker {
                 "credential cache and rate limits shared through redis"
             );
         }
+        let propagation = Arc::new(Propagation::new(shared.clone()));
         if let Some(rate) = config.config.rate_limit() {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
@@ -250,6 +252,7 @@ impl Broker {
             admin_auth,
             audit_store,
             spiffe,
+            propagation,
         }))
     }
 
@@ -285,6 +288,11 @@ impl Broker {
     /// The SQL audit store, unless `audit.store.enabled: false`.
     pub fn audit_store(&self) -> Option<&audit::store::AuditStore> {
         self.audit_store.as_ref()
+    }
+
+    /// How revocation changes reach this replica and leave it for the others.
+    pub fn propagation(&self) -> &Arc<Propagation> {
+        &self.propagation
     }
 
     /// The trust domain the `spiffe` targets issue JWT-SVIDs in; `None` without one.

@@ -31,6 +31,7 @@ impl RedisError {
 /// A handle on the shared Redis; cheap to clone.
 #[derive(Clone)]
 pub struct SharedRedis {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
     url: String,
@@ -73,6 +74,7 @@ impl SharedRedis {
             .set_max_delay(Duration::from_secs(1));
         let conn = client.get_connection_manager_lazy(manager).map_err(|e| RedisError::new("connect", &e))?;
         Ok(Self {
+            client,
             conn,
             prefix: config.key_prefix.clone().unwrap_or_else(|| default_prefix(issuer_url)),
             url: config.url.redacted(),
@@ -98,6 +100,17 @@ impl SharedRedis {
     /// A connection to send commands on (a clone of the shared multiplexed one).
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// A new connection of its own for publish/subscribe (a subscribed connection can
+    /// send nothing else), within the configured timeout.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
+        self.timed("subscribe", self.client.get_async_pubsub()).await
+    }
+
+    /// The configured timeout of one command.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Await a command sent on [`SharedRedis::conn`], at most the configured timeout.

@@ -1,11 +1,17 @@
-//! How long a revocation made on one replica takes to be enforced by another.
+//! How long a revocation made on one replica takes to be enforced by another, by the store
+//! poll alone and with Redis publish/subscribe.
 //!
 //! Two real brokers share one PostgreSQL audit store (the machine's server) and one key
-//! directory. For each round a revocation of one workload is made on replica A's admin
-//! API; replica B is then asked to exchange that workload's token back to back until it
-//! refuses. The time from A's answer to B's first refusal is the propagation time; each
-//! round revokes a different workload. Prints the minimum, median, 90th percentile and
-//! maximum over the rounds.
+//! directory; in the second configuration they also share the machine's Redis
+//! (127.0.0.1:6379), so the replica that makes a revocation announces it and the other
+//! reads the store at once instead of at its next poll. For each round a revocation of one
+//! workload is made on replica A's admin API; replica B is then asked to exchange that
+//! workload's token back to back until it refuses. Two times are taken from A's answer:
+//! until B's set of revocations in force holds it (looked at every millisecond, in
+//! process), and until B's first refusal (which also counts the exchange in flight when the
+//! set changed). Each round revokes a different workload, at a random point of B's poll
+//! cycle. Prints the minimum, median, 99th percentile and maximum over the rounds, per
+//! configuration.
 //!
 //!     cargo bench -p tessera-tests --bench revocation [-- ROUNDS]
 
@@ -16,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tessera_adapters::Clock as _;
 use tessera_tests::postgres::TestPostgres;
+use tessera_tests::redis::TestRedis;
 use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
 
 const SOURCE: &str = "- name: corp\n  type: oidc\n  issuer: {}\n  audiences: [tessera]\n  insecure_http: true\n  max_token_lifetime: 1h\n  leeway: 30s\n";
@@ -24,8 +31,31 @@ const RULES: &str = "version: 1\nrules:\n  - name: services\n    match: { source
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20);
+    let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100);
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let redis = TestRedis::new();
+    for (name, extra) in [("store poll only", String::new()), ("redis pub/sub", redis.config())] {
+        let (enforced, refused) = measure(&issuer, &extra, rounds).await;
+        for (what, times) in [("in B's set", enforced), ("B's first refusal", refused)] {
+            let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+            println!(
+                "revocation propagation, {name}, {what}, {rounds} rounds: min {:.1} ms, median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                ms(times[0]),
+                ms(at(0.5)),
+                ms(at(0.99)),
+                ms(times[times.len() - 1])
+            );
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The sorted propagation times of `rounds` revocations between two fresh replicas
+/// configured with `extra`: until B's set holds each, and until B refuses.
+async fn measure(issuer: &TestIssuer, extra: &str, rounds: usize) -> (Vec<Duration>, Vec<Duration>) {
     let db = TestPostgres::new();
     let keys = tempfile::tempdir().unwrap();
     let source = SOURCE.replace("{}", issuer.url());
@@ -34,11 +64,14 @@ async fn main() {
             .mapping("10-services.yaml", RULES)
             .replica_of("https://tessera.bench.example", keys.path());
         options.audit = db.store_config();
+        options.extra = extra.to_string();
         options.with_admin()
     };
     let (a, b) = (spawn_broker(options()).await, spawn_broker(options()).await);
+    // Let B subscribe before the first round.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let admin = a.admin_url.clone().unwrap();
-    let mut times = Vec::with_capacity(rounds);
+    let (mut enforced, mut refused) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for round in 0..rounds {
         let sub = format!("svc-{round}");
         let token = issuer.key(0).sign(&issuer.claims(&sub, "tessera", b.clock.now()));
@@ -48,18 +81,26 @@ async fn main() {
         let made = a.http.post(format!("{admin}/v1/revocations")).json(&body).send().await.unwrap();
         assert_eq!(made.status(), 201);
         let revoked = Instant::now();
+        let made: serde_json::Value = made.json().await.unwrap();
+        let made = made["id"].as_str().unwrap().to_string();
+        let set = b.broker.pipeline().revocations();
+        while !set.all().iter().any(|r| r.id == made) {
+            assert!(revoked.elapsed() < Duration::from_secs(30), "replica B never read it");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        enforced.push(revoked.elapsed());
         while b.exchange(&token, "internal-api").await.0 == 200 {
             assert!(revoked.elapsed() < Duration::from_secs(30), "replica B never refused");
         }
-        times.push(revoked.elapsed());
+        refused.push(revoked.elapsed());
+        // Rounds start at random points of B's poll cycle, as revocations do.
+        let mut pause = [0u8; 2];
+        aws_lc_rs::rand::fill(&mut pause).unwrap();
+        tokio::time::sleep(Duration::from_millis(20 + u64::from(u16::from_le_bytes(pause)) % 500)).await;
     }
-    times.sort();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    println!(
-        "revocation propagation to another replica over {rounds} rounds: min {:?}, median {:?}, p90 {:?}, max {:?}",
-        times[0],
-        at(0.5),
-        at(0.9),
-        times[times.len() - 1]
-    );
+    a.stop().await;
+    b.stop().await;
+    enforced.sort();
+    refused.sort();
+    (enforced, refused)
 }

@@ -9,6 +9,10 @@ AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONFIG_FILE, GCE_METADATA_HOST, IDENTITY
         credentials ("container-role" for the ECS endpoint, "custom-process" for
         credential_process).
 
+    agent_peer.py aws-whoami-or-error STS_ENDPOINT
+        aws-whoami, but a botocore error is printed instead of failing:
+        {"error": the exception's class, "message": its text}.
+
     agent_peer.py gcp-token
         google.auth.default(), then a refresh. Prints {"token", "project", "email",
         "credentials"} (the credentials' class, to show the metadata server was used).
@@ -35,6 +39,15 @@ def aws_whoami(endpoint):
     sts = session.client("sts", endpoint_url=endpoint)
     who = sts.get_caller_identity()
     return {"Arn": who["Arn"], "Account": who["Account"], "UserId": who["UserId"], "method": creds.method}
+
+
+def aws_whoami_or_error(endpoint):
+    import botocore.exceptions
+
+    try:
+        return aws_whoami(endpoint)
+    except botocore.exceptions.BotoCoreError as e:
+        return {"error": type(e).__name__, "message": str(e)}
 
 
 def gcp_token():
@@ -71,6 +84,7 @@ def main(argv):
     command, args = argv[0], argv[1:]
     commands = {
         "aws-whoami": aws_whoami,
+        "aws-whoami-or-error": aws_whoami_or_error,
         "gcp-token": gcp_token,
         "gcp-id-token": gcp_id_token,
         "azure-token": azure_token,

@@ -175,12 +175,7 @@ impl CredentialCache {
     /// log: its entries expire on their own, and exchanges check revocations before any
     /// cache.
     pub async fn purge(&self, revocation: &Revocation) -> (usize, usize) {
-        let local = {
-            let mut state = lock(&self.state);
-            let before = state.entries.len();
-            state.entries.retain(|_, e| !revoked_by(revocation, e.owner.as_deref(), &e.credential));
-            before - state.entries.len()
-        };
+        let local = self.purge_local(revocation);
         let shared = match &self.shared {
             None => 0,
             Some(shared) => shared.purge(revocation).await.unwrap_or_else(|e| {
@@ -189,6 +184,15 @@ impl CredentialCache {
             }),
         };
         (local, shared)
+    }
+
+    /// Drop every credential `revocation` names from this process's cache only; how many.
+    /// For a revocation made on another replica, which purged the shared cache itself.
+    pub fn purge_local(&self, revocation: &Revocation) -> usize {
+        let mut state = lock(&self.state);
+        let before = state.entries.len();
+        state.entries.retain(|_, e| !revoked_by(revocation, e.owner.as_deref(), &e.credential));
+        before - state.entries.len()
     }
 
     /// The credential for `grant`: a fresh cached one, the result of an identical call

@@ -146,7 +146,7 @@ impl WireError {
             Self::MultipleScopes => "Request a single scope.",
             Self::InvalidSubjectToken => "The subject token is invalid, expired, or not trusted.",
             Self::NotAllowed => "No rule allows this identity to obtain a credential for this audience.",
-            Self::Revoked => "Credentials for this identity have been revoked.",
+            Self::Revoked => tessera_adapters::oauth::error_description::REVOKED,
             Self::Ambiguous => "More than one rule applies; name a scope to choose one.",
             Self::ScopeNotGrantable => {
                 "The requested scope is not granted to this identity for this audience."

@@ -1,8 +1,8 @@
 //! The admin listener's revocation routes: `POST /v1/revocations`, `GET /v1/revocations`,
 //! `DELETE /v1/revocations/{id}` (see [`crate::revocation`]). Each change is committed to
 //! the audit store before it is answered, takes effect on this broker's exchanges at
-//! once (an added one also purges the credentials it names from the caches), and is
-//! logged with its author.
+//! once (an added one also purges the credentials it names from the caches), is announced
+//! to the other replicas through Redis when configured, and is logged with its author.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use super::admin::{bad_request, store, store_failed};
 use super::admin_auth::AdminCaller;
 use crate::audit::store::rfc3339_ms;
 use crate::broker::Broker;
-use crate::revocation::{MAX_FIELD, NewRevocation, Revocation};
+use crate::revocation::{Change, MAX_FIELD, NewRevocation, Revocation};
 
 /// Who is asking, as the admin authentication found them.
 fn author(req: &HttpRequest) -> String {
@@ -50,6 +50,7 @@ async fn add_revocation(broker: &Broker, req: &HttpRequest, body: NewRevocation)
     };
     store.add_revocation(&revocation).await.map_err(|e| store_failed(&e))?;
     broker.pipeline().revocations().add(revocation.clone());
+    broker.propagation().announce(Change::Added, &revocation.id).await;
     let (local, shared) = broker.pipeline().cache().purge(&revocation).await;
     tracing::warn!(
         revocation = %revocation.id,
@@ -115,6 +116,7 @@ async fn remove_revocation(broker: &Broker, req: &HttpRequest, id: &str) -> Answ
         })));
     };
     broker.pipeline().revocations().remove(&revocation.id);
+    broker.propagation().announce(Change::Removed, &revocation.id).await;
     tracing::warn!(revocation = %revocation.id, author = %by, reason = "TS-REVOKE-REMOVE", "revocation removed");
     Ok(HttpResponse::Ok().json(&revocation))
 }

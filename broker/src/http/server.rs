@@ -58,6 +58,7 @@ pub async fn run_on(
 ) -> std::io::Result<()> {
     let watcher = start_background(&broker);
     let poller = crate::revocation::spawn_poller(Arc::clone(&broker));
+    let subscriber = crate::revocation::spawn_subscriber(Arc::clone(&broker));
     let server = public_server(&broker, listeners.public)?;
     let mut others = Vec::new();
     if let Some(listener) = listeners.admin {
@@ -70,8 +71,8 @@ pub async fn run_on(
     let others: Vec<_> = others.into_iter().map(|(what, s)| (what, tokio::spawn(s))).collect();
     let result = server.await;
     watcher.abort();
-    if let Some(poller) = poller {
-        poller.abort();
+    for task in poller.into_iter().chain(subscriber) {
+        task.abort();
     }
     for (what, task) in others {
         match task.await {

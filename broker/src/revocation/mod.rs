@@ -15,8 +15,10 @@ use tessera_adapters::Identity;
 use crate::mapping::glob::Pattern;
 
 mod poll;
+mod propagate;
 mod set;
 pub use poll::{POLL_INTERVAL, spawn_poller};
+pub use propagate::{Change, Propagation, spawn_subscriber};
 pub use set::{RevocationSet, Revoked};
 
 /// Longest text accepted in any field of a revocation.

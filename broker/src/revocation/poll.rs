@@ -1,8 +1,11 @@
 //! Revocations made on other replicas: each broker with an audit store reads the
 //! revocations from it every [`POLL_INTERVAL`] and swaps the set it enforces, so a
 //! revocation made on any replica sharing the store is enforced by all of them within
-//! about a second. A revocation seen for the first time also purges the credential caches
-//! of what it names. When the store does not answer, the last set read stays enforced.
+//! about a second. A revocation seen for the first time also purges this process's
+//! credential cache of what it names (the replica that made it purged the shared one).
+//! When the store does not answer, the last set read stays enforced.
+//! With Redis, a notice from the replica that made the change wakes the poller at once
+//! (see [`super::propagate`]); the interval is the fallback.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,8 +25,12 @@ pub fn spawn_poller(broker: Arc<Broker>) -> Option<JoinHandle<()>> {
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let propagation = Arc::clone(broker.propagation());
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = propagation.woken() => tick.reset(),
+            }
             let Some(store) = broker.audit_store() else { return };
             match store.revocations_in_force(broker.clock().now_millis()).await {
                 Ok(list) => {
@@ -31,7 +38,7 @@ pub fn spawn_poller(broker: Arc<Broker>) -> Option<JoinHandle<()>> {
                         tracing::info!("revocations read from the store again");
                         failing = false;
                     }
-                    refresh(&broker, list).await;
+                    refresh(&broker, list);
                 }
                 Err(e) if !failing => {
                     failing = true;
@@ -44,19 +51,21 @@ pub fn spawn_poller(broker: Arc<Broker>) -> Option<JoinHandle<()>> {
 }
 
 /// Enforce `list` from now on, and purge the caches of what the new ones in it name.
-async fn refresh(broker: &Broker, list: Vec<super::Revocation>) {
+fn refresh(broker: &Broker, list: Vec<super::Revocation>) {
     let set = broker.pipeline().revocations();
     let known: HashSet<String> = set.all().iter().map(|r| r.id.clone()).collect();
     let now_ms = broker.clock().now_millis();
     let new: Vec<_> = list.iter().filter(|r| !known.contains(&r.id) && r.in_force(now_ms)).cloned().collect();
     set.replace(list);
     for revocation in new {
-        let (local, shared) = broker.pipeline().cache().purge(&revocation).await;
+        // The replica that made it purged the shared cache; a shared entry it missed is
+        // never served anyway (exchanges check revocations before the cache, and an
+        // issued-token one again once the credential is in hand).
+        let local = broker.pipeline().cache().purge_local(&revocation);
         tracing::warn!(
             revocation = %revocation.id,
             kind = revocation.matcher.kind(),
             purged_local = local,
-            purged_shared = shared,
             reason = "TS-REVOKE-SEEN",
             "revocation made elsewhere now enforced"
         );

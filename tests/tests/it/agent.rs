@@ -16,8 +16,8 @@ use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker
 
 use crate::{JWT_TARGET, RULES, oidc_source};
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/workloads/payments-api";
-const AWS_RULES: &str = r#"version: 1
+pub(crate) const ROLE: &str = "arn:aws:iam::123456789012:role/workloads/payments-api";
+pub(crate) const AWS_RULES: &str = r#"version: 1
 rules:
   - name: payments-assume-role
     match: { source: corp, subject: "svc-*" }

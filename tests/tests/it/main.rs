@@ -4,6 +4,7 @@
 
 mod admin_auth;
 mod agent;
+mod agent_revocation;
 mod audit_store;
 mod aws_iam;
 mod cli;

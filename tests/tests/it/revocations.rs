@@ -378,3 +378,108 @@ async fn a_replica_killed_right_after_a_revocation_comes_back_refusing() {
     let (status, refused) = exchange_at(&http, &broker.url, &token).await;
     assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_target")), "{refused}");
 }
+
+/// With Redis, the replica that made a change publishes a notice on
+/// `<key_prefix>revocations` (its id, never its match or reason) and the others read the
+/// store at once; the replica that did not make it refuses, then serves again once lifted.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_a_revocation_is_announced_and_the_other_replica_refuses() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let db = TestPostgres::new();
+    let redis = TestRedis::new();
+    let keys = tempfile::tempdir().unwrap();
+    let options = || {
+        let mut options =
+            on_postgres(&issuer, &db).replica_of("https://tessera.replicas.example", keys.path());
+        options.extra = redis.config();
+        options
+    };
+    let (a, b) = (spawn_broker(options()).await, spawn_broker(options()).await);
+    let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", a.clock.now()));
+    assert_eq!(b.exchange(&token, "internal-api").await.0, 200);
+
+    // Listen on the channel as a third replica would.
+    let mut listener = redis::Client::open(tessera_tests::redis::URL).unwrap().get_connection().unwrap();
+    let channel = format!("{}revocations", redis.prefix);
+    let (tx, notices) = std::sync::mpsc::channel::<String>();
+    let subscribed = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut pubsub = listener.as_pubsub();
+        pubsub.subscribe(&channel).unwrap();
+        subscribed.0.send(()).unwrap();
+        while let Ok(message) = pubsub.get_message() {
+            if tx.send(message.get_payload::<String>().unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    subscribed.1.recv().unwrap();
+
+    let body = json!({
+        "match": { "kind": "identity_glob", "pattern": "*/svc-payments" },
+        "reason": "secret-incident-4711",
+    });
+    let (status, made) = call(&a, "POST", "/v1/revocations", None, Some(body)).await;
+    assert_eq!(status, 201, "{made}");
+    let id = made["id"].as_str().unwrap().to_string();
+    let notice = notices.recv_timeout(std::time::Duration::from_secs(20)).expect("a notice");
+    assert_eq!(notice, format!("added:{id}"), "the id alone: no match, no reason");
+    eventually("replica b receives the notice", async || b.broker.propagation().notices() >= 1).await;
+    eventually("replica b refuses", async || b.exchange(&token, "internal-api").await.0 == 400).await;
+    assert_eq!(last_outcome(&b), ("deny".into(), "TS-REVOKED".into()));
+
+    lift(&a, &id).await;
+    let notice = notices.recv_timeout(std::time::Duration::from_secs(20)).expect("a notice");
+    assert_eq!(notice, format!("removed:{id}"));
+    eventually("replica b serves again", async || b.exchange(&token, "internal-api").await.0 == 200).await;
+
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A replica on PostgreSQL and Redis, killed with SIGKILL right after it answered a
+/// revocation: the replica that stayed up enforces it, and the killed one comes back on
+/// the same store still refusing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_right_after_announcing_a_revocation_leaves_every_replica_refusing() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let db = TestPostgres::new();
+    let redis = TestRedis::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    std::fs::write(dir.path().join("mappings/10-services.yaml"), RULES).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
+    let config = format!(
+        "  key_dir: keys\nsources:\n{}targets:\n{}mappings: mappings\nadmin:\n  listen: {admin}\naudit:\n  sink: none\n{}{}",
+        indent(&oidc_source(&issuer)),
+        indent(JWT_TARGET),
+        indent(&db.store_config()),
+        redis.config(),
+    );
+    let mut killed = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
+    let mut options = on_postgres(&issuer, &db);
+    options.extra = redis.config();
+    let other = spawn_broker(options).await;
+    let http = reqwest::Client::new();
+    let token =
+        issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", tessera_adapters::SystemClock.now()));
+    assert_eq!(exchange_at(&http, &killed.url, &token).await.0, 200);
+    assert_eq!(exchange_at(&http, &other.url, &token).await.0, 200);
+
+    let body =
+        json!({ "match": { "kind": "identity_glob", "pattern": "*/svc-payments" }, "reason": "INC-2" });
+    let made = http.post(format!("http://{admin}/v1/revocations")).json(&body).send().await.unwrap();
+    assert_eq!(made.status(), 201);
+    killed.kill();
+
+    eventually("the replica still up refuses", async || {
+        exchange_at(&http, &other.url, &token).await.0 == 400
+    })
+    .await;
+    assert_eq!(last_outcome(&other), ("deny".into(), "TS-REVOKED".into()));
+    let restarted = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
+    let (status, refused) = exchange_at(&http, &restarted.url, &token).await;
+    assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_target")), "{refused}");
+    other.stop().await;
+}
