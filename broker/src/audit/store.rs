@@ -1037,7 +1037,7 @@ impl<'a> Directory<'a> {
             }
             if let (Some(id), Some(source)) = (&event.identity_id, &event.source) {
                 let hour = (
-                    event.time_ms.div_euclid(3_600_000),
+                    event.time_ms.div_euclid(HOUR_MS),
                     source.as_str(),
                     id.as_str(),
                     event.target.as_str(),
