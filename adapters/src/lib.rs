@@ -47,7 +47,9 @@ pub mod targets;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use identity::Identity;
 pub use secret::Secret;
-pub use source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
+pub use source::{
+    FetchFailure, IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity,
+};
 pub use target::{
     CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer, TargetError,
 };

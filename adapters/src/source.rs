@@ -144,6 +144,15 @@ impl VerifiedIdentity {
     }
 }
 
+/// The last failed fetch of what a source needs from the network (its key set), as an
+/// operator may see it: when (seconds since the epoch) and why, in words that carry no
+/// secret (no response body, no URL query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    pub at: i64,
+    pub error: String,
+}
+
 /// An identity source: one configured instance of an adapter kind.
 #[async_trait]
 pub trait IdentitySource: Send + Sync + Debug {
@@ -177,6 +186,12 @@ pub trait IdentitySource: Send + Sync + Debug {
     /// Sources with nothing to warm up are always ready.
     fn ready(&self) -> bool {
         true
+    }
+
+    /// The last failed fetch of its key set, kept after later successes; `None` when none
+    /// failed since start, or the source fetches nothing.
+    fn last_fetch_failure(&self) -> Option<FetchFailure> {
+        None
     }
 
     /// Fetch now what the source needs from the network (its key sets), for `tessera

@@ -116,6 +116,8 @@ async fn main() {
         ("rules", "/ui/rules"),
         ("overview (all events in its hour)", "/ui/"),
         ("graph, 1 h, top 25", "/ui/graph?window=1h"),
+        ("graph, 7 d, top 25", "/ui/graph?window=7d"),
+        ("graph, 24 h, one attribute", "/ui/graph?window=24h&attribute=oidc.team%3Dteam-7"),
     ];
     let http = reqwest::Client::new();
     println!("{:<36} {:>10} {:>10}", "page", "median", "slowest");

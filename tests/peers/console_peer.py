@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 import requests
 
@@ -93,6 +94,15 @@ class Console:
         figures = self.text("dl.figures")
         check("Allowed" in figures and "p99 latency" in figures, figures)
         check("internal-api" in self.text("section[aria-labelledby=targets] table"), "targets table")
+        # The failing source's first fetch runs in the background from start.
+        for _ in range(50):
+            failing = self.text("section[aria-labelledby=sources] tbody")
+            if "cannot connect" in failing:
+                break
+            time.sleep(0.2)
+            self.open("/ui/")
+        check("legacy-idp" in failing and "cannot connect" in failing, f"the key set fetch error: {failing}")
+        check("s3cr3t" not in self.driver.page_source, "the key set URL's query is not shown")
         self.seen["overview"] = figures.replace("\n", " ")
         self.shot("overview")
 

@@ -24,7 +24,7 @@ use crate::build::BuildError;
 use crate::clock::Clock;
 use crate::net::check_url;
 use crate::observe::{NoObserver, Observer};
-use crate::source::SourceError;
+use crate::source::{FetchFailure, SourceError};
 
 /// Where a source's key set comes from.
 #[derive(Debug, Clone)]
@@ -118,6 +118,46 @@ pub enum JwksError {
     DiscoveryJwksUri { url: String, reason: String },
 }
 
+/// Longest error text [`JwksError::redacted`] gives.
+const MAX_REDACTED: usize = 300;
+
+impl JwksError {
+    /// The URL the failed request was for.
+    fn url(&self) -> &str {
+        match self {
+            Self::Request { url, .. }
+            | Self::Status { url, .. }
+            | Self::TooLarge { url, .. }
+            | Self::Timeout { url, .. }
+            | Self::KeySet { url, .. }
+            | Self::DiscoveryJson { url }
+            | Self::DiscoveryIssuer { url }
+            | Self::DiscoveryJwksUri { url, .. } => url,
+        }
+    }
+
+    /// The error in words to show beyond the log (the operator console): its URL without
+    /// query or fragment (a key-set URL may carry an access key there), at most
+    /// [`MAX_REDACTED`] characters. URLs carry no credentials (see [`check_url`]) and no
+    /// error carries a response body.
+    pub fn redacted(&self) -> String {
+        let url = self.url();
+        let mut text = match Url::parse(url) {
+            Ok(mut bare) if bare.query().is_some() || bare.fragment().is_some() => {
+                bare.set_query(None);
+                bare.set_fragment(None);
+                self.to_string().replace(url, &format!("{bare}?…"))
+            }
+            _ => self.to_string(),
+        };
+        if let Some((cut, _)) = text.char_indices().nth(MAX_REDACTED) {
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+}
+
 /// The discovery document URL for an issuer (OIDC Discovery 1.0 §4: a terminating `/`
 /// of the issuer is removed before appending the well-known path).
 pub fn discovery_url(issuer: &str) -> Result<Url, String> {
@@ -165,6 +205,9 @@ pub struct JwksCache {
     current: ArcSwapOption<Snapshot>,
     /// Held while fetching: one fetch at a time per source (single flight).
     state: tokio::sync::Mutex<FetchState>,
+    /// The last failed fetch, kept after later successes, for operators; apart from
+    /// `state`, which a fetch holds for its whole length.
+    last_failure: ArcSwapOption<FetchFailure>,
     /// Completed fetch attempts, so a waiter can tell that one finished while it waited.
     attempts: AtomicU64,
     me: Weak<Self>,
@@ -245,6 +288,7 @@ impl JwksCache {
             clock,
             current: ArcSwapOption::empty(),
             state: tokio::sync::Mutex::new(FetchState::default()),
+            last_failure: ArcSwapOption::empty(),
             attempts: AtomicU64::new(0),
             me: me.clone(),
             refresher: OnceLock::new(),
@@ -328,6 +372,12 @@ impl JwksCache {
         self.fetch_locked(remote, &mut state).await
     }
 
+    /// The last failed fetch since the cache was built, even if one succeeded since:
+    /// when, and why ([`JwksError::redacted`]). `None` for a static set.
+    pub fn last_failure(&self) -> Option<FetchFailure> {
+        self.last_failure.load_full().map(|failure| FetchFailure::clone(&failure))
+    }
+
     fn usable_now(&self) -> Option<Arc<KeySet>> {
         let snapshot = self.current.load_full()?;
         let age = self.clock.now().saturating_sub(snapshot.fetched_at);
@@ -385,6 +435,7 @@ impl JwksCache {
                     error = %error,
                     "JWKS fetch failed; the last good key set, if any, keeps serving"
                 );
+                self.last_failure.store(Some(Arc::new(FetchFailure { at: now, error: error.redacted() })));
                 state.last_failure = Some((now, error.clone()));
                 Err(error)
             }

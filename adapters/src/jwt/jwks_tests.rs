@@ -218,6 +218,34 @@ async fn cold_cache_with_issuer_down_is_upstream() {
     assert!(is_upstream(&keys.keys().await.unwrap_err()));
 }
 
+#[tokio::test]
+async fn the_last_failure_is_kept_for_operators_without_the_url_query() {
+    let server = TestServer::start().await;
+    server.set("/jwks?api_key=s3cr3t", 503, "secret-looking body");
+    let clock = Arc::new(ManualClock::new(T0));
+    let url = server.url("/jwks?api_key=s3cr3t");
+    let keys = cache(JwksLocation::Uri(url), options(), &clock);
+    assert_eq!(keys.last_failure(), None);
+    keys.refresh().await.unwrap_err();
+    let failure = keys.last_failure().unwrap();
+    assert_eq!(failure.at, T0);
+    assert_eq!(failure.error, format!("GET {}?… answered HTTP 503", server.url("/jwks")));
+
+    // A later success keeps it, for the operator to see what happened.
+    let a = TestKey::p256("a");
+    server.set("/jwks?api_key=s3cr3t", 200, jwks(&[a.jwk()]));
+    clock.advance(60);
+    keys.refresh().await.unwrap();
+    assert_eq!(keys.last_failure().map(|f| f.at), Some(T0));
+
+    // Long causes are cut.
+    let long = JwksError::Request { url: "https://idp.example/keys".into(), cause: "x".repeat(1000) };
+    assert_eq!(long.redacted().chars().count(), MAX_REDACTED + 1);
+    assert!(long.redacted().ends_with('…'));
+    let plain = JwksError::Status { url: "https://idp.example/keys".into(), status: 404 };
+    assert_eq!(plain.redacted(), plain.to_string());
+}
+
 /// A loopback port nothing listens on (bound, then released).
 async fn unused_port() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

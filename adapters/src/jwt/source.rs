@@ -22,7 +22,9 @@ use super::{Algorithm, JwksCache, JwksLocation, JwksOptions, JwtPolicy, JwtVerif
 use crate::build::{BuildContext, BuildError};
 use crate::config::duration;
 use crate::identity::Identity;
-use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
+use crate::source::{
+    FetchFailure, IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity,
+};
 
 /// The keys every JWT source kind accepts, beside its own (flattened: they are written at
 /// the same level as `name` and `type`). Defaults that differ by kind (`algorithms`,
@@ -326,6 +328,10 @@ impl<M: ClaimsMapper> IdentitySource for JwtSource<M> {
 
     fn ready(&self) -> bool {
         self.verifier.is_ready()
+    }
+
+    fn last_fetch_failure(&self) -> Option<FetchFailure> {
+        self.verifier.keys().last_failure()
     }
 
     async fn probe(&self) -> Result<String, String> {

@@ -15,8 +15,8 @@ pub mod history;
 mod revocations;
 
 pub use console::{
-    Activity, DirectoryPage, Edge, EdgeQuery, LATENCY_SAMPLE, MinuteCounts, RuleMatches, TargetHealth,
-    WorkloadRule,
+    Activity, DirectoryPage, Edge, EdgeQuery, HOUR_MS, LATENCY_SAMPLE, MinuteCounts, RuleMatches,
+    TargetHealth, WorkloadRule,
 };
 
 use std::borrow::Cow;
@@ -181,6 +181,28 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             removed_by TEXT
         )",
             "CREATE INDEX tessera_revocations_created ON tessera_revocations (created_ms, revocation_id)",
+        ],
+    ),
+    (
+        5,
+        &[
+            // Per hour: the exchanges of each verified workload with each target, by
+            // decision, for the console's access graph, which reads these instead of every
+            // event of its window; filled from the events recorded so far.
+            "CREATE TABLE tessera_hours (
+            hour BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            identity_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            exchanges BIGINT NOT NULL,
+            first_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            PRIMARY KEY (hour, source, identity_id, target, decision)
+        )",
+            "INSERT INTO tessera_hours (hour, source, identity_id, target, decision, exchanges, first_ms, last_ms) \
+             SELECT time_ms / 3600000, source, identity_id, target, decision, COUNT(*), MIN(time_ms), MAX(time_ms) \
+             FROM tessera_audit_events WHERE identity_id IS NOT NULL AND source IS NOT NULL GROUP BY 1, 2, 3, 4, 5",
         ],
     ),
 ];
@@ -785,6 +807,13 @@ fn batch_statements<'a>(backend: Backend, rows: &'a [Row<'a>], directory: &Direc
         let keys = ["minute", "source", "target", "decision", "cache", "verified"];
         statements.push(upsert_counts(backend, "tessera_minutes", keys, rows));
     }
+    if !directory.hours.is_empty() {
+        let rows = directory.hours.iter().map(|((hour, source, id, target, decision), o)| {
+            ([Param::Int(*hour), text(source), text(id), text(target), text(decision)], o)
+        });
+        let keys = ["hour", "source", "identity_id", "target", "decision"];
+        statements.push(upsert_counts(backend, "tessera_hours", keys, rows));
+    }
     statements
 }
 
@@ -938,7 +967,13 @@ struct Directory<'a> {
     rules: BTreeMap<(&'a str, &'a str), OutcomeFold>,
     /// Every event, by minute and what the console's overview shows of it.
     minutes: BTreeMap<MinuteKey<'a>, OutcomeFold>,
+    /// The events of verified workloads, by hour, workload, target and decision: the
+    /// access graph's edges.
+    hours: BTreeMap<HourKey<'a>, OutcomeFold>,
 }
+
+/// (hour since the epoch, source, workload, target, decision)
+type HourKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 
 /// (minute since the epoch, source or "", target, decision, cache or "", "yes" when the
 /// identity was verified else "no")
@@ -999,6 +1034,16 @@ impl<'a> Directory<'a> {
                     .entry((rule.as_str(), event.decision.as_str()))
                     .or_default()
                     .add(event.time_ms);
+            }
+            if let (Some(id), Some(source)) = (&event.identity_id, &event.source) {
+                let hour = (
+                    event.time_ms.div_euclid(HOUR_MS),
+                    source.as_str(),
+                    id.as_str(),
+                    event.target.as_str(),
+                    event.decision.as_str(),
+                );
+                directory.hours.entry(hour).or_default().add(event.time_ms);
             }
             let (Some(id), Some(identity), Some(source)) =
                 (&event.identity_id, &event.identity, &event.source)

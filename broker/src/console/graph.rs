@@ -1,9 +1,9 @@
 //! `GET /ui/graph`: the access graph, sources → workloads → targets, drawn as SVG on the
-//! server. Edges carry the allow / deny / error counts over a window (1 h, 24 h, 7 d);
-//! filters pick a source, a target or an attribute value. Workloads can be grouped by
-//! namespace or tenant, and only the busiest `top` are drawn: the rest of each source
-//! becomes one "and N more" node. Every node and edge is a link to its detail; the same
-//! edges follow as a table, for keyboards and screen readers.
+//! server. Edges carry the allow / deny / error counts over a window (1 h, 24 h, 7 d),
+//! counted in whole hours; filters pick a source, a target or an attribute value.
+//! Workloads can be grouped by namespace or tenant, and only the busiest `top` are drawn:
+//! the rest of each source becomes one "and N more" node. Every node and edge is a link
+//! to its detail; the same edges follow as a table, for keyboards and screen readers.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +11,9 @@ use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{head_row, query, select, workload_href};
+use super::layout::{head_row, query, select, time, workload_href};
 use super::{Ctx, attribute_filter, filled};
-use crate::audit::store::{Edge, EdgeQuery};
+use crate::audit::store::{Edge, EdgeQuery, HOUR_MS};
 
 const TITLE: &str = "Access graph";
 const WINDOWS: &[(&str, i64)] = &[("1h", 3_600_000), ("24h", 86_400_000), ("7d", 604_800_000)];
@@ -97,8 +97,11 @@ pub(super) async fn page(ctx: Ctx, params: web::Query<GraphParams>) -> HttpRespo
     let window =
         WINDOWS.iter().find(|(n, _)| Some(*n) == p.window.as_deref()).copied().unwrap_or(DEFAULT_WINDOW);
     let group = p.group.as_deref().filter(|g| GROUPS.contains(g)).unwrap_or("workload");
+    // Counted in whole hours (the store keeps hourly counts): from the start of the hour
+    // the window's start falls in, so a window holds at least what it names.
+    let since_ms = (ctx.now_ms() - window.1).div_euclid(HOUR_MS) * HOUR_MS;
     let query = EdgeQuery {
-        since_ms: ctx.now_ms() - window.1,
+        since_ms,
         source: filled(&p.source),
         target: filled(&p.target),
         attribute: attribute_filter(&p.attribute),
@@ -123,6 +126,8 @@ pub(super) async fn page(ctx: Ctx, params: web::Query<GraphParams>) -> HttpRespo
     let graph = Graph::build(&edges, &groups, top);
     let body = html! {
         (form(&ctx, &p, window.0, group, top))
+        p.help { "Exchanges since " (time(since_ms)) ": the graph counts whole hours, from the start of the hour the "
+            (window.0) " window begins in." }
         @if edges.is_empty() {
             p.notice { "No exchange by a verified workload in this window." }
         } @else {

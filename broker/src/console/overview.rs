@@ -3,7 +3,7 @@
 
 use actix_web::HttpResponse;
 use maud::{Markup, html};
-use tessera_adapters::Signer as _;
+use tessera_adapters::{FetchFailure, Signer as _};
 
 use super::Ctx;
 use super::layout::{ago, head_row, time, time_s};
@@ -110,22 +110,38 @@ fn sources(ctx: &Ctx, activity: Option<&Activity>) -> Markup {
         section aria-labelledby="sources" {
             h2 id="sources" { "Sources" }
             table {
-                (head_row(&["Source", "Type", "Key set", "Key set age", "Last failed fetch", "Unverified tokens, last hour"]))
+                (head_row(&["Source", "Type", "Key set", "Key set age", "Last fetch error", "Unverified tokens, last hour"]))
                 tbody {
                     @for s in &sources {
-                        @let (fetched, failed) = ctx.broker.metrics().key_set_fetches(s.name());
+                        @let (fetched, _) = ctx.broker.metrics().key_set_fetches(s.name());
                         @let unverified = activity.and_then(|a| a.sources.iter().find(|(n, _, _)| n == s.name()));
                         tr {
                             th scope="row" { (s.name()) }
                             td { (s.kind()) }
                             td { @if s.ready() { "ready" } @else { span.bad { "not fetched yet" } } }
                             td { @match fetched { Some(at) => (ago(at * 1000, now * 1000)), None => "–" } }
-                            td { @match failed { Some(at) => span.bad { (time_s(at)) " (see the broker's log)" }, None => "none" } }
+                            td { (fetch_error(s.last_fetch_failure(), fetched)) }
                             td { @match unverified { Some((_, bad, all)) => { (bad) " of " (all) }, None => "0" } }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// A source's last failed key-set fetch: when and why; marked as past when a fetch
+/// succeeded after it (`fetched`, seconds since the epoch).
+fn fetch_error(failure: Option<FetchFailure>, fetched: Option<i64>) -> Markup {
+    let Some(failure) = failure else { return html! { "none" } };
+    let recovered = fetched.is_some_and(|at| at > failure.at);
+    html! {
+        @if recovered {
+            span { (time_s(failure.at)) ", since recovered: " }
+            span.help { (failure.error) }
+        } @else {
+            span.bad { (time_s(failure.at)) ": " }
+            span.bad { (failure.error) }
         }
     }
 }

@@ -49,8 +49,21 @@ rules:
 const ALLOWED: &str = "oidc://corp/payments-api";
 const DENIED: &str = "oidc://corp/payments-batch-nightly";
 
+/// The query of the failing source's key-set URL, which the console must not show.
+const KEY_SET_SECRET: &str = "api_key=s3cr3t-in-the-url";
+
+/// A second source whose key set cannot be fetched: nothing listens on its port.
+fn failing_source() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!(
+        "- name: legacy-idp\n  type: oidc\n  issuer: http://127.0.0.1:{port}\n  audiences: [tessera]\n  \
+         insecure_http: true\n  jwks_uri: http://127.0.0.1:{port}/keys?{KEY_SET_SECRET}\n"
+    )
+}
+
 fn options(issuer: &TestIssuer, auth: bool) -> BrokerOptions {
-    let mut options = BrokerOptions::new(&oidc_source(issuer), &format!("{JWT_TARGET}{ADMIN_TARGET}"))
+    let sources = format!("{}{}", oidc_source(issuer), failing_source());
+    let mut options = BrokerOptions::new(&sources, &format!("{JWT_TARGET}{ADMIN_TARGET}"))
         .mapping("10-rules.yaml", RULES)
         .with_admin();
     if auth {
@@ -263,6 +276,38 @@ async fn with_admin_tokens_the_console_needs_a_login_and_holds_its_session_tight
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_overview_says_why_a_source_key_set_cannot_be_fetched_without_its_url_query() {
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
+    let broker = spawn_broker(options(&issuer, false)).await;
+    let (status, _) = broker.exchange(&subject_token(&issuer, &broker, "payments-api"), "internal-api").await;
+    assert_eq!(status, 200);
+    let overview = format!("{}/ui/", broker.admin_url.as_deref().unwrap());
+    // The failing source's first fetch runs in the background from start: look until the
+    // page has its outcome.
+    let mut row = String::new();
+    for _ in 0..100 {
+        let html = reqwest::get(&overview).await.unwrap().text().await.unwrap();
+        let at = html.find(r#"<th scope="row">legacy-idp</th>"#).expect("the failing source's row");
+        row = html[at..at + html[at..].find("</tr>").unwrap()].to_string();
+        if row.contains("cannot connect") {
+            assert!(
+                !html.contains(KEY_SET_SECRET) && !html.contains("s3cr3t"),
+                "the URL query is not shown: {row}"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(row.contains("not fetched yet") && row.contains("/keys?… failed: cannot connect"), "{row}");
+    assert!(row.contains(r#"class="bad""#), "a failure not recovered from is marked: {row}");
+    let html = reqwest::get(&overview).await.unwrap().text().await.unwrap();
+    let at = html.find(r#"<th scope="row">corp</th>"#).expect("the working source's row");
+    let corp = &html[at..at + html[at..].find("</tr>").unwrap()];
+    assert!(corp.contains("ready") && corp.contains("<td>none</td>"), "{corp}");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_on_one_postgresql_store_show_the_same_directory() {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let db = TestPostgres::new();
@@ -314,6 +359,7 @@ mod store {
     use tessera_tests::postgres::TestPostgres;
 
     const T0: i64 = 1_790_000_000_000;
+    const HOUR: i64 = 3_600_000;
 
     fn identity(team: &str, name: &str) -> Identity {
         Identity {
@@ -401,11 +447,6 @@ mod store {
         assert_eq!(counts, [("no-batch", "deny", 2), ("pay", "allow", 5)]);
         assert_eq!(rules[0].last_ms, T0 + 61_000);
 
-        let edges = store.edges(&EdgeQuery { since_ms: T0 + 3_000, ..Default::default() }).await.unwrap();
-        let seen: Vec<(&str, i64, i64)> =
-            edges.iter().map(|e| (e.identity_id.as_str(), e.allow, e.deny)).collect();
-        assert_eq!(seen, [(batch.id.as_str(), 0, 2), (pay[3].id.as_str(), 1, 0), (pay[4].id.as_str(), 1, 0)]);
-
         let activity = store.activity(T0).await.unwrap();
         let minutes: Vec<(i64, i64, i64)> =
             activity.minutes.iter().map(|m| (m.minute, m.allow, m.deny)).collect();
@@ -416,6 +457,75 @@ mod store {
 
         let decided = store.workload_rules(&batch.id).await.unwrap();
         assert_eq!((decided[0].rule.as_deref(), decided[0].exchanges), (Some("no-batch"), 2));
+
+        // The graph counts whole hours: a window starting within T0's hour holds all of
+        // it; one starting in the next hour only that hour's exchange.
+        store.write(&event(HOUR, &pay[0], Decision::Allow, "pay")).await.unwrap();
+        let edges = |query: EdgeQuery| {
+            let store = store.clone();
+            async move {
+                let edges = store.edges(&query).await.unwrap();
+                edges.iter().map(|e| (e.identity_id.clone(), e.allow, e.deny)).collect::<Vec<_>>()
+            }
+        };
+        let from = |at: i64| EdgeQuery { since_ms: T0 + at, ..Default::default() };
+        let mut expected = vec![(batch.id.clone(), 0, 2), (pay[0].id.clone(), 2, 0)];
+        expected.extend(pay[1..].iter().map(|w| (w.id.clone(), 1, 0)));
+        assert_eq!(edges(from(3_000)).await, expected);
+        assert_eq!(edges(from(HOUR + 500)).await, [(pay[0].id.clone(), 1, 0)]);
+        let team = EdgeQuery { attribute: Some(("k8s.team".into(), "pay_ments".into())), ..from(0) };
+        assert_eq!(edges(team).await, [(batch.id.clone(), 0, 2)]);
+        assert!(edges(EdgeQuery { target: Some("other".into()), ..from(0) }).await.is_empty());
+        assert_eq!(edges(EdgeQuery { source: Some("prod".into()), ..from(0) }).await.len(), 6);
+    }
+
+    /// The attribute filter is exact on key and value: not a field of the identity of
+    /// that name, not a value differing in case or longer, not a value that contains the
+    /// pair as text, not a longer key.
+    async fn exercise_attribute_filter(url: SecretUrl) {
+        let store = AuditStore::open(&AuditStoreConfig::default(), &url, Arc::new(Metrics::new()), true)
+            .await
+            .unwrap();
+        let with = |name: &str, attributes: &[(&str, &str)]| {
+            let mut who = identity("payments", name);
+            who.attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            who
+        };
+        let workloads = [
+            with("exact", &[("k8s.team", "payments")]),
+            with("upper", &[("k8s.team", "Payments")]),
+            with("longer", &[("k8s.team", "payments-eu")]),
+            with("inside", &[("k8s.note", r#""k8s.team":"payments""#), ("k8s.team", "ops")]),
+            with("longer-key", &[("k8s.team.lead", "payments")]),
+            with("quoted", &[("k8s.team", r#"pay"ments"#)]),
+        ];
+        for (i, who) in workloads.iter().enumerate() {
+            store.write(&event(i as i64, who, Decision::Allow, "pay")).await.unwrap();
+        }
+        let matching = |key: &str, value: &str| {
+            let (store, attribute) = (store.clone(), Some((key.to_string(), value.to_string())));
+            async move {
+                let query = WorkloadQuery { attribute: attribute.clone(), limit: 100, ..Default::default() };
+                let page = store.directory(&query).await.unwrap();
+                let mut names: Vec<String> =
+                    page.workloads.iter().map(|w| w.identity["name"].as_str().unwrap().to_string()).collect();
+                names.sort();
+                assert_eq!(page.total as usize, names.len());
+                let edges =
+                    store.edges(&EdgeQuery { since_ms: T0, attribute, ..Default::default() }).await.unwrap();
+                assert_eq!(edges.len(), names.len(), "the graph filters as the directory does");
+                names
+            }
+        };
+        assert_eq!(matching("k8s.team", "payments").await, ["exact"]);
+        assert_eq!(matching("k8s.team", "Payments").await, ["upper"]);
+        assert_eq!(matching("k8s.team", r#"pay"ments"#).await, ["quoted"]);
+        assert_eq!(matching("k8s.team.lead", "payments").await, ["longer-key"]);
+        // `namespace` is a field of every identity here, not an attribute.
+        assert!(matching("namespace", "payments").await.is_empty());
+        assert!(matching("k8s.team", "pay").await.is_empty());
+        assert!(matching("k8s.team", "%").await.is_empty());
+        assert!(matching("team", "payments").await.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -430,8 +540,24 @@ mod store {
         exercise(SecretUrl::new(db.url())).await;
     }
 
-    /// A store written before the rule and minute counters existed gets them filled from
-    /// its events.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_attribute_filter_is_exact_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise_attribute_filter(SecretUrl::new(format!(
+            "sqlite://{}",
+            dir.path().join("audit.db").display()
+        )))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_attribute_filter_is_exact_on_postgresql() {
+        let db = TestPostgres::new();
+        exercise_attribute_filter(SecretUrl::new(db.url())).await;
+    }
+
+    /// A store written before the rule, minute and hour counters existed gets them filled
+    /// from its events.
     #[tokio::test(flavor = "multi_thread")]
     async fn the_rule_counters_are_filled_from_the_events_already_recorded() {
         let dir = tempfile::tempdir().unwrap();
@@ -452,6 +578,7 @@ mod store {
             "DROP INDEX tessera_audit_events_issued",
             "DROP INDEX tessera_audit_events_refused",
             "DROP TABLE tessera_revocations",
+            "DROP TABLE tessera_hours",
             "DELETE FROM tessera_schema WHERE version >= 2",
         ] {
             sqlx::query(statement).execute(&pool).await.unwrap();
@@ -463,5 +590,11 @@ mod store {
         let activity = store.activity(T0).await.unwrap();
         assert_eq!(activity.minutes.iter().map(|m| m.allow).sum::<i64>(), 3, "the overview's minutes too");
         assert_eq!(activity.sources, [("prod".to_string(), 0, 3)]);
+        let edges = store.edges(&EdgeQuery { since_ms: T0, ..EdgeQuery::default() }).await.unwrap();
+        assert_eq!(
+            edges.iter().map(|e| (e.allow, e.deny)).collect::<Vec<_>>(),
+            [(3, 0)],
+            "the graph's hours too"
+        );
     }
 }

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use super::KIND;
 use crate::identity::Identity;
 use crate::jwt::{ClaimsMapper, JwtSource, VerifiedClaims, identity_base, peek_subject};
-use crate::source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
+use crate::source::{
+    FetchFailure, IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity,
+};
 use crate::spiffe_id as id;
 
 /// The claims of one trust domain's JWT-SVIDs: `sub` must be a workload of it.
@@ -139,6 +141,20 @@ impl IdentitySource for SpiffeSource {
     /// Every trust domain's keys are at hand.
     fn ready(&self) -> bool {
         self.domains.values().all(IdentitySource::ready)
+    }
+
+    /// The latest failed bundle fetch of any trust domain, naming the domain.
+    fn last_fetch_failure(&self) -> Option<FetchFailure> {
+        self.domains
+            .iter()
+            .filter_map(|(domain, source)| {
+                let failure = source.last_fetch_failure()?;
+                Some(FetchFailure {
+                    at: failure.at,
+                    error: format!("trust domain {domain}: {}", failure.error),
+                })
+            })
+            .max_by_key(|failure| failure.at)
     }
 
     /// Every trust domain's bundle, each named; the first failure fails the probe.

@@ -31,8 +31,12 @@ pub struct WorkloadRule {
     pub last_ms: i64,
 }
 
-/// Filters of the access graph: events since `since_ms`, optionally of one source, one
-/// target, or workloads with one attribute value.
+/// An hour in milliseconds: the access graph counts exchanges in whole hours.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// Filters of the access graph: exchanges since the start of the hour `since_ms` falls in
+/// (the graph reads hourly counts, see [`AuditStore::edges`]), optionally of one source,
+/// one target, or workloads with one attribute value.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeQuery {
     pub since_ms: i64,
@@ -110,15 +114,25 @@ fn like_escaped(value: &str) -> String {
     out
 }
 
-/// A `LIKE` pattern finding `"key":"value"` in an identity's JSON text, as the store
-/// writes it (compact, attributes a map of strings).
-fn attribute_pattern(key: &str, value: &str) -> String {
-    let pair = format!(
-        "{}:{}",
-        serde_json::Value::String(key.to_string()),
-        serde_json::Value::String(value.to_string())
-    );
-    format!("%{}%", like_escaped(&pair))
+/// ` AND` the identity JSON in `column` has the attribute `key` with exactly `value`:
+/// looked up in its `attributes` object by the database's JSON functions, so neither an
+/// identity field of that name, nor a value that merely contains it, nor one differing in
+/// case matches.
+fn attribute_condition(sql: &mut Sql, column: &str, key: &str, value: &str) {
+    let key = sql.param(Param::Text(key.to_string().into()));
+    let value = sql.param(Param::Text(value.to_string().into()));
+    let condition = match sql.backend {
+        Backend::Sqlite => format!(
+            " AND EXISTS (SELECT 1 FROM json_each({column}, '$.attributes') \
+             WHERE json_each.key = {key} AND json_each.type = 'text' AND json_each.value = {value})"
+        ),
+        Backend::Postgres => {
+            format!(
+                " AND (CAST({column} AS jsonb) -> 'attributes' ->> CAST({key} AS text)) = CAST({value} AS text)"
+            )
+        }
+    };
+    sql.text.push_str(&condition);
 }
 
 /// The conditions of a directory query: `GET /v1/workloads`'s, then the console's.
@@ -137,8 +151,7 @@ pub(super) fn directory_filters(sql: &mut Sql, query: &WorkloadQuery) {
         sql.text.push_str(&format!(" AND identity_id LIKE {p} ESCAPE '\\'"));
     }
     if let Some((key, value)) = &query.attribute {
-        let p = sql.param(Param::Text(attribute_pattern(key, value).into()));
-        sql.text.push_str(&format!(" AND identity LIKE {p} ESCAPE '\\'"));
+        attribute_condition(sql, "identity", key, value);
     }
     match query.decision.as_deref() {
         Some("allow") => sql.text.push_str(" AND allowed > 0"),
@@ -210,8 +223,11 @@ impl AuditStore {
         .await
     }
 
-    /// The access graph's edges: exchanges since `query.since_ms` by source, workload and
-    /// target. Events without a verified identity belong to no workload and are left out.
+    /// The access graph's edges: exchanges by source, workload and target, counted from
+    /// the hourly counts kept with the directory (`tessera_hours`), since the start of the
+    /// hour `query.since_ms` falls in: a window's cost grows with the workloads active in
+    /// it, not with its events. Events without a verified identity belong to no workload
+    /// and are left out.
     pub async fn edges(&self, query: &EdgeQuery) -> Result<Vec<Edge>, StoreError> {
         let (backend, query) = (self.backend, query.clone());
         self.on_store_runtime(move |pool| async move { edges(&pool, backend, &query).await }).await
@@ -286,10 +302,10 @@ async fn count_workloads(pool: &AnyPool, backend: Backend, query: &WorkloadQuery
 async fn edges(pool: &AnyPool, backend: Backend, query: &EdgeQuery) -> Result<Vec<Edge>, StoreError> {
     let mut sql = Sql::new(
         backend,
-        "SELECT source, identity_id, target, decision, COUNT(*) AS n FROM tessera_audit_events \
-         WHERE identity_id IS NOT NULL AND source IS NOT NULL",
+        "SELECT source, identity_id, target, decision, CAST(SUM(exchanges) AS BIGINT) AS n FROM tessera_hours \
+         WHERE 1 = 1",
     );
-    sql.and("time_ms >=", Param::Int(query.since_ms));
+    sql.and("hour >=", Param::Int(query.since_ms.div_euclid(HOUR_MS)));
     if let Some(source) = &query.source {
         sql.and("source =", Param::Text(source.clone().into()));
     }
@@ -297,8 +313,10 @@ async fn edges(pool: &AnyPool, backend: Backend, query: &EdgeQuery) -> Result<Ve
         sql.and("target =", Param::Text(target.clone().into()));
     }
     if let Some((key, value)) = &query.attribute {
-        let p = sql.param(Param::Text(attribute_pattern(key, value).into()));
-        sql.text.push_str(&format!(" AND identity LIKE {p} ESCAPE '\\'"));
+        // The attributes the workload was last seen with, as the directory filters them.
+        sql.text.push_str(" AND identity_id IN (SELECT identity_id FROM tessera_workloads WHERE 1 = 1");
+        attribute_condition(&mut sql, "identity", key, value);
+        sql.text.push(')');
     }
     sql.text.push_str(" GROUP BY source, identity_id, target, decision");
     let mut edges: BTreeMap<(String, String, String), Edge> = BTreeMap::new();
@@ -391,7 +409,6 @@ mod tests {
     #[test]
     fn like_patterns_escape_their_wildcards() {
         assert_eq!(like_escaped("a_b%c\\d"), "a\\_b\\%c\\\\d");
-        assert_eq!(attribute_pattern("oidc.team", "pay_ments"), "%\"oidc.team\":\"pay\\_ments\"%");
     }
 
     #[test]
