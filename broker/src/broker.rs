@@ -16,6 +16,7 @@ use crate::issuer::{self, Issuer};
 use crate::mapping::{self, Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationSet;
+use crate::revocation::ssf_receive::Signals;
 use crate::{audit, cache, ratelimit, redis};
 
 /// Why a broker could not start.
@@ -37,6 +38,8 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("credential cache key in the key directory: {0}")]
     CacheKey(std::io::Error),
+    #[error("signals: {0}")]
+    Signals(String),
 }
 
 /// A built broker: issuer, sources, targets, rules and audit sink, ready to serve.
@@ -51,6 +54,7 @@ pub struct Broker {
     admin_auth: Option<Arc<AdminAuth>>,
     audit_store: Option<audit::store::AuditStore>,
     spiffe: Option<SpiffeBundle>,
+    signals: Option<Arc<Signals>>,
 }
 
 /// The trust domain the `spiffe` targets issue JWT-SVIDs in (config checks hold them to
@@ -240,7 +244,21 @@ impl Broker {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
         }
+        let signals = match config.config.signals() {
+            None => None,
+            Some(s) if !s.receive.is_empty() && audit_store.is_none() => {
+                return Err(StartError::Signals(
+                    "signals.receive needs the audit store (audit.store.enabled) to keep the revocations it makes"
+                        .into(),
+                ));
+            }
+            Some(s) => Some(Arc::new(
+                Signals::build(&config, s, Arc::clone(&issuer), Arc::clone(&metrics), Arc::clone(&clock))
+                    .map_err(StartError::Signals)?,
+            )),
+        };
         Ok(Arc::new(Self {
+            signals,
             config,
             issuer,
             pipeline,
@@ -285,6 +303,11 @@ impl Broker {
     /// The SQL audit store, unless `audit.store.enabled: false`.
     pub fn audit_store(&self) -> Option<&audit::store::AuditStore> {
         self.audit_store.as_ref()
+    }
+
+    /// Shared signals (SSF): the SET receiver and transmitter; `None` without `signals`.
+    pub fn signals(&self) -> Option<&Arc<Signals>> {
+        self.signals.as_ref()
     }
 
     /// The trust domain the `spiffe` targets issue JWT-SVIDs in; `None` without one.

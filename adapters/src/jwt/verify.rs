@@ -343,6 +343,29 @@ pub fn verify_with_keys(
     }
 }
 
+/// A JWS whose header passed the shared rules and whose signature verified against the
+/// key set, with its payload parsed strictly but none of its claims checked: for tokens
+/// whose claims follow another profile than RFC 7519 §7.2's (a Security Event Token,
+/// RFC 8417, has no `exp`), which the caller checks itself. Only
+/// [`JwtVerifier::verify_signature`] makes one.
+#[derive(Debug, Clone)]
+pub struct SignedPayload {
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+}
+
+impl SignedPayload {
+    /// Every JOSE header member.
+    pub fn header(&self) -> &Map<String, Value> {
+        &self.header
+    }
+
+    /// Every payload member, none checked.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+}
+
 /// A source's JWT verifier: its policy plus its key cache. Every JWT source kind holds one
 /// and maps the [`VerifiedClaims`] to an identity its own way.
 #[derive(Debug)]
@@ -420,6 +443,28 @@ impl JwtVerifier {
             }
         }
         Ok(prepared)
+    }
+
+    /// Verify a compact JWS's header and signature as [`verify`](Self::verify) does
+    /// (pinned algorithms, refused headers, `kid` selection with one throttled refetch),
+    /// and parse its payload strictly, without checking any claim: see [`SignedPayload`].
+    pub async fn verify_signature(&self, token: &str) -> Result<SignedPayload, SourceError> {
+        let prepared = self.before_keys(token)?;
+        let mut keys = self.keys.keys().await?;
+        if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
+            match self.keys.refresh_for_unknown_kid(&keys).await {
+                Some(newer) => keys = newer,
+                None => return Err(SourceError::UnknownKey),
+            }
+        }
+        match keys.select(prepared.kid(), prepared.alg()) {
+            Selection::Found(key, _) => {
+                check_signature(key, prepared.segments.signing_input.as_bytes(), &prepared.signature)?;
+                let claims = UnverifiedClaims::parse(&prepared.payload)?.into_verified_map();
+                Ok(SignedPayload { header: prepared.header.members, claims })
+            }
+            other => Err(selection_error(&other)),
+        }
     }
 
     /// Verify a compact JWS. An unknown `kid` refetches the key set (throttled, see

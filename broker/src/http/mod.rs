@@ -15,9 +15,10 @@
 pub mod admin;
 pub mod admin_auth;
 pub mod drain;
-mod error;
+pub(crate) mod error;
 pub mod host;
 mod revoke;
+mod signals;
 pub mod server;
 mod token;
 

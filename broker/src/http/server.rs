@@ -58,6 +58,7 @@ pub async fn run_on(
 ) -> std::io::Result<()> {
     let watcher = start_background(&broker);
     let poller = crate::revocation::spawn_poller(Arc::clone(&broker));
+    let signal_pollers = crate::revocation::ssf_receive::spawn_pollers(&broker);
     let server = public_server(&broker, listeners.public)?;
     let mut others = Vec::new();
     if let Some(listener) = listeners.admin {
@@ -71,6 +72,9 @@ pub async fn run_on(
     let result = server.await;
     watcher.abort();
     if let Some(poller) = poller {
+        poller.abort();
+    }
+    for poller in signal_pollers {
         poller.abort();
     }
     for (what, task) in others {
