@@ -110,13 +110,7 @@ impl Adapters {
         signer: Arc<dyn Signer>,
         observer: Arc<dyn tessera_adapters::observe::Observer>,
     ) -> Result<Self, StartError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StartError::Http(e.to_string()))?;
+        let http = http_client().map_err(StartError::Http)?;
         let cx = BuildContext {
             clock,
             http,
@@ -158,6 +152,18 @@ impl Adapters {
         let catalog = catalog(&sources, &targets);
         Ok(Self { sources, targets, router, catalog })
     }
+}
+
+/// The client every outbound call of the broker uses (key sets, upstream STS, shared
+/// signals): no redirects followed, 5 s to connect, 10 s in all.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// The signer of [`Adapters::build`]: targets can be built and checked, never sign.

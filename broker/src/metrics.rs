@@ -295,7 +295,9 @@ impl Metrics {
 
     /// A security event token from `transmitter` was handled with `outcome`.
     pub fn security_event_received(&self, transmitter: &str, outcome: &'static str) {
-        self.security_events_received.get_or_create(&SignalLabels { peer: transmitter.to_string(), outcome }).inc();
+        self.security_events_received
+            .get_or_create(&SignalLabels { peer: transmitter.to_string(), outcome })
+            .inc();
     }
 
     /// A security event token pushed to `receiver` ended with `outcome`.

@@ -445,18 +445,22 @@ impl JwtVerifier {
         Ok(prepared)
     }
 
+    /// The key set to verify `prepared` with: the cached one, or one refetched (throttled,
+    /// see [`JwksCache::refresh_for_unknown_kid`]) when it has no key for the token's `kid`.
+    async fn keys_for(&self, prepared: &Prepared<'_>) -> Result<Arc<KeySet>, SourceError> {
+        let keys = self.keys.keys().await?;
+        if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
+            return self.keys.refresh_for_unknown_kid(&keys).await.ok_or(SourceError::UnknownKey);
+        }
+        Ok(keys)
+    }
+
     /// Verify a compact JWS's header and signature as [`verify`](Self::verify) does
     /// (pinned algorithms, refused headers, `kid` selection with one throttled refetch),
     /// and parse its payload strictly, without checking any claim: see [`SignedPayload`].
     pub async fn verify_signature(&self, token: &str) -> Result<SignedPayload, SourceError> {
         let prepared = self.before_keys(token)?;
-        let mut keys = self.keys.keys().await?;
-        if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
-            match self.keys.refresh_for_unknown_kid(&keys).await {
-                Some(newer) => keys = newer,
-                None => return Err(SourceError::UnknownKey),
-            }
-        }
+        let keys = self.keys_for(&prepared).await?;
         match keys.select(prepared.kid(), prepared.alg()) {
             Selection::Found(key, _) => {
                 check_signature(key, prepared.segments.signing_input.as_bytes(), &prepared.signature)?;
@@ -472,13 +476,7 @@ impl JwtVerifier {
     /// [`SourceError::UnknownKey`].
     pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, SourceError> {
         let prepared = self.before_keys(token)?;
-        let mut keys = self.keys.keys().await?;
-        if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
-            match self.keys.refresh_for_unknown_kid(&keys).await {
-                Some(newer) => keys = newer,
-                None => return Err(SourceError::UnknownKey),
-            }
-        }
+        let keys = self.keys_for(&prepared).await?;
         match keys.select(prepared.kid(), prepared.alg()) {
             // Read the clock after any fetch: a slow fetch must not stretch validity.
             Selection::Found(key, digest) => finish(prepared, (key, digest), &self.policy, self.clock.now()),

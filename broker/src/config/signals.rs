@@ -22,9 +22,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tessera_adapters::target::SigningAlgorithm;
 use tessera_adapters::config::validate_name;
 use tessera_adapters::jwt::Algorithm;
+use tessera_adapters::target::SigningAlgorithm;
 
 /// Largest SET body accepted by the push endpoint, and largest poll answer read, per SET.
 pub const DEFAULT_MAX_SET_BYTES: usize = 64 * 1024;
@@ -49,7 +49,10 @@ pub struct SignalsConfig {
     /// How old (by `iat`) a received SET may be. Each SET's `jti` is remembered this long
     /// to refuse replays, so older SETs are refused outright. Default `24h`, between `1m`
     /// and `7d`.
-    #[serde(default = "default_max_age", deserialize_with = "tessera_adapters::config::duration::deserialize")]
+    #[serde(
+        default = "default_max_age",
+        deserialize_with = "tessera_adapters::config::duration::deserialize"
+    )]
     pub max_age: Duration,
 }
 

@@ -18,8 +18,8 @@ pub mod drain;
 pub(crate) mod error;
 pub mod host;
 mod revoke;
-mod signals;
 pub mod server;
+mod signals;
 mod token;
 
 use std::sync::Arc;

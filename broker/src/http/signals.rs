@@ -37,7 +37,10 @@ pub(super) async fn push(
     mut payload: web::Payload,
 ) -> HttpResponse {
     let Some(receiver) = broker.signals().map(|s| s.receiver()).filter(|r| r.is_configured()) else {
-        return refused("access_denied", "this broker receives no security events (signals.receive is empty)");
+        return refused(
+            "access_denied",
+            "this broker receives no security events (signals.receive is empty)",
+        );
     };
     let media = req
         .headers()

@@ -10,7 +10,13 @@ use super::{Matcher, Revocation};
 
 impl Revocation {
     /// A new revocation, in force from `now_ms`, with a fresh id.
-    pub fn new(matcher: Matcher, reason: String, author: String, now_ms: i64, expires_ms: Option<i64>) -> Self {
+    pub fn new(
+        matcher: Matcher,
+        reason: String,
+        author: String,
+        now_ms: i64,
+        expires_ms: Option<i64>,
+    ) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             reason,

@@ -17,7 +17,8 @@ pub const MAX_EVENTS: usize = 16;
 /// Event types Tessera acts on.
 pub mod event_type {
     pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
-    pub const CREDENTIAL_CHANGE: &str = "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+    pub const CREDENTIAL_CHANGE: &str =
+        "https://schemas.openid.net/secevent/caep/event-type/credential-change";
     pub const ACCOUNT_DISABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
     pub const CREDENTIAL_COMPROMISE: &str =
         "https://schemas.openid.net/secevent/risc/event-type/credential-compromise";
@@ -126,7 +127,9 @@ impl SubjectId {
                 Self::parse_at(simple, false)
             }
             "complex" => Err(SetError::Subject("a `complex` subject inside a `complex` one".into())),
-            other => Err(SetError::Subject(format!("unsupported subject identifier format `{}`", clip(other)))),
+            other => {
+                Err(SetError::Subject(format!("unsupported subject identifier format `{}`", clip(other))))
+            }
         }
     }
 
@@ -216,7 +219,9 @@ pub fn read_claims(claims: &Map<String, Value>) -> Result<SecurityEventToken, Se
     let jti = string("jti")?;
     let iss = string("iss")?;
     let iat = match claims.get("iat") {
-        Some(Value::Number(n)) => n.as_i64().filter(|t| *t >= 0).ok_or_else(|| malformed("`iat` is not a NumericDate"))?,
+        Some(Value::Number(n)) => {
+            n.as_i64().filter(|t| *t >= 0).ok_or_else(|| malformed("`iat` is not a NumericDate"))?
+        }
         Some(_) => return Err(malformed("`iat` is not a NumericDate")),
         None => return Err(malformed("`iat` is required")),
     };
@@ -247,7 +252,8 @@ fn read_event(event_type: &str, payload: &Value, sub_id: Option<&Value>) -> Resu
     let Value::Object(payload) = payload else {
         return Err(malformed("an event payload is not a JSON object"));
     };
-    let event_error = |message: &str| SetError::Event { event: clip(event_type), message: message.to_string() };
+    let event_error =
+        |message: &str| SetError::Event { event: clip(event_type), message: message.to_string() };
     let kind = match event_type {
         event_type::SESSION_REVOKED => EventKind::SessionRevoked,
         event_type::ACCOUNT_DISABLED => EventKind::AccountDisabled,
@@ -286,10 +292,9 @@ fn read_event(event_type: &str, payload: &Value, sub_id: Option<&Value>) -> Resu
 fn reason_of(payload: &Map<String, Value>) -> Option<String> {
     let said = match payload.get("reason_admin") {
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(Value::Object(by_language)) => by_language
-            .get("en")
-            .or_else(|| by_language.values().next())
-            .and_then(Value::as_str),
+        Some(Value::Object(by_language)) => {
+            by_language.get("en").or_else(|| by_language.values().next()).and_then(Value::as_str)
+        }
         _ => None,
     }
     .or_else(|| payload.get("reason").and_then(Value::as_str))?;

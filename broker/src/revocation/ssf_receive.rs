@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tessera_adapters::jwt::{
-    Algorithm, HeaderRule, IssuerRule, JwksCache, JwksLocation, JwksOptions, JwtPolicy, JwtVerifier, peek_issuer,
+    Algorithm, HeaderRule, IssuerRule, JwksCache, JwksLocation, JwksOptions, JwtPolicy, JwtVerifier,
+    peek_issuer,
 };
 use tessera_adapters::source::SourceError;
 use tessera_adapters::{Clock, jwt::policy::DEFAULT_MAX_LIFETIME};
@@ -48,13 +49,7 @@ impl Signals {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let http = crate::broker::http_client().map_err(|e| format!("HTTP client: {e}"))?;
         let transmitters = signals
             .receive
             .iter()
@@ -159,7 +154,9 @@ impl TransmitterPeer {
             SubjectId::IssSub { iss, sub } => {
                 Matcher::Subject { source, issuer: Some(iss.clone()), subject: Some(sub.clone()), id: None }
             }
-            SubjectId::Uri { uri } => Matcher::Subject { source, issuer: None, subject: None, id: Some(uri.clone()) },
+            SubjectId::Uri { uri } => {
+                Matcher::Subject { source, issuer: None, subject: None, id: Some(uri.clone()) }
+            }
             SubjectId::Opaque { id } => {
                 Matcher::Subject { source, issuer: None, subject: Some(id.clone()), id: None }
             }
@@ -170,7 +167,10 @@ impl TransmitterPeer {
                         self.name
                     )));
                 };
-                Matcher::Attributes { source, attributes: BTreeMap::from([(attribute.clone(), email.clone())]) }
+                Matcher::Attributes {
+                    source,
+                    attributes: BTreeMap::from([(attribute.clone(), email.clone())]),
+                }
             }
         })
     }
@@ -300,9 +300,16 @@ impl SignalReceiver {
         result
     }
 
-    async fn take(&self, broker: &Broker, peer: &TransmitterPeer, token: &str) -> Result<Received, ReceiveError> {
+    async fn take(
+        &self,
+        broker: &Broker,
+        peer: &TransmitterPeer,
+        token: &str,
+    ) -> Result<Received, ReceiveError> {
         let signed = peer.verifier.verify_signature(token).await.map_err(|e| match e {
-            SourceError::Upstream { cause, .. } => ReceiveError::Unavailable(format!("transmitter keys: {cause}")),
+            SourceError::Upstream { cause, .. } => {
+                ReceiveError::Unavailable(format!("transmitter keys: {cause}"))
+            }
             SourceError::UnknownKey | SourceError::BadSignature | SourceError::DisallowedAlgorithm => {
                 SetError::Key(e.to_string()).into()
             }
@@ -373,8 +380,13 @@ impl SignalReceiver {
                 made.push(existing.id.clone());
                 continue;
             }
-            let revocation =
-                Revocation::new(matcher.clone(), reason(event, jti), format!("ssf:{}", peer.name), now_ms, None);
+            let revocation = Revocation::new(
+                matcher.clone(),
+                reason(event, jti),
+                format!("ssf:{}", peer.name),
+                now_ms,
+                None,
+            );
             super::add(broker, store, &revocation)
                 .await
                 .map_err(|e| ReceiveError::Unavailable(format!("revocation not stored: {e}")))?;
@@ -504,7 +516,8 @@ impl SignalReceiver {
         // Delivered: what was pending is now the transmitter's.
         pending.ack.clear();
         pending.errors.clear();
-        let answer: Value = serde_json::from_slice(&bytes).map_err(|_| "poll answer is not JSON".to_string())?;
+        let answer: Value =
+            serde_json::from_slice(&bytes).map_err(|_| "poll answer is not JSON".to_string())?;
         let sets = match answer.get("sets") {
             Some(Value::Object(sets)) => sets.clone(),
             _ => return Err("poll answer has no `sets` object".into()),

@@ -41,7 +41,10 @@ fn a_caep_session_revoked_set_reads_with_its_subject_and_reason() {
 #[test]
 fn every_rfc9493_format_tessera_maps_reads_and_complex_takes_its_application() {
     let cases = [
-        (json!({ "format": "uri", "uri": "k8s://prod/ns/a/sa/b" }), SubjectId::Uri { uri: "k8s://prod/ns/a/sa/b".into() }),
+        (
+            json!({ "format": "uri", "uri": "k8s://prod/ns/a/sa/b" }),
+            SubjectId::Uri { uri: "k8s://prod/ns/a/sa/b".into() },
+        ),
         (json!({ "format": "opaque", "id": "x1" }), SubjectId::Opaque { id: "x1".into() }),
         (json!({ "format": "email", "email": "a@b.c" }), SubjectId::Email { email: "a@b.c".into() }),
         (
@@ -114,10 +117,13 @@ fn the_subject_may_be_in_the_event_and_must_be_somewhere_for_events_that_revoke(
 fn credential_change_follows_caep_and_only_creation_does_not_revoke() {
     let change = |payload_: Value| payload(json!({ "events": { event_type::CREDENTIAL_CHANGE: payload_ } }));
     for (change_type, revokes) in [("create", false), ("revoke", true), ("update", true), ("delete", true)] {
-        let set = read_payload(&change(json!({ "credential_type": "x509", "change_type": change_type }))).unwrap();
+        let set =
+            read_payload(&change(json!({ "credential_type": "x509", "change_type": change_type }))).unwrap();
         assert_eq!(set.events[0].kind.revokes(), revokes, "{change_type}");
     }
-    for bad in [json!({ "change_type": "revoke" }), json!({ "credential_type": "x509", "change_type": "rotate" })] {
+    for bad in
+        [json!({ "change_type": "revoke" }), json!({ "credential_type": "x509", "change_type": "rotate" })]
+    {
         assert!(matches!(read_payload(&change(bad.clone())), Err(SetError::Event { .. })), "{bad}");
     }
 }

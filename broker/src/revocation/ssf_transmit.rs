@@ -89,7 +89,8 @@ impl SignalTransmitter {
             return;
         };
         for receiver in &self.receivers {
-            let claims = claims(self.issuer.url(), &receiver.audience, self.clock.now(), &subject, revocation);
+            let claims =
+                claims(self.issuer.url(), &receiver.audience, self.clock.now(), &subject, revocation);
             let token = match self.issuer.sign_typed(receiver.algorithm, SET_TYP, &claims) {
                 Ok(token) => token,
                 Err(e) => {
@@ -133,7 +134,13 @@ fn subject_of(matcher: &Matcher, issuer: &str) -> Option<Value> {
 }
 
 /// The SET's claims (RFC 8417 §2.2, SSF 1.0 §4, CAEP 1.0 §3.2): no `exp`, no `sub`.
-fn claims(issuer: &str, audience: &str, now: i64, subject: &Value, revocation: &Revocation) -> Map<String, Value> {
+fn claims(
+    issuer: &str,
+    audience: &str,
+    now: i64,
+    subject: &Value,
+    revocation: &Revocation,
+) -> Map<String, Value> {
     let event = json!({
         "credential_type": CREDENTIAL_TYPE,
         "change_type": "revoke",
@@ -181,8 +188,12 @@ async fn deliver(http: &reqwest::Client, receiver: &Receiver, token: &str) -> &'
                 );
                 return "refused";
             }
-            Ok(r) => tracing::warn!(receiver = %receiver.name, status = r.status().as_u16(), attempt, reason = "TS-SSF-SEND", "security event not delivered"),
-            Err(e) => tracing::warn!(receiver = %receiver.name, error = %e, attempt, reason = "TS-SSF-SEND", "security event not delivered"),
+            Ok(r) => {
+                tracing::warn!(receiver = %receiver.name, status = r.status().as_u16(), attempt, reason = "TS-SSF-SEND", "security event not delivered")
+            }
+            Err(e) => {
+                tracing::warn!(receiver = %receiver.name, error = %e, attempt, reason = "TS-SSF-SEND", "security event not delivered")
+            }
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(pause).await;
