@@ -400,7 +400,10 @@ impl SignalReceiver {
 /// RFC 7515 §4.1.9; compared ignoring ASCII case).
 fn check_typ(header: &Map<String, Value>) -> Result<(), SetError> {
     let typ = header.get("typ").and_then(Value::as_str).unwrap_or_default();
-    let media = typ.get(..12).filter(|p| p.eq_ignore_ascii_case("application/")).map_or(typ, |_| &typ[12..]);
+    let media = match (typ.get(..12), typ.get(12..)) {
+        (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("application/") => rest,
+        _ => typ,
+    };
     if media.eq_ignore_ascii_case(SET_TYP) {
         Ok(())
     } else {
