@@ -5,12 +5,14 @@
                         key, as an SSF transmitter makes them: header typ secevent+jwt and
                         kid; JSON gives the claims (iss, aud, events, sub_id, ...), jti and
                         iat are filled in unless given; "_typ" / "_kid" override the header
-  poll-server           an RFC 8936 transmitter's poll endpoint (POST /poll); SETs are
+  poll-server [AUTH]    an RFC 8936 transmitter's poll endpoint (POST /poll), requiring
+                        Authorization: AUTH when given; SETs are
                         queued with POST /queue {"sets": {jti: SET}}; GET /state tells what
                         the receiver acknowledged and refused
   receiver              an RFC 8935 push endpoint (POST /events) verifying each SET with
                         jwcrypto against the transmitter's JWKS; POST /control {"jwks_uri",
-                        "issuer", "audience"} says which; GET /state lists what verified
+                        "issuer", "audience", "authorization"} says which, and the
+                        Authorization header required; GET /state lists what verified
 
 The servers listen on 127.0.0.1 on a free port and print "PORT <n>" first.
 """
@@ -62,8 +64,9 @@ def answer(handler: BaseHTTPRequestHandler, status: int, body=None) -> None:
     handler.wfile.write(data)
 
 
-def poll_server() -> None:
-    """RFC 8936 §2: the transmitter's side of poll-based delivery."""
+def poll_server(authorization: str = "") -> None:
+    """RFC 8936 §2: the transmitter's side of poll-based delivery; with `authorization`,
+    polls must carry it as their Authorization header (RFC 8936 §4.1)."""
     lock = threading.Lock()
     queue: dict = {}  # jti -> SET, in order, until acknowledged or refused
     state = {"acked": [], "errors": {}, "polls": [], "unknown_acks": []}
@@ -85,6 +88,8 @@ def poll_server() -> None:
                 return answer(self, 200, {})
             if self.path != "/poll":
                 return answer(self, 404, {"error": "not found"})
+            if authorization and self.headers.get("Authorization") != authorization:
+                return answer(self, 401, {"err": "authentication_failed", "description": "Authorization"})
             # §2.4: a poll request is a JSON object.
             if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
                 return answer(self, 400, {"err": "invalid_request", "description": "not JSON"})
@@ -150,10 +155,12 @@ def receiver() -> None:
                 return answer(self, 404, {"error": "not found"})
             length = int(self.headers.get("Content-Length") or 0)
             token = self.rfile.read(length).decode()
-            if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/secevent+jwt":
-                return refuse(self, "invalid_request", "content type")
             with lock:
                 cfg = dict(config)
+            if cfg.get("authorization") and self.headers.get("Authorization") != cfg["authorization"]:
+                return refuse(self, "authentication_failed", "Authorization")
+            if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/secevent+jwt":
+                return refuse(self, "invalid_request", "content type")
             try:
                 keys = jwk.JWKSet.from_json(requests.get(cfg["jwks_uri"], timeout=5).text)
                 signed = jws.JWS()

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tessera_adapters::Secret;
 use tessera_adapters::config::validate_name;
 use tessera_adapters::jwt::Algorithm;
 use tessera_adapters::target::SigningAlgorithm;
@@ -113,6 +114,11 @@ pub struct PollConfig {
     /// `maxEvents` of each poll. Default `100`, between 1 and 1000.
     #[serde(default = "default_max_events")]
     pub max_events: usize,
+    /// The `Authorization` header value each poll carries (`Bearer <token>`, as the
+    /// transmitter issued it); write it as a `${file:...}` or `${env:...}` reference.
+    /// Default: none.
+    #[serde(default, deserialize_with = "secret")]
+    pub authorization_header: Option<Secret<String>>,
 }
 
 fn default_poll_interval() -> Duration {
@@ -140,6 +146,22 @@ pub struct ReceiverConfig {
     /// Allow an `http://` endpoint on a loopback host only; for tests. Default `false`.
     #[serde(default)]
     pub insecure_http: bool,
+    /// The `Authorization` header value each push carries (SSF 1.0's
+    /// `authorization_header`, as the receiver gave it); write it as a `${file:...}` or
+    /// `${env:...}` reference. Default: none.
+    #[serde(default, deserialize_with = "secret")]
+    pub authorization_header: Option<Secret<String>>,
+}
+
+fn secret<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Secret<String>>, D::Error> {
+    Ok(Some(Secret::new(String::deserialize(de)?)))
+}
+
+/// An `Authorization` value must be sendable as an HTTP header: visible ASCII and spaces.
+fn header_problem(at: &str, value: Option<&Secret<String>>) -> Option<String> {
+    let value = value?.expose();
+    let sendable = !value.is_empty() && value.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    (!sendable).then(|| format!("{at}.authorization_header must be visible ASCII (the value is not shown)"))
 }
 
 impl SignalsConfig {
@@ -193,6 +215,7 @@ impl SignalsConfig {
                 if !(1..=1000).contains(&poll.max_events) {
                     problems.push(format!("{at}.poll.max_events must be between 1 and 1000"));
                 }
+                problems.extend(header_problem(&format!("{at}.poll"), poll.authorization_header.as_ref()));
             }
         }
         let mut names = HashSet::new();
@@ -210,6 +233,7 @@ impl SignalsConfig {
             if r.audience.is_empty() {
                 problems.push(format!("{at}.audience must not be empty"));
             }
+            problems.extend(header_problem(&at, r.authorization_header.as_ref()));
             if let Some(alg) = r.algorithm
                 && !algorithms.contains(&alg)
             {

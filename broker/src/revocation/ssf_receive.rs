@@ -502,14 +502,11 @@ impl SignalReceiver {
         {
             object.insert("setErrs".into(), Value::Object(pending.errors.clone()));
         }
-        let response = self
-            .http
-            .post(&poll.url)
-            .header("Accept", "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| format!("poll request: {e}"))?;
+        let mut request = self.http.post(&poll.url).header("Accept", "application/json").json(&body);
+        if let Some(value) = super::ssf_transmit::authorization(poll.authorization_header.as_ref()) {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let response = request.send().await.map_err(|e| format!("poll request: {e}"))?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("poll answered HTTP {}", status.as_u16()));

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tessera_adapters::Clock;
 use tessera_adapters::target::{Signer as _, SigningAlgorithm};
+use tessera_adapters::{Clock, Secret};
 
 use super::ssf::{SET_TYP, event_type};
 use super::{Matcher, Revocation};
@@ -41,6 +41,15 @@ struct Receiver {
     endpoint: String,
     audience: String,
     algorithm: SigningAlgorithm,
+    authorization: Option<reqwest::header::HeaderValue>,
+}
+
+/// A configured `Authorization` value as a header marked sensitive (kept out of debug
+/// output); `None` when not configured (or not sendable, which config checks refuse).
+pub(super) fn authorization(value: Option<&Secret<String>>) -> Option<reqwest::header::HeaderValue> {
+    let mut header = reqwest::header::HeaderValue::from_str(value?.expose()).ok()?;
+    header.set_sensitive(true);
+    Some(header)
 }
 
 /// See the module documentation.
@@ -69,6 +78,7 @@ impl SignalTransmitter {
                 endpoint: r.endpoint.clone(),
                 audience: r.audience.clone(),
                 algorithm: r.algorithm.unwrap_or(default_alg),
+                authorization: authorization(r.authorization_header.as_ref()),
             })
             .collect();
         Self { receivers, issuer, http, metrics, clock }
@@ -166,13 +176,15 @@ fn claims(
 async fn deliver(http: &reqwest::Client, receiver: &Receiver, token: &str) -> &'static str {
     let mut pause = FIRST_PAUSE;
     for attempt in 1..=ATTEMPTS {
-        let sent = http
+        let mut request = http
             .post(&receiver.endpoint)
             .header("Content-Type", "application/secevent+jwt")
             .header("Accept", "application/json")
-            .body(token.to_string())
-            .send()
-            .await;
+            .body(token.to_string());
+        if let Some(value) = &receiver.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, value.clone());
+        }
+        let sent = request.send().await;
         match sent {
             Ok(r) if r.status().as_u16() == 202 => return "delivered",
             Ok(r) if r.status().as_u16() == 400 => {

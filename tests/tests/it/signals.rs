@@ -29,10 +29,10 @@ struct PeerServer {
 }
 
 impl PeerServer {
-    fn start(command: &str) -> Self {
+    fn start(args: &[&str]) -> Self {
         let mut child = Command::new(python::interpreter())
             .arg(python::root().join("tests/peers/ssf_peer.py"))
-            .arg(command)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -277,11 +277,14 @@ async fn bad_sets_are_refused_with_rfc8935_codes_and_revoke_nothing() {
 async fn polled_sets_are_acknowledged_refused_in_set_errs_and_revoke() {
     let keys = tempfile::tempdir().unwrap();
     keygen(keys.path());
-    let transmitter = PeerServer::start("poll-server");
+    let transmitter = PeerServer::start(&["poll-server", "Bearer poll-s3cret"]);
+    let token_file = keys.path().join("poll-token");
+    std::fs::write(&token_file, "Bearer poll-s3cret\n").unwrap();
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let poll = format!(
-        "      insecure_http: true\n      poll:\n        url: {}/poll\n        interval: 200ms\n        max_events: 2\n",
-        transmitter.url
+        "      insecure_http: true\n      poll:\n        url: {}/poll\n        interval: 200ms\n        max_events: 2\n        authorization_header: ${{file:{}}}\n",
+        transmitter.url,
+        token_file.display()
     );
     let broker = broker_with(&issuer, receive_config(keys.path(), &poll)).await;
     let (status, _) =
@@ -320,10 +323,10 @@ async fn polled_sets_are_acknowledged_refused_in_set_errs_and_revoke() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revocation_is_pushed_as_a_caep_credential_change_the_receiver_verifies() {
-    let receiver = PeerServer::start("receiver");
+    let receiver = PeerServer::start(&["receiver"]);
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let transmit = format!(
-        "signals:\n  transmit:\n    - name: gateway\n      endpoint: {}/events\n      audience: https://gateway.example.test\n      insecure_http: true\n",
+        "signals:\n  transmit:\n    - name: gateway\n      endpoint: {}/events\n      audience: https://gateway.example.test\n      insecure_http: true\n      authorization_header: Bearer push-s3cret\n",
         receiver.url
     );
     let broker = broker_with(&issuer, transmit).await;
@@ -334,6 +337,7 @@ async fn a_revocation_is_pushed_as_a_caep_credential_change_the_receiver_verifie
                 "jwks_uri": format!("{}/.well-known/jwks.json", broker.url),
                 "issuer": broker.url,
                 "audience": "https://gateway.example.test",
+                "authorization": "Bearer push-s3cret",
             }),
         )
         .await;
