@@ -560,3 +560,34 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<V
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jti_is_refused_again_until_it_ages_out_or_is_released() {
+        let mut seen = Seen::default();
+        assert!(seen.reserve("iss", "a", 100, 0));
+        assert!(!seen.reserve("iss", "a", 100, 0), "a replay");
+        assert!(seen.reserve("other-iss", "a", 100, 0), "jti are per issuer");
+        seen.release("iss", "a");
+        assert!(seen.reserve("iss", "a", 100, 0), "released when not taken");
+        // Older than the window: forgotten (such SETs are refused as stale before this).
+        assert!(seen.reserve("iss", "b", 200, 150));
+        assert_eq!(seen.by_id.len(), 1);
+        assert_eq!(seen.by_age.len(), 1);
+    }
+
+    #[test]
+    fn typ_is_secevent_jwt_with_or_without_the_application_prefix() {
+        let header = |typ: Value| Map::from_iter([("typ".to_string(), typ)]);
+        for ok in ["secevent+jwt", "application/secevent+jwt", "Application/SecEvent+JWT"] {
+            assert!(check_typ(&header(json!(ok))).is_ok(), "{ok}");
+        }
+        for bad in [json!("JWT"), json!("application/jwt"), json!(1), json!("secevent+jwt ")] {
+            assert!(check_typ(&header(bad.clone())).is_err(), "{bad}");
+        }
+        assert!(check_typ(&Map::new()).is_err());
+    }
+}
