@@ -192,6 +192,35 @@ def revocation_seeds():
     write("revocation", compact({"match": {"kind": "identity_glob", "pattern": "a\\"}, "reason": "r", "expires_at": 1}))
 
 
+def security_event_seeds():
+    caep = "https://schemas.openid.net/secevent/caep/event-type/"
+    risc = "https://schemas.openid.net/secevent/risc/event-type/"
+    base = {"iss": "https://idp.example", "jti": "756E69717565206964656E746966696572", "iat": 1700000000,
+            "aud": "https://tessera.example/ssf"}
+    subjects = [
+        {"format": "iss_sub", "iss": "https://idp.example", "sub": "svc-1"},
+        {"format": "uri", "uri": "k8s://prod/ns/payments/sa/api"},
+        {"format": "opaque", "id": "11112222333344445555"},
+        {"format": "email", "email": "svc@example.com"},
+        {"format": "complex", "user": {"format": "iss_sub", "iss": "https://idp.example", "sub": "u"},
+         "session": {"format": "opaque", "id": "s"}},
+        {"format": "phone_number", "phone_number": "+12065550100"},
+    ]
+    events = [
+        {caep + "session-revoked": {"event_timestamp": 1700000000}},
+        {caep + "credential-change": {"credential_type": "x509", "change_type": "revoke",
+                                      "reason_admin": {"en": "compromised"}}},
+        {risc + "account-disabled": {"reason": "hijacking"}},
+        {risc + "credential-compromise": {"credential_type": "password"}},
+        {"https://example.com/event-type/other": {}},
+    ]
+    for subject in subjects:
+        for event in events:
+            write("security_event", compact(dict(base, sub_id=subject, events=event)))
+    write("security_event", compact(dict(base, events={caep + "session-revoked": {"subject": subjects[0]}})))
+    write("security_event", compact(dict(base, exp=1700000600, events=events[0], sub_id=subjects[0])))
+
+
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     jwt_seeds()
@@ -205,6 +234,7 @@ def main():
     session_policy_seeds()
     console_seeds()
     revocation_seeds()
+    security_event_seeds()
     for folder in sorted(SEEDS.iterdir()):
         print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
 

@@ -15,6 +15,7 @@ use crate::http::admin_auth::AdminAuth;
 use crate::issuer::{self, Issuer};
 use crate::mapping::{self, Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo};
 use crate::metrics::Metrics;
+use crate::revocation::ssf_receive::Signals;
 use crate::revocation::{Propagation, RevocationSet};
 use crate::{audit, cache, ratelimit, redis};
 
@@ -37,6 +38,8 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("credential cache key in the key directory: {0}")]
     CacheKey(std::io::Error),
+    #[error("signals: {0}")]
+    Signals(String),
 }
 
 /// A built broker: issuer, sources, targets, rules and audit sink, ready to serve.
@@ -52,6 +55,7 @@ pub struct Broker {
     audit_store: Option<audit::store::AuditStore>,
     spiffe: Option<SpiffeBundle>,
     propagation: Arc<Propagation>,
+    signals: Option<Arc<Signals>>,
 }
 
 /// The trust domain the `spiffe` targets issue JWT-SVIDs in (config checks hold them to
@@ -107,13 +111,7 @@ impl Adapters {
         signer: Arc<dyn Signer>,
         observer: Arc<dyn tessera_adapters::observe::Observer>,
     ) -> Result<Self, StartError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StartError::Http(e.to_string()))?;
+        let http = http_client().map_err(StartError::Http)?;
         let cx = BuildContext {
             clock,
             http,
@@ -155,6 +153,18 @@ impl Adapters {
         let catalog = catalog(&sources, &targets);
         Ok(Self { sources, targets, router, catalog })
     }
+}
+
+/// The client every outbound call of the broker uses (key sets, upstream STS, shared
+/// signals): no redirects followed, 5 s to connect, 10 s in all.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// The signer of [`Adapters::build`]: targets can be built and checked, never sign.
@@ -242,7 +252,21 @@ impl Broker {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
         }
+        let signals = match config.config.signals() {
+            None => None,
+            Some(s) if !s.receive.is_empty() && audit_store.is_none() => {
+                return Err(StartError::Signals(
+                    "signals.receive needs the audit store (audit.store.enabled) to keep the revocations it makes"
+                        .into(),
+                ));
+            }
+            Some(s) => Some(Arc::new(
+                Signals::build(&config, s, Arc::clone(&issuer), Arc::clone(&metrics), Arc::clone(&clock))
+                    .map_err(StartError::Signals)?,
+            )),
+        };
         Ok(Arc::new(Self {
+            signals,
             config,
             issuer,
             pipeline,
@@ -293,6 +317,11 @@ impl Broker {
     /// How revocation changes reach this replica and leave it for the others.
     pub fn propagation(&self) -> &Arc<Propagation> {
         &self.propagation
+    }
+
+    /// Shared signals (SSF): the SET receiver and transmitter; `None` without `signals`.
+    pub fn signals(&self) -> Option<&Arc<Signals>> {
+        self.signals.as_ref()
     }
 
     /// The trust domain the `spiffe` targets issue JWT-SVIDs in; `None` without one.

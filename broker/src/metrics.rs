@@ -61,6 +61,12 @@ struct SourceResultLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignalLabels {
+    peer: String,
+    outcome: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Exchange latency buckets, in seconds: a cached or local exchange takes a millisecond
@@ -96,6 +102,8 @@ pub struct Metrics {
     audit_commits: Family<ResultLabel, Counter>,
     audit_committed_events: Counter,
     audit_commit_seconds: Histograms<ResultLabel>,
+    security_events_received: Family<SignalLabels, Counter>,
+    security_events_sent: Family<SignalLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -130,9 +138,21 @@ impl Metrics {
             audit_commits: Family::default(),
             audit_committed_events: Counter::default(),
             audit_commit_seconds: histograms(),
+            security_events_received: Family::default(),
+            security_events_sent: Family::default(),
         };
         metrics.register_exchange_metrics();
         metrics.register_upstream_and_audit_metrics();
+        metrics.registry.register(
+            "security_events_received",
+            "Security event tokens received, by transmitter and outcome (revoked, ignored, refused, deferred)",
+            metrics.security_events_received.clone(),
+        );
+        metrics.registry.register(
+            "security_events_sent",
+            "Security event tokens pushed, by receiver and outcome (delivered, refused, failed)",
+            metrics.security_events_sent.clone(),
+        );
         // Every outcome exists from the start, so a rate() over them never sees a gap.
         for (family, results) in [
             (&metrics.mapping_reloads, ["ok", "error"]),
@@ -271,6 +291,18 @@ impl Metrics {
                 .get_or_create(&SourceLabels { source: source.clone() })
                 .set(now.saturating_sub(*at));
         }
+    }
+
+    /// A security event token from `transmitter` was handled with `outcome`.
+    pub fn security_event_received(&self, transmitter: &str, outcome: &'static str) {
+        self.security_events_received
+            .get_or_create(&SignalLabels { peer: transmitter.to_string(), outcome })
+            .inc();
+    }
+
+    /// A security event token pushed to `receiver` ended with `outcome`.
+    pub fn security_event_sent(&self, receiver: &str, outcome: &'static str) {
+        self.security_events_sent.get_or_create(&SignalLabels { peer: receiver.to_string(), outcome }).inc();
     }
 
     /// An exchange for a cacheable target was served from the cache or made a call.

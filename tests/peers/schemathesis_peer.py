@@ -26,6 +26,10 @@ CHECKS = ",".join(
 )
 
 
+# Serializers for media types schemathesis does not know (SETs).
+HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemathesis_hooks.py")
+
+
 def command(openapi, max_examples, listener, url):
     cli = os.path.join(os.path.dirname(sys.executable), "schemathesis")
     return [
@@ -66,6 +70,7 @@ def main():
                 subprocess.Popen(
                     command(openapi, max_examples, listener, url),
                     cwd=scratch,
+                    env=dict(os.environ, SCHEMATHESIS_HOOKS=HOOKS),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,

@@ -43,7 +43,7 @@ pub use keys::{KeySet, KeySetError, KeyUse};
 pub use policy::{HeaderRule, IssuerRule, JwtPolicy};
 pub use source::{ClaimsMapper, JwtSource, JwtSourceSettings, KindRules, identity_base, sketch_base};
 pub use token_cache::TokenCacheOptions;
-pub use verify::{JwtVerifier, VerifiedClaims, lookup, verify_with_keys};
+pub use verify::{JwtVerifier, SignedPayload, VerifiedClaims, lookup, verify_with_keys};
 
 #[cfg(test)]
 #[path = "wycheproof_tests.rs"]

@@ -343,6 +343,29 @@ pub fn verify_with_keys(
     }
 }
 
+/// A JWS whose header passed the shared rules and whose signature verified against the
+/// key set, with its payload parsed strictly but none of its claims checked: for tokens
+/// whose claims follow another profile than RFC 7519 §7.2's (a Security Event Token,
+/// RFC 8417, has no `exp`), which the caller checks itself. Only
+/// [`JwtVerifier::verify_signature`] makes one.
+#[derive(Debug, Clone)]
+pub struct SignedPayload {
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+}
+
+impl SignedPayload {
+    /// Every JOSE header member.
+    pub fn header(&self) -> &Map<String, Value> {
+        &self.header
+    }
+
+    /// Every payload member, none checked.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+}
+
 /// A source's JWT verifier: its policy plus its key cache. Every JWT source kind holds one
 /// and maps the [`VerifiedClaims`] to an identity its own way.
 #[derive(Debug)]
@@ -422,18 +445,38 @@ impl JwtVerifier {
         Ok(prepared)
     }
 
+    /// The key set to verify `prepared` with: the cached one, or one refetched (throttled,
+    /// see [`JwksCache::refresh_for_unknown_kid`]) when it has no key for the token's `kid`.
+    async fn keys_for(&self, prepared: &Prepared<'_>) -> Result<Arc<KeySet>, SourceError> {
+        let keys = self.keys.keys().await?;
+        if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
+            return self.keys.refresh_for_unknown_kid(&keys).await.ok_or(SourceError::UnknownKey);
+        }
+        Ok(keys)
+    }
+
+    /// Verify a compact JWS's header and signature as [`verify`](Self::verify) does
+    /// (pinned algorithms, refused headers, `kid` selection with one throttled refetch),
+    /// and parse its payload strictly, without checking any claim: see [`SignedPayload`].
+    pub async fn verify_signature(&self, token: &str) -> Result<SignedPayload, SourceError> {
+        let prepared = self.before_keys(token)?;
+        let keys = self.keys_for(&prepared).await?;
+        match keys.select(prepared.kid(), prepared.alg()) {
+            Selection::Found(key, _) => {
+                check_signature(key, prepared.segments.signing_input.as_bytes(), &prepared.signature)?;
+                let claims = UnverifiedClaims::parse(&prepared.payload)?.into_verified_map();
+                Ok(SignedPayload { header: prepared.header.members, claims })
+            }
+            other => Err(selection_error(&other)),
+        }
+    }
+
     /// Verify a compact JWS. An unknown `kid` refetches the key set (throttled, see
     /// [`JwksCache::refresh_for_unknown_kid`]) before failing with
     /// [`SourceError::UnknownKey`].
     pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, SourceError> {
         let prepared = self.before_keys(token)?;
-        let mut keys = self.keys.keys().await?;
-        if matches!(keys.select(prepared.kid(), prepared.alg()), Selection::Missing) {
-            match self.keys.refresh_for_unknown_kid(&keys).await {
-                Some(newer) => keys = newer,
-                None => return Err(SourceError::UnknownKey),
-            }
-        }
+        let keys = self.keys_for(&prepared).await?;
         match keys.select(prepared.kid(), prepared.alg()) {
             // Read the clock after any fetch: a slow fetch must not stretch validity.
             Selection::Found(key, digest) => finish(prepared, (key, digest), &self.policy, self.clock.now()),

@@ -15,8 +15,10 @@ use tessera_adapters::registry::{SOURCE_KINDS, SourceConfig, TARGET_KINDS, Targe
 use crate::issuer::IssuerConfig;
 
 mod scale;
+mod signals;
 
 pub use scale::{RateLimitConfig, RedisConfig, SecretUrl};
+pub use signals::{PollConfig, ReceiverConfig, SignalsConfig, TransmitterConfig};
 pub use tessera_adapters::config::{ConfigError, ConfigErrors};
 
 /// The broker's configuration file, version 1.
@@ -77,6 +79,10 @@ pub struct BrokerConfig {
     /// The verified-token cache of each JWT source. Default: on, 10,000 tokens per source.
     #[serde(default)]
     pub token_cache: Option<Spanned<TokenCacheOptions>>,
+    /// Shared Signals: transmitters whose Security Event Tokens revoke, receivers told of
+    /// revocations. Off unless set.
+    #[serde(default)]
+    pub signals: Option<Spanned<SignalsConfig>>,
 }
 
 impl BrokerConfig {
@@ -114,6 +120,10 @@ impl BrokerConfig {
 
     pub fn token_cache(&self) -> TokenCacheOptions {
         self.token_cache.as_ref().map(|t| t.value).unwrap_or_default()
+    }
+
+    pub fn signals(&self) -> Option<&SignalsConfig> {
+        self.signals.as_ref().map(|s| &s.value)
     }
 
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
@@ -583,6 +593,12 @@ fn check_settings(config: &BrokerConfig, problems: &mut Problems<'_>) {
     if let Some(rate) = &config.rate_limit {
         for m in rate.value.problems() {
             problems.at(&rate.referenced, m);
+        }
+    }
+    if let Some(signals) = &config.signals {
+        let sources: Vec<&str> = config.sources().map(SourceConfig::name).collect();
+        for m in signals.value.problems(&sources, &config.issuer.algorithms) {
+            problems.at(&signals.referenced, m);
         }
     }
     if let Some(cache) = &config.token_cache

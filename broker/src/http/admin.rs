@@ -17,6 +17,8 @@
 //! - `POST /v1/revocations`, `GET /v1/revocations` (`removed=true`: removed ones too),
 //!   `DELETE /v1/revocations/{id}`: revocations ([`crate::revocation`]), kept in the audit
 //!   store; the author is the admin caller.
+//! - `POST /v1/signals/events`: Security Event Tokens pushed by SSF transmitters (RFC
+//!   8935; see [`super::signals`]).
 //! - `GET /openapi.json`: the OpenAPI document of every listener ([`super::OPENAPI`]).
 //!
 //! The operator console's pages (`/ui/`, [`crate::console`]) are registered on the same
@@ -54,6 +56,7 @@ pub static ADMIN: &[Endpoint] = &[
     Endpoint::new(Method::POST, "/v1/revocations", |r| r.to(super::revoke::add)),
     Endpoint::new(Method::GET, "/v1/revocations", |r| r.to(super::revoke::list)),
     Endpoint::new(Method::DELETE, "/v1/revocations/{id}", |r| r.to(super::revoke::remove)),
+    Endpoint::new(Method::POST, super::signals::PUSH_PATH, |r| r.to(super::signals::push)),
     Endpoint::new(Method::GET, "/openapi.json", |r| r.to(openapi)),
     Endpoint::new(Method::GET, "/healthz", |r| r.to(super::healthz)),
 ];

@@ -7,6 +7,7 @@ use tessera_adapters::{SourceError, TargetError};
 
 use crate::exchange::ExchangeError;
 use crate::mapping::Denial;
+use crate::revocation::ssf::SetError;
 
 /// Every refusal the edge can send, each with one fixed status, code and text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +231,19 @@ pub struct ErrorBody {
 impl ErrorBody {
     pub fn fixed(e: WireError) -> Self {
         Self { error: e.code(), error_description: e.description() }
+    }
+}
+
+/// The RFC 8935 §2.4 error code (the IANA "Security Event Token Error Codes" registry)
+/// for a refused SET: in a push answer's `err`, and in a poll's `setErrs` (RFC 8936 §2.4).
+pub fn set_error_code(e: &SetError) -> &'static str {
+    match e {
+        SetError::Malformed(_) | SetError::Subject(_) | SetError::Event { .. } => "invalid_request",
+        SetError::Stale { .. } | SetError::Replayed => "invalid_request",
+        SetError::Key(_) => "invalid_key",
+        SetError::Issuer => "invalid_issuer",
+        SetError::Audience => "invalid_audience",
+        SetError::Scope(_) => "access_denied",
     }
 }
 

@@ -15,10 +15,11 @@
 pub mod admin;
 pub mod admin_auth;
 pub mod drain;
-mod error;
+pub(crate) mod error;
 pub mod host;
 mod revoke;
 pub mod server;
+mod signals;
 mod token;
 
 use std::sync::Arc;

@@ -12,9 +12,8 @@ use serde_json::json;
 
 use super::admin::{bad_request, store, store_failed};
 use super::admin_auth::AdminCaller;
-use crate::audit::store::rfc3339_ms;
 use crate::broker::Broker;
-use crate::revocation::{Change, MAX_FIELD, NewRevocation, Revocation};
+use crate::revocation::{self, Change, MAX_FIELD, NewRevocation, Revocation};
 
 /// Who is asking, as the admin authentication found them.
 fn author(req: &HttpRequest) -> String {
@@ -36,31 +35,8 @@ async fn add_revocation(broker: &Broker, req: &HttpRequest, body: NewRevocation)
     let store = store(broker)?;
     let now_ms = broker.clock().now_millis();
     let expires_ms = body.validate(now_ms).map_err(|e| bad_request("invalid_revocation", e.to_string()))?;
-    let revocation = Revocation {
-        id: uuid::Uuid::now_v7().to_string(),
-        reason: body.reason,
-        author: author(req),
-        created: rfc3339_ms(now_ms),
-        created_ms: now_ms,
-        expires: expires_ms.map(rfc3339_ms),
-        expires_ms,
-        removed: None,
-        removed_by: None,
-        matcher: body.matcher,
-    };
-    store.add_revocation(&revocation).await.map_err(|e| store_failed(&e))?;
-    broker.pipeline().revocations().add(revocation.clone());
-    broker.propagation().announce(Change::Added, &revocation.id).await;
-    let (local, shared) = broker.pipeline().cache().purge(&revocation).await;
-    tracing::warn!(
-        revocation = %revocation.id,
-        kind = revocation.matcher.kind(),
-        author = %revocation.author,
-        purged_local = local,
-        purged_shared = shared,
-        reason = "TS-REVOKE-ADD",
-        "revocation added"
-    );
+    let revocation = Revocation::new(body.matcher, body.reason, author(req), now_ms, expires_ms);
+    revocation::add(broker, store, &revocation).await.map_err(|e| store_failed(&e))?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/revocations/{}", revocation.id)))
         .json(&revocation))

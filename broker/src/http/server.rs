@@ -59,6 +59,7 @@ pub async fn run_on(
     let watcher = start_background(&broker);
     let poller = crate::revocation::spawn_poller(Arc::clone(&broker));
     let subscriber = crate::revocation::spawn_subscriber(Arc::clone(&broker));
+    let signal_pollers = crate::revocation::ssf_receive::spawn_pollers(&broker);
     let server = public_server(&broker, listeners.public)?;
     let mut others = Vec::new();
     if let Some(listener) = listeners.admin {
@@ -73,6 +74,9 @@ pub async fn run_on(
     watcher.abort();
     for task in poller.into_iter().chain(subscriber) {
         task.abort();
+    }
+    for poller in signal_pollers {
+        poller.abort();
     }
     for (what, task) in others {
         match task.await {

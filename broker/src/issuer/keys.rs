@@ -217,9 +217,28 @@ impl KeyMaterial {
 
     /// A compact JWS (RFC 7515 §7.1) over `claims`.
     pub(crate) fn sign(&self, claims: &Map<String, Value>) -> Result<Secret<String>, SignError> {
+        self.sign_with_header(&self.header, claims)
+    }
+
+    /// A compact JWS over `claims` whose header says `typ` instead of `JWT` (RFC 8725
+    /// §3.11, explicit typing: a Security Event Token is `secevent+jwt`, RFC 8417 §2.3).
+    pub(crate) fn sign_typed(
+        &self,
+        typ: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<Secret<String>, SignError> {
+        let header = json!({ "alg": self.alg.as_str(), "kid": self.kid, "typ": typ });
+        self.sign_with_header(&URL_SAFE_NO_PAD.encode(header.to_string()), claims)
+    }
+
+    fn sign_with_header(
+        &self,
+        header: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<Secret<String>, SignError> {
         let payload = serde_json::to_vec(claims).map_err(|_| SignError::Encoding)?;
-        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 400);
-        token.push_str(&self.header);
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 400);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let signature = self.sign_bytes(token.as_bytes())?;

@@ -181,6 +181,20 @@ impl Issuer {
         self.url.as_str()
     }
 
+    /// A compact JWS over `claims` by the active key of `alg`, with header `{alg, kid,
+    /// typ}`: for tokens of another type than the `JWT`s [`Signer::sign`] makes (Security
+    /// Event Tokens, `secevent+jwt`).
+    pub fn sign_typed(
+        &self,
+        alg: SigningAlgorithm,
+        typ: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<Secret<String>, SignError> {
+        let keys = self.keys.load();
+        let key = keys.active(alg).ok_or(SignError::NoActiveKey(alg.as_str()))?;
+        key.material.sign_typed(typ, claims)
+    }
+
     /// The key directory in use.
     pub fn key_dir(&self) -> &Path {
         self.dir.path()

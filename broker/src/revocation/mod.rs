@@ -14,9 +14,14 @@ use tessera_adapters::Identity;
 
 use crate::mapping::glob::Pattern;
 
+mod add;
 mod poll;
 mod propagate;
 mod set;
+pub mod ssf;
+pub mod ssf_receive;
+pub mod ssf_transmit;
+pub use add::add;
 pub use poll::{POLL_INTERVAL, spawn_poller};
 pub use propagate::{Change, Propagation, spawn_subscriber};
 pub use set::{RevocationSet, Revoked};
@@ -44,6 +49,18 @@ pub enum Matcher {
     SubjectJti { jti: String },
     /// The issued token with this fingerprint (`sha256:` and 64 lowercase hex digits).
     IssuedToken { fingerprint: String },
+    /// Identities of `source` named as a shared signal's subject names them (RFC 9493):
+    /// by `id` (a `uri` subject), by platform `subject` (`opaque`), or by `issuer` and
+    /// `subject` together (`iss_sub`). Every field given must equal the identity's.
+    Subject {
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
 }
 
 /// Why a revocation was refused.
@@ -83,6 +100,7 @@ impl Matcher {
             Self::Source { .. } => "source",
             Self::SubjectJti { .. } => "subject_jti",
             Self::IssuedToken { .. } => "issued_token",
+            Self::Subject { .. } => "subject",
         }
     }
 
@@ -111,6 +129,15 @@ impl Matcher {
             Self::Rule { rule } => check_text("match.rule", rule),
             Self::Source { source } => check_text("match.source", source),
             Self::SubjectJti { jti } => check_text("match.jti", jti),
+            Self::Subject { source, issuer, subject, id } => {
+                check_text("match.source", source)?;
+                if subject.is_none() && id.is_none() {
+                    return Err(invalid("match", "name a `subject` or an `id`"));
+                }
+                [("match.issuer", issuer), ("match.subject", subject), ("match.id", id)]
+                    .into_iter()
+                    .try_for_each(|(field, value)| value.as_deref().map_or(Ok(()), |v| check_text(field, v)))
+            }
             Self::IssuedToken { fingerprint } => {
                 let hex = fingerprint.strip_prefix("sha256:").unwrap_or_default();
                 if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -134,6 +161,12 @@ impl Matcher {
                     && attributes.iter().all(|(name, value)| identity.attributes.get(name) == Some(value))
             }
             Self::Source { source } => identity.source == *source,
+            Self::Subject { source, issuer, subject, id } => {
+                identity.source == *source
+                    && issuer.as_ref().is_none_or(|i| identity.issuer == *i)
+                    && subject.as_ref().is_none_or(|s| identity.subject == *s)
+                    && id.as_ref().is_none_or(|i| identity.id == *i)
+            }
             Self::Rule { .. } | Self::SubjectJti { .. } | Self::IssuedToken { .. } => false,
         }
     }

@@ -43,6 +43,13 @@ fn each_identity_kind_matches_what_it_names_and_nothing_else() {
         (json!({"kind": "source", "source": "eks-prod"}), false),
         (json!({"kind": "rule", "rule": "payments"}), false),
         (json!({"kind": "subject_jti", "jti": "abc"}), false),
+        (json!({"kind": "subject", "source": "github", "id": "github://octo-org/payments"}), true),
+        (json!({"kind": "subject", "source": "eks-prod", "id": "github://octo-org/payments"}), false),
+        (
+            json!({"kind": "subject", "source": "github", "id": "github://octo-org/payments", "subject": "other"}),
+            false,
+        ),
+        (json!({"kind": "subject", "source": "github", "issuer": "https://x", "subject": "s"}), false),
     ];
     for (value, expected) in cases {
         let m = matcher(value.clone());
@@ -81,6 +88,8 @@ fn values_that_could_never_match_are_refused_with_their_field() {
         (json!({"kind": "identity_glob", "pattern": "abc\\"}), "match.pattern"),
         (json!({"kind": "attributes", "source": "github", "attributes": {}}), "match.attributes"),
         (json!({"kind": "source", "source": ""}), "match.source"),
+        (json!({"kind": "subject", "source": "github"}), "match"),
+        (json!({"kind": "subject", "source": "github", "issuer": "", "subject": "s"}), "match.issuer"),
         (json!({"kind": "issued_token", "fingerprint": "sha256:ABC"}), "match.fingerprint"),
         (
             json!({"kind": "issued_token", "fingerprint": format!("md5:{}", "ab".repeat(32))}),
