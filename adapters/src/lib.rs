@@ -49,5 +49,6 @@ pub use identity::Identity;
 pub use secret::Secret;
 pub use source::{IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity};
 pub use target::{
-    CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer, TargetError,
+    CredentialTarget, Grant, IssuedCredential, RequestDescription, RevokeError, RevokeReport, RuleParam,
+    RuleText, Signer, TargetError,
 };

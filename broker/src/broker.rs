@@ -12,10 +12,11 @@ use tessera_adapters::{Clock, CredentialTarget, IdentitySource, Secret, Signer};
 use crate::config::{ConfigError, ConfigErrors, LimitsConfig, LoadedConfig};
 use crate::exchange::{Pipeline, SourceRouter};
 use crate::http::admin_auth::AdminAuth;
+use crate::introspect::Introspection;
 use crate::issuer::{self, Issuer};
 use crate::mapping::{self, Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo};
 use crate::metrics::Metrics;
-use crate::revocation::RevocationSet;
+use crate::revocation::{self, Revocation, RevocationSet, RevokedTokens};
 use crate::{audit, cache, ratelimit, redis};
 
 /// Why a broker could not start.
@@ -51,6 +52,8 @@ pub struct Broker {
     admin_auth: Option<Arc<AdminAuth>>,
     audit_store: Option<audit::store::AuditStore>,
     spiffe: Option<SpiffeBundle>,
+    revoked_tokens: RevokedTokens,
+    introspection: Option<Introspection>,
 }
 
 /// The trust domain the `spiffe` targets issue JWT-SVIDs in (config checks hold them to
@@ -240,7 +243,8 @@ impl Broker {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));
         }
-        Ok(Arc::new(Self {
+        let introspection = Introspection::build(&config, &issuer, &pipeline, &clock)?;
+        let broker = Arc::new(Self {
             config,
             issuer,
             pipeline,
@@ -250,7 +254,33 @@ impl Broker {
             admin_auth,
             audit_store,
             spiffe,
-        }))
+            revoked_tokens: RevokedTokens::default(),
+            introspection,
+        });
+        // What the revocations in force name by the store alone (for introspection), and
+        // the logins of revoked identities, in case the replica that made one stopped
+        // before dropping them.
+        for revocation in broker.pipeline.revocations().all().iter() {
+            broker.enforce(revocation).await;
+        }
+        Ok(broker)
+    }
+
+    /// Act on a revocation just made or first seen ([`revocation::enforce`]).
+    pub async fn enforce(&self, revocation: &Revocation) {
+        let Some(store) = &self.audit_store else { return };
+        let targets: Vec<_> = self.pipeline.targets().cloned().collect();
+        revocation::enforce(store, &targets, &self.revoked_tokens, revocation, self.clock.now_millis()).await;
+    }
+
+    /// The Tessera tokens revocations name by what only the store knows.
+    pub fn revoked_tokens(&self) -> &RevokedTokens {
+        &self.revoked_tokens
+    }
+
+    /// RFC 7662 introspection; `None` when `introspection` is not configured.
+    pub fn introspection(&self) -> Option<&Introspection> {
+        self.introspection.as_ref()
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {

@@ -14,8 +14,10 @@ use tessera_adapters::Identity;
 
 use crate::mapping::glob::Pattern;
 
+mod issued;
 mod poll;
 mod set;
+pub use issued::{AwsDenyPolicy, Held, MAX_LISTED, Outstanding, Remedy, RevokedTokens, enforce, outstanding};
 pub use poll::{POLL_INTERVAL, spawn_poller};
 pub use set::{RevocationSet, Revoked};
 

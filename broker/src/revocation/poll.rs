@@ -49,8 +49,10 @@ async fn refresh(broker: &Broker, list: Vec<super::Revocation>) {
     let known: HashSet<String> = set.all().iter().map(|r| r.id.clone()).collect();
     let now_ms = broker.clock().now_millis();
     let new: Vec<_> = list.iter().filter(|r| !known.contains(&r.id) && r.in_force(now_ms)).cloned().collect();
+    broker.revoked_tokens().retain(&list.iter().map(|r| r.id.as_str()).collect());
     set.replace(list);
     for revocation in new {
+        broker.enforce(&revocation).await;
         let (local, shared) = broker.pipeline().cache().purge(&revocation).await;
         tracing::warn!(
             revocation = %revocation.id,

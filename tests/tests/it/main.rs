@@ -29,6 +29,7 @@ mod reload;
 mod relying_party;
 mod replicas;
 mod revocations;
+mod revoke_issued;
 mod targets_aws;
 mod targets_cloud;
 mod targets_kubernetes;
