@@ -52,3 +52,56 @@ pub(super) fn check(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse;
+
+    fn config(introspection: &str) -> String {
+        format!(
+            "version: 1
+issuer:
+  url: https://tessera.example.com
+  key_dir: keys
+sources:
+  - name: corp
+    type: oidc
+    issuer: https://idp.example.com
+    audiences: [tessera]
+targets:
+  - name: internal-api
+    type: jwt
+    audience: https://internal-api.example
+  - name: introspect
+    type: jwt
+    audience: https://tessera.example.com/introspect
+{introspection}"
+        )
+    }
+
+    fn messages(text: &str) -> Vec<String> {
+        match parse(Path::new("broker.yaml"), text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn clients_name_jwt_targets_and_at_least_one() {
+        assert!(messages(&config("introspection:\n  clients: [introspect]\n")).is_empty());
+        let loaded = parse(Path::new("broker.yaml"), &config("")).unwrap();
+        assert!(loaded.config.introspection.is_none(), "off unless set");
+
+        let empty = messages(&config("introspection:\n  clients: []\n"));
+        assert!(empty.len() == 1 && empty[0].contains("at least one"), "{empty:?}");
+        let unknown = messages(&config("introspection:\n  clients: [introspect, nope]\n"));
+        assert!(
+            unknown.len() == 1 && unknown[0].contains("`nope` is not a configured target"),
+            "{unknown:?}"
+        );
+        let extra = messages(&config("introspection:\n  clients: [introspect]\n  open: true\n"));
+        assert!(!extra.is_empty(), "unknown keys are refused");
+    }
+}

@@ -186,3 +186,33 @@ pub async fn introspect(
     };
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 16 * 1024;
+
+    #[test]
+    fn the_form_keeps_known_parameters_once_and_ignores_others() {
+        let p = parse_form(b"token=a.b.c&token_type_hint=access_token&other=1&client_id=", MAX).unwrap();
+        assert_eq!(p.token.as_deref(), Some("a.b.c"));
+        assert_eq!(p.token_type_hint.as_deref(), Some("access_token"));
+        assert_eq!(p.client_id, None, "an empty value is absent");
+        assert_eq!(parse_form(b"token=a&token=b", MAX).err(), Some(WireError::RepeatedParameter));
+        let many = (0..17).map(|i| format!("p{i}=x")).collect::<Vec<_>>().join("&");
+        assert_eq!(parse_form(many.as_bytes(), MAX).err(), Some(WireError::TooManyParameters));
+        let long = format!("token={}", "a".repeat(MAX + 1));
+        assert_eq!(parse_form(long.as_bytes(), MAX).err(), Some(WireError::TokenTooLarge));
+        assert!(format!("{p:?}").contains("[redacted]") && !format!("{p:?}").contains("a.b.c"));
+    }
+
+    #[test]
+    fn introspection_refusals_are_rfc_6749_errors() {
+        let e = WireError::InvalidClient;
+        assert_eq!((e.status().as_u16(), e.code()), (401, "invalid_client"));
+        for e in [WireError::MultipleClientAuthentication, WireError::MissingToken] {
+            assert_eq!((e.status().as_u16(), e.code()), (400, "invalid_request"));
+        }
+    }
+}

@@ -387,7 +387,7 @@ impl RevokedTokens {
     }
 }
 
-/// Whether `revocation` was found to name any of `fingerprints`, for its index entry.
+/// The fingerprints of every credential a listing found, for [`RevokedTokens::set`].
 pub fn fingerprints(outstanding: &Outstanding) -> HashSet<String> {
     outstanding.credentials.iter().map(|h| h.fingerprint.clone()).collect()
 }
@@ -440,5 +440,82 @@ pub async fn enforce(
                 "credentials not taken back on the target; they expire on their own"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revocation(created_ms: i64) -> Revocation {
+        Revocation {
+            id: "019aef5e-3c1d-7b52-9d0e-54a1f7e0c2aa".into(),
+            matcher: Matcher::Identity { id: "github://octo/app".into() },
+            reason: "r".into(),
+            author: "ops".into(),
+            created: rfc3339_ms(created_ms),
+            created_ms,
+            expires: None,
+            expires_ms: None,
+            removed: None,
+            removed_by: None,
+        }
+    }
+
+    fn held(scope: Option<&str>) -> Held {
+        Held {
+            target: "aws-prod".into(),
+            kind: "aws_sts".into(),
+            rule: None,
+            identity: Some("github://octo/app".into()),
+            scope: scope.map(str::to_string),
+            issued_at: String::new(),
+            expires_at: String::new(),
+            fingerprint: "sha256:00".into(),
+            issued_ms: 0,
+            expires_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_deny_policy_covers_the_revocations_second_once_per_role() {
+        let role = "arn:aws:iam::123456789012:role/team/deploy";
+        let a = held(Some(role));
+        let b = held(Some(role));
+        let c = held(Some("not-a-role"));
+        // 2026-12-07T14:02:11.347Z: sessions issued in that second are covered.
+        let policies = aws_deny_policies(&revocation(1_796_652_131_347), &[&a, &b, &c]);
+        assert_eq!(policies.len(), 1, "one per role, none for an unknown scope");
+        let p = &policies[0];
+        assert_eq!((p.role_name.as_str(), p.policy_name.as_str()), ("deploy", "TesseraRevoke-019aef5e3c1d"));
+        let statement = &p.policy["Statement"][0];
+        assert_eq!(statement["Effect"], "Deny");
+        assert_eq!(statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"], "2026-12-07T14:02:12Z");
+        assert!(p.command.contains("--role-name deploy --policy-name TesseraRevoke-019aef5e3c1d"));
+        let whole = aws_deny_policies(&revocation(1_796_652_131_000), &[&a]);
+        assert_eq!(
+            whole[0].policy["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
+            "2026-12-07T14:02:11Z"
+        );
+    }
+
+    #[test]
+    fn each_kind_is_read_by_an_indexed_column_but_a_jti() {
+        let m = |matcher: Matcher| filter(&matcher);
+        assert_eq!(m(Matcher::Identity { id: "i".into() }), Some(IssuedFilter::Identity("i".into())));
+        assert_eq!(m(Matcher::Rule { rule: "r".into() }), Some(IssuedFilter::Rule("r".into())));
+        assert_eq!(m(Matcher::Source { source: "s".into() }), Some(IssuedFilter::Source("s".into())));
+        assert_eq!(m(Matcher::IdentityGlob { pattern: "*".into() }), Some(IssuedFilter::All));
+        assert_eq!(m(Matcher::SubjectJti { jti: "j".into() }), None);
+    }
+
+    #[test]
+    fn revoked_tokens_are_kept_per_revocation_and_dropped_with_it() {
+        let tokens = RevokedTokens::default();
+        tokens.set("r1", ["sha256:a".to_string()].into());
+        tokens.set("r2", ["sha256:b".to_string()].into());
+        assert!(tokens.contains("r1", "sha256:a") && !tokens.contains("r1", "sha256:b"));
+        tokens.retain(&["r2"].into());
+        assert!(!tokens.contains("r1", "sha256:a") && tokens.contains("r2", "sha256:b"));
     }
 }
