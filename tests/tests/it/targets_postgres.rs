@@ -431,14 +431,11 @@ async fn revoking_a_workload_drops_its_login_at_once() {
     let seen = login(&cluster, &user, &password, &["SELECT item FROM app.orders"]).await;
     assert_eq!(seen["connected"], true, "{seen}");
 
-    let (status, made) = crate::revocations::call(
-        &broker,
-        "POST",
-        "/v1/revocations",
-        None,
-        Some(serde_json::json!({ "match": { "kind": "identity", "id": identity }, "reason": "repository compromised" })),
-    )
-    .await;
+    let revoke = |matcher: Value| {
+        let body = serde_json::json!({ "match": matcher, "reason": "repository compromised" });
+        crate::revocations::call(&broker, "POST", "/v1/revocations", None, Some(body))
+    };
+    let (status, made) = revoke(serde_json::json!({ "kind": "identity", "id": identity })).await;
     assert_eq!(status, 201, "{made}");
     assert!(!role_exists(&cluster, &user), "dropped before the revocation was answered");
     let refused = login(&cluster, &user, &password, &[]).await;
@@ -448,14 +445,8 @@ async fn revoking_a_workload_drops_its_login_at_once() {
     assert_eq!(still["connected"], true, "{still}");
 
     // Again, by a glob naming the same workload: idempotent.
-    let (status, again) = crate::revocations::call(
-        &broker,
-        "POST",
-        "/v1/revocations",
-        None,
-        Some(serde_json::json!({ "match": { "kind": "identity_glob", "pattern": "*svc-orders" }, "reason": "again" })),
-    )
-    .await;
+    let (status, again) =
+        revoke(serde_json::json!({ "kind": "identity_glob", "pattern": "*svc-orders" })).await;
     assert_eq!(status, 201, "{again}");
     let id = made["id"].as_str().unwrap();
     let (status, listing) =
