@@ -106,6 +106,20 @@ def token_request_seeds():
     write("token_request", '{"grant_type":1}')
 
 
+def introspection_request_seeds():
+    from urllib.parse import urlencode
+
+    token = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln"
+    write("introspection_request", urlencode({"token": token, "token_type_hint": "access_token"}))
+    write("introspection_request", urlencode({
+        "token": token,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": token,
+    }))
+    write("introspection_request", urlencode({"token": token}) + "&token=x")
+    write("introspection_request", "token=%ZZ&=&&token_type_hint")
+
+
 def signed_request(**changes):
     headers = {
         "Authorization": "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEKEY/20231114/us-east-1/sts/aws4_request, "
@@ -226,6 +240,7 @@ def main():
     jwt_seeds()
     jwks_seeds()
     token_request_seeds()
+    introspection_request_seeds()
     copy_files("mapping", [*ROOT.glob("mappings/*.yaml"), *ROOT.glob("examples/*/mappings/*.yaml"), *ROOT.glob("broker/src/mapping/testdata/*/*.yaml")])
     copy_files("broker_config", ROOT.glob("examples/*/broker.yaml"))
     aws_seeds()

@@ -51,5 +51,6 @@ pub use source::{
     FetchFailure, IdentitySource, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity,
 };
 pub use target::{
-    CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer, TargetError,
+    CredentialTarget, Grant, IssuedCredential, RequestDescription, RevokeError, RevokeReport, RuleParam,
+    RuleText, Signer, TargetError,
 };

@@ -270,6 +270,25 @@ impl TargetError {
     }
 }
 
+/// What [`CredentialTarget::revoke`] took back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokeReport {
+    /// What was taken back, as the platform names it (the PostgreSQL role names).
+    pub revoked: Vec<String>,
+    /// Credentials found but not taken back this time (logged by the target).
+    pub failed: usize,
+}
+
+/// Why [`CredentialTarget::revoke`] took nothing back.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RevokeError {
+    /// The target kind cannot take back what it issued; it expires on its own.
+    #[error("this target kind cannot take back what it issued")]
+    Unsupported,
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
 /// Signature algorithms Tessera signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SigningAlgorithm {
@@ -456,6 +475,16 @@ pub trait CredentialTarget: Send + Sync + Debug {
 
     /// Issue a credential for a grant.
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError>;
+
+    /// Take back at once, on the platform, every credential this target issued to these
+    /// identities (by id) that is still valid: what a revocation naming them asks. Must be
+    /// idempotent: every replica that sees a revocation calls it, maybe at the same time,
+    /// and a credential already taken back counts as done. Default: the platform offers no
+    /// such thing ([`RevokeError::Unsupported`]); the credentials live until they expire.
+    async fn revoke(&self, identities: &[String]) -> Result<RevokeReport, RevokeError> {
+        let _ = identities;
+        Err(RevokeError::Unsupported)
+    }
 
     /// Start the target's background work, once, when the broker starts serving (the
     /// `postgres` target's sweep of expired roles). Tools that only build targets to check

@@ -12,11 +12,12 @@ use tessera_adapters::{Clock, CredentialTarget, IdentitySource, Secret, Signer};
 use crate::config::{ConfigError, ConfigErrors, LimitsConfig, LoadedConfig};
 use crate::exchange::{Pipeline, SourceRouter};
 use crate::http::admin_auth::AdminAuth;
+use crate::introspect::Introspection;
 use crate::issuer::{self, Issuer};
 use crate::mapping::{self, Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo};
 use crate::metrics::Metrics;
 use crate::revocation::ssf_receive::Signals;
-use crate::revocation::{Propagation, RevocationSet};
+use crate::revocation::{self, Propagation, Revocation, RevocationSet, RevokedTokens};
 use crate::{audit, cache, ratelimit, redis};
 
 /// Why a broker could not start.
@@ -56,6 +57,8 @@ pub struct Broker {
     spiffe: Option<SpiffeBundle>,
     propagation: Arc<Propagation>,
     signals: Option<Arc<Signals>>,
+    revoked_tokens: RevokedTokens,
+    introspection: Option<Introspection>,
 }
 
 /// The trust domain the `spiffe` targets issue JWT-SVIDs in (config checks hold them to
@@ -265,7 +268,8 @@ impl Broker {
                     .map_err(StartError::Signals)?,
             )),
         };
-        Ok(Arc::new(Self {
+        let introspection = Introspection::build(&config, &issuer, &pipeline, &clock)?;
+        let broker = Arc::new(Self {
             signals,
             config,
             issuer,
@@ -277,7 +281,33 @@ impl Broker {
             audit_store,
             spiffe,
             propagation,
-        }))
+            revoked_tokens: RevokedTokens::default(),
+            introspection,
+        });
+        // What the revocations in force name by the store alone (for introspection), and
+        // the logins of revoked identities, in case the replica that made one stopped
+        // before dropping them.
+        for revocation in broker.pipeline.revocations().all().iter() {
+            broker.enforce(revocation).await;
+        }
+        Ok(broker)
+    }
+
+    /// Act on a revocation just made or first seen ([`revocation::enforce`]).
+    pub async fn enforce(&self, revocation: &Revocation) {
+        let Some(store) = &self.audit_store else { return };
+        let targets: Vec<_> = self.pipeline.targets().cloned().collect();
+        revocation::enforce(store, &targets, &self.revoked_tokens, revocation, self.clock.now_millis()).await;
+    }
+
+    /// The Tessera tokens revocations name by what only the store knows.
+    pub fn revoked_tokens(&self) -> &RevokedTokens {
+        &self.revoked_tokens
+    }
+
+    /// RFC 7662 introspection; `None` when `introspection` is not configured.
+    pub fn introspection(&self) -> Option<&Introspection> {
+        self.introspection.as_ref()
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {

@@ -39,6 +39,7 @@ pub mod demo;
 pub mod exchange;
 pub mod explain;
 pub mod http;
+pub mod introspect;
 pub mod issuer;
 pub mod mapping;
 pub mod metrics;

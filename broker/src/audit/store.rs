@@ -12,12 +12,14 @@
 
 mod console;
 pub mod history;
+mod issued;
 mod revocations;
 
 pub use console::{
     Activity, DirectoryPage, Edge, EdgeQuery, HOUR_MS, LATENCY_SAMPLE, MinuteCounts, RuleMatches,
     TargetHealth, WorkloadRule,
 };
+pub use issued::{IssuedFilter, IssuedQuery};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -14,9 +14,11 @@ use tessera_adapters::registry::{SOURCE_KINDS, SourceConfig, TARGET_KINDS, Targe
 
 use crate::issuer::IssuerConfig;
 
+mod introspection;
 mod scale;
 mod signals;
 
+pub use introspection::IntrospectionConfig;
 pub use scale::{RateLimitConfig, RedisConfig, SecretUrl};
 pub use signals::{PollConfig, ReceiverConfig, SignalsConfig, TransmitterConfig};
 pub use tessera_adapters::config::{ConfigError, ConfigErrors};
@@ -83,6 +85,11 @@ pub struct BrokerConfig {
     /// revocations. Off unless set.
     #[serde(default)]
     pub signals: Option<Spanned<SignalsConfig>>,
+    /// RFC 7662 token introspection on the public listener (`POST /v1/introspect`): which
+    /// clients may call it. Off unless set: every introspection request is then refused
+    /// as `invalid_client`.
+    #[serde(default)]
+    pub introspection: Option<Spanned<IntrospectionConfig>>,
 }
 
 impl BrokerConfig {
@@ -579,6 +586,9 @@ fn check_settings(config: &BrokerConfig, problems: &mut Problems<'_>) {
     }
     if let Some(admin) = &config.admin {
         check_admin(&admin.value, &admin.referenced, config, &mut |loc, m| problems.at(loc, m));
+    }
+    if let Some(i) = &config.introspection {
+        introspection::check(&i.value, &i.referenced, config, &mut |loc, m| problems.at(loc, m));
     }
     if let Some(reload) = &config.reload
         && !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&reload.value.debounce)

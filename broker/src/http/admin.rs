@@ -16,7 +16,8 @@
 //!   `source`, `decision`, `issued_token` (a fingerprint), `limit`, `cursor`).
 //! - `POST /v1/revocations`, `GET /v1/revocations` (`removed=true`: removed ones too),
 //!   `DELETE /v1/revocations/{id}`: revocations ([`crate::revocation`]), kept in the audit
-//!   store; the author is the admin caller.
+//!   store; the author is the admin caller. `GET /v1/revocations/{id}/issued`: what the
+//!   revocation names that is still valid, and what can take it back.
 //! - `POST /v1/signals/events`: Security Event Tokens pushed by SSF transmitters (RFC
 //!   8935; see [`super::signals`]).
 //! - `GET /openapi.json`: the OpenAPI document of every listener ([`super::OPENAPI`]).
@@ -56,6 +57,7 @@ pub static ADMIN: &[Endpoint] = &[
     Endpoint::new(Method::POST, "/v1/revocations", |r| r.to(super::revoke::add)),
     Endpoint::new(Method::GET, "/v1/revocations", |r| r.to(super::revoke::list)),
     Endpoint::new(Method::DELETE, "/v1/revocations/{id}", |r| r.to(super::revoke::remove)),
+    Endpoint::new(Method::GET, "/v1/revocations/{id}/issued", |r| r.to(super::revoke::issued)),
     Endpoint::new(Method::POST, super::signals::PUSH_PATH, |r| r.to(super::signals::push)),
     Endpoint::new(Method::GET, "/openapi.json", |r| r.to(openapi)),
     Endpoint::new(Method::GET, "/healthz", |r| r.to(super::healthz)),

@@ -58,6 +58,13 @@ pub enum WireError {
     /// A bug or misconfiguration.
     Internal,
     MethodNotAllowed,
+    /// Introspection: no client authentication, or one that does not verify (RFC 6749
+    /// §5.2).
+    InvalidClient,
+    /// Introspection: more than one client authentication method (RFC 6749 §2.3).
+    MultipleClientAuthentication,
+    /// Introspection: no `token` parameter (RFC 7662 §2.1).
+    MissingToken,
 }
 
 impl WireError {
@@ -68,6 +75,8 @@ impl WireError {
             Self::Unavailable | Self::UpstreamUnusable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::MultipleClientAuthentication | Self::MissingToken => StatusCode::BAD_REQUEST,
             Self::ContentType
             | Self::MalformedBody
             | Self::RepeatedParameter
@@ -101,6 +110,8 @@ impl WireError {
                 "temporarily_unavailable"
             }
             Self::Internal => "server_error",
+            Self::InvalidClient => "invalid_client",
+            Self::MultipleClientAuthentication | Self::MissingToken => "invalid_request",
             Self::ContentType
             | Self::BodyTooLarge
             | Self::TokenTooLarge
@@ -157,6 +168,9 @@ impl WireError {
             Self::UpstreamUnusable => "A service Tessera depends on gave an answer Tessera cannot use.",
             Self::Internal => "Internal error.",
             Self::MethodNotAllowed => "Use POST.",
+            Self::InvalidClient => "Client authentication failed.",
+            Self::MultipleClientAuthentication => "Use one client authentication method.",
+            Self::MissingToken => "The token parameter is required.",
         }
     }
 

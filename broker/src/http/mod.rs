@@ -17,6 +17,7 @@ pub mod admin_auth;
 pub mod drain;
 pub(crate) mod error;
 pub mod host;
+pub mod introspect;
 mod revoke;
 pub mod server;
 mod signals;
@@ -80,6 +81,8 @@ pub const SPIFFE_BUNDLE_PATH: &str = "/v1/spiffe/bundle";
 pub static PUBLIC: &[Endpoint] = &[
     Endpoint::new(Method::POST, "/v1/token", |r| r.to(token::exchange)),
     Endpoint { method: None, path: "/v1/token", handler: |r| r.to(method_not_allowed) },
+    Endpoint::new(Method::POST, "/v1/introspect", |r| r.to(introspect::introspect)),
+    Endpoint { method: None, path: "/v1/introspect", handler: |r| r.to(method_not_allowed) },
     Endpoint::new(Method::GET, "/.well-known/openid-configuration", |r| r.to(discovery)),
     Endpoint::new(Method::GET, "/.well-known/jwks.json", |r| r.to(jwks)),
     Endpoint::new(Method::GET, SPIFFE_BUNDLE_PATH, |r| r.to(spiffe_bundle)),

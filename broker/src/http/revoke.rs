@@ -1,8 +1,10 @@
 //! The admin listener's revocation routes: `POST /v1/revocations`, `GET /v1/revocations`,
-//! `DELETE /v1/revocations/{id}` (see [`crate::revocation`]). Each change is committed to
-//! the audit store before it is answered, takes effect on this broker's exchanges at
-//! once (an added one also purges the credentials it names from the caches), is announced
-//! to the other replicas through Redis when configured, and is logged with its author.
+//! `DELETE /v1/revocations/{id}`, `GET /v1/revocations/{id}/issued` (see
+//! [`crate::revocation`]). Each change is committed to the audit store before it is
+//! answered, takes effect on this broker's exchanges at once (an added one also purges the
+//! credentials it names from the caches, and takes back what targets can take back before
+//! it is answered), is announced to the other replicas through Redis when configured, and
+//! is logged with its author.
 
 use std::sync::Arc;
 
@@ -95,4 +97,34 @@ async fn remove_revocation(broker: &Broker, req: &HttpRequest, id: &str) -> Answ
     broker.propagation().announce(Change::Removed, &revocation.id).await;
     tracing::warn!(revocation = %revocation.id, author = %by, reason = "TS-REVOKE-REMOVE", "revocation removed");
     Ok(HttpResponse::Ok().json(&revocation))
+}
+
+pub(super) async fn issued(broker: web::Data<Arc<Broker>>, id: web::Path<String>) -> HttpResponse {
+    issued_by(&broker, &id).await.unwrap_or_else(|refused| refused)
+}
+
+/// What revocation `id` names that is still valid, by the audit store.
+async fn issued_by(broker: &Broker, id: &str) -> Answer {
+    let store = store(broker)?;
+    if id.len() > MAX_FIELD {
+        return Err(bad_request("invalid_request", "the revocation id is too long"));
+    }
+    let all = store.revocations(true).await.map_err(|e| store_failed(&e))?;
+    let Some(revocation) = all.into_iter().find(|r| r.id == id) else {
+        return Err(HttpResponse::NotFound().json(json!({
+            "error": "no_such_revocation",
+            "message": format!("no revocation `{id}`"),
+        })));
+    };
+    let now_ms = broker.clock().now_millis();
+    let targets: Vec<_> = broker.pipeline().targets().cloned().collect();
+    let outstanding = crate::revocation::outstanding(store, &targets, &revocation, now_ms)
+        .await
+        .map_err(|e| store_failed(&e))?;
+    let listed = Listed { in_force: revocation.in_force(now_ms), revocation: &revocation };
+    let mut body = serde_json::to_value(&outstanding).unwrap_or_default();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("revocation".into(), serde_json::to_value(&listed).unwrap_or_default());
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

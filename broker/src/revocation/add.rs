@@ -1,7 +1,8 @@
 //! Making a revocation, whoever asks (the admin API, `tessera revoke` through it, a
 //! shared signal): committed to the store first, then enforced by this broker at once,
 //! announced to the other replicas (through Redis when configured), the credentials it
-//! names purged from the caches, and the configured SSF receivers told (in the
+//! names purged from the caches, what targets can take back taken back (PostgreSQL
+//! logins dropped) before it is answered, and the configured SSF receivers told (in the
 //! background: telling them never delays or undoes the revocation).
 
 use crate::audit::store::{AuditStore, StoreError, rfc3339_ms};
@@ -40,6 +41,7 @@ pub async fn add(broker: &Broker, store: &AuditStore, revocation: &Revocation) -
     broker.pipeline().revocations().add(revocation.clone());
     broker.propagation().announce(super::Change::Added, &revocation.id).await;
     let (local, shared) = broker.pipeline().cache().purge(revocation).await;
+    broker.enforce(revocation).await;
     tracing::warn!(
         revocation = %revocation.id,
         kind = revocation.matcher.kind(),

@@ -15,6 +15,7 @@ use tessera_adapters::Identity;
 use crate::mapping::glob::Pattern;
 
 mod add;
+mod issued;
 mod poll;
 mod propagate;
 mod set;
@@ -22,6 +23,7 @@ pub mod ssf;
 pub mod ssf_receive;
 pub mod ssf_transmit;
 pub use add::add;
+pub use issued::{AwsDenyPolicy, Held, MAX_LISTED, Outstanding, Remedy, RevokedTokens, enforce, outstanding};
 pub use poll::{POLL_INTERVAL, spawn_poller};
 pub use propagate::{Change, Propagation, spawn_subscriber};
 pub use set::{RevocationSet, Revoked};

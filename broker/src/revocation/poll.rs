@@ -38,7 +38,7 @@ pub fn spawn_poller(broker: Arc<Broker>) -> Option<JoinHandle<()>> {
                         tracing::info!("revocations read from the store again");
                         failing = false;
                     }
-                    refresh(&broker, list);
+                    refresh(&broker, list).await;
                 }
                 Err(e) if !failing => {
                     failing = true;
@@ -51,13 +51,15 @@ pub fn spawn_poller(broker: Arc<Broker>) -> Option<JoinHandle<()>> {
 }
 
 /// Enforce `list` from now on, and purge the caches of what the new ones in it name.
-fn refresh(broker: &Broker, list: Vec<super::Revocation>) {
+async fn refresh(broker: &Broker, list: Vec<super::Revocation>) {
     let set = broker.pipeline().revocations();
     let known: HashSet<String> = set.all().iter().map(|r| r.id.clone()).collect();
     let now_ms = broker.clock().now_millis();
     let new: Vec<_> = list.iter().filter(|r| !known.contains(&r.id) && r.in_force(now_ms)).cloned().collect();
+    broker.revoked_tokens().retain(&list.iter().map(|r| r.id.as_str()).collect());
     set.replace(list);
     for revocation in new {
+        broker.enforce(&revocation).await;
         // The replica that made it purged the shared cache; a shared entry it missed is
         // never served anyway (exchanges check revocations before the cache, and an
         // issued-token one again once the credential is in hand).

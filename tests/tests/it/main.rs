@@ -30,6 +30,7 @@ mod reload;
 mod relying_party;
 mod replicas;
 mod revocations;
+mod revoke_issued;
 mod signals;
 mod targets_aws;
 mod targets_cloud;

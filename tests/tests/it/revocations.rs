@@ -19,7 +19,7 @@ use crate::targets_aws as aws;
 use crate::{JWT_TARGET, RULES, oidc_source};
 
 /// `method` on the admin API at `path`, with a bearer token if given.
-async fn call(
+pub(crate) async fn call(
     broker: &TestBroker,
     method: &str,
     path: &str,
@@ -130,7 +130,7 @@ fn on_postgres(issuer: &TestIssuer, db: &TestPostgres) -> BrokerOptions {
 }
 
 /// `tessera revoke` against `admin_url`; its stdout.
-fn revoke(admin_url: &str, args: &[&str]) -> String {
+pub(crate) fn revoke(admin_url: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(tessera_tests::agent::tessera_binary())
         .args(["--log-format", "text", "revoke", "--admin-url", admin_url])
         .args(args)

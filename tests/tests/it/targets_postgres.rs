@@ -35,7 +35,8 @@ async fn broker(cluster: &PasswordPostgres, issuer: &TestIssuer) -> TestBroker {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     std::fs::write(dir.path().join("orders-db-admin-url"), cluster.admin_url()).unwrap();
     let target = "- name: orders-db\n  type: postgres\n  admin_url: ${file:orders-db-admin-url}\n  groups: [orders_read]\n  owner: app_owner\n  sweep_interval: 1s\n  timeout: 5s\n";
-    let mut options = BrokerOptions::new(&oidc_source(issuer), target).mapping("10-db.yaml", RULES);
+    let mut options =
+        BrokerOptions::new(&oidc_source(issuer), target).mapping("10-db.yaml", RULES).with_admin();
     options.dir = Some(dir);
     spawn_broker(options).await
 }
@@ -412,4 +413,46 @@ async fn the_sql_tessera_trust_prints_is_all_the_database_needs() {
     tessera_tests::postgres::psql(&format!(
         "DROP ROLE \"{user}\"; DROP ROLE {admin}; DROP ROLE {group}; DROP ROLE {owner}"
     ));
+}
+
+/// Issue 20: "revocation drops the role at once". A revocation naming a workload drops its
+/// login before the revocation is answered; another workload's login stays; a second
+/// revocation naming the same workload finds nothing left to drop and fails nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_a_workload_drops_its_login_at_once() {
+    let (cluster, issuer, broker) = setup().await;
+    let (status, body) = broker.exchange(&token(&issuer, &broker, "svc-orders"), "orders-db").await;
+    assert_eq!(status, 200, "{body}");
+    let identity = broker.audit_events().pop().unwrap()["identity"]["id"].as_str().unwrap().to_string();
+    let (user, password) = creds(&body);
+    let (status, other) = broker.exchange(&token(&issuer, &broker, "svc-billing"), "orders-db").await;
+    assert_eq!(status, 200, "{other}");
+    let (other_user, other_password) = creds(&other);
+    let seen = login(&cluster, &user, &password, &["SELECT item FROM app.orders"]).await;
+    assert_eq!(seen["connected"], true, "{seen}");
+
+    let revoke = |matcher: Value| {
+        let body = serde_json::json!({ "match": matcher, "reason": "repository compromised" });
+        crate::revocations::call(&broker, "POST", "/v1/revocations", None, Some(body))
+    };
+    let (status, made) = revoke(serde_json::json!({ "kind": "identity", "id": identity })).await;
+    assert_eq!(status, 201, "{made}");
+    assert!(!role_exists(&cluster, &user), "dropped before the revocation was answered");
+    let refused = login(&cluster, &user, &password, &[]).await;
+    assert!(refused_password(&refused), "{refused}");
+    assert!(role_exists(&cluster, &other_user), "another workload's login stays");
+    let still = login(&cluster, &other_user, &other_password, &[]).await;
+    assert_eq!(still["connected"], true, "{still}");
+
+    // Again, by a glob naming the same workload: idempotent.
+    let (status, again) =
+        revoke(serde_json::json!({ "kind": "identity_glob", "pattern": "*svc-orders" })).await;
+    assert_eq!(status, 201, "{again}");
+    let id = made["id"].as_str().unwrap();
+    let (status, listing) =
+        crate::revocations::call(&broker, "GET", &format!("/v1/revocations/{id}/issued"), None, None).await;
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(listing["targets"][0]["action"], "dropped", "{listing}");
+    assert_eq!(listing["credentials"][0]["identity"], identity.as_str());
+    broker.stop().await;
 }

@@ -13,8 +13,8 @@ use crate::clock::{Clock, format_rfc3339};
 use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, PostgresCredentials, RequestDescription, RuleParam, RuleText,
-    TargetError,
+    CredentialTarget, Grant, IssuedCredential, PostgresCredentials, RequestDescription, RevokeError,
+    RevokeReport, RuleParam, RuleText, TargetError,
 };
 use crate::targets::upstream;
 
@@ -322,6 +322,11 @@ impl CredentialTarget for PostgresTarget {
                 database: s.database.clone(),
             }),
         })
+    }
+
+    /// Drops the identities' logins at once (see `revoke.rs`).
+    async fn revoke(&self, identities: &[String]) -> Result<RevokeReport, RevokeError> {
+        Ok(self.drop_identities(identities).await?)
     }
 
     fn start(&self) {

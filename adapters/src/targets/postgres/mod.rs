@@ -12,9 +12,11 @@
 //!   transaction, and the mapping of PostgreSQL errors to
 //!   [`TargetError`](crate::TargetError).
 //! - `sweep.rs`: the bounded background sweep of expired logins.
+//! - `revoke.rs`: the logins of revoked identities dropped at once.
 
 mod config;
 mod issue;
+mod revoke;
 mod sql;
 mod sweep;
 #[cfg(test)]

@@ -80,8 +80,10 @@ impl PostgresTarget {
             .await?;
         let mut report = SweepReport::default();
         for (role,) in expired {
-            match inner.bounded(drop_login(inner, &role)).await {
-                Ok(()) => report.dropped.push(role),
+            match inner.bounded(drop_login(inner, &role, false)).await {
+                Ok(true) => report.dropped.push(role),
+                // Another replica dropped it first.
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(target_name = %s.name, role = %role, code = e.code(), error = %e, "expired postgres login not dropped");
                     report.failed += 1;
@@ -93,17 +95,33 @@ impl PostgresTarget {
 }
 
 /// Drop one login in one transaction: take its privileges (PostgreSQL requires them of
-/// whoever reassigns or drops what a role owns), end its sessions if configured, hand what
-/// it owns to the owner, drop its remaining privileges and the role.
-async fn drop_login(inner: &Inner, role: &str) -> Result<(), TargetError> {
+/// whoever reassigns or drops what a role owns), end its sessions (always when `terminate`,
+/// else if configured), hand what it owns to the owner, drop its remaining privileges and
+/// the role. Idempotent: replicas sweeping or revoking at once take a transaction lock on
+/// the role's name first, and a role already gone is `Ok(false)`.
+pub(super) async fn drop_login(inner: &Inner, role: &str, terminate: bool) -> Result<bool, TargetError> {
     let s = &inner.settings;
     let ident = |name: &str| quote_ident(name).map_err(|e| crate::targets::upstream::upstream(false, e));
     let (quoted, owner) = (ident(role)?, ident(&s.owner)?);
     let mut tx = inner.begin().await?;
+    sqlx::query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))")
+        .bind(role)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error(&e, "locking the login"))?;
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1")
+        .bind(role)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_error(&e, "looking up the login"))?;
+    if exists.is_none() {
+        tx.commit().await.map_err(|e| db_error(&e, "committing"))?;
+        return Ok(false);
+    }
     tx.execute(format!("GRANT {quoted} TO CURRENT_USER").as_str())
         .await
         .map_err(|e| db_error(&e, "taking the login's privileges"))?;
-    if s.terminate_sessions {
+    if terminate || s.terminate_sessions {
         sqlx::query(
             "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = $1",
         )
@@ -119,5 +137,6 @@ async fn drop_login(inner: &Inner, role: &str) -> Result<(), TargetError> {
     ] {
         tx.execute(statement.as_str()).await.map_err(|e| db_error(&e, what))?;
     }
-    tx.commit().await.map_err(|e| db_error(&e, "committing the drop"))
+    tx.commit().await.map_err(|e| db_error(&e, "committing the drop"))?;
+    Ok(true)
 }

@@ -46,6 +46,18 @@ enum RevokeCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// What a revocation names that is still valid (from the audit store), and per target
+    /// what can take it back: AWS deny policies ready to attach, logins dropped, guidance.
+    #[command(
+        after_help = "Example:\n  tessera revoke --admin-url http://127.0.0.1:8081 issued 0193a1b2-... --format json"
+    )]
+    Issued {
+        /// The revocation's id, as `tessera revoke list` shows it.
+        id: String,
+        /// `text` for people, `json` for tools.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Remove a revocation by its id; it stays on record as removed.
     #[command(after_help = "Example:\n  tessera revoke --admin-url http://127.0.0.1:8081 remove <id>")]
     Remove {
@@ -127,6 +139,7 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
         }
         RevokeCommand::List { removed, .. } => client.get(format!("{url}?removed={removed}")),
         RevokeCommand::Remove { id } => client.delete(format!("{url}/{id}")),
+        RevokeCommand::Issued { id, .. } => client.get(format!("{url}/{id}/issued")),
     };
     let request = match &args.token_file {
         Some(path) => {
@@ -145,7 +158,9 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
         RevokeCommand::List { format: Format::Text, .. } => print!("{}", table(body.get("revocations"))),
         RevokeCommand::Add(_) => println!("revoked: {}", text(&body, "id")),
         RevokeCommand::Remove { id } => println!("removed: {id}"),
-        RevokeCommand::List { format: Format::Json, .. } => {
+        RevokeCommand::Issued { format: Format::Text, .. } => print!("{}", issued(&body)),
+        RevokeCommand::Issued { format: Format::Json, .. }
+        | RevokeCommand::List { format: Format::Json, .. } => {
             println!("{}", serde_json::to_string_pretty(&body)?)
         }
     }
@@ -193,6 +208,52 @@ fn table(revocations: Option<&Value>) -> String {
             text(r, "author"),
             text(r, "reason"),
         ));
+    }
+    out
+}
+
+/// The credentials still valid, one line each, then per target what takes them back, with
+/// each AWS policy and the command that attaches it.
+fn issued(body: &Value) -> String {
+    let empty = Vec::new();
+    let list = |key: &str| body.get(key).and_then(Value::as_array).unwrap_or(&empty).clone();
+    let credentials = list("credentials");
+    let mut out = format!("{} credential(s) still valid as of {}\n", credentials.len(), text(body, "as_of"));
+    if !credentials.is_empty() {
+        out.push_str(&format!(
+            "{:<20} {:<11} {:<24} {:<24} {:<71} {} (RULE)\n",
+            "TARGET", "KIND", "ISSUED", "EXPIRES", "FINGERPRINT", "IDENTITY"
+        ));
+    }
+    for c in &credentials {
+        out.push_str(&format!(
+            "{:<20} {:<11} {:<24} {:<24} {:<71} {} ({})\n",
+            text(c, "target"),
+            text(c, "kind"),
+            text(c, "issued_at"),
+            text(c, "expires_at"),
+            text(c, "fingerprint"),
+            text(c, "identity"),
+            text(c, "rule"),
+        ));
+    }
+    if body.get("truncated").and_then(Value::as_bool) == Some(true) {
+        out.push_str("(more credentials than listed)\n");
+    }
+    if let Some(note) = body.get("note").and_then(Value::as_str) {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    for t in list("targets") {
+        out.push_str(&format!(
+            "\n{} ({}): {}\n  {}\n",
+            text(&t, "target"),
+            text(&t, "kind"),
+            text(&t, "action"),
+            text(&t, "text")
+        ));
+        for p in t.get("policies").and_then(Value::as_array).unwrap_or(&empty) {
+            out.push_str(&format!("  role {}:\n    {}\n", text(p, "role_arn"), text(p, "command")));
+        }
     }
     out
 }
