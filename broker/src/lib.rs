@@ -40,6 +40,7 @@ pub mod exchange;
 pub mod explain;
 pub mod http;
 pub mod issuer;
+pub mod jwt_bearer;
 pub mod mapping;
 pub mod metrics;
 pub mod ratelimit;
