@@ -75,6 +75,7 @@ registry! {
     azure => Azure(crate::targets::azure::AzureTargetConfig),
     gcp => Gcp(crate::targets::gcp::GcpTargetConfig),
     jwt => Jwt(crate::targets::jwt::JwtTargetConfig),
+    jwt_grant => JwtGrant(crate::targets::jwt_grant::JwtGrantTargetConfig),
     kubernetes => Kubernetes(crate::targets::kubernetes::KubernetesTargetConfig),
     postgres => Postgres(crate::targets::postgres::PostgresTargetConfig),
     spiffe => Spiffe(crate::targets::spiffe::SpiffeTargetConfig),

@@ -191,7 +191,11 @@ mod tests {
     use super::*;
 
     fn token(claims: &Value) -> String {
-        format!("{}.{}.c2ln", URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256"}"#), URL_SAFE_NO_PAD.encode(claims.to_string()))
+        format!(
+            "{}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
     }
 
     fn checks(clock: &Arc<ManualClock>) -> AssertionChecks {
@@ -212,7 +216,10 @@ mod tests {
             claims[k] = v;
             token(&claims)
         };
-        assert!(matches!(c.check(&with("aud", json!("https://c.example"))).await, Err(AssertionError::Audience)));
+        assert!(matches!(
+            c.check(&with("aud", json!("https://c.example"))).await,
+            Err(AssertionError::Audience)
+        ));
         assert!(matches!(c.check(&token(&base)).await, Err(AssertionError::Audience)), "no aud");
         assert!(matches!(
             c.check(&with("aud", json!(["https://c.example", 5]))).await,
@@ -228,14 +235,17 @@ mod tests {
         no_exp["aud"] = json!("https://b.example");
         no_exp["exp"] = json!("1000300");
         assert!(matches!(c.check(&token(&no_exp)).await, Err(AssertionError::MissingExpiry)));
-        c.check(&with("aud", json!(["https://c.example", "https://b.example/v1/token"]))).await.expect("token endpoint");
+        c.check(&with("aud", json!(["https://c.example", "https://b.example/v1/token"])))
+            .await
+            .expect("token endpoint");
     }
 
     #[tokio::test]
     async fn a_jti_is_accepted_once_per_issuer_until_its_assertion_expires() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let c = checks(&clock);
-        let claims = json!({ "iss": "https://a.example", "aud": "https://b.example", "exp": 1_000_300, "jti": "j-1" });
+        let claims =
+            json!({ "iss": "https://a.example", "aud": "https://b.example", "exp": 1_000_300, "jti": "j-1" });
         c.check(&token(&claims)).await.expect("first use");
         let again = c.check(&token(&claims)).await;
         assert!(matches!(again, Err(AssertionError::Replayed)), "{again:?}");

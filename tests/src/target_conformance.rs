@@ -84,6 +84,15 @@ pub fn target_under_test(kind: &str) -> Option<TargetUnderTest> {
             bad_template: "claims: { team: \"{attributes.kit_missing}\" }",
             upstream: false,
         },
+        // A grant takes any claim value: the bad template names an attribute the identity
+        // lacks, which no rule can render.
+        "jwt_grant" => TargetUnderTest {
+            kind: "jwt_grant",
+            target: |_| "authorization_server: https://tessera.b.kit.example\n".into(),
+            grant: "claims: { team: payments }",
+            bad_template: "claims: { team: \"{attributes.kit_missing}\" }",
+            upstream: false,
+        },
         // The bad value rendered into the path is no SPIFFE ID path (spaces).
         "spiffe" => TargetUnderTest {
             kind: "spiffe",

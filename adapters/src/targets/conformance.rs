@@ -115,6 +115,13 @@ pub fn fixture(kind: &str) -> Option<TargetFixture> {
             scope: Some("invoices:read"),
             lifetime: Lifetime::Requested("ttl"),
         },
+        "jwt_grant" => TargetFixture {
+            config: json!({ "authorization_server": "https://tessera.b.example", "max_ttl": "10m" }),
+            params: json!({}),
+            varied: vec![],
+            scope: Some("ledger:read"),
+            lifetime: Lifetime::Requested("ttl"),
+        },
         "spiffe" => TargetFixture {
             config: json!({ "trust_domain": "kit.example", "audiences": ["ledger", "reports"] }),
             params: json!({ "path": "/payments/deploy", "audience": "ledger" }),

@@ -6,6 +6,7 @@ pub mod azure;
 mod conformance;
 pub mod gcp;
 pub mod jwt;
+pub mod jwt_grant;
 pub mod kubernetes;
 pub mod postgres;
 /// What the targets that hand the workload a JWT Tessera signs share (`spiffe`, `kubernetes`).

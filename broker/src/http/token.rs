@@ -313,7 +313,10 @@ fn jwt_bearer_request(
     }
     Ok(ExchangeRequest {
         request_id: request_id.to_string(),
-        subject_token: SubjectToken { token_type: SubjectTokenType::Jwt, value: Secret::new(assertion.to_string()) },
+        subject_token: SubjectToken {
+            token_type: SubjectTokenType::Jwt,
+            value: Secret::new(assertion.to_string()),
+        },
         audience: audience.to_string(),
         scope: scope.map(|s| s.trim().to_string()),
         requested_token_type: None,
@@ -439,8 +442,13 @@ mod tests {
     #[test]
     fn a_jwt_bearer_grant_carries_its_assertion_as_a_jwt_and_needs_an_audience() {
         const BEARER: &str = grant_type::JWT_BEARER;
-        let r = request(&[("grant_type", BEARER), ("assertion", "a.b.c\n"), ("audience", "api"), ("scope", "read")])
-            .expect("accepted");
+        let r = request(&[
+            ("grant_type", BEARER),
+            ("assertion", "a.b.c\n"),
+            ("audience", "api"),
+            ("scope", "read"),
+        ])
+        .expect("accepted");
         assert_eq!(r.grant_type, GrantType::JwtBearer);
         assert_eq!(r.subject_token.token_type, SubjectTokenType::Jwt);
         assert_eq!(r.subject_token.value.expose(), "a.b.c");
@@ -453,7 +461,8 @@ mod tests {
             request(&[("grant_type", BEARER), ("assertion", "a.b.c")]).err(),
             Some(WireError::MissingAudience)
         );
-        for name in ["subject_token", "subject_token_type", "requested_token_type", "actor_token", "resource"] {
+        for name in ["subject_token", "subject_token_type", "requested_token_type", "actor_token", "resource"]
+        {
             let pairs = [("grant_type", BEARER), ("assertion", "a.b.c"), ("audience", "api"), (name, "x")];
             assert_eq!(request(&pairs).err(), Some(WireError::ParameterNotForGrant), "{name}");
         }
