@@ -77,6 +77,7 @@ registry! {
     jwt => Jwt(crate::targets::jwt::JwtTargetConfig),
     jwt_grant => JwtGrant(crate::targets::jwt_grant::JwtGrantTargetConfig),
     kubernetes => Kubernetes(crate::targets::kubernetes::KubernetesTargetConfig),
+    oauth => Oauth(crate::targets::oauth::OauthTargetConfig),
     postgres => Postgres(crate::targets::postgres::PostgresTargetConfig),
     spiffe => Spiffe(crate::targets::spiffe::SpiffeTargetConfig),
 }

@@ -122,6 +122,16 @@ pub fn fixture(kind: &str) -> Option<TargetFixture> {
             scope: Some("ledger:read"),
             lifetime: Lifetime::Requested("ttl"),
         },
+        "oauth" => TargetFixture {
+            config: json!({ "token_endpoint": DEAD_ENDPOINT, "insecure_http": true, "audience": "ledger" }),
+            params: json!({ "resource": "https://ledger.example" }),
+            varied: vec![
+                ("audience", "audience", json!("reports")),
+                ("resource", "resource", json!("https://reports.example")),
+            ],
+            scope: Some("ledger:read"),
+            lifetime: Lifetime::SetByPlatform("the authorization server sets expires_in"),
+        },
         "spiffe" => TargetFixture {
             config: json!({ "trust_domain": "kit.example", "audiences": ["ledger", "reports"] }),
             params: json!({ "path": "/payments/deploy", "audience": "ledger" }),

@@ -6,6 +6,7 @@ mod admin_auth;
 mod agent;
 mod audit_store;
 mod aws_iam;
+mod chaining;
 mod cli;
 mod config_schemas;
 mod conformance;
