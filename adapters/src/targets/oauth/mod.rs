@@ -11,6 +11,9 @@
 //! - `issue.rs`: [`OauthTarget`]: the assertion, the token request and reading the answer.
 
 mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod issue;
 #[cfg(test)]
 mod tests;
