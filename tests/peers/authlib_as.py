@@ -14,6 +14,7 @@ import urllib.request
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7523 import JWTBearerGrant
 from flask import Flask, jsonify, request
 from joserfc.jwk import KeySet
@@ -91,9 +92,9 @@ server.register_grant(TesseraAssertion)
 @app.route("/token", methods=["POST"])
 def token():
     # RFC 7523 leaves client authentication to the server; this one asks for it (RFC 6749
-    # §2.3.1, HTTP Basic) before the grant is looked at.
-    auth = request.authorization
-    if auth is None or auth.type != "basic" or (auth.username, auth.password) != (CLIENT_ID, CLIENT_SECRET):
+    # §2.3.1, HTTP Basic, each part form-urlencoded, read by Authlib) before the grant is
+    # looked at.
+    if extract_basic_authorization(request.headers) != (CLIENT_ID, CLIENT_SECRET):
         return jsonify(error="invalid_client"), 401
     return server.create_token_response()
 

@@ -262,19 +262,25 @@ fn to_request(
     let token_type = params.get("subject_token_type").ok_or(WireError::MissingSubjectTokenType)?;
     let token_type = SubjectTokenType::from_uri(token_type).ok_or(WireError::UnsupportedSubjectTokenType)?;
     let audience = params.get("audience").ok_or(WireError::MissingAudience)?;
-    let scope = params.get("scope");
-    if scope.is_some_and(|s| s.split(' ').filter(|p| !p.is_empty()).count() > 1) {
-        return Err(WireError::MultipleScopes);
-    }
+    let scope = single_scope(&params)?;
     Ok(ExchangeRequest {
         request_id: request_id.to_string(),
         subject_token: SubjectToken { token_type, value: Secret::new(token.to_string()) },
         audience: audience.to_string(),
-        scope: scope.map(|s| s.trim().to_string()),
+        scope,
         requested_token_type: params.get("requested_token_type").map(str::to_string),
         client_addr,
         grant_type: GrantType::TokenExchange,
     })
+}
+
+/// The one scope value a request may name, trimmed.
+fn single_scope(params: &Params) -> Result<Option<String>, WireError> {
+    let scope = params.get("scope");
+    if scope.is_some_and(|s| s.split(' ').filter(|p| !p.is_empty()).count() > 1) {
+        return Err(WireError::MultipleScopes);
+    }
+    Ok(scope.map(|s| s.trim().to_string()))
 }
 
 /// An RFC 7523 §2.1 JWT bearer grant: `assertion` (one JWT), `audience` naming the target
@@ -307,10 +313,7 @@ fn jwt_bearer_request(
         return Err(WireError::TokenTooLarge);
     }
     let audience = params.get("audience").ok_or(WireError::MissingAudience)?;
-    let scope = params.get("scope");
-    if scope.is_some_and(|s| s.split(' ').filter(|p| !p.is_empty()).count() > 1) {
-        return Err(WireError::MultipleScopes);
-    }
+    let scope = single_scope(params)?;
     Ok(ExchangeRequest {
         request_id: request_id.to_string(),
         subject_token: SubjectToken {
@@ -318,7 +321,7 @@ fn jwt_bearer_request(
             value: Secret::new(assertion.to_string()),
         },
         audience: audience.to_string(),
-        scope: scope.map(|s| s.trim().to_string()),
+        scope,
         requested_token_type: None,
         client_addr,
         grant_type: GrantType::JwtBearer,

@@ -15,7 +15,12 @@ pub(super) fn render(plan: &Plan<'_>, config: &JwtTargetConfig) -> String {
 /// keys, the `aud` it must require, the algorithm, and each rule's subjects. Also what a
 /// foreign authorization server configures to take the assertions of a `jwt_grant` or
 /// `oauth` target.
-pub(super) fn relying_party(plan: &Plan<'_>, name: &str, audience: &str, algorithm: SigningAlgorithm) -> String {
+pub(super) fn relying_party(
+    plan: &Plan<'_>,
+    name: &str,
+    audience: &str,
+    algorithm: SigningAlgorithm,
+) -> String {
     let rules: Vec<_> = plan
         .grants
         .iter()

@@ -94,11 +94,12 @@ pub fn invalid_token_body() -> Value {
 /// Every `broker.yaml` of `examples/<scenario>/`, and of its folders for a scenario of
 /// several brokers (`examples/two-trust-domains/domain-b/`), sorted.
 pub fn example_broker_configs() -> Vec<std::path::PathBuf> {
-    let scenarios: Vec<std::path::PathBuf> = std::fs::read_dir(tessera_tests::python::root().join("examples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let scenarios: Vec<std::path::PathBuf> =
+        std::fs::read_dir(tessera_tests::python::root().join("examples"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
     let mut configs: Vec<std::path::PathBuf> = scenarios
         .iter()
         .flat_map(|dir| {
