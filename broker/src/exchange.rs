@@ -377,6 +377,10 @@ impl Pipeline {
             None
         };
         if let Some(revoked) = self.revocations.identity(verified.identity(), jti.as_deref(), now_ms) {
+            // A revoked assertion is no longer a valid grant (RFC 7523 §3.1).
+            if req.grant_type == GrantType::JwtBearer && revoked.subject_token {
+                return Err(AssertionError::Revoked(revoked.id).into());
+            }
             return Err(revoked.into());
         }
         // Counted once the identity is proven, so a forged token cannot spend another

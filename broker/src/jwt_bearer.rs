@@ -48,6 +48,9 @@ pub enum AssertionError {
     /// This `jti` of this issuer was accepted before and has not expired.
     #[error("assertion was already used: its `jti` is in the replay cache")]
     Replayed,
+    /// A revocation names the assertion's `jti`.
+    #[error("assertion revoked by revocation {0}")]
+    Revoked(String),
     /// The replay cache could not answer (Redis down, or full): refused, as an assertion
     /// whose single use cannot be checked may be a replay.
     #[error("replay cache unavailable: {0}")]
@@ -64,6 +67,7 @@ impl AssertionError {
             Self::MissingExpiry => "TS-JWTB-EXP",
             Self::MissingJti => "TS-JWTB-JTI",
             Self::Replayed => "TS-JWTB-REPLAY",
+            Self::Revoked(_) => "TS-REVOKED",
             Self::ReplayCache(_) => "TS-JWTB-REPLAY-CACHE",
         }
     }

@@ -240,7 +240,8 @@ impl From<&ExchangeError> for WireError {
                 | AssertionError::Audience
                 | AssertionError::MissingExpiry
                 | AssertionError::MissingJti
-                | AssertionError::Replayed => Self::InvalidGrant,
+                | AssertionError::Replayed
+                | AssertionError::Revoked(_) => Self::InvalidGrant,
                 AssertionError::ReplayCache(_) => Self::Unavailable,
             },
         }
@@ -311,6 +312,7 @@ mod tests {
             AssertionError::Audience,
             AssertionError::MissingJti,
             AssertionError::Replayed,
+            AssertionError::Revoked("rev-1".into()),
         ] {
             let e = WireError::from(&ExchangeError::Assertion(refusal));
             assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, "invalid_grant"));
