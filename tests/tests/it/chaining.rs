@@ -2,7 +2,7 @@
 //! brokers, each its own trust domain and issuer. Domain A turns a workload's platform
 //! token into a JWT authorization grant for domain B (`jwt_grant` target); domain B takes
 //! it by the RFC 7523 JWT bearer grant, with B's rules deciding, and refuses an assertion
-//! not meant for it, expired or replayed (on any replica sharing Redis), each
+//! not meant for it, expired, revoked or replayed (on any replica sharing Redis), each
 //! `invalid_grant` with its audit reason. Domain A's `oauth` target redeems a Tessera
 //! assertion at B and at Authlib's RFC 7523 `JWTBearerGrant`, a third-party server.
 
@@ -105,7 +105,8 @@ async fn domains(replicas: usize) -> Domains {
     for i in 0..replicas {
         let mut b = BrokerOptions::new(&source_b(port_a), TARGETS_B)
             .mapping("10-b.yaml", RULES_B)
-            .replica_of(ISSUER_B, keys.path());
+            .replica_of(ISSUER_B, keys.path())
+            .with_admin();
         b.port = (i == 0).then_some(port_b);
         b.clock = Arc::clone(&clock);
         b.extra = redis.as_ref().map(TestRedis::config).unwrap_or_default();
@@ -223,6 +224,15 @@ async fn assertions_for_another_server_expired_or_replayed_are_invalid_grant() {
     assert_eq!(last_reason(b1), "TS-JWTB-REPLAY");
     assert_eq!(redeem_at(b2, &once).await, (400, invalid_grant()), "the other replica saw it through Redis");
     assert_eq!(last_reason(b2), "TS-JWTB-REPLAY");
+
+    // Revoked: a revocation naming the grant's `jti` refuses it.
+    let revoked = grant("svc-payments", "domain-b").await;
+    let jti = decode_jws(&revoked).unwrap().claims["jti"].as_str().unwrap().to_string();
+    let revocation = json!({ "match": { "kind": "subject_jti", "jti": jti }, "reason": "leaked grant" });
+    let (status, made) = b1.admin_post("/v1/revocations", &revocation).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(redeem_at(b1, &revoked).await, (400, invalid_grant()));
+    assert_eq!(last_reason(b1), "TS-REVOKED");
 
     // Expired: past its two minutes and the source's leeway.
     let late = grant("svc-payments", "domain-b").await;
