@@ -104,6 +104,27 @@ def token_request_seeds():
     write("token_request", urlencode(exchange) + "&audience=gcp-prod")
     write("token_request", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=x")
     write("token_request", '{"grant_type":1}')
+    bearer = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": exchange["subject_token"],
+        "audience": "ledger-api",
+        "scope": "ledger:read",
+    }
+    write("token_request", urlencode(bearer))
+    write("token_request", compact(bearer))
+    write("token_request", urlencode(dict(bearer, subject_token="x")))
+
+
+def oauth_answer_seeds():
+    # The first two bytes are the status (big-endian), the rest the body.
+    for status, body in [
+        (200, {"access_token": "at", "token_type": "Bearer", "expires_in": 3600, "scope": "read"}),
+        (200, {"access_token": "at", "token_type": "N_A", "issued_token_type": "urn:ietf:params:oauth:token-type:jwt"}),
+        (400, {"error": "invalid_grant", "error_description": "jti seen"}),
+        (401, {"error": "invalid_client"}),
+        (503, {}),
+    ]:
+        write("oauth_token_answer", status.to_bytes(2, "big") + compact(body).encode())
 
 
 def introspection_request_seeds():
@@ -250,6 +271,7 @@ def main():
     console_seeds()
     revocation_seeds()
     security_event_seeds()
+    oauth_answer_seeds()
     for folder in sorted(SEEDS.iterdir()):
         print(f"{folder.name}: {len(list(folder.iterdir()))} seeds")
 

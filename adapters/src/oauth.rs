@@ -7,6 +7,8 @@
 pub mod grant_type {
     /// RFC 8693 §2.1: token exchange.
     pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    /// RFC 7523 §2.1: a JWT as an authorization grant.
+    pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 }
 
 /// Token type identifiers (RFC 8693 §3): the values of `subject_token_type`,

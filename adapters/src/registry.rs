@@ -75,7 +75,9 @@ registry! {
     azure => Azure(crate::targets::azure::AzureTargetConfig),
     gcp => Gcp(crate::targets::gcp::GcpTargetConfig),
     jwt => Jwt(crate::targets::jwt::JwtTargetConfig),
+    jwt_grant => JwtGrant(crate::targets::jwt_grant::JwtGrantTargetConfig),
     kubernetes => Kubernetes(crate::targets::kubernetes::KubernetesTargetConfig),
+    oauth => Oauth(crate::targets::oauth::OauthTargetConfig),
     postgres => Postgres(crate::targets::postgres::PostgresTargetConfig),
     spiffe => Spiffe(crate::targets::spiffe::SpiffeTargetConfig),
 }

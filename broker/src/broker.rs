@@ -251,6 +251,15 @@ impl Broker {
             );
         }
         let propagation = Arc::new(Propagation::new(shared.clone()));
+        let mut assertions = crate::jwt_bearer::AssertionChecks::new(
+            issuer_url,
+            config.config.issuer.url.token_endpoint(),
+            Arc::clone(&clock),
+        );
+        if let Some(redis) = &shared {
+            assertions = assertions.with_shared(redis.clone());
+        }
+        pipeline = pipeline.with_assertion_checks(assertions);
         if let Some(rate) = config.config.rate_limit() {
             pipeline =
                 pipeline.with_rate_limit(ratelimit::RateLimiter::new(rate, Arc::clone(&clock), shared));

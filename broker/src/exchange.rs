@@ -17,6 +17,7 @@ use tessera_adapters::{
 use crate::audit::{AuditError, AuditEvent, AuditSink, Decision, IdentityJson};
 use crate::cache::shared::SharedCache;
 use crate::cache::{CacheOutcome, CredentialCache, DEFAULT_MAX_ENTRIES};
+use crate::jwt_bearer::{AssertionChecks, AssertionError, GrantType};
 use crate::mapping::{Denial, MappingSet, Request};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimited, RateLimiter};
@@ -32,6 +33,9 @@ pub struct ExchangeRequest {
     pub scope: Option<String>,
     pub requested_token_type: Option<String>,
     pub client_addr: Option<String>,
+    /// RFC 8693 token exchange, or an RFC 7523 JWT bearer grant whose `assertion` is
+    /// carried as `subject_token`.
+    pub grant_type: GrantType,
 }
 
 /// Why an exchange did not produce a credential.
@@ -53,6 +57,8 @@ pub enum ExchangeError {
     Target(#[from] TargetError),
     #[error("audit event could not be written: {0}")]
     Audit(AuditError),
+    #[error(transparent)]
+    Assertion(#[from] AssertionError),
 }
 
 impl ExchangeError {
@@ -67,6 +73,7 @@ impl ExchangeError {
             Self::Revoked(_) => "TS-REVOKED",
             Self::Target(e) => e.code(),
             Self::Audit(_) => "TS-AUD-WRITE",
+            Self::Assertion(e) => e.code(),
         }
     }
 
@@ -78,6 +85,7 @@ impl ExchangeError {
             Self::Source(SourceError::Upstream { .. })
             | Self::Target(TargetError::Upstream { .. } | TargetError::Signing(_))
             | Self::Audit(_) => true,
+            Self::Assertion(e) => e.is_failure(),
             Self::Source(_)
             | Self::UnknownAudience(_)
             | Self::UnsupportedTokenType { .. }
@@ -86,6 +94,17 @@ impl ExchangeError {
             | Self::Revoked(_)
             | Self::Target(_) => false,
         }
+    }
+}
+
+/// A source's refusal of the presented token: for a JWT bearer grant, a refusal of the
+/// assertion (RFC 7523 §3.1 `invalid_grant`); an upstream failure stays one.
+fn refused_token(grant_type: GrantType, e: SourceError) -> ExchangeError {
+    match (grant_type, e) {
+        (GrantType::JwtBearer, e) if !matches!(e, SourceError::Upstream { .. }) => {
+            AssertionError::Invalid(e).into()
+        }
+        (_, e) => e.into(),
     }
 }
 
@@ -184,6 +203,7 @@ pub struct Pipeline {
     rate_limit: Option<RateLimiter>,
     revocations: Arc<RevocationSet>,
     metrics: Arc<Metrics>,
+    assertions: Option<AssertionChecks>,
 }
 
 /// What is known about an exchange so far, for its audit event.
@@ -217,6 +237,7 @@ impl Pipeline {
             rate_limit: None,
             revocations: Arc::default(),
             metrics,
+            assertions: None,
         }
     }
 
@@ -229,6 +250,12 @@ impl Pipeline {
     /// Limit how often each identity may exchange.
     pub fn with_rate_limit(mut self, limiter: RateLimiter) -> Self {
         self.rate_limit = Some(limiter);
+        self
+    }
+
+    /// Take RFC 7523 JWT bearer grants, checked by these.
+    pub fn with_assertion_checks(mut self, checks: AssertionChecks) -> Self {
+        self.assertions = Some(checks);
         self
     }
 
@@ -328,10 +355,18 @@ impl Pipeline {
                 target: req.audience.clone(),
             });
         }
-        let source = self.router.route(&req.subject_token)?;
+        let refused = |e| refused_token(req.grant_type, e);
+        let source = self.router.route(&req.subject_token).map_err(refused)?;
         trail.source = Some(source.name().to_string());
-        let verified = source.verify(&req.subject_token).await?;
+        let verified = source.verify(&req.subject_token).await.map_err(refused)?;
         trail.identity = Some(verified.shared());
+        if req.grant_type == GrantType::JwtBearer {
+            let checks = self
+                .assertions
+                .as_ref()
+                .ok_or_else(|| AssertionError::ReplayCache("no replay cache configured".into()))?;
+            checks.check(req.subject_token.value.expose()).await?;
+        }
         // Only a verified identity can match a revocation, so a forged token naming a
         // revoked workload is refused as forged; and before any cache, so a cached
         // credential never goes to a revoked identity.
@@ -342,6 +377,10 @@ impl Pipeline {
             None
         };
         if let Some(revoked) = self.revocations.identity(verified.identity(), jti.as_deref(), now_ms) {
+            // A revoked assertion is no longer a valid grant (RFC 7523 §3.1).
+            if req.grant_type == GrantType::JwtBearer && revoked.subject_token {
+                return Err(AssertionError::Revoked(revoked.id).into());
+            }
             return Err(revoked.into());
         }
         // Counted once the identity is proven, so a forged token cannot spend another

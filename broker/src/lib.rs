@@ -41,6 +41,7 @@ pub mod explain;
 pub mod http;
 pub mod introspect;
 pub mod issuer;
+pub mod jwt_bearer;
 pub mod mapping;
 pub mod metrics;
 pub mod ratelimit;

@@ -84,6 +84,26 @@ pub fn target_under_test(kind: &str) -> Option<TargetUnderTest> {
             bad_template: "claims: { team: \"{attributes.kit_missing}\" }",
             upstream: false,
         },
+        // A grant takes any claim value: the bad template names an attribute the identity
+        // lacks, which no rule can render.
+        "jwt_grant" => TargetUnderTest {
+            kind: "jwt_grant",
+            target: |_| "authorization_server: https://tessera.b.kit.example\n".into(),
+            grant: "claims: { team: payments }",
+            bad_template: "claims: { team: \"{attributes.kit_missing}\" }",
+            upstream: false,
+        },
+        // Any printable value is a parameter: the bad template renders a control character
+        // through an attribute the identity lacks, which no rule can render.
+        "oauth" => TargetUnderTest {
+            kind: "oauth",
+            target: |url| {
+                format!("token_endpoint: {url}\ninsecure_http: true\ntimeout: 2s\nmax_attempts: 1\n")
+            },
+            grant: "audience: ledger",
+            bad_template: "audience: \"{attributes.kit_missing}\"",
+            upstream: true,
+        },
         // The bad value rendered into the path is no SPIFFE ID path (spaces).
         "spiffe" => TargetUnderTest {
             kind: "spiffe",

@@ -115,6 +115,23 @@ pub fn fixture(kind: &str) -> Option<TargetFixture> {
             scope: Some("invoices:read"),
             lifetime: Lifetime::Requested("ttl"),
         },
+        "jwt_grant" => TargetFixture {
+            config: json!({ "authorization_server": "https://tessera.b.example", "max_ttl": "10m" }),
+            params: json!({}),
+            varied: vec![],
+            scope: Some("ledger:read"),
+            lifetime: Lifetime::Requested("ttl"),
+        },
+        "oauth" => TargetFixture {
+            config: json!({ "token_endpoint": DEAD_ENDPOINT, "insecure_http": true, "audience": "ledger" }),
+            params: json!({ "resource": "https://ledger.example" }),
+            varied: vec![
+                ("audience", "audience", json!("reports")),
+                ("resource", "resource", json!("https://reports.example")),
+            ],
+            scope: Some("ledger:read"),
+            lifetime: Lifetime::SetByPlatform("the authorization server sets expires_in"),
+        },
         "spiffe" => TargetFixture {
             config: json!({ "trust_domain": "kit.example", "audiences": ["ledger", "reports"] }),
             params: json!({ "path": "/payments/deploy", "audience": "ledger" }),

@@ -6,7 +6,9 @@ pub mod azure;
 mod conformance;
 pub mod gcp;
 pub mod jwt;
+pub mod jwt_grant;
 pub mod kubernetes;
+pub mod oauth;
 pub mod postgres;
 /// What the targets that hand the workload a JWT Tessera signs share (`spiffe`, `kubernetes`).
 pub(crate) mod signed;

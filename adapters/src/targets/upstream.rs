@@ -221,21 +221,23 @@ pub(crate) struct Answer {
     pub body: Vec<u8>,
 }
 
-/// One POST within `timeout` (connect, send and read together). Transport failures and
-/// timeouts are retryable; an oversized answer is not. `what` names the upstream in causes.
-pub(crate) async fn post(
+/// One POST within `timeout` (connect, send and read together), with a whole
+/// `Authorization` header value (`Bearer ...`, or `Basic ...` for RFC 6749 §2.3.1 client
+/// authentication). Transport failures and timeouts are retryable; an oversized answer is
+/// not. `what` names the upstream in causes.
+pub(crate) async fn post_authorized(
     http: &reqwest::Client,
     url: &str,
-    bearer: Option<&Secret<String>>,
+    authorization: Option<&Secret<String>>,
     body: Body<'_>,
     timeout: Duration,
     what: &str,
 ) -> Result<Answer, TargetError> {
     let exchange = async {
         let mut request = http.post(url).timeout(timeout);
-        if let Some(token) = bearer {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| upstream(false, format!("{what}: token is not a valid header value")))?;
+        if let Some(credentials) = authorization {
+            let mut value = HeaderValue::from_str(credentials.expose())
+                .map_err(|_| upstream(false, format!("{what}: credentials are not a valid header value")))?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
         }
@@ -269,7 +271,7 @@ pub(crate) async fn post(
         .map_err(|_| upstream(true, format!("{what}: no answer within {}s", timeout.as_secs())))?
 }
 
-/// One POST as [`post`] makes it, retried per `settings` while it fails in a way a retry
+/// One POST as [`post_authorized`] makes it, with a bearer token, retried per `settings` while it fails in a way a retry
 /// may fix: a transport failure, a timeout, or an answer of 429 or 5xx. Other answers are
 /// returned for the caller to read.
 pub(crate) async fn post_with_retries(
@@ -280,8 +282,21 @@ pub(crate) async fn post_with_retries(
     settings: &UpstreamSettings,
     what: &str,
 ) -> Result<Answer, TargetError> {
+    let authorization = bearer.map(|token| Secret::new(format!("Bearer {}", token.expose())));
+    post_authorized_with_retries(http, url, authorization.as_ref(), body, settings, what).await
+}
+
+/// [`post_with_retries`] with a whole `Authorization` header value.
+pub(crate) async fn post_authorized_with_retries(
+    http: &reqwest::Client,
+    url: &str,
+    authorization: Option<&Secret<String>>,
+    body: Body<'_>,
+    settings: &UpstreamSettings,
+    what: &str,
+) -> Result<Answer, TargetError> {
     with_retries(settings.max_attempts, || async {
-        let answer = post(http, url, bearer, body, settings.timeout, what).await?;
+        let answer = post_authorized(http, url, authorization, body, settings.timeout, what).await?;
         if retryable_status(answer.status) {
             return Err(upstream(true, format!("{what} answered {}", answer.status)));
         }

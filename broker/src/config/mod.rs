@@ -672,10 +672,10 @@ fn check_adapters(config: &BrokerConfig, problems: &mut Problems<'_>) {
 
 /// The target kinds whose JWTs Tessera hands to the workload, to present wherever their
 /// `aud` is accepted.
-const WORKLOAD_JWT_KINDS: [&str; 3] = ["jwt", "spiffe", "kubernetes"];
+const WORKLOAD_JWT_KINDS: [&str; 4] = ["jwt", "jwt_grant", "spiffe", "kubernetes"];
 
 /// Every JWT Tessera signs verifies against the same keys, so its `aud` alone says where it
-/// may be used: no two targets whose JWTs go to workloads (`jwt`, `spiffe`, `kubernetes`)
+/// may be used: no two targets whose JWTs go to workloads (`jwt`, `jwt_grant`, `spiffe`, `kubernetes`)
 /// share an audience (a token issued for one would open the other: an SVID's relying
 /// party would take a cluster token, a cluster an SVID), and no target's JWTs carry the
 /// admin tokens' audience (they would open the admin API).
@@ -1181,7 +1181,7 @@ targets:
                 "conf/broker.yaml:11:5: unknown field `colour`",
                 "conf/broker.yaml:17:5: unknown field `bogus`",
                 "conf/broker.yaml:22:14: `forever` is not a duration: expected a duration such as 1h or 15m",
-                "conf/broker.yaml:24:11: unknown target type `carrier_pigeon`, expected one of aws_sts, azure, gcp, jwt, kubernetes, postgres, spiffe",
+                "conf/broker.yaml:24:11: unknown target type `carrier_pigeon`, expected one of aws_sts, azure, gcp, jwt, jwt_grant, kubernetes, oauth, postgres, spiffe",
             ]
             .join("\n")
         );

@@ -6,6 +6,7 @@ use serde::Serialize;
 use tessera_adapters::{SourceError, TargetError};
 
 use crate::exchange::ExchangeError;
+use crate::jwt_bearer::AssertionError;
 use crate::mapping::Denial;
 use crate::revocation::ssf::SetError;
 
@@ -30,6 +31,13 @@ pub enum WireError {
     MissingSubjectTokenType,
     UnsupportedSubjectTokenType,
     MissingAudience,
+    /// A JWT bearer grant without `assertion` (RFC 7523 §2.1).
+    MissingAssertion,
+    /// A token exchange parameter in a JWT bearer grant.
+    ParameterNotForGrant,
+    /// The JWT bearer grant's assertion is invalid, expired, not for this server, or
+    /// replayed (RFC 7523 §3.1).
+    InvalidGrant,
     /// `actor_token` / `resource`: delegation and resource indicators are not offered.
     UnsupportedParameter,
     /// `requested_token_type` the target does not issue.
@@ -87,6 +95,9 @@ impl WireError {
             | Self::MissingSubjectTokenType
             | Self::UnsupportedSubjectTokenType
             | Self::MissingAudience
+            | Self::MissingAssertion
+            | Self::ParameterNotForGrant
+            | Self::InvalidGrant
             | Self::UnsupportedParameter
             | Self::UnsupportedRequestedTokenType
             | Self::MultipleScopes
@@ -102,6 +113,7 @@ impl WireError {
     pub fn code(self) -> &'static str {
         match self {
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidGrant => "invalid_grant",
             // The identity is proven and the request well formed; what it asks for is not
             // issued to it (RFC 6749 §5.2, RFC 8693 §2.2.2).
             Self::NotAllowed | Self::Revoked => "invalid_target",
@@ -123,6 +135,8 @@ impl WireError {
             | Self::MissingSubjectTokenType
             | Self::UnsupportedSubjectTokenType
             | Self::MissingAudience
+            | Self::MissingAssertion
+            | Self::ParameterNotForGrant
             | Self::UnsupportedParameter
             | Self::UnsupportedRequestedTokenType
             | Self::InvalidSubjectToken
@@ -143,12 +157,17 @@ impl WireError {
             Self::TooManyParameters => "A token request has at most 32 parameters.",
             Self::MissingGrantType => "The grant_type parameter is required.",
             Self::UnsupportedGrantType => {
-                "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange."
+                "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange or urn:ietf:params:oauth:grant-type:jwt-bearer."
             }
             Self::MissingSubjectToken => "The subject_token parameter is required.",
             Self::MissingSubjectTokenType => "The subject_token_type parameter is required.",
             Self::UnsupportedSubjectTokenType => "The subject_token_type is not supported.",
             Self::MissingAudience => "The audience parameter is required.",
+            Self::MissingAssertion => "The assertion parameter is required.",
+            Self::ParameterNotForGrant => {
+                "subject_token, subject_token_type, requested_token_type, actor_token and resource are not used with the jwt-bearer grant."
+            }
+            Self::InvalidGrant => "The assertion is invalid, expired, not for this server, or already used.",
             Self::UnsupportedParameter => {
                 "actor_token and resource are not supported; name the target in audience."
             }
@@ -231,6 +250,15 @@ impl From<&ExchangeError> for WireError {
                 TargetError::Signing(_) => Self::Internal,
             },
             ExchangeError::Audit(_) => Self::Unavailable,
+            ExchangeError::Assertion(a) => match a {
+                AssertionError::Invalid(_)
+                | AssertionError::Audience
+                | AssertionError::MissingExpiry
+                | AssertionError::MissingJti
+                | AssertionError::Replayed
+                | AssertionError::Revoked(_) => Self::InvalidGrant,
+                AssertionError::ReplayCache(_) => Self::Unavailable,
+            },
         }
     }
 }
@@ -300,5 +328,24 @@ mod tests {
     #[test]
     fn the_grant_type_refusal_names_the_token_exchange_grant() {
         assert!(WireError::UnsupportedGrantType.description().contains(grant_type::TOKEN_EXCHANGE));
+        assert!(WireError::UnsupportedGrantType.description().contains(grant_type::JWT_BEARER));
+    }
+
+    /// RFC 7523 §3.1: every refusal of an assertion is `invalid_grant`; a replay cache that
+    /// cannot answer is Tessera's trouble, never a 5xx the caller could mistake for a bug.
+    #[test]
+    fn assertion_refusals_are_invalid_grant() {
+        for refusal in [
+            AssertionError::Invalid(SourceError::Expired),
+            AssertionError::Audience,
+            AssertionError::MissingJti,
+            AssertionError::Replayed,
+            AssertionError::Revoked("rev-1".into()),
+        ] {
+            let e = WireError::from(&ExchangeError::Assertion(refusal));
+            assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, "invalid_grant"));
+        }
+        let e = WireError::from(&ExchangeError::Assertion(AssertionError::ReplayCache("down".into())));
+        assert_eq!((e.status(), e.code()), (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
     }
 }

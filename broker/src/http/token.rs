@@ -15,6 +15,7 @@ use tessera_adapters::{Secret, SubjectToken, SubjectTokenType};
 use super::error::{ErrorBody, WireError};
 use crate::broker::Broker;
 use crate::exchange::ExchangeRequest;
+use crate::jwt_bearer::GrantType;
 
 /// The RFC 8693 §2.2.1 success body.
 #[derive(Debug, Serialize)]
@@ -240,6 +241,9 @@ fn to_request(
     match params.get("grant_type") {
         None => return Err(WireError::MissingGrantType),
         Some(grant_type::TOKEN_EXCHANGE) => {}
+        Some(grant_type::JWT_BEARER) => {
+            return jwt_bearer_request(&params, max_token_bytes, request_id, client_addr);
+        }
         Some(_) => return Err(WireError::UnsupportedGrantType),
     }
     if ["actor_token", "actor_token_type", "resource"].iter().any(|name| params.get(name).is_some()) {
@@ -258,17 +262,69 @@ fn to_request(
     let token_type = params.get("subject_token_type").ok_or(WireError::MissingSubjectTokenType)?;
     let token_type = SubjectTokenType::from_uri(token_type).ok_or(WireError::UnsupportedSubjectTokenType)?;
     let audience = params.get("audience").ok_or(WireError::MissingAudience)?;
-    let scope = params.get("scope");
-    if scope.is_some_and(|s| s.split(' ').filter(|p| !p.is_empty()).count() > 1) {
-        return Err(WireError::MultipleScopes);
-    }
+    let scope = single_scope(&params)?;
     Ok(ExchangeRequest {
         request_id: request_id.to_string(),
         subject_token: SubjectToken { token_type, value: Secret::new(token.to_string()) },
         audience: audience.to_string(),
-        scope: scope.map(|s| s.trim().to_string()),
+        scope,
         requested_token_type: params.get("requested_token_type").map(str::to_string),
         client_addr,
+        grant_type: GrantType::TokenExchange,
+    })
+}
+
+/// The one scope value a request may name, trimmed.
+fn single_scope(params: &Params) -> Result<Option<String>, WireError> {
+    let scope = params.get("scope");
+    if scope.is_some_and(|s| s.split(' ').filter(|p| !p.is_empty()).count() > 1) {
+        return Err(WireError::MultipleScopes);
+    }
+    Ok(scope.map(|s| s.trim().to_string()))
+}
+
+/// An RFC 7523 §2.1 JWT bearer grant: `assertion` (one JWT), `audience` naming the target
+/// (Tessera issues for a named target, as in a token exchange) and an optional `scope`.
+/// The token exchange's own parameters have no meaning here and are refused rather than
+/// ignored. Client authentication (§2.2) is optional in RFC 7523 and not asked for.
+fn jwt_bearer_request(
+    params: &Params,
+    max_token_bytes: usize,
+    request_id: &str,
+    client_addr: Option<String>,
+) -> Result<ExchangeRequest, WireError> {
+    const NOT_FOR_THIS_GRANT: [&str; 6] = [
+        "subject_token",
+        "subject_token_type",
+        "requested_token_type",
+        "actor_token",
+        "actor_token_type",
+        "resource",
+    ];
+    if NOT_FOR_THIS_GRANT.iter().any(|name| params.get(name).is_some()) {
+        return Err(WireError::ParameterNotForGrant);
+    }
+    let assertion = params
+        .get("assertion")
+        .map(str::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .ok_or(WireError::MissingAssertion)?;
+    if assertion.len() > max_token_bytes {
+        return Err(WireError::TokenTooLarge);
+    }
+    let audience = params.get("audience").ok_or(WireError::MissingAudience)?;
+    let scope = single_scope(params)?;
+    Ok(ExchangeRequest {
+        request_id: request_id.to_string(),
+        subject_token: SubjectToken {
+            token_type: SubjectTokenType::Jwt,
+            value: Secret::new(assertion.to_string()),
+        },
+        audience: audience.to_string(),
+        scope,
+        requested_token_type: None,
+        client_addr,
+        grant_type: GrantType::JwtBearer,
     })
 }
 
@@ -384,5 +440,39 @@ mod tests {
             let pairs = [("grant_type", TOKEN_EXCHANGE), ("subject_token", "t"), (name, "x")];
             assert_eq!(request(&pairs).err(), Some(WireError::UnsupportedParameter), "{name}");
         }
+    }
+
+    #[test]
+    fn a_jwt_bearer_grant_carries_its_assertion_as_a_jwt_and_needs_an_audience() {
+        const BEARER: &str = grant_type::JWT_BEARER;
+        let r = request(&[
+            ("grant_type", BEARER),
+            ("assertion", "a.b.c\n"),
+            ("audience", "api"),
+            ("scope", "read"),
+        ])
+        .expect("accepted");
+        assert_eq!(r.grant_type, GrantType::JwtBearer);
+        assert_eq!(r.subject_token.token_type, SubjectTokenType::Jwt);
+        assert_eq!(r.subject_token.value.expose(), "a.b.c");
+        assert_eq!((r.audience.as_str(), r.scope.as_deref()), ("api", Some("read")));
+        assert_eq!(
+            request(&[("grant_type", BEARER), ("audience", "api")]).err(),
+            Some(WireError::MissingAssertion)
+        );
+        assert_eq!(
+            request(&[("grant_type", BEARER), ("assertion", "a.b.c")]).err(),
+            Some(WireError::MissingAudience)
+        );
+        for name in ["subject_token", "subject_token_type", "requested_token_type", "actor_token", "resource"]
+        {
+            let pairs = [("grant_type", BEARER), ("assertion", "a.b.c"), ("audience", "api"), (name, "x")];
+            assert_eq!(request(&pairs).err(), Some(WireError::ParameterNotForGrant), "{name}");
+        }
+        let long = "a".repeat(16 * 1024 + 1);
+        assert_eq!(
+            request(&[("grant_type", BEARER), ("assertion", &long), ("audience", "api")]).err(),
+            Some(WireError::TokenTooLarge)
+        );
     }
 }

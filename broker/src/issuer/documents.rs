@@ -35,7 +35,7 @@ pub(crate) fn discovery(url: &IssuerUrl, algorithms: &[SigningAlgorithm]) -> Arc
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,
-        "grant_types_supported": [grant_type::TOKEN_EXCHANGE],
+        "grant_types_supported": [grant_type::TOKEN_EXCHANGE, grant_type::JWT_BEARER],
         "claims_supported": CLAIMS_SUPPORTED,
     })
     .to_string()

@@ -490,7 +490,7 @@ fn discovery_document_describes_the_issuer() {
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-            "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+            "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope"],
         })
     );

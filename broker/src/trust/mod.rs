@@ -219,7 +219,11 @@ pub fn render(
         TargetConfig::AwsSts(_) => &[Format::Json, Format::Cloudformation, Format::Terraform],
         TargetConfig::Gcp(_) => &[Format::Gcloud, Format::Terraform],
         TargetConfig::Azure(_) => &[Format::Az, Format::Terraform],
-        TargetConfig::Jwt(_) | TargetConfig::Spiffe(_) | TargetConfig::Postgres(_) => &[Format::Json],
+        TargetConfig::Jwt(_)
+        | TargetConfig::JwtGrant(_)
+        | TargetConfig::Oauth(_)
+        | TargetConfig::Spiffe(_)
+        | TargetConfig::Postgres(_) => &[Format::Json],
         TargetConfig::Kubernetes(_) => &[Format::Yaml],
     };
     let Some(format) = format.or_else(|| supported.first().copied()) else {
@@ -237,6 +241,13 @@ pub fn render(
         TargetConfig::Gcp(config) => gcp::render(&plan, config, format),
         TargetConfig::Azure(config) => azure::render(&plan, config, format),
         TargetConfig::Jwt(config) => Ok(jwt::render(&plan, config)),
+        TargetConfig::JwtGrant(config) => {
+            Ok(jwt::relying_party(&plan, &config.name, &config.authorization_server, config.algorithm))
+        }
+        TargetConfig::Oauth(config) => {
+            let audience = config.assertion_audience.as_deref().unwrap_or(&config.token_endpoint);
+            Ok(jwt::relying_party(&plan, &config.name, audience, config.algorithm))
+        }
         TargetConfig::Spiffe(config) => Ok(spiffe::render(&plan, config)),
         TargetConfig::Kubernetes(config) => kubernetes::render(&plan, config, &loaded.base_dir),
         TargetConfig::Postgres(config) => Ok(postgres::render(&plan, config)),

@@ -49,7 +49,7 @@ async fn malformed_requests_get_fixed_rfc6749_bodies() {
         (
             replacing("grant_type", "client_credentials"),
             400,
-            json!({"error": "unsupported_grant_type", "error_description": "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange."}),
+            json!({"error": "unsupported_grant_type", "error_description": "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange or urn:ietf:params:oauth:grant-type:jwt-bearer."}),
         ),
         (
             without("subject_token"),

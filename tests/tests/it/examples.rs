@@ -12,14 +12,10 @@ use tessera_tests::postgres::TestPostgres;
 use tessera_tests::python::root;
 use tessera_tests::relying_party::get_json;
 
-/// Every `broker.yaml` of `examples/<scenario>/` and of the Kubernetes deployment.
+/// Every `broker.yaml` of `examples/<scenario>/` (and of its folders, for a scenario of
+/// several brokers) and of the Kubernetes deployment.
 fn example_configs() -> Vec<PathBuf> {
-    let mut configs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("broker.yaml"))
-        .filter(|p| p.exists())
-        .collect();
-    configs.sort();
+    let mut configs = crate::example_broker_configs();
     let deploy = root().join("deploy/kubernetes");
     configs.extend([deploy.join("base/broker.yaml"), deploy.join("overlays/replicas/broker.yaml")]);
     configs

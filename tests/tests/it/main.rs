@@ -7,6 +7,7 @@ mod agent;
 mod agent_revocation;
 mod audit_store;
 mod aws_iam;
+mod chaining;
 mod cli;
 mod config_schemas;
 mod conformance;
@@ -91,6 +92,27 @@ pub fn invalid_token_body() -> Value {
         "error": "invalid_request",
         "error_description": "The subject token is invalid, expired, or not trusted.",
     })
+}
+
+/// Every `broker.yaml` of `examples/<scenario>/`, and of its folders for a scenario of
+/// several brokers (`examples/two-trust-domains/domain-b/`), sorted.
+pub fn example_broker_configs() -> Vec<std::path::PathBuf> {
+    let scenarios: Vec<std::path::PathBuf> =
+        std::fs::read_dir(tessera_tests::python::root().join("examples"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+    let mut configs: Vec<std::path::PathBuf> = scenarios
+        .iter()
+        .flat_map(|dir| {
+            let nested = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path().join("broker.yaml"));
+            std::iter::once(dir.join("broker.yaml")).chain(nested)
+        })
+        .filter(|p| p.exists())
+        .collect();
+    configs.sort();
+    configs
 }
 
 /// The last audit event's reason code.

@@ -15,13 +15,7 @@ use tessera_tests::{BrokerOptions, TestIssuer, TestKey, spawn_broker};
 use crate::{JWT_TARGET, JWT_TYPE, RULES, json_schema, oidc_source, schema_errors};
 
 fn example_configs() -> Vec<PathBuf> {
-    let mut configs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("broker.yaml"))
-        .filter(|p| p.exists())
-        .collect();
-    configs.sort();
-    configs
+    crate::example_broker_configs()
 }
 
 /// A plain test (no async runtime): sources are built without starting background key-set
