@@ -77,6 +77,9 @@ pub struct BrokerConfig {
     /// The verified-token cache of each JWT source. Default: on, 10,000 tokens per source.
     #[serde(default)]
     pub token_cache: Option<Spanned<TokenCacheOptions>>,
+    /// RFC 8693 delegation (`actor_token`): the longest `act` chain. Default: 4 actors.
+    #[serde(default)]
+    pub delegation: Option<Spanned<crate::delegation::DelegationConfig>>,
 }
 
 impl BrokerConfig {
@@ -114,6 +117,10 @@ impl BrokerConfig {
 
     pub fn token_cache(&self) -> TokenCacheOptions {
         self.token_cache.as_ref().map(|t| t.value).unwrap_or_default()
+    }
+
+    pub fn delegation(&self) -> crate::delegation::DelegationConfig {
+        self.delegation.as_ref().map(|d| d.value).unwrap_or_default()
     }
 
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
@@ -590,6 +597,12 @@ fn check_settings(config: &BrokerConfig, problems: &mut Problems<'_>) {
     {
         let max = token_cache::MAX_ENTRIES;
         problems.at(&cache.referenced, format!("token_cache.max_entries must be between 1 and {max}"));
+    }
+    if let Some(delegation) = &config.delegation
+        && !(1..=crate::delegation::MAX_MAX_DEPTH).contains(&delegation.value.max_depth)
+    {
+        let max = crate::delegation::MAX_MAX_DEPTH;
+        problems.at(&delegation.referenced, format!("delegation.max_depth must be between 1 and {max}"));
     }
 }
 

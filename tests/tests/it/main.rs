@@ -10,6 +10,7 @@ mod cli;
 mod config_schemas;
 mod conformance;
 mod console;
+mod delegation;
 mod doctor;
 mod edge;
 mod examples;
