@@ -104,6 +104,23 @@ def token_request_seeds():
     write("token_request", urlencode(exchange) + "&audience=gcp-prod")
     write("token_request", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=x")
     write("token_request", '{"grant_type":1}')
+    write("token_request", urlencode(dict(exchange, actor_token="eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ5In0.c2ln",
+                                          actor_token_type="urn:ietf:params:oauth:token-type:jwt")))
+    write("token_request", urlencode(dict(exchange, actor_token="x")))
+
+
+def delegation_seeds():
+    """Token payloads with RFC 8693 `act` chains and `may_act` claims."""
+    for claims in [
+        {"sub": "app", "act": {"sub": "ci", "iss": "https://tessera.example.com"}},
+        {"sub": "app", "act": {"sub": "ci", "act": {"sub": "bot", "act": {"sub": "admin"}}}},
+        {"sub": "app", "act": {"iss": "x"}},
+        {"sub": "app", "may_act": {"sub": "bot"}},
+        {"sub": "app", "may_act": {"sub": "bot", "iss": "https://idp.example"}},
+        {"sub": "app", "may_act": {"sub": "bot", "client_id": "x"}},
+        {"sub": "app", "may_act": "bot", "act": []},
+    ]:
+        write("delegation_claims", compact(claims))
 
 
 def signed_request(**changes):
@@ -197,6 +214,7 @@ def main():
     jwt_seeds()
     jwks_seeds()
     token_request_seeds()
+    delegation_seeds()
     copy_files("mapping", [*ROOT.glob("mappings/*.yaml"), *ROOT.glob("examples/*/mappings/*.yaml"), *ROOT.glob("broker/src/mapping/testdata/*/*.yaml")])
     copy_files("broker_config", ROOT.glob("examples/*/broker.yaml"))
     aws_seeds()

@@ -174,6 +174,47 @@ pub fn check_depth(prior: usize, has_actor: bool, max_depth: usize) -> Result<()
     Ok(())
 }
 
+/// An identity with only what delegation reads: id, issuer and subject.
+#[cfg(any(test, feature = "fuzzing"))]
+fn bare_identity(id: &str, issuer: &str, subject: &str) -> Identity {
+    Identity {
+        id: id.into(),
+        provider: "oidc".into(),
+        source: "idp".into(),
+        issuer: issuer.into(),
+        subject: subject.into(),
+        tenant: None,
+        namespace: None,
+        name: None,
+        instance: None,
+        region: None,
+        attributes: Default::default(),
+        withheld: Default::default(),
+        expires_at: 0,
+    }
+}
+
+/// The `act` and `may_act` readers over a token payload of any bytes (standing for a
+/// verified token's), for the cargo-fuzz target in `fuzz/` (the `fuzzing` feature only).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_delegation_claims(payload: &[u8]) {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let value = format!("{}.{}.c2ln", b64(br#"{"alg":"ES256"}"#), b64(payload));
+    let token = SubjectToken {
+        token_type: tessera_adapters::SubjectTokenType::Jwt,
+        value: tessera_adapters::Secret::new(value),
+    };
+    let issuer = "https://idp.example";
+    let (subject, actor) =
+        (bare_identity("oidc://idp/app", issuer, "app"), bare_identity("oidc://idp/bot", issuer, "bot"));
+    if let Ok(Some((_, depth))) = prior_chain(&token, &subject, MAX_MAX_DEPTH) {
+        assert!(depth <= MAX_MAX_DEPTH);
+    }
+    let _ = check_may_act(&token, &subject, &actor);
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;
@@ -191,21 +232,7 @@ mod tests {
     }
 
     fn identity(id: &str, issuer: &str, subject: &str) -> Identity {
-        Identity {
-            id: id.into(),
-            provider: "oidc".into(),
-            source: "idp".into(),
-            issuer: issuer.into(),
-            subject: subject.into(),
-            tenant: None,
-            namespace: None,
-            name: None,
-            instance: None,
-            region: None,
-            attributes: Default::default(),
-            withheld: Default::default(),
-            expires_at: 0,
-        }
+        bare_identity(id, issuer, subject)
     }
 
     const IDP: &str = "https://idp.example";

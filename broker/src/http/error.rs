@@ -208,48 +208,12 @@ impl WireError {
 impl From<&ExchangeError> for WireError {
     fn from(e: &ExchangeError) -> Self {
         match e {
-            ExchangeError::Source(s) => match s {
-                SourceError::Upstream { retryable: true, .. } => Self::Unavailable,
-                SourceError::Upstream { retryable: false, .. } => Self::UpstreamUnusable,
-                SourceError::UnsupportedTokenType => Self::UnsupportedSubjectTokenType,
-                SourceError::Malformed(_)
-                | SourceError::UntrustedIssuer
-                | SourceError::DisallowedAlgorithm
-                | SourceError::ForbiddenHeader(_)
-                | SourceError::NestedToken
-                | SourceError::UnknownKey
-                | SourceError::BadSignature
-                | SourceError::IssuerMismatch
-                | SourceError::AudienceMismatch
-                | SourceError::MissingClaim(_)
-                | SourceError::InvalidClaim(_)
-                | SourceError::Expired
-                | SourceError::NotYetValid
-                | SourceError::IssuedInFuture
-                | SourceError::LifetimeTooLong
-                | SourceError::Policy(_) => Self::InvalidSubjectToken,
-            },
-            ExchangeError::Actor(s) => match s {
-                SourceError::Upstream { retryable: true, .. } => Self::Unavailable,
-                SourceError::Upstream { retryable: false, .. } => Self::UpstreamUnusable,
-                SourceError::UnsupportedTokenType => Self::UnsupportedActorTokenType,
-                SourceError::Malformed(_)
-                | SourceError::UntrustedIssuer
-                | SourceError::DisallowedAlgorithm
-                | SourceError::ForbiddenHeader(_)
-                | SourceError::NestedToken
-                | SourceError::UnknownKey
-                | SourceError::BadSignature
-                | SourceError::IssuerMismatch
-                | SourceError::AudienceMismatch
-                | SourceError::MissingClaim(_)
-                | SourceError::InvalidClaim(_)
-                | SourceError::Expired
-                | SourceError::NotYetValid
-                | SourceError::IssuedInFuture
-                | SourceError::LifetimeTooLong
-                | SourceError::Policy(_) => Self::InvalidActorToken,
-            },
+            ExchangeError::Source(s) => {
+                source_refusal(s, Self::UnsupportedSubjectTokenType, Self::InvalidSubjectToken)
+            }
+            ExchangeError::Actor(s) => {
+                source_refusal(s, Self::UnsupportedActorTokenType, Self::InvalidActorToken)
+            }
             ExchangeError::Delegation(d) => match d {
                 DelegationError::NotPermitted { .. } | DelegationError::MayActMalformed(_) => {
                     Self::ActorNotPermitted
@@ -283,6 +247,32 @@ impl From<&ExchangeError> for WireError {
             },
             ExchangeError::Audit(_) => Self::Unavailable,
         }
+    }
+}
+
+/// A token a source refused, the subject's or the actor's: `unsupported` for a type the
+/// source does not take, `invalid` for a token it refused, upstream trouble as such.
+fn source_refusal(s: &SourceError, unsupported: WireError, invalid: WireError) -> WireError {
+    match s {
+        SourceError::Upstream { retryable: true, .. } => WireError::Unavailable,
+        SourceError::Upstream { retryable: false, .. } => WireError::UpstreamUnusable,
+        SourceError::UnsupportedTokenType => unsupported,
+        SourceError::Malformed(_)
+        | SourceError::UntrustedIssuer
+        | SourceError::DisallowedAlgorithm
+        | SourceError::ForbiddenHeader(_)
+        | SourceError::NestedToken
+        | SourceError::UnknownKey
+        | SourceError::BadSignature
+        | SourceError::IssuerMismatch
+        | SourceError::AudienceMismatch
+        | SourceError::MissingClaim(_)
+        | SourceError::InvalidClaim(_)
+        | SourceError::Expired
+        | SourceError::NotYetValid
+        | SourceError::IssuedInFuture
+        | SourceError::LifetimeTooLong
+        | SourceError::Policy(_) => invalid,
     }
 }
 

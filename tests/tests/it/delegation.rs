@@ -63,7 +63,7 @@ async fn setup(extra: &str) -> Setup {
         github.url(),
         bots.url()
     );
-    let mut options = BrokerOptions::new(&sources, TARGETS).mapping("10-delegation.yaml", RULES);
+    let mut options = BrokerOptions::new(&sources, TARGETS).mapping("10-delegation.yaml", RULES).with_admin();
     options.port = Some(port);
     options.extra = extra.to_string();
     let broker = spawn_broker(options).await;
@@ -158,6 +158,12 @@ async fn a_ci_job_acts_for_the_deploy_bot_and_a_relying_party_reads_the_act_chai
     assert_eq!(event["actor"]["name"], "deploy");
     assert!(event["actor_token_fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert!(!s.broker.audit_text().contains(&ci), "the actor token is never in the audit");
+    // The store keeps the actor too, and gives it back.
+    let (status, stored) = s.broker.admin_get("/v1/audit?limit=1").await;
+    assert_eq!(status, 200, "{stored}");
+    let stored = &stored["events"][0];
+    assert_eq!(stored["actor"]["id"], "github://octo-org/payments", "{stored}");
+    assert_eq!(stored["actor_token_fingerprint"], event["actor_token_fingerprint"]);
 
     // A may_act naming the CI job lets it act; one naming another party refuses it.
     let may_act =
