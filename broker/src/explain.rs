@@ -193,9 +193,6 @@ impl Explanation {
     fn write_identity(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let id = &self.identity;
         writeln!(f, "identity  {}", id.id)?;
-        if let Some(actor) = &self.actor {
-            writeln!(f, "actor     {} (acting for the identity)", actor.id)?;
-        }
         writeln!(
             f,
             "          provider {}, source {}, issuer {}, subject {}",
@@ -222,6 +219,17 @@ impl Explanation {
         match &self.verified_by {
             Some(source) => writeln!(f, "          verified by source `{source}`")?,
             None => writeln!(f, "          as given (not verified)")?,
+        }
+        if let Some(actor) = &self.actor {
+            writeln!(f, "actor     {} (acting for the identity, as given)", actor.id)?;
+            writeln!(
+                f,
+                "          provider {}, source {}, issuer {}, subject {}",
+                actor.provider, actor.source, actor.issuer, actor.subject
+            )?;
+            for (k, v) in &actor.attributes {
+                writeln!(f, "          attributes.{k} = {v}")?;
+            }
         }
         Ok(())
     }
