@@ -139,6 +139,23 @@ def introspection_request_seeds():
     }))
     write("introspection_request", urlencode({"token": token}) + "&token=x")
     write("introspection_request", "token=%ZZ&=&&token_type_hint")
+    write("token_request", urlencode(dict(exchange, actor_token="eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ5In0.c2ln",
+                                          actor_token_type="urn:ietf:params:oauth:token-type:jwt")))
+    write("token_request", urlencode(dict(exchange, actor_token="x")))
+
+
+def delegation_seeds():
+    """Token payloads with RFC 8693 `act` chains and `may_act` claims."""
+    for claims in [
+        {"sub": "app", "act": {"sub": "ci", "iss": "https://tessera.example.com"}},
+        {"sub": "app", "act": {"sub": "ci", "act": {"sub": "bot", "act": {"sub": "admin"}}}},
+        {"sub": "app", "act": {"iss": "x"}},
+        {"sub": "app", "may_act": {"sub": "bot"}},
+        {"sub": "app", "may_act": {"sub": "bot", "iss": "https://idp.example"}},
+        {"sub": "app", "may_act": {"sub": "bot", "client_id": "x"}},
+        {"sub": "app", "may_act": "bot", "act": []},
+    ]:
+        write("delegation_claims", compact(claims))
 
 
 def signed_request(**changes):
@@ -262,6 +279,7 @@ def main():
     jwks_seeds()
     token_request_seeds()
     introspection_request_seeds()
+    delegation_seeds()
     copy_files("mapping", [*ROOT.glob("mappings/*.yaml"), *ROOT.glob("examples/*/mappings/*.yaml"), *ROOT.glob("broker/src/mapping/testdata/*/*.yaml")])
     copy_files("broker_config", ROOT.glob("examples/*/broker.yaml"))
     aws_seeds()

@@ -25,6 +25,10 @@ pub struct Grant {
     ttl: Duration,
     claims: serde_json::Map<String, serde_json::Value>,
     params: BTreeMap<String, serde_json::Value>,
+    /// RFC 8693 delegation: the verified actor of the request, if it had one.
+    actor: Option<VerifiedIdentity>,
+    /// The `act` chain (RFC 8693 §4.1) the verified subject token already carried.
+    prior_act: Option<serde_json::Value>,
 }
 
 impl Grant {
@@ -39,7 +43,52 @@ impl Grant {
         claims: serde_json::Map<String, serde_json::Value>,
         params: BTreeMap<String, serde_json::Value>,
     ) -> Self {
-        Self { identity, rule: rule.into(), target: target.into(), scope, ttl, claims, params }
+        Self {
+            identity,
+            rule: rule.into(),
+            target: target.into(),
+            scope,
+            ttl,
+            claims,
+            params,
+            actor: None,
+            prior_act: None,
+        }
+    }
+
+    /// The same grant for a delegated request (RFC 8693 §1.1): `actor` acts for the
+    /// identity, and `prior_act` is the `act` chain (§4.1) the subject token already
+    /// carried, checked by the broker. Made by the mapping engine only, once a rule allows
+    /// delegation.
+    #[must_use]
+    pub fn with_delegation(
+        mut self,
+        actor: Option<VerifiedIdentity>,
+        prior_act: Option<serde_json::Value>,
+    ) -> Self {
+        self.actor = actor;
+        self.prior_act = prior_act;
+        self
+    }
+
+    /// The verified actor acting for the identity (RFC 8693 `actor_token`), if any.
+    pub fn actor(&self) -> Option<&Identity> {
+        self.actor.as_ref().map(VerifiedIdentity::identity)
+    }
+
+    /// The RFC 8693 §4.1 `act` claim of what this grant issues, signed by `issuer`: the
+    /// current actor outermost, `{"sub": <actor id>, "iss": <issuer>, "act": <prior>}`
+    /// (the actor's id is in Tessera's namespace, like the token's own `sub`), or the
+    /// prior chain alone when the request had no actor. `None` when neither.
+    pub fn act_claim(&self, issuer: &str) -> Option<serde_json::Value> {
+        let Some(actor) = self.actor() else { return self.prior_act.clone() };
+        let mut act = serde_json::Map::new();
+        act.insert("sub".into(), actor.id.as_str().into());
+        act.insert("iss".into(), issuer.into());
+        if let Some(prior) = &self.prior_act {
+            act.insert("act".into(), prior.clone());
+        }
+        Some(serde_json::Value::Object(act))
     }
 
     pub fn identity(&self) -> &Identity {
@@ -114,6 +163,13 @@ impl RequestDescription {
         part.insert("ttl".into(), grant.ttl().as_secs().into());
         part.insert("params".into(), serde_json::Value::Object(grant.params().clone().into_iter().collect()));
         part.insert("claims".into(), serde_json::Value::Object(grant.claims().clone()));
+        // Only a delegated grant has these, so other grants keep the keys they had.
+        if let Some(actor) = grant.actor() {
+            part.insert("actor".into(), actor.id.as_str().into());
+        }
+        if let Some(prior) = &grant.prior_act {
+            part.insert("prior_act".into(), prior.clone());
+        }
         Self { grant: part, request: serde_json::Map::new() }
     }
 
@@ -563,6 +619,40 @@ mod tests {
         // The identity is the target's to add, where its request carries it.
         let same = [("identity", base.with(|p| p.identity = testkit::workflow("release")))];
         testkit::assert_cache_keys(key, &base, &changed, &same);
+    }
+
+    /// A delegated grant never shares a cached credential with the same grant undelegated,
+    /// nor with one delegated to another actor or along another chain.
+    #[test]
+    fn the_actor_and_the_prior_chain_are_in_the_description() {
+        let base = grant();
+        let actor = |name: &str| {
+            let mut actor = testkit::workflow(name);
+            actor.id = format!("github://octo-org/{name}");
+            VerifiedIdentity::new(actor)
+        };
+        let by = |name: &str| grant().with_delegation(Some(actor(name)), None);
+        let digests = [
+            RequestDescription::new(&base).digest(),
+            RequestDescription::new(&by("deploy-bot")).digest(),
+            RequestDescription::new(&by("release-bot")).digest(),
+            RequestDescription::new(
+                &by("deploy-bot").with_delegation(Some(actor("deploy-bot")), Some(json!({"sub": "ci"}))),
+            )
+            .digest(),
+        ];
+        for (i, a) in digests.iter().enumerate() {
+            for b in digests.iter().skip(i + 1) {
+                assert_ne!(a, b);
+            }
+        }
+        let act = by("deploy-bot")
+            .with_delegation(Some(actor("deploy-bot")), Some(json!({"sub": "ci"})))
+            .act_claim("https://tessera.test")
+            .unwrap();
+        assert_eq!(act["iss"], "https://tessera.test");
+        assert_eq!(act["act"], json!({"sub": "ci"}), "the current actor is outermost");
+        assert_eq!(base.act_claim("https://tessera.test"), None);
     }
 
     #[test]

@@ -237,7 +237,8 @@ impl Broker {
             config.config.audit().fail_open,
             Arc::clone(&metrics),
         )
-        .with_revocations(Arc::new(RevocationSet::new(revocations)));
+        .with_revocations(Arc::new(RevocationSet::new(revocations)))
+        .with_delegation(config.config.delegation());
         let issuer_url = config.config.issuer.url.as_str();
         let shared = config.config.redis().map(|r| redis::SharedRedis::connect(r, issuer_url)).transpose()?;
         if let Some(redis) = &shared {

@@ -11,12 +11,13 @@ use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::jwt;
 use tessera_adapters::{
     Clock, CredentialTarget, Identity, IdentitySource, IssuedCredential, SourceError, SubjectToken,
-    SubjectTokenType, TargetError,
+    SubjectTokenType, TargetError, VerifiedIdentity,
 };
 
 use crate::audit::{AuditError, AuditEvent, AuditSink, Decision, IdentityJson};
 use crate::cache::shared::SharedCache;
 use crate::cache::{CacheOutcome, CredentialCache, DEFAULT_MAX_ENTRIES};
+use crate::delegation::{self, DelegationError};
 use crate::jwt_bearer::{AssertionChecks, AssertionError, GrantType};
 use crate::mapping::{Denial, MappingSet, Request};
 use crate::metrics::Metrics;
@@ -36,6 +37,8 @@ pub struct ExchangeRequest {
     /// RFC 8693 token exchange, or an RFC 7523 JWT bearer grant whose `assertion` is
     /// carried as `subject_token`.
     pub grant_type: GrantType,
+    /// RFC 8693 §2.1 `actor_token` and its type: who acts for the subject.
+    pub actor_token: Option<SubjectToken>,
 }
 
 /// Why an exchange did not produce a credential.
@@ -43,6 +46,11 @@ pub struct ExchangeRequest {
 pub enum ExchangeError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The actor token failed verification as a subject token would.
+    #[error("actor token: {0} ({code})", code = .0.code())]
+    Actor(SourceError),
+    #[error(transparent)]
+    Delegation(#[from] DelegationError),
     #[error("audience `{0}` is not a configured target")]
     UnknownAudience(String),
     #[error("requested_token_type `{requested}` is not what target `{target}` issues")]
@@ -66,6 +74,8 @@ impl ExchangeError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Source(e) => e.code(),
+            Self::Actor(_) => "TS-ACTOR-TOKEN",
+            Self::Delegation(e) => e.code(),
             Self::UnknownAudience(_) => "TS-EXC-UNKNOWN-AUDIENCE",
             Self::UnsupportedTokenType { .. } => "TS-EXC-TOKEN-TYPE",
             Self::RateLimited(_) => "TS-EXC-RATE-LIMITED",
@@ -83,10 +93,13 @@ impl ExchangeError {
     fn is_failure(&self) -> bool {
         match self {
             Self::Source(SourceError::Upstream { .. })
+            | Self::Actor(SourceError::Upstream { .. })
             | Self::Target(TargetError::Upstream { .. } | TargetError::Signing(_))
             | Self::Audit(_) => true,
             Self::Assertion(e) => e.is_failure(),
             Self::Source(_)
+            | Self::Actor(_)
+            | Self::Delegation(_)
             | Self::UnknownAudience(_)
             | Self::UnsupportedTokenType { .. }
             | Self::RateLimited(_)
@@ -204,6 +217,8 @@ pub struct Pipeline {
     revocations: Arc<RevocationSet>,
     metrics: Arc<Metrics>,
     assertions: Option<AssertionChecks>,
+    /// The longest `act` chain an issued token may carry.
+    max_delegation_depth: usize,
 }
 
 /// What is known about an exchange so far, for its audit event.
@@ -211,6 +226,7 @@ pub struct Pipeline {
 struct Trail {
     source: Option<String>,
     identity: Option<Arc<Identity>>,
+    actor: Option<Arc<Identity>>,
     rule: Option<String>,
     scope: Option<String>,
     cache: Option<CacheOutcome>,
@@ -238,7 +254,14 @@ impl Pipeline {
             revocations: Arc::default(),
             metrics,
             assertions: None,
+            max_delegation_depth: delegation::DEFAULT_MAX_DEPTH,
         }
+    }
+
+    /// Delegation settings (`delegation:` in broker.yaml).
+    pub fn with_delegation(mut self, config: delegation::DelegationConfig) -> Self {
+        self.max_delegation_depth = config.max_depth;
+        self
     }
 
     /// Also use the cache replicas share, behind this process's own.
@@ -383,6 +406,7 @@ impl Pipeline {
             }
             return Err(revoked.into());
         }
+        let (actor, prior_act) = self.delegation(req, &verified, trail, now_ms).await?;
         // Counted once the identity is proven, so a forged token cannot spend another
         // workload's budget; before the rules, so a refused identity still counts.
         if let Some(limiter) = &self.rate_limit {
@@ -395,10 +419,11 @@ impl Pipeline {
             client_addr: req.client_addr.as_deref(),
             now: self.clock.now(),
         };
-        let grant = mappings.authorize(&verified, &request).map_err(|d| {
-            trail.rule = d.rule().map(str::to_string);
-            ExchangeError::Denied(d)
-        })?;
+        let grant =
+            mappings.authorize_delegated(&verified, actor.as_ref(), prior_act, &request).map_err(|d| {
+                trail.rule = d.rule().map(str::to_string);
+                ExchangeError::Denied(d)
+            })?;
         trail.rule = Some(grant.rule().to_string());
         trail.scope = grant.scope().map(str::to_string);
         if let Some(revoked) = self.revocations.rule(grant.rule(), now_ms) {
@@ -420,6 +445,34 @@ impl Pipeline {
         }
         let expires_in = (credential.expires_at - self.clock.now()).max(0);
         Ok(Exchanged { credential, expires_in })
+    }
+
+    /// The actor of a delegated request, verified by the source its token routes to exactly
+    /// as a subject token is, and the subject token's prior `act` chain; the subject token's
+    /// `may_act` and the chain's length checked. A revoked actor is refused like a revoked
+    /// subject.
+    async fn delegation(
+        &self,
+        req: &ExchangeRequest,
+        verified: &VerifiedIdentity,
+        trail: &mut Trail,
+        now_ms: i64,
+    ) -> Result<(Option<VerifiedIdentity>, Option<serde_json::Value>), ExchangeError> {
+        let max = self.max_delegation_depth;
+        let prior = delegation::prior_chain(&req.subject_token, verified.identity(), max)?;
+        let Some(token) = &req.actor_token else {
+            return Ok((None, prior.map(|(chain, _)| chain)));
+        };
+        let source = self.router.route(token).map_err(ExchangeError::Actor)?;
+        let actor = source.verify(token).await.map_err(ExchangeError::Actor)?;
+        trail.actor = Some(actor.shared());
+        let jti = if token.token_type.is_jwt() { jwt::verified_jti(token.value.expose()) } else { None };
+        if let Some(revoked) = self.revocations.identity(actor.identity(), jti.as_deref(), now_ms) {
+            return Err(revoked.into());
+        }
+        delegation::check_may_act(&req.subject_token, verified.identity(), actor.identity())?;
+        delegation::check_depth(prior.as_ref().map_or(0, |(_, depth)| *depth), true, max)?;
+        Ok((Some(actor), prior.map(|(chain, _)| chain)))
     }
 
     /// The exchange's audit event. Fails only when the identity cannot be serialized,
@@ -448,6 +501,9 @@ impl Pipeline {
             source: trail.source,
             identity_id: trail.identity.as_ref().map(|i| i.id.clone()),
             identity: trail.identity.as_deref().map(IdentityJson::new).transpose()?,
+            actor_id: trail.actor.as_ref().map(|a| a.id.clone()),
+            actor: trail.actor.as_deref().map(IdentityJson::new).transpose()?,
+            actor_token_fingerprint: req.actor_token.as_ref().map(|t| t.value.fingerprint()),
             target: req.audience.clone(),
             scope: trail.scope,
             rule: trail.rule,

@@ -80,6 +80,9 @@ pub enum Subject {
 #[derive(Debug)]
 pub struct ExplainRequest {
     pub subject: Subject,
+    /// The actor of a delegated request (RFC 8693 `actor_token`), as written in a test
+    /// case; nobody verified it.
+    pub actor: Option<Identity>,
     pub audience: String,
     pub scope: Option<String>,
     pub client_addr: Option<String>,
@@ -116,6 +119,9 @@ pub struct Refusal {
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
     pub identity: Identity,
+    /// The actor the request was explained with, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Identity>,
     /// The source that verified the token; `None` for an identity given as is.
     pub verified_by: Option<String>,
     pub request: ExplainedRequest,
@@ -150,8 +156,9 @@ pub async fn explain(
         client_addr: req.client_addr.as_deref(),
         now: req.now,
     };
-    let evaluation = mappings.evaluate(&identity, &request);
-    let (grant, refusal) = match mappings.preview(&identity, &request) {
+    let actor = req.actor.as_ref();
+    let evaluation = mappings.evaluate_delegated(&identity, actor, &request);
+    let (grant, refusal) = match mappings.preview_delegated(&identity, actor, &request) {
         Ok(grant) => (Some(grant), None),
         Err(d) => (None, Some(Refusal { code: d.code(), message: d.to_string() })),
     };
@@ -169,6 +176,7 @@ pub async fn explain(
         grant,
         refusal,
         identity,
+        actor: req.actor,
     })
 }
 
@@ -211,6 +219,17 @@ impl Explanation {
         match &self.verified_by {
             Some(source) => writeln!(f, "          verified by source `{source}`")?,
             None => writeln!(f, "          as given (not verified)")?,
+        }
+        if let Some(actor) = &self.actor {
+            writeln!(f, "actor     {} (acting for the identity, as given)", actor.id)?;
+            writeln!(
+                f,
+                "          provider {}, source {}, issuer {}, subject {}",
+                actor.provider, actor.source, actor.issuer, actor.subject
+            )?;
+            for (k, v) in &actor.attributes {
+                writeln!(f, "          attributes.{k} = {v}")?;
+            }
         }
         Ok(())
     }
@@ -265,6 +284,10 @@ impl Explanation {
             Decision::ScopeNotGrantable { scope, .. } => {
                 format!("no applying rule grants scope `{scope}`: refused (invalid_scope)")
             }
+            Decision::DelegationNotAllowed { rules } => format!(
+                "{} apply but none allows delegation (no `match.actor`): refused (invalid_target)",
+                rules.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+            ),
         };
         writeln!(f, "decision  {decision}")?;
         if let Some(g) = &self.grant {
@@ -323,6 +346,9 @@ fn describe(t: &RuleTrace) -> (&'static str, Vec<String>) {
             ("condition failed", vec![format!("when: {condition}"), format!("error: {error}")])
         }
         TraceOutcome::Withheld { field } => ("withheld", vec![withheld(field)]),
+        TraceOutcome::DelegationNotAllowed => {
+            ("no delegation", vec!["the request has an actor and the rule has no `match.actor`".to_string()])
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod broker;
 pub mod cache;
 pub mod config;
 pub mod console;
+pub mod delegation;
 pub mod demo;
 pub mod exchange;
 pub mod explain;

@@ -158,6 +158,7 @@ fn pipeline_rate(broker: &Arc<tessera_broker::Broker>, token: &str, seconds: f64
                             requested_token_type: None,
                             client_addr: Some("127.0.0.1".into()),
                             grant_type: tessera_broker::jwt_bearer::GrantType::TokenExchange,
+                            actor_token: None,
                         };
                         broker.pipeline().exchange(request).await.unwrap();
                         count.fetch_add(1, Ordering::Relaxed);

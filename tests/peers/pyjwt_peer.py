@@ -3,6 +3,8 @@
   keygen DIR                         RSA key in DIR/private.pem, public JWKS in DIR/jwks.json
   mint DIR ISS SUB AUD [K=V ...]     an RS256 token signed by PyJWT with that key
   verify JWKS_URL TOKEN AUD ISS      verify a token Tessera issued against its JWKS; print claims
+  actors JWKS_URL TOKEN AUD ISS      verify it, then read its RFC 8693 act chain as a relying
+                                     party would: print the actors, current first
 """
 
 import json
@@ -57,6 +59,26 @@ def verify(jwks_url: str, token: str, aud: str, iss: str) -> None:
     print(json.dumps({"header": jwt.get_unverified_header(token), "claims": claims}))
 
 
+def actors(jwks_url: str, token: str, aud: str, iss: str) -> None:
+    """RFC 8693 §4.1: `act` names the current actor; a nested `act` the one before it.
+    Only the outermost actor is the one acting now; the others are informational. Each
+    level must identify its actor by a string `sub` (and `iss`, when present, a string)."""
+    client = jwt.PyJWKClient(jwks_url)
+    key = client.get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=["ES256", "RS256", "EdDSA"], audience=aud, issuer=iss,
+                        options={"require": ["exp", "iat", "iss", "sub", "aud", "jti"]})
+    chain = []
+    level = claims.get("act")
+    while level is not None:
+        if not isinstance(level, dict) or not isinstance(level.get("sub"), str):
+            raise SystemExit(f"act level is not an actor: {level!r}")
+        if "iss" in level and not isinstance(level["iss"], str):
+            raise SystemExit(f"act level has a non-string iss: {level!r}")
+        chain.append({"sub": level["sub"], "iss": level.get("iss")})
+        level = level.get("act")
+    print(json.dumps({"sub": claims["sub"], "actors": chain, "claims": claims}))
+
+
 if __name__ == "__main__":
-    commands = {"keygen": keygen, "mint": mint, "verify": verify}
+    commands = {"keygen": keygen, "mint": mint, "verify": verify, "actors": actors}
     commands[sys.argv[1]](*sys.argv[2:])

@@ -185,6 +185,13 @@ pub fn verified_claims(token: &str) -> Option<Map<String, Value>> {
     Some(claims.0)
 }
 
+/// A claim of a token that has been VERIFIED (RFC 8693 `act` and `may_act`, read for
+/// delegation), as [`verified_claims`] reads it. `None` for a token without the claim, or
+/// one that is not a compact JWS. Never call it on a token not yet verified.
+pub fn verified_claim(token: &str, name: &str) -> Option<Value> {
+    verified_claims(token)?.remove(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +212,13 @@ mod tests {
         assert_eq!(verified_jti(&token(header, r#"{"sub":"x"}"#)), None);
         assert_eq!(verified_jti(&token(header, r#"{"jti":"a","jti":"b"}"#)), None, "duplicate claims");
         assert_eq!(verified_jti("not-a-jwt"), None);
+        let act = r#"{"act":{"sub":"a","act":{"sub":"b"}}}"#;
+        assert_eq!(
+            verified_claim(&token(header, act), "act"),
+            Some(serde_json::json!({"sub":"a","act":{"sub":"b"}}))
+        );
+        assert_eq!(verified_claim(&token(header, act), "may_act"), None);
+        assert_eq!(verified_claim(&token(header, r#"{"act":1,"act":2}"#), "act"), None, "duplicate claims");
     }
 
     #[test]

@@ -80,6 +80,13 @@ pub struct AuditEvent {
     /// The verified identity, when verification got that far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityJson>,
+    /// The verified actor's id (RFC 8693 `actor_token`), a column of its own like
+    /// `identity_id`; the JSON has it inside `actor`.
+    #[serde(skip)]
+    pub actor_id: Option<String>,
+    /// The verified actor of a delegated exchange, when verification got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<IdentityJson>,
     pub target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -93,6 +100,9 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_ttl: Option<i64>,
     pub subject_token_fingerprint: String,
+    /// The actor token's fingerprint, when the request had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_token_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_token_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -373,12 +383,15 @@ pub(crate) mod tests {
             source: Some("corp".into()),
             identity_id: Some(identity.id.clone()),
             identity: Some(IdentityJson::new(&identity).unwrap()),
+            actor_id: None,
+            actor: None,
             target: "aws-prod".into(),
             scope: Some("arn:aws:iam::123456789012:role/reader".into()),
             rule: Some("payments-read".into()),
             cache: Some("miss".into()),
             issued_ttl: Some(900),
             subject_token_fingerprint: "sha256:01".into(),
+            actor_token_fingerprint: None,
             issued_token_fingerprint: Some("sha256:02".into()),
             client_addr: Some("10.0.0.7".into()),
             latency_ms: 2.25,
@@ -398,12 +411,15 @@ pub(crate) mod tests {
             source: None,
             identity_id: None,
             identity: None,
+            actor_id: None,
+            actor: None,
             target: "api".into(),
             scope: None,
             rule: None,
             cache: None,
             issued_ttl: None,
             subject_token_fingerprint: "sha256:00".into(),
+            actor_token_fingerprint: None,
             issued_token_fingerprint: None,
             client_addr: None,
             latency_ms: 0.5,

@@ -207,6 +207,18 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
              FROM tessera_audit_events WHERE identity_id IS NOT NULL AND source IS NOT NULL GROUP BY 1, 2, 3, 4, 5",
         ],
     ),
+    (
+        6,
+        &[
+            // Delegated exchanges (RFC 8693 `actor_token`): who acted for the identity, and
+            // the actor token's fingerprint; the actor's events page from their own index.
+            "ALTER TABLE tessera_audit_events ADD COLUMN actor_id TEXT",
+            "ALTER TABLE tessera_audit_events ADD COLUMN actor TEXT",
+            "ALTER TABLE tessera_audit_events ADD COLUMN actor_token_fingerprint TEXT",
+            "CREATE INDEX tessera_audit_events_actor ON tessera_audit_events (actor_id, time_ms, event_id) \
+             WHERE actor_id IS NOT NULL",
+        ],
+    ),
 ];
 
 /// An arbitrary constant naming Tessera's migration lock among PostgreSQL advisory locks.
@@ -879,6 +891,9 @@ event_columns! {
     "issued_token_fingerprint" => issued_token_fingerprint,
     "client_addr" => client_addr,
     "latency_ms" => latency_ms,
+    "actor_id" => actor_id,
+    "actor" => actor,
+    "actor_token_fingerprint" => actor_token_fingerprint,
 }
 
 /// A type of [`AuditEvent`] field as a column: bound in an INSERT, read from a row.

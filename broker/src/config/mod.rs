@@ -90,6 +90,9 @@ pub struct BrokerConfig {
     /// as `invalid_client`.
     #[serde(default)]
     pub introspection: Option<Spanned<IntrospectionConfig>>,
+    /// RFC 8693 delegation (`actor_token`): the longest `act` chain. Default: 4 actors.
+    #[serde(default)]
+    pub delegation: Option<Spanned<crate::delegation::DelegationConfig>>,
 }
 
 impl BrokerConfig {
@@ -131,6 +134,10 @@ impl BrokerConfig {
 
     pub fn signals(&self) -> Option<&SignalsConfig> {
         self.signals.as_ref().map(|s| &s.value)
+    }
+
+    pub fn delegation(&self) -> crate::delegation::DelegationConfig {
+        self.delegation.as_ref().map(|d| d.value).unwrap_or_default()
     }
 
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
@@ -616,6 +623,12 @@ fn check_settings(config: &BrokerConfig, problems: &mut Problems<'_>) {
     {
         let max = token_cache::MAX_ENTRIES;
         problems.at(&cache.referenced, format!("token_cache.max_entries must be between 1 and {max}"));
+    }
+    if let Some(delegation) = &config.delegation
+        && !(1..=crate::delegation::MAX_MAX_DEPTH).contains(&delegation.value.max_depth)
+    {
+        let max = crate::delegation::MAX_MAX_DEPTH;
+        problems.at(&delegation.referenced, format!("delegation.max_depth must be between 1 and {max}"));
     }
 }
 

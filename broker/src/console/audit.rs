@@ -125,11 +125,15 @@ fn filters(ctx: &Ctx, p: &AuditParams) -> Markup {
     }
 }
 
+/// The workload, and for a delegated exchange the actor that acted for it.
 fn identity_link(e: &AuditEvent) -> Markup {
     html! {
         @match &e.identity_id {
             Some(id) => a href=(workload_href(id)) { (id) },
             None => "(no verified identity)",
+        }
+        @if let Some(actor) = &e.actor_id {
+            br; small { "actor: " a href=(workload_href(actor)) { (actor) } }
         }
     }
 }

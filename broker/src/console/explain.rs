@@ -64,6 +64,7 @@ pub(super) async fn run(req: HttpRequest, ctx: Ctx, form: web::Form<ExplainForm>
     };
     let request = ExplainRequest {
         subject,
+        actor: None,
         audience: form.audience.clone(),
         scope: Some(form.scope.trim().to_string()).filter(|s| !s.is_empty()),
         client_addr: None,
@@ -121,6 +122,7 @@ fn verdict(outcome: &TraceOutcome) -> (&'static str, &'static str) {
         TraceOutcome::ConditionFalse { .. } => ("condition false", "none"),
         TraceOutcome::ConditionError { .. } => ("condition failed", "error"),
         TraceOutcome::Withheld { .. } => ("attribute withheld", "error"),
+        TraceOutcome::DelegationNotAllowed => ("does not allow delegation", "none"),
     }
 }
 

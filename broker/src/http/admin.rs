@@ -105,6 +105,9 @@ struct ExplainBody {
     subject_token: Option<String>,
     #[serde(default)]
     subject_token_type: Option<String>,
+    /// The actor of a delegated request, written like `identity`.
+    #[serde(default)]
+    actor: Option<serde_json::Value>,
     audience: String,
     #[serde(default)]
     scope: Option<String>,
@@ -168,8 +171,16 @@ async fn explain(broker: web::Data<Arc<Broker>>, body: web::Json<ExplainBody>) -
             return bad_request("invalid_request", "`now` must be RFC 3339 or seconds since the epoch");
         }
     };
+    let actor = match body.actor.map(|a| a.to_string()) {
+        None => None,
+        Some(text) => match parse_identity(Path::new("actor"), &text) {
+            Ok(actor) => Some(actor),
+            Err(e) => return bad_request("invalid_identity", e.to_string()),
+        },
+    };
     let request = ExplainRequest {
         subject,
+        actor,
         audience: body.audience,
         scope: body.scope.filter(|s| !s.is_empty()),
         client_addr: body.client_addr,

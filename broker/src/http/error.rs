@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use serde::Serialize;
 use tessera_adapters::{SourceError, TargetError};
 
+use crate::delegation::DelegationError;
 use crate::exchange::ExchangeError;
 use crate::jwt_bearer::AssertionError;
 use crate::mapping::Denial;
@@ -38,8 +39,22 @@ pub enum WireError {
     /// The JWT bearer grant's assertion is invalid, expired, not for this server, or
     /// replayed (RFC 7523 §3.1).
     InvalidGrant,
-    /// `actor_token` / `resource`: delegation and resource indicators are not offered.
+    /// `resource`: resource indicators are not offered.
     UnsupportedParameter,
+    /// `actor_token` without `actor_token_type`, or the other way round (RFC 8693 §2.1).
+    IncompleteActor,
+    /// `actor_token_type` Tessera does not verify.
+    UnsupportedActorTokenType,
+    /// Actor token over the size limit.
+    ActorTokenTooLarge,
+    /// The actor token is invalid, expired, untrusted or forged.
+    InvalidActorToken,
+    /// The subject token's `may_act` does not name the actor (RFC 8693 §4.4).
+    ActorNotPermitted,
+    /// The `act` chain would be too long, or the subject token's is malformed.
+    InvalidDelegationChain,
+    /// The rules that apply do not allow delegation.
+    DelegationNotAllowed,
     /// `requested_token_type` the target does not issue.
     UnsupportedRequestedTokenType,
     /// Several values in `scope`; Tessera grants one scope per exchange.
@@ -78,7 +93,9 @@ pub enum WireError {
 impl WireError {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::BodyTooLarge | Self::TokenTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge | Self::TokenTooLarge | Self::ActorTokenTooLarge => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable | Self::UpstreamUnusable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,6 +116,12 @@ impl WireError {
             | Self::ParameterNotForGrant
             | Self::InvalidGrant
             | Self::UnsupportedParameter
+            | Self::IncompleteActor
+            | Self::UnsupportedActorTokenType
+            | Self::InvalidActorToken
+            | Self::ActorNotPermitted
+            | Self::InvalidDelegationChain
+            | Self::DelegationNotAllowed
             | Self::UnsupportedRequestedTokenType
             | Self::MultipleScopes
             | Self::InvalidSubjectToken
@@ -116,7 +139,7 @@ impl WireError {
             Self::InvalidGrant => "invalid_grant",
             // The identity is proven and the request well formed; what it asks for is not
             // issued to it (RFC 6749 §5.2, RFC 8693 §2.2.2).
-            Self::NotAllowed | Self::Revoked => "invalid_target",
+            Self::NotAllowed | Self::Revoked | Self::DelegationNotAllowed => "invalid_target",
             Self::ScopeNotGrantable | Self::MultipleScopes => "invalid_scope",
             Self::RateLimited { .. } | Self::Unavailable | Self::UpstreamUnusable => {
                 "temporarily_unavailable"
@@ -138,6 +161,12 @@ impl WireError {
             | Self::MissingAssertion
             | Self::ParameterNotForGrant
             | Self::UnsupportedParameter
+            | Self::IncompleteActor
+            | Self::UnsupportedActorTokenType
+            | Self::ActorTokenTooLarge
+            | Self::InvalidActorToken
+            | Self::ActorNotPermitted
+            | Self::InvalidDelegationChain
             | Self::UnsupportedRequestedTokenType
             | Self::InvalidSubjectToken
             | Self::Ambiguous
@@ -168,8 +197,15 @@ impl WireError {
                 "subject_token, subject_token_type, requested_token_type, actor_token and resource are not used with the jwt-bearer grant."
             }
             Self::InvalidGrant => "The assertion is invalid, expired, not for this server, or already used.",
-            Self::UnsupportedParameter => {
-                "actor_token and resource are not supported; name the target in audience."
+            Self::UnsupportedParameter => "resource is not supported; name the target in audience.",
+            Self::IncompleteActor => "actor_token and actor_token_type must be given together.",
+            Self::UnsupportedActorTokenType => "The actor_token_type is not supported.",
+            Self::ActorTokenTooLarge => "The actor token is too large.",
+            Self::InvalidActorToken => "The actor token is invalid, expired, or not trusted.",
+            Self::ActorNotPermitted => "The subject token does not permit this actor to act for it.",
+            Self::InvalidDelegationChain => "The delegation chain is malformed or too long.",
+            Self::DelegationNotAllowed => {
+                "No rule allows this actor to act for this identity at this audience."
             }
             Self::UnsupportedRequestedTokenType => {
                 "The requested_token_type is not issued for this audience."
@@ -206,26 +242,19 @@ impl WireError {
 impl From<&ExchangeError> for WireError {
     fn from(e: &ExchangeError) -> Self {
         match e {
-            ExchangeError::Source(s) => match s {
-                SourceError::Upstream { retryable: true, .. } => Self::Unavailable,
-                SourceError::Upstream { retryable: false, .. } => Self::UpstreamUnusable,
-                SourceError::UnsupportedTokenType => Self::UnsupportedSubjectTokenType,
-                SourceError::Malformed(_)
-                | SourceError::UntrustedIssuer
-                | SourceError::DisallowedAlgorithm
-                | SourceError::ForbiddenHeader(_)
-                | SourceError::NestedToken
-                | SourceError::UnknownKey
-                | SourceError::BadSignature
-                | SourceError::IssuerMismatch
-                | SourceError::AudienceMismatch
-                | SourceError::MissingClaim(_)
-                | SourceError::InvalidClaim(_)
-                | SourceError::Expired
-                | SourceError::NotYetValid
-                | SourceError::IssuedInFuture
-                | SourceError::LifetimeTooLong
-                | SourceError::Policy(_) => Self::InvalidSubjectToken,
+            ExchangeError::Source(s) => {
+                source_refusal(s, Self::UnsupportedSubjectTokenType, Self::InvalidSubjectToken)
+            }
+            ExchangeError::Actor(s) => {
+                source_refusal(s, Self::UnsupportedActorTokenType, Self::InvalidActorToken)
+            }
+            ExchangeError::Delegation(d) => match d {
+                DelegationError::NotPermitted { .. } | DelegationError::MayActMalformed(_) => {
+                    Self::ActorNotPermitted
+                }
+                DelegationError::ChainMalformed(_) | DelegationError::TooDeep { .. } => {
+                    Self::InvalidDelegationChain
+                }
             },
             ExchangeError::UnknownAudience(_) => Self::NotAllowed,
             // A revoked subject token is one no longer valid (RFC 8693 §2.2.2).
@@ -240,6 +269,7 @@ impl From<&ExchangeError> for WireError {
                 | Denial::Unrenderable { .. } => Self::NotAllowed,
                 Denial::Ambiguous { .. } => Self::Ambiguous,
                 Denial::ScopeNotGrantable => Self::ScopeNotGrantable,
+                Denial::DelegationNotAllowed { .. } => Self::DelegationNotAllowed,
             },
             ExchangeError::Target(t) => match t {
                 // The rule renders, for this identity, a value the target refuses: the rule
@@ -260,6 +290,32 @@ impl From<&ExchangeError> for WireError {
                 AssertionError::ReplayCache(_) => Self::Unavailable,
             },
         }
+    }
+}
+
+/// A token a source refused, the subject's or the actor's: `unsupported` for a type the
+/// source does not take, `invalid` for a token it refused, upstream trouble as such.
+fn source_refusal(s: &SourceError, unsupported: WireError, invalid: WireError) -> WireError {
+    match s {
+        SourceError::Upstream { retryable: true, .. } => WireError::Unavailable,
+        SourceError::Upstream { retryable: false, .. } => WireError::UpstreamUnusable,
+        SourceError::UnsupportedTokenType => unsupported,
+        SourceError::Malformed(_)
+        | SourceError::UntrustedIssuer
+        | SourceError::DisallowedAlgorithm
+        | SourceError::ForbiddenHeader(_)
+        | SourceError::NestedToken
+        | SourceError::UnknownKey
+        | SourceError::BadSignature
+        | SourceError::IssuerMismatch
+        | SourceError::AudienceMismatch
+        | SourceError::MissingClaim(_)
+        | SourceError::InvalidClaim(_)
+        | SourceError::Expired
+        | SourceError::NotYetValid
+        | SourceError::IssuedInFuture
+        | SourceError::LifetimeTooLong
+        | SourceError::Policy(_) => invalid,
     }
 }
 

@@ -246,9 +246,10 @@ fn to_request(
         }
         Some(_) => return Err(WireError::UnsupportedGrantType),
     }
-    if ["actor_token", "actor_token_type", "resource"].iter().any(|name| params.get(name).is_some()) {
+    if params.get("resource").is_some() {
         return Err(WireError::UnsupportedParameter);
     }
+    let actor_token = actor_token(&params, max_token_bytes)?;
     // `curl --data-urlencode subject_token@file` keeps the file's last newline. Whitespace
     // inside a token is left for its source to refuse.
     let token = params
@@ -271,6 +272,7 @@ fn to_request(
         requested_token_type: params.get("requested_token_type").map(str::to_string),
         client_addr,
         grant_type: GrantType::TokenExchange,
+        actor_token,
     })
 }
 
@@ -325,7 +327,26 @@ fn jwt_bearer_request(
         requested_token_type: None,
         client_addr,
         grant_type: GrantType::JwtBearer,
+        actor_token: None,
     })
+}
+
+/// RFC 8693 §2.1: `actor_token` and `actor_token_type` come together or not at all; the
+/// actor token takes the subject token's types and size limit, and is trimmed alike.
+fn actor_token(params: &Params, max_token_bytes: usize) -> Result<Option<SubjectToken>, WireError> {
+    let token = params.get("actor_token").map(str::trim_ascii).filter(|t| !t.is_empty());
+    match (token, params.get("actor_token_type")) {
+        (None, None) => Ok(None),
+        (Some(_), None) | (None, Some(_)) => Err(WireError::IncompleteActor),
+        (Some(token), Some(token_type)) => {
+            if token.len() > max_token_bytes {
+                return Err(WireError::ActorTokenTooLarge);
+            }
+            let token_type =
+                SubjectTokenType::from_uri(token_type).ok_or(WireError::UnsupportedActorTokenType)?;
+            Ok(Some(SubjectToken { token_type, value: Secret::new(token.to_string()) }))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -435,11 +456,42 @@ mod tests {
     }
 
     #[test]
-    fn delegation_and_resource_indicators_are_refused() {
-        for name in ["actor_token", "actor_token_type", "resource"] {
-            let pairs = [("grant_type", TOKEN_EXCHANGE), ("subject_token", "t"), (name, "x")];
-            assert_eq!(request(&pairs).err(), Some(WireError::UnsupportedParameter), "{name}");
+    fn an_actor_token_comes_with_its_type_and_within_the_limit() {
+        fn with(extra: &[(&str, &str)]) -> Result<ExchangeRequest, WireError> {
+            let mut pairs = vec![
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", "s.s.s"),
+                ("subject_token_type", JWT),
+                ("audience", "a"),
+            ];
+            pairs.extend_from_slice(extra);
+            request(&pairs)
         }
+        let r = with(&[("actor_token", " a.b.c\n"), ("actor_token_type", JWT)]).expect("delegation");
+        let actor = r.actor_token.expect("an actor");
+        assert_eq!((actor.value.expose().as_str(), actor.token_type), ("a.b.c", SubjectTokenType::Jwt));
+        assert!(with(&[]).expect("no actor").actor_token.is_none());
+        assert_eq!(with(&[("actor_token", "a.b.c")]).err(), Some(WireError::IncompleteActor));
+        assert_eq!(with(&[("actor_token_type", JWT)]).err(), Some(WireError::IncompleteActor));
+        assert_eq!(
+            with(&[("actor_token", " "), ("actor_token_type", JWT)]).err(),
+            Some(WireError::IncompleteActor)
+        );
+        assert_eq!(
+            with(&[("actor_token", "a.b.c"), ("actor_token_type", "urn:x")]).err(),
+            Some(WireError::UnsupportedActorTokenType)
+        );
+        let long = "a".repeat(16 * 1024 + 1);
+        assert_eq!(
+            with(&[("actor_token", &long), ("actor_token_type", JWT)]).err(),
+            Some(WireError::ActorTokenTooLarge)
+        );
+    }
+
+    #[test]
+    fn resource_indicators_are_refused() {
+        let pairs = [("grant_type", TOKEN_EXCHANGE), ("subject_token", "t"), ("resource", "x")];
+        assert_eq!(request(&pairs).err(), Some(WireError::UnsupportedParameter));
     }
 
     #[test]

@@ -23,7 +23,8 @@ impl Expectation {
             ) => got == rule,
             (Self::NoRule, Err(Denial::NoRule))
             | (Self::Ambiguous, Err(Denial::Ambiguous { .. }))
-            | (Self::InvalidScope, Err(Denial::ScopeNotGrantable)) => true,
+            | (Self::InvalidScope, Err(Denial::ScopeNotGrantable))
+            | (Self::DelegationNotAllowed, Err(Denial::DelegationNotAllowed { .. })) => true,
             _ => false,
         }
     }
@@ -86,7 +87,7 @@ impl MappingSet {
                     client_addr: case.client_addr.as_deref(),
                     now: case.now.unwrap_or(now),
                 };
-                let actual = self.preview(&case.identity, &request);
+                let actual = self.preview_delegated(&case.identity, case.actor.as_ref(), &request);
                 TestOutcome {
                     file: case.file.to_path_buf(),
                     line: case.pos.line,

@@ -35,8 +35,27 @@ pub(crate) struct Matcher {
 }
 
 impl Matcher {
-    pub fn matches(&self, identity: &Identity) -> bool {
-        identity.field(&self.field).is_some_and(|v| self.patterns.iter().any(|p| p.matches(v)))
+    /// For a `match.actor` condition, the actor's field it tests (`name` of `actor.name`).
+    pub fn actor_field(&self) -> Option<&str> {
+        self.field.strip_prefix("actor.")
+    }
+
+    /// Who this condition tests and which of their fields: the identity, or for a
+    /// `match.actor` condition the actor, `None` when the request has none.
+    pub fn tested<'i>(
+        &self,
+        identity: &'i Identity,
+        actor: Option<&'i Identity>,
+    ) -> Option<(&'i Identity, &str)> {
+        match self.actor_field() {
+            Some(field) => actor.map(|a| (a, field)),
+            None => Some((identity, self.field.as_str())),
+        }
+    }
+
+    /// Whether the field's value matches one of the patterns.
+    pub fn matches_value(&self, value: Option<&str>) -> bool {
+        value.is_some_and(|v| self.patterns.iter().any(|p| p.matches(v)))
     }
 
     /// The values this condition accepts when all its patterns are exact.
@@ -97,6 +116,14 @@ pub(crate) struct CompiledRule {
     pub params: Vec<(String, ParamTemplate)>,
 }
 
+impl CompiledRule {
+    /// Whether the rule has `match.actor` conditions: an allow rule allows delegated
+    /// requests only then (delegation is opt-in per rule).
+    pub fn delegates(&self) -> bool {
+        self.matchers.iter().any(|m| m.actor_field().is_some())
+    }
+}
+
 /// Rules by the target they grant and, within a target, by one identity field each rule
 /// requires an exact value of, so a request looks only at rules that could match it and
 /// the cost of a decision stays flat however many rules there are.
@@ -126,7 +153,8 @@ impl RuleIndex {
         // How many rules of each target require each (field, value).
         let mut shared: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for rule in rules {
-            for m in &rule.matchers {
+            // The index files rules by the identity's fields; the actor's are tested later.
+            for m in rule.matchers.iter().filter(|m| m.actor_field().is_none()) {
                 if let Some(values) = m.exact_values() {
                     for v in values {
                         *shared.entry((&rule.target, &m.field, v)).or_default() += 1;
@@ -141,6 +169,7 @@ impl RuleIndex {
             let best = rule
                 .matchers
                 .iter()
+                .filter(|m| m.actor_field().is_none())
                 .filter_map(|m| {
                     let values = m.exact_values()?;
                     let cost: usize = values
@@ -215,6 +244,7 @@ pub(crate) struct TestCase {
     pub pos: Pos,
     pub description: Option<String>,
     pub identity: Identity,
+    pub actor: Option<Identity>,
     pub audience: String,
     pub scope: Option<String>,
     pub client_addr: Option<String>,
@@ -366,7 +396,7 @@ impl<'a> Compiler<'a> {
     fn matcher(&mut self, raw: &RawMatcher) -> Option<Matcher> {
         let patterns: Vec<Option<Pattern>> =
             raw.patterns.iter().map(|p| self.pattern(&raw.field, p)).collect();
-        if raw.field == "source" {
+        if raw.field == "source" || raw.field == "actor.source" {
             // Paired before dropping the invalid ones, so each keeps its own position.
             for (pattern, raw) in patterns.iter().zip(&raw.patterns) {
                 let Some(pattern) = pattern else { continue };
@@ -606,6 +636,7 @@ impl<'a> Compiler<'a> {
             pos: case.pos,
             description: case.description.clone(),
             identity: case.identity.clone(),
+            actor: case.actor.clone(),
             audience: case.audience.value.clone(),
             scope: case.scope.clone(),
             client_addr: case.client_addr.clone(),
@@ -620,7 +651,10 @@ impl<'a> Compiler<'a> {
         let (rule, want) = match &case.expect.value {
             Expectation::Allow(rule) => (rule, Effect::Allow),
             Expectation::Deny(rule) => (rule, Effect::Deny),
-            Expectation::NoRule | Expectation::Ambiguous | Expectation::InvalidScope => return Some(()),
+            Expectation::NoRule
+            | Expectation::Ambiguous
+            | Expectation::InvalidScope
+            | Expectation::DelegationNotAllowed => return Some(()),
         };
         let (message, hint) = match facts.get(rule) {
             None => (

@@ -13,6 +13,9 @@
 //! - `identity`: a map of the identity's fields (`id`, `provider`, `source`, `issuer`,
 //!   `subject`, and `tenant`, `namespace`, `name`, `instance`, `region` when the identity
 //!   has them), `attributes` (a map of strings) and `expires_at` (a timestamp);
+//! - `actor`: for a delegated request (RFC 8693 `actor_token`), the verified actor, a map
+//!   of the same fields as `identity`; `null` for a request without one, so
+//!   `actor != null && actor.name == "deploy-bot"`;
 //! - `request`: `audience`, and `scope` and `client_addr` when the request has them;
 //! - `now`: the broker's clock as a timestamp, so `now.getHours("Europe/Paris") < 18`.
 
@@ -105,8 +108,7 @@ impl Problem {
     }
 }
 
-const VARIABLES_HINT: &str =
-    "a condition sees `identity`, `request` (audience, scope, client_addr) and `now` (a timestamp)";
+const VARIABLES_HINT: &str = "a condition sees `identity`, `actor` (the same fields, or null), `request` (audience, scope, client_addr) and `now` (a timestamp)";
 
 /// How a condition fared for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +261,7 @@ impl Vars {
     pub fn new(identity: &Identity, request: &Request<'_>) -> Self {
         let mut context = Context::with_env(Arc::clone(&ENV));
         context.add_variable_from_value("identity", identity_value(identity));
+        context.add_variable_from_value("actor", Value::Null);
         let mut req: HashMap<String, Value> = HashMap::new();
         req.insert("audience".into(), request.audience.into());
         if let Some(scope) = request.scope {
@@ -272,6 +275,15 @@ impl Vars {
             context.add_variable_from_value("now", now);
         }
         Self { context, withheld: identity.withheld.clone() }
+    }
+
+    /// The request's actor, when it has one (`actor` stays `null` otherwise).
+    #[must_use]
+    pub fn with_actor(mut self, actor: Option<&Identity>) -> Self {
+        if let Some(actor) = actor {
+            self.context.add_variable_from_value("actor", identity_value(actor));
+        }
+        self
     }
 }
 
@@ -487,7 +499,9 @@ impl<'e> Checker<'e> {
             return Ty::Unknown;
         }
         match name {
-            "identity" => Ty::Identity,
+            // The actor has the identity's fields; it may be null, which a field read fails
+            // on at request time, as for an identity without the field.
+            "identity" | "actor" => Ty::Identity,
             "request" => Ty::Request,
             "now" => Ty::Timestamp,
             n if TYPE_NAMES.contains(&n) => Ty::Unknown,
@@ -634,6 +648,26 @@ mod tests {
         assert_eq!(run(r#"identity.attributes.exists(k, k.startsWith("k8s."))"#), Outcome::True);
         assert_eq!(run(r#"identity.subject.split(":").size() == 4"#), Outcome::True);
         assert_eq!(run(r#"identity.name.matches("^a[a-z]+$")"#), Outcome::True);
+    }
+
+    #[test]
+    fn conditions_see_the_actor_or_null() {
+        let request = Request { audience: "aws-prod", scope: None, client_addr: None, now: NOW };
+        let mut bot = identity();
+        bot.name = Some("deploy-bot".into());
+        let run = |source: &str, actor: Option<&Identity>| {
+            Condition::compile(source).unwrap().evaluate(&Vars::new(&identity(), &request).with_actor(actor))
+        };
+        assert_eq!(run(r#"actor != null && actor.name == "deploy-bot""#, Some(&bot)), Outcome::True);
+        assert_eq!(run(r#"actor != null && actor.name == "deploy-bot""#, None), Outcome::False);
+        assert_eq!(run("actor == null", None), Outcome::True);
+        assert_eq!(run("actor == null", Some(&bot)), Outcome::False);
+        assert_eq!(run(r#"actor.namespace == identity.namespace"#, Some(&bot)), Outcome::True);
+        assert!(
+            matches!(run(r#"actor.name == "deploy-bot""#, None), Outcome::Error(_)),
+            "no actor: fails closed"
+        );
+        assert_eq!(problems("actor.nmae == 'x'"), vec!["`identity` has no field `nmae`"]);
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub enum Denial {
     /// The allowing rule's templates name a field this identity has no value for.
     #[error("rule `{rule}` cannot be rendered: the identity has no `{field}`")]
     Unrenderable { rule: String, field: String },
+    /// The request has an actor (RFC 8693 `actor_token`) and the allow rules that apply
+    /// to the identity have no `match.actor`: delegation is opt-in per rule.
+    #[error("rules {} apply but do not allow delegation (no `match.actor`)", quoted(.rules))]
+    DelegationNotAllowed { rules: Vec<String> },
 }
 
 impl Denial {
@@ -91,6 +95,7 @@ impl Denial {
             Self::Ambiguous { .. } => "TS-MAP-AMBIGUOUS",
             Self::ScopeNotGrantable => "TS-MAP-SCOPE",
             Self::Unrenderable { .. } => "TS-MAP-UNRENDERABLE",
+            Self::DelegationNotAllowed { .. } => "TS-MAP-NO-DELEGATION",
         }
     }
 
@@ -100,7 +105,10 @@ impl Denial {
             Self::Denied { rule } | Self::DeniedOnError { rule, .. } | Self::Unrenderable { rule, .. } => {
                 Some(rule)
             }
-            Self::NoRule | Self::Ambiguous { .. } | Self::ScopeNotGrantable => None,
+            Self::NoRule
+            | Self::Ambiguous { .. }
+            | Self::ScopeNotGrantable
+            | Self::DelegationNotAllowed { .. } => None,
         }
     }
 }

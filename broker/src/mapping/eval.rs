@@ -39,6 +39,10 @@ pub enum Decision {
         audience: String,
         scope: String,
     },
+    /// The request has an actor; the allow rules that apply have no `match.actor`.
+    DelegationNotAllowed {
+        rules: Vec<String>,
+    },
 }
 
 /// The scope an applying allow rule grants this identity.
@@ -78,6 +82,9 @@ pub enum TraceOutcome {
     /// An allow rule with a `match` condition on `field`, an attribute whose value was
     /// withheld for being over the attribute limits: it does not apply.
     Withheld { field: String },
+    /// An allow rule whose `match` and `when:` hold, for a request with an actor, but
+    /// which has no `match.actor`: it does not allow delegation, so it does not apply.
+    DelegationNotAllowed,
 }
 
 /// One rule considered for a request, where it is defined, and how it fared.
@@ -131,6 +138,8 @@ enum Decided<'s> {
     NoRule,
     Ambiguous(Vec<&'s CompiledRule>),
     ScopeNotGrantable,
+    /// Allow rules held, but none allows delegation, and the request has an actor.
+    DelegationNotAllowed(Vec<&'s CompiledRule>),
 }
 
 /// Why a rule holds for no identity like this one.
@@ -154,17 +163,27 @@ impl CompiledRule {
     /// decides only when no other condition is false: a rule that cannot apply whatever
     /// the unknown value is does not apply. `vars` are built on the first condition met
     /// and reused for the rest.
-    fn check(&self, identity: &Identity, request: &Request<'_>, vars: &mut Option<Vars>) -> Verdict {
+    fn check(
+        &self,
+        identity: &Identity,
+        actor: Option<&Identity>,
+        request: &Request<'_>,
+        vars: &mut Option<Vars>,
+    ) -> Verdict {
         let mut withheld = None;
         for (i, m) in self.matchers.iter().enumerate() {
-            if identity.is_withheld(&m.field) {
+            // A `match.actor` condition never holds for a request without an actor.
+            let Some((who, field)) = m.tested(identity, actor) else {
+                return Verdict::Misses(Miss::Match(i));
+            };
+            if who.is_withheld(field) {
                 withheld = withheld.or(Some(m));
-            } else if !m.matches(identity) {
+            } else if !m.matches_value(who.field(field)) {
                 return Verdict::Misses(Miss::Match(i));
             }
         }
         let outcome = self.condition.as_ref().map(|c| {
-            let vars = vars.get_or_insert_with(|| Vars::new(identity, request));
+            let vars = vars.get_or_insert_with(|| Vars::new(identity, request).with_actor(actor));
             (c, c.evaluate(vars))
         });
         let error = match (outcome, withheld) {
@@ -190,13 +209,21 @@ impl CompiledRule {
         Verdict::Error(error)
     }
 
-    fn miss_outcome(&self, miss: Miss, identity: &Identity) -> Option<TraceOutcome> {
+    fn miss_outcome(
+        &self,
+        miss: Miss,
+        identity: &Identity,
+        actor: Option<&Identity>,
+    ) -> Option<TraceOutcome> {
         Some(match miss {
             Miss::Match(failed) => {
                 let m = self.matchers.get(failed)?;
                 TraceOutcome::NotMatched {
                     field: m.field.clone(),
-                    actual: identity.field(&m.field).map(str::to_string),
+                    actual: m
+                        .tested(identity, actor)
+                        .and_then(|(who, field)| who.field(field))
+                        .map(str::to_string),
                     patterns: m.patterns.iter().map(|p| p.as_str().to_string()).collect(),
                 }
             }
@@ -206,10 +233,10 @@ impl CompiledRule {
         })
     }
 
-    fn grantable_scope(&self, identity: &Identity) -> GrantableScope {
+    fn grantable_scope(&self, identity: &Identity, actor: Option<&Identity>) -> GrantableScope {
         match &self.scope {
             None => GrantableScope::None,
-            Some(t) => match t.render(identity) {
+            Some(t) => match t.render_with(identity, actor) {
                 Ok(scope) => GrantableScope::Scope { scope },
                 Err(MissingField(field)) => GrantableScope::Unrenderable { field },
             },
@@ -229,29 +256,39 @@ impl CompiledRule {
     }
 }
 
-fn render_claim(t: &ClaimTemplate, identity: &Identity) -> Result<serde_json::Value, MissingField> {
+fn render_claim(
+    t: &ClaimTemplate,
+    identity: &Identity,
+    actor: Option<&Identity>,
+) -> Result<serde_json::Value, MissingField> {
     Ok(match t {
-        ClaimTemplate::Str(t) => serde_json::Value::String(t.render(identity)?),
+        ClaimTemplate::Str(t) => serde_json::Value::String(t.render_with(identity, actor)?),
         ClaimTemplate::Literal(v) => v.clone(),
         ClaimTemplate::List(items) => serde_json::Value::Array(
-            items.iter().map(|i| render_claim(i, identity)).collect::<Result<_, _>>()?,
+            items.iter().map(|i| render_claim(i, identity, actor)).collect::<Result<_, _>>()?,
         ),
         ClaimTemplate::Object(entries) => serde_json::Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| render_claim(v, identity).map(|v| (k.clone(), v)))
+                .map(|(k, v)| render_claim(v, identity, actor).map(|v| (k.clone(), v)))
                 .collect::<Result<_, _>>()?,
         ),
     })
 }
 
-fn render_param(t: &ParamTemplate, identity: &Identity) -> Result<serde_json::Value, MissingField> {
+fn render_param(
+    t: &ParamTemplate,
+    identity: &Identity,
+    actor: Option<&Identity>,
+) -> Result<serde_json::Value, MissingField> {
     Ok(match t {
-        ParamTemplate::Str(t) => serde_json::Value::String(t.render(identity)?),
+        ParamTemplate::Str(t) => serde_json::Value::String(t.render_with(identity, actor)?),
         ParamTemplate::Map(entries) => serde_json::Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| v.render(identity).map(|v| (k.clone(), serde_json::Value::String(v))))
+                .map(|(k, v)| {
+                    v.render_with(identity, actor).map(|v| (k.clone(), serde_json::Value::String(v)))
+                })
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -268,14 +305,21 @@ impl MappingSet {
     /// Without a trace only the index's candidates are looked at; with one, every rule
     /// for the target, so an explanation also says why the others did not apply. Both
     /// decide alike: a rule the index leaves out fails one of its exact conditions.
+    ///
+    /// With an actor (a delegated request), an allow rule applies only if it has
+    /// `match.actor` conditions, which then hold; when allow rules hold but none of them
+    /// has, delegation is not allowed. Deny rules apply with or without an actor, and one
+    /// with `match.actor` only to requests whose actor matches.
     fn decide<'s>(
         &'s self,
         identity: &Identity,
+        actor: Option<&Identity>,
         request: &Request<'_>,
         mut trace: Option<&mut Vec<RuleTrace>>,
     ) -> Decided<'s> {
         let mut deny: Option<(&CompiledRule, Option<EvalError>)> = None;
         let mut allows: Vec<(&CompiledRule, GrantableScope)> = Vec::new();
+        let mut undelegable: Vec<&CompiledRule> = Vec::new();
         let mut candidates = Vec::new();
         let considered: &[usize] = if trace.is_some() {
             self.index.for_target(request.audience)
@@ -286,7 +330,7 @@ impl MappingSet {
         let mut vars: Option<Vars> = None;
         for &i in considered {
             let Some(rule) = self.rules.get(i) else { continue };
-            let outcome = match (rule.check(identity, request, &mut vars), rule.effect) {
+            let outcome = match (rule.check(identity, actor, request, &mut vars), rule.effect) {
                 (Verdict::Holds, Effect::Deny) => {
                     if deny.as_ref().is_none_or(|(_, error)| error.is_some()) {
                         deny = Some((rule, None));
@@ -301,8 +345,12 @@ impl MappingSet {
                     }
                     outcome
                 }
+                (Verdict::Holds, Effect::Allow) if actor.is_some() && !rule.delegates() => {
+                    undelegable.push(rule);
+                    Some(TraceOutcome::DelegationNotAllowed)
+                }
                 (Verdict::Holds, Effect::Allow) => {
-                    let scope = rule.grantable_scope(identity);
+                    let scope = rule.grantable_scope(identity, actor);
                     allows.push((rule, scope.clone()));
                     Some(TraceOutcome::Applied { scope })
                 }
@@ -314,7 +362,7 @@ impl MappingSet {
                 }),
                 (Verdict::Misses(miss), _) => {
                     if trace.is_some() {
-                        rule.miss_outcome(miss, identity)
+                        rule.miss_outcome(miss, identity, actor)
                     } else {
                         None
                     }
@@ -328,6 +376,9 @@ impl MappingSet {
         if let Some((rule, error)) = deny {
             return Decided::Deny(rule, error);
         }
+        if allows.is_empty() && !undelegable.is_empty() {
+            return Decided::DelegationNotAllowed(undelegable);
+        }
         pick(allows, request.scope)
     }
 
@@ -335,8 +386,19 @@ impl MappingSet {
     /// applied (or, for a deny rule, applied because it could not be evaluated) and, if
     /// not, which `match` condition failed or how `when` fared. Makes no grant.
     pub fn evaluate(&self, identity: &Identity, request: &Request<'_>) -> Evaluation {
+        self.evaluate_delegated(identity, None, request)
+    }
+
+    /// [`evaluate`](Self::evaluate) for a request with `actor` acting for `identity`
+    /// (RFC 8693 `actor_token`), or without one.
+    pub fn evaluate_delegated(
+        &self,
+        identity: &Identity,
+        actor: Option<&Identity>,
+        request: &Request<'_>,
+    ) -> Evaluation {
         let mut trace = Vec::new();
-        let decision = match self.decide(identity, request, Some(&mut trace)) {
+        let decision = match self.decide(identity, actor, request, Some(&mut trace)) {
             Decided::Allow { rule, .. } => Decision::Allow { rule: rule.name.clone() },
             Decided::Deny(rule, None) => Decision::Deny { rule: rule.name.clone() },
             Decided::Deny(rule, Some(error)) => Decision::DenyOnError { rule: rule.name.clone(), error },
@@ -346,13 +408,25 @@ impl MappingSet {
                 audience: request.audience.to_string(),
                 scope: request.scope.unwrap_or_default().to_string(),
             },
+            Decided::DelegationNotAllowed(rules) => Decision::DelegationNotAllowed { rules: names(&rules) },
         };
         Evaluation { decision, trace }
     }
 
     /// What [`authorize`](Self::authorize) would grant `identity`, rendered, or why not.
     pub fn preview(&self, identity: &Identity, request: &Request<'_>) -> Result<GrantPreview, Denial> {
-        let (rule, scope) = match self.decide(identity, request, None) {
+        self.preview_delegated(identity, None, request)
+    }
+
+    /// [`preview`](Self::preview) for a request with `actor` acting for `identity`, or
+    /// without one. Templates may name the actor's fields (`{actor.name}`).
+    pub fn preview_delegated(
+        &self,
+        identity: &Identity,
+        actor: Option<&Identity>,
+        request: &Request<'_>,
+    ) -> Result<GrantPreview, Denial> {
+        let (rule, scope) = match self.decide(identity, actor, request, None) {
             Decided::Allow { rule, scope } => (rule, scope),
             Decided::Deny(rule, None) => return Err(Denial::Denied { rule: rule.name.clone() }),
             Decided::Deny(rule, Some(error)) => {
@@ -361,6 +435,9 @@ impl MappingSet {
             Decided::NoRule => return Err(Denial::NoRule),
             Decided::Ambiguous(rules) => return Err(Denial::Ambiguous { rules: names(&rules) }),
             Decided::ScopeNotGrantable => return Err(Denial::ScopeNotGrantable),
+            Decided::DelegationNotAllowed(rules) => {
+                return Err(Denial::DelegationNotAllowed { rules: names(&rules) });
+            }
         };
         let unrenderable = |MissingField(field)| Denial::Unrenderable { rule: rule.name.clone(), field };
         let scope = match scope {
@@ -371,13 +448,13 @@ impl MappingSet {
         let claims = rule
             .claims
             .iter()
-            .map(|(k, t)| render_claim(t, identity).map(|v| (k.clone(), v)))
+            .map(|(k, t)| render_claim(t, identity, actor).map(|v| (k.clone(), v)))
             .collect::<Result<_, _>>()
             .map_err(unrenderable)?;
         let params = rule
             .params
             .iter()
-            .map(|(k, t)| render_param(t, identity).map(|v| (k.clone(), v)))
+            .map(|(k, t)| render_param(t, identity, actor).map(|v| (k.clone(), v)))
             .collect::<Result<_, _>>()
             .map_err(unrenderable)?;
         Ok(GrantPreview {
@@ -393,8 +470,23 @@ impl MappingSet {
     /// Decide for a verified identity and, when a rule allows, make the [`Grant`]. The only
     /// place Grants are made.
     pub fn authorize(&self, verified: &VerifiedIdentity, request: &Request<'_>) -> Result<Grant, Denial> {
-        let p = self.preview(verified.identity(), request)?;
-        Ok(Grant::new(verified.clone(), p.rule, p.target, p.scope, p.ttl, p.claims, p.params))
+        self.authorize_delegated(verified, None, None, request)
+    }
+
+    /// [`authorize`](Self::authorize) a request with a verified `actor` acting for
+    /// `verified`, or without one; the grant carries the actor and the subject token's
+    /// `prior_act` chain, checked by the caller, for the issued token's `act` claim.
+    pub fn authorize_delegated(
+        &self,
+        verified: &VerifiedIdentity,
+        actor: Option<&VerifiedIdentity>,
+        prior_act: Option<serde_json::Value>,
+        request: &Request<'_>,
+    ) -> Result<Grant, Denial> {
+        let p =
+            self.preview_delegated(verified.identity(), actor.map(VerifiedIdentity::identity), request)?;
+        let grant = Grant::new(verified.clone(), p.rule, p.target, p.scope, p.ttl, p.claims, p.params);
+        Ok(grant.with_delegation(actor.cloned(), prior_act))
     }
 }
 

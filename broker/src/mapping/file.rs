@@ -101,6 +101,8 @@ pub(crate) struct RawCase {
     pub pos: Pos,
     pub description: Option<String>,
     pub identity: Identity,
+    /// The verified actor of a delegated request (RFC 8693 `actor_token`), if any.
+    pub actor: Option<Identity>,
     pub audience: Sp<String>,
     pub scope: Option<String>,
     pub client_addr: Option<String>,
@@ -122,6 +124,9 @@ pub enum Expectation {
     Ambiguous,
     /// `invalid_scope: true`: allow rules apply, none grants the requested scope.
     InvalidScope,
+    /// `no_delegation: true`: the request has an actor, and the allow rules that apply
+    /// do not allow delegation.
+    DelegationNotAllowed,
 }
 
 impl fmt::Display for Expectation {
@@ -132,14 +137,16 @@ impl fmt::Display for Expectation {
             Self::NoRule => f.write_str("no applying rule"),
             Self::Ambiguous => f.write_str("ambiguous"),
             Self::InvalidScope => f.write_str("scope not grantable"),
+            Self::DelegationNotAllowed => f.write_str("delegation not allowed"),
         }
     }
 }
 
 const FILE_KEYS: &[&str] = &["version", "rules", "tests"];
 const RULE_KEYS: &[&str] = &["name", "description", "effect", "match", "when", "grant"];
-const CASE_KEYS: &[&str] = &["description", "identity", "audience", "scope", "client_addr", "now", "expect"];
-const EXPECT_KEYS: &[&str] = &["allow", "deny", "none", "ambiguous", "invalid_scope"];
+const CASE_KEYS: &[&str] =
+    &["description", "identity", "actor", "audience", "scope", "client_addr", "now", "expect"];
+const EXPECT_KEYS: &[&str] = &["allow", "deny", "none", "ambiguous", "invalid_scope", "no_delegation"];
 /// `grant` keys every target reads; any other key is target-specific.
 pub(crate) const COMMON_GRANT_KEYS: &[&str] = &["target", "scope", "ttl", "claims"];
 
@@ -360,14 +367,34 @@ impl<'a> Reader<'a> {
     }
 
     fn matchers(&mut self, node: &Node) -> Vec<RawMatcher> {
+        self.matchers_of(node, "`match`", "")
+    }
+
+    /// The conditions of `match` (`prefix` empty), or of `match.actor` (`prefix`
+    /// `actor.`): the same fields either way, the actor's prefixed.
+    fn matchers_of(&mut self, node: &Node, what: &str, prefix: &str) -> Vec<RawMatcher> {
         let mut allowed: Vec<&str> = FIELDS.to_vec();
         allowed.push("attributes");
-        let Some(entries) = self.map(node, "`match`", Some(&allowed)) else {
+        if prefix.is_empty() {
+            allowed.push("actor");
+        }
+        let Some(entries) = self.map(node, what, Some(&allowed)) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for e in &entries {
-            if e.key == "attributes" {
+            if e.key == "actor" {
+                let before = self.errors.len();
+                let actor = self.matchers_of(e.node, "`match.actor`", "actor.");
+                if actor.is_empty() && self.errors.len() == before {
+                    self.error(
+                        e.key_pos,
+                        "`match.actor` has no conditions",
+                        "name at least one field of the actor; to allow any verified actor write `actor: { id: \"*\" }`",
+                    );
+                }
+                out.extend(actor);
+            } else if e.key == "attributes" {
                 let Some(attrs) = self.map(e.node, "`match.attributes`", None) else {
                     continue;
                 };
@@ -380,14 +407,14 @@ impl<'a> Reader<'a> {
                         );
                         continue;
                     }
-                    let what = format!("`attributes.{}`", a.key);
+                    let what = format!("`{prefix}attributes.{}`", a.key);
                     let patterns = self.patterns(a.node, &what);
-                    out.push(RawMatcher { field: format!("attributes.{}", a.key), patterns });
+                    out.push(RawMatcher { field: format!("{prefix}attributes.{}", a.key), patterns });
                 }
             } else {
-                let what = format!("`{}`", e.key);
+                let what = format!("`{prefix}{}`", e.key);
                 let patterns = self.patterns(e.node, &what);
-                out.push(RawMatcher { field: e.key.clone(), patterns });
+                out.push(RawMatcher { field: format!("{prefix}{}", e.key), patterns });
             }
         }
         out
@@ -546,6 +573,7 @@ impl<'a> Reader<'a> {
                 None
             }
         };
+        let actor = get(&entries, "actor").and_then(|e| self.identity(e.node));
         let audience = match get(&entries, "audience") {
             Some(e) => self.string(e.node, "`audience`"),
             None => {
@@ -575,6 +603,7 @@ impl<'a> Reader<'a> {
             pos: node.pos,
             description,
             identity: identity?,
+            actor,
             audience: audience?,
             scope,
             client_addr,
@@ -682,6 +711,7 @@ impl<'a> Reader<'a> {
                         match flag {
                             "none" => Some(Expectation::NoRule),
                             "ambiguous" => Some(Expectation::Ambiguous),
+                            "no_delegation" => Some(Expectation::DelegationNotAllowed),
                             _ => Some(Expectation::InvalidScope),
                         }
                     } else {

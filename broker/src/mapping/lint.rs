@@ -102,6 +102,11 @@ fn disjoint(
     a_sources: &[&SourceInfo],
     b_sources: &[&SourceInfo],
 ) -> bool {
+    // An allow rule with `match.actor` applies only to requests with an actor, and one
+    // without it never does: the two never both apply.
+    if a.effect == Effect::Allow && b.effect == Effect::Allow && a.delegates() != b.delegates() {
+        return true;
+    }
     let by_field = a.matchers.iter().any(|ma| {
         matcher(b, &ma.field)
             .is_some_and(|mb| ma.patterns.iter().all(|p| mb.patterns.iter().all(|q| p.disjoint(q))))

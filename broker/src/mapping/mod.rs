@@ -50,7 +50,11 @@
 //!   `claims` stay as they are.
 //! - A rule grants `scope:` if it has one, else the value of its target's scope key
 //!   (`role_arn` for AWS). Deny rules take only `target`: they refuse every scope.
-//! - `when:` is a CEL condition over `identity`, `request` and `now` (see `condition`);
+//! - `match.actor` takes the same keys and tests the actor of a delegated request (RFC
+//!   8693 `actor_token`). Delegation is opt-in per rule: with an actor, only allow rules
+//!   with `match.actor` apply; a rule with `match.actor` never applies without one.
+//!   Templates name the actor's fields as `{actor.name}`.
+//! - `when:` is a CEL condition over `identity`, `actor`, `request` and `now` (see `condition`);
 //!   false means the rule does not apply.
 //! - A rule that cannot be evaluated for an identity (its `when:` fails or yields no bool,
 //!   or it looks at an attribute whose value was withheld, [`Identity::withheld`]) fails
@@ -75,6 +79,8 @@ mod template;
 mod view;
 mod yaml;
 
+#[cfg(test)]
+mod actor_tests;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]

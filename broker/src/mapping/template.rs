@@ -84,7 +84,8 @@ impl Template {
                             message: "empty `{}` names no field".to_string(),
                         });
                     }
-                    if !Identity::is_field(&name) {
+                    let actor_field = name.strip_prefix("actor.").is_some_and(Identity::is_field);
+                    if !Identity::is_field(&name) && !actor_field {
                         return Err(TemplateError {
                             offset: i,
                             message: format!("unknown identity field `{name}`"),
@@ -126,12 +127,23 @@ impl Template {
     }
 
     /// Render for `identity`, or name the first field it has no value for.
+    #[cfg(test)]
     pub fn render(&self, identity: &Identity) -> Result<String, MissingField> {
+        self.render_with(identity, None)
+    }
+
+    /// Render for `identity` and the request's `actor` (`{actor.name}` names the actor's
+    /// fields; without an actor they have no value), or name the first field with none.
+    pub fn render_with(&self, identity: &Identity, actor: Option<&Identity>) -> Result<String, MissingField> {
         let mut out = String::new();
         for part in &self.parts {
+            let value = |f: &str| match f.strip_prefix("actor.") {
+                Some(field) => actor.and_then(|a| a.field(field)),
+                None => identity.field(f),
+            };
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Field(f) => match identity.field(f) {
+                Part::Field(f) => match value(f) {
                     Some(v) => out.push_str(v),
                     None => return Err(MissingField(f.clone())),
                 },
@@ -158,6 +170,17 @@ mod tests {
         assert_eq!(render("plain").unwrap(), "plain");
         assert_eq!(render("").unwrap(), "");
         assert_eq!(render("{id}").unwrap(), "k8s://eks-prod/ns/payments/sa/api");
+    }
+
+    #[test]
+    fn actor_fields_render_from_the_actor_and_are_missing_without_one() {
+        let t = Template::parse("{name}-for-{actor.name}").unwrap();
+        let mut bot = identity();
+        bot.name = Some("deploy-bot".into());
+        assert_eq!(t.render_with(&identity(), Some(&bot)).unwrap(), "api-for-deploy-bot");
+        assert_eq!(t.render(&identity()), Err(MissingField("actor.name".into())));
+        assert!(Template::parse("{actor.bogus}").is_err());
+        assert!(Template::parse("{actor.attributes.k8s.pod_name}").is_ok());
     }
 
     #[test]

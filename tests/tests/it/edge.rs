@@ -79,7 +79,12 @@ async fn malformed_requests_get_fixed_rfc6749_bodies() {
         (
             plus("actor_token", "x"),
             400,
-            json!({"error": "invalid_request", "error_description": "actor_token and resource are not supported; name the target in audience."}),
+            json!({"error": "invalid_request", "error_description": "actor_token and actor_token_type must be given together."}),
+        ),
+        (
+            plus("resource", "https://api.example"),
+            400,
+            json!({"error": "invalid_request", "error_description": "resource is not supported; name the target in audience."}),
         ),
         (
             plus("scope", "read write"),

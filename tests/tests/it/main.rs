@@ -12,6 +12,7 @@ mod cli;
 mod config_schemas;
 mod conformance;
 mod console;
+mod delegation;
 mod doctor;
 mod edge;
 mod examples;

@@ -162,6 +162,9 @@ impl AwsStsTarget {
             }
             claims.insert(TAGS_CLAIM.into(), Value::Object(claim));
         }
+        if let Some(act) = grant.act_claim(self.signer.issuer()) {
+            claims.insert("act".into(), act);
+        }
         if let Some(source_identity) = &extras.source_identity {
             claims.insert(SOURCE_IDENTITY_CLAIM.into(), Value::from(source_identity.as_str()));
         }

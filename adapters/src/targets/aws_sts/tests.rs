@@ -630,3 +630,27 @@ fn session_policies_are_checked_before_any_call() {
         assert!(check_rule_param(key, &RuleParam::Map(vec![])).is_err(), "{key}");
     }
 }
+
+/// RFC 8693 delegation: the web identity token names the actor in `act`, the rule may make
+/// the actor the session's source identity, and the session is cached per actor.
+#[test]
+fn a_delegated_grant_names_the_actor_in_the_web_identity_token() {
+    let t = target(json!({ "type": "aws_sts", "name": "aws-prod" }));
+    let params = json!({ "role_arn": ROLE, "source_identity": "deploy" });
+    let plain = grant("aws-prod", Duration::from_secs(900), Some("api"), params);
+    let actor = crate::source::VerifiedIdentity::new(workflow("deploy"));
+    let delegated =
+        plain.clone().with_delegation(Some(actor), Some(json!({ "sub": "ci", "iss": "https://idp" })));
+    let claims = signed_claims(&t, &delegated);
+    assert_eq!(
+        claims["act"],
+        json!({ "sub": "github://octo-org/payments", "iss": "https://tessera.test", "act": { "sub": "ci", "iss": "https://idp" } })
+    );
+    assert_eq!(claims[SOURCE_IDENTITY_CLAIM], "deploy");
+    assert!(signed_claims(&t, &plain).get("act").is_none());
+    assert_ne!(
+        t.describe_request(&plain).unwrap().digest(),
+        t.describe_request(&delegated).unwrap().digest(),
+        "a delegated session is never served undelegated"
+    );
+}

@@ -256,7 +256,11 @@ impl CredentialTarget for AzureTarget {
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
         let Plan { tenant, client_id, scope, subject } = self.plan(grant)?;
         let now = self.clock.now();
-        let assertion = self.signer.sign(SigningAlgorithm::Rs256, &self.assertion_claims(subject, now))?;
+        let mut claims = self.assertion_claims(subject, now);
+        if let Some(act) = grant.act_claim(self.signer.issuer()) {
+            claims.insert("act".into(), act);
+        }
+        let assertion = self.signer.sign(SigningAlgorithm::Rs256, &claims)?;
         let url = format!("{}/{tenant}/oauth2/v2.0/token", self.settings.authority);
         let form = [
             ("client_id", client_id),

@@ -227,6 +227,10 @@ impl GcpTarget {
             upstream::presented_claims(self.signer.as_ref(), &google_subject(id), &audience, now);
         claims.insert(ID_CLAIM.into(), Value::from(id));
         claims.insert(RULE_CLAIM.into(), Value::from(grant.rule()));
+        // A provider's attribute mapping can read the actor: `assertion.act.sub`.
+        if let Some(act) = grant.act_claim(self.signer.issuer()) {
+            claims.insert("act".into(), act);
+        }
         claims
     }
 

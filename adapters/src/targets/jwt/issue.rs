@@ -15,8 +15,9 @@ use crate::target::{
 
 /// The registered claims (RFC 7519 §4.1) Tessera always sets itself. Neither a target's
 /// static claims nor a rule's claims may name them: a token whose `sub` or `exp` came from
-/// a template would no longer say who it is for or how long it lives.
-pub const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
+/// a template would no longer say who it is for or how long it lives. Nor may they name
+/// `act` (RFC 8693 §4.1): only a delegated request, verified, puts an actor in a token.
+pub const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "act"];
 
 /// A configured `jwt` target, made by [`JwtTargetConfig`](super::JwtTargetConfig) once its
 /// values are checked.
@@ -90,6 +91,9 @@ impl JwtTarget {
         claims.insert("exp".into(), Value::from(exp));
         claims.insert("jti".into(), Value::from(uuid::Uuid::new_v4().to_string()));
         claims.extend(granted);
+        if let Some(act) = grant.act_claim(self.signer.issuer()) {
+            claims.insert("act".into(), act);
+        }
         Ok((claims, exp))
     }
 }

@@ -316,3 +316,27 @@ fn the_request_description_holds_every_claim_and_the_subject() {
     assert_eq!(described.request()["claims"], json!({ "env": "prod", "team": "payments" }));
     assert_eq!(described.request()["ttl"], 900);
 }
+
+/// RFC 8693 §4.1: a delegated grant's token carries `act`, the current actor outermost and
+/// the prior chain inside it; a rule cannot write `act` itself.
+#[tokio::test]
+async fn a_delegated_grant_carries_the_act_chain_and_rules_cannot_forge_it() {
+    let c = config(json!({ "type": "jwt", "name": "api", "audience": "https://api.example" }));
+    let target = build(&c).unwrap();
+    let actor = VerifiedIdentity::new(workflow("deploy"));
+    let prior = json!({ "sub": "github://octo-org/release", "iss": "https://tessera.test" });
+    let delegated = grant("api", Duration::from_secs(600), None, json!({}))
+        .with_delegation(Some(actor), Some(prior.clone()));
+    let (claims, _) = issue_claims(target.as_ref(), &delegated).await.unwrap();
+    assert_eq!(claims["sub"], "k8s://eks-prod/ns/payments/sa/api", "the subject stays the subject");
+    assert_eq!(
+        claims["act"],
+        json!({ "sub": "github://octo-org/payments", "iss": "https://tessera.test", "act": prior })
+    );
+    let (plain, _) = issue_claims(target.as_ref(), &grant("api", Duration::from_secs(600), None, json!({})))
+        .await
+        .unwrap();
+    assert!(plain.get("act").is_none());
+    let forged = grant("api", Duration::from_secs(600), None, json!({ "act": { "sub": "admin" } }));
+    assert!(matches!(issue_claims(target.as_ref(), &forged).await, Err(TargetError::InvalidGrant(_))));
+}

@@ -107,6 +107,9 @@ impl KubernetesTarget {
         let (mut claims, exp) =
             self.local.registered_claims(&grant.identity().id, Value::from(self.audience.as_str()), user.ttl);
         claims.extend(user.claims);
+        if let Some(act) = grant.act_claim(self.local.signer.issuer()) {
+            claims.insert("act".into(), act);
+        }
         claims.insert(USERNAME_CLAIM.into(), Value::from(user.username));
         if !user.groups.is_empty() {
             claims.insert(GROUPS_CLAIM.into(), Value::from(user.groups));

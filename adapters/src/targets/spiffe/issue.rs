@@ -102,6 +102,9 @@ impl SpiffeTarget {
         let (mut claims, exp) =
             self.local.registered_claims(&svid.spiffe_id, Value::from(svid.audience), svid.ttl);
         claims.extend(svid.claims);
+        if let Some(act) = grant.act_claim(self.local.signer.issuer()) {
+            claims.insert("act".into(), act);
+        }
         Ok((claims, exp))
     }
 }

@@ -46,7 +46,7 @@ pub enum MappingsCommand {
     /// (verified by the configured source): every rule for the audience and why it
     /// applied or not, the decision, and the grant.
     #[command(
-        after_help = "Examples:\n  tessera mappings explain --config broker.yaml --token @token.jwt --audience aws-prod\n  echo '{source: eks-prod, subject: \"system:serviceaccount:payments:api\"}' \\\n    | tessera mappings explain --config broker.yaml --identity - --audience aws-prod"
+        after_help = "Examples:\n  tessera mappings explain --config broker.yaml --token @token.jwt --audience aws-prod\n  tessera mappings explain --config broker.yaml --token @ci.jwt --actor bot.yaml --audience deploy-api\n  echo '{source: eks-prod, subject: \"system:serviceaccount:payments:api\"}' \\\n    | tessera mappings explain --config broker.yaml --identity - --audience aws-prod"
     )]
     Explain {
         /// The broker config: its sources, targets and mapping directory.
@@ -57,6 +57,10 @@ pub enum MappingsCommand {
         /// kind derives it from a token (`id`, `provider`, ...).
         #[arg(long, conflicts_with = "token", required_unless_present = "token")]
         identity: Option<PathBuf>,
+        /// The actor of a delegated request (RFC 8693 `actor_token`): a YAML or JSON file
+        /// holding it as in a test case's `actor:`, completed like `--identity`.
+        #[arg(long)]
+        actor: Option<PathBuf>,
         /// The subject token; `@FILE` reads it from a file and `-` from standard input
         /// (which keeps it out of shell history).
         #[arg(long)]
@@ -101,6 +105,7 @@ pub async fn run(command: MappingsCommand) -> anyhow::Result<()> {
         MappingsCommand::Explain {
             config,
             identity,
+            actor,
             token,
             token_type,
             audience,
@@ -130,11 +135,13 @@ pub async fn run(command: MappingsCommand) -> anyhow::Result<()> {
                 }
                 (None, None) => anyhow::bail!("give --identity or --token"),
             };
+            let actor = actor.map(|path| read_identity(&path, &adapters.sources)).transpose()?;
             let dir = dir.unwrap_or_else(|| loaded.mappings_dir());
             let set = MappingSet::load_dir(&dir, &adapters.catalog)
                 .map_err(|e| anyhow::anyhow!("the mapping files do not load:\n{e}"))?;
             let request = ExplainRequest {
                 subject,
+                actor,
                 audience,
                 scope,
                 client_addr,
