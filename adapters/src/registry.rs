@@ -78,6 +78,7 @@ registry! {
     kubernetes => Kubernetes(crate::targets::kubernetes::KubernetesTargetConfig),
     postgres => Postgres(crate::targets::postgres::PostgresTargetConfig),
     spiffe => Spiffe(crate::targets::spiffe::SpiffeTargetConfig),
+    txn_token => TxnToken(crate::targets::txn_token::TxnTokenTargetConfig),
 }
 
 #[cfg(test)]

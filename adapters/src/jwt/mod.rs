@@ -37,7 +37,9 @@ pub(crate) mod testkit;
 
 pub use alg::Algorithm;
 pub use attributes::AttributeMapping;
-pub use decode::{MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer, peek_subject, verified_jti};
+pub use decode::{
+    MAX_TOKEN_BYTES, UnverifiedClaims, peek_issuer, peek_subject, verified_claim, verified_jti,
+};
 pub use jwks::{JwksCache, JwksError, JwksLocation, JwksOptions};
 pub use keys::{KeySet, KeySetError, KeyUse};
 pub use policy::{HeaderRule, IssuerRule, JwtPolicy};

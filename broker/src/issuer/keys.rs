@@ -228,6 +228,23 @@ impl KeyMaterial {
         Ok(Secret::new(token))
     }
 
+    /// A compact JWS over `claims` whose header's `typ` is `typ` (RFC 8725 §3.11).
+    pub(crate) fn sign_typed(
+        &self,
+        typ: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<Secret<String>, SignError> {
+        let header = json!({ "alg": self.alg.as_str(), "kid": self.kid, "typ": typ });
+        let payload = serde_json::to_vec(claims).map_err(|_| SignError::Encoding)?;
+        let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = self.sign_bytes(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(Secret::new(token))
+    }
+
     fn sign_bytes(&self, input: &[u8]) -> Result<Vec<u8>, SignError> {
         match &self.pair {
             // RFC 7518 §3.4: the JOSE form is R || S, 32 bytes each, which the FIXED
