@@ -11,7 +11,7 @@ use tessera_adapters::clock::format_rfc3339;
 use tessera_adapters::jwt;
 use tessera_adapters::{
     Clock, CredentialTarget, Identity, IdentitySource, IssuedCredential, SourceError, SubjectToken,
-    SubjectTokenType, TargetError,
+    SubjectTokenType, TargetError, VerifiedIdentity,
 };
 
 use crate::audit::{AuditError, AuditEvent, AuditSink, Decision, IdentityJson};
@@ -32,6 +32,9 @@ pub struct ExchangeRequest {
     pub scope: Option<String>,
     pub requested_token_type: Option<String>,
     pub client_addr: Option<String>,
+    /// A Txn-Token request's own parameters: `audience` is then the trust domain, and
+    /// `subject_token.token_type` only says JWT or ID token (the subject's kind is here).
+    pub txn: Option<crate::txn::TxnRequest>,
 }
 
 /// Why an exchange did not produce a credential.
@@ -53,6 +56,8 @@ pub enum ExchangeError {
     Target(#[from] TargetError),
     #[error("audit event could not be written: {0}")]
     Audit(AuditError),
+    #[error(transparent)]
+    Txn(#[from] crate::txn::TxnError),
 }
 
 impl ExchangeError {
@@ -67,6 +72,7 @@ impl ExchangeError {
             Self::Revoked(_) => "TS-REVOKED",
             Self::Target(e) => e.code(),
             Self::Audit(_) => "TS-AUD-WRITE",
+            Self::Txn(e) => e.code(),
         }
     }
 
@@ -78,6 +84,7 @@ impl ExchangeError {
             Self::Source(SourceError::Upstream { .. })
             | Self::Target(TargetError::Upstream { .. } | TargetError::Signing(_))
             | Self::Audit(_) => true,
+            Self::Txn(e) => e.is_failure(),
             Self::Source(_)
             | Self::UnknownAudience(_)
             | Self::UnsupportedTokenType { .. }
@@ -184,16 +191,19 @@ pub struct Pipeline {
     rate_limit: Option<RateLimiter>,
     revocations: Arc<RevocationSet>,
     metrics: Arc<Metrics>,
+    txn_tokens: Option<crate::txn::TxnTokenVerifier>,
 }
 
 /// What is known about an exchange so far, for its audit event.
 #[derive(Debug, Default)]
-struct Trail {
-    source: Option<String>,
-    identity: Option<Arc<Identity>>,
-    rule: Option<String>,
-    scope: Option<String>,
-    cache: Option<CacheOutcome>,
+pub(crate) struct Trail {
+    pub(crate) source: Option<String>,
+    pub(crate) identity: Option<Arc<Identity>>,
+    pub(crate) rule: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) cache: Option<CacheOutcome>,
+    /// The target's name, where the request's `audience` is not it (a trust domain).
+    pub(crate) target: Option<String>,
 }
 
 impl Pipeline {
@@ -217,7 +227,26 @@ impl Pipeline {
             rate_limit: None,
             revocations: Arc::default(),
             metrics,
+            txn_tokens: None,
         }
+    }
+
+    /// Verify Txn-Tokens presented for replacement with this.
+    pub fn with_txn_tokens(mut self, verifier: crate::txn::TxnTokenVerifier) -> Self {
+        self.txn_tokens = Some(verifier);
+        self
+    }
+
+    pub(crate) fn txn_tokens(&self) -> Option<&crate::txn::TxnTokenVerifier> {
+        self.txn_tokens.as_ref()
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Also use the cache replicas share, behind this process's own.
@@ -272,8 +301,17 @@ impl Pipeline {
     pub async fn exchange(&self, req: ExchangeRequest) -> Result<Exchanged, ExchangeError> {
         let started = Instant::now();
         let mut trail = Trail { scope: req.scope.clone(), ..Trail::default() };
-        let result = self.run(&req, &mut trail).await;
+        let result = match &req.txn {
+            Some(txn) => crate::txn::run(self, &req, txn, &mut trail).await,
+            None => self.run(&req, &mut trail).await,
+        };
         let source = trail.source.clone();
+        // Labels are configured names only: an unknown audience is counted as `none`.
+        let target = match &trail.target {
+            Some(name) => name.clone(),
+            None if self.targets.contains_key(&req.audience) => req.audience.clone(),
+            None => "none".to_string(),
+        };
         let event = self.audit_event(&req, trail, &result, started);
         // The audit event is the record of every exchange: the log has a line per exchange
         // only at debug, and failures (Tessera's or an upstream's) at info.
@@ -299,15 +337,13 @@ impl Pipeline {
             }
             Ok(()) => result,
         };
-        // Labels are configured names only: an unknown audience is counted as `none`.
-        let target = if self.targets.contains_key(&req.audience) { req.audience.as_str() } else { "none" };
         let (decision, reason) = match &result {
             Ok(_) => (Decision::Allow, "TS-OK"),
             Err(e) => (if e.is_failure() { Decision::Error } else { Decision::Deny }, e.code()),
         };
         self.metrics.exchange(
             source.as_deref().unwrap_or("none"),
-            target,
+            &target,
             decision.as_str(),
             reason,
             started.elapsed(),
@@ -320,35 +356,21 @@ impl Pipeline {
             .targets
             .get(&req.audience)
             .ok_or_else(|| ExchangeError::UnknownAudience(req.audience.clone()))?;
-        if let Some(requested) = &req.requested_token_type
-            && requested != target.issued_token_type()
+        // A Txn-Token is issued only to a Txn-Token request (`crate::txn`).
+        let requested = req.requested_token_type.as_deref();
+        if requested.is_some_and(|r| r != target.issued_token_type())
+            || (requested.is_none()
+                && target.issued_token_type() == tessera_adapters::oauth::token_type::TXN_TOKEN)
         {
-            return Err(ExchangeError::UnsupportedTokenType {
-                requested: requested.clone(),
-                target: req.audience.clone(),
-            });
+            let requested = requested.unwrap_or("(none)").to_string();
+            return Err(ExchangeError::UnsupportedTokenType { requested, target: req.audience.clone() });
         }
         let source = self.router.route(&req.subject_token)?;
         trail.source = Some(source.name().to_string());
         let verified = source.verify(&req.subject_token).await?;
         trail.identity = Some(verified.shared());
-        // Only a verified identity can match a revocation, so a forged token naming a
-        // revoked workload is refused as forged; and before any cache, so a cached
-        // credential never goes to a revoked identity.
+        self.admit(&verified, &req.subject_token).await?;
         let now_ms = self.clock.now_millis();
-        let jti = if req.subject_token.token_type.is_jwt() {
-            jwt::verified_jti(req.subject_token.value.expose())
-        } else {
-            None
-        };
-        if let Some(revoked) = self.revocations.identity(verified.identity(), jti.as_deref(), now_ms) {
-            return Err(revoked.into());
-        }
-        // Counted once the identity is proven, so a forged token cannot spend another
-        // workload's budget; before the rules, so a refused identity still counts.
-        if let Some(limiter) = &self.rate_limit {
-            limiter.check(&verified.identity().id).await?;
-        }
         let mappings = self.mappings.load();
         let request = Request {
             audience: &req.audience,
@@ -383,6 +405,29 @@ impl Pipeline {
         Ok(Exchanged { credential, expires_in })
     }
 
+    /// Refuse a verified identity a revocation names, and count it against its rate limit.
+    /// Only a verified identity can match a revocation, so a forged token naming a revoked
+    /// workload is refused as forged; and before any cache, so a cached credential never
+    /// goes to a revoked identity. Counted once the identity is proven, so a forged token
+    /// cannot spend another workload's budget; before the rules, so a refused identity
+    /// still counts.
+    pub(crate) async fn admit(
+        &self,
+        verified: &VerifiedIdentity,
+        token: &SubjectToken,
+    ) -> Result<(), ExchangeError> {
+        let jti = if token.token_type.is_jwt() { jwt::verified_jti(token.value.expose()) } else { None };
+        if let Some(revoked) =
+            self.revocations.identity(verified.identity(), jti.as_deref(), self.clock.now_millis())
+        {
+            return Err(revoked.into());
+        }
+        if let Some(limiter) = &self.rate_limit {
+            limiter.check(&verified.identity().id).await?;
+        }
+        Ok(())
+    }
+
     /// The exchange's audit event. Fails only when the identity cannot be serialized,
     /// which the exchange takes as a failed audit write.
     fn audit_event(
@@ -409,7 +454,7 @@ impl Pipeline {
             source: trail.source,
             identity_id: trail.identity.as_ref().map(|i| i.id.clone()),
             identity: trail.identity.as_deref().map(IdentityJson::new).transpose()?,
-            target: req.audience.clone(),
+            target: trail.target.unwrap_or_else(|| req.audience.clone()),
             scope: trail.scope,
             rule: trail.rule,
             cache: trail.cache.map(|c| c.as_str().to_string()),

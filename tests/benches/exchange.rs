@@ -157,6 +157,7 @@ fn pipeline_rate(broker: &Arc<tessera_broker::Broker>, token: &str, seconds: f64
                             scope: None,
                             requested_token_type: None,
                             client_addr: Some("127.0.0.1".into()),
+                            txn: None,
                         };
                         broker.pipeline().exchange(request).await.unwrap();
                         count.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use tessera_adapters::{SourceError, TargetError};
 
 use crate::exchange::ExchangeError;
 use crate::mapping::Denial;
+use crate::txn::TxnError;
 
 /// Every refusal the edge can send, each with one fixed status, code and text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,14 @@ pub enum WireError {
     /// A bug or misconfiguration.
     Internal,
     MethodNotAllowed,
+    /// A Txn-Token request without a verifiable client assertion (RFC 6749 §5.2).
+    InvalidClient,
+    /// A Txn-Token request without a scope, or with a value that is no scope-token.
+    TxnScope,
+    /// `request_context` or `request_details` is not a JSON object.
+    MalformedContext,
+    /// A replacement Txn-Token would change the transaction's subject or context.
+    TxnContextChange,
 }
 
 impl WireError {
@@ -67,6 +76,8 @@ impl WireError {
             Self::Unavailable | Self::UpstreamUnusable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::TxnScope | Self::MalformedContext | Self::TxnContextChange => StatusCode::BAD_REQUEST,
             Self::ContentType
             | Self::MalformedBody
             | Self::RepeatedParameter
@@ -92,10 +103,11 @@ impl WireError {
     pub fn code(self) -> &'static str {
         match self {
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidClient => "invalid_client",
             // The identity is proven and the request well formed; what it asks for is not
             // issued to it (RFC 6749 §5.2, RFC 8693 §2.2.2).
             Self::NotAllowed | Self::Revoked => "invalid_target",
-            Self::ScopeNotGrantable | Self::MultipleScopes => "invalid_scope",
+            Self::ScopeNotGrantable | Self::MultipleScopes | Self::TxnScope => "invalid_scope",
             Self::RateLimited { .. } | Self::Unavailable | Self::UpstreamUnusable => {
                 "temporarily_unavailable"
             }
@@ -115,7 +127,9 @@ impl WireError {
             | Self::UnsupportedRequestedTokenType
             | Self::InvalidSubjectToken
             | Self::Ambiguous
-            | Self::MethodNotAllowed => "invalid_request",
+            | Self::MethodNotAllowed
+            | Self::MalformedContext
+            | Self::TxnContextChange => "invalid_request",
         }
     }
 
@@ -156,6 +170,14 @@ impl WireError {
             Self::UpstreamUnusable => "A service Tessera depends on gave an answer Tessera cannot use.",
             Self::Internal => "Internal error.",
             Self::MethodNotAllowed => "Use POST.",
+            Self::InvalidClient => {
+                "A Txn-Token request needs a client_assertion of type urn:ietf:params:oauth:client-assertion-type:jwt-bearer that a configured source verifies."
+            }
+            Self::TxnScope => "A Txn-Token request needs a scope of space-delimited values.",
+            Self::MalformedContext => "request_context and request_details must each be one JSON object.",
+            Self::TxnContextChange => {
+                "A replacement Txn-Token keeps the transaction's sub and txn and changes no context value."
+            }
         }
     }
 
@@ -216,6 +238,20 @@ impl From<&ExchangeError> for WireError {
                 TargetError::Signing(_) => Self::Internal,
             },
             ExchangeError::Audit(_) => Self::Unavailable,
+            ExchangeError::Txn(t) => match t {
+                TxnError::UnknownTrustDomain(_)
+                | TxnError::SubjectTypeNotAllowed(_)
+                | TxnError::SubjectNotAllowed(_) => Self::NotAllowed,
+                TxnError::ClientAuthentication(SourceError::Upstream { retryable: true, .. })
+                | TxnError::Subject(SourceError::Upstream { retryable: true, .. }) => Self::Unavailable,
+                TxnError::ClientAuthentication(SourceError::Upstream { retryable: false, .. })
+                | TxnError::Subject(SourceError::Upstream { retryable: false, .. }) => Self::UpstreamUnusable,
+                TxnError::ClientAuthentication(_) => Self::InvalidClient,
+                TxnError::Subject(_) | TxnError::ReplacedExpired => Self::InvalidSubjectToken,
+                TxnError::ScopeNotGranted(_) | TxnError::ScopeWidened(_) => Self::ScopeNotGrantable,
+                TxnError::IdentityChanged(_) | TxnError::ContextChanged { .. } => Self::TxnContextChange,
+                TxnError::NoVerifier => Self::Internal,
+            },
         }
     }
 }

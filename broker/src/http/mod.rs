@@ -15,7 +15,7 @@
 pub mod admin;
 pub mod admin_auth;
 pub mod drain;
-mod error;
+pub(crate) mod error;
 pub mod host;
 mod revoke;
 pub mod server;

@@ -89,9 +89,9 @@ fn refuse(e: WireError, request_id: &str) -> HttpResponse {
 pub(super) const MAX_PARAMETERS: usize = 32;
 
 /// The parameter names the edge knows: RFC 8693 §2.1, RFC 7523 §2.1 and §2.2, RFC 6749
-/// §2.3.1. Each may be given once (RFC 6749 §3.2); other names are counted against
+/// §2.3.1, draft-ietf-oauth-transaction-tokens-10 §10.1. Each may be given once (RFC 6749 §3.2); other names are counted against
 /// [`MAX_PARAMETERS`] and otherwise ignored.
-const KNOWN: [&str; 14] = [
+const KNOWN: [&str; 16] = [
     "grant_type",
     "subject_token",
     "subject_token_type",
@@ -106,6 +106,8 @@ const KNOWN: [&str; 14] = [
     "client_assertion_type",
     "client_id",
     "client_secret",
+    "request_context",
+    "request_details",
 ];
 
 /// A request's parameters: one slot per known name, filled at most once. Each parameter is
@@ -245,6 +247,9 @@ fn to_request(
     if ["actor_token", "actor_token_type", "resource"].iter().any(|name| params.get(name).is_some()) {
         return Err(WireError::UnsupportedParameter);
     }
+    if params.get("requested_token_type") == Some(tessera_adapters::oauth::token_type::TXN_TOKEN) {
+        return crate::txn::read_request(|name| params.get(name), max_token_bytes, request_id, client_addr);
+    }
     // `curl --data-urlencode subject_token@file` keeps the file's last newline. Whitespace
     // inside a token is left for its source to refuse.
     let token = params
@@ -269,6 +274,7 @@ fn to_request(
         scope: scope.map(|s| s.trim().to_string()),
         requested_token_type: params.get("requested_token_type").map(str::to_string),
         client_addr,
+        txn: None,
     })
 }
 
