@@ -308,28 +308,20 @@ async fn malformed_txn_requests_are_refused_at_the_edge() {
     let user = d.token("user-alice", Some("trade.read"));
     let base =
         [("subject_token", user.as_str()), ("subject_token_type", ACCESS_TOKEN), ("scope", "trade.read")];
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
-        (vec![("client_assertion_type", "urn:x")], 401, "invalid_client"),
-        (vec![("client_assertion", "")], 401, "invalid_client"),
-        (vec![("scope", "")], 400, "invalid_scope"),
-        (vec![("scope", "a\"b")], 400, "invalid_scope"),
-        (vec![("request_context", "[1]")], 400, "invalid_request"),
-        (vec![("request_details", r#"{"a": 1, "a": 2}"#)], 400, "invalid_request"),
-        (
-            vec![("subject_token_type", "urn:ietf:params:oauth:token-type:self_signed")],
-            400,
-            "invalid_request",
-        ),
-        (
-            vec![("subject_token_type", "urn:ietf:params:oauth:token-type:refresh_token")],
-            400,
-            "invalid_request",
-        ),
-        (vec![("audience", "elsewhere.example")], 400, "invalid_target"),
+    let cases: [(&[(&str, &str)], u16, &str); 9] = [
+        (&[("client_assertion_type", "urn:x")], 401, "invalid_client"),
+        (&[("client_assertion", "")], 401, "invalid_client"),
+        (&[("scope", "")], 400, "invalid_scope"),
+        (&[("scope", "a\"b")], 400, "invalid_scope"),
+        (&[("request_context", "[1]")], 400, "invalid_request"),
+        (&[("request_details", r#"{"a": 1, "a": 2}"#)], 400, "invalid_request"),
+        (&[("subject_token_type", "urn:ietf:params:oauth:token-type:self_signed")], 400, "invalid_request"),
+        (&[("subject_token_type", "urn:ietf:params:oauth:token-type:refresh_token")], 400, "invalid_request"),
+        (&[("audience", "elsewhere.example")], 400, "invalid_target"),
     ];
     for (changes, status, error) in cases {
         let mut pairs = base.to_vec();
-        for change in &changes {
+        for change in changes {
             pairs.retain(|(n, _)| *n != change.0);
             pairs.push(*change);
         }
