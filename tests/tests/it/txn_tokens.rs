@@ -9,6 +9,9 @@ use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, python, spaw
 
 use crate::{TOKEN_EXCHANGE, last_reason, oidc_source};
 
+/// Form parameters a case changes.
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
 const TXN_TOKEN: &str = "urn:ietf:params:oauth:token-type:txn_token";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -308,7 +311,7 @@ async fn malformed_txn_requests_are_refused_at_the_edge() {
     let user = d.token("user-alice", Some("trade.read"));
     let base =
         [("subject_token", user.as_str()), ("subject_token_type", ACCESS_TOKEN), ("scope", "trade.read")];
-    let cases: [(&[(&str, &str)], u16, &str); 9] = [
+    let cases: [(Pairs<'_>, u16, &str); 9] = [
         (&[("client_assertion_type", "urn:x")], 401, "invalid_client"),
         (&[("client_assertion", "")], 401, "invalid_client"),
         (&[("scope", "")], 400, "invalid_scope"),
