@@ -309,4 +309,35 @@ mod tests {
     fn the_grant_type_refusal_names_the_token_exchange_grant() {
         assert!(WireError::UnsupportedGrantType.description().contains(grant_type::TOKEN_EXCHANGE));
     }
+
+    /// Every refusal of the Txn-Token service is the caller's: a 4xx with an RFC 6749 code;
+    /// only Tessera's own failures are 5xx.
+    #[test]
+    fn txn_token_refusals_are_never_server_errors() {
+        let refusals = [
+            TxnError::UnknownTrustDomain("td".into()),
+            TxnError::ClientAuthentication(SourceError::BadSignature),
+            TxnError::Subject(SourceError::Expired),
+            TxnError::SubjectTypeNotAllowed("unsigned_json"),
+            TxnError::SubjectNotAllowed("s".into()),
+            TxnError::ScopeNotGranted("a".into()),
+            TxnError::ScopeWidened("a".into()),
+            TxnError::IdentityChanged("sub"),
+            TxnError::ContextChanged { claim: "tctx", member: "m".into() },
+            TxnError::ReplacedExpired,
+        ];
+        for refusal in refusals {
+            assert!(!refusal.is_failure(), "{refusal}");
+            let e = WireError::from(&ExchangeError::Txn(refusal));
+            assert!(e.status().is_client_error(), "{e:?}");
+        }
+        let client =
+            WireError::from(&ExchangeError::Txn(TxnError::ClientAuthentication(SourceError::Expired)));
+        assert_eq!((client.status(), client.code()), (StatusCode::UNAUTHORIZED, "invalid_client"));
+        let failed = WireError::from(&ExchangeError::Txn(TxnError::Subject(SourceError::Upstream {
+            retryable: true,
+            cause: "x".into(),
+        })));
+        assert_eq!((failed, failed.retry_after()), (WireError::Unavailable, Some(5)));
+    }
 }
