@@ -217,15 +217,7 @@ impl KeyMaterial {
 
     /// A compact JWS (RFC 7515 §7.1) over `claims`.
     pub(crate) fn sign(&self, claims: &Map<String, Value>) -> Result<Secret<String>, SignError> {
-        let payload = serde_json::to_vec(claims).map_err(|_| SignError::Encoding)?;
-        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 400);
-        token.push_str(&self.header);
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = self.sign_bytes(token.as_bytes())?;
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
-        Ok(Secret::new(token))
+        self.sign_with(&self.header, claims)
     }
 
     /// A compact JWS over `claims` whose header's `typ` is `typ` (RFC 8725 §3.11).
@@ -235,8 +227,14 @@ impl KeyMaterial {
         claims: &Map<String, Value>,
     ) -> Result<Secret<String>, SignError> {
         let header = json!({ "alg": self.alg.as_str(), "kid": self.kid, "typ": typ });
+        self.sign_with(&URL_SAFE_NO_PAD.encode(header.to_string()), claims)
+    }
+
+    /// A compact JWS over `claims` under `header`, already base64url-encoded.
+    fn sign_with(&self, header: &str, claims: &Map<String, Value>) -> Result<Secret<String>, SignError> {
         let payload = serde_json::to_vec(claims).map_err(|_| SignError::Encoding)?;
-        let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 400);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let signature = self.sign_bytes(token.as_bytes())?;

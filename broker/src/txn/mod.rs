@@ -38,7 +38,7 @@ use tessera_adapters::jwt;
 use tessera_adapters::oauth::client_assertion_type;
 use tessera_adapters::oauth::token_type;
 use tessera_adapters::targets::txn_token::{
-    GRANT_SUBJECT_TOKEN_TYPES, GRANT_SUBJECTS, SubjectKind, split_list,
+    GRANT_SUBJECT_TOKEN_TYPES, GRANT_SUBJECTS, SubjectKind, is_scope_token, split_list,
 };
 use tessera_adapters::{
     CredentialTarget, Grant, Secret, SourceError, SubjectToken, SubjectTokenType, VerifiedIdentity,
@@ -129,11 +129,6 @@ impl TxnError {
             | Self::ReplacedExpired => false,
         }
     }
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// Read a Txn-Token request from the parameters the edge holds (`get` answers a known

@@ -92,7 +92,7 @@ pub fn split_list(text: &str) -> Vec<&str> {
 }
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-fn is_scope_token(s: &str) -> bool {
+pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
@@ -159,10 +159,7 @@ impl TxnTokenTarget {
             .scope()
             .filter(|s| !split_list(s).is_empty())
             .ok_or_else(|| TargetError::InvalidGrant("a Txn-Token needs a scope".into()))?;
-        let ttl = grant.ttl().min(self.max_ttl);
-        if ttl.is_zero() {
-            return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
-        }
+        let ttl = crate::targets::signed::granted_ttl(grant, self.max_ttl)?;
         let workload = grant.identity().id.as_str();
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::from(granted_str(grant, "sub")?.unwrap_or(workload)));

@@ -18,7 +18,7 @@ mod tests;
 pub use config::{MAX_TTL_CAP, TxnTokenTargetConfig};
 pub use issue::{
     GRANT_SCOPES, GRANT_SUBJECT_TOKEN_TYPES, GRANT_SUBJECTS, SERVICE_CLAIMS, SubjectKind, TXN_TOKEN_TYP,
-    TxnTokenTarget, split_list,
+    TxnTokenTarget, is_scope_token, split_list,
 };
 
 /// The adapter kind, as written in `type:`.
