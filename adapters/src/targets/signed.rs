@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use crate::build::{BuildContext, BuildError};
 use crate::clock::Clock;
-use crate::config::format_duration;
 use crate::oauth::token_type;
 use crate::target::{Grant, IssuedCredential, Signer, SigningAlgorithm, TargetError};
 use crate::targets::jwt::RESERVED_CLAIMS;
@@ -36,23 +35,7 @@ pub(crate) fn check_signing(
             ),
         ));
     }
-    if max_ttl.is_zero() || max_ttl > cap {
-        return Err(BuildError::field(
-            "max_ttl",
-            format!("max_ttl {} must be between 1s and {}", format_duration(max_ttl), format_duration(cap)),
-        ));
-    }
-    if default_ttl.is_zero() || default_ttl > max_ttl {
-        return Err(BuildError::field(
-            "default_ttl",
-            format!(
-                "default_ttl {} must be between 1s and max_ttl ({})",
-                format_duration(default_ttl),
-                format_duration(max_ttl)
-            ),
-        ));
-    }
-    Ok(())
+    crate::targets::upstream::check_ttls(max_ttl, default_ttl, Duration::ZERO, cap)
 }
 
 /// The granted lifetime, capped at `max_ttl`; zero is refused.

@@ -148,13 +148,7 @@ impl TxnTokenTarget {
     ///
     /// `scope` is the grant's. Every check a grant can fail happens here.
     fn granted(&self, grant: &Grant) -> Result<(Map<String, Value>, Duration), TargetError> {
-        if grant.target() != self.name {
-            return Err(TargetError::InvalidGrant(format!(
-                "grant is for target `{}`, not `{}`",
-                grant.target(),
-                self.name
-            )));
-        }
+        crate::targets::upstream::check_grant_target(grant, &self.name)?;
         let scope = grant
             .scope()
             .filter(|s| !split_list(s).is_empty())
