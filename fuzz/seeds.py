@@ -158,6 +158,29 @@ def delegation_seeds():
         write("delegation_claims", compact(claims))
 
 
+def txn_request_seeds():
+    from urllib.parse import urlencode
+
+    request = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "requested_token_type": "urn:ietf:params:oauth:token-type:txn_token",
+        "audience": "trust-domain.example",
+        "scope": "trade.stocks trade.read",
+        "subject_token": "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ5In0.c2ln",
+        "request_context": compact({"req_ip": "69.151.72.123", "authn": "face"}),
+        "request_details": compact({"action": "BUY", "ticker": "MSFT", "quantity": "100", "customer_type": {"geo": "US"}}),
+    }
+    write("txn_request", urlencode(request))
+    write("txn_request", urlencode(dict(request, subject_token_type="urn:ietf:params:oauth:token-type:txn_token")))
+    unsigned = dict(request, subject_token=compact({"sub": "batch:nightly"}), subject_token_type="urn:ietf:params:oauth:token-type:unsigned_json")
+    write("txn_request", urlencode(unsigned))
+    write("txn_request", urlencode(dict(request, request_details='{"a":1,"a":2}')))
+    write("txn_request", compact({"customer_type": {"geo": "US", "level": [1, 2.5, None, True]}}))
+
+
 def signed_request(**changes):
     headers = {
         "Authorization": "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEKEY/20231114/us-east-1/sts/aws4_request, "
@@ -280,6 +303,7 @@ def main():
     token_request_seeds()
     introspection_request_seeds()
     delegation_seeds()
+    txn_request_seeds()
     copy_files("mapping", [*ROOT.glob("mappings/*.yaml"), *ROOT.glob("examples/*/mappings/*.yaml"), *ROOT.glob("broker/src/mapping/testdata/*/*.yaml")])
     copy_files("broker_config", ROOT.glob("examples/*/broker.yaml"))
     aws_seeds()

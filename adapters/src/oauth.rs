@@ -27,6 +27,15 @@ pub mod token_type {
     /// Tessera's: a PostgreSQL login (user name and password), what the `postgres` target
     /// issues.
     pub const POSTGRES_CREDENTIALS: &str = "urn:tessera:params:oauth:token-type:postgres-credentials";
+    /// A Transaction Token (draft-ietf-oauth-transaction-tokens-10 §7.1), what the
+    /// `txn_token` target issues.
+    pub const TXN_TOKEN: &str = "urn:ietf:params:oauth:token-type:txn_token";
+    /// A self-signed JWT naming a transaction's subject (draft-ietf-oauth-transaction-tokens
+    /// §7.2.1).
+    pub const SELF_SIGNED: &str = "urn:ietf:params:oauth:token-type:self_signed";
+    /// An unsigned JSON object naming a transaction's subject
+    /// (draft-ietf-oauth-transaction-tokens §7.2.2).
+    pub const UNSIGNED_JSON: &str = "urn:ietf:params:oauth:token-type:unsigned_json";
 }
 
 /// `client_assertion_type` values (RFC 7521 §4.2).

@@ -80,6 +80,7 @@ registry! {
     oauth => Oauth(crate::targets::oauth::OauthTargetConfig),
     postgres => Postgres(crate::targets::postgres::PostgresTargetConfig),
     spiffe => Spiffe(crate::targets::spiffe::SpiffeTargetConfig),
+    txn_token => TxnToken(crate::targets::txn_token::TxnTokenTargetConfig),
 }
 
 #[cfg(test)]

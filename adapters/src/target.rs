@@ -381,6 +381,9 @@ pub enum SignError {
     Crypto,
     #[error("claims could not be encoded")]
     Encoding,
+    /// The signer cannot set this explicit `typ`.
+    #[error("signer cannot sign tokens of type {0}")]
+    UnsupportedType(&'static str),
 }
 
 /// Signs JWTs as Tessera's issuer. Implemented by the broker's issuer; targets hold an
@@ -400,6 +403,20 @@ pub trait Signer: Send + Sync + Debug {
         alg: SigningAlgorithm,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Secret<String>, SignError>;
+
+    /// Sign `claims` as [`sign`](Self::sign) does, with header `typ` set to `typ` instead of
+    /// `JWT`: explicit typing (RFC 8725 §3.11) for tokens a verifier of Tessera's other JWTs
+    /// must never accept, such as Txn-Tokens (`txntoken+jwt`). Default: refused, for a
+    /// signer that only makes plain JWTs.
+    fn sign_typed(
+        &self,
+        alg: SigningAlgorithm,
+        typ: &'static str,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Secret<String>, SignError> {
+        let _ = (alg, claims);
+        Err(SignError::UnsupportedType(typ))
+    }
 }
 
 /// What verifying the JWTs a target issues takes, for a target whose credential is a JWT

@@ -238,7 +238,8 @@ impl Broker {
             Arc::clone(&metrics),
         )
         .with_revocations(Arc::new(RevocationSet::new(revocations)))
-        .with_delegation(config.config.delegation());
+        .with_delegation(config.config.delegation())
+        .with_txn_tokens(crate::txn::TxnTokenVerifier::new(Arc::clone(&issuer), Arc::clone(&clock)));
         let issuer_url = config.config.issuer.url.as_str();
         let shared = config.config.redis().map(|r| redis::SharedRedis::connect(r, issuer_url)).transpose()?;
         if let Some(redis) = &shared {

@@ -39,6 +39,9 @@ pub struct ExchangeRequest {
     pub grant_type: GrantType,
     /// RFC 8693 §2.1 `actor_token` and its type: who acts for the subject.
     pub actor_token: Option<SubjectToken>,
+    /// A Txn-Token request's own parameters: `audience` is then the trust domain, and
+    /// `subject_token.token_type` only says JWT or ID token (the subject's kind is here).
+    pub txn: Option<crate::txn::TxnRequest>,
 }
 
 /// Why an exchange did not produce a credential.
@@ -54,7 +57,10 @@ pub enum ExchangeError {
     #[error("audience `{0}` is not a configured target")]
     UnknownAudience(String),
     #[error("requested_token_type `{requested}` is not what target `{target}` issues")]
-    UnsupportedTokenType { requested: String, target: String },
+    UnsupportedTokenType {
+        requested: String,
+        target: String,
+    },
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
     #[error(transparent)]
@@ -67,6 +73,8 @@ pub enum ExchangeError {
     Audit(AuditError),
     #[error(transparent)]
     Assertion(#[from] AssertionError),
+    #[error(transparent)]
+    Txn(#[from] crate::txn::TxnError),
 }
 
 impl ExchangeError {
@@ -84,6 +92,7 @@ impl ExchangeError {
             Self::Target(e) => e.code(),
             Self::Audit(_) => "TS-AUD-WRITE",
             Self::Assertion(e) => e.code(),
+            Self::Txn(e) => e.code(),
         }
     }
 
@@ -97,6 +106,7 @@ impl ExchangeError {
             | Self::Target(TargetError::Upstream { .. } | TargetError::Signing(_))
             | Self::Audit(_) => true,
             Self::Assertion(e) => e.is_failure(),
+            Self::Txn(e) => e.is_failure(),
             Self::Source(_)
             | Self::Actor(_)
             | Self::Delegation(_)
@@ -219,17 +229,20 @@ pub struct Pipeline {
     assertions: Option<AssertionChecks>,
     /// The longest `act` chain an issued token may carry.
     max_delegation_depth: usize,
+    txn_tokens: Option<crate::txn::TxnTokenVerifier>,
 }
 
 /// What is known about an exchange so far, for its audit event.
 #[derive(Debug, Default)]
-struct Trail {
-    source: Option<String>,
-    identity: Option<Arc<Identity>>,
-    actor: Option<Arc<Identity>>,
-    rule: Option<String>,
-    scope: Option<String>,
-    cache: Option<CacheOutcome>,
+pub(crate) struct Trail {
+    pub(crate) source: Option<String>,
+    pub(crate) identity: Option<Arc<Identity>>,
+    pub(crate) actor: Option<Arc<Identity>>,
+    pub(crate) rule: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) cache: Option<CacheOutcome>,
+    /// The target's name, where the request's `audience` is not it (a trust domain).
+    pub(crate) target: Option<String>,
 }
 
 impl Pipeline {
@@ -255,6 +268,7 @@ impl Pipeline {
             metrics,
             assertions: None,
             max_delegation_depth: delegation::DEFAULT_MAX_DEPTH,
+            txn_tokens: None,
         }
     }
 
@@ -262,6 +276,24 @@ impl Pipeline {
     pub fn with_delegation(mut self, config: delegation::DelegationConfig) -> Self {
         self.max_delegation_depth = config.max_depth;
         self
+    }
+
+    /// Verify Txn-Tokens presented for replacement with this.
+    pub fn with_txn_tokens(mut self, verifier: crate::txn::TxnTokenVerifier) -> Self {
+        self.txn_tokens = Some(verifier);
+        self
+    }
+
+    pub(crate) fn txn_tokens(&self) -> Option<&crate::txn::TxnTokenVerifier> {
+        self.txn_tokens.as_ref()
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Also use the cache replicas share, behind this process's own.
@@ -322,8 +354,17 @@ impl Pipeline {
     pub async fn exchange(&self, req: ExchangeRequest) -> Result<Exchanged, ExchangeError> {
         let started = Instant::now();
         let mut trail = Trail { scope: req.scope.clone(), ..Trail::default() };
-        let result = self.run(&req, &mut trail).await;
+        let result = match &req.txn {
+            Some(txn) => crate::txn::run(self, &req, txn, &mut trail).await,
+            None => self.run(&req, &mut trail).await,
+        };
         let source = trail.source.clone();
+        // Labels are configured names only: an unknown audience is counted as `none`.
+        let target = match &trail.target {
+            Some(name) => name.clone(),
+            None if self.targets.contains_key(&req.audience) => req.audience.clone(),
+            None => "none".to_string(),
+        };
         let event = self.audit_event(&req, trail, &result, started);
         // The audit event is the record of every exchange: the log has a line per exchange
         // only at debug, and failures (Tessera's or an upstream's) at info.
@@ -349,15 +390,13 @@ impl Pipeline {
             }
             Ok(()) => result,
         };
-        // Labels are configured names only: an unknown audience is counted as `none`.
-        let target = if self.targets.contains_key(&req.audience) { req.audience.as_str() } else { "none" };
         let (decision, reason) = match &result {
             Ok(_) => (Decision::Allow, "TS-OK"),
             Err(e) => (if e.is_failure() { Decision::Error } else { Decision::Deny }, e.code()),
         };
         self.metrics.exchange(
             source.as_deref().unwrap_or("none"),
-            target,
+            &target,
             decision.as_str(),
             reason,
             started.elapsed(),
@@ -370,13 +409,14 @@ impl Pipeline {
             .targets
             .get(&req.audience)
             .ok_or_else(|| ExchangeError::UnknownAudience(req.audience.clone()))?;
-        if let Some(requested) = &req.requested_token_type
-            && requested != target.issued_token_type()
+        // A Txn-Token is issued only to a Txn-Token request (`crate::txn`).
+        let requested = req.requested_token_type.as_deref();
+        if requested.is_some_and(|r| r != target.issued_token_type())
+            || (requested.is_none()
+                && target.issued_token_type() == tessera_adapters::oauth::token_type::TXN_TOKEN)
         {
-            return Err(ExchangeError::UnsupportedTokenType {
-                requested: requested.clone(),
-                target: req.audience.clone(),
-            });
+            let requested = requested.unwrap_or("(none)").to_string();
+            return Err(ExchangeError::UnsupportedTokenType { requested, target: req.audience.clone() });
         }
         let refused = |e| refused_token(req.grant_type, e);
         let source = self.router.route(&req.subject_token).map_err(refused)?;
@@ -390,28 +430,9 @@ impl Pipeline {
                 .ok_or_else(|| AssertionError::ReplayCache("no replay cache configured".into()))?;
             checks.check(req.subject_token.value.expose()).await?;
         }
-        // Only a verified identity can match a revocation, so a forged token naming a
-        // revoked workload is refused as forged; and before any cache, so a cached
-        // credential never goes to a revoked identity.
+        self.admit(&verified, &req.subject_token, req.grant_type).await?;
         let now_ms = self.clock.now_millis();
-        let jti = if req.subject_token.token_type.is_jwt() {
-            jwt::verified_jti(req.subject_token.value.expose())
-        } else {
-            None
-        };
-        if let Some(revoked) = self.revocations.identity(verified.identity(), jti.as_deref(), now_ms) {
-            // A revoked assertion is no longer a valid grant (RFC 7523 §3.1).
-            if req.grant_type == GrantType::JwtBearer && revoked.subject_token {
-                return Err(AssertionError::Revoked(revoked.id).into());
-            }
-            return Err(revoked.into());
-        }
         let (actor, prior_act) = self.delegation(req, &verified, trail, now_ms).await?;
-        // Counted once the identity is proven, so a forged token cannot spend another
-        // workload's budget; before the rules, so a refused identity still counts.
-        if let Some(limiter) = &self.rate_limit {
-            limiter.check(&verified.identity().id).await?;
-        }
         let mappings = self.mappings.load();
         let request = Request {
             audience: &req.audience,
@@ -475,6 +496,34 @@ impl Pipeline {
         Ok((Some(actor), prior.map(|(chain, _)| chain)))
     }
 
+    /// Refuse a verified identity a revocation names, and count it against its rate limit.
+    /// Only a verified identity can match a revocation, so a forged token naming a revoked
+    /// workload is refused as forged; and before any cache, so a cached credential never
+    /// goes to a revoked identity. Counted once the identity is proven, so a forged token
+    /// cannot spend another workload's budget; before the rules, so a refused identity
+    /// still counts.
+    pub(crate) async fn admit(
+        &self,
+        verified: &VerifiedIdentity,
+        token: &SubjectToken,
+        grant_type: GrantType,
+    ) -> Result<(), ExchangeError> {
+        let jti = if token.token_type.is_jwt() { jwt::verified_jti(token.value.expose()) } else { None };
+        if let Some(revoked) =
+            self.revocations.identity(verified.identity(), jti.as_deref(), self.clock.now_millis())
+        {
+            // A revoked assertion is no longer a valid grant (RFC 7523 §3.1).
+            if grant_type == GrantType::JwtBearer && revoked.subject_token {
+                return Err(AssertionError::Revoked(revoked.id).into());
+            }
+            return Err(revoked.into());
+        }
+        if let Some(limiter) = &self.rate_limit {
+            limiter.check(&verified.identity().id).await?;
+        }
+        Ok(())
+    }
+
     /// The exchange's audit event. Fails only when the identity cannot be serialized,
     /// which the exchange takes as a failed audit write.
     fn audit_event(
@@ -504,7 +553,7 @@ impl Pipeline {
             actor_id: trail.actor.as_ref().map(|a| a.id.clone()),
             actor: trail.actor.as_deref().map(IdentityJson::new).transpose()?,
             actor_token_fingerprint: req.actor_token.as_ref().map(|t| t.value.fingerprint()),
-            target: req.audience.clone(),
+            target: trail.target.unwrap_or_else(|| req.audience.clone()),
             scope: trail.scope,
             rule: trail.rule,
             cache: trail.cache.map(|c| c.as_str().to_string()),

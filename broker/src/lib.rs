@@ -20,6 +20,7 @@
 //!   listeners).
 //! - [`demo`]: the quickstart's local token issuer (loopback only, off by default).
 //! - [`trust`]: `tessera trust`: the setup a target's platform needs to trust Tessera.
+//! - [`txn`]: the Transaction Token Service: Txn-Token requests and replacements.
 //!
 //! The `tessera` binary (`src/bin/tessera/`) is a thin shell over this library and the
 //! `tessera-agent` crate, which `tessera agent` runs.
@@ -49,6 +50,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod revocation;
 pub mod trust;
+pub mod txn;
 
 pub use broker::{Adapters, Broker, SpiffeBundle, StartError};
 pub use http::server::{Listeners, run, run_on};

@@ -159,6 +159,7 @@ fn pipeline_rate(broker: &Arc<tessera_broker::Broker>, token: &str, seconds: f64
                             client_addr: Some("127.0.0.1".into()),
                             grant_type: tessera_broker::jwt_bearer::GrantType::TokenExchange,
                             actor_token: None,
+                            txn: None,
                         };
                         broker.pipeline().exchange(request).await.unwrap();
                         count.fetch_add(1, Ordering::Relaxed);

@@ -134,6 +134,15 @@ pub fn target_under_test(kind: &str) -> Option<TargetUnderTest> {
             bad_template: "group: \"{attributes.kit_bad}\"",
             upstream: true,
         },
+        // A Txn-Token is issued only to a Txn-Token request ([`exchange`] makes one, the kit
+        // token as both client assertion and subject); a rule's claims become `tctx`.
+        "txn_token" => TargetUnderTest {
+            kind: "txn_token",
+            target: |_| "audience: kit.example\n".into(),
+            grant: "scopes: kit.read, subjects: \"*\"",
+            bad_template: "scopes: kit.read, subjects: \"*\", claims: { team: \"{attributes.kit_missing}\" }",
+            upstream: false,
+        },
         _ => return None,
     };
     Some(kind)
@@ -193,7 +202,21 @@ fn token(issuer: &TestIssuer, broker: &TestBroker, sub: &str) -> String {
     issuer.key(0).sign(&claims)
 }
 
-async fn exchange(broker: &TestBroker, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn exchange(broker: &TestBroker, kind: &str, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    if kind == "txn_token" {
+        return broker
+            .post_form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                ("requested_token_type", "urn:ietf:params:oauth:token-type:txn_token"),
+                ("audience", "kit.example"),
+                ("scope", "kit.read"),
+                ("subject_token", token),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", token),
+            ])
+            .await;
+    }
     broker
         .post_form(&[
             ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
@@ -228,7 +251,7 @@ pub async fn run_target_conformance(kind: &TargetUnderTest) {
     }
 
     let broker = spawn_broker(kind.options(&issuer, &upstream, None)).await;
-    let (status, headers, body) = exchange(&broker, &token(&issuer, &broker, "svc-kit")).await;
+    let (status, headers, body) = exchange(&broker, name, &token(&issuer, &broker, "svc-kit")).await;
     let event = broker.audit_events().pop().expect("an audit event");
     if kind.upstream {
         assert_eq!(status, 503, "{name}: unreachable upstream: {body}");
@@ -251,7 +274,7 @@ pub async fn run_target_conformance(kind: &TargetUnderTest) {
         assert_eq!(event["decision"], "allow", "{name}");
     }
 
-    let (status, headers, body) = exchange(&broker, &token(&issuer, &broker, "svc-bad")).await;
+    let (status, headers, body) = exchange(&broker, name, &token(&issuer, &broker, "svc-bad")).await;
     assert_eq!(status, 400, "{name}: bad template: {body}");
     assert_eq!(
         body,

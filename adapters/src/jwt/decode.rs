@@ -185,8 +185,9 @@ pub fn verified_claims(token: &str) -> Option<Map<String, Value>> {
     Some(claims.0)
 }
 
-/// A claim of a token that has been VERIFIED (RFC 8693 `act` and `may_act`, read for
-/// delegation), as [`verified_claims`] reads it. `None` for a token without the claim, or
+/// A claim of a token that has been VERIFIED, as [`verified_claims`] reads it: RFC 8693
+/// `act` and `may_act` for delegation, the `scope` of an access token a Txn-Token request
+/// presents. `None` for a token without the claim, or
 /// one that is not a compact JWS. Never call it on a token not yet verified.
 pub fn verified_claim(token: &str, name: &str) -> Option<Value> {
     verified_claims(token)?.remove(name)

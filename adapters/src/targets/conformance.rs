@@ -163,6 +163,18 @@ pub fn fixture(kind: &str) -> Option<TargetFixture> {
             scope: None,
             lifetime: Lifetime::Requested("valid_for"),
         },
+        // The Txn-Token service's values (`txn`, `sub`, contexts) are grant claims; the kit's
+        // claims stand for values the TTS asserts in `tctx`.
+        "txn_token" => TargetFixture {
+            config: json!({ "audience": "kit.example", "max_ttl": "10m" }),
+            params: json!({ "scopes": "trade.stocks", "subjects": "*" }),
+            varied: vec![
+                ("scopes", "scopes", json!("trade.stocks trade.bonds")),
+                ("subjects", "subjects", json!("user:*")),
+            ],
+            scope: None,
+            lifetime: Lifetime::Requested("ttl"),
+        },
         _ => return None,
     };
     Some(fixture)

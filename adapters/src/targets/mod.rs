@@ -15,5 +15,6 @@ pub(crate) mod signed;
 pub mod spiffe;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod txn_token;
 /// What the targets that call a platform share (`aws_sts`, `gcp`, `azure`, `postgres`).
 pub(crate) mod upstream;

@@ -1,5 +1,5 @@
 //! What the targets that hand a Tessera-signed JWT to the workload share (`spiffe`,
-//! `kubernetes`): the registered claims (RFC 7519 §4.1) Tessera alone sets, the rule's own
+//! `kubernetes`; the build checks also `jwt` and `txn_token`): the registered claims (RFC 7519 §4.1) Tessera alone sets, the rule's own
 //! claims beside them, and the lifetime a grant gets.
 
 use std::sync::Arc;
@@ -7,10 +7,36 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::build::{BuildContext, BuildError};
 use crate::clock::Clock;
 use crate::oauth::token_type;
 use crate::target::{Grant, IssuedCredential, Signer, SigningAlgorithm, TargetError};
 use crate::targets::jwt::RESERVED_CLAIMS;
+
+/// The build checks of a target whose tokens Tessera's issuer signs (`jwt`, `txn_token`):
+/// the issuer has a key for `algorithm`, `max_ttl` is between 1s and `cap`, and
+/// `default_ttl` between 1s and `max_ttl`.
+pub(crate) fn check_signing(
+    cx: &BuildContext,
+    algorithm: SigningAlgorithm,
+    max_ttl: Duration,
+    cap: Duration,
+    default_ttl: Duration,
+) -> Result<(), BuildError> {
+    let available = cx.signer.algorithms();
+    if !available.contains(&algorithm) {
+        let names: Vec<&str> = available.iter().map(|a| a.as_str()).collect();
+        return Err(BuildError::field(
+            "algorithm",
+            format!(
+                "the issuer has no {} key (issuer.algorithms: [{}]); add it there or pick one of those",
+                algorithm.as_str(),
+                names.join(", ")
+            ),
+        ));
+    }
+    crate::targets::upstream::check_ttls(max_ttl, default_ttl, Duration::ZERO, cap)
+}
 
 /// The granted lifetime, capped at `max_ttl`; zero is refused.
 pub(crate) fn granted_ttl(grant: &Grant, max_ttl: Duration) -> Result<Duration, TargetError> {

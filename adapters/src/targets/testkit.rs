@@ -39,6 +39,20 @@ impl Signer for JsonSigner {
         }
         serde_json::to_string(claims).map(Secret::new).map_err(|_| SignError::Encoding)
     }
+
+    /// The claim set as JSON with the header's `typ` beside it: `{"typ": ..., "claims": ...}`.
+    fn sign_typed(
+        &self,
+        alg: SigningAlgorithm,
+        typ: &'static str,
+        claims: &Map<String, Value>,
+    ) -> Result<Secret<String>, SignError> {
+        if !self.0.contains(&alg) {
+            return Err(SignError::NoActiveKey(alg.as_str()));
+        }
+        let token = serde_json::json!({ "typ": typ, "claims": claims });
+        Ok(Secret::new(token.to_string()))
+    }
 }
 
 /// A build context at [`NOW`] whose issuer has keys for `algs`.

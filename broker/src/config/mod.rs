@@ -1194,7 +1194,7 @@ targets:
                 "conf/broker.yaml:11:5: unknown field `colour`",
                 "conf/broker.yaml:17:5: unknown field `bogus`",
                 "conf/broker.yaml:22:14: `forever` is not a duration: expected a duration such as 1h or 15m",
-                "conf/broker.yaml:24:11: unknown target type `carrier_pigeon`, expected one of aws_sts, azure, gcp, jwt, jwt_grant, kubernetes, oauth, postgres, spiffe",
+                "conf/broker.yaml:24:11: unknown target type `carrier_pigeon`, expected one of aws_sts, azure, gcp, jwt, jwt_grant, kubernetes, oauth, postgres, spiffe, txn_token",
             ]
             .join("\n")
         );

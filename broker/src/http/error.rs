@@ -10,6 +10,7 @@ use crate::exchange::ExchangeError;
 use crate::jwt_bearer::AssertionError;
 use crate::mapping::Denial;
 use crate::revocation::ssf::SetError;
+use crate::txn::TxnError;
 
 /// Every refusal the edge can send, each with one fixed status, code and text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,10 +85,21 @@ pub enum WireError {
     /// Introspection: no client authentication, or one that does not verify (RFC 6749
     /// §5.2).
     InvalidClient,
+    /// A Txn-Token request without a verifiable client assertion (RFC 6749 §5.2).
+    InvalidTxnClient,
     /// Introspection: more than one client authentication method (RFC 6749 §2.3).
     MultipleClientAuthentication,
     /// Introspection: no `token` parameter (RFC 7662 §2.1).
     MissingToken,
+    /// A Txn-Token request without a scope, or with a value that is no scope-token.
+    TxnScope,
+    /// `request_context` or `request_details` is not a JSON object.
+    MalformedContext,
+    /// A replacement Txn-Token would change the transaction's subject or context.
+    TxnContextChange,
+    /// `actor_token` in a Txn-Token request: its requesting workload authenticates with
+    /// `client_assertion`, and no one acts for it.
+    ActorInTxnRequest,
 }
 
 impl WireError {
@@ -100,8 +112,13 @@ impl WireError {
             Self::Unavailable | Self::UpstreamUnusable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::InvalidClient => StatusCode::UNAUTHORIZED,
-            Self::MultipleClientAuthentication | Self::MissingToken => StatusCode::BAD_REQUEST,
+            Self::InvalidClient | Self::InvalidTxnClient => StatusCode::UNAUTHORIZED,
+            Self::MultipleClientAuthentication
+            | Self::MissingToken
+            | Self::TxnScope
+            | Self::MalformedContext
+            | Self::TxnContextChange
+            | Self::ActorInTxnRequest => StatusCode::BAD_REQUEST,
             Self::ContentType
             | Self::MalformedBody
             | Self::RepeatedParameter
@@ -140,12 +157,12 @@ impl WireError {
             // The identity is proven and the request well formed; what it asks for is not
             // issued to it (RFC 6749 §5.2, RFC 8693 §2.2.2).
             Self::NotAllowed | Self::Revoked | Self::DelegationNotAllowed => "invalid_target",
-            Self::ScopeNotGrantable | Self::MultipleScopes => "invalid_scope",
+            Self::ScopeNotGrantable | Self::MultipleScopes | Self::TxnScope => "invalid_scope",
             Self::RateLimited { .. } | Self::Unavailable | Self::UpstreamUnusable => {
                 "temporarily_unavailable"
             }
             Self::Internal => "server_error",
-            Self::InvalidClient => "invalid_client",
+            Self::InvalidClient | Self::InvalidTxnClient => "invalid_client",
             Self::MultipleClientAuthentication | Self::MissingToken => "invalid_request",
             Self::ContentType
             | Self::BodyTooLarge
@@ -170,7 +187,10 @@ impl WireError {
             | Self::UnsupportedRequestedTokenType
             | Self::InvalidSubjectToken
             | Self::Ambiguous
-            | Self::MethodNotAllowed => "invalid_request",
+            | Self::MethodNotAllowed
+            | Self::MalformedContext
+            | Self::TxnContextChange
+            | Self::ActorInTxnRequest => "invalid_request",
         }
     }
 
@@ -224,8 +244,19 @@ impl WireError {
             Self::Internal => "Internal error.",
             Self::MethodNotAllowed => "Use POST.",
             Self::InvalidClient => "Client authentication failed.",
+            Self::InvalidTxnClient => {
+                "A Txn-Token request needs a client_assertion of type urn:ietf:params:oauth:client-assertion-type:jwt-bearer that a configured source verifies."
+            }
             Self::MultipleClientAuthentication => "Use one client authentication method.",
             Self::MissingToken => "The token parameter is required.",
+            Self::TxnScope => "A Txn-Token request needs a scope of space-delimited values.",
+            Self::MalformedContext => "request_context and request_details must each be one JSON object.",
+            Self::TxnContextChange => {
+                "A replacement Txn-Token keeps the transaction's sub and txn and changes no context value."
+            }
+            Self::ActorInTxnRequest => {
+                "actor_token is not used in a Txn-Token request; the requesting workload authenticates with client_assertion."
+            }
         }
     }
 
@@ -288,6 +319,20 @@ impl From<&ExchangeError> for WireError {
                 | AssertionError::Replayed
                 | AssertionError::Revoked(_) => Self::InvalidGrant,
                 AssertionError::ReplayCache(_) => Self::Unavailable,
+            },
+            ExchangeError::Txn(t) => match t {
+                TxnError::UnknownTrustDomain(_)
+                | TxnError::SubjectTypeNotAllowed(_)
+                | TxnError::SubjectNotAllowed(_) => Self::NotAllowed,
+                TxnError::ClientAuthentication(SourceError::Upstream { retryable: true, .. })
+                | TxnError::Subject(SourceError::Upstream { retryable: true, .. }) => Self::Unavailable,
+                TxnError::ClientAuthentication(SourceError::Upstream { retryable: false, .. })
+                | TxnError::Subject(SourceError::Upstream { retryable: false, .. }) => Self::UpstreamUnusable,
+                TxnError::ClientAuthentication(_) => Self::InvalidTxnClient,
+                TxnError::Subject(_) | TxnError::ReplacedExpired => Self::InvalidSubjectToken,
+                TxnError::ScopeNotGranted(_) | TxnError::ScopeWidened(_) => Self::ScopeNotGrantable,
+                TxnError::IdentityChanged(_) | TxnError::ContextChanged { .. } => Self::TxnContextChange,
+                TxnError::NoVerifier => Self::Internal,
             },
         }
     }
@@ -403,5 +448,36 @@ mod tests {
         }
         let e = WireError::from(&ExchangeError::Assertion(AssertionError::ReplayCache("down".into())));
         assert_eq!((e.status(), e.code()), (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
+    }
+
+    /// Every refusal of the Txn-Token service is the caller's: a 4xx with an RFC 6749 code;
+    /// only Tessera's own failures are 5xx.
+    #[test]
+    fn txn_token_refusals_are_never_server_errors() {
+        let refusals = [
+            TxnError::UnknownTrustDomain("td".into()),
+            TxnError::ClientAuthentication(SourceError::BadSignature),
+            TxnError::Subject(SourceError::Expired),
+            TxnError::SubjectTypeNotAllowed("unsigned_json"),
+            TxnError::SubjectNotAllowed("s".into()),
+            TxnError::ScopeNotGranted("a".into()),
+            TxnError::ScopeWidened("a".into()),
+            TxnError::IdentityChanged("sub"),
+            TxnError::ContextChanged { claim: "tctx", member: "m".into() },
+            TxnError::ReplacedExpired,
+        ];
+        for refusal in refusals {
+            assert!(!refusal.is_failure(), "{refusal}");
+            let e = WireError::from(&ExchangeError::Txn(refusal));
+            assert!(e.status().is_client_error(), "{e:?}");
+        }
+        let client =
+            WireError::from(&ExchangeError::Txn(TxnError::ClientAuthentication(SourceError::Expired)));
+        assert_eq!((client.status(), client.code()), (StatusCode::UNAUTHORIZED, "invalid_client"));
+        let failed = WireError::from(&ExchangeError::Txn(TxnError::Subject(SourceError::Upstream {
+            retryable: true,
+            cause: "x".into(),
+        })));
+        assert_eq!((failed, failed.retry_after()), (WireError::Unavailable, Some(5)));
     }
 }

@@ -90,9 +90,9 @@ fn refuse(e: WireError, request_id: &str) -> HttpResponse {
 pub(super) const MAX_PARAMETERS: usize = 32;
 
 /// The parameter names the edge knows: RFC 8693 §2.1, RFC 7523 §2.1 and §2.2, RFC 6749
-/// §2.3.1. Each may be given once (RFC 6749 §3.2); other names are counted against
+/// §2.3.1, draft-ietf-oauth-transaction-tokens-10 §10.1. Each may be given once (RFC 6749 §3.2); other names are counted against
 /// [`MAX_PARAMETERS`] and otherwise ignored.
-const KNOWN: [&str; 14] = [
+const KNOWN: [&str; 16] = [
     "grant_type",
     "subject_token",
     "subject_token_type",
@@ -107,6 +107,8 @@ const KNOWN: [&str; 14] = [
     "client_assertion_type",
     "client_id",
     "client_secret",
+    "request_context",
+    "request_details",
 ];
 
 /// A request's parameters: one slot per known name, filled at most once. Each parameter is
@@ -249,6 +251,12 @@ fn to_request(
     if params.get("resource").is_some() {
         return Err(WireError::UnsupportedParameter);
     }
+    if params.get("requested_token_type") == Some(tessera_adapters::oauth::token_type::TXN_TOKEN) {
+        if params.get("actor_token").is_some() || params.get("actor_token_type").is_some() {
+            return Err(WireError::ActorInTxnRequest);
+        }
+        return crate::txn::read_request(|name| params.get(name), max_token_bytes, request_id, client_addr);
+    }
     let actor_token = actor_token(&params, max_token_bytes)?;
     // `curl --data-urlencode subject_token@file` keeps the file's last newline. Whitespace
     // inside a token is left for its source to refuse.
@@ -273,6 +281,7 @@ fn to_request(
         client_addr,
         grant_type: GrantType::TokenExchange,
         actor_token,
+        txn: None,
     })
 }
 
@@ -328,6 +337,7 @@ fn jwt_bearer_request(
         client_addr,
         grant_type: GrantType::JwtBearer,
         actor_token: None,
+        txn: None,
     })
 }
 

@@ -311,6 +311,18 @@ impl Signer for Issuer {
         let key = keys.active(alg).ok_or(SignError::NoActiveKey(alg.as_str()))?;
         key.material.sign(claims)
     }
+
+    /// As [`sign`](Signer::sign), with header `{alg, kid, typ}`.
+    fn sign_typed(
+        &self,
+        alg: SigningAlgorithm,
+        typ: &'static str,
+        claims: &Map<String, Value>,
+    ) -> Result<Secret<String>, SignError> {
+        let keys = self.keys.load();
+        let key = keys.active(alg).ok_or(SignError::NoActiveKey(alg.as_str()))?;
+        key.material.sign_typed(typ, claims)
+    }
 }
 
 impl fmt::Debug for Issuer {

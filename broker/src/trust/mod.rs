@@ -28,6 +28,7 @@ mod postgres;
 mod spiffe;
 #[cfg(test)]
 mod tests;
+mod txn_token;
 
 use std::fmt;
 
@@ -223,7 +224,8 @@ pub fn render(
         | TargetConfig::JwtGrant(_)
         | TargetConfig::Oauth(_)
         | TargetConfig::Spiffe(_)
-        | TargetConfig::Postgres(_) => &[Format::Json],
+        | TargetConfig::Postgres(_)
+        | TargetConfig::TxnToken(_) => &[Format::Json],
         TargetConfig::Kubernetes(_) => &[Format::Yaml],
     };
     let Some(format) = format.or_else(|| supported.first().copied()) else {
@@ -251,6 +253,7 @@ pub fn render(
         TargetConfig::Spiffe(config) => Ok(spiffe::render(&plan, config)),
         TargetConfig::Kubernetes(config) => kubernetes::render(&plan, config, &loaded.base_dir),
         TargetConfig::Postgres(config) => Ok(postgres::render(&plan, config)),
+        TargetConfig::TxnToken(config) => Ok(txn_token::render(&plan, config)),
     }
 }
 

@@ -40,6 +40,7 @@ mod targets_kubernetes;
 mod targets_postgres;
 mod targets_spiffe;
 mod trust;
+mod txn_tokens;
 
 use serde_json::Value;
 use tessera_tests::{BrokerOptions, TestBroker, TestIssuer, TestKey, spawn_broker};

@@ -497,3 +497,30 @@ fn the_aws_example_trust_policy_is_the_one_tessera_writes() {
         json!({ "Url": provider["Url"], "ClientIDList": provider["ClientIDList"] })
     );
 }
+
+/// `tessera trust` for a `txn_token` target: what the trust domain's workloads check a
+/// Txn-Token against, and which workloads may request one.
+#[test]
+fn txn_token_setup_names_the_trust_domain_typ_and_requesting_workloads() {
+    let (loaded, set) = load(&root().join("examples/txn-token-two-services/broker.yaml"));
+    let setup: Value = serde_json::from_str(&render(&loaded, &set, "txn", Format::Json)).unwrap();
+    assert_eq!(setup["audience"], "trade.example");
+    assert_eq!(setup["typ"], "txntoken+jwt");
+    assert_eq!(setup["issuer"], "https://tessera.trade.example");
+    assert_eq!(setup["jwks_uri"], "https://tessera.trade.example/.well-known/jwks.json");
+    let rules: Vec<(&str, Value)> = setup["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["rule"].as_str().unwrap(), r["requesting_workloads"].clone()))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            ("gateway-starts-transactions", json!(["k8s://k8s-prod/ns/edge/sa/gateway"])),
+            ("orders-narrows-transactions", json!(["k8s://k8s-prod/ns/orders/sa/api"])),
+        ]
+    );
+    let e = trust::render(&loaded, &set, "txn", Some(Format::Terraform)).unwrap_err();
+    assert!(matches!(e, TrustError::Unsupported { .. }), "{e}");
+}

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::issue::{JwtTarget, RESERVED_CLAIMS};
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, format_duration, validate_name};
+use crate::config::{duration, validate_name};
 use crate::target::{CredentialTarget, SigningAlgorithm};
 
 /// The longest `max_ttl` a `jwt` target may have. A bearer token that outlives a day is a
@@ -81,39 +81,13 @@ impl BuildTarget for JwtTargetConfig {
             return Err(BuildError::field("audience", "audience must not be empty"));
         }
 
-        let available = cx.signer.algorithms();
-        if !available.contains(&self.algorithm) {
-            let names: Vec<&str> = available.iter().map(|a| a.as_str()).collect();
-            return Err(BuildError::field(
-                "algorithm",
-                format!(
-                    "the issuer has no {} key (issuer.algorithms: [{}]); add it there or pick one of those",
-                    self.algorithm.as_str(),
-                    names.join(", ")
-                ),
-            ));
-        }
-
-        if self.max_ttl.is_zero() || self.max_ttl > MAX_TTL_CAP {
-            return Err(BuildError::field(
-                "max_ttl",
-                format!(
-                    "max_ttl {} must be between 1s and {}",
-                    format_duration(self.max_ttl),
-                    format_duration(MAX_TTL_CAP)
-                ),
-            ));
-        }
-        if self.default_ttl.is_zero() || self.default_ttl > self.max_ttl {
-            return Err(BuildError::field(
-                "default_ttl",
-                format!(
-                    "default_ttl {} must be between 1s and max_ttl ({})",
-                    format_duration(self.default_ttl),
-                    format_duration(self.max_ttl)
-                ),
-            ));
-        }
+        crate::targets::signed::check_signing(
+            cx,
+            self.algorithm,
+            self.max_ttl,
+            MAX_TTL_CAP,
+            self.default_ttl,
+        )?;
 
         for name in self.claims.keys() {
             if RESERVED_CLAIMS.contains(&name.as_str()) {

@@ -1,0 +1,87 @@
+//! The `type: txn_token` entry of `broker.yaml`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::issue::TxnTokenTarget;
+use crate::build::{BuildContext, BuildError, BuildTarget};
+use crate::config::{duration, validate_name};
+use crate::target::{CredentialTarget, SigningAlgorithm};
+
+/// The longest `max_ttl` a `txn_token` target may have: Txn-Tokens live "on the order of
+/// minutes or less" (draft-ietf-oauth-transaction-tokens-10 §6).
+pub const MAX_TTL_CAP: Duration = Duration::from_secs(60 * 60);
+
+/// A `txn_token` target: Tessera acts as the Transaction Token Service of one trust domain.
+///
+/// ```yaml
+/// - name: txn
+///   type: txn_token
+///   audience: trust-domain.example
+///   max_ttl: 5m
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnTokenTargetConfig {
+    /// The target's name, which rules grant.
+    pub name: String,
+    /// The trust domain: the `aud` of issued Txn-Tokens and the `audience` workloads
+    /// request them with (draft §7.1). Required.
+    pub audience: String,
+    /// The signing algorithm; the issuer must have keys for it. Default: `ES256`.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: SigningAlgorithm,
+    /// The longest lifetime of a Txn-Token; rules asking for more are load errors.
+    /// Default: `5m`; at most `1h`.
+    #[serde(default = "default_ttl", with = "duration")]
+    pub max_ttl: Duration,
+    /// The lifetime used when a rule names none. Default: `5m`; at most `max_ttl`.
+    #[serde(default = "default_ttl", with = "duration")]
+    pub default_ttl: Duration,
+}
+
+fn default_algorithm() -> SigningAlgorithm {
+    SigningAlgorithm::Es256
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+impl BuildTarget for TxnTokenTargetConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn audiences(&self) -> Vec<String> {
+        vec![self.audience.clone()]
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
+        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        if self.audience.trim().is_empty() || self.audience.trim() != self.audience {
+            return Err(BuildError::field(
+                "audience",
+                "audience must name the trust domain, without surrounding spaces",
+            ));
+        }
+        crate::targets::signed::check_signing(
+            cx,
+            self.algorithm,
+            self.max_ttl,
+            MAX_TTL_CAP,
+            self.default_ttl,
+        )?;
+        Ok(Arc::new(TxnTokenTarget {
+            name: self.name.clone(),
+            audience: self.audience.clone(),
+            algorithm: self.algorithm,
+            max_ttl: self.max_ttl,
+            default_ttl: self.default_ttl,
+            signer: Arc::clone(&cx.signer),
+            clock: Arc::clone(&cx.clock),
+        }))
+    }
+}
