@@ -57,10 +57,7 @@ pub enum ExchangeError {
     #[error("audience `{0}` is not a configured target")]
     UnknownAudience(String),
     #[error("requested_token_type `{requested}` is not what target `{target}` issues")]
-    UnsupportedTokenType {
-        requested: String,
-        target: String,
-    },
+    UnsupportedTokenType { requested: String, target: String },
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
     #[error(transparent)]

@@ -1001,7 +1001,7 @@ type OutcomeKey<'a> = (&'a str, &'a str, &'a str, &'a str);
 
 /// One workload's events: its identity as last seen, and its exchanges by decision.
 struct WorkloadFold<'a> {
-    source: &'a str,
+    source: Cow<'a, str>,
     identity: &'a str,
     first: i64,
     last: i64,
@@ -1062,34 +1062,63 @@ impl<'a> Directory<'a> {
                 );
                 directory.hours.entry(hour).or_default().add(event.time_ms);
             }
+            if let (Some(id), Some(actor)) = (&event.actor_id, &event.actor) {
+                directory.seen_acting(id, actor.as_str(), event.time_ms);
+            }
             let (Some(id), Some(identity), Some(source)) =
                 (&event.identity_id, &event.identity, &event.source)
             else {
                 continue;
             };
-            let time = event.time_ms;
-            let w = directory.workloads.entry(id).or_insert(WorkloadFold {
-                source,
-                identity: identity.as_str(),
-                first: time,
-                last: time,
-                allowed: 0,
-                denied: 0,
-                errors: 0,
-            });
-            if time >= w.last {
-                (w.source, w.identity, w.last) = (source, identity.as_str(), time);
-            }
-            w.first = w.first.min(time);
+            let w = directory.seen(id, Cow::Borrowed(source), identity.as_str(), event.time_ms);
             match event.decision {
                 Decision::Allow => w.allowed += 1,
                 Decision::Deny => w.denied += 1,
                 Decision::Error => w.errors += 1,
             }
             let key = (id.as_str(), event.target.as_str(), event.decision.as_str(), event.reason.as_str());
-            directory.outcomes.entry(key).or_default().add(time);
+            directory.outcomes.entry(key).or_default().add(event.time_ms);
         }
         directory
+    }
+
+    /// The directory entry of workload `id`, seen at `time` as `identity` of `source`.
+    fn seen(
+        &mut self,
+        id: &'a str,
+        source: Cow<'a, str>,
+        identity: &'a str,
+        time: i64,
+    ) -> &mut WorkloadFold<'a> {
+        let w = self.workloads.entry(id).or_insert(WorkloadFold {
+            source: source.clone(),
+            identity,
+            first: time,
+            last: time,
+            allowed: 0,
+            denied: 0,
+            errors: 0,
+        });
+        if time >= w.last {
+            (w.source, w.identity, w.last) = (source, identity, time);
+        }
+        w.first = w.first.min(time);
+        w
+    }
+
+    /// An actor (RFC 8693 delegation) is a workload seen too: the directory lists it, with
+    /// when it was first and last seen, acting or not; its exchange counts stay those it
+    /// made as the subject.
+    fn seen_acting(&mut self, id: &'a str, identity: &'a str, time: i64) {
+        #[derive(serde::Deserialize)]
+        struct Source<'s> {
+            #[serde(borrow)]
+            source: Cow<'s, str>,
+        }
+        // The store wrote this JSON from a verified identity: it always has a source.
+        if let Ok(Source { source }) = serde_json::from_str::<Source<'a>>(identity) {
+            self.seen(id, source, identity, time);
+        }
     }
 }
 
@@ -1104,7 +1133,7 @@ fn upsert_workloads<'a>(backend: Backend, workloads: &BTreeMap<&'a str, Workload
             i,
             [
                 Param::Text(Cow::Borrowed(id)),
-                Param::Text(Cow::Borrowed(w.source)),
+                Param::Text(w.source.clone()),
                 Param::Text(Cow::Borrowed(w.identity)),
                 Param::Int(w.first),
                 Param::Int(w.last),

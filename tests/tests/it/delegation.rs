@@ -164,6 +164,18 @@ async fn a_ci_job_acts_for_the_deploy_bot_and_a_relying_party_reads_the_act_chai
     let stored = &stored["events"][0];
     assert_eq!(stored["actor"]["id"], "github://octo-org/payments", "{stored}");
     assert_eq!(stored["actor_token_fingerprint"], event["actor_token_fingerprint"]);
+    // The directory lists the CI job, which only ever acted, as a workload seen; its
+    // exchange counts are only those it made as the subject (none).
+    let (status, dir) = s.broker.admin_get("/v1/workloads").await;
+    assert_eq!(status, 200, "{dir}");
+    let workloads = dir["workloads"].as_array().unwrap();
+    let ci_job =
+        workloads.iter().find(|w| w["id"] == "github://octo-org/payments").expect("the actor is listed");
+    assert_eq!(ci_job["source"], "github", "{ci_job}");
+    assert_eq!(ci_job["identity"]["name"], "deploy", "{ci_job}");
+    assert_eq!(ci_job["exchanges"], json!({ "allow": 0, "deny": 0, "error": 0 }), "{ci_job}");
+    let bot = workloads.iter().find(|w| w["id"] == "oidc://bots/deploy-bot").expect("the subject is listed");
+    assert_eq!(bot["exchanges"]["allow"], 2, "{bot}");
 
     // A may_act naming the CI job lets it act; one naming another party refuses it.
     let may_act =
