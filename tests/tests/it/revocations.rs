@@ -349,21 +349,33 @@ async fn a_revocation_made_on_one_replica_is_enforced_by_the_other_and_lifted_on
     eventually("replica b serves again", async || b.exchange(&token, "internal-api").await.0 == 200).await;
 }
 
+/// The config of a `tessera serve` process on `db` (the mapping files written into `dir`,
+/// `extra` appended), and the admin listener's address it names.
+fn process_config(
+    dir: &std::path::Path,
+    issuer: &TestIssuer,
+    db: &TestPostgres,
+    extra: &str,
+) -> (String, std::net::SocketAddr) {
+    std::fs::create_dir(dir.join("mappings")).unwrap();
+    std::fs::write(dir.join("mappings/10-services.yaml"), RULES).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
+    let config = format!(
+        "  key_dir: keys\nsources:\n{}targets:\n{}mappings: mappings\nadmin:\n  listen: {admin}\naudit:\n  sink: none\n{}{extra}",
+        indent(&oidc_source(issuer)),
+        indent(JWT_TARGET),
+        indent(&db.store_config()),
+    );
+    (config, admin)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_killed_right_after_a_revocation_comes_back_refusing() {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let db = TestPostgres::new();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("mappings")).unwrap();
-    std::fs::write(dir.path().join("mappings/10-services.yaml"), RULES).unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
-    let config = format!(
-        "  key_dir: keys\nsources:\n{}targets:\n{}mappings: mappings\nadmin:\n  listen: {admin}\naudit:\n  sink: none\n{}",
-        indent(&oidc_source(&issuer)),
-        indent(JWT_TARGET),
-        indent(&db.store_config()),
-    );
+    let (config, admin) = process_config(dir.path(), &issuer, &db, "");
     let mut broker = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
     let http = reqwest::Client::new();
     let token =
@@ -446,17 +458,7 @@ async fn a_replica_killed_right_after_announcing_a_revocation_leaves_every_repli
     let db = TestPostgres::new();
     let redis = TestRedis::new();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("mappings")).unwrap();
-    std::fs::write(dir.path().join("mappings/10-services.yaml"), RULES).unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let indent = |s: &str| s.lines().map(|l| format!("  {l}\n")).collect::<String>();
-    let config = format!(
-        "  key_dir: keys\nsources:\n{}targets:\n{}mappings: mappings\nadmin:\n  listen: {admin}\naudit:\n  sink: none\n{}{}",
-        indent(&oidc_source(&issuer)),
-        indent(JWT_TARGET),
-        indent(&db.store_config()),
-        redis.config(),
-    );
+    let (config, admin) = process_config(dir.path(), &issuer, &db, &redis.config());
     let mut killed = tessera_tests::broker::BrokerProcess::start(dir.path(), &config).await;
     let mut options = on_postgres(&issuer, &db);
     options.extra = redis.config();
