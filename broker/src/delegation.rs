@@ -70,6 +70,28 @@ impl DelegationError {
     }
 }
 
+/// The claims of a VERIFIED subject token that the exchange reads after verification
+/// (`jti` for revocations, `act` and `may_act` for delegation): its payload decoded once
+/// per exchange, as strictly as verification parsed it. Empty for a token that is no JWT.
+#[derive(Debug, Default)]
+pub struct SubjectClaims(Option<Map<String, Value>>);
+
+impl SubjectClaims {
+    /// Never call it on a token not yet verified.
+    pub fn of(token: &SubjectToken) -> Self {
+        Self(if token.token_type.is_jwt() { jwt::verified_claims(token.value.expose()) } else { None })
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.as_ref()?.get(name)
+    }
+
+    /// The `jti`, when it is a string.
+    pub fn jti(&self) -> Option<&str> {
+        self.get("jti").and_then(Value::as_str)
+    }
+}
+
 /// The `act` chain a verified subject token carries, as the issued token will carry it
 /// inside the new actor, and how many actors it names. Each level keeps `sub` (required,
 /// a string) and `iss`; a level without `iss` named its actor in the namespace of the
@@ -77,14 +99,11 @@ impl DelegationError {
 /// Tessera signs a level without `iss` would be read as Tessera's. Other members are not
 /// carried. A chain longer than `max_depth` is refused without reading further.
 pub fn prior_chain(
-    subject_token: &SubjectToken,
+    claims: &SubjectClaims,
     subject: &Identity,
     max_depth: usize,
 ) -> Result<Option<(Value, usize)>, DelegationError> {
-    if !subject_token.token_type.is_jwt() {
-        return Ok(None);
-    }
-    let Some(mut level) = jwt::verified_claim(subject_token.value.expose(), "act") else {
+    let Some(mut level) = claims.get("act").cloned() else {
         return Ok(None);
     };
     // Walk down iteratively: a hostile chain's nesting costs no stack.
@@ -132,14 +151,11 @@ pub fn prior_chain(
 /// issuer, in whose namespace an unqualified `sub` is) and its verified platform `subject`
 /// is `sub`; or, with no `iss`, when `sub` is the actor's Tessera identity id.
 pub fn check_may_act(
-    subject_token: &SubjectToken,
+    claims: &SubjectClaims,
     subject: &Identity,
     actor: &Identity,
 ) -> Result<(), DelegationError> {
-    if !subject_token.token_type.is_jwt() {
-        return Ok(());
-    }
-    let Some(may_act) = jwt::verified_claim(subject_token.value.expose(), "may_act") else {
+    let Some(may_act) = claims.get("may_act").cloned() else {
         return Ok(());
     };
     let Value::Object(members) = may_act else {
@@ -209,10 +225,10 @@ pub fn fuzz_delegation_claims(payload: &[u8]) {
     let issuer = "https://idp.example";
     let (subject, actor) =
         (bare_identity("oidc://idp/app", issuer, "app"), bare_identity("oidc://idp/bot", issuer, "bot"));
-    if let Ok(Some((_, depth))) = prior_chain(&token, &subject, MAX_MAX_DEPTH) {
+    if let Ok(Some((_, depth))) = prior_chain(&SubjectClaims::of(&token), &subject, MAX_MAX_DEPTH) {
         assert!(depth <= MAX_MAX_DEPTH);
     }
-    let _ = check_may_act(&token, &subject, &actor);
+    let _ = check_may_act(&SubjectClaims::of(&token), &subject, &actor);
 }
 
 #[cfg(test)]
@@ -244,7 +260,9 @@ mod tests {
     #[test]
     fn may_act_names_the_actor_by_issuer_and_subject_or_by_id() {
         let bot = identity("oidc://idp/deploy-bot", IDP, "deploy-bot");
-        let ok = |may_act: Value| check_may_act(&token(json!({ "may_act": may_act })), &app(), &bot);
+        let ok = |may_act: Value| {
+            check_may_act(&SubjectClaims::of(&token(json!({ "may_act": may_act }))), &app(), &bot)
+        };
         assert_eq!(ok(json!({"sub": "deploy-bot"})), Ok(()), "sub in the subject token's issuer's namespace");
         assert_eq!(ok(json!({"sub": "deploy-bot", "iss": IDP})), Ok(()));
         assert_eq!(ok(json!({"sub": "oidc://idp/deploy-bot"})), Ok(()), "the Tessera id");
@@ -259,9 +277,12 @@ mod tests {
         // The same subject from another issuer is another party.
         let elsewhere = identity("oidc://other/deploy-bot", "https://other.example", "deploy-bot");
         let t = token(json!({ "may_act": {"sub": "deploy-bot"} }));
-        assert!(check_may_act(&t, &app(), &elsewhere).is_err());
+        assert!(check_may_act(&SubjectClaims::of(&t), &app(), &elsewhere).is_err());
         // No may_act: any actor, as far as the subject token says.
-        assert_eq!(check_may_act(&token(json!({"sub": "app"})), &app(), &elsewhere), Ok(()));
+        assert_eq!(
+            check_may_act(&SubjectClaims::of(&token(json!({"sub": "app"}))), &app(), &elsewhere),
+            Ok(())
+        );
     }
 
     #[test]
@@ -274,7 +295,8 @@ mod tests {
             json!({"sub": "deploy-bot", "iss": true}),
             json!({"sub": "deploy-bot", "client_id": "x"}),
         ] {
-            let e = check_may_act(&token(json!({ "may_act": may_act })), &app(), &bot).unwrap_err();
+            let e = check_may_act(&SubjectClaims::of(&token(json!({ "may_act": may_act }))), &app(), &bot)
+                .unwrap_err();
             assert_eq!(e.code(), "TS-MAY-ACT-MALFORMED", "{may_act}");
         }
     }
@@ -284,22 +306,22 @@ mod tests {
         let t = token(
             json!({"act": {"sub": "ci", "act": {"sub": "bot", "iss": "https://tessera.test", "x": 1}}}),
         );
-        let (chain, depth) = prior_chain(&t, &app(), 4).unwrap().unwrap();
+        let (chain, depth) = prior_chain(&SubjectClaims::of(&t), &app(), 4).unwrap().unwrap();
         assert_eq!(depth, 2);
         assert_eq!(
             chain,
             json!({"sub": "ci", "iss": IDP, "act": {"sub": "bot", "iss": "https://tessera.test"}})
         );
-        assert_eq!(prior_chain(&token(json!({"sub": "app"})), &app(), 4), Ok(None));
+        assert_eq!(prior_chain(&SubjectClaims::of(&token(json!({"sub": "app"}))), &app(), 4), Ok(None));
         let aws =
             SubjectToken { token_type: SubjectTokenType::AwsSignedRequest, value: Secret::new("x".into()) };
-        assert_eq!(prior_chain(&aws, &app(), 4), Ok(None));
+        assert_eq!(prior_chain(&SubjectClaims::of(&aws), &app(), 4), Ok(None));
     }
 
     #[test]
     fn malformed_and_overlong_chains_are_refused() {
         for act in [json!("ci"), json!({"iss": IDP}), json!({"sub": ""}), json!({"sub": "ci", "act": []})] {
-            let e = prior_chain(&token(json!({ "act": act })), &app(), 4).unwrap_err();
+            let e = prior_chain(&SubjectClaims::of(&token(json!({ "act": act }))), &app(), 4).unwrap_err();
             assert_eq!(e.code(), "TS-ACT-MALFORMED", "{act}");
         }
         let mut deep = json!({"sub": "a0"});
@@ -307,7 +329,7 @@ mod tests {
             deep = json!({"sub": format!("a{i}"), "act": deep});
         }
         assert_eq!(
-            prior_chain(&token(json!({ "act": deep })), &app(), 4),
+            prior_chain(&SubjectClaims::of(&token(json!({ "act": deep }))), &app(), 4),
             Err(DelegationError::TooDeep { depth: 5, max: 4 })
         );
         assert_eq!(check_depth(3, true, 4), Ok(()));

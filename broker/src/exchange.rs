@@ -427,9 +427,10 @@ impl Pipeline {
                 .ok_or_else(|| AssertionError::ReplayCache("no replay cache configured".into()))?;
             checks.check(req.subject_token.value.expose()).await?;
         }
-        self.admit(&verified, &req.subject_token, req.grant_type).await?;
+        let claims = delegation::SubjectClaims::of(&req.subject_token);
+        self.admit(&verified, claims.jti(), req.grant_type).await?;
         let now_ms = self.clock.now_millis();
-        let (actor, prior_act) = self.delegation(req, &verified, trail, now_ms).await?;
+        let (actor, prior_act) = self.delegation(req, &verified, &claims, trail, now_ms).await?;
         let mappings = self.mappings.load();
         let request = Request {
             audience: &req.audience,
@@ -473,11 +474,12 @@ impl Pipeline {
         &self,
         req: &ExchangeRequest,
         verified: &VerifiedIdentity,
+        claims: &delegation::SubjectClaims,
         trail: &mut Trail,
         now_ms: i64,
     ) -> Result<(Option<VerifiedIdentity>, Option<serde_json::Value>), ExchangeError> {
         let max = self.max_delegation_depth;
-        let prior = delegation::prior_chain(&req.subject_token, verified.identity(), max)?;
+        let prior = delegation::prior_chain(claims, verified.identity(), max)?;
         let Some(token) = &req.actor_token else {
             return Ok((None, prior.map(|(chain, _)| chain)));
         };
@@ -488,7 +490,7 @@ impl Pipeline {
         if let Some(revoked) = self.revocations.identity(actor.identity(), jti.as_deref(), now_ms) {
             return Err(revoked.into());
         }
-        delegation::check_may_act(&req.subject_token, verified.identity(), actor.identity())?;
+        delegation::check_may_act(claims, verified.identity(), actor.identity())?;
         delegation::check_depth(prior.as_ref().map_or(0, |(_, depth)| *depth), true, max)?;
         Ok((Some(actor), prior.map(|(chain, _)| chain)))
     }
@@ -502,13 +504,10 @@ impl Pipeline {
     pub(crate) async fn admit(
         &self,
         verified: &VerifiedIdentity,
-        token: &SubjectToken,
+        jti: Option<&str>,
         grant_type: GrantType,
     ) -> Result<(), ExchangeError> {
-        let jti = if token.token_type.is_jwt() { jwt::verified_jti(token.value.expose()) } else { None };
-        if let Some(revoked) =
-            self.revocations.identity(verified.identity(), jti.as_deref(), self.clock.now_millis())
-        {
+        if let Some(revoked) = self.revocations.identity(verified.identity(), jti, self.clock.now_millis()) {
             // A revoked assertion is no longer a valid grant (RFC 7523 §3.1).
             if grant_type == GrantType::JwtBearer && revoked.subject_token {
                 return Err(AssertionError::Revoked(revoked.id).into());

@@ -326,7 +326,8 @@ pub(crate) async fn run(
     let workload = verify_jwt(pipeline, &assertion).await.map_err(TxnError::ClientAuthentication)?;
     trail.source = Some(workload.identity().source.clone());
     trail.identity = Some(workload.shared());
-    pipeline.admit(&workload, &assertion, GrantType::TokenExchange).await?;
+    let jti = tessera_adapters::jwt::verified_jti(assertion.value.expose());
+    pipeline.admit(&workload, jti.as_deref(), GrantType::TokenExchange).await?;
 
     let mappings = pipeline.mappings();
     let request = Request {
