@@ -498,6 +498,24 @@ mod tests {
         );
     }
 
+    /// The requesting workload of a Txn-Token request authenticates with `client_assertion`;
+    /// an actor has no place in it, and is refused rather than ignored.
+    #[test]
+    fn a_txn_token_request_takes_no_actor() {
+        for extra in [("actor_token", "a.b.c"), ("actor_token_type", JWT)] {
+            let pairs = [
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", tessera_adapters::oauth::token_type::TXN_TOKEN),
+                ("subject_token", "s.s.s"),
+                ("subject_token_type", JWT),
+                ("audience", "trust-domain.example"),
+                ("scope", "read"),
+                extra,
+            ];
+            assert_eq!(request(&pairs).err(), Some(WireError::ActorInTxnRequest), "{}", extra.0);
+        }
+    }
+
     #[test]
     fn resource_indicators_are_refused() {
         let pairs = [("grant_type", TOKEN_EXCHANGE), ("subject_token", "t"), ("resource", "x")];
