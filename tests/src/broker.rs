@@ -275,9 +275,26 @@ impl TestBroker {
             // longer means it hung, which must fail the test rather than stall the suite.
             match tokio::time::timeout(std::time::Duration::from_secs(30), task).await {
                 Ok(joined) => joined.expect("server task").expect("server result"),
-                Err(_) => panic!("the broker did not stop within 30 s of a graceful shutdown"),
+                Err(_) => panic!(
+                    "the broker did not stop within 30 s of a graceful shutdown; its threads:\n{}",
+                    thread_stacks()
+                ),
             }
         }
+    }
+}
+
+/// Every thread's stack in this process, from gdb, to say where a stop that hangs waits;
+/// what went wrong instead, when gdb is missing or cannot attach.
+fn thread_stacks() -> String {
+    let pid = std::process::id().to_string();
+    let out = std::process::Command::new("gdb")
+        .args(["-p", &pid, "-batch", "-nx", "-ex", "thread apply all bt 40"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        Err(e) => format!("(gdb could not run: {e})"),
     }
 }
 
