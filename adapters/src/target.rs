@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::identity::Identity;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
+pub use crate::targets::base::TargetBase;
 
 /// What the mapping engine decided a verified identity may receive. A `Grant` can only be
 /// made from a [`VerifiedIdentity`], so no target ever acts for an unverified caller; the
@@ -460,14 +461,24 @@ pub enum RuleParam<'a> {
 /// A credential target: one configured instance of a target kind.
 #[async_trait]
 pub trait CredentialTarget: Send + Sync + Debug {
+    /// What every target has: its kind, name, lifetimes and issued token type, which the
+    /// accessors of those names read.
+    fn base(&self) -> &TargetBase;
+
     /// The target kind (`jwt`, `aws_sts`, ...).
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> &'static str {
+        self.base().kind
+    }
 
     /// The configured name, which is also the `audience` callers request.
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.base().name
+    }
 
     /// The longest lifetime this target issues; rules asking for more are load errors.
-    fn max_ttl(&self) -> Duration;
+    fn max_ttl(&self) -> Duration {
+        self.base().max_ttl
+    }
 
     /// The shortest lifetime this target issues; rules asking for less are load errors
     /// (AWS sessions last at least 15 minutes).
@@ -476,7 +487,9 @@ pub trait CredentialTarget: Send + Sync + Debug {
     }
 
     /// The lifetime used when a rule names none.
-    fn default_ttl(&self) -> Duration;
+    fn default_ttl(&self) -> Duration {
+        self.base().default_ttl
+    }
 
     /// Grant keys this target reads from a rule, beyond `target`, `scope`, `ttl` and
     /// `claims`. Any other key in a rule for this target is a load error.
@@ -503,7 +516,9 @@ pub trait CredentialTarget: Send + Sync + Debug {
     /// The RFC 8693 `issued_token_type` of what this target issues (one of
     /// [`token_type`](crate::oauth::token_type));
     /// a request's `requested_token_type`, when given, must equal it.
-    fn issued_token_type(&self) -> &'static str;
+    fn issued_token_type(&self) -> &'static str {
+        self.base().issued_token_type
+    }
 
     /// The grant key whose value is the scope a rule grants (`role_arn` for AWS), when
     /// the rule has no explicit `scope:`. `None`: only `scope:` names a rule's scope.

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::oauth::token_type;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, Signer, SigningAlgorithm,
-    TargetError,
+    TargetBase, TargetError,
 };
 
 /// The registered claims (RFC 7519 §4.1) Tessera always sets itself. Neither a target's
@@ -23,11 +23,9 @@ pub const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "iat", "nbf",
 /// values are checked.
 #[derive(Debug)]
 pub struct JwtTarget {
-    pub(super) name: String,
+    pub(super) base: TargetBase,
     pub(super) audience: String,
     pub(super) algorithm: SigningAlgorithm,
-    pub(super) max_ttl: Duration,
-    pub(super) default_ttl: Duration,
     pub(super) claims: Map<String, Value>,
     pub(super) signer: Arc<dyn Signer>,
     pub(super) clock: Arc<dyn Clock>,
@@ -48,11 +46,11 @@ impl JwtTarget {
     /// (RFC 8693 §4.2), written last: the mapping engine decided it, so no template can
     /// widen it. Every check a grant can fail happens here.
     fn granted(&self, grant: &Grant) -> Result<(Map<String, Value>, Duration), TargetError> {
-        if grant.target() != self.name {
+        if grant.target() != self.base.name {
             return Err(TargetError::InvalidGrant(format!(
                 "grant is for target `{}`, not `{}`",
                 grant.target(),
-                self.name
+                self.base.name
             )));
         }
         if let Some(name) = grant.claims().keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
@@ -60,7 +58,7 @@ impl JwtTarget {
                 "claim `{name}` is set by Tessera and cannot be granted"
             )));
         }
-        let ttl = grant.ttl().min(self.max_ttl);
+        let ttl = grant.ttl().min(self.base.max_ttl);
         if ttl.is_zero() {
             return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
         }
@@ -100,24 +98,8 @@ impl JwtTarget {
 
 #[async_trait]
 impl CredentialTarget for JwtTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.default_ttl
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::JWT
+    fn base(&self) -> &TargetBase {
+        &self.base
     }
 
     fn issued_jwt(&self) -> Option<IssuedJwt> {

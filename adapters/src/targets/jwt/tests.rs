@@ -272,11 +272,9 @@ async fn signing_failures_surface_as_signing_errors() {
     let t = config(json!({ "type": "jwt", "name": "a" })).build(&cx).unwrap();
     // The issuer lost its key after the target was built (a config reload, say).
     let broken = JwtTarget {
-        name: "a".into(),
+        base: t.base().clone(),
         audience: "a".into(),
         algorithm: SigningAlgorithm::EdDsa,
-        max_ttl: Duration::from_secs(60),
-        default_ttl: Duration::from_secs(60),
         claims: Map::new(),
         signer,
         clock: Arc::new(ManualClock::new(NOW)),
