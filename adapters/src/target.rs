@@ -282,6 +282,17 @@ pub struct PostgresCredentials {
     pub database: Option<String>,
 }
 
+/// What a platform issues beside the `access_token` when its credential is more than one
+/// token. In a token response (and the broker's shared cache) it is one member, named by
+/// its platform: `aws_credentials` or `postgres_credentials`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PlatformCredentials {
+    #[serde(rename = "aws_credentials")]
+    Aws(AwsCredentials),
+    #[serde(rename = "postgres_credentials")]
+    Postgres(PostgresCredentials),
+}
+
 /// A credential a target issued.
 #[derive(Debug, Clone)]
 pub struct IssuedCredential {
@@ -293,8 +304,8 @@ pub struct IssuedCredential {
     pub token_type: &'static str,
     /// Seconds since the Unix epoch.
     pub expires_at: i64,
-    pub aws_credentials: Option<AwsCredentials>,
-    pub postgres_credentials: Option<PostgresCredentials>,
+    /// The rest of the credential, for a platform whose credential is more than the token.
+    pub platform_credentials: Option<PlatformCredentials>,
 }
 
 /// Why a target could not issue. Only the HTTP edge maps these to wire codes. Clone, so

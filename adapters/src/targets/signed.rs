@@ -102,8 +102,7 @@ impl LocalSigner {
             issued_token_type: token_type::JWT,
             token_type: "Bearer",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -21,8 +21,8 @@ use crate::clock::{Clock, format_rfc3339};
 use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::target::{
-    AwsCredentials, CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText,
-    Signer, SigningAlgorithm, TargetBase, TargetError,
+    AwsCredentials, CredentialTarget, Grant, IssuedCredential, PlatformCredentials, RequestDescription,
+    RuleParam, RuleText, Signer, SigningAlgorithm, TargetBase, TargetError,
 };
 use crate::targets::upstream::{self, UpstreamSettings};
 
@@ -431,13 +431,12 @@ pub(super) fn credential(out: &AssumeRoleWithWebIdentityOutput) -> Result<Issued
         issued_token_type: token_type::AWS_CREDENTIALS,
         token_type: "N_A",
         expires_at,
-        aws_credentials: Some(AwsCredentials {
+        platform_credentials: Some(PlatformCredentials::Aws(AwsCredentials {
             access_key_id: c.access_key_id().to_string(),
             secret_access_key: Secret::new(c.secret_access_key().to_string()),
             session_token: Secret::new(c.session_token().to_string()),
             expiration: format_rfc3339(expires_at),
-        }),
-        postgres_credentials: None,
+        })),
     })
 }
 

@@ -265,8 +265,7 @@ impl CredentialTarget for AzureTarget {
             issued_token_type: token_type::ACCESS_TOKEN,
             token_type: "Bearer",
             expires_at: now.saturating_add(expires_in),
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -418,8 +418,7 @@ impl CredentialTarget for GcpTarget {
             issued_token_type: token_type::ACCESS_TOKEN,
             token_type: "Bearer",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -129,8 +129,7 @@ impl CredentialTarget for JwtTarget {
             issued_token_type: token_type::JWT,
             token_type: "Bearer",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -103,7 +103,7 @@ async fn issue_claims(
     let issued = target.issue(grant).await?;
     assert_eq!(issued.issued_token_type, token_type::JWT);
     assert_eq!(issued.token_type, "Bearer");
-    assert!(issued.aws_credentials.is_none());
+    assert!(issued.platform_credentials.is_none());
     let claims: Map<String, Value> = serde_json::from_str(issued.access_token.expose()).unwrap();
     Ok((claims, issued.expires_at))
 }

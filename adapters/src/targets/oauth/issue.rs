@@ -228,8 +228,7 @@ impl CredentialTarget for OauthTarget {
             issued_token_type: token_type::ACCESS_TOKEN,
             token_type: kind,
             expires_at: now.saturating_add(lifetime),
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -13,8 +13,8 @@ use crate::clock::{Clock, format_rfc3339};
 use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, PostgresCredentials, RequestDescription, RevokeError,
-    RevokeReport, RuleParam, RuleText, TargetBase, TargetError,
+    CredentialTarget, Grant, IssuedCredential, PlatformCredentials, PostgresCredentials, RequestDescription,
+    RevokeError, RevokeReport, RuleParam, RuleText, TargetBase, TargetError,
 };
 use crate::targets::upstream;
 
@@ -294,15 +294,14 @@ impl CredentialTarget for PostgresTarget {
             issued_token_type: token_type::POSTGRES_CREDENTIALS,
             token_type: "N_A",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: Some(PostgresCredentials {
+            platform_credentials: Some(PlatformCredentials::Postgres(PostgresCredentials {
                 username,
                 password,
                 expires_at: format_rfc3339(expires_at),
                 host: s.host.clone(),
                 port: s.port,
                 database: s.database.clone(),
-            }),
+            })),
         })
     }
 

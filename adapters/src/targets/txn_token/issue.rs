@@ -284,8 +284,7 @@ impl CredentialTarget for TxnTokenTarget {
             // draft §10.4: a Txn-Token is not an access token.
             token_type: "N_A",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }
