@@ -23,18 +23,7 @@ pub(crate) fn check_signing(
     cap: Duration,
     default_ttl: Duration,
 ) -> Result<(), BuildError> {
-    let available = cx.signer.algorithms();
-    if !available.contains(&algorithm) {
-        let names: Vec<&str> = available.iter().map(|a| a.as_str()).collect();
-        return Err(BuildError::field(
-            "algorithm",
-            format!(
-                "the issuer has no {} key (issuer.algorithms: [{}]); add it there or pick one of those",
-                algorithm.as_str(),
-                names.join(", ")
-            ),
-        ));
-    }
+    crate::targets::upstream::check_issuer_key(cx, algorithm, "one of those")?;
     crate::targets::upstream::check_ttls(max_ttl, default_ttl, Duration::ZERO, cap)
 }
 

@@ -11,6 +11,7 @@ use crate::config::duration;
 use crate::oauth::token_type::JWT;
 use crate::target::{CredentialTarget, SigningAlgorithm};
 use crate::targets::base::{TargetBase, es256, minutes};
+use crate::targets::signed::check_signing;
 
 /// The longest `max_ttl` a `jwt` target may have. A bearer token that outlives a day is a
 /// standing credential, which is what Tessera exists to remove.
@@ -71,13 +72,7 @@ impl BuildTarget for JwtTargetConfig {
             return Err(BuildError::field("audience", "audience must not be empty"));
         }
 
-        crate::targets::signed::check_signing(
-            cx,
-            self.algorithm,
-            self.max_ttl,
-            MAX_TTL_CAP,
-            self.default_ttl,
-        )?;
+        check_signing(cx, self.algorithm, self.max_ttl, MAX_TTL_CAP, self.default_ttl)?;
 
         for name in self.claims.keys() {
             if RESERVED_CLAIMS.contains(&name.as_str()) {

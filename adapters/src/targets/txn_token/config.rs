@@ -11,6 +11,7 @@ use crate::config::duration;
 use crate::oauth::token_type::TXN_TOKEN;
 use crate::target::{CredentialTarget, SigningAlgorithm};
 use crate::targets::base::{TargetBase, es256, minutes};
+use crate::targets::signed::check_signing;
 
 /// The longest `max_ttl` a `txn_token` target may have: Txn-Tokens live "on the order of
 /// minutes or less" (draft-ietf-oauth-transaction-tokens-10 §6).
@@ -61,13 +62,7 @@ impl BuildTarget for TxnTokenTargetConfig {
                 "audience must name the trust domain, without surrounding spaces",
             ));
         }
-        crate::targets::signed::check_signing(
-            cx,
-            self.algorithm,
-            self.max_ttl,
-            MAX_TTL_CAP,
-            self.default_ttl,
-        )?;
+        check_signing(cx, self.algorithm, self.max_ttl, MAX_TTL_CAP, self.default_ttl)?;
         Ok(Arc::new(TxnTokenTarget {
             base,
             audience: self.audience.clone(),
