@@ -1,6 +1,7 @@
-//! What the targets that hand a Tessera-signed JWT to the workload share (`spiffe`,
-//! `kubernetes`; the build checks also `jwt` and `txn_token`): the registered claims (RFC 7519 §4.1) Tessera alone sets, the rule's own
-//! claims beside them, and the lifetime a grant gets.
+//! What the targets that hand a Tessera-signed JWT to the workload share (`jwt`,
+//! `jwt_grant`, `spiffe`, `kubernetes`; the build checks also `txn_token`): the registered
+//! claims (RFC 7519 §4.1) Tessera alone sets, the rule's own claims beside them, and the
+//! lifetime a grant gets.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,7 +11,7 @@ use crate::config::duration;
 use crate::oauth::token_type::JWT;
 use crate::target::{CredentialTarget, SigningAlgorithm};
 use crate::targets::base::{TargetBase, es256, minutes};
-use crate::targets::signed::check_signing;
+use crate::targets::signed::{LocalSigner, check_signing};
 
 /// The longest `max_ttl` a `jwt` target may have. A bearer token that outlives a day is a
 /// standing credential, which is what Tessera exists to remove.
@@ -91,8 +91,7 @@ impl BuildTarget for JwtTargetConfig {
             audience,
             algorithm: self.algorithm,
             claims: self.claims.clone(),
-            signer: Arc::clone(&cx.signer),
-            clock: Arc::clone(&cx.clock),
+            local: LocalSigner { signer: Arc::clone(&cx.signer), clock: Arc::clone(&cx.clock) },
         }))
     }
 }

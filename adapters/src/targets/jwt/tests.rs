@@ -14,6 +14,7 @@ use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
 use crate::target::{CredentialTarget, Grant, IssuedJwt, SignError, Signer, SigningAlgorithm, TargetError};
+use crate::targets::signed::LocalSigner;
 use crate::targets::testkit::{GrantParts, assert_cache_keys, workflow};
 
 const NOW: i64 = 1_700_000_000;
@@ -276,8 +277,7 @@ async fn signing_failures_surface_as_signing_errors() {
         audience: "a".into(),
         algorithm: SigningAlgorithm::EdDsa,
         claims: Map::new(),
-        signer,
-        clock: Arc::new(ManualClock::new(NOW)),
+        local: LocalSigner { signer, clock: Arc::new(ManualClock::new(NOW)) },
     };
     let g = grant("a", Duration::from_secs(60), None, json!({}));
     assert!(t.issue(&g).await.is_ok());
