@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::identity::Identity;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
+pub use crate::targets::base::TargetBase;
 
 /// What the mapping engine decided a verified identity may receive. A `Grant` can only be
 /// made from a [`VerifiedIdentity`], so no target ever acts for an unverified caller; the
@@ -281,6 +282,17 @@ pub struct PostgresCredentials {
     pub database: Option<String>,
 }
 
+/// What a platform issues beside the `access_token` when its credential is more than one
+/// token. In a token response (and the broker's shared cache) it is one member, named by
+/// its platform: `aws_credentials` or `postgres_credentials`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PlatformCredentials {
+    #[serde(rename = "aws_credentials")]
+    Aws(AwsCredentials),
+    #[serde(rename = "postgres_credentials")]
+    Postgres(PostgresCredentials),
+}
+
 /// A credential a target issued.
 #[derive(Debug, Clone)]
 pub struct IssuedCredential {
@@ -292,8 +304,8 @@ pub struct IssuedCredential {
     pub token_type: &'static str,
     /// Seconds since the Unix epoch.
     pub expires_at: i64,
-    pub aws_credentials: Option<AwsCredentials>,
-    pub postgres_credentials: Option<PostgresCredentials>,
+    /// The rest of the credential, for a platform whose credential is more than the token.
+    pub platform_credentials: Option<PlatformCredentials>,
 }
 
 /// Why a target could not issue. Only the HTTP edge maps these to wire codes. Clone, so
@@ -460,14 +472,24 @@ pub enum RuleParam<'a> {
 /// A credential target: one configured instance of a target kind.
 #[async_trait]
 pub trait CredentialTarget: Send + Sync + Debug {
+    /// What every target has: its kind, name, lifetimes and issued token type, which the
+    /// accessors of those names read.
+    fn base(&self) -> &TargetBase;
+
     /// The target kind (`jwt`, `aws_sts`, ...).
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> &'static str {
+        self.base().kind
+    }
 
     /// The configured name, which is also the `audience` callers request.
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.base().name
+    }
 
     /// The longest lifetime this target issues; rules asking for more are load errors.
-    fn max_ttl(&self) -> Duration;
+    fn max_ttl(&self) -> Duration {
+        self.base().max_ttl
+    }
 
     /// The shortest lifetime this target issues; rules asking for less are load errors
     /// (AWS sessions last at least 15 minutes).
@@ -476,7 +498,9 @@ pub trait CredentialTarget: Send + Sync + Debug {
     }
 
     /// The lifetime used when a rule names none.
-    fn default_ttl(&self) -> Duration;
+    fn default_ttl(&self) -> Duration {
+        self.base().default_ttl
+    }
 
     /// Grant keys this target reads from a rule, beyond `target`, `scope`, `ttl` and
     /// `claims`. Any other key in a rule for this target is a load error.
@@ -503,7 +527,9 @@ pub trait CredentialTarget: Send + Sync + Debug {
     /// The RFC 8693 `issued_token_type` of what this target issues (one of
     /// [`token_type`](crate::oauth::token_type));
     /// a request's `requested_token_type`, when given, must equal it.
-    fn issued_token_type(&self) -> &'static str;
+    fn issued_token_type(&self) -> &'static str {
+        self.base().issued_token_type
+    }
 
     /// The grant key whose value is the scope a rule grants (`role_arn` for AWS), when
     /// the rule has no explicit `scope:`. `None`: only `scope:` names a rule's scope.

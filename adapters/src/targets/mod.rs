@@ -1,6 +1,8 @@
 //! Credential targets, one folder per kind.
 pub mod aws_sts;
 pub mod azure;
+/// What every target kind has ([`TargetBase`](base::TargetBase)) and the config defaults they share.
+pub mod base;
 /// The target conformance kit's contract half, run for every registered kind.
 #[cfg(test)]
 mod conformance;

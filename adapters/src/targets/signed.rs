@@ -1,6 +1,7 @@
-//! What the targets that hand a Tessera-signed JWT to the workload share (`spiffe`,
-//! `kubernetes`; the build checks also `jwt` and `txn_token`): the registered claims (RFC 7519 §4.1) Tessera alone sets, the rule's own
-//! claims beside them, and the lifetime a grant gets.
+//! What the targets that hand a Tessera-signed JWT to the workload share (`jwt`,
+//! `jwt_grant`, `spiffe`, `kubernetes`; the build checks also `txn_token`): the registered
+//! claims (RFC 7519 §4.1) Tessera alone sets, the rule's own claims beside them, and the
+//! lifetime a grant gets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,18 +24,7 @@ pub(crate) fn check_signing(
     cap: Duration,
     default_ttl: Duration,
 ) -> Result<(), BuildError> {
-    let available = cx.signer.algorithms();
-    if !available.contains(&algorithm) {
-        let names: Vec<&str> = available.iter().map(|a| a.as_str()).collect();
-        return Err(BuildError::field(
-            "algorithm",
-            format!(
-                "the issuer has no {} key (issuer.algorithms: [{}]); add it there or pick one of those",
-                algorithm.as_str(),
-                names.join(", ")
-            ),
-        ));
-    }
+    crate::targets::upstream::check_issuer_key(cx, algorithm, "one of those")?;
     crate::targets::upstream::check_ttls(max_ttl, default_ttl, Duration::ZERO, cap)
 }
 
@@ -102,8 +92,7 @@ impl LocalSigner {
             issued_token_type: token_type::JWT,
             token_type: "Bearer",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -110,13 +110,23 @@ pub(crate) fn check_algorithm(
             format!("{platform} accepts {} tokens, not {}", names.join(" or "), algorithm.as_str()),
         ));
     }
+    check_issuer_key(cx, algorithm, "another")
+}
+
+/// The issuer has a key for `algorithm`; else the error names the ones it has, and says to
+/// add it there or pick `alternative`.
+pub(crate) fn check_issuer_key(
+    cx: &BuildContext,
+    algorithm: SigningAlgorithm,
+    alternative: &str,
+) -> Result<(), BuildError> {
     let available = cx.signer.algorithms();
     if !available.contains(&algorithm) {
         let names: Vec<&str> = available.iter().map(|a| a.as_str()).collect();
         return Err(BuildError::field(
             "algorithm",
             format!(
-                "the issuer has no {} key (issuer.algorithms: [{}]); add it there or pick another",
+                "the issuer has no {} key (issuer.algorithms: [{}]); add it there or pick {alternative}",
                 algorithm.as_str(),
                 names.join(", ")
             ),
@@ -415,6 +425,29 @@ pub(crate) fn parse_rfc3339_utc(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A platform's target and a Tessera-signed one each say what to do when the issuer
+    /// has no key for the algorithm.
+    #[test]
+    fn a_missing_issuer_key_is_named_with_the_ones_there_are() {
+        use SigningAlgorithm::{Es256, Rs256};
+        let cx = crate::targets::testkit::context(&[Es256]);
+        let err = check_algorithm(&cx, Rs256, &[Rs256, Es256], "AWS").unwrap_err();
+        assert_eq!(err.field, Some("algorithm"));
+        assert_eq!(
+            err.message,
+            "the issuer has no RS256 key (issuer.algorithms: [ES256]); add it there or pick another"
+        );
+        let ttl = Duration::from_secs(60);
+        let err = crate::targets::signed::check_signing(&cx, Rs256, ttl, ttl, ttl).unwrap_err();
+        assert_eq!(
+            err.message,
+            "the issuer has no RS256 key (issuer.algorithms: [ES256]); add it there or pick one of those"
+        );
+        let err = check_algorithm(&cx, Es256, &[Rs256], "Entra").unwrap_err();
+        assert_eq!(err.message, "Entra accepts RS256 tokens, not ES256");
+        assert!(check_algorithm(&cx, Es256, &[Rs256, Es256], "AWS").is_ok());
+    }
 
     #[test]
     fn rfc3339_parses_google_timestamps() {

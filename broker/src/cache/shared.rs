@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
-use tessera_adapters::target::{AwsCredentials, PostgresCredentials};
+use tessera_adapters::target::PlatformCredentials;
 use tessera_adapters::{IssuedCredential, Secret};
 
 use super::{Entry, Key, Owner, revoked_by};
@@ -38,10 +38,9 @@ struct Stored {
     token_type: String,
     expires_at: i64,
     fresh_until: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    aws_credentials: Option<AwsCredentials>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    postgres_credentials: Option<PostgresCredentials>,
+    /// `aws_credentials` or `postgres_credentials`, when the credential has either.
+    #[serde(flatten)]
+    platform_credentials: Option<PlatformCredentials>,
     /// Whom it was issued to, for revocations to purge by; absent in entries written by
     /// an older broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,8 +57,7 @@ impl Stored {
             issued_token_type,
             token_type,
             expires_at: self.expires_at,
-            aws_credentials: self.aws_credentials.clone(),
-            postgres_credentials: self.postgres_credentials.clone(),
+            platform_credentials: self.platform_credentials.clone(),
         }
     }
 }
@@ -141,8 +139,7 @@ impl SharedCache {
             token_type: c.token_type.to_string(),
             expires_at: c.expires_at,
             fresh_until: entry.fresh_until,
-            aws_credentials: c.aws_credentials.clone(),
-            postgres_credentials: c.postgres_credentials.clone(),
+            platform_credentials: c.platform_credentials.clone(),
             owner: entry.owner.as_deref().cloned(),
         };
         let sealed = self.seal(&name, &stored)?;
@@ -315,8 +312,7 @@ mod tests {
             token_type: "N_A".into(),
             expires_at: 2000,
             fresh_until: 1800,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
             owner: None,
         }
     }
@@ -336,6 +332,28 @@ mod tests {
         sealed[last] ^= 1;
         assert!(cache.open("t:credential:aa", &mut sealed).is_none(), "tampering is detected");
         assert!(cache.open("t:credential:aa", &mut [1, 2, 3]).is_none());
+    }
+
+    /// Entries keep the members other replicas (and older brokers) write and read:
+    /// `aws_credentials` or `postgres_credentials`, or neither.
+    #[test]
+    fn stored_platform_credentials_keep_their_member_names() {
+        let aws = r#"{"access_token":"s","token_type":"N_A","expires_at":2000,"fresh_until":1800,"aws_credentials":{"AccessKeyId":"ASIA","SecretAccessKey":"k","SessionToken":"s","Expiration":"2026-01-01T00:00:00Z"}}"#;
+        let read: Stored = serde_json::from_str(aws).unwrap();
+        let Some(PlatformCredentials::Aws(c)) = &read.platform_credentials else {
+            panic!("no AWS credentials")
+        };
+        assert_eq!(c.access_key_id, "ASIA");
+        assert_eq!(serde_json::to_string(&read).unwrap(), aws, "written back as it was read");
+        let login = r#"{"access_token":"p","token_type":"N_A","expires_at":2000,"fresh_until":1800,"postgres_credentials":{"username":"u","password":"p","expires_at":"2026-01-01T00:00:00Z","port":5432}}"#;
+        let read: Stored = serde_json::from_str(login).unwrap();
+        assert!(
+            matches!(&read.platform_credentials, Some(PlatformCredentials::Postgres(c)) if c.port == Some(5432))
+        );
+        assert_eq!(serde_json::to_string(&read).unwrap(), login);
+        let plain: Stored = serde_json::from_str(&serde_json::to_string(&stored()).unwrap()).unwrap();
+        assert!(plain.platform_credentials.is_none());
+        assert!(!serde_json::to_string(&stored()).unwrap().contains("credentials"));
     }
 
     #[test]

@@ -24,10 +24,9 @@ struct TokenResponse<'a> {
     issued_token_type: &'a str,
     token_type: &'a str,
     expires_in: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aws_credentials: Option<&'a tessera_adapters::target::AwsCredentials>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    postgres_credentials: Option<&'a tessera_adapters::target::PostgresCredentials>,
+    /// `aws_credentials` or `postgres_credentials`, when the credential has either.
+    #[serde(flatten)]
+    platform_credentials: Option<&'a tessera_adapters::target::PlatformCredentials>,
 }
 
 pub async fn exchange(
@@ -59,8 +58,7 @@ pub async fn exchange(
                 issued_token_type: c.issued_token_type,
                 token_type: c.token_type,
                 expires_in: done.expires_in,
-                aws_credentials: c.aws_credentials.as_ref(),
-                postgres_credentials: c.postgres_credentials.as_ref(),
+                platform_credentials: c.platform_credentials.as_ref(),
             };
             no_store(HttpResponse::Ok(), &request_id).json(body)
         }
@@ -554,5 +552,53 @@ mod tests {
             request(&[("grant_type", BEARER), ("assertion", &long), ("audience", "api")]).err(),
             Some(WireError::TokenTooLarge)
         );
+    }
+
+    /// The platform's part of a credential is one member named by its platform, beside the
+    /// RFC 8693 members; a lone token has none.
+    #[test]
+    fn a_token_response_names_the_platform_credentials_by_their_platform() {
+        use tessera_adapters::Secret;
+        use tessera_adapters::target::{AwsCredentials, PlatformCredentials, PostgresCredentials};
+
+        let response = |platform_credentials| {
+            serde_json::to_value(TokenResponse {
+                access_token: "t",
+                issued_token_type: "urn:x",
+                token_type: "N_A",
+                expires_in: 60,
+                platform_credentials,
+            })
+            .unwrap()
+        };
+        let aws = PlatformCredentials::Aws(AwsCredentials {
+            access_key_id: "ASIA".into(),
+            secret_access_key: Secret::new("secret".into()),
+            session_token: Secret::new("session".into()),
+            expiration: "2026-01-01T00:00:00Z".into(),
+        });
+        let postgres = PlatformCredentials::Postgres(PostgresCredentials {
+            username: "tessera_a".into(),
+            password: Secret::new("pw".into()),
+            expires_at: "2026-01-01T00:00:00Z".into(),
+            host: Some("db".into()),
+            port: None,
+            database: None,
+        });
+        let plain = serde_json::json!({
+            "access_token": "t", "issued_token_type": "urn:x", "token_type": "N_A", "expires_in": 60
+        });
+        assert_eq!(response(None), plain);
+        let mut with_aws = plain.clone();
+        with_aws["aws_credentials"] = serde_json::json!({
+            "AccessKeyId": "ASIA", "SecretAccessKey": "secret", "SessionToken": "session",
+            "Expiration": "2026-01-01T00:00:00Z"
+        });
+        assert_eq!(response(Some(&aws)), with_aws);
+        let mut with_login = plain;
+        with_login["postgres_credentials"] = serde_json::json!({
+            "username": "tessera_a", "password": "pw", "expires_at": "2026-01-01T00:00:00Z", "host": "db"
+        });
+        assert_eq!(response(Some(&postgres)), with_login);
     }
 }

@@ -7,8 +7,10 @@ use serde::Deserialize;
 
 use super::issue::{AwsStsTarget, Settings, check_tag_key};
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::AWS_CREDENTIALS;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, minutes, rs256};
 use crate::targets::upstream::{self, UpstreamSettings};
 
 /// The shortest session STS grants (`DurationSeconds` minimum).
@@ -45,15 +47,15 @@ pub struct AwsStsTargetConfig {
     pub audience: String,
     /// The web identity token's algorithm; AWS accepts RS256 and ES256 from OIDC
     /// providers, and the issuer must have keys for it. Default: `RS256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "rs256")]
     pub algorithm: SigningAlgorithm,
     /// The longest session; rules asking for more are load errors. Default: `1h`; between
     /// `15m` and `12h`.
-    #[serde(default = "default_max_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub max_ttl: Duration,
     /// The session length when a rule names none. Default: `1h`; between `15m` and
     /// `max_ttl`.
-    #[serde(default = "default_default_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub default_ttl: Duration,
     /// Tag keys (from a rule's `tags`) that pass on to roles chained from the session
     /// (`transitive_tag_keys` of the tags claim). Default: none.
@@ -70,18 +72,6 @@ fn default_region() -> String {
 
 fn default_audience() -> String {
     "sts.amazonaws.com".into()
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Rs256
-}
-
-fn default_max_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
-}
-
-fn default_default_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
 }
 
 impl BuildTarget for AwsStsTargetConfig {
@@ -102,7 +92,7 @@ impl BuildTarget for AwsStsTargetConfig {
 impl AwsStsTargetConfig {
     /// The checked target, unwrapped (tests look at its requests).
     pub(super) fn target(&self, cx: &BuildContext) -> Result<AwsStsTarget, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, AWS_CREDENTIALS, &self.name, self.max_ttl, self.default_ttl)?;
 
         let region_ok = !self.region.is_empty()
             && self.region.len() <= 32
@@ -142,13 +132,11 @@ impl AwsStsTargetConfig {
 
         Ok(AwsStsTarget::new(
             Settings {
-                name: self.name.clone(),
+                base,
                 region: self.region.clone(),
                 endpoint,
                 audience: self.audience.clone(),
                 algorithm: self.algorithm,
-                max_ttl: self.max_ttl,
-                default_ttl: self.default_ttl,
                 transitive_tag_keys: self.transitive_tag_keys.clone(),
                 upstream: self.upstream.clone(),
             },

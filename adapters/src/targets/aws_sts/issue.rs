@@ -21,8 +21,8 @@ use crate::clock::{Clock, format_rfc3339};
 use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::target::{
-    AwsCredentials, CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText,
-    Signer, SigningAlgorithm, TargetError,
+    AwsCredentials, CredentialTarget, Grant, IssuedCredential, PlatformCredentials, RequestDescription,
+    RuleParam, RuleText, Signer, SigningAlgorithm, TargetBase, TargetError,
 };
 use crate::targets::upstream::{self, UpstreamSettings};
 
@@ -40,13 +40,11 @@ const GRANT_KEYS: &[&str] =
 /// Everything [`AwsStsTargetConfig`](super::AwsStsTargetConfig) checked.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
-    pub name: String,
+    pub base: TargetBase,
     pub region: String,
     pub endpoint: Option<String>,
     pub audience: String,
     pub algorithm: SigningAlgorithm,
-    pub max_ttl: Duration,
-    pub default_ttl: Duration,
     pub transitive_tag_keys: Vec<String>,
     pub upstream: UpstreamSettings,
 }
@@ -111,7 +109,7 @@ impl AwsStsTarget {
     /// What `grant` asks STS for: the role, session name, tags and duration. Every check
     /// a grant can fail happens here, before anything is signed or sent.
     pub(super) fn plan(&self, grant: &Grant) -> Result<Plan, TargetError> {
-        upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_grant_target(grant, &self.settings.base.name)?;
         upstream::check_granted_lifetime(grant)?;
         let role_arn = grant
             .param_str("role_arn")
@@ -136,7 +134,8 @@ impl AwsStsTarget {
         let tags = tags(grant.params().get("tags"))?;
         let extras = Extras::of(grant, &tags, &self.settings.transitive_tag_keys)?;
 
-        let duration = grant.ttl().min(self.settings.max_ttl).clamp(super::MIN_DURATION, super::MAX_DURATION);
+        let duration =
+            grant.ttl().min(self.settings.base.max_ttl).clamp(super::MIN_DURATION, super::MAX_DURATION);
         let duration_seconds = i32::try_from(duration.as_secs())
             .map_err(|_| TargetError::InvalidGrant("session duration out of range".into()))?;
         Ok(Plan { role_arn: role_arn.to_string(), session_name, tags, duration_seconds, extras })
@@ -432,32 +431,19 @@ pub(super) fn credential(out: &AssumeRoleWithWebIdentityOutput) -> Result<Issued
         issued_token_type: token_type::AWS_CREDENTIALS,
         token_type: "N_A",
         expires_at,
-        aws_credentials: Some(AwsCredentials {
+        platform_credentials: Some(PlatformCredentials::Aws(AwsCredentials {
             access_key_id: c.access_key_id().to_string(),
             secret_access_key: Secret::new(c.secret_access_key().to_string()),
             session_token: Secret::new(c.session_token().to_string()),
             expiration: format_rfc3339(expires_at),
-        }),
-        postgres_credentials: None,
+        })),
     })
 }
 
 #[async_trait]
 impl CredentialTarget for AwsStsTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.settings.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.settings.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.settings.default_ttl
+    fn base(&self) -> &TargetBase {
+        &self.settings.base
     }
 
     fn grant_keys(&self) -> &'static [&'static str] {
@@ -474,10 +460,6 @@ impl CredentialTarget for AwsStsTarget {
 
     fn check_grant_param(&self, key: &str, value: &RuleParam<'_>) -> Result<(), String> {
         check_rule_param(key, value)
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::AWS_CREDENTIALS
     }
 
     fn scope_param(&self) -> Option<&'static str> {

@@ -9,7 +9,9 @@ use super::*;
 use crate::build::{BuildContext, BuildTarget};
 use crate::config::kind_config;
 use crate::oauth::token_type;
-use crate::target::{CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError};
+use crate::target::{
+    CredentialTarget, Grant, PlatformCredentials, RuleParam, RuleText, SigningAlgorithm, TargetError,
+};
 use crate::targets::testkit::{self, GrantParts, JsonSigner, NOW, assert_cache_keys, workflow};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/invoices-reader";
@@ -357,7 +359,9 @@ async fn retryable_failures_are_retried_then_succeed() {
     assert_eq!(issued.issued_token_type, token_type::AWS_CREDENTIALS);
     assert_eq!(issued.token_type, "N_A");
     assert_eq!(issued.access_token.expose(), "session");
-    let aws = issued.aws_credentials.unwrap();
+    let Some(PlatformCredentials::Aws(aws)) = issued.platform_credentials else {
+        panic!("no AWS credentials")
+    };
     assert_eq!(aws.access_key_id, "ASIAEXAMPLE");
     assert_eq!(aws.secret_access_key.expose(), "secret");
     assert_eq!(aws.session_token.expose(), "session");

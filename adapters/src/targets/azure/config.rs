@@ -7,8 +7,10 @@ use serde::Deserialize;
 
 use super::issue::{AzureTarget, Settings, check_client_id, check_scope, check_tenant};
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::ACCESS_TOKEN;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, minutes};
 use crate::targets::upstream::{self, UpstreamSettings};
 
 /// Entra ID's global authority host.
@@ -61,10 +63,10 @@ pub struct AzureTargetConfig {
     #[serde(flatten)]
     pub upstream: UpstreamSettings,
     /// The longest lifetime a rule may grant. Default: `1h`; at most `2h`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime recorded when a rule names none. Default: `1h`; at most `max_ttl`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub default_ttl: Duration,
 }
 
@@ -74,10 +76,6 @@ fn default_audience() -> String {
 
 fn default_authority() -> String {
     DEFAULT_AUTHORITY.to_string()
-}
-
-fn default_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
 }
 
 impl BuildTarget for AzureTargetConfig {
@@ -91,7 +89,7 @@ impl BuildTarget for AzureTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, ACCESS_TOKEN, &self.name, self.max_ttl, self.default_ttl)?;
         if let Some(t) = &self.tenant {
             check_tenant(t).map_err(|e| BuildError::field("tenant", e))?;
         }
@@ -111,15 +109,13 @@ impl BuildTarget for AzureTargetConfig {
         upstream::check_ttls(self.max_ttl, self.default_ttl, Duration::ZERO, MAX_TTL_CAP)?;
         Ok(Arc::new(AzureTarget::new(
             Settings {
-                name: self.name.clone(),
+                base,
                 tenant: self.tenant.clone(),
                 client_id: self.client_id.clone(),
                 scope: self.scope.clone(),
                 audience: self.audience.clone(),
                 authority,
                 upstream: self.upstream.clone(),
-                max_ttl: self.max_ttl,
-                default_ttl: self.default_ttl,
             },
             cx.http.clone(),
             Arc::clone(&cx.signer),

@@ -1,7 +1,6 @@
 //! Issuing an Entra access token: the client assertion and the client credentials request.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -12,7 +11,7 @@ use crate::oauth::{client_assertion_type, token_type};
 use crate::secret::Secret;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer,
-    SigningAlgorithm, TargetError,
+    SigningAlgorithm, TargetBase, TargetError,
 };
 use crate::targets::upstream::{
     self, Body, UpstreamSettings, plain_code, retryable_status, upstream as failure,
@@ -21,15 +20,13 @@ use crate::targets::upstream::{
 /// Checked settings, made by the config.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
-    pub name: String,
+    pub base: TargetBase,
     pub tenant: Option<String>,
     pub client_id: Option<String>,
     pub scope: Option<String>,
     pub audience: String,
     pub authority: String,
     pub upstream: UpstreamSettings,
-    pub max_ttl: Duration,
-    pub default_ttl: Duration,
 }
 
 /// A configured `azure` target.
@@ -121,7 +118,7 @@ impl AzureTarget {
         grant.param_str(key).or(configured).ok_or_else(|| {
             TargetError::InvalidGrant(format!(
                 "target `{}` has no {key} and the rule names none",
-                self.settings.name
+                self.settings.base.name
             ))
         })
     }
@@ -130,7 +127,7 @@ impl AzureTarget {
     /// assertion's subject. Every check a grant can fail happens here, before anything is
     /// signed or sent.
     fn plan<'a>(&'a self, grant: &'a Grant) -> Result<Plan<'a>, TargetError> {
-        upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_grant_target(grant, &self.settings.base.name)?;
         upstream::check_granted_lifetime(grant)?;
         let tenant = self.pick(grant, "tenant", self.settings.tenant.as_deref())?;
         check_tenant(tenant).map_err(TargetError::InvalidGrant)?;
@@ -139,7 +136,7 @@ impl AzureTarget {
         let scope = grant.scope().or(self.settings.scope.as_deref()).ok_or_else(|| {
             TargetError::InvalidGrant(format!(
                 "target `{}` has no scope and the rule grants none",
-                self.settings.name
+                self.settings.base.name
             ))
         })?;
         check_scope(scope).map_err(TargetError::InvalidGrant)?;
@@ -189,20 +186,8 @@ pub(super) fn read_answer(status: u16, body: &[u8]) -> Result<(Secret<String>, i
 
 #[async_trait]
 impl CredentialTarget for AzureTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.settings.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.settings.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.settings.default_ttl
+    fn base(&self) -> &TargetBase {
+        &self.settings.base
     }
 
     /// `tenant`, `client_id`: override the configured ones; `subject`: the assertion's
@@ -227,10 +212,6 @@ impl CredentialTarget for AzureTarget {
             ("subject", RuleParam::Text(RuleText::Literal(s))) => check_subject(s),
             _ => Ok(()),
         }
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::ACCESS_TOKEN
     }
 
     fn cacheable(&self) -> bool {
@@ -284,8 +265,7 @@ impl CredentialTarget for AzureTarget {
             issued_token_type: token_type::ACCESS_TOKEN,
             token_type: "Bearer",
             expires_at: now.saturating_add(expires_in),
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

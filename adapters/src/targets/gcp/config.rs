@@ -9,8 +9,10 @@ use super::issue::{
     CLOUD_PLATFORM_SCOPE, GcpTarget, Settings, check_provider, check_scope, provider_audience,
 };
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::ACCESS_TOKEN;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, es256, minutes};
 use crate::targets::upstream::{self, UpstreamSettings};
 
 /// Google's Security Token Service.
@@ -52,7 +54,7 @@ pub struct GcpTargetConfig {
     pub audience: Option<String>,
     /// The algorithm of that JWT; the issuer must have keys for it. Google accepts RS256
     /// and ES256. Default: `ES256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "es256")]
     pub algorithm: SigningAlgorithm,
     /// OAuth scopes of the issued token; a rule's `scopes` overrides them.
     /// Default: `[https://www.googleapis.com/auth/cloud-platform]`.
@@ -68,15 +70,11 @@ pub struct GcpTargetConfig {
     #[serde(flatten)]
     pub upstream: UpstreamSettings,
     /// The longest lifetime of an impersonated token. Default: `1h`; at most `1h`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime asked for when a rule names none. Default: `1h`; at most `max_ttl`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub default_ttl: Duration,
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Es256
 }
 
 fn default_scopes() -> Vec<String> {
@@ -89,10 +87,6 @@ fn default_sts() -> String {
 
 fn default_iamcredentials() -> String {
     DEFAULT_IAMCREDENTIALS_ENDPOINT.to_string()
-}
-
-fn default_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
 }
 
 impl BuildTarget for GcpTargetConfig {
@@ -111,7 +105,7 @@ impl BuildTarget for GcpTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, ACCESS_TOKEN, &self.name, self.max_ttl, self.default_ttl)?;
         if let Some(provider) = &self.provider {
             check_provider(provider).map_err(|e| BuildError::field("provider", e))?;
         }
@@ -139,7 +133,7 @@ impl BuildTarget for GcpTargetConfig {
         upstream::check_ttls(self.max_ttl, self.default_ttl, Duration::ZERO, MAX_TTL_CAP)?;
         Ok(Arc::new(GcpTarget::new(
             Settings {
-                name: self.name.clone(),
+                base,
                 provider: self.provider.clone(),
                 audience: self.audience.clone(),
                 algorithm: self.algorithm,
@@ -147,8 +141,6 @@ impl BuildTarget for GcpTargetConfig {
                 sts_endpoint: sts,
                 iamcredentials_endpoint: iamcredentials,
                 upstream: self.upstream.clone(),
-                max_ttl: self.max_ttl,
-                default_ttl: self.default_ttl,
             },
             cx.http.clone(),
             Arc::clone(&cx.signer),

@@ -14,7 +14,7 @@ use crate::oauth::{grant_type, token_type};
 use crate::secret::Secret;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer,
-    SigningAlgorithm, TargetError,
+    SigningAlgorithm, TargetBase, TargetError,
 };
 use crate::targets::upstream::{
     self, Body, UpstreamSettings, plain_code, retryable_status, upstream as failure,
@@ -30,7 +30,7 @@ const IMPERSONATION_MAX: Duration = Duration::from_secs(3600);
 /// Checked settings, made by the config.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
-    pub name: String,
+    pub base: TargetBase,
     pub provider: Option<String>,
     pub audience: Option<String>,
     pub algorithm: SigningAlgorithm,
@@ -38,8 +38,6 @@ pub(super) struct Settings {
     pub sts_endpoint: String,
     pub iamcredentials_endpoint: String,
     pub upstream: UpstreamSettings,
-    pub max_ttl: Duration,
-    pub default_ttl: Duration,
 }
 
 /// A configured `gcp` target.
@@ -179,7 +177,7 @@ impl GcpTarget {
             grant.param_str("provider").or(self.settings.provider.as_deref()).ok_or_else(|| {
                 TargetError::InvalidGrant(format!(
                     "target `{}` has no provider and the rule names none",
-                    self.settings.name
+                    self.settings.base.name
                 ))
             })?;
         check_provider(provider).map_err(TargetError::InvalidGrant)?;
@@ -199,14 +197,14 @@ impl GcpTarget {
     /// impersonate if any, and the token's lifetime. Every check a grant can fail happens
     /// here, before anything is signed or sent.
     fn plan<'a>(&'a self, grant: &'a Grant) -> Result<Plan<'a>, TargetError> {
-        upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_grant_target(grant, &self.settings.base.name)?;
         let provider = self.provider(grant)?;
         let scopes = self.scopes(grant)?;
         let service_account = grant.param_str("service_account");
         if let Some(sa) = service_account {
             check_service_account(sa).map_err(TargetError::InvalidGrant)?;
         }
-        let lifetime = grant.ttl().min(self.settings.max_ttl).min(IMPERSONATION_MAX);
+        let lifetime = grant.ttl().min(self.settings.base.max_ttl).min(IMPERSONATION_MAX);
         if lifetime.is_zero() {
             return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
         }
@@ -343,20 +341,8 @@ pub(super) fn read_generate_answer(status: u16, body: &[u8]) -> Result<(Secret<S
 
 #[async_trait]
 impl CredentialTarget for GcpTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.settings.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.settings.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.settings.default_ttl
+    fn base(&self) -> &TargetBase {
+        &self.settings.base
     }
 
     /// `service_account`: impersonate it (an email); `scopes`: space-separated OAuth scopes;
@@ -377,10 +363,6 @@ impl CredentialTarget for GcpTarget {
             ("provider", RuleParam::Text(RuleText::Literal(p))) => check_provider(p),
             _ => Ok(()),
         }
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::ACCESS_TOKEN
     }
 
     /// A request's `scope` picks the rule granting that service account.
@@ -436,8 +418,7 @@ impl CredentialTarget for GcpTarget {
             issued_token_type: token_type::ACCESS_TOKEN,
             token_type: "Bearer",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -194,7 +194,14 @@ async fn the_subject_token_names_the_identity_and_the_provider_audience() {
     let c = config(json!({ "type": "gcp", "name": "gcp", "provider": PROVIDER }));
     let target = GcpTarget::new(
         super::issue::Settings {
-            name: "gcp".into(),
+            base: crate::targets::base::TargetBase::new(
+                super::KIND,
+                crate::oauth::token_type::ACCESS_TOKEN,
+                "gcp",
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            )
+            .unwrap(),
             provider: c.provider.clone(),
             audience: None,
             algorithm: SigningAlgorithm::Es256,
@@ -202,8 +209,6 @@ async fn the_subject_token_names_the_identity_and_the_provider_audience() {
             sts_endpoint: DEFAULT_STS_ENDPOINT.into(),
             iamcredentials_endpoint: DEFAULT_IAMCREDENTIALS_ENDPOINT.into(),
             upstream: crate::targets::upstream::UpstreamSettings::default(),
-            max_ttl: Duration::from_secs(3600),
-            default_ttl: Duration::from_secs(3600),
         },
         cx.http.clone(),
         Arc::clone(&cx.signer),

@@ -7,8 +7,11 @@ use serde::Deserialize;
 
 use super::issue::{JwtTarget, RESERVED_CLAIMS};
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::JWT;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, es256, minutes};
+use crate::targets::signed::{LocalSigner, check_signing};
 
 /// The longest `max_ttl` a `jwt` target may have. A bearer token that outlives a day is a
 /// standing credential, which is what Tessera exists to remove.
@@ -35,32 +38,20 @@ pub struct JwtTargetConfig {
     pub audience: Option<String>,
     /// The signing algorithm; the issuer must have keys for it (`issuer.algorithms`).
     /// Default: `ES256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "es256")]
     pub algorithm: SigningAlgorithm,
     /// The longest lifetime of an issued token; rules asking for more are load errors.
     /// Default: `1h`; at most `24h`.
-    #[serde(default = "default_max_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime used when a rule names none. Default: `15m`; at most `max_ttl`.
-    #[serde(default = "default_default_ttl", with = "duration")]
+    #[serde(default = "minutes::<15>", with = "duration")]
     pub default_ttl: Duration,
     /// Static claims added to every token. The registered claims Tessera sets itself
     /// (`iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`) cannot be named here; a rule's
     /// claims override these. Default: none.
     #[serde(default)]
     pub claims: serde_json::Map<String, serde_json::Value>,
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Es256
-}
-
-fn default_max_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
-}
-
-fn default_default_ttl() -> Duration {
-    Duration::from_secs(15 * 60)
 }
 
 impl BuildTarget for JwtTargetConfig {
@@ -74,20 +65,14 @@ impl BuildTarget for JwtTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, JWT, &self.name, self.max_ttl, self.default_ttl)?;
 
         let audience = self.audience.clone().unwrap_or_else(|| self.name.clone());
         if audience.trim().is_empty() {
             return Err(BuildError::field("audience", "audience must not be empty"));
         }
 
-        crate::targets::signed::check_signing(
-            cx,
-            self.algorithm,
-            self.max_ttl,
-            MAX_TTL_CAP,
-            self.default_ttl,
-        )?;
+        check_signing(cx, self.algorithm, self.max_ttl, MAX_TTL_CAP, self.default_ttl)?;
 
         for name in self.claims.keys() {
             if RESERVED_CLAIMS.contains(&name.as_str()) {
@@ -102,14 +87,11 @@ impl BuildTarget for JwtTargetConfig {
         }
 
         Ok(Arc::new(JwtTarget {
-            name: self.name.clone(),
+            base,
             audience,
             algorithm: self.algorithm,
-            max_ttl: self.max_ttl,
-            default_ttl: self.default_ttl,
             claims: self.claims.clone(),
-            signer: Arc::clone(&cx.signer),
-            clock: Arc::clone(&cx.clock),
+            local: LocalSigner { signer: Arc::clone(&cx.signer), clock: Arc::clone(&cx.clock) },
         }))
     }
 }

@@ -1,17 +1,16 @@
 //! Building and signing the claim set of a Tessera JWT (RFC 7519 §4).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::clock::Clock;
-use crate::oauth::token_type;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, Signer, SigningAlgorithm,
+    CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, SigningAlgorithm, TargetBase,
     TargetError,
 };
+use crate::targets::signed::{LocalSigner, granted_ttl, rule_claims};
+use crate::targets::upstream::check_grant_target;
 
 /// The registered claims (RFC 7519 §4.1) Tessera always sets itself. Neither a target's
 /// static claims nor a rule's claims may name them: a token whose `sub` or `exp` came from
@@ -23,14 +22,11 @@ pub const RESERVED_CLAIMS: &[&str] = &["iss", "sub", "aud", "exp", "iat", "nbf",
 /// values are checked.
 #[derive(Debug)]
 pub struct JwtTarget {
-    pub(super) name: String,
+    pub(super) base: TargetBase,
     pub(super) audience: String,
     pub(super) algorithm: SigningAlgorithm,
-    pub(super) max_ttl: Duration,
-    pub(super) default_ttl: Duration,
     pub(super) claims: Map<String, Value>,
-    pub(super) signer: Arc<dyn Signer>,
-    pub(super) clock: Arc<dyn Clock>,
+    pub(super) local: LocalSigner,
 }
 
 impl JwtTarget {
@@ -48,26 +44,10 @@ impl JwtTarget {
     /// (RFC 8693 §4.2), written last: the mapping engine decided it, so no template can
     /// widen it. Every check a grant can fail happens here.
     fn granted(&self, grant: &Grant) -> Result<(Map<String, Value>, Duration), TargetError> {
-        if grant.target() != self.name {
-            return Err(TargetError::InvalidGrant(format!(
-                "grant is for target `{}`, not `{}`",
-                grant.target(),
-                self.name
-            )));
-        }
-        if let Some(name) = grant.claims().keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
-            return Err(TargetError::InvalidGrant(format!(
-                "claim `{name}` is set by Tessera and cannot be granted"
-            )));
-        }
-        let ttl = grant.ttl().min(self.max_ttl);
-        if ttl.is_zero() {
-            return Err(TargetError::InvalidGrant("granted lifetime is zero".into()));
-        }
-        let mut claims = Map::new();
-        for (name, value) in self.claims.iter().chain(grant.claims()) {
-            claims.insert(name.clone(), value.clone());
-        }
+        check_grant_target(grant, &self.base.name)?;
+        let mut claims = self.claims.clone();
+        claims.extend(rule_claims(grant, &[])?);
+        let ttl = granted_ttl(grant, self.base.max_ttl)?;
         if let Some(scope) = grant.scope() {
             claims.insert("scope".into(), Value::from(scope));
         }
@@ -78,20 +58,10 @@ impl JwtTarget {
     /// which Tessera alone sets, and the [`granted`](Self::granted) ones.
     pub(super) fn claims(&self, grant: &Grant) -> Result<(Map<String, Value>, i64), TargetError> {
         let (granted, ttl) = self.granted(grant)?;
-        let now = self.clock.now();
-        // `ttl` is at most `max_ttl`, itself capped at a day, so this never saturates.
-        let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
-
-        let mut claims = Map::new();
-        claims.insert("iss".into(), Value::from(self.signer.issuer()));
-        claims.insert("sub".into(), Value::from(grant.identity().id.as_str()));
-        claims.insert("aud".into(), Value::from(self.audience.as_str()));
-        claims.insert("iat".into(), Value::from(now));
-        claims.insert("nbf".into(), Value::from(now));
-        claims.insert("exp".into(), Value::from(exp));
-        claims.insert("jti".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+        let (mut claims, exp) =
+            self.local.registered_claims(&grant.identity().id, Value::from(self.audience.as_str()), ttl);
         claims.extend(granted);
-        if let Some(act) = grant.act_claim(self.signer.issuer()) {
+        if let Some(act) = grant.act_claim(self.local.signer.issuer()) {
             claims.insert("act".into(), act);
         }
         Ok((claims, exp))
@@ -100,24 +70,8 @@ impl JwtTarget {
 
 #[async_trait]
 impl CredentialTarget for JwtTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.default_ttl
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::JWT
+    fn base(&self) -> &TargetBase {
+        &self.base
     }
 
     fn issued_jwt(&self) -> Option<IssuedJwt> {
@@ -141,14 +95,6 @@ impl CredentialTarget for JwtTarget {
 
     async fn issue(&self, grant: &Grant) -> Result<IssuedCredential, TargetError> {
         let (claims, expires_at) = self.claims(grant)?;
-        let access_token = self.signer.sign(self.algorithm, &claims)?;
-        Ok(IssuedCredential {
-            access_token,
-            issued_token_type: token_type::JWT,
-            token_type: "Bearer",
-            expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
-        })
+        self.local.issue(self.algorithm, &claims, expires_at)
     }
 }

@@ -14,6 +14,7 @@ use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::source::VerifiedIdentity;
 use crate::target::{CredentialTarget, Grant, IssuedJwt, SignError, Signer, SigningAlgorithm, TargetError};
+use crate::targets::signed::LocalSigner;
 use crate::targets::testkit::{GrantParts, assert_cache_keys, workflow};
 
 const NOW: i64 = 1_700_000_000;
@@ -103,7 +104,7 @@ async fn issue_claims(
     let issued = target.issue(grant).await?;
     assert_eq!(issued.issued_token_type, token_type::JWT);
     assert_eq!(issued.token_type, "Bearer");
-    assert!(issued.aws_credentials.is_none());
+    assert!(issued.platform_credentials.is_none());
     let claims: Map<String, Value> = serde_json::from_str(issued.access_token.expose()).unwrap();
     Ok((claims, issued.expires_at))
 }
@@ -272,14 +273,11 @@ async fn signing_failures_surface_as_signing_errors() {
     let t = config(json!({ "type": "jwt", "name": "a" })).build(&cx).unwrap();
     // The issuer lost its key after the target was built (a config reload, say).
     let broken = JwtTarget {
-        name: "a".into(),
+        base: t.base().clone(),
         audience: "a".into(),
         algorithm: SigningAlgorithm::EdDsa,
-        max_ttl: Duration::from_secs(60),
-        default_ttl: Duration::from_secs(60),
         claims: Map::new(),
-        signer,
-        clock: Arc::new(ManualClock::new(NOW)),
+        local: LocalSigner { signer, clock: Arc::new(ManualClock::new(NOW)) },
     };
     let g = grant("a", Duration::from_secs(60), None, json!({}));
     assert!(t.issue(&g).await.is_ok());

@@ -7,8 +7,10 @@ use serde::Deserialize;
 
 use super::issue::JwtGrantTarget;
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::JWT;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, es256, minutes};
 use crate::targets::jwt::RESERVED_CLAIMS;
 use crate::targets::signed::LocalSigner;
 use crate::targets::upstream::{check_algorithm, check_ttls};
@@ -36,31 +38,19 @@ pub struct JwtGrantTargetConfig {
     pub authorization_server: String,
     /// The signing algorithm: `ES256`, `RS256` or `EdDSA`; the issuer must have keys for
     /// it, and the foreign server must accept it. Default: `ES256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "es256")]
     pub algorithm: SigningAlgorithm,
     /// The longest lifetime of a grant. Default: `5m`; at most `1h`.
-    #[serde(default = "default_max_ttl", with = "duration")]
+    #[serde(default = "minutes::<5>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime used when a rule names none. Default: `1m`; at most `max_ttl`.
-    #[serde(default = "default_default_ttl", with = "duration")]
+    #[serde(default = "minutes::<1>", with = "duration")]
     pub default_ttl: Duration,
     /// Static claims added to every grant; a rule's claims override them. The registered
     /// claims Tessera sets (`iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`) and `scope`
     /// cannot be named here. Default: none.
     #[serde(default)]
     pub claims: serde_json::Map<String, serde_json::Value>,
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Es256
-}
-
-fn default_max_ttl() -> Duration {
-    Duration::from_secs(5 * 60)
-}
-
-fn default_default_ttl() -> Duration {
-    Duration::from_secs(60)
 }
 
 impl BuildTarget for JwtGrantTargetConfig {
@@ -74,7 +64,8 @@ impl BuildTarget for JwtGrantTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        // draft-ietf-oauth-identity-chaining §2.3.2: the grant is a JWT.
+        let base = TargetBase::new(super::KIND, JWT, &self.name, self.max_ttl, self.default_ttl)?;
         let server = self.authorization_server.as_str();
         if server.trim() != server || server.is_empty() || server.chars().any(char::is_control) {
             return Err(BuildError::field(
@@ -93,11 +84,9 @@ impl BuildTarget for JwtGrantTargetConfig {
             }
         }
         Ok(Arc::new(JwtGrantTarget {
-            name: self.name.clone(),
+            base,
             authorization_server: server.to_owned(),
             algorithm: self.algorithm,
-            max_ttl: self.max_ttl,
-            default_ttl: self.default_ttl,
             claims: self.claims.clone(),
             local: LocalSigner { signer: Arc::clone(&cx.signer), clock: Arc::clone(&cx.clock) },
         }))

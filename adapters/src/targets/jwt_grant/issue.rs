@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::oauth::token_type;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, SigningAlgorithm, TargetError,
+    CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, SigningAlgorithm, TargetBase,
+    TargetError,
 };
 use crate::targets::signed::{LocalSigner, granted_ttl, rule_claims};
 use crate::targets::upstream::check_grant_target;
@@ -20,11 +20,9 @@ use crate::targets::upstream::check_grant_target;
 /// [`JwtGrantTargetConfig`](super::JwtGrantTargetConfig) once its values are checked.
 #[derive(Debug)]
 pub struct JwtGrantTarget {
-    pub(super) name: String,
+    pub(super) base: TargetBase,
     pub(super) authorization_server: String,
     pub(super) algorithm: SigningAlgorithm,
-    pub(super) max_ttl: Duration,
-    pub(super) default_ttl: Duration,
     pub(super) claims: Map<String, Value>,
     pub(super) local: LocalSigner,
 }
@@ -33,8 +31,8 @@ impl JwtGrantTarget {
     /// The claims `grant` decides and the grant's lifetime: the target's static claims,
     /// then the rule's, then the granted `scope`, which no template can widen.
     fn granted(&self, grant: &Grant) -> Result<(Map<String, Value>, Duration), TargetError> {
-        check_grant_target(grant, &self.name)?;
-        let ttl = granted_ttl(grant, self.max_ttl)?;
+        check_grant_target(grant, &self.base.name)?;
+        let ttl = granted_ttl(grant, self.base.max_ttl)?;
         let mut claims = self.claims.clone();
         claims.extend(rule_claims(grant, &["scope"])?);
         if let Some(scope) = grant.scope() {
@@ -46,25 +44,8 @@ impl JwtGrantTarget {
 
 #[async_trait]
 impl CredentialTarget for JwtGrantTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.default_ttl
-    }
-
-    /// draft-ietf-oauth-identity-chaining §2.3.2: the grant is a JWT.
-    fn issued_token_type(&self) -> &'static str {
-        token_type::JWT
+    fn base(&self) -> &TargetBase {
+        &self.base
     }
 
     fn issued_jwt(&self) -> Option<IssuedJwt> {

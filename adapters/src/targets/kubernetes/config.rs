@@ -8,8 +8,10 @@ use serde::Deserialize;
 
 use super::issue::KubernetesTarget;
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::JWT;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, es256, minutes};
 use crate::targets::signed::LocalSigner;
 use crate::targets::upstream::{check_algorithm, check_ttls};
 
@@ -49,13 +51,13 @@ pub struct KubernetesTargetConfig {
     pub audience: Option<String>,
     /// The signing algorithm: `ES256` or `RS256`; the issuer must have keys for it.
     /// Default: `ES256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "es256")]
     pub algorithm: SigningAlgorithm,
     /// The longest lifetime of a token. Default: `1h`; at most `12h`.
-    #[serde(default = "default_max_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime used when a rule names none. Default: `15m`; at most `max_ttl`.
-    #[serde(default = "default_default_ttl", with = "duration")]
+    #[serde(default = "minutes::<15>", with = "duration")]
     pub default_ttl: Duration,
     /// What the cluster puts before every username it takes from Tessera's tokens, so they
     /// cannot collide with its other users. Written into the claim mappings of the
@@ -72,18 +74,6 @@ pub struct KubernetesTargetConfig {
     /// server uses the system's roots).
     #[serde(default)]
     pub certificate_authority: Option<PathBuf>,
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Es256
-}
-
-fn default_max_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
-}
-
-fn default_default_ttl() -> Duration {
-    Duration::from_secs(15 * 60)
 }
 
 fn default_prefix() -> String {
@@ -143,7 +133,7 @@ impl BuildTarget for KubernetesTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, JWT, &self.name, self.max_ttl, self.default_ttl)?;
         let audience = self.audience();
         if audience.trim().is_empty() || audience.chars().any(char::is_control) {
             return Err(BuildError::field("audience", "the audience must be printable text, not empty"));
@@ -154,11 +144,9 @@ impl BuildTarget for KubernetesTargetConfig {
         check_prefix("groups_prefix", &self.groups_prefix)?;
         self.read_certificate_authority(&cx.base_dir)?;
         Ok(Arc::new(KubernetesTarget {
-            name: self.name.clone(),
+            base,
             audience: audience.to_owned(),
             algorithm: self.algorithm,
-            max_ttl: self.max_ttl,
-            default_ttl: self.default_ttl,
             local: LocalSigner { signer: Arc::clone(&cx.signer), clock: Arc::clone(&cx.clock) },
         }))
     }

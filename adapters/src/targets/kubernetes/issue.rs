@@ -7,10 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::oauth::token_type;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, RuleParam, RuleText,
-    SigningAlgorithm, TargetError,
+    SigningAlgorithm, TargetBase, TargetError,
 };
 use crate::targets::signed::{LocalSigner, granted_ttl, rule_claims};
 use crate::targets::upstream::check_grant_target;
@@ -32,11 +31,9 @@ const MAX_GROUPS: usize = 64;
 /// [`KubernetesTargetConfig`](super::KubernetesTargetConfig) once its values are checked.
 #[derive(Debug)]
 pub struct KubernetesTarget {
-    pub(super) name: String,
+    pub(super) base: TargetBase,
     pub(super) audience: String,
     pub(super) algorithm: SigningAlgorithm,
-    pub(super) max_ttl: Duration,
-    pub(super) default_ttl: Duration,
     pub(super) local: LocalSigner,
 }
 
@@ -89,14 +86,14 @@ impl KubernetesTarget {
 
     /// Every check a grant can fail, before anything is signed.
     fn user(&self, grant: &Grant) -> Result<ClusterUser, TargetError> {
-        check_grant_target(grant, &self.name)?;
+        check_grant_target(grant, &self.base.name)?;
         let username = grant.param_str("username").unwrap_or(grant.identity().id.as_str()).to_owned();
         check_name("username", &username).map_err(TargetError::InvalidGrant)?;
         let groups = match grant.param_str("groups") {
             Some(text) => parse_groups(text).map_err(TargetError::InvalidGrant)?,
             None => Vec::new(),
         };
-        let ttl = granted_ttl(grant, self.max_ttl)?;
+        let ttl = granted_ttl(grant, self.base.max_ttl)?;
         let claims = rule_claims(grant, &[USERNAME_CLAIM, GROUPS_CLAIM])?;
         Ok(ClusterUser { username, groups, ttl, claims })
     }
@@ -120,20 +117,8 @@ impl KubernetesTarget {
 
 #[async_trait]
 impl CredentialTarget for KubernetesTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.default_ttl
+    fn base(&self) -> &TargetBase {
+        &self.base
     }
 
     fn grant_keys(&self) -> &'static [&'static str] {
@@ -154,10 +139,6 @@ impl CredentialTarget for KubernetesTarget {
             ),
             _ => Ok(()),
         }
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::JWT
     }
 
     fn issued_jwt(&self) -> Option<IssuedJwt> {

@@ -7,9 +7,11 @@ use serde::Deserialize;
 
 use super::issue::{OauthTarget, Settings};
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::ACCESS_TOKEN;
 use crate::secret::Secret;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, es256, minutes};
 use crate::targets::upstream::{self, UpstreamSettings};
 
 /// The longest `max_ttl` of an `oauth` target: the server decides a token's lifetime
@@ -86,30 +88,22 @@ pub struct OauthTargetConfig {
     pub client_secret: Option<Secret<String>>,
     /// The assertion's signing algorithm; the issuer must have keys for it. Default:
     /// `ES256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "es256")]
     pub algorithm: SigningAlgorithm,
     /// `timeout`, `max_attempts`, `insecure_http`, `cache`.
     #[serde(flatten)]
     pub upstream: UpstreamSettings,
     /// The longest lifetime a rule may grant. Default: `1h`; at most `24h`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime recorded when a rule names none and used when the server's answer has
     /// no `expires_in`. Default: `1h`; at most `max_ttl`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub default_ttl: Duration,
 }
 
 fn secret<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Secret<String>>, D::Error> {
     Option::<String>::deserialize(de).map(|v| v.map(Secret::new))
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Es256
-}
-
-fn default_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
 }
 
 /// A value sent as a form parameter: printable, not empty.
@@ -132,7 +126,7 @@ impl BuildTarget for OauthTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, ACCESS_TOKEN, &self.name, self.max_ttl, self.default_ttl)?;
         self.upstream.check(&self.name)?;
         let token_endpoint = self.upstream.endpoint("token_endpoint", &self.token_endpoint)?;
         let assertion_audience = self.assertion_audience.clone().unwrap_or_else(|| token_endpoint.clone());
@@ -156,7 +150,7 @@ impl BuildTarget for OauthTargetConfig {
         upstream::check_ttls(self.max_ttl, self.default_ttl, Duration::ZERO, MAX_TTL_CAP)?;
         Ok(Arc::new(OauthTarget::new(
             Settings {
-                name: self.name.clone(),
+                base,
                 token_endpoint,
                 grant: self.grant,
                 assertion_audience,
@@ -167,8 +161,6 @@ impl BuildTarget for OauthTargetConfig {
                 client_secret: self.client_secret.clone(),
                 algorithm: self.algorithm,
                 upstream: self.upstream.clone(),
-                max_ttl: self.max_ttl,
-                default_ttl: self.default_ttl,
             },
             cx.http.clone(),
             Arc::clone(&cx.signer),

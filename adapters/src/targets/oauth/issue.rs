@@ -1,7 +1,6 @@
 //! Redeeming a Tessera assertion at a foreign token endpoint and reading the answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -13,7 +12,7 @@ use crate::oauth::{grant_type, token_type};
 use crate::secret::Secret;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, RequestDescription, RuleParam, RuleText, Signer,
-    SigningAlgorithm, TargetError,
+    SigningAlgorithm, TargetBase, TargetError,
 };
 use crate::targets::upstream::{
     self, Body, UpstreamSettings, plain_code, retryable_status, upstream as failure,
@@ -26,7 +25,7 @@ const GRANT_KEYS: &[&str] = &["audience", "resource"];
 /// Checked settings, made by the config.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
-    pub name: String,
+    pub base: TargetBase,
     pub token_endpoint: String,
     pub grant: OauthGrant,
     pub assertion_audience: String,
@@ -37,8 +36,6 @@ pub(super) struct Settings {
     pub client_secret: Option<Secret<String>>,
     pub algorithm: SigningAlgorithm,
     pub upstream: UpstreamSettings,
-    pub max_ttl: Duration,
-    pub default_ttl: Duration,
 }
 
 /// A configured `oauth` target.
@@ -84,7 +81,7 @@ impl OauthTarget {
     }
 
     fn plan<'a>(&'a self, grant: &'a Grant) -> Result<Plan<'a>, TargetError> {
-        upstream::check_grant_target(grant, &self.settings.name)?;
+        upstream::check_grant_target(grant, &self.settings.base.name)?;
         upstream::check_granted_lifetime(grant)?;
         let audience = grant.param_str("audience").or(self.settings.audience.as_deref());
         let resource = grant.param_str("resource").or(self.settings.resource.as_deref());
@@ -149,20 +146,8 @@ pub(super) fn read_answer(
 
 #[async_trait]
 impl CredentialTarget for OauthTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.settings.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.settings.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.settings.default_ttl
+    fn base(&self) -> &TargetBase {
+        &self.settings.base
     }
 
     fn grant_keys(&self) -> &'static [&'static str] {
@@ -175,10 +160,6 @@ impl CredentialTarget for OauthTarget {
             RuleParam::Text(RuleText::Literal(v)) => check_param(key, v),
             RuleParam::Text(RuleText::Template) => Ok(()),
         }
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::ACCESS_TOKEN
     }
 
     fn cacheable(&self) -> bool {
@@ -247,8 +228,7 @@ impl CredentialTarget for OauthTarget {
             issued_token_type: token_type::ACCESS_TOKEN,
             token_type: kind,
             expires_at: now.saturating_add(lifetime),
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }

@@ -11,9 +11,11 @@ use sqlx::postgres::PgConnectOptions;
 use super::issue::{PostgresTarget, Settings};
 use super::sql;
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::POSTGRES_CREDENTIALS;
 use crate::secret::Secret;
 use crate::target::CredentialTarget;
+use crate::targets::base::{TargetBase, minutes};
 use crate::targets::upstream;
 
 /// The shortest login a rule may grant.
@@ -66,11 +68,11 @@ pub struct PostgresTargetConfig {
     pub database: Option<String>,
     /// The longest login; rules asking for more are load errors. Default `1h`; between
     /// `1m` and `24h`.
-    #[serde(default = "default_max_ttl", with = "duration")]
+    #[serde(default = "minutes::<60>", with = "duration")]
     pub max_ttl: Duration,
     /// The login's lifetime when a rule names none. Default `15m`; between `1m` and
     /// `max_ttl`.
-    #[serde(default = "default_default_ttl", with = "duration")]
+    #[serde(default = "minutes::<15>", with = "duration")]
     pub default_ttl: Duration,
     /// How often expired logins are dropped. Default `1m`; between `1s` and `1h`.
     #[serde(default = "default_sweep_interval", with = "duration")]
@@ -103,14 +105,6 @@ fn secret_url<'de, D: Deserializer<'de>>(de: D) -> Result<Secret<String>, D::Err
 
 fn default_prefix() -> String {
     "tessera_".into()
-}
-
-fn default_max_ttl() -> Duration {
-    Duration::from_secs(60 * 60)
-}
-
-fn default_default_ttl() -> Duration {
-    Duration::from_secs(15 * 60)
 }
 
 fn default_sweep_interval() -> Duration {
@@ -151,7 +145,8 @@ impl BuildTarget for PostgresTargetConfig {
 impl PostgresTargetConfig {
     /// The checked target, unwrapped (tests reach its sweep).
     pub fn target(&self, cx: &BuildContext) -> Result<PostgresTarget, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base =
+            TargetBase::new(super::KIND, POSTGRES_CREDENTIALS, &self.name, self.max_ttl, self.default_ttl)?;
         let options = admin_options(&self.admin_url, self.timeout)?;
         if self.groups.is_empty() {
             return Err(BuildError::field("groups", "list at least one group role rules may grant"));
@@ -182,15 +177,13 @@ impl PostgresTargetConfig {
             return Err(BuildError::field("database", "database must be a non-empty name"));
         }
         let settings = Settings {
-            name: self.name.clone(),
+            base,
             groups: self.groups.clone(),
             owner: self.owner.clone(),
             role_prefix: self.role_prefix.clone(),
             host: self.host.clone().or_else(|| Some(options.get_host().to_string())),
             port: self.port.or(Some(options.get_port())),
             database: self.database.clone().or_else(|| options.get_database().map(str::to_string)),
-            max_ttl: self.max_ttl,
-            default_ttl: self.default_ttl,
             sweep_interval: self.sweep_interval,
             sweep_batch: self.sweep_batch,
             terminate_sessions: self.terminate_sessions,

@@ -13,8 +13,8 @@ use crate::clock::{Clock, format_rfc3339};
 use crate::oauth::token_type;
 use crate::secret::Secret;
 use crate::target::{
-    CredentialTarget, Grant, IssuedCredential, PostgresCredentials, RequestDescription, RevokeError,
-    RevokeReport, RuleParam, RuleText, TargetError,
+    CredentialTarget, Grant, IssuedCredential, PlatformCredentials, PostgresCredentials, RequestDescription,
+    RevokeError, RevokeReport, RuleParam, RuleText, TargetBase, TargetError,
 };
 use crate::targets::upstream;
 
@@ -24,15 +24,13 @@ const GRANT_KEYS: &[&str] = &["group"];
 /// Everything [`PostgresTargetConfig`](super::PostgresTargetConfig) checked.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
-    pub name: String,
+    pub base: TargetBase,
     pub groups: Vec<String>,
     pub owner: String,
     pub role_prefix: String,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub database: Option<String>,
-    pub max_ttl: Duration,
-    pub default_ttl: Duration,
     pub sweep_interval: Duration,
     pub sweep_batch: u32,
     pub terminate_sessions: bool,
@@ -84,7 +82,7 @@ impl PostgresTarget {
     /// statement is sent.
     pub(super) fn plan(&self, grant: &Grant) -> Result<Plan, TargetError> {
         let s = &self.inner.settings;
-        upstream::check_grant_target(grant, &s.name)?;
+        upstream::check_grant_target(grant, &s.base.name)?;
         // A grant of no lifetime is refused, not raised to the shortest login.
         upstream::check_granted_lifetime(grant)?;
         let group = grant
@@ -93,7 +91,7 @@ impl PostgresTarget {
         check_group(&s.groups, group).map_err(TargetError::InvalidGrant)?;
         let identity = grant.identity();
         let stem = sql::role_stem(&s.role_prefix, &identity.id, identity.name.as_deref());
-        let ttl = grant.ttl().min(s.max_ttl).max(super::MIN_TTL);
+        let ttl = grant.ttl().min(s.base.max_ttl).max(super::MIN_TTL);
         let ttl_secs = i64::try_from(ttl.as_secs())
             .map_err(|_| TargetError::InvalidGrant("login lifetime out of range".into()))?;
         Ok(Plan { group: group.to_string(), identity: identity.id.clone(), stem, ttl_secs })
@@ -139,7 +137,7 @@ impl PostgresTarget {
             tx.commit().await.map_err(|e| db_error(&e, "committing the login"))
         };
         self.inner.bounded(work).await?;
-        tracing::info!(target_name = %s.name, role = %role, group = %plan.group, expires_at = %until, "postgres login created");
+        tracing::info!(target_name = %s.base.name, role = %role, group = %plan.group, expires_at = %until, "postgres login created");
         Ok(role)
     }
 }
@@ -148,7 +146,7 @@ impl Inner {
     /// The start of the comment every login this target makes carries; the sweep drops
     /// only roles whose comment starts with it.
     pub fn marker(&self) -> String {
-        format!("tessera target={} ", self.settings.name)
+        format!("tessera target={} ", self.settings.base.name)
     }
 
     /// The pool, made on first use.
@@ -239,24 +237,12 @@ fn retryable_state(code: &str) -> bool {
 
 #[async_trait]
 impl CredentialTarget for PostgresTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.inner.settings.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.inner.settings.max_ttl
+    fn base(&self) -> &TargetBase {
+        &self.inner.settings.base
     }
 
     fn min_ttl(&self) -> Duration {
         super::MIN_TTL
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.inner.settings.default_ttl
     }
 
     fn grant_keys(&self) -> &'static [&'static str] {
@@ -276,10 +262,6 @@ impl CredentialTarget for PostgresTarget {
             ("group", RuleParam::Map(_)) => Err("`group` is one role name, not a map".into()),
             _ => Ok(()),
         }
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::POSTGRES_CREDENTIALS
     }
 
     fn scope_param(&self) -> Option<&'static str> {
@@ -312,15 +294,14 @@ impl CredentialTarget for PostgresTarget {
             issued_token_type: token_type::POSTGRES_CREDENTIALS,
             token_type: "N_A",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: Some(PostgresCredentials {
+            platform_credentials: Some(PlatformCredentials::Postgres(PostgresCredentials {
                 username,
                 password,
                 expires_at: format_rfc3339(expires_at),
                 host: s.host.clone(),
                 port: s.port,
                 database: s.database.clone(),
-            }),
+            })),
         })
     }
 

@@ -41,12 +41,12 @@ impl PostgresTarget {
             for (role,) in logins {
                 match inner.bounded(drop_login(inner, &role, true)).await {
                     Ok(true) => {
-                        tracing::warn!(target_name = %s.name, role = %role, "postgres login dropped: revoked");
+                        tracing::warn!(target_name = %s.base.name, role = %role, "postgres login dropped: revoked");
                         report.revoked.push(role);
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::warn!(target_name = %s.name, role = %role, code = e.code(), error = %e, "revoked postgres login not dropped");
+                        tracing::warn!(target_name = %s.base.name, role = %role, code = e.code(), error = %e, "revoked postgres login not dropped");
                         report.failed += 1;
                     }
                 }

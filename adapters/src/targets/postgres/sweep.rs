@@ -39,13 +39,13 @@ async fn sweep_loop(inner: Weak<Inner>) {
         match target.sweep().await {
             Ok(report) if report.dropped.is_empty() && report.failed == 0 => {}
             Ok(report) => tracing::info!(
-                target_name = %target.inner.settings.name,
+                target_name = %target.inner.settings.base.name,
                 dropped = report.dropped.len(),
                 failed = report.failed,
                 "expired postgres logins swept"
             ),
             Err(e) => tracing::warn!(
-                target_name = %target.inner.settings.name,
+                target_name = %target.inner.settings.base.name,
                 code = e.code(),
                 error = %e,
                 "postgres sweep failed; trying again next interval"
@@ -85,7 +85,7 @@ impl PostgresTarget {
                 // Another replica dropped it first.
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(target_name = %s.name, role = %role, code = e.code(), error = %e, "expired postgres login not dropped");
+                    tracing::warn!(target_name = %s.base.name, role = %role, code = e.code(), error = %e, "expired postgres login not dropped");
                     report.failed += 1;
                 }
             }

@@ -14,7 +14,10 @@ use crate::clock::{Clock as _, ManualClock};
 use crate::config::kind_config;
 use crate::identity::Identity;
 use crate::oauth::token_type;
-use crate::target::{CredentialTarget, Grant, RuleParam, RuleText, SigningAlgorithm, TargetError};
+use crate::target::{
+    CredentialTarget, Grant, IssuedCredential, PlatformCredentials, PostgresCredentials, RuleParam, RuleText,
+    SigningAlgorithm, TargetError,
+};
 use crate::targets::testkit::{self, GrantParts, assert_cache_keys, workflow};
 
 /// The machine's PostgreSQL (trust authentication), as a superuser.
@@ -49,6 +52,14 @@ fn target(value: Value) -> PostgresTarget {
 
 fn grant(target: &str, group: &str, ttl: Duration) -> Grant {
     testkit::grant(testkit::identity(Some("api")), target, Some(group), ttl, json!({ "group": group }))
+}
+
+/// The login an issued credential carries.
+fn login(issued: &IssuedCredential) -> PostgresCredentials {
+    match &issued.platform_credentials {
+        Some(PlatformCredentials::Postgres(login)) => login.clone(),
+        other => panic!("no PostgreSQL login: {other:?}"),
+    }
 }
 
 #[test]
@@ -409,7 +420,7 @@ async fn a_login_is_made_as_granted_and_marked_whatever_the_identity_holds() {
         json!({ "group": cluster.group }),
     );
     let issued = t.issue(&g).await.unwrap();
-    let creds = issued.postgres_credentials.clone().unwrap();
+    let creds = login(&issued);
     assert_eq!(issued.issued_token_type, token_type::POSTGRES_CREDENTIALS);
     assert_eq!(issued.access_token.expose(), creds.password.expose());
     assert_eq!(issued.expires_at, clock.now() + 600);
@@ -466,7 +477,7 @@ async fn the_sweep_drops_only_its_expired_logins_and_keeps_what_they_made() {
                 Duration::from_secs(ttl),
                 json!({ "group": group }),
             );
-            t.issue(&g).await.unwrap().postgres_credentials.unwrap()
+            login(&t.issue(&g).await.unwrap())
         }
     };
     let short = [issue("one", 60).await, issue("two", 60).await, issue("three", 60).await];

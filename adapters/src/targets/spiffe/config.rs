@@ -7,9 +7,11 @@ use serde::Deserialize;
 
 use super::issue::SpiffeTarget;
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::JWT;
 use crate::spiffe_id::valid_trust_domain;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, es256, minutes};
 use crate::targets::signed::LocalSigner;
 use crate::targets::upstream::{check_algorithm, check_ttls};
 
@@ -49,31 +51,19 @@ pub struct SpiffeTargetConfig {
     pub audiences: Vec<String>,
     /// The signing algorithm: `ES256` or `RS256` (JWT-SVID §2.1 has no EdDSA); the issuer
     /// must have keys for it. Default: `ES256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "es256")]
     pub algorithm: SigningAlgorithm,
     /// The longest lifetime of an SVID. Default: `15m`; at most `1h`.
-    #[serde(default = "default_max_ttl", with = "duration")]
+    #[serde(default = "minutes::<15>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime used when a rule names none. Default: `5m`; at most `max_ttl`.
-    #[serde(default = "default_default_ttl", with = "duration")]
+    #[serde(default = "minutes::<5>", with = "duration")]
     pub default_ttl: Duration,
     /// How often consumers of the bundle should fetch it again (`spiffe_refresh_hint`,
     /// SPIFFE Trust Domain and Bundle §4.1.2). Keep it well below the time between key
     /// rotations. Default: `5m`; `1s` to `7d`.
     #[serde(default = "default_refresh_hint", with = "duration")]
     pub bundle_refresh_hint: Duration,
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Es256
-}
-
-fn default_max_ttl() -> Duration {
-    Duration::from_secs(15 * 60)
-}
-
-fn default_default_ttl() -> Duration {
-    Duration::from_secs(5 * 60)
 }
 
 fn default_refresh_hint() -> Duration {
@@ -112,7 +102,7 @@ impl BuildTarget for SpiffeTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, JWT, &self.name, self.max_ttl, self.default_ttl)?;
         let trust_domain = self.trust_domain_name();
         if !valid_trust_domain(trust_domain) {
             return Err(BuildError::field(
@@ -133,12 +123,10 @@ impl BuildTarget for SpiffeTargetConfig {
             ));
         }
         Ok(Arc::new(SpiffeTarget {
-            name: self.name.clone(),
+            base,
             trust_domain: trust_domain.to_owned(),
             audiences,
             algorithm: self.algorithm,
-            max_ttl: self.max_ttl,
-            default_ttl: self.default_ttl,
             refresh_hint: self.bundle_refresh_hint,
             local: LocalSigner { signer: Arc::clone(&cx.signer), clock: Arc::clone(&cx.clock) },
         }))

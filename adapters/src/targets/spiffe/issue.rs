@@ -7,11 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::oauth::token_type;
 use crate::spiffe_id::{self, MAX_ID_BYTES};
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, RuleParam, RuleText,
-    SigningAlgorithm, TargetError, TrustDomainBundle,
+    SigningAlgorithm, TargetBase, TargetError, TrustDomainBundle,
 };
 use crate::targets::signed::{LocalSigner, granted_ttl, rule_claims};
 use crate::targets::upstream::check_grant_target;
@@ -23,12 +22,10 @@ const GRANT_KEYS: &[&str] = &["path", "audience"];
 /// once its values are checked.
 #[derive(Debug)]
 pub struct SpiffeTarget {
-    pub(super) name: String,
+    pub(super) base: TargetBase,
     pub(super) trust_domain: String,
     pub(super) audiences: Vec<String>,
     pub(super) algorithm: SigningAlgorithm,
-    pub(super) max_ttl: Duration,
-    pub(super) default_ttl: Duration,
     pub(super) refresh_hint: Duration,
     pub(super) local: LocalSigner,
 }
@@ -85,13 +82,13 @@ impl SpiffeTarget {
 
     /// Every check a grant can fail, before anything is signed.
     fn svid(&self, grant: &Grant) -> Result<Svid, TargetError> {
-        check_grant_target(grant, &self.name)?;
+        check_grant_target(grant, &self.base.name)?;
         let path = grant
             .param_str("path")
             .ok_or_else(|| TargetError::InvalidGrant("the rule names no `path`".into()))?;
         let spiffe_id = self.spiffe_id(path).map_err(TargetError::InvalidGrant)?;
         let audience = self.audience(grant).map_err(TargetError::InvalidGrant)?.to_owned();
-        let ttl = granted_ttl(grant, self.max_ttl)?;
+        let ttl = granted_ttl(grant, self.base.max_ttl)?;
         let claims = rule_claims(grant, &[])?;
         Ok(Svid { spiffe_id, audience, ttl, claims })
     }
@@ -111,20 +108,8 @@ impl SpiffeTarget {
 
 #[async_trait]
 impl CredentialTarget for SpiffeTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.default_ttl
+    fn base(&self) -> &TargetBase {
+        &self.base
     }
 
     fn grant_keys(&self) -> &'static [&'static str] {
@@ -148,10 +133,6 @@ impl CredentialTarget for SpiffeTarget {
     /// A request's `scope` names the audience of the SVID it asks for.
     fn scope_param(&self) -> Option<&'static str> {
         Some("audience")
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::JWT
     }
 
     /// With one audience, every SVID carries it; with several, no one `aud` describes them.

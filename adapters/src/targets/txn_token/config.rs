@@ -7,8 +7,11 @@ use serde::Deserialize;
 
 use super::issue::TxnTokenTarget;
 use crate::build::{BuildContext, BuildError, BuildTarget};
-use crate::config::{duration, validate_name};
+use crate::config::duration;
+use crate::oauth::token_type::TXN_TOKEN;
 use crate::target::{CredentialTarget, SigningAlgorithm};
+use crate::targets::base::{TargetBase, es256, minutes};
+use crate::targets::signed::check_signing;
 
 /// The longest `max_ttl` a `txn_token` target may have: Txn-Tokens live "on the order of
 /// minutes or less" (draft-ietf-oauth-transaction-tokens-10 §6).
@@ -31,23 +34,15 @@ pub struct TxnTokenTargetConfig {
     /// request them with (draft §7.1). Required.
     pub audience: String,
     /// The signing algorithm; the issuer must have keys for it. Default: `ES256`.
-    #[serde(default = "default_algorithm")]
+    #[serde(default = "es256")]
     pub algorithm: SigningAlgorithm,
     /// The longest lifetime of a Txn-Token; rules asking for more are load errors.
     /// Default: `5m`; at most `1h`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<5>", with = "duration")]
     pub max_ttl: Duration,
     /// The lifetime used when a rule names none. Default: `5m`; at most `max_ttl`.
-    #[serde(default = "default_ttl", with = "duration")]
+    #[serde(default = "minutes::<5>", with = "duration")]
     pub default_ttl: Duration,
-}
-
-fn default_algorithm() -> SigningAlgorithm {
-    SigningAlgorithm::Es256
-}
-
-fn default_ttl() -> Duration {
-    Duration::from_secs(5 * 60)
 }
 
 impl BuildTarget for TxnTokenTargetConfig {
@@ -60,26 +55,18 @@ impl BuildTarget for TxnTokenTargetConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn CredentialTarget>, BuildError> {
-        validate_name(&self.name).map_err(|e| BuildError::field("name", e))?;
+        let base = TargetBase::new(super::KIND, TXN_TOKEN, &self.name, self.max_ttl, self.default_ttl)?;
         if self.audience.trim().is_empty() || self.audience.trim() != self.audience {
             return Err(BuildError::field(
                 "audience",
                 "audience must name the trust domain, without surrounding spaces",
             ));
         }
-        crate::targets::signed::check_signing(
-            cx,
-            self.algorithm,
-            self.max_ttl,
-            MAX_TTL_CAP,
-            self.default_ttl,
-        )?;
+        check_signing(cx, self.algorithm, self.max_ttl, MAX_TTL_CAP, self.default_ttl)?;
         Ok(Arc::new(TxnTokenTarget {
-            name: self.name.clone(),
+            base,
             audience: self.audience.clone(),
             algorithm: self.algorithm,
-            max_ttl: self.max_ttl,
-            default_ttl: self.default_ttl,
             signer: Arc::clone(&cx.signer),
             clock: Arc::clone(&cx.clock),
         }))

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::oauth::token_type;
 use crate::target::{
     CredentialTarget, Grant, IssuedCredential, IssuedJwt, RequestDescription, RuleParam, RuleText, Signer,
-    SigningAlgorithm, TargetError,
+    SigningAlgorithm, TargetBase, TargetError,
 };
 
 /// The `typ` header of every Txn-Token (draft §9.1).
@@ -100,11 +100,9 @@ pub fn is_scope_token(s: &str) -> bool {
 /// [`TxnTokenTargetConfig`](super::TxnTokenTargetConfig) once its values are checked.
 #[derive(Debug)]
 pub struct TxnTokenTarget {
-    pub(super) name: String,
+    pub(super) base: TargetBase,
     pub(super) audience: String,
     pub(super) algorithm: SigningAlgorithm,
-    pub(super) max_ttl: Duration,
-    pub(super) default_ttl: Duration,
     pub(super) signer: Arc<dyn Signer>,
     pub(super) clock: Arc<dyn Clock>,
 }
@@ -148,12 +146,12 @@ impl TxnTokenTarget {
     ///
     /// `scope` is the grant's. Every check a grant can fail happens here.
     fn granted(&self, grant: &Grant) -> Result<(Map<String, Value>, Duration), TargetError> {
-        crate::targets::upstream::check_grant_target(grant, &self.name)?;
+        crate::targets::upstream::check_grant_target(grant, &self.base.name)?;
         let scope = grant
             .scope()
             .filter(|s| !split_list(s).is_empty())
             .ok_or_else(|| TargetError::InvalidGrant("a Txn-Token needs a scope".into()))?;
-        let ttl = crate::targets::signed::granted_ttl(grant, self.max_ttl)?;
+        let ttl = crate::targets::signed::granted_ttl(grant, self.base.max_ttl)?;
         let workload = grant.identity().id.as_str();
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::from(granted_str(grant, "sub")?.unwrap_or(workload)));
@@ -221,20 +219,8 @@ fn check_list(
 
 #[async_trait]
 impl CredentialTarget for TxnTokenTarget {
-    fn kind(&self) -> &'static str {
-        super::KIND
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_ttl(&self) -> Duration {
-        self.max_ttl
-    }
-
-    fn default_ttl(&self) -> Duration {
-        self.default_ttl
+    fn base(&self) -> &TargetBase {
+        &self.base
     }
 
     fn grant_keys(&self) -> &'static [&'static str] {
@@ -264,10 +250,6 @@ impl CredentialTarget for TxnTokenTarget {
             }),
             _ => Ok(()),
         }
-    }
-
-    fn issued_token_type(&self) -> &'static str {
-        token_type::TXN_TOKEN
     }
 
     /// A rule's scope is the list of scope values it allows; the Txn-Token service narrows
@@ -302,8 +284,7 @@ impl CredentialTarget for TxnTokenTarget {
             // draft §10.4: a Txn-Token is not an access token.
             token_type: "N_A",
             expires_at,
-            aws_credentials: None,
-            postgres_credentials: None,
+            platform_credentials: None,
         })
     }
 }
