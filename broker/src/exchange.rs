@@ -401,6 +401,16 @@ impl Pipeline {
         result
     }
 
+    /// What the rules are asked about `req`, as of now.
+    fn mapping_request<'a>(&self, req: &'a ExchangeRequest) -> Request<'a> {
+        Request {
+            audience: &req.audience,
+            scope: req.scope.as_deref(),
+            client_addr: req.client_addr.as_deref(),
+            now: self.clock.now(),
+        }
+    }
+
     /// The target `req` names, if it issues what `req` asks for.
     fn target_for(&self, req: &ExchangeRequest) -> Result<&Arc<dyn CredentialTarget>, ExchangeError> {
         let target = self
@@ -438,14 +448,12 @@ impl Pipeline {
         }
         let (actor, prior_act) =
             self.delegation(req, &verified, &claims, &mut Trail::default(), now_ms).await?;
-        let request = Request {
-            audience: &req.audience,
-            scope: req.scope.as_deref(),
-            client_addr: req.client_addr.as_deref(),
-            now: self.clock.now(),
-        };
-        let grant =
-            self.mappings.load().authorize_delegated(&verified, actor.as_ref(), prior_act, &request)?;
+        let grant = self.mappings.load().authorize_delegated(
+            &verified,
+            actor.as_ref(),
+            prior_act,
+            &self.mapping_request(req),
+        )?;
         let actor_jti = req
             .actor_token
             .as_ref()
@@ -483,12 +491,7 @@ impl Pipeline {
         let now_ms = self.clock.now_millis();
         let (actor, prior_act) = self.delegation(req, &verified, &claims, trail, now_ms).await?;
         let mappings = self.mappings.load();
-        let request = Request {
-            audience: &req.audience,
-            scope: req.scope.as_deref(),
-            client_addr: req.client_addr.as_deref(),
-            now: self.clock.now(),
-        };
+        let request = self.mapping_request(req);
         let grant =
             mappings.authorize_delegated(&verified, actor.as_ref(), prior_act, &request).map_err(|d| {
                 trail.rule = d.rule().map(str::to_string);

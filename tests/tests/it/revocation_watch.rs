@@ -34,6 +34,15 @@ async fn watch_at(url: &str, form: &[(&str, &str)]) -> (u16, Option<String>, Val
     (status, retry, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// A watch of `token`'s request held up to 60 s, in the background.
+fn hold(url: &str, token: &str) -> tokio::task::JoinHandle<(u16, Option<String>, Value)> {
+    let (url, token) = (url.to_string(), token.to_string());
+    tokio::spawn(async move { watch_at(&url, &request(&token, "60")).await })
+}
+
+/// A request body as owned pairs.
+type Form = Vec<(String, String)>;
+
 fn request<'a>(token: &'a str, wait: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("grant_type", TOKEN_EXCHANGE),
@@ -77,15 +86,8 @@ async fn a_held_watch_is_answered_when_the_callers_request_is_revoked_and_not_fo
     let (status, _, answer) = watch_at(&broker.url, &request(&payments, "0")).await;
     assert_eq!((status, answer), (200, json!({ "revoked": false })));
 
-    let url = broker.url.clone();
-    let held_payments = tokio::spawn({
-        let (url, token) = (url.clone(), payments.clone());
-        async move { watch_at(&url, &request(&token, "60")).await }
-    });
-    let held_billing = tokio::spawn({
-        let (url, token) = (url.clone(), billing.clone());
-        async move { watch_at(&url, &request(&token, "60")).await }
-    });
+    let held_payments = hold(&broker.url, &payments);
+    let held_billing = hold(&broker.url, &billing);
     eventually("both watches held", || broker.broker.watches().open() == 2).await;
     revoke(&broker, json!({ "kind": "identity_glob", "pattern": "*/svc-payments" })).await;
     let (status, _, answer) = held_payments.await.unwrap();
@@ -146,7 +148,7 @@ async fn bad_watches_get_the_token_endpoints_rfc6749_errors() {
     };
     let owned =
         |form: Vec<(&str, &str)>| form.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let cases: Vec<(Vec<(String, String)>, u16, &str)> = vec![
+    let cases: Vec<(Form, u16, &str)> = vec![
         (owned(request(&forged, "0")), 400, "invalid_request"),
         (owned(request("not-a-jwt", "0")), 400, "invalid_request"),
         (owned(vec![("grant_type", TOKEN_EXCHANGE), ("audience", "internal-api")]), 400, "invalid_request"),
@@ -218,10 +220,7 @@ async fn watches_over_the_limit_are_refused_with_retry_after() {
     let issuer = TestIssuer::start(vec![TestKey::rsa("rsa-1")]);
     let broker = broker(&issuer, "limits:\n  max_revocation_watches: 1\n").await;
     let token = issuer.key(0).sign(&issuer.claims("svc-payments", "tessera", broker.clock.now()));
-    let held = tokio::spawn({
-        let (url, token) = (broker.url.clone(), token.clone());
-        async move { watch_at(&url, &request(&token, "60")).await }
-    });
+    let held = hold(&broker.url, &token);
     eventually("the first watch held", || broker.broker.watches().open() == 1).await;
     let (status, retry, answer) = watch_at(&broker.url, &request(&token, "0")).await;
     assert_eq!((status, retry.as_deref()), (503, Some("5")), "{answer}");
