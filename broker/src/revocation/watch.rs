@@ -11,7 +11,9 @@
 //! request is revoked.
 //!
 //! [`Watches`] bounds how many are held at once, and answers every held one when the
-//! broker stops, so they never delay its drain.
+//! broker stops, so they never delay its drain. A caller that goes away keeps its place
+//! until its wait ends (the HTTP server does not cancel a handler whose client closed), so
+//! the bound also caps what abandoned watches can hold.
 
 use std::sync::Arc;
 
