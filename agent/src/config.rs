@@ -656,6 +656,10 @@ aws:
             (r.margin, r.min_backoff, r.max_backoff),
             (Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(60))
         );
+        assert!(r.revocation_watch, "the revocation watch is on by default");
+        let off =
+            parse(Path::new("agent.yaml"), &format!("{VALID}refresh:\n  revocation_watch: false\n")).unwrap();
+        assert!(!off.config.refresh().revocation_watch);
         assert!(
             matches!(&c.subject_token.value, SubjectTokenConfig::File(p) if p == Path::new("/var/run/secrets/tokens/tessera"))
         );

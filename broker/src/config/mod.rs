@@ -867,6 +867,7 @@ targets:
         assert!(!audit.fail_open, "audit failures fail closed by default");
         assert_eq!(loaded.config.limits().max_body_bytes, 64 * 1024);
         assert_eq!(loaded.config.limits().max_token_bytes, 16 * 1024);
+        assert_eq!(loaded.config.limits().max_revocation_watches, 4096);
         assert!(loaded.config.demo_issuer().is_none(), "no demo issuer unless asked");
         assert!(loaded.config.admin().is_none(), "no admin listener unless asked");
         assert!(loaded.config.metrics().is_none(), "no metrics listener unless asked");
@@ -1159,6 +1160,7 @@ reload:
   debounce: soon
 limits:
   max_body_bytes: 0
+  max_revocation_watches: 0
 ";
         let rendered = ConfigErrors(errors(text)).to_string();
         assert_eq!(
@@ -1169,6 +1171,7 @@ limits:
                 "conf/broker.yaml:16:13: `soon` is not a duration: expected a duration such as 1h or 15m",
                 "conf/broker.yaml:1:10: unsupported version 2: write `version: 1`",
                 "conf/broker.yaml:18:3: limits.max_body_bytes must be between 1 and 65536",
+                "conf/broker.yaml:18:3: limits.max_revocation_watches must be between 1 and 65536",
                 "conf/broker.yaml:13:5: target name `corp` is already used by the source at line 8, column 5",
             ]
             .join("\n")
