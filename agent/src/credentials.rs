@@ -826,6 +826,60 @@ mod tests {
         }
     }
 
+    /// A broker's answers to a watch, told apart: revoked or not, no endpoint (an older
+    /// broker: `404`), a refusal; the watch URL keeps the broker's base path and the form
+    /// carries the token request, the fingerprint and the wait.
+    #[tokio::test]
+    async fn watch_answers_are_told_apart() {
+        use actix_web::{App, HttpResponse, HttpServer, web};
+
+        async fn answer(path: web::Path<String>, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
+            let has = |k: &str, v: &str| form.0.iter().any(|(name, value)| name == k && value == v);
+            assert!(
+                has("fingerprint", "sha256:f") && has("wait", "25") && has("audience", "api"),
+                "{:?}",
+                form.0
+            );
+            assert!(has("subject_token", "native-token"));
+            match path.as_str() {
+                "revoked" => HttpResponse::Ok().json(json!({ "revoked": true, "code": "TS-REVOKED" })),
+                "quiet" => HttpResponse::Ok().json(json!({ "revoked": false })),
+                _ => HttpResponse::ServiceUnavailable().json(json!({ "error": "temporarily_unavailable" })),
+            }
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server =
+            HttpServer::new(|| App::new().route("/{base}/v1/revocations/watch", web::post().to(answer)))
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .unwrap()
+                .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "native-token\n").unwrap();
+        let client = |base: &str| BrokerClient {
+            http: reqwest::Client::new(),
+            token_url: Url::parse(&format!("http://{addr}/{base}/v1/token")).unwrap(),
+            subject: Arc::new(Subject::File(dir.path().join("token"))),
+        };
+        let want = Want { target: "api".into(), scope: None };
+        assert!(client("revoked").watch(&want, "sha256:f", 0).await.unwrap());
+        assert!(!client("quiet").watch(&want, "sha256:f", 0).await.unwrap());
+        assert!(matches!(
+            client("busy").watch(&want, "sha256:f", 0).await,
+            Err(WatchError::Refused { status: 503, .. })
+        ));
+        let old = BrokerClient {
+            token_url: Url::parse(&format!("http://{addr}/v1/token")).unwrap(),
+            ..client("x")
+        };
+        assert!(matches!(old.watch(&want, "sha256:f", 0).await, Err(WatchError::Absent)), "no such endpoint");
+        handle.stop(false).await;
+    }
+
     #[tokio::test]
     async fn token_files_are_replaced_whole_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
