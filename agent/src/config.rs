@@ -260,12 +260,19 @@ pub struct RefreshConfig {
     pub max_backoff: Duration,
     /// Exchange again this often, between refreshes, to learn of a revocation: once the
     /// broker refuses with the revocation error, the credential is no longer served and
-    /// its files are removed. `0` checks only at refreshes. Default `30s`.
+    /// its files are removed. `0` checks only at refreshes. With `revocation_watch` on,
+    /// this is only the fallback and may be long (up to `1h`). Default `30s`.
     #[serde(
         default = "default_revocation_check",
         deserialize_with = "tessera_adapters::config::duration::deserialize"
     )]
     pub revocation_check: Duration,
+    /// Hold a revocation watch open at the broker (`POST /v1/revocations/watch`) for each
+    /// credential, so a revocation is learned of, and the credential dropped, within about
+    /// a second. A broker without the endpoint leaves the periodic check alone. Default
+    /// `true`.
+    #[serde(default = "default_revocation_watch")]
+    pub revocation_watch: bool,
 }
 
 impl Default for RefreshConfig {
@@ -276,6 +283,7 @@ impl Default for RefreshConfig {
             min_backoff: default_min_backoff(),
             max_backoff: default_max_backoff(),
             revocation_check: default_revocation_check(),
+            revocation_watch: default_revocation_watch(),
         }
     }
 }
@@ -298,6 +306,10 @@ fn default_max_backoff() -> Duration {
 
 fn default_revocation_check() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_revocation_watch() -> bool {
+    true
 }
 
 fn fine_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
@@ -644,6 +656,10 @@ aws:
             (r.margin, r.min_backoff, r.max_backoff),
             (Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(60))
         );
+        assert!(r.revocation_watch, "the revocation watch is on by default");
+        let off =
+            parse(Path::new("agent.yaml"), &format!("{VALID}refresh:\n  revocation_watch: false\n")).unwrap();
+        assert!(!off.config.refresh().revocation_watch);
         assert!(
             matches!(&c.subject_token.value, SubjectTokenConfig::File(p) if p == Path::new("/var/run/secrets/tokens/tessera"))
         );

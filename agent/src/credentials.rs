@@ -1,6 +1,8 @@
 //! The credentials the agent keeps: one slot per (target, scope), each refreshed by its own
 //! task ahead of expiry, with jittered exponential backoff on failure, and served until it
-//! actually expires (minus a margin) whatever the broker is doing.
+//! actually expires (minus a margin) whatever the broker is doing. Beside each refresh
+//! task, a watch task holds a revocation watch open at the broker and wakes the refresh
+//! task the moment the broker says the credential is revoked ([`watch_loop`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use tessera_adapters::oauth::grant_type;
 use tessera_adapters::target::{AwsCredentials, PostgresCredentials};
 use tessera_adapters::{Clock, Secret};
 use tokio::io::AsyncWriteExt as _;
+use tokio::sync::{Notify, watch};
 use url::Url;
 
 use crate::config::RefreshConfig;
@@ -23,6 +26,14 @@ use crate::subject::{Subject, SubjectError};
 /// How often a waiting refresh task looks at the clock again, so a clock that jumps (or a
 /// test's manual clock) is noticed promptly.
 const CLOCK_CHECK: Duration = Duration::from_secs(1);
+/// How long the broker is asked to hold a revocation watch: below common proxy idle
+/// timeouts.
+const WATCH_WAIT: Duration = Duration::from_secs(25);
+/// Time allowed beyond [`WATCH_WAIT`] for the broker's answer to arrive.
+const WATCH_SLACK: Duration = Duration::from_secs(15);
+/// How long to wait before asking a broker that had no watch endpoint again (it may have
+/// been upgraded since).
+const WATCH_ABSENT_RETRY: Duration = Duration::from_secs(600);
 
 /// What to ask the broker for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,6 +149,10 @@ pub struct Slot {
     pub want: Want,
     files: Vec<OutFile>,
     state: Mutex<SlotState>,
+    /// The fingerprint of the credential served, for the watch task; `None` while none is.
+    held: watch::Sender<Option<String>>,
+    /// The watch task asks the refresh task to exchange now.
+    recheck: Notify,
 }
 
 impl Slot {
@@ -177,7 +192,13 @@ impl Store {
         let slots = files
             .into_iter()
             .map(|(want, files)| {
-                let slot = Slot { want: want.clone(), files, state: Mutex::new(SlotState::default()) };
+                let slot = Slot {
+                    want: want.clone(),
+                    files,
+                    state: Mutex::new(SlotState::default()),
+                    held: watch::Sender::new(None),
+                    recheck: Notify::new(),
+                };
                 (want, Arc::new(slot))
             })
             .collect();
@@ -320,19 +341,82 @@ impl ErrorResponse {
     }
 }
 
+/// The RFC 8693 request for `want` with `subject`.
+fn token_form<'a>(
+    subject: &'a Secret<String>,
+    token_type: &'a str,
+    want: &'a Want,
+) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("grant_type", grant_type::TOKEN_EXCHANGE),
+        ("subject_token", subject.expose().as_str()),
+        ("subject_token_type", token_type),
+        ("audience", want.target.as_str()),
+    ];
+    if let Some(scope) = &want.scope {
+        form.push(("scope", scope.as_str()));
+    }
+    form
+}
+
+/// Why a revocation watch ended without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    /// The broker has no watch endpoint (an older version): the periodic check stays.
+    #[error("the broker offers no revocation watch")]
+    Absent,
+    #[error("the broker is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the broker refused the watch: {error} (HTTP {status})")]
+    Refused { status: u16, error: String },
+    #[error("the broker answered something that is not a watch answer")]
+    Malformed,
+}
+
+#[derive(Deserialize)]
+struct WatchAnswer {
+    revoked: bool,
+}
+
 impl BrokerClient {
+    /// `{broker}/v1/revocations/watch`, beside the token endpoint.
+    fn watch_url(&self) -> Result<Url, WatchError> {
+        self.token_url.join("revocations/watch").map_err(|_| WatchError::Malformed)
+    }
+
+    /// Hold a revocation watch for `want`, whose credential has `fingerprint`, until the
+    /// broker answers: `true` once it is revoked, `false` when the wait ended unchanged.
+    pub async fn watch(&self, want: &Want, fingerprint: &str, now: i64) -> Result<bool, WatchError> {
+        let subject = self.subject.fetch(&self.http, now).await?;
+        let mut form = token_form(&subject, self.subject.token_type(), want);
+        let wait = WATCH_WAIT.as_secs().to_string();
+        form.push(("fingerprint", fingerprint));
+        form.push(("wait", wait.as_str()));
+        let url = self.watch_url()?;
+        let resp = self
+            .http
+            .post(url.clone())
+            .form(&form)
+            .timeout(WATCH_WAIT + WATCH_SLACK)
+            .send()
+            .await
+            .map_err(|e| WatchError::Unreachable(tessera_adapters::net::request_error(&url, &e)))?;
+        match resp.status().as_u16() {
+            200 => resp.json::<WatchAnswer>().await.map(|a| a.revoked).map_err(|_| WatchError::Malformed),
+            404 => Err(WatchError::Absent),
+            status => {
+                let error = resp.json::<ErrorResponse>().await.map_or_else(|_| "-".into(), |e| e.error);
+                Err(WatchError::Refused { status, error })
+            }
+        }
+    }
+
     /// One RFC 8693 exchange of the current native credential for `want`.
     pub async fn exchange(&self, want: &Want, now: impl Fn() -> i64) -> Result<Issued, RefreshError> {
         let subject = self.subject.fetch(&self.http, now()).await?;
-        let mut form = vec![
-            ("grant_type", grant_type::TOKEN_EXCHANGE),
-            ("subject_token", subject.expose().as_str()),
-            ("subject_token_type", self.subject.token_type()),
-            ("audience", want.target.as_str()),
-        ];
-        if let Some(scope) = &want.scope {
-            form.push(("scope", scope.as_str()));
-        }
+        let form = token_form(&subject, self.subject.token_type(), want);
         let resp = self.http.post(self.token_url.clone()).form(&form).send().await.map_err(|e| {
             RefreshError::Unreachable(tessera_adapters::net::request_error(&self.token_url, &e))
         })?;
@@ -393,6 +477,9 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
                     tracing::error!(target_name = %slot.want.target, error = %e, "token file not written");
                 }
                 let refresh_at = store.refresh_at(&issued);
+                if !unchanged {
+                    slot.held.send_replace(Some(issued.access_token.fingerprint()));
+                }
                 let was_revoked = {
                     let mut s = lock(&slot.state);
                     s.current = Some(Arc::clone(&issued));
@@ -416,7 +503,10 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
                 }
                 let next =
                     if check.is_zero() { refresh_at } else { refresh_at.min(clock.now() + secs(check)) };
-                wait_until(&*clock, next, store.refresh.min_backoff).await;
+                tokio::select! {
+                    () = wait_until(&*clock, next, store.refresh.min_backoff) => {}
+                    () = slot.recheck.notified() => {}
+                }
                 continue;
             }
             Err(RefreshError::Revoked) => {
@@ -428,6 +518,7 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
                     (s.failures, s.current.take().is_some())
                 };
                 if dropped {
+                    slot.held.send_replace(None);
                     let removed = remove_files(&slot.files).await;
                     lock(&slot.state).file_error = removed.err();
                     tracing::error!(
@@ -449,7 +540,85 @@ pub async fn refresh_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClie
                 backoff(&store.refresh, failures)
             }
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = slot.recheck.notified() => {}
+        }
+    }
+}
+
+/// Hold a revocation watch open at the broker for `slot`'s credential while one is served,
+/// and when the broker answers that it is revoked, wake [`refresh_loop`] to exchange now:
+/// the broker's refusal there drops the credential and removes its files, as a periodic
+/// check would. A new credential restarts the watch with its fingerprint. Errors are
+/// retried with backoff; a broker without the endpoint is asked again only every
+/// [`WATCH_ABSENT_RETRY`], the periodic check covering meanwhile (logged once per slot).
+pub async fn watch_loop(store: Arc<Store>, slot: Arc<Slot>, client: BrokerClient) {
+    let mut held = slot.held.subscribe();
+    let mut failures: u32 = 0;
+    let mut absent_logged = false;
+    loop {
+        let fingerprint = held.borrow_and_update().clone();
+        let Some(fingerprint) = fingerprint else {
+            if held.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let outcome = tokio::select! {
+            outcome = client.watch(&slot.want, &fingerprint, store.now()) => outcome,
+            // Another credential, or none: watch what is served now.
+            changed = held.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let pause = match outcome {
+            Ok(true) => {
+                failures = 0;
+                tracing::warn!(target_name = %slot.want.target, "the broker reports this credential revoked; checking now");
+                slot.recheck.notify_one();
+                // The refresh task drops the credential (the watch then waits for a new
+                // one); if the exchange was still allowed (a replica that had not read the
+                // revocation yet), ask again after a pause.
+                store.refresh.min_backoff
+            }
+            Ok(false) => {
+                failures = 0;
+                Duration::ZERO
+            }
+            Err(WatchError::Absent) => {
+                if !absent_logged {
+                    absent_logged = true;
+                    tracing::info!(
+                        target_name = %slot.want.target,
+                        "the broker offers no revocation watch; revocations are learned of at the periodic check"
+                    );
+                }
+                WATCH_ABSENT_RETRY
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::info!(target_name = %slot.want.target, error = %e, "revocation watch failed; retrying with backoff");
+                } else {
+                    tracing::debug!(target_name = %slot.want.target, error = %e, failures, "revocation watch failed");
+                }
+                backoff(&store.refresh, failures)
+            }
+        };
+        if !pause.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                changed = held.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -655,6 +824,60 @@ mod tests {
             let base = Duration::from_secs(1u64 << (failures - 1)).min(Duration::from_secs(60));
             assert!(d >= base / 2 && d <= base, "{failures}: {d:?} vs {base:?}");
         }
+    }
+
+    /// A broker's answers to a watch, told apart: revoked or not, no endpoint (an older
+    /// broker: `404`), a refusal; the watch URL keeps the broker's base path and the form
+    /// carries the token request, the fingerprint and the wait.
+    #[tokio::test]
+    async fn watch_answers_are_told_apart() {
+        use actix_web::{App, HttpResponse, HttpServer, web};
+
+        async fn answer(path: web::Path<String>, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
+            let has = |k: &str, v: &str| form.0.iter().any(|(name, value)| name == k && value == v);
+            assert!(
+                has("fingerprint", "sha256:f") && has("wait", "25") && has("audience", "api"),
+                "{:?}",
+                form.0
+            );
+            assert!(has("subject_token", "native-token"));
+            match path.as_str() {
+                "revoked" => HttpResponse::Ok().json(json!({ "revoked": true, "code": "TS-REVOKED" })),
+                "quiet" => HttpResponse::Ok().json(json!({ "revoked": false })),
+                _ => HttpResponse::ServiceUnavailable().json(json!({ "error": "temporarily_unavailable" })),
+            }
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server =
+            HttpServer::new(|| App::new().route("/{base}/v1/revocations/watch", web::post().to(answer)))
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .unwrap()
+                .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "native-token\n").unwrap();
+        let client = |base: &str| BrokerClient {
+            http: reqwest::Client::new(),
+            token_url: Url::parse(&format!("http://{addr}/{base}/v1/token")).unwrap(),
+            subject: Arc::new(Subject::File(dir.path().join("token"))),
+        };
+        let want = Want { target: "api".into(), scope: None };
+        assert!(client("revoked").watch(&want, "sha256:f", 0).await.unwrap());
+        assert!(!client("quiet").watch(&want, "sha256:f", 0).await.unwrap());
+        assert!(matches!(
+            client("busy").watch(&want, "sha256:f", 0).await,
+            Err(WatchError::Refused { status: 503, .. })
+        ));
+        let old = BrokerClient {
+            token_url: Url::parse(&format!("http://{addr}/v1/token")).unwrap(),
+            ..client("x")
+        };
+        assert!(matches!(old.watch(&want, "sha256:f", 0).await, Err(WatchError::Absent)), "no such endpoint");
+        handle.stop(false).await;
     }
 
     #[tokio::test]

@@ -209,12 +209,17 @@ pub async fn run(
 
     let store = Arc::new(Store::new(wants(&loaded), Arc::clone(&clock), c.refresh()));
     let client = broker_client(&loaded)?;
-    let tasks: Vec<_> = store
+    let mut tasks: Vec<_> = store
         .slots()
         .map(|slot| {
             tokio::spawn(credentials::refresh_loop(Arc::clone(&store), Arc::clone(slot), client.clone()))
         })
         .collect();
+    if store.refresh.revocation_watch {
+        tasks.extend(store.slots().map(|slot| {
+            tokio::spawn(credentials::watch_loop(Arc::clone(&store), Arc::clone(slot), client.clone()))
+        }));
+    }
 
     let hosts = c.hosts.iter().map(|h| h.value.clone()).collect();
     let served = web::Data::new(Served { store, aws, gcp: c.gcp().cloned(), azure, hosts });

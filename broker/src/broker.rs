@@ -17,7 +17,7 @@ use crate::issuer::{self, Issuer};
 use crate::mapping::{self, Catalog, MappingSet, Reloader, RuleSlot, SourceInfo, TargetInfo};
 use crate::metrics::Metrics;
 use crate::revocation::ssf_receive::Signals;
-use crate::revocation::{self, Propagation, Revocation, RevocationSet, RevokedTokens};
+use crate::revocation::{self, Propagation, Revocation, RevocationSet, RevokedTokens, Watches};
 use crate::{audit, cache, ratelimit, redis};
 
 /// Why a broker could not start.
@@ -59,6 +59,7 @@ pub struct Broker {
     signals: Option<Arc<Signals>>,
     revoked_tokens: RevokedTokens,
     introspection: Option<Introspection>,
+    watches: Watches,
 }
 
 /// The trust domain the `spiffe` targets issue JWT-SVIDs in (config checks hold them to
@@ -280,6 +281,7 @@ impl Broker {
             )),
         };
         let introspection = Introspection::build(&config, &issuer, &pipeline, &clock)?;
+        let max_watches = config.config.limits().max_revocation_watches;
         let broker = Arc::new(Self {
             signals,
             config,
@@ -294,6 +296,7 @@ impl Broker {
             propagation,
             revoked_tokens: RevokedTokens::default(),
             introspection,
+            watches: Watches::new(max_watches),
         });
         // What the revocations in force name by the store alone (for introspection), and
         // the logins of revoked identities, in case the replica that made one stopped
@@ -353,6 +356,11 @@ impl Broker {
     /// The SQL audit store, unless `audit.store.enabled: false`.
     pub fn audit_store(&self) -> Option<&audit::store::AuditStore> {
         self.audit_store.as_ref()
+    }
+
+    /// The revocation watches held open ([`revocation::watch`]).
+    pub fn watches(&self) -> &Watches {
+        &self.watches
     }
 
     /// How revocation changes reach this replica and leave it for the others.

@@ -401,7 +401,18 @@ impl Pipeline {
         result
     }
 
-    async fn run(&self, req: &ExchangeRequest, trail: &mut Trail) -> Result<Exchanged, ExchangeError> {
+    /// What the rules are asked about `req`, as of now.
+    fn mapping_request<'a>(&self, req: &'a ExchangeRequest) -> Request<'a> {
+        Request {
+            audience: &req.audience,
+            scope: req.scope.as_deref(),
+            client_addr: req.client_addr.as_deref(),
+            now: self.clock.now(),
+        }
+    }
+
+    /// The target `req` names, if it issues what `req` asks for.
+    fn target_for(&self, req: &ExchangeRequest) -> Result<&Arc<dyn CredentialTarget>, ExchangeError> {
         let target = self
             .targets
             .get(&req.audience)
@@ -415,6 +426,54 @@ impl Pipeline {
             let requested = requested.unwrap_or("(none)").to_string();
             return Err(ExchangeError::UnsupportedTokenType { requested, target: req.audience.clone() });
         }
+        Ok(target)
+    }
+
+    /// A revocation watch's request (a token exchange): verified as [`exchange`](Self::exchange)
+    /// verifies it, subject and actor, up to the rule that would grant it, and kept to be
+    /// checked against later revocations. Nothing is issued or audited, and nothing counts
+    /// against the rate limit. A revocation in force now is the error, as in an exchange.
+    pub async fn watched(
+        &self,
+        req: &ExchangeRequest,
+        fingerprint: Option<String>,
+    ) -> Result<crate::revocation::Watched, ExchangeError> {
+        self.target_for(req)?;
+        let source = self.router.route(&req.subject_token)?;
+        let verified = source.verify(&req.subject_token).await?;
+        let claims = delegation::SubjectClaims::of(&req.subject_token);
+        let now_ms = self.clock.now_millis();
+        if let Some(revoked) = self.revocations.identity(verified.identity(), claims.jti(), now_ms) {
+            return Err(revoked.into());
+        }
+        let (actor, prior_act) =
+            self.delegation(req, &verified, &claims, &mut Trail::default(), now_ms).await?;
+        let grant = self.mappings.load().authorize_delegated(
+            &verified,
+            actor.as_ref(),
+            prior_act,
+            &self.mapping_request(req),
+        )?;
+        let actor_jti = req
+            .actor_token
+            .as_ref()
+            .filter(|t| t.token_type.is_jwt())
+            .and_then(|t| jwt::verified_jti(t.value.expose()));
+        let watched = crate::revocation::Watched {
+            identity: verified.shared(),
+            jti: claims.jti().map(str::to_string),
+            actor: actor.map(|a| (a.shared(), actor_jti)),
+            rule: grant.rule().to_string(),
+            fingerprint,
+        };
+        match watched.revoked(&self.revocations, now_ms) {
+            Some(revoked) => Err(revoked.into()),
+            None => Ok(watched),
+        }
+    }
+
+    async fn run(&self, req: &ExchangeRequest, trail: &mut Trail) -> Result<Exchanged, ExchangeError> {
+        let target = self.target_for(req)?;
         let refused = |e| refused_token(req.grant_type, e);
         let source = self.router.route(&req.subject_token).map_err(refused)?;
         trail.source = Some(source.name().to_string());
@@ -432,12 +491,7 @@ impl Pipeline {
         let now_ms = self.clock.now_millis();
         let (actor, prior_act) = self.delegation(req, &verified, &claims, trail, now_ms).await?;
         let mappings = self.mappings.load();
-        let request = Request {
-            audience: &req.audience,
-            scope: req.scope.as_deref(),
-            client_addr: req.client_addr.as_deref(),
-            now: self.clock.now(),
-        };
+        let request = self.mapping_request(req);
         let grant =
             mappings.authorize_delegated(&verified, actor.as_ref(), prior_act, &request).map_err(|d| {
                 trail.rule = d.rule().map(str::to_string);

@@ -21,12 +21,22 @@ use tessera_adapters::observe::Observer;
 pub const BUILD: tessera_adapters::process::Build =
     tessera_adapters::process::Build { version: env!("CARGO_PKG_VERSION"), commit: env!("TESSERA_COMMIT") };
 
+/// How a revocation watch ended: the request is `revoked`; the wait ended `unchanged`; it
+/// was `refused` (bad input, token or rule, as the token endpoint refuses); too many were
+/// held (`busy`); the broker was `stopping`.
+pub const WATCH_OUTCOMES: [&str; 5] = ["revoked", "unchanged", "refused", "busy", "stopping"];
+
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +114,8 @@ pub struct Metrics {
     audit_commit_seconds: Histograms<ResultLabel>,
     security_events_received: Family<SignalLabels, Counter>,
     security_events_sent: Family<SignalLabels, Counter>,
+    revocation_watches: Family<OutcomeLabel, Counter>,
+    revocation_watches_open: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -140,6 +152,8 @@ impl Metrics {
             audit_commit_seconds: histograms(),
             security_events_received: Family::default(),
             security_events_sent: Family::default(),
+            revocation_watches: Family::default(),
+            revocation_watches_open: Gauge::default(),
         };
         metrics.register_exchange_metrics();
         metrics.register_upstream_and_audit_metrics();
@@ -153,6 +167,19 @@ impl Metrics {
             "Security event tokens pushed, by receiver and outcome (delivered, refused, failed)",
             metrics.security_events_sent.clone(),
         );
+        metrics.registry.register(
+            "revocation_watches",
+            "Revocation watches answered, by outcome (revoked, unchanged, refused, busy, stopping)",
+            metrics.revocation_watches.clone(),
+        );
+        metrics.registry.register(
+            "revocation_watches_open",
+            "Revocation watches held open now",
+            metrics.revocation_watches_open.clone(),
+        );
+        for outcome in WATCH_OUTCOMES {
+            let _ = metrics.revocation_watches.get_or_create(&OutcomeLabel { outcome });
+        }
         // Every outcome exists from the start, so a rate() over them never sees a gap.
         for (family, results) in [
             (&metrics.mapping_reloads, ["ok", "error"]),
@@ -303,6 +330,16 @@ impl Metrics {
     /// A security event token pushed to `receiver` ended with `outcome`.
     pub fn security_event_sent(&self, receiver: &str, outcome: &'static str) {
         self.security_events_sent.get_or_create(&SignalLabels { peer: receiver.to_string(), outcome }).inc();
+    }
+
+    /// A revocation watch was answered with `outcome` (one of [`WATCH_OUTCOMES`]).
+    pub fn revocation_watch(&self, outcome: &'static str) {
+        self.revocation_watches.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// The number of revocation watches held open.
+    pub fn set_revocation_watches_open(&self, open: usize) {
+        self.revocation_watches_open.set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// An exchange for a cacheable target was served from the cache or made a call.

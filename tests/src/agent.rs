@@ -87,13 +87,18 @@ impl TestAgent {
     }
 
     pub async fn stop(mut self) {
+        // Close pooled keep-alive connections first, or a graceful stop waits them out.
+        self.http = reqwest::Client::new();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             match tokio::time::timeout(Duration::from_secs(30), task).await {
                 Ok(joined) => joined.expect("agent task").expect("agent result"),
-                Err(_) => panic!("the agent did not stop within 30 s"),
+                Err(_) => panic!(
+                    "the agent did not stop within 30 s; its threads:\n{}",
+                    crate::broker::thread_stacks()
+                ),
             }
         }
     }

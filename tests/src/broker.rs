@@ -286,7 +286,7 @@ impl TestBroker {
 
 /// Every thread's stack in this process, from gdb, to say where a stop that hangs waits;
 /// what went wrong instead, when gdb is missing or cannot attach.
-fn thread_stacks() -> String {
+pub(crate) fn thread_stacks() -> String {
     let pid = std::process::id().to_string();
     let out = std::process::Command::new("gdb")
         .args(["-p", &pid, "-batch", "-nx", "-ex", "thread apply all bt 40"])

@@ -270,6 +270,11 @@ pub struct LimitsConfig {
     /// Largest subject token accepted, in bytes. Default and maximum 16384.
     #[serde(default = "default_max_token")]
     pub max_token_bytes: usize,
+    /// Most revocation watches (`POST /v1/revocations/watch`) held open at once; one more
+    /// is answered 503 with `Retry-After`. Each is an open connection, usually one per
+    /// credential an agent serves. Between 1 and 65536; default 4096.
+    #[serde(default = "default_max_watches")]
+    pub max_revocation_watches: usize,
 }
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -283,9 +288,17 @@ fn default_max_token() -> usize {
     MAX_TOKEN_BYTES
 }
 
+fn default_max_watches() -> usize {
+    crate::revocation::watch::DEFAULT_MAX_WATCHES
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_body_bytes: MAX_BODY_BYTES, max_token_bytes: MAX_TOKEN_BYTES }
+        Self {
+            max_body_bytes: MAX_BODY_BYTES,
+            max_token_bytes: MAX_TOKEN_BYTES,
+            max_revocation_watches: default_max_watches(),
+        }
     }
 }
 
@@ -582,6 +595,9 @@ fn check_settings(config: &BrokerConfig, problems: &mut Problems<'_>) {
         if !(1..=MAX_TOKEN_BYTES).contains(&l.max_token_bytes) {
             problems.at(loc, format!("limits.max_token_bytes must be between 1 and {MAX_TOKEN_BYTES}"));
         }
+        if !(1..=65536).contains(&l.max_revocation_watches) {
+            problems.at(loc, "limits.max_revocation_watches must be between 1 and 65536".to_string());
+        }
     }
     if let Some(audit) = &config.audit {
         check_audit(&audit.value, &audit.referenced, problems);
@@ -851,6 +867,7 @@ targets:
         assert!(!audit.fail_open, "audit failures fail closed by default");
         assert_eq!(loaded.config.limits().max_body_bytes, 64 * 1024);
         assert_eq!(loaded.config.limits().max_token_bytes, 16 * 1024);
+        assert_eq!(loaded.config.limits().max_revocation_watches, 4096);
         assert!(loaded.config.demo_issuer().is_none(), "no demo issuer unless asked");
         assert!(loaded.config.admin().is_none(), "no admin listener unless asked");
         assert!(loaded.config.metrics().is_none(), "no metrics listener unless asked");
@@ -1143,6 +1160,7 @@ reload:
   debounce: soon
 limits:
   max_body_bytes: 0
+  max_revocation_watches: 0
 ";
         let rendered = ConfigErrors(errors(text)).to_string();
         assert_eq!(
@@ -1153,6 +1171,7 @@ limits:
                 "conf/broker.yaml:16:13: `soon` is not a duration: expected a duration such as 1h or 15m",
                 "conf/broker.yaml:1:10: unsupported version 2: write `version: 1`",
                 "conf/broker.yaml:18:3: limits.max_body_bytes must be between 1 and 65536",
+                "conf/broker.yaml:18:3: limits.max_revocation_watches must be between 1 and 65536",
                 "conf/broker.yaml:13:5: target name `corp` is already used by the source at line 8, column 5",
             ]
             .join("\n")

@@ -100,6 +100,16 @@ pub enum WireError {
     /// `actor_token` in a Txn-Token request: its requesting workload authenticates with
     /// `client_assertion`, and no one acts for it.
     ActorInTxnRequest,
+    /// A revocation watch for something other than a token exchange.
+    WatchGrantType,
+    /// A revocation watch's `fingerprint` is not `sha256:` and 64 lowercase hex digits.
+    InvalidFingerprint,
+    /// A revocation watch's `wait` is not whole seconds.
+    InvalidWait,
+    /// As many revocation watches as the broker holds are open.
+    TooManyWatches,
+    /// The broker is stopping; another replica, or this one restarted, answers.
+    Stopping,
 }
 
 impl WireError {
@@ -109,7 +119,9 @@ impl WireError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable | Self::UpstreamUnusable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::UpstreamUnusable | Self::TooManyWatches | Self::Stopping => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidClient | Self::InvalidTxnClient => StatusCode::UNAUTHORIZED,
@@ -118,7 +130,10 @@ impl WireError {
             | Self::TxnScope
             | Self::MalformedContext
             | Self::TxnContextChange
-            | Self::ActorInTxnRequest => StatusCode::BAD_REQUEST,
+            | Self::ActorInTxnRequest
+            | Self::WatchGrantType
+            | Self::InvalidFingerprint
+            | Self::InvalidWait => StatusCode::BAD_REQUEST,
             Self::ContentType
             | Self::MalformedBody
             | Self::RepeatedParameter
@@ -152,15 +167,17 @@ impl WireError {
     /// The RFC 6749 / RFC 8693 `error` code.
     pub fn code(self) -> &'static str {
         match self {
-            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedGrantType | Self::WatchGrantType => "unsupported_grant_type",
             Self::InvalidGrant => "invalid_grant",
             // The identity is proven and the request well formed; what it asks for is not
             // issued to it (RFC 6749 §5.2, RFC 8693 §2.2.2).
             Self::NotAllowed | Self::Revoked | Self::DelegationNotAllowed => "invalid_target",
             Self::ScopeNotGrantable | Self::MultipleScopes | Self::TxnScope => "invalid_scope",
-            Self::RateLimited { .. } | Self::Unavailable | Self::UpstreamUnusable => {
-                "temporarily_unavailable"
-            }
+            Self::RateLimited { .. }
+            | Self::Unavailable
+            | Self::UpstreamUnusable
+            | Self::TooManyWatches
+            | Self::Stopping => "temporarily_unavailable",
             Self::Internal => "server_error",
             Self::InvalidClient | Self::InvalidTxnClient => "invalid_client",
             Self::MultipleClientAuthentication | Self::MissingToken => "invalid_request",
@@ -190,7 +207,9 @@ impl WireError {
             | Self::MethodNotAllowed
             | Self::MalformedContext
             | Self::TxnContextChange
-            | Self::ActorInTxnRequest => "invalid_request",
+            | Self::ActorInTxnRequest
+            | Self::InvalidFingerprint
+            | Self::InvalidWait => "invalid_request",
         }
     }
 
@@ -257,6 +276,13 @@ impl WireError {
             Self::ActorInTxnRequest => {
                 "actor_token is not used in a Txn-Token request; the requesting workload authenticates with client_assertion."
             }
+            Self::WatchGrantType => {
+                "A revocation watch takes a token exchange request (urn:ietf:params:oauth:grant-type:token-exchange), not a Txn-Token request."
+            }
+            Self::InvalidFingerprint => "fingerprint must be sha256: and 64 lowercase hex digits.",
+            Self::InvalidWait => "wait must be whole seconds.",
+            Self::TooManyWatches => "Too many revocation watches are open; retry later.",
+            Self::Stopping => "This broker is stopping; retry.",
         }
     }
 
@@ -264,7 +290,8 @@ impl WireError {
     pub fn retry_after(self) -> Option<u32> {
         match self {
             Self::RateLimited { retry_after } => Some(retry_after),
-            Self::Unavailable => Some(5),
+            Self::Unavailable | Self::TooManyWatches => Some(5),
+            Self::Stopping => Some(1),
             _ => None,
         }
     }

@@ -22,6 +22,7 @@ mod revoke;
 pub mod server;
 mod signals;
 mod token;
+mod watch;
 
 use std::sync::Arc;
 
@@ -83,6 +84,8 @@ pub static PUBLIC: &[Endpoint] = &[
     Endpoint { method: None, path: "/v1/token", handler: |r| r.to(method_not_allowed) },
     Endpoint::new(Method::POST, "/v1/introspect", |r| r.to(introspect::introspect)),
     Endpoint { method: None, path: "/v1/introspect", handler: |r| r.to(method_not_allowed) },
+    Endpoint::new(Method::POST, "/v1/revocations/watch", |r| r.to(watch::watch)),
+    Endpoint { method: None, path: "/v1/revocations/watch", handler: |r| r.to(method_not_allowed) },
     Endpoint::new(Method::GET, "/.well-known/openid-configuration", |r| r.to(discovery)),
     Endpoint::new(Method::GET, "/.well-known/jwks.json", |r| r.to(jwks)),
     Endpoint::new(Method::GET, SPIFFE_BUNDLE_PATH, |r| r.to(spiffe_bundle)),
@@ -102,6 +105,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `GET /metrics`, on the admin listener and the metrics listener.
 pub(crate) async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     broker.metrics().refresh_ages(broker.clock().now());
+    broker.metrics().set_revocation_watches_open(broker.watches().open());
     match broker.metrics().encode() {
         Ok(text) => HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(text),
         Err(_) => HttpResponse::InternalServerError().finish(),

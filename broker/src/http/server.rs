@@ -68,7 +68,7 @@ pub async fn run_on(
     if let Some(listener) = listeners.metrics {
         others.push(("metrics listener", metrics_server(&broker, listener)?));
     }
-    stop_on(shutdown, &server, others.iter().map(|(_, s)| s.handle()).collect());
+    stop_on(Arc::clone(&broker), shutdown, &server, others.iter().map(|(_, s)| s.handle()).collect());
     let others: Vec<_> = others.into_iter().map(|(what, s)| (what, tokio::spawn(s))).collect();
     let result = server.await;
     watcher.abort();
@@ -246,8 +246,10 @@ fn metrics_server(broker: &Arc<Broker>, listener: TcpListener) -> std::io::Resul
 
 /// When `shutdown` resolves, drain every listener at once: stopping them one after the
 /// other added their drain timeouts up, and a broker with a slow admin client took longer
-/// to stop than its public listener's own timeout.
+/// to stop than its public listener's own timeout. Revocation watches held open are
+/// answered first, so they do not hold the drain up.
 fn stop_on(
+    broker: Arc<Broker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     public: &Server,
     mut others: Vec<actix_web::dev::ServerHandle>,
@@ -255,6 +257,7 @@ fn stop_on(
     others.push(public.handle());
     tokio::spawn(async move {
         shutdown.await;
+        broker.watches().stop();
         futures::future::join_all(others.iter().map(|handle| handle.stop(true))).await;
     });
 }

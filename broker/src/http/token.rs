@@ -36,7 +36,7 @@ pub async fn exchange(
 ) -> HttpResponse {
     let request_id = uuid::Uuid::new_v4().to_string();
     let limits = broker.limits();
-    let parsed = match read_params(&req, payload, limits.max_body_bytes).await {
+    let parsed = match read_params(&req, payload, limits.max_body_bytes, &[]).await {
         Ok(params) => {
             let client_addr = req.peer_addr().map(|a| a.ip().to_string());
             to_request(params, limits.max_token_bytes, &request_id, client_addr)
@@ -67,7 +67,10 @@ pub async fn exchange(
 }
 
 /// RFC 6749 §5.1: token responses are never cached.
-fn no_store(mut builder: actix_web::HttpResponseBuilder, request_id: &str) -> actix_web::HttpResponseBuilder {
+pub(super) fn no_store(
+    mut builder: actix_web::HttpResponseBuilder,
+    request_id: &str,
+) -> actix_web::HttpResponseBuilder {
     builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -75,7 +78,7 @@ fn no_store(mut builder: actix_web::HttpResponseBuilder, request_id: &str) -> ac
     builder
 }
 
-fn refuse(e: WireError, request_id: &str) -> HttpResponse {
+pub(super) fn refuse(e: WireError, request_id: &str) -> HttpResponse {
     let mut builder = no_store(HttpResponse::build(e.status()), request_id);
     if let Some(secs) = e.retry_after() {
         builder.insert_header((header::RETRY_AFTER, secs.to_string()));
@@ -109,22 +112,37 @@ const KNOWN: [&str; 16] = [
     "request_details",
 ];
 
-/// A request's parameters: one slot per known name, filled at most once. Each parameter is
-/// looked up in the fixed table once, so reading is linear in their number, which is capped.
-/// No `Debug`: the slots hold the subject token.
-#[derive(Default)]
-struct Params {
-    values: [Option<String>; KNOWN.len()],
+/// A request's parameters: one slot per known name ([`KNOWN`], then the endpoint's own
+/// `extra` names), filled at most once. Each parameter is looked up in the fixed tables
+/// once, so reading is linear in their number, which is capped. No `Debug`: the slots hold
+/// the subject token.
+pub(super) struct Params {
+    extra: &'static [&'static str],
+    values: Vec<Option<String>>,
     count: usize,
 }
 
+impl Default for Params {
+    fn default() -> Self {
+        Self::new(&[])
+    }
+}
+
 impl Params {
+    fn new(extra: &'static [&'static str]) -> Self {
+        Self { extra, values: vec![None; KNOWN.len() + extra.len()], count: 0 }
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        KNOWN.iter().chain(self.extra).position(|k| *k == name)
+    }
+
     fn add(&mut self, name: &str, value: Cow<'_, str>) -> Result<(), WireError> {
         self.count += 1;
         if self.count > MAX_PARAMETERS {
             return Err(WireError::TooManyParameters);
         }
-        let Some(slot) = KNOWN.iter().position(|k| *k == name).and_then(|i| self.values.get_mut(i)) else {
+        let Some(slot) = self.index(name).and_then(|i| self.values.get_mut(i)) else {
             return Ok(());
         };
         if slot.is_some() {
@@ -135,16 +153,18 @@ impl Params {
     }
 
     /// A known parameter's value; an empty value counts as absent.
-    fn get(&self, name: &str) -> Option<&str> {
-        let i = KNOWN.iter().position(|k| *k == name)?;
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        let i = self.index(name)?;
         self.values.get(i)?.as_deref().filter(|v| !v.is_empty())
     }
 }
 
-async fn read_params(
+/// The body's parameters, [`KNOWN`] and `extra`, form-encoded or JSON, at most `limit` bytes.
+pub(super) async fn read_params(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    extra: &'static [&'static str],
 ) -> Result<Params, WireError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -169,13 +189,23 @@ async fn read_params(
         }
         body.extend_from_slice(&chunk);
     }
-    if is_form { parse_form(&body) } else { parse_json(&body) }
+    let params = Params::new(extra);
+    if is_form { fill_form(&body, params) } else { fill_json(&body, params) }
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+fn parse_form(body: &[u8]) -> Result<Params, WireError> {
+    fill_form(body, Params::default())
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+fn parse_json(body: &[u8]) -> Result<Params, WireError> {
+    fill_json(body, Params::default())
 }
 
 /// `application/x-www-form-urlencoded` (RFC 6749 §4.1.3 style), read pair by pair and no
 /// further than the first refusal.
-fn parse_form(body: &[u8]) -> Result<Params, WireError> {
-    let mut params = Params::default();
+fn fill_form(body: &[u8], mut params: Params) -> Result<Params, WireError> {
     for (name, value) in url::form_urlencoded::parse(body) {
         params.add(&name, value)?;
     }
@@ -184,8 +214,7 @@ fn parse_form(body: &[u8]) -> Result<Params, WireError> {
 
 /// A JSON object of string values, read member by member and no further than the first
 /// refusal.
-fn parse_json(body: &[u8]) -> Result<Params, WireError> {
-    let mut params = Params::default();
+fn fill_json(body: &[u8], mut params: Params) -> Result<Params, WireError> {
     let mut refused = None;
     let mut de = serde_json::Deserializer::from_slice(body);
     let read = (&mut de)
@@ -232,7 +261,7 @@ pub fn fuzz_token_request(body: &[u8], json: bool) -> bool {
     params.and_then(|p| to_request(p, tessera_adapters::jwt::MAX_TOKEN_BYTES, "fuzz", None)).is_ok()
 }
 
-fn to_request(
+pub(super) fn to_request(
     params: Params,
     max_token_bytes: usize,
     request_id: &str,

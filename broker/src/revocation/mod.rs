@@ -22,11 +22,13 @@ mod set;
 pub mod ssf;
 pub mod ssf_receive;
 pub mod ssf_transmit;
+pub mod watch;
 pub use add::add;
 pub use issued::{AwsDenyPolicy, Held, MAX_LISTED, Outstanding, Remedy, RevokedTokens, enforce, outstanding};
 pub use poll::{POLL_INTERVAL, spawn_poller};
 pub use propagate::{Change, Propagation, spawn_subscriber};
 pub use set::{RevocationSet, Revoked};
+pub use watch::{Watched, Watches};
 
 /// Longest text accepted in any field of a revocation.
 pub const MAX_FIELD: usize = 1024;

@@ -1,11 +1,13 @@
 //! The revocations in force, in memory, for the exchange path: loaded from the store at
 //! start (a broker that cannot load them does not serve) and replaced whole whenever the
-//! set changes.
+//! set changes. Each change is counted in a generation that revocation watches wait on
+//! ([`RevocationSet::subscribe`]).
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tessera_adapters::Identity;
+use tokio::sync::watch;
 
 use super::{Matcher, Revocation};
 
@@ -28,19 +30,46 @@ impl Revoked {
 }
 
 /// See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RevocationSet {
     current: ArcSwap<Vec<Revocation>>,
+    /// Bumped after every change of `current`.
+    generation: watch::Sender<u64>,
+}
+
+impl Default for RevocationSet {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 impl RevocationSet {
     pub fn new(revocations: Vec<Revocation>) -> Self {
-        Self { current: ArcSwap::from_pointee(revocations) }
+        Self { current: ArcSwap::from_pointee(revocations), generation: watch::Sender::new(0) }
     }
 
-    /// Swap in the set as the store now has it.
+    /// A receiver told of every change made after this call (`changed()` resolves).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// How many changes the set has seen.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    fn changed(&self) {
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Swap in the set as the store now has it. The poller reads the store twice a second:
+    /// only a set that differs counts as a change.
     pub fn replace(&self, revocations: Vec<Revocation>) {
+        if **self.current.load() == revocations {
+            return;
+        }
         self.current.store(Arc::new(revocations));
+        self.changed();
     }
 
     /// Add one just committed to the store.
@@ -51,11 +80,13 @@ impl RevocationSet {
             next.push(revocation.clone());
             next
         });
+        self.changed();
     }
 
     /// Drop one just removed in the store.
     pub fn remove(&self, id: &str) {
         self.current.rcu(|current| current.iter().filter(|r| r.id != id).cloned().collect::<Vec<_>>());
+        self.changed();
     }
 
     /// Every revocation held, in force or not.

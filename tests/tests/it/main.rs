@@ -31,6 +31,7 @@ mod platform_peers;
 mod reload;
 mod relying_party;
 mod replicas;
+mod revocation_watch;
 mod revocations;
 mod revoke_issued;
 mod signals;
