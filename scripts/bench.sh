@@ -7,6 +7,8 @@
 #   BENCH_BASELINE=path scripts/bench.sh  also measure this binary, each configuration
 #                                         right after the measured one (before/after)
 #
+# The release build goes to CARGO_TARGET_DIR when it is set, as cargo's does.
+#
 # Settings: BENCH_SECONDS (per run, default 10), BENCH_CONNECTIONS (default 32),
 # BENCH_PORT (first of the loopback ports used, default 18080), BENCH_ONLY (a regular
 # expression: only the configurations whose name matches), BENCH_KEEP=1 (keep the
@@ -40,6 +42,8 @@ CONNS=${BENCH_CONNECTIONS:-32}
 PORT=${BENCH_PORT:-18080}
 ONLY=${BENCH_ONLY:-.}
 
+RELEASE=${CARGO_TARGET_DIR:-target}/release
+
 step() { printf '==> %s\n' "$*" >&2; }
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -54,7 +58,7 @@ if [ -n "${BENCH_BINARY:-}" ]; then
 else
   step "building tessera and the crypto bound (release)"
   cargo build --release --locked -p tessera-broker --bin tessera --example crypto_bound --example paced_load >&2
-  BIN=$PWD/target/release/tessera
+  BIN=$(realpath "$RELEASE/tessera")
 fi
 BINS=("$BIN")
 if [ -n "${BENCH_BASELINE:-}" ]; then BINS+=("$(realpath "$BENCH_BASELINE")"); fi
@@ -72,7 +76,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "crypto bound (one thread, CPU time)"
-target/release/examples/crypto_bound 3 670 >"$WORK/crypto.txt"
+"$RELEASE/examples/crypto_bound" 3 670 >"$WORK/crypto.txt"
 cat "$WORK/crypto.txt" >&2
 BOUND=$(awk '$1 == "crypto_bound_per_core" { print $2 }' "$WORK/crypto.txt")
 
@@ -250,7 +254,7 @@ page_times() {
 # Latency at half of rate $2 from the paced client, with body file $3.
 paced() {
   local label=$1 rate=$2 body=$3 out
-  out=$(target/release/examples/paced_load "127.0.0.1:$PORT" /v1/token "$body" "$((rate / 2))" "$SECS" "$CONNS")
+  out=$("$RELEASE/examples/paced_load" "127.0.0.1:$PORT" /v1/token "$body" "$((rate / 2))" "$SECS" "$CONNS")
   NOTES+=("$label at half its rate ($((rate / 2))/s asked, $(awk '$2 == "rate_reached" { print $3 }' <<<"$out")/s sent): \
 p50 $(awk '$2 == "p50_ms" { print $3 }' <<<"$out") / p99 $(awk '$2 == "p99_ms" { print $3 }' <<<"$out") / \
 p99.9 $(awk '$2 == "p999_ms" { print $3 }' <<<"$out") / max $(awk '$2 == "max_ms" { print $3 }' <<<"$out") ms, \

@@ -14,6 +14,7 @@ mod console;
 pub mod history;
 mod issued;
 mod revocations;
+mod sqlite_writer;
 
 pub use console::{
     Activity, DirectoryPage, Edge, EdgeQuery, HOUR_MS, LATENCY_SAMPLE, MinuteCounts, RuleMatches,
@@ -417,7 +418,16 @@ impl AuditStore {
         let (queue, pending) = mpsc::channel(QUEUE);
         let writer =
             Writer { pool: pool.clone(), backend, metrics, timeout: config.timeout, lines: lines.clone() };
-        tokio::spawn(writer.run(pending));
+        match backend {
+            Backend::Sqlite => {
+                let (path, query) = sqlite_path(url.expose());
+                let file = sqlite_writer::File::new(path, query);
+                sqlite_writer::spawn(writer, file, pending).map_err(|e| open_error(e.to_string()))?;
+            }
+            Backend::Postgres => {
+                tokio::spawn(writer.run(pending));
+            }
+        }
         let runtime = tokio::runtime::Handle::current();
         Ok(Self { pool, backend, location, queue, timeout: config.timeout, runtime, lines })
     }
@@ -649,9 +659,10 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::Error> {
 }
 
 /// The writer: commit whatever is queued, in one transaction, append the batch's JSON
-/// lines in one write, and tell every waiter. It keeps one connection of the pool for
-/// itself between commits (taking one from the pool per commit costs a round trip to test
-/// it), and while a commit runs the next batch gathers in the queue.
+/// lines in one write, and tell every waiter. On PostgreSQL it is a task that keeps one
+/// connection of the pool for itself between commits (taking one from the pool per commit
+/// costs a round trip to test it); on SQLite, a thread of its own with its own connection
+/// ([`sqlite_writer`]). While a commit runs, the next batch gathers in the queue.
 struct Writer {
     pool: AnyPool,
     backend: Backend,
@@ -666,46 +677,55 @@ impl Writer {
         let mut conn = None;
         let mut text = Vec::new();
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            // The events of exchanges that stopped waiting are not committed; each has
-            // appended the line of its failure.
-            batch.retain(|p| p.entry.claim());
-            self.metrics.audit_queue_depth(queue.len() + batch.len());
-            if batch.is_empty() {
+            if !self.take(&mut batch, queue.len()) {
                 continue;
             }
-            let stored = self.commit_batch(&mut conn, &batch).await;
-            let line = self.append_lines(&batch, &stored, &mut text);
-            for pending in batch.drain(..) {
-                let _ = pending.done.send(Recorded { stored: stored.clone(), line: line.clone() });
+            let started = Instant::now();
+            let rows = rows(&batch);
+            let mut result = commit(&self.pool, &mut conn, self.backend, &rows, self.timeout).await;
+            if self.retry(&result, started) {
+                let left = self.timeout.saturating_sub(started.elapsed());
+                result = commit(&self.pool, &mut conn, self.backend, &rows, left).await;
             }
-            self.metrics.audit_queue_depth(queue.len());
+            drop(rows);
+            self.answer(&mut batch, result, started, &mut text, queue.len());
         }
     }
 
-    /// Commit the batch, retrying once on a new connection (the server may have closed the
-    /// last one).
-    async fn commit_batch(
+    /// Keep the events of the batch still waited for; `false` if none is. The events of
+    /// exchanges that stopped waiting are not committed; each has appended the line of its
+    /// failure.
+    fn take(&self, batch: &mut Vec<Pending>, queued: usize) -> bool {
+        batch.retain(|p| p.entry.claim());
+        self.metrics.audit_queue_depth(queued + batch.len());
+        !batch.is_empty()
+    }
+
+    /// Whether a failed commit is tried once more, on a new connection (the server may
+    /// have closed the last one): when half the timeout is left.
+    fn retry(&self, result: &Result<(), String>, started: Instant) -> bool {
+        result.is_err() && started.elapsed() < self.timeout / 2
+    }
+
+    /// Count the commit, append the batch's lines and answer its exchanges; `text` is the
+    /// reused buffer of the lines.
+    fn answer(
         &self,
-        conn: &mut Option<PoolConnection<sqlx::Any>>,
-        batch: &[Pending],
-    ) -> Result<(), String> {
-        let started = Instant::now();
-        // Time-ordered and increasing in queue order: events of one millisecond page in
-        // the order they were committed, which is the order of their JSON lines.
-        let rows: Vec<Row<'_>> = batch
-            .iter()
-            .map(|p| Row { id: uuid::Uuid::now_v7().to_string(), event: &p.entry.event })
-            .collect();
-        let mut result = commit(&self.pool, conn, self.backend, &rows, self.timeout).await;
-        if result.is_err() && started.elapsed() < self.timeout / 2 {
-            let left = self.timeout.saturating_sub(started.elapsed());
-            result = commit(&self.pool, conn, self.backend, &rows, left).await;
-        }
-        self.metrics.audit_commit(result.is_ok(), batch.len(), started.elapsed());
-        if let Err(e) = &result {
+        batch: &mut Vec<Pending>,
+        stored: Result<(), String>,
+        started: Instant,
+        text: &mut Vec<u8>,
+        queued: usize,
+    ) {
+        self.metrics.audit_commit(stored.is_ok(), batch.len(), started.elapsed());
+        if let Err(e) = &stored {
             tracing::error!(events = batch.len(), error = %e, reason = "TS-AUD-STORE", "audit store commit failed");
         }
-        result
+        let line = self.append_lines(batch, &stored, text);
+        for pending in batch.drain(..) {
+            let _ = pending.done.send(Recorded { stored: stored.clone(), line: line.clone() });
+        }
+        self.metrics.audit_queue_depth(queued);
     }
 
     /// Append the JSON line of every event of the batch, in queue order, in one write;
@@ -735,6 +755,13 @@ impl Writer {
     }
 }
 
+/// The batch's events as the writer commits them, each with its id: time-ordered and
+/// increasing in queue order, so events of one millisecond page in the order they were
+/// committed, which is the order of their JSON lines.
+fn rows(batch: &[Pending]) -> Vec<Row<'_>> {
+    batch.iter().map(|p| Row { id: uuid::Uuid::now_v7().to_string(), event: &p.entry.event }).collect()
+}
+
 /// Commit `rows` in one transaction on the writer's connection `conn`, taking one from the
 /// pool when it has none. After a failure the connection is closed, not reused: the next
 /// attempt starts on a fresh one (which also ends a transaction left open).
@@ -752,26 +779,11 @@ async fn commit(
         };
         let directory = Directory::fold(rows);
         let statements = batch_statements(backend, rows, &directory);
-        match backend {
-            // SQLite runs every statement of a query in turn, its `?` parameters numbered
-            // across them: the whole transaction is one request to the connection's worker
-            // thread instead of one per statement.
-            Backend::Sqlite => {
-                let mut sql = Sql::new(backend, "BEGIN IMMEDIATE; ");
-                for statement in statements {
-                    sql.append(statement);
-                }
-                sql.text.push_str("COMMIT");
-                sql.query().execute(&mut **held).await.map(|_| ())
-            }
-            Backend::Postgres => {
-                let mut tx = sqlx::Connection::begin(&mut **held).await?;
-                for statement in &statements {
-                    statement.query().execute(&mut *tx).await?;
-                }
-                tx.commit().await
-            }
+        let mut tx = sqlx::Connection::begin(&mut **held).await?;
+        for statement in &statements {
+            statement.query().execute(&mut *tx).await?;
         }
+        tx.commit().await
     };
     let result = match tokio::time::timeout(timeout, work).await {
         Ok(result) => result.map_err(|e| describe(&e)),
@@ -789,45 +801,56 @@ async fn commit(
 /// PostgreSQL's parameter limits.
 const INSERT_ROWS: usize = 128;
 
-/// The statements that commit `rows` and fold them into the directory, in order.
+/// The statements that commit `rows` and fold them into the directory, in order, each
+/// table's rows in as few statements as [`INSERT_ROWS`] allows (PostgreSQL's writer).
 fn batch_statements<'a>(backend: Backend, rows: &'a [Row<'a>], directory: &Directory<'a>) -> Vec<Sql<'a>> {
     let mut statements: Vec<Sql<'a>> =
         rows.chunks(INSERT_ROWS).map(|chunk| insert_events(backend, chunk)).collect();
+    statements.extend(directory_statements(backend, directory, usize::MAX));
+    statements
+}
+
+/// The statements that fold a batch into the directory, in order, each of at most `most`
+/// rows. SQLite's writer has one row per statement, so that its statements are always the
+/// same few, prepared once and kept.
+fn directory_statements<'a>(backend: Backend, directory: &Directory<'a>, most: usize) -> Vec<Sql<'a>> {
+    let most = most.max(1);
+    let mut statements = Vec::new();
     // Keys go in sorted order, so replicas committing at once lock rows in the same order
     // and never deadlock.
-    if !directory.workloads.is_empty() {
-        statements.push(upsert_workloads(backend, &directory.workloads));
-        statements.push(upsert_outcomes(backend, &directory.outcomes));
-    }
-    if !directory.rules.is_empty() {
-        let rows = directory.rules.iter().map(|((rule, decision), o)| ([text(rule), text(decision)], o));
-        statements.push(upsert_counts(backend, "tessera_rule_matches", ["rule", "decision"], rows));
-    }
-    if !directory.minutes.is_empty() {
-        let rows =
-            directory.minutes.iter().map(|((minute, source, target, decision, cache, verified), o)| {
-                (
-                    [
-                        Param::Int(*minute),
-                        text(source),
-                        text(target),
-                        text(decision),
-                        text(cache),
-                        text(verified),
-                    ],
-                    o,
-                )
-            });
-        let keys = ["minute", "source", "target", "decision", "cache", "verified"];
-        statements.push(upsert_counts(backend, "tessera_minutes", keys, rows));
-    }
-    if !directory.hours.is_empty() {
-        let rows = directory.hours.iter().map(|((hour, source, id, target, decision), o)| {
-            ([Param::Int(*hour), text(source), text(id), text(target), text(decision)], o)
-        });
-        let keys = ["hour", "source", "identity_id", "target", "decision"];
-        statements.push(upsert_counts(backend, "tessera_hours", keys, rows));
-    }
+    let workloads: Vec<_> = directory.workloads.iter().collect();
+    statements.extend(workloads.chunks(most).map(|chunk| upsert_workloads(backend, chunk)));
+    let mut counts = |table: &str, keys: &[&str], rows: Vec<(Vec<Param<'a>>, &OutcomeFold)>| {
+        statements.extend(rows.chunks(most).map(|chunk| upsert_counts(backend, table, keys, chunk)));
+    };
+    let outcomes = directory.outcomes.iter().map(|((id, target, decision, reason), o)| {
+        (vec![text(id), text(target), text(decision), text(reason)], o)
+    });
+    counts("tessera_workload_outcomes", &["identity_id", "target", "decision", "reason"], outcomes.collect());
+    let rules = directory.rules.iter().map(|((rule, decision), o)| (vec![text(rule), text(decision)], o));
+    counts("tessera_rule_matches", &["rule", "decision"], rules.collect());
+    let minutes = directory.minutes.iter().map(|((minute, source, target, decision, cache, verified), o)| {
+        (
+            vec![
+                Param::Int(*minute),
+                text(source),
+                text(target),
+                text(decision),
+                text(cache),
+                text(verified),
+            ],
+            o,
+        )
+    });
+    counts(
+        "tessera_minutes",
+        &["minute", "source", "target", "decision", "cache", "verified"],
+        minutes.collect(),
+    );
+    let hours = directory.hours.iter().map(|((hour, source, id, target, decision), o)| {
+        (vec![Param::Int(*hour), text(source), text(id), text(target), text(decision)], o)
+    });
+    counts("tessera_hours", &["hour", "source", "identity_id", "target", "decision"], hours.collect());
     statements
 }
 
@@ -843,14 +866,21 @@ fn insert_events<'a>(backend: Backend, rows: &'a [Row<'a>]) -> Sql<'a> {
         &format!("INSERT INTO tessera_audit_events ({}) VALUES ", EVENT_COLUMNS.join(", ")),
     );
     for (i, row) in rows.iter().enumerate() {
-        let mut values = event_values(row.event);
-        if let Some(id) = values.first_mut() {
-            // `event_id` is the first column.
-            *id = Param::Text(Cow::Borrowed(&row.id));
-        }
-        sql.tuple(i, values);
+        sql.tuple(i, row.values());
     }
     sql
+}
+
+impl Row<'_> {
+    /// The event's values in column order, its id first.
+    fn values(&self) -> [Param<'_>; EVENT_COLUMNS.len()] {
+        let mut values = event_values(self.event);
+        if let Some(id) = values.first_mut() {
+            // `event_id` is the first column.
+            *id = Param::Text(Cow::Borrowed(&self.id));
+        }
+        values
+    }
 }
 
 /// The columns of `tessera_audit_events` in table order (see [`MIGRATIONS`]), each with
@@ -1122,13 +1152,13 @@ impl<'a> Directory<'a> {
     }
 }
 
-fn upsert_workloads<'a>(backend: Backend, workloads: &BTreeMap<&'a str, WorkloadFold<'a>>) -> Sql<'a> {
+fn upsert_workloads<'a>(backend: Backend, workloads: &[(&&'a str, &WorkloadFold<'a>)]) -> Sql<'a> {
     let mut sql = Sql::new(
         backend,
         "INSERT INTO tessera_workloads (identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, \
          denied, errors) VALUES ",
     );
-    for (i, (id, w)) in workloads.iter().enumerate() {
+    for (i, &(&id, w)) in workloads.iter().enumerate() {
         sql.tuple(
             i,
             [
@@ -1161,28 +1191,20 @@ fn upsert_workloads<'a>(backend: Backend, workloads: &BTreeMap<&'a str, Workload
     sql
 }
 
-fn upsert_outcomes<'a>(backend: Backend, outcomes: &BTreeMap<OutcomeKey<'a>, OutcomeFold>) -> Sql<'a> {
-    let rows = outcomes.iter().map(|((id, target, decision, reason), o)| {
-        ([text(id), text(target), text(decision), text(reason)], o)
-    });
-    upsert_counts(backend, "tessera_workload_outcomes", ["identity_id", "target", "decision", "reason"], rows)
-}
-
 /// Add folded counts to a table keyed by `keys` with the columns `exchanges`, `first_ms`
 /// and `last_ms`: one multi-row upsert, rows in the order given.
-fn upsert_counts<'a, 'f, const K: usize>(
+fn upsert_counts<'a>(
     backend: Backend,
     table: &str,
-    keys: [&str; K],
-    rows: impl Iterator<Item = ([Param<'a>; K], &'f OutcomeFold)>,
+    keys: &[&str],
+    rows: &[(Vec<Param<'a>>, &OutcomeFold)],
 ) -> Sql<'a> {
     let keys = keys.join(", ");
     let mut sql =
         Sql::new(backend, &format!("INSERT INTO {table} ({keys}, exchanges, first_ms, last_ms) VALUES "));
-    for (i, (key, o)) in rows.enumerate() {
-        let mut values: Vec<Param<'a>> = key.into();
-        values.extend([Param::Int(o.exchanges), Param::Int(o.first), Param::Int(o.last)]);
-        sql.tuple(i, values);
+    for (i, (key, o)) in rows.iter().enumerate() {
+        let counts = [Param::Int(o.exchanges), Param::Int(o.first), Param::Int(o.last)];
+        sql.tuple(i, key.iter().cloned().chain(counts));
     }
     sql.text.push_str(&format!(
         " ON CONFLICT ({keys}) DO UPDATE SET \
@@ -1415,15 +1437,6 @@ impl<'a> Sql<'a> {
             self.text.push_str(&p);
         }
         self.text.push(')');
-    }
-
-    /// Append `statement` and its parameters after this one's, for a query of several
-    /// statements. SQLite only: its `?` placeholders number on across statements.
-    fn append(&mut self, statement: Sql<'a>) {
-        debug_assert_eq!(self.backend, Backend::Sqlite);
-        self.text.push_str(&statement.text);
-        self.text.push_str("; ");
-        self.params.extend(statement.params);
     }
 
     fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
