@@ -80,7 +80,9 @@ class Console:
         self.shot("login")
         self.driver.find_element(By.ID, "token").send_keys("not-a-token")
         self.driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-        check("Login refused" in self.text("p.error"), "a bad token is refused")
+        # The refusal is the next page: wait for it, or the look lands on the login page
+        # the click is still leaving.
+        self.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "p.error"), "Login refused"))
         self.driver.find_element(By.ID, "token").send_keys(token)
         self.driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         self.wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
