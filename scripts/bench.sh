@@ -139,7 +139,8 @@ write_sources() {
 }
 
 # 1,000,000 events of 10,000 workloads, and those workloads, in the store at $1 (migrated
-# by a broker that ran once).
+# by a broker that ran once). Each issued token in the segment the broker's writer would
+# give it: its rowid (here i, the table being empty) shifted right by 8.
 fill_store() {
   sqlite3 "$1" <<'SQL'
 PRAGMA journal_mode = WAL;
@@ -147,10 +148,10 @@ BEGIN;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
 INSERT INTO tessera_audit_events (event_id, time_ms, event_time, request_id, decision, reason, source,
   identity_id, identity, target, rule, issued_ttl, subject_token_fingerprint, issued_token_fingerprint,
-  client_addr, latency_ms)
+  client_addr, latency_ms, issued_segment)
 SELECT printf('00000000-0000-7000-8000-%012d', i), 1700000000000 + i * 10, '2023-11-14T22:13:20Z', 'fill-' || i,
   'allow', 'TS-OK', 'demo', 'oidc://demo/w-' || (i % 10000), '{"id":"oidc://demo/w-' || (i % 10000) || '"}',
-  'internal-api', 'bench', 900, 'sha256:s' || i, 'sha256:i' || i, '127.0.0.1', 1.0
+  'internal-api', 'bench', 900, 'sha256:s' || i, 'sha256:i' || i, '127.0.0.1', 1.0, i >> 8
 FROM n;
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 9999)
 INSERT INTO tessera_workloads (identity_id, source, identity, first_seen_ms, last_seen_ms, allowed, denied, errors)

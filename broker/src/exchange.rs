@@ -350,6 +350,7 @@ impl Pipeline {
     /// is written (unless `audit.fail_open`).
     pub async fn exchange(&self, req: ExchangeRequest) -> Result<Exchanged, ExchangeError> {
         let started = Instant::now();
+        let expected = self.audit.expect();
         let mut trail = Trail { scope: req.scope.clone(), ..Trail::default() };
         let result = match &req.txn {
             Some(txn) => crate::txn::run(self, &req, txn, &mut trail).await,
@@ -377,7 +378,7 @@ impl Pipeline {
             }
         }
         let recorded = match event {
-            Ok(event) => self.audit.record(event).await,
+            Ok(event) => self.audit.record(event, expected).await,
             Err(e) => Err(AuditError::Encode(e)),
         };
         let result = match recorded {

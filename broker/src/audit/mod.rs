@@ -149,8 +149,14 @@ pub enum AuditError {
 /// Where audit events go.
 #[async_trait]
 pub trait AuditSink: Send + Sync + Debug {
+    /// Say that an exchange has started whose event will follow, so that a store's
+    /// writer can wait for it to share a commit (see [`store`]); handed to `record`.
+    fn expect(&self) -> store::Expected {
+        store::Expected::default()
+    }
+
     /// Returns once the event is written; an error means it was not.
-    async fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
+    async fn record(&self, event: AuditEvent, expected: store::Expected) -> Result<(), AuditError>;
 }
 
 /// A JSON-lines destination: whole lines, appended in one write each call so that lines
@@ -290,11 +296,15 @@ pub struct Recorder {
 
 #[async_trait]
 impl AuditSink for Recorder {
-    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+    fn expect(&self) -> store::Expected {
+        self.store.as_ref().map(store::AuditStore::expect).unwrap_or_default()
+    }
+
+    async fn record(&self, event: AuditEvent, expected: store::Expected) -> Result<(), AuditError> {
         let line = self.lines.as_ref().map(|_| json_line(&event)).transpose()?;
         match (&self.store, &self.lines, line) {
             (Some(store), _, line) => {
-                let recorded = store.record(event, line).await;
+                let recorded = store.record(event, line, expected).await;
                 recorded.line?;
                 recorded.stored.map_err(AuditError::Store)
             }

@@ -576,9 +576,10 @@ mod store {
         // Back to schema version 1, as a store of an older broker.
         let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rw", url.expose())).await.unwrap();
         for statement in [
+            "DROP INDEX tessera_audit_events_issued_segment",
+            "ALTER TABLE tessera_audit_events DROP COLUMN issued_segment",
             "DROP TABLE tessera_rule_matches",
             "DROP TABLE tessera_minutes",
-            "DROP INDEX tessera_audit_events_issued",
             "DROP INDEX tessera_audit_events_refused",
             "DROP TABLE tessera_revocations",
             "DROP INDEX tessera_audit_events_actor",

@@ -61,7 +61,7 @@ async fn unexpired(
         IssuedFilter::Identity(id) => sql.and("identity_id =", Param::Text(Cow::Borrowed(id))),
         IssuedFilter::Source(source) => sql.and("source =", Param::Text(Cow::Borrowed(source))),
         IssuedFilter::Rule(rule) => sql.and("rule =", Param::Text(Cow::Borrowed(rule))),
-        IssuedFilter::Fingerprint(f) => sql.and("issued_token_fingerprint =", Param::Text(Cow::Borrowed(f))),
+        IssuedFilter::Fingerprint(f) => sql.issued_token(f),
     }
     sql.and("time_ms >=", Param::Int(query.since_ms));
     let now = sql.param(Param::Int(query.now_ms));

@@ -8,7 +8,7 @@
 //! commit returned and its lines were appended, as with PostgreSQL's writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -16,7 +16,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
 use super::{
-    Backend, Directory, MAX_BATCH, Param, Pending, Row, Writer, directory_statements, insert_events, rows,
+    Backend, Directory, EVENT_COLUMNS, MAX_BATCH, Param, Pending, Row, Writer, directory_statements, drain,
+    rows,
 };
 
 /// The statements the writer keeps prepared: `BEGIN`, `COMMIT` and one per table.
@@ -92,9 +93,10 @@ pub(super) fn spawn(writer: Writer, file: File, queue: mpsc::Receiver<Pending>) 
             answering.answer(&mut batch, stored, started, &mut text, queued);
         }
     });
+    let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("tessera-audit".to_string())
-        .spawn(move || run(&writer, &file, queue, &committed))?;
+        .spawn(move || run(&writer, &file, queue, &committed, &runtime))?;
     Ok(())
 }
 
@@ -103,10 +105,13 @@ fn run(
     file: &File,
     mut queue: mpsc::Receiver<Pending>,
     committed: &mpsc::UnboundedSender<Committed>,
+    runtime: &tokio::runtime::Handle,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut conn = None;
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        runtime.block_on(writer.gathering.wait());
+        drain(&mut queue, &mut batch);
         if !writer.take(&mut batch, queue.len()) {
             continue;
         }
@@ -125,6 +130,20 @@ fn run(
         }
     }
 }
+
+/// The one-row INSERT of an event, with the segment of SQLite's index of issued tokens (see
+/// `SQLITE_MIGRATIONS`) for an event that issued one: that of the row it adds, the one
+/// after the last (rowids only grow: no event is ever deleted).
+static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
+    let values: Vec<String> = (1..=EVENT_COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    let issued = EVENT_COLUMNS.iter().position(|c| *c == "issued_token_fingerprint").unwrap_or(0) + 1;
+    format!(
+        "INSERT INTO tessera_audit_events ({}, issued_segment) VALUES ({}, CASE WHEN ?{issued} IS NULL \
+         THEN NULL ELSE (IFNULL((SELECT MAX(rowid) FROM tessera_audit_events), 0) + 1) >> 8 END)",
+        EVENT_COLUMNS.join(", "),
+        values.join(", ")
+    )
+});
 
 /// Commit `rows` in one transaction on `conn`, opening it when there is none. After a
 /// failure the connection is closed (which also rolls back a transaction left open) and
@@ -158,9 +177,8 @@ fn transaction(conn: &Connection, rows: &[Row<'_>]) -> rusqlite::Result<()> {
 
 /// The batch's events, one prepared INSERT run once each, then its directory counts.
 fn write(conn: &Connection, rows: &[Row<'_>]) -> rusqlite::Result<()> {
-    if let Some(first) = rows.first() {
-        let mut insert =
-            conn.prepare_cached(&insert_events(Backend::Sqlite, std::slice::from_ref(first)).text)?;
+    if !rows.is_empty() {
+        let mut insert = conn.prepare_cached(&INSERT_EVENT)?;
         for row in rows {
             insert.execute(rusqlite::params_from_iter(row.values()))?;
         }
