@@ -889,12 +889,9 @@ async fn commit(
             None => conn.insert(pool.acquire().await?),
         };
         let directory = Directory::fold(rows);
-        let statements = batch_statements(backend, rows, &directory);
-        let mut tx = sqlx::Connection::begin(&mut **held).await?;
-        for statement in &statements {
-            statement.query().execute(&mut *tx).await?;
-        }
-        tx.commit().await
+        // One statement is one transaction and one round trip to the server.
+        let statement = one_statement(backend, batch_statements(backend, rows, &directory));
+        statement.query().execute(&mut **held).await.map(|_| ())
     };
     let result = match tokio::time::timeout(timeout, work).await {
         Ok(result) => result.map_err(|e| describe(&e)),
@@ -911,6 +908,37 @@ async fn commit(
 /// Rows per INSERT statement: one parameter per column each, well under SQLite's and
 /// PostgreSQL's parameter limits.
 const INSERT_ROWS: usize = 128;
+
+/// `statements` (INSERTs without `RETURNING`) as one: each a data-modifying `WITH` query
+/// of a `SELECT 1`, which PostgreSQL runs exactly once each, atomically together, and in
+/// one round trip. Their placeholders are numbered on from those before them.
+fn one_statement<'a>(backend: Backend, statements: Vec<Sql<'a>>) -> Sql<'a> {
+    let mut one = Sql::new(backend, "WITH ");
+    for (i, statement) in statements.into_iter().enumerate() {
+        if i > 0 {
+            one.text.push_str(", ");
+        }
+        one.text.push_str(&format!("s{i} AS ("));
+        let offset = one.params.len();
+        let mut text = statement.text.chars().peekable();
+        while let Some(c) = text.next() {
+            one.text.push(c);
+            if c != '$' {
+                continue;
+            }
+            let mut n = 0usize;
+            while let Some(digit) = text.peek().and_then(|d| d.to_digit(10)) {
+                n = n * 10 + digit as usize;
+                text.next();
+            }
+            one.text.push_str(&(n + offset).to_string());
+        }
+        one.text.push(')');
+        one.params.extend(statement.params);
+    }
+    one.text.push_str(" SELECT 1");
+    one
+}
 
 /// The statements that commit `rows` and fold them into the directory, in order, each
 /// table's rows in as few statements as [`INSERT_ROWS`] allows (PostgreSQL's writer).
@@ -1614,6 +1642,28 @@ mod tests {
         };
         assert_eq!(build(Backend::Postgres), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) AND c = $5");
         assert_eq!(build(Backend::Sqlite), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) AND c = ?");
+    }
+
+    #[test]
+    fn statements_made_one_number_their_placeholders_on() {
+        let statement = |table: &str, values: [i64; 2]| {
+            let mut sql = Sql::new(Backend::Postgres, &format!("INSERT INTO {table} (a, b) VALUES "));
+            sql.tuple(0, values.map(Param::Int));
+            sql.text.push_str(" ON CONFLICT (a) DO UPDATE SET b = excluded.b");
+            sql
+        };
+        let one = one_statement(Backend::Postgres, vec![statement("t", [1, 2]), statement("u", [3, 4])]);
+        assert_eq!(
+            one.text,
+            "WITH s0 AS (INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT (a) DO UPDATE SET b = excluded.b), \
+             s1 AS (INSERT INTO u (a, b) VALUES ($3, $4) ON CONFLICT (a) DO UPDATE SET b = excluded.b) SELECT 1"
+        );
+        let values: Vec<i64> = one
+            .params
+            .iter()
+            .map(|p| if let Param::Int(v) = p { *v } else { panic!("an integer") })
+            .collect();
+        assert_eq!(values, [1, 2, 3, 4]);
     }
 
     #[test]
