@@ -132,8 +132,10 @@ fn run(
 }
 
 /// The one-row INSERT of an event, with the segment of SQLite's index of issued tokens (see
-/// `SQLITE_MIGRATIONS`) for an event that issued one: that of the row it adds, the one
-/// after the last (rowids only grow: no event is ever deleted).
+/// `SQLITE_MIGRATIONS`) for an event that issued one: that of the row after the last. A
+/// lookup probes every segment from the least to the greatest, so any value would be
+/// found (after deletes or a `VACUUM` that renumbers rows too); this one keeps segments
+/// near 256 rows.
 static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
     let values: Vec<String> = (1..=EVENT_COLUMNS.len()).map(|i| format!("?{i}")).collect();
     let issued = EVENT_COLUMNS.iter().position(|c| *c == "issued_token_fingerprint").unwrap_or(0) + 1;
