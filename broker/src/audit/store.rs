@@ -252,6 +252,12 @@ const SQLITE_MIGRATIONS: &[(i64, &[&str])] = &[(
     ],
 )];
 
+/// Every SQLite connection's settings, the writer's included. WAL: readers never block the
+/// writer. FULL: a commit is on disk before the exchange it records returns. Temporary
+/// tables and statement journals in memory: not a file made and removed per commit.
+const SQLITE_PRAGMAS: [&str; 3] =
+    ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA temp_store = MEMORY"];
+
 /// An arbitrary constant naming Tessera's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
 
@@ -473,16 +479,7 @@ impl AuditStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL: readers never block the writer. FULL: a commit is on disk
-                        // before the exchange it records returns. Temporary tables and
-                        // statement journals in memory: not a file made and removed per
-                        // commit.
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 5000",
-                            "PRAGMA temp_store = MEMORY",
-                        ] {
+                        for pragma in SQLITE_PRAGMAS.iter().chain(&["PRAGMA busy_timeout = 5000"]) {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
                     }

@@ -12,12 +12,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use tokio::sync::mpsc;
 
 use super::{
-    Backend, Directory, EVENT_COLUMNS, MAX_BATCH, Param, Pending, Row, Writer, directory_statements, drain,
-    rows,
+    Backend, Directory, EVENT_COLUMNS, MAX_BATCH, Param, Pending, Row, SQLITE_PRAGMAS, Writer,
+    directory_statements, drain, rows,
 };
 
 /// The statements the writer keeps prepared: `BEGIN`, `COMMIT` and one per table.
@@ -46,9 +46,10 @@ impl File {
             Some(query) => Connection::open_with_flags(uri(&self.path, query), flags)?,
         };
         conn.busy_timeout(timeout)?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        for pragma in SQLITE_PRAGMAS {
+            // `journal_mode` answers with a row, the others with none.
+            conn.query_row(pragma, [], |_| Ok(())).optional()?;
+        }
         conn.set_prepared_statement_cache_capacity(STATEMENTS);
         Ok(conn)
     }
