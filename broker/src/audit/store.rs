@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -317,7 +317,10 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Gathering {
     expected: AtomicUsize,
+    /// Signalled when none is left, for PostgreSQL's writer task.
     all_in: Notify,
+    /// SQLite's writer thread, unparked when none is left.
+    thread: OnceLock<std::thread::Thread>,
 }
 
 impl Gathering {
@@ -330,6 +333,26 @@ impl Gathering {
             if tokio::time::timeout_at(deadline, self.all_in.notified()).await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// [`Gathering::wait`] on SQLite's writer thread, which parks: no runtime, no timer.
+    fn wait_parked(&self) {
+        let deadline = Instant::now() + GATHER;
+        while self.expected.load(Ordering::Acquire) > 0 {
+            // As with `Notify`, an unpark before the park is kept, and a stale one only
+            // turns the loop once more.
+            match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => std::thread::park_timeout(left),
+                _ => return,
+            }
+        }
+    }
+
+    fn none_left(&self) {
+        self.all_in.notify_one();
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
         }
     }
 }
@@ -345,7 +368,7 @@ impl Drop for Expected {
         if let Some(gathering) = self.0.take()
             && gathering.expected.fetch_sub(1, Ordering::AcqRel) == 1
         {
-            gathering.all_in.notify_one();
+            gathering.none_left();
         }
     }
 }

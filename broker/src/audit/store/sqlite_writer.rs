@@ -94,10 +94,9 @@ pub(super) fn spawn(writer: Writer, file: File, queue: mpsc::Receiver<Pending>) 
             answering.answer(&mut batch, stored, started, &mut text, queued);
         }
     });
-    let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("tessera-audit".to_string())
-        .spawn(move || run(&writer, &file, queue, &committed, &runtime))?;
+        .spawn(move || run(&writer, &file, queue, &committed))?;
     Ok(())
 }
 
@@ -106,12 +105,13 @@ fn run(
     file: &File,
     mut queue: mpsc::Receiver<Pending>,
     committed: &mpsc::UnboundedSender<Committed>,
-    runtime: &tokio::runtime::Handle,
 ) {
+    // One writer thread per store: the only one to set it.
+    let _ = writer.gathering.thread.set(std::thread::current());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut conn = None;
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        runtime.block_on(writer.gathering.wait());
+        writer.gathering.wait_parked();
         drain(&mut queue, &mut batch);
         if !writer.take(&mut batch, queue.len()) {
             continue;
