@@ -227,9 +227,15 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX tessera_audit_events_actor ON tessera_audit_events (actor_id, time_ms, event_id) \
              WHERE actor_id IS NOT NULL",
         ],
-    ), // An issued token's event by its fingerprint, without an index keyed by the fingerprint
-    // alone on SQLite (see `SQLITE_MIGRATIONS`).
-    (7, &["ALTER TABLE tessera_audit_events ADD COLUMN issued_segment BIGINT"]),
+    ),
+    (
+        7,
+        &[
+            // An issued token's event by its fingerprint, without an index keyed by the
+            // fingerprint alone on SQLite (see `SQLITE_MIGRATIONS`).
+            "ALTER TABLE tessera_audit_events ADD COLUMN issued_segment BIGINT",
+        ],
+    ),
 ];
 
 /// SQLite's own statements, run after the portable ones of the same version.
