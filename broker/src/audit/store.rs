@@ -915,9 +915,13 @@ async fn commit(
             None => conn.insert(pool.acquire().await?),
         };
         let directory = Directory::fold(rows);
-        // One statement is one transaction and one round trip to the server.
+        // One statement, one round trip, in a transaction of its own: a statement that
+        // outlives the timeout (a lock wait, say) is rolled back with the connection,
+        // not committed after its exchanges were answered as failed.
         let statement = one_statement(backend, batch_statements(backend, rows, &directory));
-        statement.query().execute(&mut **held).await.map(|_| ())
+        let mut tx = sqlx::Connection::begin(&mut **held).await?;
+        statement.query().execute(&mut *tx).await?;
+        tx.commit().await
     };
     let result = match tokio::time::timeout(timeout, work).await {
         Ok(result) => result.map_err(|e| describe(&e)),
