@@ -1765,8 +1765,7 @@ mod tests {
 
     /// A fingerprint of its own for each `i`, spread as SHA-256 digests are.
     fn fingerprint(i: usize) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &i.to_be_bytes());
-        format!("sha256:{}", digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+        tessera_adapters::secret::fingerprint(&i.to_be_bytes())
     }
 
     /// The request ids of the events that issued the token of `fingerprint`.
